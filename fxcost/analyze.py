@@ -1,0 +1,243 @@
+"""The library's entry points: :func:`analyze`, :func:`sweep` and :func:`compare`."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._pytree import tree_map
+
+from fxcost.conventions import Convention, get_convention
+from fxcost.costs import build_rows, memory_summary, unsupported_ops
+from fxcost.errors import FxcostError, InputSpecError, ShapeError, UnsupportedOpError
+from fxcost.model import Comparison, ComparisonRow, InputSpec, Report, Sweep
+from fxcost.propagate import OpRecorder, RecordingInterpreter
+from fxcost.shadow import fakeify, materialize_lazy, meta_copy
+from fxcost.spec import dtype_name
+from fxcost.trace import trace
+
+Shape = Sequence[int]
+
+
+def _is_shape(x: Any) -> bool:
+    return isinstance(x, (tuple, list, torch.Size)) and len(x) > 0 and all(isinstance(d, int) for d in x)
+
+
+def _normalize_inputs(input_size: Any, example_inputs: Any) -> tuple[Any, ...]:
+    """Positional inputs as a tuple of tensors (meta placeholders for bare shapes) and values."""
+    if input_size is not None and example_inputs is not None:
+        raise InputSpecError("give input_size or example_inputs, not both")
+    if input_size is not None:
+        shapes = [input_size] if _is_shape(input_size) else list(input_size)
+        if not shapes or not all(_is_shape(s) for s in shapes):
+            raise InputSpecError(
+                f"input_size must be a shape like (1, 3, 224, 224) or a list of shapes, got {input_size!r}"
+            )
+        if any(d <= 0 for s in shapes for d in s):
+            raise InputSpecError(f"every dimension of input_size must be positive, got {input_size!r}")
+        return tuple(torch.empty(tuple(s), device="meta") for s in shapes)
+    if example_inputs is None:
+        return ()
+    return tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+
+
+def _meta(x: Any) -> Any:
+    return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta") if isinstance(x, torch.Tensor) else x
+
+
+def _realize(x: Any) -> Any:
+    """A real tensor for ``--real``: the user's own if it has data, else random of that shape."""
+    if not isinstance(x, torch.Tensor):
+        return x
+    if x.device.type not in ("meta",) and not isinstance(x, torch._subclasses.FakeTensor):
+        return x
+    if x.dtype.is_floating_point or x.dtype.is_complex:
+        return torch.randn(x.shape, dtype=x.dtype)
+    return torch.zeros(x.shape, dtype=x.dtype)
+
+
+def _bind(gm: fx.GraphModule, forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Any], list[str]]:
+    """Order positional and keyword inputs as the graph's placeholders expect them."""
+    try:
+        bound = inspect.signature(forward).bind(*args, **kwargs)
+    except TypeError as e:
+        raise InputSpecError(
+            f"the inputs do not fit {type(gm).__name__}.forward{inspect.signature(forward)}: {e}",
+            hint="give one --input shape per positional argument of forward, joined by commas",
+        ) from None
+    bound.apply_defaults()
+    values, names = [], []
+    for node in gm.graph.nodes:
+        if node.op != "placeholder":
+            continue
+        name = str(node.target).lstrip("*")
+        values.append(bound.arguments.get(name))
+        names.append(name)
+    return values, names
+
+
+def _run_eagerly(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], what: str) -> None:
+    try:
+        with torch.no_grad():
+            model(*args, **kwargs)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        shapes = ", ".join("x".join(map(str, a.shape)) for a in args if isinstance(a, torch.Tensor))
+        raise ShapeError(
+            f"{what} failed on input shape {shapes}: {first}",
+            input_shapes=tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor)),
+            hint="check --input against what the model expects; --debug shows the full traceback",
+        ) from e
+
+
+def analyze(
+    model: nn.Module,
+    input_size: Shape | Sequence[Shape] | None = None,
+    example_inputs: Any = None,
+    example_kwargs: dict[str, Any] | None = None,
+    convention: str | Convention = "fxcost",
+    *,
+    real: bool = False,
+    strict: bool = False,
+    name: str | None = None,
+) -> Report:
+    """Analyze ``model`` without running it for real, and return a :class:`Report`.
+
+    ``input_size`` is one shape or a list of shapes (float32); ``example_inputs`` a tensor or a
+    tuple of positional arguments (real, fake or meta tensors: only shapes and dtypes are used);
+    ``example_kwargs`` keyword arguments. ``real=True`` runs real tensors on a copy of the model.
+    ``strict=True`` raises :class:`UnsupportedOpError` when an op has no formula. The model is
+    never modified: analysis runs on a weightless copy (a full copy with ``real``).
+    """
+    if not isinstance(model, nn.Module):
+        raise InputSpecError(f"analyze() needs an nn.Module, got {type(model).__name__}")
+    conv = get_convention(convention) if isinstance(convention, str) else convention
+    args = _normalize_inputs(input_size, example_inputs)
+    kwargs = dict(example_kwargs or {})
+    if not args and not kwargs:
+        raise InputSpecError("no inputs given", hint="pass input_size=(1, 3, 224, 224) or --input 1x3x224x224")
+    if real:
+        gm, values, names, make = _prepare_real(model, args, kwargs)
+        context: Any = torch.no_grad()
+    else:
+        fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+        gm, values, names = _prepare_fake(model, args, kwargs, fake_mode)
+
+        def make(x: Any) -> Any:
+            if not isinstance(x, torch.Tensor):
+                return x
+            with fake_mode:
+                return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="cpu")
+
+        context = fake_mode
+    run_values = [tree_map(make, v) for v in values]
+    recorder = OpRecorder(conv.registry)
+    interp = RecordingInterpreter(gm, recorder)
+    with context, torch.no_grad(), recorder:
+        interp.run(*run_values)
+    inputs = [
+        InputSpec(n, tuple(int(d) for d in v.shape), dtype_name(v.dtype))
+        for n, v in zip(names, values)
+        if isinstance(v, torch.Tensor)
+    ]
+    rows = build_rows(gm, interp.records, conv)
+    unsupported = unsupported_ops(rows)
+    if strict and unsupported:
+        listed = "; ".join(f"{u.op} in {u.where!r} (x{u.count})" for u in unsupported[:10])
+        raise UnsupportedOpError(
+            f"{len(unsupported)} unsupported op use(s): {listed}",
+            hint="drop --strict to get a report that lists them, or add a formula (docs/conventions.md)",
+        )
+    return Report(
+        model=name or type(model).__name__,
+        convention=conv.name,
+        inputs=tuple(inputs),
+        layers=tuple(rows),
+        memory=memory_summary(rows, inputs, conv),
+        unsupported=tuple(unsupported),
+        trace={"method": "symbolic_trace", "graph_nodes": len(gm.graph.nodes)},
+        module_types=_module_types(model),
+        mode="real" if real else "fake",
+    )
+
+
+def _module_types(model: nn.Module) -> dict[str, str]:
+    """Class names by module path; a lazy module is named by the class it becomes."""
+    out = {}
+    for path, m in model.named_modules():
+        if path:
+            out[path] = (getattr(m, "cls_to_become", None) or type(m)).__name__
+    return out
+
+
+def _prepare_fake(
+    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], fake_mode: FakeTensorMode
+) -> tuple[fx.GraphModule, list[Any], list[str]]:
+    shadow = meta_copy(model)
+    shadow.eval()
+    meta_args, meta_kwargs = tree_map(_meta, (args, kwargs))
+    materialize_lazy(shadow, lambda m: _run_eagerly(m, meta_args, meta_kwargs, "inferring the lazy layers' shapes"))
+    fakeify(shadow, fake_mode)
+    return _trace_and_bind(shadow, args, kwargs)
+
+
+def _prepare_real(
+    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[fx.GraphModule, list[Any], list[str], Any]:
+    if any(t.device.type == "meta" for t in [*model.parameters(), *model.buffers()]):
+        raise InputSpecError(
+            f"{type(model).__name__} has parameters on the meta device, which --real cannot run",
+            hint="drop --real: fxcost's default analysis needs no weights",
+        )
+    shadow = copy.deepcopy(model)
+    shadow.eval()
+    real_args, real_kwargs = tree_map(_realize, (args, kwargs))
+    materialize_lazy(shadow, lambda m: _run_eagerly(m, real_args, real_kwargs, "inferring the lazy layers' shapes"))
+    gm, values, names = _trace_and_bind(shadow, real_args, real_kwargs)
+    return gm, values, names, _realize
+
+
+def _trace_and_bind(
+    shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[fx.GraphModule, list[Any], list[str]]:
+    gm = trace(shadow)
+    values, names = _bind(gm, shadow.forward, args, kwargs)
+    return gm, values, names
+
+
+def sweep(model: nn.Module, input_sizes: Sequence[Any], **kwargs: Any) -> Sweep:
+    """Analyze one model at several input sizes (each item: a shape or a tuple of inputs)."""
+    reports = []
+    for item in input_sizes:
+        if isinstance(item, torch.Tensor) or (isinstance(item, (tuple, list)) and item and isinstance(item[0], torch.Tensor)):
+            reports.append(analyze(model, example_inputs=item, **kwargs))
+        else:
+            reports.append(analyze(model, input_size=item, **kwargs))
+    return Sweep(tuple(reports))
+
+
+COMPARED_METRICS = ("params", "macs", "flops", "activation_elements")
+
+
+def compare(a: Report, b: Report, metrics: Sequence[str] = COMPARED_METRICS) -> Comparison:
+    """Two reports side by side: each metric in total and split by layer type."""
+    ta, tb = a.by_type(), b.by_type()
+    types = list(dict.fromkeys([r.type for r in ta.layers] + [r.type for r in tb.layers]))
+    rows = []
+    for metric in metrics:
+        rows.append(ComparisonRow(metric, "all", getattr(a.total(), metric), getattr(b.total(), metric)))
+        for t in types:
+            va = sum(getattr(r, metric) for r in ta.layers if r.type == t)
+            vb = sum(getattr(r, metric) for r in tb.layers if r.type == t)
+            if va or vb:
+                rows.append(ComparisonRow(metric, t, va, vb))
+    return Comparison(a, b, tuple(rows))
+
+
+__all__ = ["analyze", "sweep", "compare", "FxcostError"]

@@ -1,0 +1,77 @@
+"""Counting conventions as named presets.
+
+A convention decides what the analysis counts, not how it traces: which op formulas apply (a
+copy of the registry, extended), which node outputs count as activations, how many bytes an
+element takes, and how the torchsummary-style size block is derived. docs/conventions.md
+explains each choice; a new preset (fvcore, ptflops, thop, torchinfo, FlopCounterMode) is one
+more :class:`Convention` in :data:`CONVENTIONS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fxcost.formulas import DEFAULT_REGISTRY, FormulaRegistry
+
+#: activation rules
+ALLOCATED = "allocated"  # tensors a node newly allocates: in-place results and views are free
+LEAF_OUTPUTS = "leaf_outputs"  # every leaf module's output, whether it aliases its input or not
+
+
+@dataclass(frozen=True)
+class Convention:
+    name: str
+    description: str
+    registry: FormulaRegistry
+    activation_rule: str = ALLOCATED
+    #: inputs count as activations (their rows carry elements), as in the seed's VGG table
+    inputs_are_activations: bool = True
+    #: count elements per sample (the batch dimension dropped), as torchsummary does
+    per_sample: bool = False
+    #: ``None``: each tensor's own dtype size; an int: every element takes that many bytes
+    bytes_per_element: int | None = None
+    #: the forward/backward pass size is this many times the forward activations
+    backward_factor: int = 2
+    #: buffers (batch-norm statistics...) count towards the estimated total size
+    buffers_in_total: bool = True
+
+
+CONVENTIONS: dict[str, Convention] = {
+    c.name: c
+    for c in (
+        Convention(
+            name="fxcost",
+            description=(
+                "MACs of matmul/conv ops; FLOPs = 2 x MACs + bias adds + documented per-element "
+                "costs; activations = tensors each node newly allocates (in-place ops and views are "
+                "free), inputs included, in their own dtype; forward/backward = 2 x activations"
+            ),
+            registry=DEFAULT_REGISTRY,
+        ),
+        Convention(
+            name="torchsummary",
+            description=(
+                "torchsummary's size block: every leaf module's output counts, in place or not, "
+                "per sample, 4 bytes an element, twice (forward and backward); the input is "
+                "counted apart, per sample; params at 4 bytes each, buffers left out"
+            ),
+            registry=DEFAULT_REGISTRY,
+            activation_rule=LEAF_OUTPUTS,
+            inputs_are_activations=False,
+            per_sample=True,
+            bytes_per_element=4,
+            buffers_in_total=False,
+        ),
+    )
+}
+
+
+def get_convention(name: str) -> Convention:
+    from fxcost.errors import InputSpecError
+
+    try:
+        return CONVENTIONS[name]
+    except KeyError:
+        raise InputSpecError(
+            f"unknown convention {name!r}", hint=f"one of: {', '.join(sorted(CONVENTIONS))}"
+        ) from None

@@ -1,0 +1,203 @@
+"""Cost passes: turn node records into report rows under a convention.
+
+- params: each distinct parameter tensor is counted once, at the first node that uses it (a
+  leaf module's call, or a ``get_attr``); weights and biases apart (a bias is a parameter whose
+  name ends in ``bias``); parameters no node uses get an ``unused`` row so totals still equal
+  the model's unique parameter count.
+- MACs/FLOPs: the sum of the node's aten op costs (see formulas.py).
+- activations: per the convention's rule (conventions.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from fxcost.conventions import LEAF_OUTPUTS, Convention
+from fxcost.model import FATE_UNSUPPORTED, InputSpec, MemorySummary, NodeCost, TensorSpec, UnsupportedOp
+from fxcost.propagate import NodeRecord
+from fxcost.trace import META_KEY
+
+_DTYPE_BYTES: dict[str, int] = {}
+
+
+def dtype_bytes(dtype: str) -> int:
+    if dtype not in _DTYPE_BYTES:
+        _DTYPE_BYTES[dtype] = torch.empty((), dtype=getattr(torch, dtype), device="meta").element_size()
+    return _DTYPE_BYTES[dtype]
+
+
+def _is_bias(name: str) -> bool:
+    return name.rpartition(".")[2].endswith("bias")
+
+
+class _ParamLedger:
+    """Hands out each distinct parameter/buffer once."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+
+    def claim(self, named: Iterable[tuple[str, torch.Tensor]], is_param: bool) -> dict[str, int]:
+        c = dict.fromkeys(("params", "weight_params", "bias_params", "trainable_params", "buffers", "param_bytes", "buffer_bytes"), 0)
+        for name, t in named:
+            if id(t) in self.seen:
+                continue
+            self.seen.add(id(t))
+            n, nbytes = t.numel(), t.numel() * t.element_size()
+            if is_param:
+                c["params"] += n
+                c["bias_params" if _is_bias(name) else "weight_params"] += n
+                c["trainable_params"] += n if t.requires_grad else 0
+                c["param_bytes"] += nbytes
+            else:
+                c["buffers"] += n
+                c["buffer_bytes"] += nbytes
+        return c
+
+    def claim_module(self, m: nn.Module, recurse: bool) -> dict[str, int]:
+        p = self.claim(m.named_parameters(recurse=recurse), True)
+        b = self.claim(m.named_buffers(recurse=recurse), False)
+        return {k: p[k] + b[k] for k in p}
+
+
+def _node_type(gm: fx.GraphModule, n: fx.Node) -> str:
+    if n.op == "call_module":
+        return type(gm.get_submodule(str(n.target))).__name__
+    if n.op == "call_function":
+        return getattr(n.target, "__name__", str(n.target))
+    if n.op == "call_method":
+        return str(n.target)
+    if n.op == "placeholder":
+        return "Input"
+    return "Parameter"
+
+
+_KIND = {"placeholder": "input", "call_module": "module", "call_function": "function", "call_method": "method", "get_attr": "attribute"}
+
+
+def _row_name(n: fx.Node) -> str:
+    if n.op in ("call_module", "get_attr", "placeholder"):
+        return str(n.target).lstrip("*")
+    path = n.meta.get(META_KEY, {}).get("module_path", "")
+    return f"{path}.{n.name}" if path else n.name
+
+
+def _tuple_attr(m: nn.Module, attr: str) -> tuple[int, ...] | None:
+    v = getattr(m, attr, None)
+    if isinstance(v, int):
+        return (v,)
+    if isinstance(v, tuple) and all(isinstance(x, int) for x in v):
+        return v
+    return None
+
+
+def _elements(spec: TensorSpec, per_sample: bool) -> int:
+    if per_sample and spec.shape:
+        return spec.numel // spec.shape[0] if spec.shape[0] else 0
+    return spec.numel
+
+
+def _activation(rec: NodeRecord, conv: Convention) -> tuple[int, int]:
+    op = rec.node.op
+    if op == "get_attr" or (op == "placeholder" and not conv.inputs_are_activations):
+        return 0, 0
+    if conv.activation_rule == LEAF_OUTPUTS:
+        counted = [s for s in rec.outputs] if op in ("call_module", "placeholder") else []
+    else:
+        counted = [s for s, fresh in zip(rec.outputs, rec.allocated) if fresh]
+    elements = nbytes = 0
+    for s in counted:
+        e = _elements(s, conv.per_sample)
+        elements += e
+        nbytes += e * (conv.bytes_per_element or dtype_bytes(s.dtype))
+    return elements, nbytes
+
+
+def build_rows(gm: fx.GraphModule, records: list[NodeRecord], conv: Convention) -> list[NodeCost]:
+    ledger = _ParamLedger()
+    rows: list[NodeCost] = []
+    for rec in records:
+        n = rec.node
+        if n.op == "output":
+            continue
+        counts: dict[str, int] = {}
+        kernel = stride = None
+        if n.op == "call_module":
+            m = gm.get_submodule(str(n.target))
+            counts = ledger.claim_module(m, recurse=True)
+            kernel, stride = _tuple_attr(m, "kernel_size"), _tuple_attr(m, "stride")
+        elif n.op == "get_attr":
+            t = _resolve(gm, str(n.target))
+            if isinstance(t, torch.Tensor):
+                counts = ledger.claim([(str(n.target), t)], isinstance(t, nn.Parameter))
+            if not any(counts.values()):
+                continue  # a constant or an already-counted tensor: nothing to show
+        elements, nbytes = _activation(rec, conv)
+        rows.append(
+            NodeCost(
+                id=len(rows),
+                name=_row_name(n),
+                type=_node_type(gm, n) if not (n.op == "get_attr" and counts.get("buffers")) else "Buffer",
+                kind=_KIND[n.op],
+                module_path=n.meta.get(META_KEY, {}).get("module_path", ""),
+                output=rec.outputs,
+                kernel_size=kernel,
+                stride=stride,
+                macs=sum(o.macs for o in rec.ops),
+                flops=sum(o.flops for o in rec.ops),
+                activation_elements=elements,
+                activation_bytes=nbytes,
+                ops=rec.ops,
+                **counts,
+            )
+        )
+    rows.extend(_unused_rows(gm, ledger, start=len(rows)))
+    return rows
+
+
+def _resolve(gm: fx.GraphModule, target: str) -> Any:
+    obj: Any = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _unused_rows(gm: fx.GraphModule, ledger: _ParamLedger, start: int) -> list[NodeCost]:
+    """Parameters and buffers no node touched, one row per owning module."""
+    rows = []
+    for path, m in gm.named_modules():
+        counts = ledger.claim_module(m, recurse=False)
+        if any(counts.values()):
+            rows.append(
+                NodeCost(
+                    id=start + len(rows),
+                    name=path or "(root)",
+                    type=type(m).__name__,
+                    kind="unused",
+                    module_path=path,
+                    **counts,
+                )
+            )
+    return rows
+
+
+def unsupported_ops(rows: Iterable[NodeCost]) -> list[UnsupportedOp]:
+    return [UnsupportedOp(o.op, r.name, o.count) for r in rows for o in r.ops if o.fate == FATE_UNSUPPORTED]
+
+
+def memory_summary(rows: list[NodeCost], inputs: list[InputSpec], conv: Convention) -> MemorySummary:
+    """The torchsummary-style size block under ``conv``."""
+    input_bytes = 0
+    for i in inputs:
+        e = _elements(TensorSpec(i.shape, i.dtype), conv.per_sample)
+        input_bytes += e * (conv.bytes_per_element or dtype_bytes(i.dtype))
+    activation_bytes = sum(r.activation_bytes for r in rows if r.kind != "input")
+    params = sum(r.params for r in rows)
+    params_bytes = params * conv.bytes_per_element if conv.bytes_per_element else sum(r.param_bytes for r in rows)
+    buffer_bytes = sum(r.buffer_bytes for r in rows) if conv.buffers_in_total else 0
+    fb = conv.backward_factor * activation_bytes
+    return MemorySummary(input_bytes, fb, params_bytes, input_bytes + fb + params_bytes + buffer_bytes)

@@ -1,0 +1,57 @@
+"""fxcost's exceptions. Each carries what a user needs: where, which shapes, what to try.
+
+The CLI maps every :class:`FxcostError` to exit code 2 and prints ``str(error)``; library code
+never prints.
+"""
+
+from __future__ import annotations
+
+
+class FxcostError(Exception):
+    """Base class: bad input or a model fxcost cannot analyze as asked."""
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  try: {self.hint}" if self.hint else self.message
+
+
+class SpecError(FxcostError):
+    """A model spec (``path/file.py:name``, ``package.module:name``) that does not load."""
+
+
+class InputSpecError(FxcostError):
+    """A malformed ``--input``/``--arg`` or input arguments that do not fit together."""
+
+
+class TraceError(FxcostError):
+    """torch.fx could not trace the model."""
+
+
+class ShapeError(FxcostError):
+    """A graph node failed while shapes were propagated: wrong channels, too small, ..."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        node: str = "",
+        module_path: str = "",
+        input_shapes: tuple[tuple[int, ...], ...] = (),
+        hint: str = "",
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.node = node
+        self.module_path = module_path
+        self.input_shapes = input_shapes
+
+
+class UnsupportedOpError(FxcostError):
+    """``strict`` analysis met aten ops with no formula and no reviewed zero-cost reason."""
+
+
+class OutputError(FxcostError):
+    """An output file could not be written."""

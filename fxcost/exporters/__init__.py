@@ -1,0 +1,113 @@
+"""Exporters: render a Report (or a Sweep or Comparison) as text, Markdown, CSV or JSON.
+
+Each reads the object's ``to_dict()`` only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Protocol
+
+from fxcost.exporters.tables import Table, compare_table, layer_table, sweep_table
+
+FORMATS = ("table", "markdown", "csv", "json")
+
+
+class HasDict(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def _table_for(d: dict[str, Any]) -> Table:
+    if "sweep" in d:
+        return sweep_table(d)
+    if "compare" in d:
+        return compare_table(d)
+    return layer_table(d)
+
+
+def to_json(d: dict[str, Any]) -> str:
+    return json.dumps(d, indent=2) + "\n"
+
+
+def to_markdown(t: Table) -> str:
+    out = [f"**{t.title}**", ""]
+    out.append("| " + " | ".join(t.columns) + " |")
+    out.append("| " + " | ".join("---:" if c in t.numeric else "---" for c in t.columns) + " |")
+    for row in t.rows:
+        out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    if t.notes:
+        out += ["", "| | |", "| --- | ---: |"] + [f"| {k} | {v} |" for k, v in t.notes]
+    if t.warnings:
+        out += [""] + [f"> warning: {w}" for w in t.warnings]
+    return "\n".join(out) + "\n"
+
+
+def to_csv(d: dict[str, Any]) -> str:
+    """Exact integers, one row per layer (or sweep point, or comparison line)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if "sweep" in d:
+        w.writerow(["input", "params", "macs", "flops", "activation_elements", "activation_bytes"])
+        for r in d["sweep"]:
+            t = r["totals"]
+            w.writerow([",".join("x".join(map(str, i["shape"])) for i in r["inputs"]), t["params"], t["macs"], t["flops"], t["activation_elements"], t["activation_bytes"]])
+    elif "compare" in d:
+        w.writerow(["metric", "group", "a", "b", "ratio"])
+        for r in d["compare"]["rows"]:
+            w.writerow([r["metric"], r["group"], r["a"], r["b"], "" if r["ratio"] is None else repr(r["ratio"])])
+    else:
+        cols = ["id", "name", "type", "kind", "module_path", "kernel_size", "stride", "output_shape", "H", "W", "C",
+                "activation_elements", "activation_bytes", "params", "weight_params", "bias_params",
+                "trainable_params", "buffers", "macs", "flops"]
+        w.writerow(cols)
+        for r in d["layers"]:
+            shape = r["output_shape"]
+            hwc = [shape[2], shape[3], shape[1]] if len(shape) == 4 else ["", "", ""]
+            w.writerow(
+                [r["id"], r["name"], r["type"], r["kind"], r["module_path"],
+                 "x".join(map(str, r["kernel_size"] or [])), "x".join(map(str, r["stride"] or [])),
+                 "x".join(map(str, shape)), *hwc, r["activation_elements"], r["activation_bytes"], r["params"],
+                 r["weight_params"], r["bias_params"], r["trainable_params"], r["buffers"], r["macs"], r["flops"]]
+            )
+    return buf.getvalue()
+
+
+def to_text(t: Table, width: int = 160, color: bool = False) -> str:
+    """A terminal table drawn by rich; plain characters unless ``color``."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    rt = RichTable(title=t.title, box=box.SIMPLE_HEAD, title_justify="left", show_edge=False)
+    for c in t.columns:
+        rt.add_column(c, justify="right" if c in t.numeric else "left", overflow="fold")
+    for i, row in enumerate(t.rows):
+        rt.add_row(*row, end_section=t.total_last and i == len(t.rows) - 2)
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, color_system="standard" if color else None, highlight=False, emoji=False)
+    console.print(rt)
+    if t.notes:
+        label_w = max(len(k) for k, _ in t.notes)
+        for k, v in t.notes:
+            console.print(f"{k + ':':<{label_w + 1}} {v}")
+    for w in t.warnings:
+        console.print(f"warning: {w}")
+    return buf.getvalue()
+
+
+def render(obj: HasDict | dict[str, Any], fmt: str = "table", *, width: int = 160, color: bool = False) -> str:
+    d = obj if isinstance(obj, dict) else obj.to_dict()
+    if fmt == "json":
+        return to_json(d)
+    if fmt == "csv":
+        return to_csv(d)
+    if fmt == "markdown":
+        return to_markdown(_table_for(d))
+    if fmt == "table":
+        return to_text(_table_for(d), width=width, color=color)
+    raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+
+
+__all__ = ["FORMATS", "render", "to_csv", "to_json", "to_markdown", "to_text"]

@@ -1,0 +1,149 @@
+"""Format-neutral tables built from a report's ``to_dict()``; the renderers lay them out.
+
+Exporters read the dict (``schema_version`` 1) and never compute costs: shares are the row's
+integer over the dict's integer total, and the size block is the dict's ``memory``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+MB = 1024**2  # torchsummary's "MB" is a mebibyte; fxcost follows it so the figures compare
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    #: columns to right-align (numbers)
+    numeric: set[str] = field(default_factory=set)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (label, value) lines under the table
+    warnings: list[str] = field(default_factory=list)
+    #: the last row is a totals row, drawn apart
+    total_last: bool = False
+
+
+def check_schema(d: dict[str, Any]) -> None:
+    if d.get("schema_version") != 1:
+        raise ValueError(f"fxcost exporters read schema_version 1, got {d.get('schema_version')!r}")
+
+
+def count(n: int) -> str:
+    return f"{n:,}"
+
+
+def human(n: float, unit: str = "") -> str:
+    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.2f} {suffix}{unit}"
+    return f"{n:g} {unit}".rstrip()
+
+
+def share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.2f}%" if whole else "-"
+
+
+def mb(nbytes: int) -> str:
+    return f"{nbytes / MB:.2f}"
+
+
+def dims(shape: list[int] | None) -> str:
+    return "x".join(str(d) for d in shape) if shape else "-"
+
+
+def header_line(d: dict[str, Any]) -> str:
+    ins = ", ".join(f"{i['name']}: {dims(i['shape'])} {i['dtype']}" for i in d["inputs"])
+    view = d.get("view", {})
+    grouped = {"module": f", rolled up to depth {view.get('depth')}", "type": ", grouped by layer type"}.get(
+        view.get("group_by", "layer"), ""
+    )
+    return (
+        f"{d['model']}  ·  inputs {ins}  ·  convention {d['convention']}  ·  {d['mode']} tensors"
+        f"  ·  traced by {d['trace'].get('method', '?')}{grouped}"
+    )
+
+
+LAYER_COLUMNS = ["id", "layer", "type", "kernel", "stride", "output", "activations", "params", "% params", "MACs", "% MACs"]
+
+
+def layer_table(d: dict[str, Any]) -> Table:
+    check_schema(d)
+    t = d["totals"]
+    rows = []
+    for r in d["layers"]:
+        rows.append(
+            [
+                str(r["id"]),
+                r["name"] + (f" ({r['members']} nodes)" if r["kind"] == "group" else "") + (" [unused]" if r["kind"] == "unused" else ""),
+                r["type"],
+                dims(r.get("kernel_size")),
+                dims(r.get("stride")),
+                dims(r["output_shape"]),
+                count(r["activation_elements"]),
+                count(r["params"]),
+                share(r["params"], t["params"]),
+                count(r["macs"]),
+                share(r["macs"], t["macs"]),
+            ]
+        )
+    rows.append(
+        ["", "total", "", "", "", "", count(t["activation_elements"]), count(t["params"]), share(t["params"], t["params"]), count(t["macs"]), share(t["macs"], t["macs"])]
+    )
+    table = Table(header_line(d), LAYER_COLUMNS, rows, numeric={"id", "activations", "params", "% params", "MACs", "% MACs"}, total_last=True)
+    table.notes = totals_notes(d)
+    table.warnings = [
+        f"unsupported op {u['op']} in {u['where']!r} x{u['count']}: not counted" for u in d.get("unsupported", [])
+    ]
+    return table
+
+
+def totals_notes(d: dict[str, Any]) -> list[tuple[str, str]]:
+    t, m = d["totals"], d["memory"]
+    return [
+        ("Total params", f"{count(t['params'])} (weights {count(t['weight_params'])}, biases {count(t['bias_params'])})"),
+        ("Trainable params", count(t["trainable_params"])),
+        ("Non-trainable params", count(t["non_trainable_params"])),
+        ("Buffers", count(t["buffers"])),
+        ("MACs", f"{count(t['macs'])} ({human(t['macs'], 'MACs')})"),
+        ("FLOPs", f"{count(t['flops'])} ({human(t['flops'], 'FLOPs')})"),
+        ("Activations", f"{count(t['activation_elements'])} elements, {mb(t['activation_bytes'])} MB"),
+        ("Input size (MB)", mb(m["input_bytes"])),
+        ("Forward/backward pass size (MB)", mb(m["forward_backward_bytes"])),
+        ("Params size (MB)", mb(m["params_bytes"])),
+        ("Estimated Total Size (MB)", mb(m["total_bytes"])),
+    ]
+
+
+SWEEP_COLUMNS = ["input", "params", "MACs", "FLOPs", "activations", "activations (MB)"]
+
+
+def sweep_table(d: dict[str, Any]) -> Table:
+    check_schema(d)
+    reports = d["sweep"]
+    rows = []
+    for r in reports:
+        t = r["totals"]
+        ins = ", ".join(dims(i["shape"]) for i in r["inputs"])
+        rows.append([ins, count(t["params"]), count(t["macs"]), count(t["flops"]), count(t["activation_elements"]), mb(t["activation_bytes"])])
+    title = f"{reports[0]['model']} at {len(reports)} input sizes  ·  convention {reports[0]['convention']}" if reports else "sweep"
+    warnings = sorted({f"unsupported op {u['op']} in {u['where']!r}: not counted" for r in reports for u in r.get("unsupported", [])})
+    return Table(title, SWEEP_COLUMNS, rows, numeric=set(SWEEP_COLUMNS) - {"input"}, warnings=warnings)
+
+
+COMPARE_COLUMNS = ["metric", "layer type", "A", "B", "A / B"]
+
+
+def compare_table(d: dict[str, Any]) -> Table:
+    check_schema(d)
+    c = d["compare"]
+
+    def who(side: dict[str, Any]) -> str:
+        return f"{side['model']} ({', '.join(dims(i['shape']) for i in side['inputs'])})"
+
+    rows = [
+        [r["metric"], r["group"], count(r["a"]), count(r["b"]), f"{r['ratio']:.2f}" if r["ratio"] is not None else "-"]
+        for r in c["rows"]
+    ]
+    return Table(f"A = {who(c['a'])}  vs  B = {who(c['b'])}", COMPARE_COLUMNS, rows, numeric={"A", "B", "A / B"})

@@ -1,0 +1,367 @@
+"""fxcost's data model: frozen records and the Report that holds them.
+
+This module imports nothing else from fxcost. Every number is an exact ``int``; formatting
+(k/M/G, MB, percentages) belongs to the exporters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+#: The three fates an aten op can have (docs/conventions.md, "Every op has a fate").
+FATE_FORMULA = "formula"
+FATE_FREE = "free"
+FATE_UNSUPPORTED = "unsupported"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Shape and dtype of one tensor, without data."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input as the analysis saw it."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """The aten ops of one kind that one graph node dispatched, and what they cost."""
+
+    op: str
+    count: int
+    macs: int
+    flops: int
+    fate: str
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "op": self.op,
+            "count": self.count,
+            "macs": self.macs,
+            "flops": self.flops,
+            "fate": self.fate,
+        }
+        if self.reason:
+            d["reason"] = self.reason
+        return d
+
+
+@dataclass(frozen=True)
+class NodeCost:
+    """One row of the report: a graph node, or a roll-up of several.
+
+    ``name`` is the row's qualified name: the module path for a module call
+    (``features.3.0``), the enclosing module path plus the FX node name for a function
+    (``features.3.add``), the input's name for an input.
+    """
+
+    id: int
+    name: str
+    type: str
+    kind: str  # "input", "module", "function", "method", "attribute", "unused", "group"
+    module_path: str
+    output: tuple[TensorSpec, ...] = ()
+    kernel_size: tuple[int, ...] | None = None
+    stride: tuple[int, ...] | None = None
+    params: int = 0
+    weight_params: int = 0
+    bias_params: int = 0
+    trainable_params: int = 0
+    buffers: int = 0
+    param_bytes: int = 0
+    buffer_bytes: int = 0
+    macs: int = 0
+    flops: int = 0
+    activation_elements: int = 0
+    activation_bytes: int = 0
+    ops: tuple[OpCost, ...] = ()
+    members: int = 1  # how many graph nodes this row stands for
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.output[0].shape if self.output else ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": self.type,
+            "kind": self.kind,
+            "module_path": self.module_path,
+            "output_shape": list(self.output_shape),
+            "outputs": [t.to_dict() for t in self.output],
+            "kernel_size": list(self.kernel_size) if self.kernel_size is not None else None,
+            "stride": list(self.stride) if self.stride is not None else None,
+            "params": self.params,
+            "weight_params": self.weight_params,
+            "bias_params": self.bias_params,
+            "trainable_params": self.trainable_params,
+            "buffers": self.buffers,
+            "macs": self.macs,
+            "flops": self.flops,
+            "activation_elements": self.activation_elements,
+            "activation_bytes": self.activation_bytes,
+            "members": self.members,
+            "ops": [o.to_dict() for o in self.ops],
+        }
+
+
+_SUMMED = (
+    "params",
+    "weight_params",
+    "bias_params",
+    "trainable_params",
+    "buffers",
+    "param_bytes",
+    "buffer_bytes",
+    "macs",
+    "flops",
+    "activation_elements",
+    "activation_bytes",
+)
+
+
+@dataclass(frozen=True)
+class Totals:
+    params: int
+    trainable_params: int
+    weight_params: int
+    bias_params: int
+    buffers: int
+    param_bytes: int
+    buffer_bytes: int
+    macs: int
+    flops: int
+    activation_elements: int
+    activation_bytes: int
+
+    @property
+    def non_trainable_params(self) -> int:
+        return self.params - self.trainable_params
+
+    @classmethod
+    def of(cls, rows: Iterable[NodeCost]) -> Totals:
+        sums = dict.fromkeys(_SUMMED, 0)
+        for r in rows:
+            for k in _SUMMED:
+                sums[k] += getattr(r, k)
+        return cls(**sums)
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "params": self.params,
+            "trainable_params": self.trainable_params,
+            "non_trainable_params": self.non_trainable_params,
+            "weight_params": self.weight_params,
+            "bias_params": self.bias_params,
+            "buffers": self.buffers,
+            "param_bytes": self.param_bytes,
+            "buffer_bytes": self.buffer_bytes,
+            "macs": self.macs,
+            "flops": self.flops,
+            "activation_elements": self.activation_elements,
+            "activation_bytes": self.activation_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class MemorySummary:
+    """The torchsummary-style size block, in bytes, as the report's convention defines it."""
+
+    input_bytes: int
+    forward_backward_bytes: int
+    params_bytes: int
+    total_bytes: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "input_bytes": self.input_bytes,
+            "forward_backward_bytes": self.forward_backward_bytes,
+            "params_bytes": self.params_bytes,
+            "total_bytes": self.total_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class UnsupportedOp:
+    """An aten op with no formula and no reviewed zero-cost reason, and where it ran."""
+
+    op: str
+    where: str
+    count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "where": self.where, "count": self.count}
+
+
+@dataclass(frozen=True)
+class Report:
+    """The result of one analysis: per-row records plus queries over them.
+
+    ``layers`` holds one row per graph node (``view == "layer"``) or one per group after
+    :meth:`by_module` / :meth:`by_type`. Totals never change with the view.
+    """
+
+    model: str
+    convention: str
+    inputs: tuple[InputSpec, ...]
+    layers: tuple[NodeCost, ...]
+    memory: MemorySummary
+    unsupported: tuple[UnsupportedOp, ...] = ()
+    trace: dict[str, Any] = field(default_factory=dict)
+    #: class name of every module in the model, by path: names the rows of :meth:`by_module`
+    module_types: dict[str, str] = field(default_factory=dict)
+    mode: str = "fake"  # "fake" or "real" tensors
+    view: str = "layer"
+    depth: int | None = None
+
+    def total(self) -> Totals:
+        return Totals.of(self.layers)
+
+    def by_module(self, depth: int) -> Report:
+        """Roll rows up into their enclosing modules ``depth`` levels below the root."""
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+
+        def key(row: NodeCost) -> str:
+            return ".".join(row.name.split(".")[:depth])
+
+        return self._grouped(key, lambda k, rows: self.module_types.get(k, "Module"), "module", depth)
+
+    def by_type(self) -> Report:
+        """One row per layer type (``Conv2d``, ``Linear``, ``add``...)."""
+        return self._grouped(lambda r: r.type, lambda k, rows: k, "type", None)
+
+    def _grouped(
+        self,
+        key: Callable[[NodeCost], str],
+        type_of: Callable[[str, list[NodeCost]], str],
+        view: str,
+        depth: int | None,
+    ) -> Report:
+        groups: dict[str, list[NodeCost]] = {}
+        for r in self.layers:
+            groups.setdefault(key(r), []).append(r)
+        rows = []
+        for i, (k, members) in enumerate(groups.items()):
+            if len(members) == 1 and members[0].name == k:
+                rows.append(replace(members[0], id=i))
+                continue
+            sums = {f: sum(getattr(m, f) for m in members) for f in _SUMMED}
+            ops = _merge_ops(op for m in members for op in m.ops)
+            rows.append(
+                NodeCost(
+                    id=i,
+                    name=k,
+                    type=type_of(k, members),
+                    kind="group",
+                    module_path=k if view == "module" else "",
+                    output=members[-1].output,
+                    ops=ops,
+                    members=sum(m.members for m in members),
+                    **sums,
+                )
+            )
+        return replace(self, layers=tuple(rows), view=view, depth=depth)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model,
+            "convention": self.convention,
+            "mode": self.mode,
+            "view": {"group_by": self.view, "depth": self.depth},
+            "trace": dict(self.trace),
+            "inputs": [i.to_dict() for i in self.inputs],
+            "totals": self.total().to_dict(),
+            "memory": self.memory.to_dict(),
+            "layers": [r.to_dict() for r in self.layers],
+            "unsupported": [u.to_dict() for u in self.unsupported],
+        }
+
+
+def _merge_ops(ops: Iterable[OpCost]) -> tuple[OpCost, ...]:
+    merged: dict[str, OpCost] = {}
+    for o in ops:
+        prev = merged.get(o.op)
+        merged[o.op] = (
+            o
+            if prev is None
+            else replace(prev, count=prev.count + o.count, macs=prev.macs + o.macs, flops=prev.flops + o.flops)
+        )
+    return tuple(merged.values())
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One line of a comparison: a metric for one layer type (or ``all``) in both reports."""
+
+    metric: str
+    group: str
+    a: int
+    b: int
+
+    @property
+    def ratio(self) -> float | None:
+        return self.a / self.b if self.b else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "group": self.group, "a": self.a, "b": self.b, "ratio": self.ratio}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    a: Report
+    b: Report
+    rows: tuple[ComparisonRow, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "compare": {
+                "a": {"model": self.a.model, "inputs": [i.to_dict() for i in self.a.inputs]},
+                "b": {"model": self.b.model, "inputs": [i.to_dict() for i in self.b.inputs]},
+                "rows": [r.to_dict() for r in self.rows],
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One model analyzed at several input sizes (seed Q4)."""
+
+    reports: tuple[Report, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, "sweep": [r.to_dict() for r in self.reports]}
+
+
+def shape_str(shape: Sequence[int]) -> str:
+    """``(1, 3, 224, 224)`` -> ``1x3x224x224``, the input syntax of the CLI."""
+    return "x".join(str(d) for d in shape)

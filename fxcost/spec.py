@@ -1,0 +1,180 @@
+"""Model specs and input specs, as the CLI writes them.
+
+- model: ``path/to/file.py:name`` or ``package.module:name``; ``name`` is an ``nn.Module``
+  class, a factory function, or a module instance. ``--arg key=value`` passes constructor
+  arguments as Python literals (a bare word that is no literal stays a string).
+- input: ``1x3x224x224`` with an optional ``:dtype`` (``1x128:int64``); several positional
+  inputs of one call are joined with commas (``1x3x32x32,1x10``).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fxcost.errors import InputSpecError, SpecError
+
+_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32, "float": torch.float32, "fp32": torch.float32,
+    "float16": torch.float16, "half": torch.float16, "fp16": torch.float16,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float64": torch.float64, "double": torch.float64, "fp64": torch.float64,
+    "int64": torch.int64, "long": torch.int64, "int32": torch.int32, "int": torch.int32,
+    "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool,
+}
+
+
+def parse_dtype(text: str) -> torch.dtype:
+    try:
+        return _DTYPES[text.strip().lower()]
+    except KeyError:
+        raise InputSpecError(
+            f"unknown dtype {text!r}", hint=f"one of: {', '.join(sorted(set(_DTYPES)))}"
+        ) from None
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def parse_shape(text: str) -> tuple[tuple[int, ...], torch.dtype]:
+    """``"1x3x224x224:float16"`` -> ``((1, 3, 224, 224), torch.float16)``."""
+    raw = text.strip()
+    dims_text, _, dtype_text = raw.partition(":")
+    dtype = parse_dtype(dtype_text) if dtype_text else torch.float32
+    parts = dims_text.lower().replace("×", "x").split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        raise InputSpecError(
+            f"malformed input shape {text!r}",
+            hint="write dimensions joined by 'x', e.g. --input 1x3x224x224 or --input 1x128:int64",
+        ) from None
+    if not dims_text or any(d <= 0 for d in dims):
+        raise InputSpecError(
+            f"malformed input shape {text!r}: every dimension must be a positive integer",
+            hint="e.g. --input 1x3x224x224",
+        )
+    return dims, dtype
+
+
+def parse_input(text: str) -> list[tuple[tuple[int, ...], torch.dtype]]:
+    """One ``--input`` value: comma-separated shapes, one per positional argument."""
+    return [parse_shape(part) for part in text.split(",")]
+
+
+def parse_literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_kv(items: Iterable[str], flag: str = "--arg") -> dict[str, Any]:
+    """``["num_classes=10", "arch=((1, 64),)"]`` -> ``{"num_classes": 10, "arch": ((1, 64),)}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise InputSpecError(f"malformed {flag} {item!r}", hint=f"write {flag} name=value, e.g. {flag} num_classes=10")
+        out[key.strip()] = parse_literal(value.strip())
+    return out
+
+
+def _import_file(path: Path) -> Any:
+    if not path.exists():
+        raise SpecError(f"model file {str(path)!r} does not exist", hint="check the path before ':'")
+    mod_name = f"_fxcost_spec_{path.stem}_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise SpecError(f"cannot import {str(path)!r} as Python", hint="a model file must end in .py")
+    module = importlib.util.module_from_spec(spec)
+    # The file's folder goes on sys.path while it runs, so it can import its siblings.
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        sys.modules.pop(mod_name, None)
+        raise SpecError(
+            f"importing {str(path)!r} failed: {type(e).__name__}: {e}",
+            hint="run `python " + str(path) + "` to see the error in full, or pass --debug",
+        ) from e
+    finally:
+        if sys.path and sys.path[0] == folder:
+            sys.path.pop(0)
+    return module
+
+
+def _import_module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except Exception as e:
+        raise SpecError(
+            f"cannot import module {name!r}: {type(e).__name__}: {e}",
+            hint="give a file path (path/to/file.py:name) or a module on the Python path (package.module:name)",
+        ) from e
+
+
+def _candidates(module: Any) -> list[str]:
+    names = []
+    for k, v in vars(module).items():
+        if k.startswith("_"):
+            continue
+        if (inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ == module.__name__) or (
+            inspect.isfunction(v) and v.__module__ == module.__name__
+        ) or isinstance(v, nn.Module):
+            names.append(k)
+    return sorted(names)
+
+
+def load_model(spec: str, args: dict[str, Any] | None = None) -> tuple[nn.Module, str]:
+    """Build the model a spec names. Returns the module and a display name."""
+    target, sep, attr = spec.rpartition(":")
+    if not sep or not target or not attr:
+        raise SpecError(
+            f"model spec {spec!r} has no ':name'",
+            hint="write path/to/file.py:name or package.module:name, e.g. examples/vgg.py:vgg19",
+        )
+    is_file = target.endswith(".py") or "/" in target or "\\" in target
+    module = _import_file(Path(target)) if is_file else _import_module(target)
+    if not hasattr(module, attr):
+        found = ", ".join(_candidates(module)) or "none"
+        raise SpecError(f"{target!r} has no {attr!r}", hint=f"models and factories found there: {found}")
+    obj = getattr(module, attr)
+    args = args or {}
+    if isinstance(obj, nn.Module):
+        if args:
+            raise SpecError(f"{spec!r} is a module instance; --arg needs a class or a factory")
+        return obj, attr
+    if not callable(obj):
+        raise SpecError(f"{spec!r} is a {type(obj).__name__}, not a model, class or factory")
+    try:
+        model = obj(**args)
+    except TypeError as e:
+        raise SpecError(
+            f"calling {attr}({', '.join(f'{k}={v!r}' for k, v in args.items())}) failed: {e}",
+            hint=f"check the --arg names against {attr}{_signature(obj)}",
+        ) from e
+    except Exception as e:
+        raise SpecError(f"building {attr} failed: {type(e).__name__}: {e}", hint="pass --debug for the traceback") from e
+    if not isinstance(model, nn.Module):
+        raise SpecError(f"{attr}(...) returned a {type(model).__name__}, not an nn.Module")
+    return model, attr
+
+
+def _signature(obj: Any) -> str:
+    try:
+        return str(inspect.signature(obj))
+    except (TypeError, ValueError):
+        return "(...)"
