@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from fxcost.conventions import Convention, get_convention
 from fxcost.costs import build_rows, memory_summary, unsupported_ops
 from fxcost.errors import FxcostError, InputSpecError, ShapeError, UnsupportedOpError
 from fxcost.model import Comparison, ComparisonRow, InputSpec, Report, Sweep
-from fxcost.propagate import OpRecorder, RecordingInterpreter
+from fxcost.propagate import NodeRecord, OpRecorder, RecordingInterpreter, hint_for
 from fxcost.shadow import fakeify, materialize_lazy, meta_copy
 from fxcost.spec import dtype_name
 from fxcost.trace import trace
@@ -51,6 +52,13 @@ def _meta(x: Any) -> Any:
     return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta") if isinstance(x, torch.Tensor) else x
 
 
+def _fake(x: Any, fake_mode: FakeTensorMode) -> Any:
+    if not isinstance(x, torch.Tensor):
+        return x
+    with fake_mode:
+        return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="cpu")
+
+
 def _realize(x: Any) -> Any:
     """A real tensor for ``--real``: the user's own if it has data, else random of that shape."""
     if not isinstance(x, torch.Tensor):
@@ -62,18 +70,18 @@ def _realize(x: Any) -> Any:
     return torch.zeros(x.shape, dtype=x.dtype)
 
 
-def _bind(gm: fx.GraphModule, forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Any], list[str]]:
+def _bind(graph: fx.Graph, forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Any], list[str]]:
     """Order positional and keyword inputs as the graph's placeholders expect them."""
     try:
         bound = inspect.signature(forward).bind(*args, **kwargs)
     except TypeError as e:
         raise InputSpecError(
-            f"the inputs do not fit {type(gm).__name__}.forward{inspect.signature(forward)}: {e}",
+            f"the inputs do not fit forward{inspect.signature(forward)}: {e}",
             hint="give one --input shape per positional argument of forward, joined by commas",
         ) from None
     bound.apply_defaults()
     values, names = [], []
-    for node in gm.graph.nodes:
+    for node in graph.nodes:
         if node.op != "placeholder":
             continue
         name = str(node.target).lstrip("*")
@@ -83,17 +91,45 @@ def _bind(gm: fx.GraphModule, forward: Any, args: tuple[Any, ...], kwargs: dict[
 
 
 def _run_eagerly(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], what: str) -> None:
+    """Run ``model`` (fxcost's own copy) once; on failure, name the innermost module that was
+    running and the shapes that reached it. Hooks go on the copy only and are removed after."""
+    running: list[tuple[str, nn.Module, tuple[tuple[int, ...], ...]]] = []
+    failed: list[tuple[str, nn.Module, tuple[tuple[int, ...], ...]]] = []
+
+    def enter(path: str) -> Any:
+        def hook(m: nn.Module, inputs: tuple[Any, ...]) -> None:
+            running.append((path, m, tuple(tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor))))
+        return hook
+
+    def leave(m: nn.Module, inputs: Any, output: Any) -> None:
+        running.pop()
+
+    handles = []
+    for path, m in model.named_modules():
+        if path:
+            handles += [m.register_forward_pre_hook(enter(path)), m.register_forward_hook(leave)]
     try:
         with torch.no_grad():
             model(*args, **kwargs)
     except Exception as e:
+        failed = running[-1:]
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        shapes = ", ".join("x".join(map(str, a.shape)) for a in args if isinstance(a, torch.Tensor))
+        if failed:
+            path, m, shapes = failed[0]
+            place = f"layer {path!r} ({type(m).__name__})"
+        else:
+            shapes = tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor))
+            place = type(model).__name__
+        shown = ", ".join("x".join(map(str, s)) for s in shapes) or "no tensors"
         raise ShapeError(
-            f"{what} failed on input shape {shapes}: {first}",
-            input_shapes=tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor)),
-            hint="check --input against what the model expects; --debug shows the full traceback",
+            f"{place} failed on input shape {shown} while {what}: {first}",
+            module_path=failed[0][0] if failed else "",
+            input_shapes=shapes,
+            hint=hint_for(e),
         ) from e
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def analyze(
@@ -123,30 +159,32 @@ def analyze(
     if not args and not kwargs:
         raise InputSpecError("no inputs given", hint="pass input_size=(1, 3, 224, 224) or --input 1x3x224x224")
     if real:
-        gm, values, names, make = _prepare_real(model, args, kwargs)
-        context: Any = torch.no_grad()
+        shadow, args, kwargs = _prepare_real(model, args, kwargs)
+        graph, values, names = _trace_and_bind(shadow, args, kwargs)
+        records = _propagate(shadow, graph, values, conv, contextlib.nullcontext())
+        mode = "real"
     else:
-        fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-        gm, values, names = _prepare_fake(model, args, kwargs, fake_mode)
-
-        def make(x: Any) -> Any:
-            if not isinstance(x, torch.Tensor):
-                return x
-            with fake_mode:
-                return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="cpu")
-
-        context = fake_mode
-    run_values = [tree_map(make, v) for v in values]
-    recorder = OpRecorder(conv.registry)
-    interp = RecordingInterpreter(gm, recorder)
-    with context, torch.no_grad(), recorder:
-        interp.run(*run_values)
+        shadow, args, kwargs = _prepare_meta(model, args, kwargs)
+        graph, values, names = _trace_and_bind(shadow, args, kwargs)
+        try:
+            # Meta tensors first: no data, and several times faster than FakeTensorMode.
+            records = _propagate(shadow, graph, values, conv, contextlib.nullcontext())
+            mode = "meta"
+        except FxcostError:
+            # A forward that makes CPU tensors of its own (torch.zeros(3)) cannot mix them with
+            # meta ones; FakeTensorMode gives every tensor a device without data. A genuine
+            # shape error fails here again, with the same message.
+            fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+            fakeify(shadow, fake_mode)
+            graph, values, names = _trace_and_bind(shadow, args, kwargs)
+            records = _propagate(shadow, graph, [tree_map(lambda x: _fake(x, fake_mode), v) for v in values], conv, fake_mode)
+            mode = "fake"
     inputs = [
         InputSpec(n, tuple(int(d) for d in v.shape), dtype_name(v.dtype))
-        for n, v in zip(names, values)
+        for n, v in zip(names, values, strict=True)
         if isinstance(v, torch.Tensor)
     ]
-    rows = build_rows(gm, interp.records, conv)
+    rows = build_rows(shadow, records, conv)
     unsupported = unsupported_ops(rows)
     if strict and unsupported:
         listed = "; ".join(f"{u.op} in {u.where!r} (x{u.count})" for u in unsupported[:10])
@@ -161,9 +199,9 @@ def analyze(
         layers=tuple(rows),
         memory=memory_summary(rows, inputs, conv),
         unsupported=tuple(unsupported),
-        trace={"method": "symbolic_trace", "graph_nodes": len(gm.graph.nodes)},
+        trace={"method": "symbolic_trace", "graph_nodes": len(graph.nodes)},
         module_types=_module_types(model),
-        mode="real" if real else "fake",
+        mode=mode,
     )
 
 
@@ -176,20 +214,21 @@ def _module_types(model: nn.Module) -> dict[str, str]:
     return out
 
 
-def _prepare_fake(
-    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], fake_mode: FakeTensorMode
-) -> tuple[fx.GraphModule, list[Any], list[str]]:
+def _prepare_meta(
+    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[nn.Module, tuple[Any, ...], dict[str, Any]]:
+    """A weightless meta copy of ``model`` in eval mode, lazy layers materialized, and the
+    inputs as meta tensors."""
     shadow = meta_copy(model)
     shadow.eval()
     meta_args, meta_kwargs = tree_map(_meta, (args, kwargs))
-    materialize_lazy(shadow, lambda m: _run_eagerly(m, meta_args, meta_kwargs, "inferring the lazy layers' shapes"))
-    fakeify(shadow, fake_mode)
-    return _trace_and_bind(shadow, args, kwargs)
+    materialize_lazy(shadow, lambda m: _run_eagerly(m, meta_args, meta_kwargs, "inferring lazy layer shapes"))
+    return shadow, meta_args, meta_kwargs
 
 
 def _prepare_real(
     model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[fx.GraphModule, list[Any], list[str], Any]:
+) -> tuple[nn.Module, tuple[Any, ...], dict[str, Any]]:
     if any(t.device.type == "meta" for t in [*model.parameters(), *model.buffers()]):
         raise InputSpecError(
             f"{type(model).__name__} has parameters on the meta device, which --real cannot run",
@@ -198,17 +237,24 @@ def _prepare_real(
     shadow = copy.deepcopy(model)
     shadow.eval()
     real_args, real_kwargs = tree_map(_realize, (args, kwargs))
-    materialize_lazy(shadow, lambda m: _run_eagerly(m, real_args, real_kwargs, "inferring the lazy layers' shapes"))
-    gm, values, names = _trace_and_bind(shadow, real_args, real_kwargs)
-    return gm, values, names, _realize
+    materialize_lazy(shadow, lambda m: _run_eagerly(m, real_args, real_kwargs, "inferring lazy layer shapes"))
+    return shadow, real_args, real_kwargs
+
+
+def _propagate(root: nn.Module, graph: fx.Graph, values: list[Any], conv: Convention, context: Any) -> list[NodeRecord]:
+    recorder = OpRecorder(conv.registry)
+    interp = RecordingInterpreter(root, graph, recorder)
+    with context, torch.no_grad(), recorder:
+        interp.run(*values)
+    return interp.records
 
 
 def _trace_and_bind(
     shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[fx.GraphModule, list[Any], list[str]]:
-    gm = trace(shadow)
-    values, names = _bind(gm, shadow.forward, args, kwargs)
-    return gm, values, names
+) -> tuple[fx.Graph, list[Any], list[str]]:
+    graph = trace(shadow)
+    values, names = _bind(graph, shadow.forward, args, kwargs)
+    return graph, values, names
 
 
 def sweep(model: nn.Module, input_sizes: Sequence[Any], **kwargs: Any) -> Sweep:

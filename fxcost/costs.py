@@ -64,9 +64,9 @@ class _ParamLedger:
         return {k: p[k] + b[k] for k in p}
 
 
-def _node_type(gm: fx.GraphModule, n: fx.Node) -> str:
+def _node_type(root: nn.Module, n: fx.Node) -> str:
     if n.op == "call_module":
-        return type(gm.get_submodule(str(n.target))).__name__
+        return type(root.get_submodule(str(n.target))).__name__
     if n.op == "call_function":
         return getattr(n.target, "__name__", str(n.target))
     if n.op == "call_method":
@@ -108,7 +108,7 @@ def _activation(rec: NodeRecord, conv: Convention) -> tuple[int, int]:
     if conv.activation_rule == LEAF_OUTPUTS:
         counted = [s for s in rec.outputs] if op in ("call_module", "placeholder") else []
     else:
-        counted = [s for s, fresh in zip(rec.outputs, rec.allocated) if fresh]
+        counted = [s for s, fresh in zip(rec.outputs, rec.allocated, strict=True) if fresh]
     elements = nbytes = 0
     for s in counted:
         e = _elements(s, conv.per_sample)
@@ -117,7 +117,9 @@ def _activation(rec: NodeRecord, conv: Convention) -> tuple[int, int]:
     return elements, nbytes
 
 
-def build_rows(gm: fx.GraphModule, records: list[NodeRecord], conv: Convention) -> list[NodeCost]:
+def build_rows(root: nn.Module, records: list[NodeRecord], conv: Convention) -> list[NodeCost]:
+    """One row per node (the output node aside), then one per module owning unused parameters.
+    ``root`` is the traced model, whose paths the graph's targets name."""
     ledger = _ParamLedger()
     rows: list[NodeCost] = []
     for rec in records:
@@ -127,11 +129,11 @@ def build_rows(gm: fx.GraphModule, records: list[NodeRecord], conv: Convention) 
         counts: dict[str, int] = {}
         kernel = stride = None
         if n.op == "call_module":
-            m = gm.get_submodule(str(n.target))
+            m = root.get_submodule(str(n.target))
             counts = ledger.claim_module(m, recurse=True)
             kernel, stride = _tuple_attr(m, "kernel_size"), _tuple_attr(m, "stride")
         elif n.op == "get_attr":
-            t = _resolve(gm, str(n.target))
+            t = _resolve(root, str(n.target))
             if isinstance(t, torch.Tensor):
                 counts = ledger.claim([(str(n.target), t)], isinstance(t, nn.Parameter))
             if not any(counts.values()):
@@ -141,7 +143,7 @@ def build_rows(gm: fx.GraphModule, records: list[NodeRecord], conv: Convention) 
             NodeCost(
                 id=len(rows),
                 name=_row_name(n),
-                type=_node_type(gm, n) if not (n.op == "get_attr" and counts.get("buffers")) else "Buffer",
+                type=_node_type(root, n) if not (n.op == "get_attr" and counts.get("buffers")) else "Buffer",
                 kind=_KIND[n.op],
                 module_path=n.meta.get(META_KEY, {}).get("module_path", ""),
                 output=rec.outputs,
@@ -155,21 +157,21 @@ def build_rows(gm: fx.GraphModule, records: list[NodeRecord], conv: Convention) 
                 **counts,
             )
         )
-    rows.extend(_unused_rows(gm, ledger, start=len(rows)))
+    rows.extend(_unused_rows(root, ledger, start=len(rows)))
     return rows
 
 
-def _resolve(gm: fx.GraphModule, target: str) -> Any:
-    obj: Any = gm
+def _resolve(root: nn.Module, target: str) -> Any:
+    obj: Any = root
     for part in target.split("."):
         obj = getattr(obj, part)
     return obj
 
 
-def _unused_rows(gm: fx.GraphModule, ledger: _ParamLedger, start: int) -> list[NodeCost]:
+def _unused_rows(root: nn.Module, ledger: _ParamLedger, start: int) -> list[NodeCost]:
     """Parameters and buffers no node touched, one row per owning module."""
     rows = []
-    for path, m in gm.named_modules():
+    for path, m in root.named_modules():
         counts = ledger.claim_module(m, recurse=False)
         if any(counts.values()):
             rows.append(

@@ -321,7 +321,7 @@ def _adaptive_pool(x: Shape, output_size: Any, *_: Any, out: Any = None, **__: A
     spatial = len(out_shape) - 2
     lead = _prod(out_shape[:-spatial])
     total = lead
-    for si, so in zip(x[-spatial:], out_shape[-spatial:]):
+    for si, so in zip(x[-spatial:], out_shape[-spatial:], strict=True):
         total *= _adaptive_window_total(int(si), int(so))
     return Cost(0, total)
 

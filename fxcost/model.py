@@ -237,7 +237,7 @@ class Report:
     trace: dict[str, Any] = field(default_factory=dict)
     #: class name of every module in the model, by path: names the rows of :meth:`by_module`
     module_types: dict[str, str] = field(default_factory=dict)
-    mode: str = "fake"  # "fake" or "real" tensors
+    mode: str = "meta"  # the tensors shapes ran on: "meta", "fake" (FakeTensorMode) or "real"
     view: str = "layer"
     depth: int | None = None
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import torch.fx as fx
+from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
@@ -97,7 +98,7 @@ def _storage(t: torch.Tensor) -> StorageWeakRef | None:
         return None
 
 
-def _hint_for(error: Exception) -> str:
+def hint_for(error: Exception) -> str:
     text = str(error)
     if "too small" in text or "Output size" in text or "non-positive" in text:
         return "the input is too small for this architecture: use a larger --input, or fewer downsampling layers"
@@ -111,8 +112,8 @@ def _hint_for(error: Exception) -> str:
 class RecordingInterpreter(fx.Interpreter):
     """Runs a GraphModule and keeps one :class:`NodeRecord` per node."""
 
-    def __init__(self, gm: fx.GraphModule, recorder: OpRecorder) -> None:
-        super().__init__(gm)
+    def __init__(self, root: nn.Module, graph: fx.Graph, recorder: OpRecorder) -> None:
+        super().__init__(root, graph=graph)
         self.recorder = recorder
         self.records: list[NodeRecord] = []
 
@@ -136,7 +137,7 @@ class RecordingInterpreter(fx.Interpreter):
                 node=n.name,
                 module_path=where,
                 input_shapes=shapes,
-                hint=_hint_for(e),
+                hint=hint_for(e),
             ) from e
         ops = self.recorder.take()
         seen = {s for s in map(_storage, input_tensors) if s is not None}

@@ -48,8 +48,10 @@ def module_path(node: fx.Node) -> str:
     return str(path)
 
 
-def trace(model: nn.Module, concrete_args: dict[str, Any] | None = None) -> fx.GraphModule:
-    """Symbolically trace ``model`` (a weightless copy) into a GraphModule."""
+def trace(model: nn.Module, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
+    """Symbolically trace ``model`` (a weightless copy) into a graph whose targets are paths in
+    ``model``. No GraphModule is built: an Interpreter runs the graph against ``model`` itself,
+    which saves generating and compiling Python code for every analysis."""
     tracer = HierarchyTracer()
     try:
         graph = tracer.trace(model, concrete_args=concrete_args)
@@ -64,4 +66,4 @@ def trace(model: nn.Module, concrete_args: dict[str, Any] | None = None) -> fx.G
         ) from e
     for node in graph.nodes:
         node.meta[META_KEY] = {"module_path": module_path(node)}
-    return fx.GraphModule(model, graph, class_name=type(model).__name__)
+    return graph
