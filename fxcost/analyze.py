@@ -33,7 +33,7 @@ def _is_shape(x: Any) -> bool:
 def _normalize_inputs(input_size: Any, example_inputs: Any) -> tuple[Any, ...]:
     """Positional inputs as a tuple of tensors (meta placeholders for bare shapes) and values."""
     if input_size is not None and example_inputs is not None:
-        raise InputSpecError("give input_size or example_inputs, not both")
+        raise InputSpecError("give input_size or example_inputs, not both", hint="input_size for bare shapes, example_inputs for tensors")
     if input_size is not None:
         shapes = [input_size] if _is_shape(input_size) else list(input_size)
         if not shapes or not all(_is_shape(s) for s in shapes):
@@ -41,7 +41,7 @@ def _normalize_inputs(input_size: Any, example_inputs: Any) -> tuple[Any, ...]:
                 f"input_size must be a shape like (1, 3, 224, 224) or a list of shapes, got {input_size!r}"
             )
         if any(d <= 0 for s in shapes for d in s):
-            raise InputSpecError(f"every dimension of input_size must be positive, got {input_size!r}")
+            raise InputSpecError(f"every dimension of input_size must be positive, got {input_size!r}", hint="e.g. input_size=(1, 3, 224, 224)")
         return tuple(torch.empty(tuple(s), device="meta") for s in shapes)
     if example_inputs is None:
         return ()
@@ -152,7 +152,7 @@ def analyze(
     never modified: analysis runs on a weightless copy (a full copy with ``real``).
     """
     if not isinstance(model, nn.Module):
-        raise InputSpecError(f"analyze() needs an nn.Module, got {type(model).__name__}")
+        raise InputSpecError(f"analyze() needs an nn.Module, got {type(model).__name__}", hint="pass the model object, e.g. fxcost.analyze(MyNet(), input_size=(1, 3, 224, 224))")
     conv = get_convention(convention) if isinstance(convention, str) else convention
     args = _normalize_inputs(input_size, example_inputs)
     kwargs = dict(example_kwargs or {})
@@ -160,15 +160,15 @@ def analyze(
         raise InputSpecError("no inputs given", hint="pass input_size=(1, 3, 224, 224) or --input 1x3x224x224")
     if real:
         shadow, args, kwargs = _prepare_real(model, args, kwargs)
-        graph, values, names = _trace_and_bind(shadow, args, kwargs)
-        records = _propagate(shadow, graph, values, conv, contextlib.nullcontext())
+        root, graph, values, names = _trace_and_bind(shadow, args, kwargs)
+        records = _propagate(root, graph, values, conv, contextlib.nullcontext())
         mode = "real"
     else:
         shadow, args, kwargs = _prepare_meta(model, args, kwargs)
-        graph, values, names = _trace_and_bind(shadow, args, kwargs)
+        root, graph, values, names = _trace_and_bind(shadow, args, kwargs)
         try:
             # Meta tensors first: no data, and several times faster than FakeTensorMode.
-            records = _propagate(shadow, graph, values, conv, contextlib.nullcontext())
+            records = _propagate(root, graph, values, conv, contextlib.nullcontext())
             mode = "meta"
         except FxcostError:
             # A forward that makes CPU tensors of its own (torch.zeros(3)) cannot mix them with
@@ -176,15 +176,15 @@ def analyze(
             # shape error fails here again, with the same message.
             fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
             fakeify(shadow, fake_mode)
-            graph, values, names = _trace_and_bind(shadow, args, kwargs)
-            records = _propagate(shadow, graph, [tree_map(lambda x: _fake(x, fake_mode), v) for v in values], conv, fake_mode)
+            root, graph, values, names = _trace_and_bind(shadow, args, kwargs)
+            records = _propagate(root, graph, [tree_map(lambda x: _fake(x, fake_mode), v) for v in values], conv, fake_mode)
             mode = "fake"
     inputs = [
         InputSpec(n, tuple(int(d) for d in v.shape), dtype_name(v.dtype))
         for n, v in zip(names, values, strict=True)
         if isinstance(v, torch.Tensor)
     ]
-    rows = build_rows(shadow, records, conv)
+    rows = build_rows(root, records, conv)
     unsupported = unsupported_ops(rows)
     if strict and unsupported:
         listed = "; ".join(f"{u.op} in {u.where!r} (x{u.count})" for u in unsupported[:10])
@@ -200,7 +200,7 @@ def analyze(
         memory=memory_summary(rows, inputs, conv),
         unsupported=tuple(unsupported),
         trace={"method": "symbolic_trace", "graph_nodes": len(graph.nodes)},
-        module_types=_module_types(model),
+        module_types=_module_types(root),
         mode=mode,
     )
 
@@ -251,10 +251,10 @@ def _propagate(root: nn.Module, graph: fx.Graph, values: list[Any], conv: Conven
 
 def _trace_and_bind(
     shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[fx.Graph, list[Any], list[str]]:
-    graph = trace(shadow)
+) -> tuple[nn.Module, fx.Graph, list[Any], list[str]]:
+    root, graph = trace(shadow)
     values, names = _bind(graph, shadow.forward, args, kwargs)
-    return graph, values, names
+    return root, graph, values, names
 
 
 def sweep(model: nn.Module, input_sizes: Sequence[Any], **kwargs: Any) -> Sweep:

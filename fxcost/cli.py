@@ -163,7 +163,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from fxcost.spec import load_model, parse_kv
 
     if args.depth is not None and args.depth < 1:
-        raise InputSpecError(f"--depth must be at least 1, got {args.depth}")
+        raise InputSpecError(f"--depth must be at least 1, got {args.depth}", hint="--depth 1 shows the root's children, --depth 2 their children")
     inputs = _inputs(args)
     model, name = load_model(args.spec, parse_kv(args.arg))
     reports = [_view(_analyze_one(model, name, i, args), args) for i in inputs]
@@ -185,7 +185,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         a, b = (_analyze_one(model, name, i, args) for i in inputs)
     else:
         if len(inputs) > 2:
-            raise InputSpecError("compare takes one --input for both models, or one for each")
+            raise InputSpecError("compare takes one --input for both models, or one for each", hint="e.g. --input 1x3x224x224, or --input 1x3x224x224 --input 1x3x112x112")
         ia, ib = inputs[0], inputs[-1]
         ma, na = load_model(args.spec, ctor)
         mb, nb = load_model(args.spec_b, ctor)

@@ -22,4 +22,4 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         os.replace(tmp, target)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"cannot write {str(target)!r}: {e.strerror or e}") from e
+        raise OutputError(f"cannot write {str(target)!r}: {e.strerror or e}", hint="check the path and its permissions") from e

@@ -282,7 +282,7 @@ class Report:
                     type=type_of(k, members),
                     kind="group",
                     module_path=k if view == "module" else "",
-                    output=members[-1].output,
+                    output=members[-1].output if view == "module" else (),  # a block's output; a type has none
                     ops=ops,
                     members=sum(m.members for m in members),
                     **sums,

@@ -155,10 +155,10 @@ def load_model(spec: str, args: dict[str, Any] | None = None) -> tuple[nn.Module
     args = args or {}
     if isinstance(obj, nn.Module):
         if args:
-            raise SpecError(f"{spec!r} is a module instance; --arg needs a class or a factory")
+            raise SpecError(f"{spec!r} is a module instance; --arg needs a class or a factory", hint="drop --arg, or name the class or factory that builds it")
         return obj, attr
     if not callable(obj):
-        raise SpecError(f"{spec!r} is a {type(obj).__name__}, not a model, class or factory")
+        raise SpecError(f"{spec!r} is a {type(obj).__name__}, not a model, class or factory", hint=f"models and factories found there: {', '.join(_candidates(module)) or 'none'}")
     try:
         model = obj(**args)
     except TypeError as e:
@@ -169,7 +169,7 @@ def load_model(spec: str, args: dict[str, Any] | None = None) -> tuple[nn.Module
     except Exception as e:
         raise SpecError(f"building {attr} failed: {type(e).__name__}: {e}", hint="pass --debug for the traceback") from e
     if not isinstance(model, nn.Module):
-        raise SpecError(f"{attr}(...) returned a {type(model).__name__}, not an nn.Module")
+        raise SpecError(f"{attr}(...) returned a {type(model).__name__}, not an nn.Module", hint="name a class or factory that returns an nn.Module")
     return model, attr
 
 

@@ -7,6 +7,7 @@ target (``features.3.0``); a function's is the innermost module on FX's ``nn_mod
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -48,11 +49,18 @@ def module_path(node: fx.Node) -> str:
     return str(path)
 
 
-def trace(model: nn.Module, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
+def trace(model: nn.Module, concrete_args: dict[str, Any] | None = None) -> tuple[nn.Module, fx.Graph]:
     """Symbolically trace ``model`` (a weightless copy) into a graph whose targets are paths in
-    ``model``. No GraphModule is built: an Interpreter runs the graph against ``model`` itself,
-    which saves generating and compiling Python code for every analysis."""
+    the returned root.
+
+    The root is ``model`` itself, unless ``model`` is a standard layer (``nn.Conv2d`` analyzed on
+    its own): FX would trace into its forward, so it becomes the one child of an empty root,
+    named by its class, and the graph is a single call of it. No GraphModule is built: an
+    Interpreter runs the graph against the root, which saves generating and compiling code.
+    """
     tracer = HierarchyTracer()
+    if tracer.is_leaf_module(model, ""):
+        return _single_layer(model)
     try:
         graph = tracer.trace(model, concrete_args=concrete_args)
     except Exception as e:
@@ -64,6 +72,24 @@ def trace(model: nn.Module, concrete_args: dict[str, Any] | None = None) -> fx.G
             hint="this usually means Python control flow on tensor values; simplify that forward, "
             "or wait for the fallback tracers (see the README's limitations)",
         ) from e
+    _annotate(graph)
+    return model, graph
+
+
+def _single_layer(layer: nn.Module) -> tuple[nn.Module, fx.Graph]:
+    name = type(layer).__name__
+    root = nn.Module()
+    root.add_module(name, layer)
+    graph = fx.Graph()
+    params = inspect.signature(layer.forward).parameters.values()
+    args = [graph.placeholder(p.name, default_value=p.default) for p in params
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    out = graph.call_module(name, tuple(args))
+    graph.output(out)
+    _annotate(graph)
+    return root, graph
+
+
+def _annotate(graph: fx.Graph) -> None:
     for node in graph.nodes:
         node.meta[META_KEY] = {"module_path": module_path(node)}
-    return graph
