@@ -58,7 +58,7 @@ class _ParamLedger:
                 c["buffer_bytes"] += nbytes
         return c
 
-    def claim_module(self, m: nn.Module, recurse: bool) -> dict[str, int]:
+    def claim_module(self, m: nn.Module, recurse: bool) -> dict[str, Any]:
         p = self.claim(m.named_parameters(recurse=recurse), True)
         b = self.claim(m.named_buffers(recurse=recurse), False)
         return {k: p[k] + b[k] for k in p}
@@ -126,7 +126,7 @@ def build_rows(root: nn.Module, records: list[NodeRecord], conv: Convention) -> 
         n = rec.node
         if n.op == "output":
             continue
-        counts: dict[str, int] = {}
+        counts: dict[str, Any] = {}
         kernel = stride = None
         if n.op == "call_module":
             m = root.get_submodule(str(n.target))
@@ -170,7 +170,7 @@ def _resolve(root: nn.Module, target: str) -> Any:
 
 def _unused_rows(root: nn.Module, ledger: _ParamLedger, start: int) -> list[NodeCost]:
     """Parameters and buffers no node touched, one row per owning module."""
-    rows = []
+    rows: list[NodeCost] = []
     for path, m in root.named_modules():
         counts = ledger.claim_module(m, recurse=False)
         if any(counts.values()):

@@ -22,7 +22,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from fxcost.errors import FxcostError, ShapeError
 from fxcost.formulas import FormulaRegistry
-from fxcost.model import FATE_FORMULA, OpCost, TensorSpec
+from fxcost.model import OpCost, TensorSpec
 from fxcost.spec import dtype_name
 from fxcost.trace import META_KEY
 
@@ -65,7 +65,7 @@ class OpRecorder(TorchDispatchMode):
             fate_entry = self._fates[func] = (name, fate, fn, reason)
         name, fate, fn, reason = fate_entry
         macs = flops = 0
-        if fate == FATE_FORMULA:
+        if fn is not None:  # fate == "formula"
             s_args, s_kwargs, s_out = tree_map(_shape_only, (tuple(args), kwargs, out))
             s_kwargs.pop("out", None)
             try:

@@ -29,9 +29,10 @@ def has_lazy_modules(model: nn.Module) -> bool:
 
 def _meta_like(t: torch.Tensor) -> torch.Tensor:
     if isinstance(t, UninitializedParameter):
-        return UninitializedParameter(requires_grad=t.requires_grad, device="meta", dtype=t.dtype)
+        # torch's stubs omit the factory kwargs these classes accept
+        return UninitializedParameter(requires_grad=t.requires_grad, device="meta", dtype=t.dtype)  # type: ignore[call-arg]
     if isinstance(t, UninitializedBuffer):
-        return UninitializedBuffer(requires_grad=t.requires_grad, device="meta", dtype=t.dtype)
+        return UninitializedBuffer(requires_grad=t.requires_grad, device="meta", dtype=t.dtype)  # type: ignore[call-arg]
     meta = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
     if isinstance(t, nn.Parameter):
         return nn.Parameter(meta, requires_grad=t.requires_grad)
