@@ -81,10 +81,17 @@ def to_text(t: Table, width: int = 160, color: bool = False) -> str:
     from rich.table import Table as RichTable
 
     rt = RichTable(title=t.title, box=box.SIMPLE_HEAD, title_justify="left", show_edge=False)
-    for c in t.columns:
-        rt.add_column(c, justify="right" if c in t.numeric else "left", overflow="fold")
+    # a column with nothing in it (kernel and stride of a rolled-up view) only takes room
+    keep = [i for i, _ in enumerate(t.columns) if any(row[i] not in ("", "-") for row in t.rows)]
+    for i in keep:
+        c = t.columns[i]
+        # only names fold; numbers and shapes never wrap
+        rt.add_column(c, justify="right" if c in t.numeric else "left", no_wrap=i != 1, overflow="fold", min_width=12 if i == 1 else None)
     for i, row in enumerate(t.rows):
-        rt.add_row(*row, end_section=t.total_last and i == len(t.rows) - 2)
+        rt.add_row(*(row[j] for j in keep), end_section=t.total_last and i == len(t.rows) - 2)
+    # never squeeze a number: if the columns that cannot wrap need more than `width`, use more
+    fixed = sum(max(len(t.columns[j]), *(len(r[j]) for r in t.rows)) + 3 for j in keep if j != 1)
+    width = max(width, fixed + 15)
     buf = io.StringIO()
     console = Console(file=buf, width=width, color_system="standard" if color else None, highlight=False, emoji=False)
     console.print(rt)

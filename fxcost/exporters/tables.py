@@ -76,7 +76,7 @@ def layer_table(d: dict[str, Any]) -> Table:
         rows.append(
             [
                 str(r["id"]),
-                r["name"] + (f" ({r['members']} nodes)" if r["members"] > 1 else "") + (" [unused]" if r["kind"] == "unused" else ""),
+                r["name"] + (" [unused]" if r["kind"] == "unused" else ""),
                 r["type"],
                 dims(r.get("kernel_size")),
                 dims(r.get("stride")),
