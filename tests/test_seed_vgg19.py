@@ -98,3 +98,22 @@ def test_printout_vgg19_adds_the_avgpool_row(paper: fxcost.Report) -> None:
     assert avgpool.activation_elements == 7 * 7 * 512 == 25_088
     assert printed.total().activation_elements == paper.total().activation_elements + 25_088
     assert printed.total().params == paper.total().params
+
+
+# torchvision's published figures for its VGG models (ImageNet, 224x224): parameter counts, and
+# "GFLOPS" that torchvision computes as multiply-accumulates.
+PUBLISHED = [
+    ("vgg11", 132_863_336, "7.61"),
+    ("vgg13", 133_047_848, "11.31"),
+    ("vgg16", 138_357_544, "15.47"),
+    ("vgg19", 143_667_240, "19.63"),
+]
+
+
+@pytest.mark.parametrize("name, params, gmacs", PUBLISHED, ids=[p[0] for p in PUBLISHED])
+def test_table1_configs_match_published_figures(name: str, params: int, gmacs: str) -> None:
+    import examples.vgg as vgg
+
+    report = fxcost.analyze(getattr(vgg, name)(), input_size=(1, 3, 224, 224))
+    assert report.total().params == params
+    assert f"{report.total().macs / 1e9:.2f}" == gmacs
