@@ -63,31 +63,50 @@ def _realize(x: Any) -> Any:
     """A real tensor for ``--real``: the user's own if it has data, else random of that shape."""
     if not isinstance(x, torch.Tensor):
         return x
-    if x.device.type not in ("meta",) and not isinstance(x, torch._subclasses.FakeTensor):
+    if x.device.type != "meta" and not isinstance(x, torch._subclasses.FakeTensor):
         return x
     if x.dtype.is_floating_point or x.dtype.is_complex:
         return torch.randn(x.shape, dtype=x.dtype)
     return torch.zeros(x.shape, dtype=x.dtype)
 
 
-def _bind(graph: fx.Graph, forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Any], list[str]]:
-    """Order positional and keyword inputs as the graph's placeholders expect them."""
+def _has_tensor(value: Any) -> bool:
+    found = False
+
+    def visit(x: Any) -> Any:
+        nonlocal found
+        found = found or isinstance(x, torch.Tensor)
+        return x
+
+    tree_map(visit, value)
+    return found
+
+
+def _bind(forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Any], list[str], dict[str, Any]]:
+    """Order the inputs as forward's parameters (and so the graph's placeholders); arguments with
+    no tensor in them (flags, ``mask=None`` defaults) become concrete values for the tracer."""
+    sig = inspect.signature(forward)
     try:
-        bound = inspect.signature(forward).bind(*args, **kwargs)
+        bound = sig.bind(*args, **kwargs)
     except TypeError as e:
         raise InputSpecError(
-            f"the inputs do not fit forward{inspect.signature(forward)}: {e}",
+            f"the inputs do not fit forward{sig}: {e}",
             hint="give one --input shape per positional argument of forward, joined by commas",
         ) from None
     bound.apply_defaults()
-    values, names = [], []
-    for node in graph.nodes:
-        if node.op != "placeholder":
-            continue
-        name = str(node.target).lstrip("*")
-        values.append(bound.arguments.get(name))
+    values, names, concrete = [], [], {}
+    for name, p in sig.parameters.items():
+        value = bound.arguments.get(name)
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise InputSpecError(
+                f"forward{sig} takes *{name}: fxcost's tracer needs named arguments",
+                hint="wrap the model in a module whose forward names each input",
+            )
+        if not _has_tensor(value):
+            concrete[name] = value
+        values.append(value)
         names.append(name)
-    return values, names
+    return values, names, concrete
 
 
 def _run_eagerly(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], what: str) -> None:
@@ -158,33 +177,39 @@ def analyze(
     kwargs = dict(example_kwargs or {})
     if not args and not kwargs:
         raise InputSpecError("no inputs given", hint="pass input_size=(1, 3, 224, 224) or --input 1x3x224x224")
+    recorder = OpRecorder(conv.registry)
     if real:
         shadow, args, kwargs = _prepare_real(model, args, kwargs)
-        root, graph, values, names = _trace_and_bind(shadow, args, kwargs)
-        records = _propagate(root, graph, values, conv, contextlib.nullcontext())
+        root, graph, values, names = _trace_and_bind(shadow, args, kwargs, recorder)
+        folded = recorder.take()
+        records = _propagate(root, graph, values, recorder, contextlib.nullcontext())
         mode = "real"
     else:
         shadow, args, kwargs = _prepare_meta(model, args, kwargs)
-        root, graph, values, names = _trace_and_bind(shadow, args, kwargs)
+        root, graph, values, names = _trace_and_bind(shadow, args, kwargs, recorder)
+        folded = recorder.take()
         try:
             # Meta tensors first: no data, and several times faster than FakeTensorMode.
-            records = _propagate(root, graph, values, conv, contextlib.nullcontext())
+            records = _propagate(root, graph, values, recorder, contextlib.nullcontext())
             mode = "meta"
-        except FxcostError:
+        except ShapeError as e:
+            if not _needs_fake(e):
+                raise
             # A forward that makes CPU tensors of its own (torch.zeros(3)) cannot mix them with
             # meta ones; FakeTensorMode gives every tensor a device without data. A genuine
             # shape error fails here again, with the same message.
             fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
             fakeify(shadow, fake_mode)
-            root, graph, values, names = _trace_and_bind(shadow, args, kwargs)
-            records = _propagate(root, graph, [tree_map(lambda x: _fake(x, fake_mode), v) for v in values], conv, fake_mode)
+            root, graph, values, names = _trace_and_bind(shadow, args, kwargs, recorder)
+            folded = recorder.take()
+            records = _propagate(root, graph, [tree_map(lambda x: _fake(x, fake_mode), v) for v in values], recorder, fake_mode)
             mode = "fake"
     inputs = [
         InputSpec(n, tuple(int(d) for d in v.shape), dtype_name(v.dtype))
         for n, v in zip(names, values, strict=True)
         if isinstance(v, torch.Tensor)
     ]
-    rows = build_rows(root, records, conv)
+    rows = build_rows(root, records, conv, folded=folded)
     unsupported = unsupported_ops(rows)
     if strict and unsupported:
         listed = "; ".join(f"{u.op} in {u.where!r} (x{u.count})" for u in unsupported[:10])
@@ -214,6 +239,14 @@ def _module_types(model: nn.Module) -> dict[str, str]:
     return out
 
 
+def _needs_fake(error: ShapeError) -> bool:
+    """A meta run failed because the forward mixed in tensors of another device (or an op has no
+    meta kernel): worth a retry on fake tensors. A shape error would only fail again."""
+    cause = error.__cause__
+    text = str(cause)
+    return isinstance(cause, NotImplementedError) or "device" in text or "meta" in text
+
+
 def _prepare_meta(
     model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[nn.Module, tuple[Any, ...], dict[str, Any]]:
@@ -234,15 +267,20 @@ def _prepare_real(
             f"{type(model).__name__} has parameters on the meta device, which --real cannot run",
             hint="drop --real: fxcost's default analysis needs no weights",
         )
-    shadow = copy.deepcopy(model)
+    try:
+        shadow = copy.deepcopy(model)
+    except Exception as e:
+        raise FxcostError(
+            f"--real cannot copy {type(model).__name__}: {type(e).__name__}: {e}",
+            hint="make the model deep-copyable, or drop --real",
+        ) from e
     shadow.eval()
     real_args, real_kwargs = tree_map(_realize, (args, kwargs))
     materialize_lazy(shadow, lambda m: _run_eagerly(m, real_args, real_kwargs, "inferring lazy layer shapes"))
     return shadow, real_args, real_kwargs
 
 
-def _propagate(root: nn.Module, graph: fx.Graph, values: list[Any], conv: Convention, context: Any) -> list[NodeRecord]:
-    recorder = OpRecorder(conv.registry)
+def _propagate(root: nn.Module, graph: fx.Graph, values: list[Any], recorder: OpRecorder, context: Any) -> list[NodeRecord]:
     interp = RecordingInterpreter(root, graph, recorder)
     with context, torch.no_grad(), recorder:
         interp.run(*values)
@@ -250,10 +288,11 @@ def _propagate(root: nn.Module, graph: fx.Graph, values: list[Any], conv: Conven
 
 
 def _trace_and_bind(
-    shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder
 ) -> tuple[nn.Module, fx.Graph, list[Any], list[str]]:
-    root, graph = trace(shadow)
-    values, names = _bind(graph, shadow.forward, args, kwargs)
+    values, names, concrete = _bind(shadow.forward, args, kwargs)
+    with recorder:  # ops run while tracing (on buffers or constants alone) are folded into constants
+        root, graph = trace(shadow, concrete_args=concrete or None)
     return root, graph, values, names
 
 
@@ -286,4 +325,4 @@ def compare(a: Report, b: Report, metrics: Sequence[str] = COMPARED_METRICS) -> 
     return Comparison(a, b, tuple(rows))
 
 
-__all__ = ["analyze", "sweep", "compare", "FxcostError"]
+__all__ = ["analyze", "compare", "sweep"]

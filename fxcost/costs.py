@@ -18,7 +18,7 @@ import torch.fx as fx
 from torch import nn
 
 from fxcost.conventions import LEAF_OUTPUTS, Convention
-from fxcost.model import FATE_UNSUPPORTED, InputSpec, MemorySummary, NodeCost, TensorSpec, UnsupportedOp
+from fxcost.model import FATE_UNSUPPORTED, InputSpec, MemorySummary, NodeCost, OpCost, TensorSpec, UnsupportedOp
 from fxcost.propagate import NodeRecord
 from fxcost.trace import META_KEY
 
@@ -117,15 +117,23 @@ def _activation(rec: NodeRecord, conv: Convention) -> tuple[int, int]:
     return elements, nbytes
 
 
-def build_rows(root: nn.Module, records: list[NodeRecord], conv: Convention) -> list[NodeCost]:
+def build_rows(
+    root: nn.Module, records: list[NodeRecord], conv: Convention, folded: tuple[OpCost, ...] = ()
+) -> list[NodeCost]:
     """One row per node (the output node aside), then one per module owning unused parameters.
-    ``root`` is the traced model, whose paths the graph's targets name."""
+    ``root`` is the traced model, whose paths the graph's targets name. ``folded`` are the ops
+    that ran while tracing (on parameters, buffers or constants alone): FX folded their results
+    into constants, so they get a row of their own rather than vanish."""
     ledger = _ParamLedger()
+    registered = {id(t) for t in [*root.parameters(), *root.buffers()]}
     rows: list[NodeCost] = []
+    if folded:
+        rows.append(NodeCost(id=0, name="(folded at trace time)", type="Constant", kind="constant", module_path="",
+                             macs=sum(o.macs for o in folded), flops=sum(o.flops for o in folded), ops=folded))
     for rec in records:
         n = rec.node
-        if n.op == "output":
-            continue
+        if n.op == "output" or (not rec.outputs and not rec.ops and n.op != "call_module"):
+            continue  # Python-level bookkeeping (asserts on concrete arguments, None inputs)
         counts: dict[str, Any] = {}
         kernel = stride = None
         if n.op == "call_module":
@@ -134,7 +142,7 @@ def build_rows(root: nn.Module, records: list[NodeRecord], conv: Convention) -> 
             kernel, stride = _tuple_attr(m, "kernel_size"), _tuple_attr(m, "stride")
         elif n.op == "get_attr":
             t = _resolve(root, str(n.target))
-            if isinstance(t, torch.Tensor):
+            if isinstance(t, torch.Tensor) and id(t) in registered:  # not an FX-made constant
                 counts = ledger.claim([(str(n.target), t)], isinstance(t, nn.Parameter))
             if not any(counts.values()):
                 continue  # a constant or an already-counted tensor: nothing to show

@@ -256,7 +256,13 @@ def _norm(stats: bool, affine: bool, x: Shape) -> Cost:
     return Cost(0, per_element * _prod(x))
 
 
-@_reg.formula("aten::native_batch_norm", "aten::_native_batch_norm_legit", "aten::_batch_norm_with_update")
+@_reg.formula("aten::_batch_norm_with_update")
+def _batch_norm_train(x: Shape, weight: Any, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """[N, C, *] = batch_norm_with_update([N, C, *], w[C]?, ...): training, statistics computed"""
+    return _norm(True, isinstance(weight, torch.Size), x)
+
+
+@_reg.formula("aten::native_batch_norm", "aten::_native_batch_norm_legit")
 def _batch_norm(x: Shape, weight: Any, bias: Any, *args: Any, out: Any = None, **kwargs: Any) -> Cost:
     """[N, C, *] = batch_norm([N, C, *], w[C]?, b[C]?, mean, var, training, ...)"""
     training = next((a for a in args if isinstance(a, bool)), kwargs.get("training", False))
@@ -318,7 +324,7 @@ def _adaptive_pool(x: Shape, output_size: Any, *_: Any, out: Any = None, **__: A
     """[N, C, *So] = adaptive_pool([N, C, *Si], So); FLOPs = N * C * prod over dims of the
     summed window lengths (exact, windows may overlap)"""
     out_shape = _first_shape(out)
-    spatial = len(out_shape) - 2
+    spatial = len(output_size)  # the op's own dimensionality: inputs may be unbatched
     lead = _prod(out_shape[:-spatial])
     total = lead
     for si, so in zip(x[-spatial:], out_shape[-spatial:], strict=True):
@@ -352,6 +358,7 @@ _reg.free(
     "aten::unflatten", "aten::movedim", "aten::_reshape_alias", "aten::lift_fresh",
     "aten::t_", "aten::transpose_", "aten::squeeze_", "aten::unsqueeze_", "aten::as_strided_",
     "aten::chunk", "aten::tensor_split", "aten::view_as_real", "aten::view_as_complex",
+    "aten::unsafe_split", "aten::unsafe_split_with_sizes", "aten::unsafe_chunk",
     reason="view: a new shape or stride over the same storage, no arithmetic",
 )
 _reg.free(
@@ -372,7 +379,7 @@ _reg.free(
     "aten::clone", "aten::copy", "aten::copy_", "aten::_to_copy", "aten::contiguous", "aten::cat",
     "aten::stack", "aten::constant_pad_nd", "aten::index_select", "aten::gather", "aten::index",
     "aten::repeat", "aten::roll", "aten::flip", "aten::pad", "aten::_unsafe_index", "aten::embedding",
-    "aten::scatter", "aten::index_put", "aten::index_put_", "aten::masked_select", "aten::slice_scatter",
+    "aten::masked_select", "aten::slice_scatter",
     "aten::select_scatter", "aten::lift_fresh_copy", "aten::_pin_memory", "aten::reflection_pad1d",
     "aten::reflection_pad2d", "aten::replication_pad1d", "aten::replication_pad2d",
     reason="data movement (copy, gather, concatenate, pad, cast): memory traffic, no arithmetic",

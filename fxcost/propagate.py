@@ -42,6 +42,11 @@ def _shape_only(x: Any) -> Any:
     return x.shape if isinstance(x, torch.Tensor) else x
 
 
+# matmul and convolution kernels need one dtype for all operands
+_SAME_DTYPE = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mv", "aten::addmv",
+                         "aten::dot", "aten::convolution", "aten::_convolution"})
+
+
 class OpRecorder(TorchDispatchMode):
     """Counts every aten op dispatched while it is active into the current node's tally."""
 
@@ -64,6 +69,10 @@ class OpRecorder(TorchDispatchMode):
             fate, fn, reason = self.registry.lookup(name)
             fate_entry = self._fates[func] = (name, fate, fn, reason)
         name, fate, fn, reason = fate_entry
+        if name in _SAME_DTYPE:
+            dtypes = {a.dtype for a in args if isinstance(a, torch.Tensor)}
+            if len(dtypes) > 1:  # meta kernels do not check this; real CPU/GPU kernels refuse it
+                raise RuntimeError(f"{name} got operands of different dtype: {', '.join(sorted(map(str, dtypes)))}")
         macs = flops = 0
         if fn is not None:  # fate == "formula"
             s_args, s_kwargs, s_out = tree_map(_shape_only, (tuple(args), kwargs, out))
@@ -104,7 +113,9 @@ def hint_for(error: Exception) -> str:
         return "the input is too small for this architecture: use a larger --input, or fewer downsampling layers"
     if "channels" in text:
         return "check the channel dimension of --input against the model's first layer"
-    if "mat1 and mat2" in text or "size mismatch" in text or "shapes cannot be multiplied" in text:
+    if "dtype" in text:
+        return "the operands' dtypes differ: give --input the model's dtype (e.g. 1x3x224x224:float16)"
+    if any(k in text for k in ("mat1 and mat2", "size mismatch", "shapes cannot be multiplied", "same reduction dim")):
         return "the flattened features do not match a Linear layer: check the spatial size of --input"
     return "check --input against what the model expects; --debug shows the full traceback"
 

@@ -46,13 +46,33 @@ def meta_copy(model: nn.Module) -> nn.Module:
         if id(t) not in memo:
             memo[id(t)] = _meta_like(t)
     try:
-        return copy.deepcopy(model, memo)
+        shadow = copy.deepcopy(model, memo)
     except Exception as e:
         raise FxcostError(
             f"cannot copy the structure of {type(model).__name__}: {type(e).__name__}: {e}",
-            hint="fxcost analyzes a weightless copy and never touches your model; make the model "
-            "deep-copyable, or pass --real to run it as it is",
+            hint="fxcost analyzes a weightless copy of the structure and never touches your model; "
+            "make the model deep-copyable (its weights are not copied)",
         ) from e
+    _drop_user_hooks(shadow)
+    return shadow
+
+
+_HOOK_DICTS = (
+    "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks",
+)
+
+
+def _drop_user_hooks(shadow: nn.Module) -> None:
+    """The user's forward hooks expect real tensors (logging, .item()); they do not run on the
+    copy. A lazy layer's own initialization hook stays: it is how the layer learns its shapes."""
+    for m in shadow.modules():
+        keep = {h.id for h in (getattr(m, "_initialize_hook", None),) if h is not None}
+        for attr in _HOOK_DICTS:
+            hooks = getattr(m, attr, None)
+            if isinstance(hooks, dict):
+                for k in [k for k in hooks if k not in keep]:
+                    del hooks[k]
 
 
 def materialize_lazy(model: nn.Module, run: Callable[[nn.Module], Any]) -> None:

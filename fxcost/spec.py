@@ -13,6 +13,7 @@ import ast
 import importlib
 import importlib.util
 import inspect
+import math
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -49,8 +50,8 @@ def dtype_name(dtype: torch.dtype) -> str:
 def parse_shape(text: str) -> tuple[tuple[int, ...], torch.dtype]:
     """``"1x3x224x224:float16"`` -> ``((1, 3, 224, 224), torch.float16)``."""
     raw = text.strip()
-    dims_text, _, dtype_text = raw.partition(":")
-    dtype = parse_dtype(dtype_text) if dtype_text else torch.float32
+    dims_text, colon, dtype_text = raw.partition(":")
+    dtype = parse_dtype(dtype_text) if colon else torch.float32
     parts = dims_text.lower().replace("×", "x").split("x")
     try:
         dims = tuple(int(p) for p in parts)
@@ -64,6 +65,8 @@ def parse_shape(text: str) -> tuple[tuple[int, ...], torch.dtype]:
             f"malformed input shape {text!r}: every dimension must be a positive integer",
             hint="e.g. --input 1x3x224x224",
         )
+    if math.prod(dims) >= 2**62:
+        raise InputSpecError(f"input shape {text!r} has more elements than any tensor can hold", hint="check the dimensions")
     return dims, dtype
 
 
