@@ -4,7 +4,7 @@ Measures, side by side in one run, how long it takes to get a cost analysis of t
 torchvision-style VGG-19 (``examples.vgg.vgg19()``, input 3x224x224) from:
 
 1. ``fxcost.analyze(model, input_size=(B, 3, 224, 224))`` at batch 1 and batch 64. fxcost
-   runs on fake tensors, so its time should not grow with the batch size.
+   runs on meta tensors, so its time should not grow with the batch size.
 2. ``torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0)`` at batch 1 (a real
    forward). Skipped, with a note, when torchinfo is not installed.
 3. ``torch.utils.flop_counter.FlopCounterMode(display=False)`` around a real forward
