@@ -46,7 +46,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--arg", "-a", action="append", default=[], metavar="KEY=VALUE",
                    help="constructor argument for the model, as a Python literal (repeatable)")
-    p.add_argument("--format", "-f", choices=("table", "markdown", "csv", "json"),
+    from fxcost.exporters import FORMATS
+
+    p.add_argument("--format", "-f", choices=FORMATS,
                    help="output format (default: from -o's extension, else table)")
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of stdout")
     p.add_argument("--convention", "-c", default="fxcost", metavar="NAME",

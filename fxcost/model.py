@@ -6,7 +6,7 @@ This module imports nothing else from fxcost. Every number is an exact ``int``; 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -360,8 +360,3 @@ class Sweep:
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, "sweep": [r.to_dict() for r in self.reports]}
-
-
-def shape_str(shape: Sequence[int]) -> str:
-    """``(1, 3, 224, 224)`` -> ``1x3x224x224``, the input syntax of the CLI."""
-    return "x".join(str(d) for d in shape)
