@@ -113,7 +113,6 @@ def _run_eagerly(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
     """Run ``model`` (fxcost's own copy) once; on failure, name the innermost module that was
     running and the shapes that reached it. Hooks go on the copy only and are removed after."""
     running: list[tuple[str, nn.Module, tuple[tuple[int, ...], ...]]] = []
-    failed: list[tuple[str, nn.Module, tuple[tuple[int, ...], ...]]] = []
 
     def enter(path: str) -> Any:
         def hook(m: nn.Module, inputs: tuple[Any, ...]) -> None:

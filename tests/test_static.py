@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 from torch import nn
@@ -49,14 +47,13 @@ def test_meta_model_analyzes() -> None:
 
 
 def test_huge_meta_model_needs_no_memory() -> None:
-    """A 4-billion-parameter stack on meta: analyzed in well under a second, no bytes allocated."""
+    """A 4-billion-parameter stack on meta: no weight bytes exist, and analysis still works
+    (its speed is measured by benchmarks/, not asserted here)."""
     with torch.device("meta"):
         model = nn.Sequential(*[nn.Linear(16384, 16384, bias=False) for _ in range(15)])
-    start = time.perf_counter()
     report = fxcost.analyze(model, input_size=(8, 16384))
     assert report.total().params == 15 * 16384 * 16384  # 4,026,531,840
     assert report.total().macs == 8 * 15 * 16384 * 16384
-    assert time.perf_counter() - start < 30  # generous: a sanity bound, not a benchmark
 
 
 def test_real_mode_runs_real_tensors_on_a_copy() -> None:
