@@ -19,7 +19,7 @@ from fxcost.costs import build_rows, memory_summary, unsupported_ops
 from fxcost.errors import FxcostError, InputSpecError, ShapeError, UnsupportedOpError
 from fxcost.model import Comparison, ComparisonRow, InputSpec, Report, Sweep
 from fxcost.propagate import NodeRecord, OpRecorder, RecordingInterpreter, hint_for
-from fxcost.shadow import fakeify, materialize_lazy, meta_copy
+from fxcost.shadow import fakeify, has_lazy_modules, meta_copy
 from fxcost.spec import dtype_name
 from fxcost.trace import trace
 
@@ -254,7 +254,8 @@ def _prepare_meta(
     shadow = meta_copy(model)
     shadow.eval()
     meta_args, meta_kwargs = tree_map(_meta, (args, kwargs))
-    materialize_lazy(shadow, lambda m: _run_eagerly(m, meta_args, meta_kwargs, "inferring lazy layer shapes"))
+    if has_lazy_modules(shadow):  # one unrecorded run lets lazy layers infer their shapes
+        _run_eagerly(shadow, meta_args, meta_kwargs, "inferring lazy layer shapes")
     return shadow, meta_args, meta_kwargs
 
 
@@ -275,7 +276,8 @@ def _prepare_real(
         ) from e
     shadow.eval()
     real_args, real_kwargs = tree_map(_realize, (args, kwargs))
-    materialize_lazy(shadow, lambda m: _run_eagerly(m, real_args, real_kwargs, "inferring lazy layer shapes"))
+    if has_lazy_modules(shadow):
+        _run_eagerly(shadow, real_args, real_kwargs, "inferring lazy layer shapes")
     return shadow, real_args, real_kwargs
 
 

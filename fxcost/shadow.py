@@ -11,7 +11,6 @@ input shapes. :func:`fakeify` then swaps the meta tensors for fake CPU tensors o
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -73,12 +72,6 @@ def _drop_user_hooks(shadow: nn.Module) -> None:
             if isinstance(hooks, dict):
                 for k in [k for k in hooks if k not in keep]:
                     del hooks[k]
-
-
-def materialize_lazy(model: nn.Module, run: Callable[[nn.Module], Any]) -> None:
-    """Run ``model`` once (unrecorded) so its lazy modules infer their shapes."""
-    if has_lazy_modules(model):
-        run(model)
 
 
 def fakeify(model: nn.Module, fake_mode: FakeTensorMode) -> None:
