@@ -5,23 +5,32 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.fx as fx
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_flatten, tree_map
 
 from fxcost.conventions import Convention, get_convention
-from fxcost.costs import build_rows, memory_summary, unsupported_ops
-from fxcost.errors import FxcostError, InputSpecError, ShapeError, UnsupportedOpError
-from fxcost.model import Comparison, ComparisonRow, InputSpec, Report, Sweep
-from fxcost.propagate import NodeRecord, OpRecorder, RecordingInterpreter, hint_for
+from fxcost.costs import build_rows, build_segment_rows, memory_summary, segments_from_records, unsupported_ops
+from fxcost.errors import FxcostError, InputSpecError, ShapeError, TraceError, UnsupportedOpError
+from fxcost.model import Comparison, ComparisonRow, InputSpec, NodeCost, Report, Sweep, TensorSpec
+from fxcost.propagate import (
+    ModuleRunError,
+    ModuleStack,
+    OpRecorder,
+    RecordingInterpreter,
+    hint_for,
+    is_data_dependent,
+    output_specs,
+    run_eager,
+)
 from fxcost.shadow import fakeify, has_lazy_modules, meta_copy
 from fxcost.spec import dtype_name
-from fxcost.trace import trace
+from fxcost.trace import TRACERS, export, first_line, symbolic
 
 Shape = Sequence[int]
 
@@ -82,72 +91,91 @@ def _has_tensor(value: Any) -> bool:
     return found
 
 
-def _bind(forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Any], list[str], dict[str, Any]]:
-    """Order the inputs as forward's parameters (and so the graph's placeholders); arguments with
-    no tensor in them (flags, ``mask=None`` defaults) become concrete values for the tracer."""
+def _bind(forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
     sig = inspect.signature(forward)
     try:
-        bound = sig.bind(*args, **kwargs)
+        return sig.bind(*args, **kwargs)
     except TypeError as e:
         raise InputSpecError(
             f"the inputs do not fit forward{sig}: {e}",
-            hint="give one --input shape per positional argument of forward, joined by commas",
+            hint="give one --input shape per positional argument of forward (joined by commas), "
+            "--input name=SHAPE for a keyword tensor and --kwarg name=VALUE for other keywords",
         ) from None
+
+
+def _graph_inputs(forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """Order the inputs as forward's parameters (and so the graph's placeholders); arguments with
+    no tensor in them (flags, ``mask=None`` defaults) become concrete values for the tracer."""
+    bound = _bind(forward, args, kwargs)
     bound.apply_defaults()
-    values, names, concrete = [], [], {}
-    for name, p in sig.parameters.items():
+    values, concrete = [], {}
+    for name, p in bound.signature.parameters.items():
         value = bound.arguments.get(name)
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            raise InputSpecError(
-                f"forward{sig} takes *{name}: fxcost's tracer needs named arguments",
-                hint="wrap the model in a module whose forward names each input",
-            )
+            raise TraceError(f"forward{bound.signature} takes *{name}, which torch.fx cannot trace as inputs")
         if not _has_tensor(value):
             concrete[name] = value
         values.append(value)
-        names.append(name)
-    return values, names, concrete
+    return values, concrete
+
+
+def _input_specs(forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[InputSpec]:
+    """Every tensor among the inputs, named by its parameter and its place in a nested input
+    (``batch.image``, ``xs.1``)."""
+    specs: list[InputSpec] = []
+
+    def walk(name: str, v: Any) -> None:
+        if isinstance(v, torch.Tensor):
+            specs.append(InputSpec(name, tuple(int(d) for d in v.shape), dtype_name(v.dtype)))
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                walk(f"{name}.{k}", item)
+        elif isinstance(v, (tuple, list)):
+            for i, item in enumerate(v):
+                walk(f"{name}.{i}", item)
+
+    for name, value in _bind(forward, args, kwargs).arguments.items():
+        walk(name, value)
+    return specs
+
+
+def _shape_error(e: ModuleRunError, what: str) -> ShapeError:
+    place = f"layer {e.path!r} ({type(e.module).__name__})" if e.path else f"{type(e.module).__name__}.forward"
+    shown = ", ".join("x".join(map(str, s)) for s in e.shapes) or "no tensors"
+    why = first_line(e.cause)
+    if is_data_dependent(e.cause):
+        why = f"it reads a tensor's value (aten::_local_scalar_dense, from .item() or `if tensor:`): {why}"
+    return ShapeError(
+        f"{place} failed on input shape {shown} while {what}: {why}",
+        module_path=e.path,
+        input_shapes=e.shapes,
+        hint=hint_for(e.cause),
+    )
+
+
+@contextlib.contextmanager
+def _naming_module(what: str) -> Iterator[None]:
+    try:
+        yield
+    except ModuleRunError as e:
+        raise _shape_error(e, what) from e.cause
 
 
 def _run_eagerly(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], what: str) -> None:
     """Run ``model`` (fxcost's own copy) once; on failure, name the innermost module that was
-    running and the shapes that reached it. Hooks go on the copy only and are removed after."""
-    running: list[tuple[str, nn.Module, tuple[tuple[int, ...], ...]]] = []
+    running and the shapes that reached it."""
+    with _naming_module(what), ModuleStack(model, include_self=True) as stack, stack.naming_failures(), torch.no_grad():
+        model(*args, **kwargs)
 
-    def enter(path: str) -> Any:
-        def hook(m: nn.Module, inputs: tuple[Any, ...]) -> None:
-            running.append((path, m, tuple(tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor))))
-        return hook
 
-    def leave(m: nn.Module, inputs: Any, output: Any) -> None:
-        running.pop()
+@dataclass
+class _Run:
+    """What one tracing method produced."""
 
-    handles = []
-    for path, m in model.named_modules():
-        if path:
-            handles += [m.register_forward_pre_hook(enter(path)), m.register_forward_hook(leave)]
-    try:
-        with torch.no_grad():
-            model(*args, **kwargs)
-    except Exception as e:
-        failed = running[-1:]
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        if failed:
-            path, m, shapes = failed[0]
-            place = f"layer {path!r} ({type(m).__name__})"
-        else:
-            shapes = tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor))
-            place = type(model).__name__
-        shown = ", ".join("x".join(map(str, s)) for s in shapes) or "no tensors"
-        raise ShapeError(
-            f"{place} failed on input shape {shown} while {what}: {first}",
-            module_path=failed[0][0] if failed else "",
-            input_shapes=shapes,
-            hint=hint_for(e),
-        ) from e
-    finally:
-        for h in handles:
-            h.remove()
+    rows: list[NodeCost]
+    outputs: tuple[TensorSpec, ...]
+    trace: dict[str, Any]
+    mode: str
 
 
 def analyze(
@@ -160,56 +188,49 @@ def analyze(
     real: bool = False,
     strict: bool = False,
     name: str | None = None,
+    tracer: str = "auto",
+    leaves: Sequence[str] = (),
 ) -> Report:
     """Analyze ``model`` without running it for real, and return a :class:`Report`.
 
     ``input_size`` is one shape or a list of shapes (float32); ``example_inputs`` a tensor or a
-    tuple of positional arguments (real, fake or meta tensors: only shapes and dtypes are used);
-    ``example_kwargs`` keyword arguments. ``real=True`` runs real tensors on a copy of the model.
-    ``strict=True`` raises :class:`UnsupportedOpError` when an op has no formula. The model is
-    never modified: analysis runs on a weightless copy (a full copy with ``real``).
+    tuple of positional arguments (real, fake or meta tensors, or nested dicts/lists of them:
+    only shapes and dtypes are used); ``example_kwargs`` keyword arguments (tensors or plain
+    values). ``real=True`` runs real tensors on a copy of the model. ``strict=True`` raises
+    :class:`UnsupportedOpError` when an op has no formula.
+
+    ``tracer`` picks how the model becomes a graph: ``"auto"`` (symbolic tracing, keeping
+    untraceable submodules opaque; else ``torch.export``; else running op by op),
+    ``"symbolic"``, ``"export"`` or ``"eager"``. ``leaves`` names modules (paths or class names)
+    to keep as single opaque nodes. The report's ``trace`` says which method ran, which modules
+    were opaque and why, and why earlier methods failed. The model is never modified: analysis
+    runs on a weightless copy (a full copy with ``real``).
     """
     if not isinstance(model, nn.Module):
         raise InputSpecError(f"analyze() needs an nn.Module, got {type(model).__name__}", hint="pass the model object, e.g. fxcost.analyze(MyNet(), input_size=(1, 3, 224, 224))")
+    if tracer not in TRACERS:
+        raise InputSpecError(f"unknown tracer {tracer!r}", hint=f"one of: {', '.join(TRACERS)}")
     conv = get_convention(convention) if isinstance(convention, str) else convention
     args = _normalize_inputs(input_size, example_inputs)
     kwargs = dict(example_kwargs or {})
     if not args and not kwargs:
         raise InputSpecError("no inputs given", hint="pass input_size=(1, 3, 224, 224) or --input 1x3x224x224")
+    shadow, args, kwargs = (_prepare_real if real else _prepare_meta)(model, args, kwargs)
+    inputs = _input_specs(shadow.forward, args, kwargs)
     recorder = OpRecorder(conv.registry)
-    if real:
-        shadow, args, kwargs = _prepare_real(model, args, kwargs)
-        root, graph, values, names = _trace_and_bind(shadow, args, kwargs, recorder)
-        folded = recorder.take()
-        records = _propagate(root, graph, values, recorder, contextlib.nullcontext())
-        mode = "real"
-    else:
-        shadow, args, kwargs = _prepare_meta(model, args, kwargs)
-        root, graph, values, names = _trace_and_bind(shadow, args, kwargs, recorder)
-        folded = recorder.take()
+    methods = ("symbolic", "export", "eager") if tracer == "auto" else (tracer,)
+    fallbacks: list[dict[str, str]] = []
+    for i, method in enumerate(methods):
         try:
-            # Meta tensors first: no data, and several times faster than FakeTensorMode.
-            records = _propagate(root, graph, values, recorder, contextlib.nullcontext())
-            mode = "meta"
-        except ShapeError as e:
-            if not _needs_fake(e):
+            run = _METHODS[method](shadow, args, kwargs, recorder, conv, inputs, leaves, real)
+            break
+        except TraceError as e:
+            if i == len(methods) - 1:
                 raise
-            # A forward that makes CPU tensors of its own (torch.zeros(3)) cannot mix them with
-            # meta ones; FakeTensorMode gives every tensor a device without data. A genuine
-            # shape error fails here again, with the same message.
-            fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-            fakeify(shadow, fake_mode)
-            root, graph, values, names = _trace_and_bind(shadow, args, kwargs, recorder)
-            folded = recorder.take()
-            records = _propagate(root, graph, [tree_map(lambda x: _fake(x, fake_mode), v) for v in values], recorder, fake_mode)
-            mode = "fake"
-    inputs = [
-        InputSpec(n, tuple(int(d) for d in v.shape), dtype_name(v.dtype))
-        for n, v in zip(names, values, strict=True)
-        if isinstance(v, torch.Tensor)
-    ]
-    rows = build_rows(root, records, conv, folded=folded)
-    unsupported = unsupported_ops(rows)
+            fallbacks.append({"tracer": method, "error": e.message})
+    if fallbacks:
+        run.trace["fallbacks"] = fallbacks
+    unsupported = unsupported_ops(run.rows)
     if strict and unsupported:
         listed = "; ".join(f"{u.op} in {u.where!r} (x{u.count})" for u in unsupported[:10])
         raise UnsupportedOpError(
@@ -220,13 +241,99 @@ def analyze(
         model=name or type(model).__name__,
         convention=conv.name,
         inputs=tuple(inputs),
-        layers=tuple(rows),
-        memory=memory_summary(rows, inputs, conv),
+        layers=tuple(run.rows),
+        memory=memory_summary(run.rows, inputs, conv),
         unsupported=tuple(unsupported),
-        trace={"method": "symbolic_trace", "graph_nodes": len(graph.nodes)},
-        module_types=_module_types(root),
-        mode=mode,
+        trace=run.trace,
+        module_types=_module_types(shadow),
+        mode=run.mode,
+        outputs=run.outputs,
     )
+
+
+def _with_fake_retry(
+    shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], real: bool,
+    attempt: Callable[[tuple[Any, ...], dict[str, Any], Any], _Run],
+) -> _Run:
+    """Meta tensors first: no data, and several times faster than FakeTensorMode. A forward that
+    makes CPU tensors of its own (``torch.zeros(3)``) cannot mix them with meta ones, so it runs
+    again on fake tensors, which have a device but no data. A genuine shape error fails there
+    again, with the same message."""
+    if real:
+        return attempt(args, kwargs, contextlib.nullcontext())
+    try:
+        return attempt(args, kwargs, contextlib.nullcontext())
+    except ShapeError as e:
+        if not _needs_fake(e):
+            raise
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    fakeify(shadow, fake_mode)
+    fake_args, fake_kwargs = tree_map(lambda x: _fake(x, fake_mode), (args, kwargs))
+    run = attempt(fake_args, fake_kwargs, fake_mode)
+    run.mode = "fake"
+    return run
+
+
+def _symbolic(shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder,
+              conv: Convention, inputs: list[InputSpec], leaves: Sequence[str], real: bool) -> _Run:
+    _, concrete = _graph_inputs(shadow.forward, args, kwargs)
+
+    def attempt(a: tuple[Any, ...], kw: dict[str, Any], context: Any) -> _Run:
+        vals, _ = _graph_inputs(shadow.forward, a, kw)
+        with recorder:  # ops run while tracing (on buffers or constants alone) are folded into constants
+            traced = symbolic(shadow, concrete_args=concrete or None, leaves=leaves)
+        folded = recorder.take()
+        interp = RecordingInterpreter(traced.root, traced.graph, recorder, opaque=set(traced.opaque) | _leaf_paths(traced.root, leaves))
+        with _naming_module("propagating shapes"), context, torch.no_grad(), recorder:
+            out = interp.run(*vals)
+        trace: dict[str, Any] = {"method": traced.method, "graph_nodes": len(traced.graph.nodes)}
+        if traced.opaque:
+            trace["opaque"] = [{"module": p, "type": type(traced.root.get_submodule(p)).__name__, "reason": r}
+                               for p, r in traced.opaque.items()]
+        return _Run(build_rows(traced.root, interp.records, conv, folded=folded), output_specs(out), trace, "real" if real else "meta")
+
+    return _with_fake_retry(shadow, args, kwargs, real, attempt)
+
+
+def _leaf_paths(root: nn.Module, leaves: Sequence[str]) -> set[str]:
+    """Modules the user asked to keep whole (by path or class name): they run op by op too."""
+    if not leaves:
+        return set()
+    return {p for p, m in root.named_modules() if p and (p in leaves or type(m).__name__ in leaves)}
+
+
+def _export(shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder,
+            conv: Convention, inputs: list[InputSpec], leaves: Sequence[str], real: bool) -> _Run:
+    # export flattens keyword arguments in forward's order
+    order = list(inspect.signature(shadow.forward).parameters)
+    kwargs = {k: kwargs[k] for k in sorted(kwargs, key=lambda k: order.index(k) if k in order else len(order))}
+    with recorder:
+        traced = export(shadow, args, kwargs)
+    recorder.take()  # export runs the forward once to trace it; that run is not the analysis
+    flat = tree_flatten((args, kwargs))[0]
+    placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
+    if len(flat) != len(placeholders):
+        raise TraceError(f"torch.export's graph takes {len(placeholders)} inputs where fxcost has {len(flat)}")
+    interp = RecordingInterpreter(traced.runner or shadow, traced.graph, recorder)
+    with _naming_module("propagating shapes"), torch.no_grad(), recorder:
+        out = interp.run(*flat)
+    segments = segments_from_records(shadow, interp.records)
+    trace = {"method": "export", "graph_nodes": len(traced.graph.nodes)}
+    return _Run(build_segment_rows(shadow, inputs, segments, conv), output_specs(out), trace, "real" if real else "meta")
+
+
+def _eager(shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder,
+           conv: Convention, inputs: list[InputSpec], leaves: Sequence[str], real: bool) -> _Run:
+    def attempt(a: tuple[Any, ...], kw: dict[str, Any], context: Any) -> _Run:
+        with _naming_module("running the model op by op"), context, torch.no_grad(), recorder:
+            segments, out = run_eager(shadow, a, kw, recorder)
+        trace = {"method": "eager", "segments": len(segments)}
+        return _Run(build_segment_rows(shadow, inputs, segments, conv), output_specs(out), trace, "real" if real else "meta")
+
+    return _with_fake_retry(shadow, args, kwargs, real, attempt)
+
+
+_METHODS: dict[str, Callable[..., _Run]] = {"symbolic": _symbolic, "export": _export, "eager": _eager}
 
 
 def _module_types(model: nn.Module) -> dict[str, str]:
@@ -242,6 +349,8 @@ def _needs_fake(error: ShapeError) -> bool:
     """A meta run failed because the forward mixed in tensors of another device (or an op has no
     meta kernel): worth a retry on fake tensors. A shape error would only fail again."""
     cause = error.__cause__
+    if cause is None or is_data_dependent(cause):
+        return False
     text = str(cause)
     return isinstance(cause, NotImplementedError) or "device" in text or "meta" in text
 
@@ -279,22 +388,6 @@ def _prepare_real(
     if has_lazy_modules(shadow):
         _run_eagerly(shadow, real_args, real_kwargs, "inferring lazy layer shapes")
     return shadow, real_args, real_kwargs
-
-
-def _propagate(root: nn.Module, graph: fx.Graph, values: list[Any], recorder: OpRecorder, context: Any) -> list[NodeRecord]:
-    interp = RecordingInterpreter(root, graph, recorder)
-    with context, torch.no_grad(), recorder:
-        interp.run(*values)
-    return interp.records
-
-
-def _trace_and_bind(
-    shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder
-) -> tuple[nn.Module, fx.Graph, list[Any], list[str]]:
-    values, names, concrete = _bind(shadow.forward, args, kwargs)
-    with recorder:  # ops run while tracing (on buffers or constants alone) are folded into constants
-        root, graph = trace(shadow, concrete_args=concrete or None)
-    return root, graph, values, names
 
 
 def sweep(model: nn.Module, input_sizes: Sequence[Any], **kwargs: Any) -> Sweep:

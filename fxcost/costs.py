@@ -18,8 +18,17 @@ import torch.fx as fx
 from torch import nn
 
 from fxcost.conventions import LEAF_OUTPUTS, Convention
-from fxcost.model import FATE_UNSUPPORTED, InputSpec, MemorySummary, NodeCost, OpCost, TensorSpec, UnsupportedOp
-from fxcost.propagate import NodeRecord
+from fxcost.model import (
+    FATE_UNSUPPORTED,
+    InputSpec,
+    MemorySummary,
+    NodeCost,
+    OpCost,
+    TensorSpec,
+    UnsupportedOp,
+    merge_ops,
+)
+from fxcost.propagate import NodeRecord, Segment
 from fxcost.trace import META_KEY
 
 _DTYPE_BYTES: dict[str, int] = {}
@@ -134,6 +143,9 @@ def build_rows(
         n = rec.node
         if n.op == "output" or (not rec.outputs and not rec.ops and n.op != "call_module"):
             continue  # Python-level bookkeeping (asserts on concrete arguments, None inputs)
+        if rec.segments:  # an opaque module: one row per module call inside it
+            rows.extend(segment_rows(root, rec.segments, conv, ledger, start=len(rows)))
+            continue
         counts: dict[str, Any] = {}
         kernel = stride = None
         if n.op == "call_module":
@@ -167,6 +179,96 @@ def build_rows(
         )
     rows.extend(_unused_rows(root, ledger, start=len(rows)))
     return rows
+
+
+def segment_rows(root: nn.Module, segments: Iterable[Segment], conv: Convention, ledger: _ParamLedger, start: int) -> list[NodeCost]:
+    """One row per segment. A module's own parameters are counted at its first segment; its
+    activations are the tensors the segment newly allocated."""
+    rows: list[NodeCost] = []
+    for seg in segments:
+        m = _submodule(root, seg.module_path)
+        counts = ledger.claim_module(m, recurse=False) if m is not None else {}
+        elements = nbytes = 0
+        if seg.leaf or conv.activation_rule != LEAF_OUTPUTS:
+            for s in seg.allocations:
+                e = _elements(s, conv.per_sample)
+                elements += e
+                nbytes += e * (conv.bytes_per_element or dtype_bytes(s.dtype))
+        rows.append(
+            NodeCost(
+                id=start + len(rows),
+                name=seg.module_path or "(root)",
+                type=_class_name(m) if m is not None else "Module",
+                kind="module" if seg.leaf else "code",
+                module_path=seg.module_path,
+                output=seg.allocations[-1:],
+                kernel_size=_tuple_attr(m, "kernel_size") if m is not None else None,
+                stride=_tuple_attr(m, "stride") if m is not None else None,
+                macs=sum(o.macs for o in seg.ops),
+                flops=sum(o.flops for o in seg.ops),
+                activation_elements=elements,
+                activation_bytes=nbytes,
+                ops=seg.ops,
+                **counts,
+            )
+        )
+    return rows
+
+
+def segments_from_records(root: nn.Module, records: Iterable[NodeRecord]) -> list[Segment]:
+    """torch.export's graph has a node per aten op; consecutive ones in one module make a segment."""
+    segments: list[Segment] = []
+    path: str | None = None
+    ops: list[OpCost] = []
+    allocations: list[TensorSpec] = []
+
+    def flush() -> None:
+        if path is not None and (ops or allocations):
+            m = _submodule(root, path)
+            leaf = m is not None and not any(True for _ in m.children())
+            segments.append(Segment(path, leaf, merge_ops(ops), tuple(allocations)))
+
+    for rec in records:
+        if rec.node.op != "call_function":
+            continue  # inputs, parameters (get_attr) and the output are not work
+        here = rec.node.meta.get(META_KEY, {}).get("module_path", "")
+        if here != path:
+            flush()
+            path, ops, allocations = here, [], []
+        ops.extend(rec.ops)
+        allocations.extend(s for s, fresh in zip(rec.outputs, rec.allocated, strict=True) if fresh)
+    flush()
+    return segments
+
+
+def input_rows(inputs: Iterable[InputSpec], conv: Convention) -> list[NodeCost]:
+    rows = []
+    for i, spec in enumerate(inputs):
+        e = _elements(TensorSpec(spec.shape, spec.dtype), conv.per_sample) if conv.inputs_are_activations else 0
+        rows.append(NodeCost(id=i, name=spec.name, type="Input", kind="input", module_path="",
+                             output=(TensorSpec(spec.shape, spec.dtype),), activation_elements=e,
+                             activation_bytes=e * (conv.bytes_per_element or dtype_bytes(spec.dtype))))
+    return rows
+
+
+def build_segment_rows(root: nn.Module, inputs: list[InputSpec], segments: Iterable[Segment], conv: Convention) -> list[NodeCost]:
+    """Rows for a model analyzed without a graph of module calls (export, eager)."""
+    ledger = _ParamLedger()
+    rows = input_rows(inputs, conv)
+    rows += segment_rows(root, segments, conv, ledger, start=len(rows))
+    rows.extend(_unused_rows(root, ledger, start=len(rows)))
+    return rows
+
+
+def _class_name(m: nn.Module) -> str:
+    return (getattr(m, "cls_to_become", None) or type(m)).__name__
+
+
+def _submodule(root: nn.Module, path: str) -> nn.Module | None:
+    try:
+        return root.get_submodule(path) if path else root
+    except AttributeError:
+        return None
 
 
 def _resolve(root: nn.Module, target: str) -> Any:

@@ -238,6 +238,8 @@ class Report:
     #: class name of every module in the model, by path: names the rows of :meth:`by_module`
     module_types: dict[str, str] = field(default_factory=dict)
     mode: str = "meta"  # the tensors shapes ran on: "meta", "fake" (FakeTensorMode) or "real"
+    #: every tensor the model returned, in order (nested outputs flattened)
+    outputs: tuple[TensorSpec, ...] = ()
     view: str = "layer"
     depth: int | None = None
 
@@ -274,7 +276,7 @@ class Report:
                 rows.append(replace(members[0], id=i))
                 continue
             sums = {f: sum(getattr(m, f) for m in members) for f in _SUMMED}
-            ops = _merge_ops(op for m in members for op in m.ops)
+            ops = merge_ops(op for m in members for op in m.ops)
             rows.append(
                 NodeCost(
                     id=i,
@@ -299,6 +301,7 @@ class Report:
             "view": {"group_by": self.view, "depth": self.depth},
             "trace": dict(self.trace),
             "inputs": [i.to_dict() for i in self.inputs],
+            "outputs": [o.to_dict() for o in self.outputs],
             "totals": self.total().to_dict(),
             "memory": self.memory.to_dict(),
             "layers": [r.to_dict() for r in self.layers],
@@ -306,7 +309,7 @@ class Report:
         }
 
 
-def _merge_ops(ops: Iterable[OpCost]) -> tuple[OpCost, ...]:
+def merge_ops(ops: Iterable[OpCost]) -> tuple[OpCost, ...]:
     merged: dict[str, OpCost] = {}
     for o in ops:
         prev = merged.get(o.op)

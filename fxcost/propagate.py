@@ -9,7 +9,9 @@ runs; no tensor is kept.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import dataclasses
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +19,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
@@ -24,18 +27,32 @@ from fxcost.errors import FxcostError, ShapeError
 from fxcost.formulas import FormulaRegistry
 from fxcost.model import OpCost, TensorSpec
 from fxcost.spec import dtype_name
-from fxcost.trace import META_KEY
+from fxcost.trace import META_KEY, first_line
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Ops that ran in one module call outside any graph node of their own: in an opaque module,
+    or in a model run eagerly. A leaf module's call is one segment; a module with children gets
+    one more for the work in its own code (emitted after its children's)."""
+
+    module_path: str
+    leaf: bool
+    ops: tuple[OpCost, ...]
+    allocations: tuple[TensorSpec, ...]  # tensors it newly allocated: its activations
 
 
 @dataclass
 class NodeRecord:
-    """What one node did: its outputs, which of them it newly allocated, and its ops."""
+    """What one node did: its outputs, which of them it newly allocated, and its ops; for an
+    opaque module's node, the segments its ops ran in."""
 
     node: fx.Node
     outputs: tuple[TensorSpec, ...]
     allocated: tuple[bool, ...]
     ops: tuple[OpCost, ...]
     input_shapes: tuple[tuple[int, ...], ...]
+    segments: tuple[Segment, ...] = ()
 
 
 def _shape_only(x: Any) -> Any:
@@ -56,8 +73,13 @@ class OpRecorder(TorchDispatchMode):
         self._tally: dict[str, list[Any]] = {}
         self._fates: dict[Any, tuple[str, str, Any, str]] = {}
 
-    def take(self) -> tuple[OpCost, ...]:
+    def take_raw(self) -> dict[str, list[Any]]:
+        """The tally so far as ``{op: [count, macs, flops, fate, reason]}``, and a fresh one."""
         tally, self._tally = self._tally, {}
+        return tally
+
+    def take(self) -> tuple[OpCost, ...]:
+        tally = self.take_raw()
         return tuple(OpCost(name, n, macs, flops, fate, reason) for name, (n, macs, flops, fate, reason) in tally.items())
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
@@ -107,8 +129,19 @@ def _storage(t: torch.Tensor) -> StorageWeakRef | None:
         return None
 
 
-def hint_for(error: Exception) -> str:
+def is_data_dependent(error: BaseException) -> bool:
+    """The forward read a tensor's value (``.item()``, ``if tensor:``), which meta and fake
+    tensors do not have."""
+    text = f"{type(error).__name__} {error}"
+    return any(k in text for k in ("_local_scalar_dense", "item() cannot be called", "DataDependent", "data-dependent"))
+
+
+def hint_for(error: BaseException) -> str:
     text = str(error)
+    if is_data_dependent(error):
+        return ("the forward reads tensor values (.item(), `if tensor:`), which fxcost's data-free tensors "
+                "do not have: --real runs real tensors on a copy of the model; or make that branch depend on "
+                "shapes; --leaf and --tracer cannot help here")
     if "too small" in text or "Output size" in text or "non-positive" in text:
         return "the input is too small for this architecture: use a larger --input, or fewer downsampling layers"
     if "channels" in text:
@@ -123,10 +156,21 @@ def hint_for(error: Exception) -> str:
 class RecordingInterpreter(fx.Interpreter):
     """Runs a GraphModule and keeps one :class:`NodeRecord` per node."""
 
-    def __init__(self, root: nn.Module, graph: fx.Graph, recorder: OpRecorder) -> None:
+    def __init__(self, root: nn.Module, graph: fx.Graph, recorder: OpRecorder, opaque: Collection[str] = ()) -> None:
         super().__init__(root, graph=graph)
         self.recorder = recorder
+        self.opaque = opaque
         self.records: list[NodeRecord] = []
+        self._segments: tuple[Segment, ...] = ()
+
+    def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
+        if target not in self.opaque:
+            return super().call_module(target, args, kwargs)
+        module = self.fetch_attr(target)
+        with SegmentTracker(module, target, self.recorder, seen=_tensors((args, kwargs))) as tracker, tracker.naming_failures():
+            result = module(*args, **kwargs)
+        self._segments = tuple(tracker.segments)
+        return result
 
     def run_node(self, n: fx.Node) -> Any:
         inputs = [self.env[a] for a in n.all_input_nodes]
@@ -134,7 +178,7 @@ class RecordingInterpreter(fx.Interpreter):
         self.recorder.take()
         try:
             result = super().run_node(n)
-        except FxcostError:
+        except (FxcostError, ModuleRunError):
             raise
         except Exception as e:
             shapes = tuple(tuple(t.shape) for t in input_tensors)
@@ -160,7 +204,176 @@ class RecordingInterpreter(fx.Interpreter):
             allocated.append(s is not None and s not in seen)
             if s is not None:
                 seen.add(s)  # a tuple that returns one buffer twice allocates it once
+        segments, self._segments = self._segments, ()
         self.records.append(
-            NodeRecord(n, specs, tuple(allocated), ops, tuple(tuple(int(d) for d in t.shape) for t in input_tensors))
+            NodeRecord(n, specs, tuple(allocated), ops, tuple(tuple(int(d) for d in t.shape) for t in input_tensors), segments)
         )
         return result
+
+
+def _spec(t: torch.Tensor) -> TensorSpec:
+    return TensorSpec(tuple(int(d) for d in t.shape), dtype_name(t.dtype))
+
+
+class _AllocationMode(TorchFunctionMode):
+    """Sees each top-level torch function call (the mode is popped while one runs, so calls
+    nested inside it are not seen) and keeps the outputs whose storage is new: the same
+    granularity as the function and method nodes of an FX graph. Views and in-place results
+    share a storage already seen, so they allocate nothing."""
+
+    def __init__(self, seen: Iterable[torch.Tensor]) -> None:
+        super().__init__()
+        self.seen = {s for s in map(_storage, seen) if s is not None}
+        self.new: list[TensorSpec] = []
+
+    def take(self) -> tuple[TensorSpec, ...]:
+        new, self.new = self.new, []
+        return tuple(new)
+
+    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        for t in _tensors((args, kwargs)):
+            s = _storage(t)
+            if s is not None:
+                self.seen.add(s)
+        for t in _tensors(out):
+            s = _storage(t)
+            if s is not None and s not in self.seen:
+                self.seen.add(s)
+                self.new.append(_spec(t))
+        return out
+
+
+class ModuleRunError(Exception):
+    """A module failed while running op by op; names the innermost module that was running."""
+
+    def __init__(self, path: str, module: nn.Module, shapes: tuple[tuple[int, ...], ...], cause: BaseException) -> None:
+        super().__init__(first_line(cause))
+        self.path, self.module, self.shapes, self.cause = path, module, shapes, cause
+
+
+@dataclass
+class _Frame:
+    path: str
+    leaf: bool
+    ops: dict[str, list[Any]]
+    allocations: list[TensorSpec]
+
+
+class ModuleStack:
+    """Forward hooks on ``module`` and every submodule that keep the stack of module calls
+    running, so a failure names the innermost one. Hooks go on fxcost's copy only and are
+    removed on exit. ``on_enter``/``on_exit`` run at each call's start and end."""
+
+    def __init__(self, module: nn.Module, prefix: str = "", include_self: bool = False) -> None:
+        self.module, self.prefix, self.include_self = module, prefix, include_self
+        self.running: list[tuple[str, nn.Module, tuple[tuple[int, ...], ...]]] = []
+        self.on_enter: Callable[[str, nn.Module], None] = lambda path, m: None
+        self.on_exit: Callable[[str, nn.Module], None] = lambda path, m: None
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> ModuleStack:
+        for name, m in self.module.named_modules():
+            if name or self.include_self:
+                path = f"{self.prefix}.{name}".strip(".") if name else self.prefix
+                self._handles += [m.register_forward_pre_hook(self._enter(path), with_kwargs=True),
+                                  m.register_forward_hook(self._exit)]
+        return self
+
+    def _enter(self, path: str) -> Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], None]:
+        def hook(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            self.on_enter(path, m)
+            self.running.append((path, m, tuple(tuple(int(d) for d in t.shape) for t in _tensors((args, kwargs)))))
+        return hook
+
+    def _exit(self, m: nn.Module, inputs: Any, output: Any) -> None:
+        path = self.running.pop()[0]
+        self.on_exit(path, m)
+
+    @contextlib.contextmanager
+    def naming_failures(self) -> Iterator[None]:
+        try:
+            yield
+        except (FxcostError, ModuleRunError):
+            raise
+        except Exception as e:
+            if not self.running:
+                raise
+            path, m, shapes = self.running[-1]
+            raise ModuleRunError(path, m, shapes, e) from e
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+class SegmentTracker(ModuleStack):
+    """Attributes the ops that ``module`` (at ``prefix``) dispatches, and the tensors it
+    allocates, to the innermost module call that ran them (see :class:`Segment`)."""
+
+    def __init__(self, module: nn.Module, prefix: str, recorder: OpRecorder, seen: Iterable[torch.Tensor] = ()) -> None:
+        super().__init__(module, prefix, include_self=True)
+        self.recorder = recorder
+        self.alloc = _AllocationMode(seen)
+        self.segments: list[Segment] = []
+        self.frames: list[_Frame] = []
+        self.on_enter = self._push
+        self.on_exit = self._pop
+
+    def _flush(self) -> None:
+        tally, allocs = self.recorder.take_raw(), self.alloc.take()
+        if not self.frames:
+            return
+        frame = self.frames[-1]
+        for name, entry in tally.items():
+            prev = frame.ops.get(name)
+            if prev is None:
+                frame.ops[name] = list(entry)
+            else:
+                for i in (0, 1, 2):
+                    prev[i] += entry[i]
+        frame.allocations += allocs
+
+    def _push(self, path: str, m: nn.Module) -> None:
+        self._flush()
+        self.frames.append(_Frame(path, not any(True for _ in m.children()), {}, []))
+
+    def _pop(self, path: str, m: nn.Module) -> None:
+        self._flush()
+        f = self.frames.pop()
+        if f.leaf or f.ops or f.allocations:
+            ops = tuple(OpCost(name, n, macs, flops, fate, reason) for name, (n, macs, flops, fate, reason) in f.ops.items())
+            self.segments.append(Segment(f.path, f.leaf, ops, tuple(f.allocations)))
+
+    def __enter__(self) -> SegmentTracker:
+        super().__enter__()
+        self.recorder.take()
+        self.alloc.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.alloc.__exit__(None, None, None)
+        super().__exit__(*exc)
+
+
+def output_specs(value: Any) -> tuple[TensorSpec, ...]:
+    """Shapes of every tensor in a model's output: tensors, (nested) tuples, lists, dicts
+    (transformers' ``ModelOutput`` is one), dataclasses; other values carry no tensor."""
+    if isinstance(value, torch.Tensor):
+        return (_spec(value),)
+    if isinstance(value, Mapping):
+        return tuple(s for v in value.values() for s in output_specs(v))
+    if isinstance(value, (tuple, list)):
+        return tuple(s for v in value for s in output_specs(v))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return tuple(s for f in dataclasses.fields(value) for s in output_specs(getattr(value, f.name)))
+    return ()
+
+
+def run_eager(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder) -> tuple[list[Segment], Any]:
+    """Run ``model`` once (with ``recorder`` active), attributing every op to its module call."""
+    with SegmentTracker(model, "", recorder, seen=_tensors((args, kwargs))) as tracker, tracker.naming_failures():
+        out = model(*args, **kwargs)
+    return tracker.segments, out

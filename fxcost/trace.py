@@ -1,30 +1,54 @@
-"""torch.fx tracing that keeps the module hierarchy.
+"""Tracing that keeps the module hierarchy and does not give up.
 
-Standard ``torch.nn`` layers are single graph nodes (containers such as ``Sequential`` are traced
-through), and every node knows the full path of the module it ran in: a module call's path is its
-target (``features.3.0``); a function's is the innermost module on FX's ``nn_module_stack``.
+Three ways to a graph, tried in this order by ``tracer="auto"``:
+
+1. ``symbolic``: torch.fx symbolic tracing. Standard ``torch.nn`` layers are single graph nodes
+   (containers such as ``Sequential`` are traced through), and every node knows the path of the
+   module it ran in. Where a submodule's code cannot be traced (a data-dependent ``if``, a
+   signature FX cannot read), that submodule becomes one *opaque* node and tracing goes on; the
+   opaque module still runs op by op on meta tensors, so its costs are counted and attributed to
+   its own submodules by forward hooks (see propagate.SegmentTracker).
+2. ``export``: ``torch.export`` (non-strict) on meta inputs, when the root's own code cannot be
+   traced. Its graph is an FX graph of aten ops whose nodes carry the module stack.
+3. ``eager``: no graph at all: the whole model runs once on meta tensors and forward hooks
+   attribute every op to the module it ran in.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 import torch.fx as fx
 from torch import nn
 
 from fxcost.errors import TraceError
 
 META_KEY = "fxcost"  # the one key fxcost keeps on FX nodes
+TRACERS = ("auto", "symbolic", "export", "eager")
+
+
+def first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 class HierarchyTracer(fx.Tracer):
-    """An FX tracer that remembers which module it was in when tracing failed."""
+    """An FX tracer that keeps ``opaque`` module paths (and ``leaves``: paths or class names) as
+    single nodes, and remembers which module it was in when tracing failed."""
 
-    def __init__(self) -> None:
+    def __init__(self, opaque: Collection[str] = (), leaves: Collection[str] = ()) -> None:
         super().__init__()
+        self.opaque = opaque
+        self.leaves = leaves
         self.failed_in: str | None = None
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if module_qualified_name in self.opaque or module_qualified_name in self.leaves or type(m).__name__ in self.leaves:
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
 
     def call_module(
         self, m: nn.Module, forward: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -46,37 +70,65 @@ def module_path(node: fx.Node) -> str:
     if not stack:
         return ""
     path, _cls = list(stack.values())[-1]
-    return str(path)
+    return _clean_path(str(path))
 
 
-def trace(model: nn.Module, concrete_args: dict[str, Any] | None = None) -> tuple[nn.Module, fx.Graph]:
-    """Symbolically trace ``model`` (a weightless copy) into a graph whose targets are paths in
-    the returned root.
+def _clean_path(path: str) -> str:
+    # torch.export names a module "L['self'].h[0].attn" in some versions and "h.0.attn" in others
+    path = path.replace("L['self']", "").replace("L__self__", "")
+    for a, b in (("['", "."), ("']", ""), ("[", "."), ("]", "")):
+        path = path.replace(a, b)
+    return path.strip(".")
+
+
+@dataclass
+class Traced:
+    """A graph whose targets are paths in ``root``, and how it was made."""
+
+    root: nn.Module
+    graph: fx.Graph
+    method: str
+    #: module path -> why it could not be traced (its code runs op by op instead)
+    opaque: dict[str, str] = field(default_factory=dict)
+    #: the module the graph's ``get_attr`` targets resolve in, when not ``root`` (export's own)
+    runner: nn.Module | None = None
+
+
+def symbolic(
+    model: nn.Module, concrete_args: dict[str, Any] | None = None, leaves: Collection[str] = ()
+) -> Traced:
+    """Symbolically trace ``model`` (a weightless copy), keeping untraceable submodules opaque.
 
     The root is ``model`` itself, unless ``model`` is a standard layer (``nn.Conv2d`` analyzed on
     its own): FX would trace into its forward, so it becomes the one child of an empty root,
     named by its class, and the graph is a single call of it. No GraphModule is built: an
     Interpreter runs the graph against the root, which saves generating and compiling code.
+    Raises :class:`TraceError` when the root's own code cannot be traced.
     """
-    tracer = HierarchyTracer()
-    if tracer.is_leaf_module(model, ""):
+    if HierarchyTracer(leaves=leaves).is_leaf_module(model, ""):
         return _single_layer(model)
-    try:
-        graph = tracer.trace(model, concrete_args=concrete_args)
-    except Exception as e:
-        where = tracer.failed_in
-        place = f"module {where!r} ({type(model.get_submodule(where)).__name__})" if where else type(model).__name__
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TraceError(
-            f"torch.fx could not trace {place}: {first}",
-            hint="this usually means Python control flow on tensor values; simplify that forward, "
-            "or wait for the fallback tracers (see the README's limitations)",
-        ) from e
+    opaque: dict[str, str] = {}
+    paths = {p for p, _ in model.named_modules()}
+    while True:
+        tracer = HierarchyTracer(opaque, leaves)
+        try:
+            graph = tracer.trace(model, concrete_args=concrete_args)
+            break
+        except Exception as e:
+            where = tracer.failed_in
+            if not where or where not in paths or where in opaque:
+                place = f"module {where!r} ({type(model.get_submodule(where)).__name__})" if where else f"{type(model).__name__}.forward"
+                raise TraceError(
+                    f"torch.fx could not trace {place}: {first_line(e)}",
+                    hint="fxcost falls back to torch.export and then to running the model op by op "
+                    "(--tracer auto, the default); --leaf NAME keeps a module as one node",
+                ) from e
+            opaque[where] = f"{type(e).__name__}: {first_line(e)}"
     _annotate(graph)
-    return model, graph
+    return Traced(model, graph, "symbolic_trace", opaque)
 
 
-def _single_layer(layer: nn.Module) -> tuple[nn.Module, fx.Graph]:
+def _single_layer(layer: nn.Module) -> Traced:
     name = type(layer).__name__
     root = nn.Module()
     root.add_module(name, layer)
@@ -87,9 +139,31 @@ def _single_layer(layer: nn.Module) -> tuple[nn.Module, fx.Graph]:
     out = graph.call_module(name, tuple(args))
     graph.output(out)
     _annotate(graph)
-    return root, graph
+    return Traced(root, graph, "symbolic_trace")
 
 
 def _annotate(graph: fx.Graph) -> None:
     for node in graph.nodes:
         node.meta[META_KEY] = {"module_path": module_path(node)}
+
+
+def export(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Traced:
+    """``torch.export`` (non-strict) of ``model`` on meta inputs.
+
+    The exported program is unlifted so parameters are ``get_attr`` nodes named by their paths
+    in ``model``: the graph then runs against ``model`` itself, and tied weights stay one tensor.
+    The graph's placeholders are the flattened user inputs, ``(args, kwargs)`` in pytree order.
+    """
+    try:
+        with torch.no_grad():
+            program = torch.export.export(model, args, kwargs, strict=False)
+        program_module = program.module()
+        graph = program_module.graph
+    except Exception as e:
+        raise TraceError(
+            f"torch.export could not trace {type(model).__name__}: {type(e).__name__}: {first_line(e)}",
+            hint="fxcost falls back to running the model op by op (--tracer eager)",
+        ) from e
+    for node in graph.nodes:
+        node.meta[META_KEY] = {"module_path": module_path(node)}
+    return Traced(model, graph, "export", runner=program_module)
