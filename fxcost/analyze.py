@@ -112,7 +112,9 @@ def _graph_inputs(forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     for name, p in bound.signature.parameters.items():
         value = bound.arguments.get(name)
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            raise TraceError(f"forward{bound.signature} takes *{name}, which torch.fx cannot trace as inputs")
+            stars = "*" if p.kind == p.VAR_POSITIONAL else "**"
+            owner = getattr(forward, "__qualname__", "forward")
+            raise TraceError(f"{owner} takes {stars}{name}, which torch.fx cannot trace as inputs")
         if not _has_tensor(value):
             concrete[name] = value
         values.append(value)

@@ -29,6 +29,12 @@ examples:
       one table: how params, MACs and activations change with input size
   fxcost analyze my_model.py:Net --arg num_classes=10 --input 8x3x64x64:float16 -o cost.json
       a class or factory from a file, constructor arguments as Python literals, JSON to a file
+  fxcost analyze hf:GPT2LMHeadModel --input 1x1024:int64 --depth 3
+      a transformers model from its config class: random weights on meta, nothing downloaded
+  fxcost analyze hf:BertModel --config num_hidden_layers=4 --input 2x128:int64 --input attention_mask=2x128:int64
+      config fields with --config; keyword tensors with name=SHAPE
+  fxcost analyze my_model.py:Net --input 1x3x64x64 --kwarg return_features=True --leaf Backbone
+      a non-tensor keyword for forward; keep a module whole (its ops are still counted)
   fxcost compare examples/vgg.py:d2l_vgg11 examples/alexnet.py:alexnet --input 1x3x224x224
       two models side by side, split by layer type, with ratios
 
@@ -42,10 +48,21 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--input", "-i", action="append", default=[], metavar="SHAPE",
         help="input shape, e.g. 1x3x224x224 or 1x128:int64; several positional inputs joined by "
-        "commas (1x3x32x32,1x10); repeat --input to sweep input sizes",
+        "commas (1x3x32x32,1x10); name=SHAPE for a keyword tensor (attention_mask=1x128:int64); "
+        "repeat --input to sweep input sizes",
     )
+    p.add_argument("--kwarg", "-k", action="append", default=[], metavar="NAME=VALUE",
+                   help="a non-tensor keyword argument of forward, as a Python literal (return_dict=False)")
     p.add_argument("--arg", "-a", action="append", default=[], metavar="KEY=VALUE",
                    help="constructor argument for the model, as a Python literal (repeatable)")
+    p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                   help="for hf: models, a config field, as a Python literal (--config n_layer=6)")
+    p.add_argument("--tracer", choices=("auto", "symbolic", "export", "eager"), default="auto",
+                   help="how the model becomes a graph: auto (default) tries symbolic tracing with untraceable "
+                   "submodules kept opaque, then torch.export, then running op by op")
+    p.add_argument("--leaf", action="append", default=[], metavar="MODULE",
+                   help="keep a module (a path like encoder.layer.0, or a class name) as one node whose ops "
+                   "are still counted (repeatable)")
     from fxcost.exporters import FORMATS
 
     p.add_argument("--format", "-f", choices=FORMATS,
@@ -78,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Trace a model, propagate shapes on fake tensors and count its costs.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    a.add_argument("spec", metavar="SPEC", help="path/to/file.py:name or package.module:name (a class, factory or instance)")
+    a.add_argument("spec", metavar="SPEC", help="path/to/file.py:name or package.module:name (a class, factory or "
+                   "instance), or hf:ClassName / hf:path/to/config.json for a transformers model from its config")
     _add_common(a)
     a.add_argument("--depth", "-d", type=int, metavar="N", help="roll layers up into their modules N levels below the root")
     a.add_argument("--group-by", "-g", choices=("layer", "module", "type"), default=None,
@@ -129,24 +147,46 @@ def _emit(obj: Any, args: argparse.Namespace) -> None:
         sys.stdout.write(text)
 
 
-def _inputs(args: argparse.Namespace) -> list[tuple[Any, ...]]:
+Call = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+def _inputs(args: argparse.Namespace) -> list[Call]:
+    """One (positional, keyword) pair of meta tensors per input size, plus --kwarg values."""
     import torch
 
     from fxcost.errors import InputSpecError
-    from fxcost.spec import parse_input
+    from fxcost.spec import parse_inputs, parse_kv
 
     if not args.input:
-        raise InputSpecError("no --input given", hint="e.g. --input 1x3x224x224 (batch x channels x height x width)")
-    return [tuple(torch.empty(shape, dtype=dtype, device="meta") for shape, dtype in parse_input(text)) for text in args.input]
+        raise InputSpecError("no --input given", hint="e.g. --input 1x3x224x224 (batch x channels x height x width), or --input 1x128:int64 for token ids")
+    plain = parse_kv(args.kwarg, "--kwarg")
+
+    def meta(shape: tuple[int, ...], dtype: Any) -> Any:
+        return torch.empty(shape, dtype=dtype, device="meta")
+
+    return [
+        (tuple(meta(*s) for s in pos), {**plain, **{k: meta(*s) for k, s in kw.items()}})
+        for pos, kw in parse_inputs(args.input)
+    ]
 
 
-def _analyze_one(model: Any, name: str, inputs: tuple[Any, ...], args: argparse.Namespace) -> Any:
+def _load(spec: str, args: argparse.Namespace) -> tuple[Any, str]:
+    from fxcost.spec import load_model, parse_kv
+
+    return load_model(spec, parse_kv(args.arg), parse_kv(args.config, "--config"))
+
+
+def _analyze_one(model: Any, name: str, call: Call, args: argparse.Namespace) -> Any:
+    import torch
+
     import fxcost
 
-    shapes = ", ".join("x".join(map(str, t.shape)) for t in inputs)
+    inputs, kwargs = call
+    shapes = ", ".join("x".join(map(str, t.shape)) for t in [*inputs, *kwargs.values()] if isinstance(t, torch.Tensor))
     with _progress(f"analyzing {name} at {shapes} ..."):
         return fxcost.analyze(
-            model, example_inputs=inputs, convention=args.convention, real=args.real, strict=args.strict, name=name
+            model, example_inputs=inputs, example_kwargs=kwargs, convention=args.convention, real=args.real,
+            strict=args.strict, name=name, tracer=args.tracer, leaves=args.leaf,
         )
 
 
@@ -162,12 +202,11 @@ def _view(report: Any, args: argparse.Namespace) -> Any:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from fxcost.errors import InputSpecError
     from fxcost.model import Sweep
-    from fxcost.spec import load_model, parse_kv
 
     if args.depth is not None and args.depth < 1:
         raise InputSpecError(f"--depth must be at least 1, got {args.depth}", hint="--depth 1 shows the root's children, --depth 2 their children")
     inputs = _inputs(args)
-    model, name = load_model(args.spec, parse_kv(args.arg))
+    model, name = _load(args.spec, args)
     reports = [_view(_analyze_one(model, name, i, args), args) for i in inputs]
     _emit(reports[0] if len(reports) == 1 else Sweep(tuple(reports)), args)
     return 0
@@ -176,21 +215,19 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from fxcost import compare
     from fxcost.errors import InputSpecError
-    from fxcost.spec import load_model, parse_kv
 
     inputs = _inputs(args)
-    ctor = parse_kv(args.arg)
     if args.spec_b is None:
         if len(inputs) != 2:
             raise InputSpecError("compare with one model needs two --input sizes", hint="e.g. --input 1x3x224x224 --input 1x3x112x112")
-        model, name = load_model(args.spec, ctor)
+        model, name = _load(args.spec, args)
         a, b = (_analyze_one(model, name, i, args) for i in inputs)
     else:
         if len(inputs) > 2:
             raise InputSpecError("compare takes one --input for both models, or one for each", hint="e.g. --input 1x3x224x224, or --input 1x3x224x224 --input 1x3x112x112")
         ia, ib = inputs[0], inputs[-1]
-        ma, na = load_model(args.spec, ctor)
-        mb, nb = load_model(args.spec_b, ctor)
+        ma, na = _load(args.spec, args)
+        mb, nb = _load(args.spec_b, args)
         a, b = _analyze_one(ma, na, ia, args), _analyze_one(mb, nb, ib, args)
     _emit(compare(a, b), args)
     return 0

@@ -3,8 +3,10 @@
 - model: ``path/to/file.py:name`` or ``package.module:name``; ``name`` is an ``nn.Module``
   class, a factory function, or a module instance. ``--arg key=value`` passes constructor
   arguments as Python literals (a bare word that is no literal stays a string).
+- ``hf:ClassName`` or ``hf:path/to/config.json``: a transformers model from its config (hf.py).
 - input: ``1x3x224x224`` with an optional ``:dtype`` (``1x128:int64``); several positional
-  inputs of one call are joined with commas (``1x3x32x32,1x10``).
+  inputs of one call are joined with commas (``1x3x32x32,1x10``); ``name=1x128:int64`` is a
+  keyword tensor. An ``--input`` made only of keyword tensors applies to every input size.
 """
 
 from __future__ import annotations
@@ -75,6 +77,36 @@ def parse_input(text: str) -> list[tuple[tuple[int, ...], torch.dtype]]:
     return [parse_shape(part) for part in text.split(",")]
 
 
+Shape = tuple[tuple[int, ...], torch.dtype]
+
+
+def parse_inputs(texts: Iterable[str]) -> list[tuple[list[Shape], dict[str, Shape]]]:
+    """All ``--input`` values -> one ``(positional, keyword)`` pair per input size.
+
+    ``["1x128:int64", "attention_mask=1x128:int64"]`` -> one call with a positional tensor and
+    a keyword tensor; ``["1x3x32x32", "1x3x64x64"]`` -> two calls (a sweep)."""
+    calls: list[tuple[list[Shape], dict[str, Shape]]] = []
+    shared: dict[str, Shape] = {}
+    for text in texts:
+        positional: list[Shape] = []
+        keyword: dict[str, Shape] = {}
+        for part in text.split(","):
+            name, eq, shape = part.partition("=")
+            if eq:
+                if not name.strip().isidentifier():
+                    raise InputSpecError(f"malformed keyword input {part!r}", hint="write --input name=SHAPE, e.g. --input attention_mask=1x128:int64")
+                keyword[name.strip()] = parse_shape(shape)
+            else:
+                positional.append(parse_shape(part))
+        if positional:
+            calls.append((positional, keyword))
+        else:
+            shared.update(keyword)
+    if not calls:
+        calls.append(([], {}))
+    return [(pos, {**shared, **kw}) for pos, kw in calls]
+
+
 def parse_literal(text: str) -> Any:
     try:
         return ast.literal_eval(text)
@@ -141,8 +173,17 @@ def _candidates(module: Any) -> list[str]:
     return sorted(names)
 
 
-def load_model(spec: str, args: dict[str, Any] | None = None) -> tuple[nn.Module, str]:
-    """Build the model a spec names. Returns the module and a display name."""
+def load_model(spec: str, args: dict[str, Any] | None = None, config: dict[str, Any] | None = None) -> tuple[nn.Module, str]:
+    """Build the model a spec names. Returns the module and a display name. ``config`` sets
+    fields of an ``hf:`` model's config; ``args`` are other models' constructor arguments."""
+    if spec.startswith("hf:"):
+        if args:
+            raise SpecError("--arg passes constructor arguments; an hf: model takes --config key=value", hint="e.g. --config n_layer=6")
+        from fxcost.hf import load_hf
+
+        return load_hf(spec, config)
+    if config:
+        raise SpecError("--config sets fields of an hf: model's config", hint="use --arg key=value for the constructor of " + spec)
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
         raise SpecError(

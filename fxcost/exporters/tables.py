@@ -92,11 +92,18 @@ def layer_table(d: dict[str, Any]) -> Table:
         ["", "total", "", "", "", "", count(t["activation_elements"]), count(t["params"]), share(t["params"], t["params"]), count(t["macs"]), share(t["macs"], t["macs"])]
     )
     table = Table(header_line(d), LAYER_COLUMNS, rows, numeric={"id", "activations", "params", "% params", "MACs", "% MACs"}, total_last=True)
-    table.notes = totals_notes(d)
+    table.notes = totals_notes(d) + trace_notes(d.get("trace", {}))
     table.warnings = [
         f"unsupported op {u['op']} in {u['where']!r} x{u['count']}: not counted" for u in d.get("unsupported", [])
     ]
     return table
+
+
+def trace_notes(trace: dict[str, Any]) -> list[tuple[str, str]]:
+    """Which tracer ran and why the ones before it did not; which modules ran op by op."""
+    notes = [(f"Tracer {f['tracer']} failed", f["error"]) for f in trace.get("fallbacks", [])]
+    notes += [(f"Opaque module {o['module']} ({o['type']})", o["reason"]) for o in trace.get("opaque", [])]
+    return notes
 
 
 def totals_notes(d: dict[str, Any]) -> list[tuple[str, str]]:
