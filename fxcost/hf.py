@@ -37,50 +37,50 @@ def load_hf(spec: str, overrides: dict[str, Any] | None = None) -> tuple[nn.Modu
     """Build the model an ``hf:`` spec names. Returns the module (on meta) and a display name."""
     tf = _transformers()
     target = spec.removeprefix(PREFIX)
-    overrides = dict(overrides or {})
-    overrides.setdefault("use_cache", False)
+    overrides = {"use_cache": False, **(overrides or {})}
     path = Path(target)
-    if target.endswith(".json") or path.is_dir():
-        if not path.exists():
-            raise SpecError(f"config {target!r} does not exist", hint="give a path to a config.json, or a class name: hf:GPT2LMHeadModel")
-        try:
-            config = tf.AutoConfig.from_pretrained(str(path), local_files_only=True, **overrides)
-        except Exception as e:
-            raise SpecError(f"cannot read config {target!r}: {type(e).__name__}: {e}",
-                            hint="the file must be a transformers config.json with a model_type") from e
-        archs = getattr(config, "architectures", None) or []
-        cls = getattr(tf, archs[0], None) if archs else None
-        name = archs[0] if cls is not None else type(config).__name__.removesuffix("Config") + "Model"
-        build = (lambda: cls(config)) if cls is not None else (lambda: tf.AutoModel.from_config(config))
-    else:
-        cls = getattr(tf, target, None)
-        if not (isinstance(cls, type) and issubclass(cls, nn.Module) and getattr(cls, "config_class", None)):
-            close = sorted(n for n in dir(tf) if n.lower().startswith(target.lower()[:4]) and n.endswith(("Model", "LMHeadModel", "ForCausalLM")))[:8]
-            raise SpecError(
-                f"transformers has no model class {target!r}",
-                hint="name a model class, e.g. hf:GPT2LMHeadModel, hf:BertModel, hf:LlamaForCausalLM"
-                + (f"; close: {', '.join(close)}" if close else ""),
-            )
-        try:
-            config = cls.config_class(**overrides)
-        except Exception as e:
-            raise SpecError(f"{cls.config_class.__name__}({_kv(overrides)}) failed: {type(e).__name__}: {e}",
-                            hint="check the --config names against the config class") from e
-        name = target
-        build = lambda: cls(config)  # noqa: E731
-    base = (cls.config_class() if cls is not None and not (target.endswith(".json") or path.is_dir())
-            else tf.AutoConfig.from_pretrained(str(path), local_files_only=True))
+    from_file = target.endswith(".json") or path.is_dir()
+    cls, base, name = _from_file(tf, path) if from_file else _from_class(tf, target)
     unknown = [k for k in overrides if not hasattr(base, k)]
     if unknown:
-        raise SpecError(f"{type(config).__name__} has no field {', '.join(map(repr, unknown))}",
+        raise SpecError(f"{type(base).__name__} has no field {', '.join(map(repr, unknown))}",
                         hint="--config sets fields of the model's config class, e.g. --config n_layer=6")
     try:
+        config = (tf.AutoConfig.from_pretrained(str(path), local_files_only=True, **overrides) if from_file
+                  else type(base)(**overrides))
         with torch.device("meta"):
-            model = build()
+            model = cls(config) if cls is not None else tf.AutoModel.from_config(config)
     except Exception as e:
-        raise SpecError(f"building {name} from its config failed: {type(e).__name__}: {e}",
+        raise SpecError(f"building {name}({_kv(overrides)}) from its config failed: {type(e).__name__}: {e}",
                         hint="check the --config values; --debug shows the traceback") from e
     return model.eval(), name
+
+
+def _from_file(tf: Any, path: Path) -> tuple[Any, Any, str]:
+    """A local config: the class its ``architectures`` names (None: the base AutoModel)."""
+    if not path.exists():
+        raise SpecError(f"config {str(path)!r} does not exist", hint="give a path to a config.json, or a class name: hf:GPT2LMHeadModel")
+    try:
+        base = tf.AutoConfig.from_pretrained(str(path), local_files_only=True)
+    except Exception as e:
+        raise SpecError(f"cannot read config {str(path)!r}: {type(e).__name__}: {e}",
+                        hint="the file must be a transformers config.json with a model_type") from e
+    archs = getattr(base, "architectures", None) or []
+    cls = getattr(tf, archs[0], None) if archs else None
+    return cls, base, archs[0] if cls is not None else type(base).__name__.removesuffix("Config") + "Model"
+
+
+def _from_class(tf: Any, target: str) -> tuple[Any, Any, str]:
+    """A model class by name, with its config class's defaults."""
+    cls: Any = getattr(tf, target, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module) and getattr(cls, "config_class", None)):
+        close = sorted(n for n in dir(tf) if n.lower().startswith(target.lower()[:4]) and n.endswith(("Model", "ForCausalLM")))[:8]
+        raise SpecError(
+            f"transformers has no model class {target!r}",
+            hint="name a model class, e.g. hf:GPT2LMHeadModel, hf:BertModel, hf:LlamaForCausalLM"
+            + (f"; close: {', '.join(close)}" if close else ""),
+        )
+    return cls, getattr(cls, "config_class")(), target
 
 
 def _kv(d: dict[str, Any]) -> str:

@@ -16,8 +16,11 @@ Three ways to a graph, tried in this order by ``tracer="auto"``:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable, Collection
+import io
+import logging
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +150,21 @@ def _annotate(graph: fx.Graph) -> None:
         node.meta[META_KEY] = {"module_path": module_path(node)}
 
 
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """torch.export prints its partial graph to stderr when it fails, and logs a warning per
+    data-dependent guard; fxcost reports the failure itself (and falls back), so both are kept
+    from the user's terminal while export runs."""
+    logger = logging.getLogger("torch.fx.experimental.symbolic_shapes")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def export(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Traced:
     """``torch.export`` (non-strict) of ``model`` on meta inputs.
 
@@ -155,7 +173,7 @@ def export(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> T
     The graph's placeholders are the flattened user inputs, ``(args, kwargs)`` in pytree order.
     """
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_export():
             program = torch.export.export(model, args, kwargs, strict=False)
         program_module = program.module()
         graph = program_module.graph

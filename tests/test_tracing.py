@@ -1,0 +1,284 @@
+"""Tracing that does not give up: opaque submodules, torch.export and eager fallbacks, any
+inputs and outputs, transformers models from their configs, and the messages for what no
+tracer can do. Numbers are checked against the model's own parameters and FlopCounterMode."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import fxcost
+from examples import odd
+from examples.zoo import get
+from fxcost.cli import main
+from fxcost.errors import InputSpecError, ShapeError, SpecError, TraceError
+from tests.conftest import ROOT, flop_counter_flops, unique_param_count
+
+ODD = str(ROOT / "examples/odd.py")
+
+
+class ShapeBranch(nn.Module):
+    """Python control flow on a shape: FX cannot trace it, meta tensors can run it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wide = nn.Linear(8, 8)
+        self.narrow = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 1:  # a Proxy's shape is a Proxy: FX cannot branch on it
+            return self.wide(x)
+        return self.narrow(x)
+
+
+class Outer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+        self.b = ShapeBranch()
+        self.c = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(self.b(self.a(x)))
+
+
+class Holder:
+    """Not a pytree and not a dataclass: torch.export cannot return it."""
+
+    def __init__(self, t: torch.Tensor) -> None:
+        self.t = t
+
+
+class Unexportable(nn.Module):
+    """A root FX cannot trace (a shape branch) returning what export cannot flatten."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        if x.shape[0] > 1:
+            x = x * 2
+        return Holder(self.fc(x))
+
+
+def test_untraceable_submodule_stays_opaque_and_is_still_counted() -> None:
+    model = Outer()
+    report = fxcost.analyze(model, input_size=(2, 8))
+    assert report.trace["method"] == "symbolic_trace"
+    [opaque] = report.trace["opaque"]
+    assert opaque["module"] == "b" and opaque["type"] == "ShapeBranch"
+    assert "control flow" in opaque["reason"]
+    rows = {r.name: r for r in report.layers}
+    # the opaque module's ops are attributed to the submodule that ran them
+    assert rows["b.wide"].macs == 2 * 8 * 8 and rows["b.wide"].params == 8 * 8 + 8
+    assert rows["b.narrow"].kind == "unused"  # the branch not taken
+    assert report.total().params == unique_param_count(model)
+    assert 2 * report.total().macs == flop_counter_flops(model, torch.randn(2, 8))
+
+
+def test_root_that_fx_cannot_trace_goes_to_export() -> None:
+    report = fxcost.analyze(ShapeBranch(), input_size=(2, 8))
+    assert report.trace["method"] == "export"
+    assert report.trace["fallbacks"][0]["tracer"] == "symbolic"
+    assert report.total().macs == 2 * 8 * 8
+
+
+def test_when_export_fails_too_the_model_runs_op_by_op() -> None:
+    model = Unexportable()
+    report = fxcost.analyze(model, input_size=(2, 8))
+    assert report.trace["method"] == "eager"
+    assert [f["tracer"] for f in report.trace["fallbacks"]] == ["symbolic", "export"]
+    assert report.total().macs == 2 * 8 * 8 and report.total().params == 8 * 8 + 8
+    # Holder is neither a container, a pytree nor a dataclass: fxcost does not look inside
+    # arbitrary objects, so the report lists no outputs (the costs above are complete)
+    assert report.outputs == ()
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vit_tiny", "modern_block", "dict_io", "keyword_only", "tied_embeddings"])
+def test_every_tracer_gives_the_same_params_and_macs(name: str) -> None:
+    entry = get(name)
+    model = entry.build()
+    args, kwargs = entry.inputs()
+    results = {}
+    for tracer in ("symbolic", "export", "eager"):
+        try:
+            r = fxcost.analyze(model, example_inputs=args, example_kwargs=kwargs, tracer=tracer)
+        except TraceError:
+            assert tracer == "symbolic" and name == "dict_io"  # FX cannot iterate a dict's list input
+            continue
+        results[tracer] = (r.total().params, r.total().macs, r.trace["method"])
+    assert len({v[:2] for v in results.values()}) == 1, results
+
+
+def test_leaf_option_keeps_a_module_whole() -> None:
+    from examples.resnet import resnet18
+
+    report = fxcost.analyze(resnet18(), input_size=(1, 3, 64, 64), leaves=["BasicBlock"])
+    plain = fxcost.analyze(resnet18(), input_size=(1, 3, 64, 64))
+    assert report.total().macs == plain.total().macs and report.total().params == plain.total().params
+    # inside a leaf, rows are per module call (attributed by hooks), not per FX node
+    assert any(r.name == "layer1.0.conv1" for r in report.layers)
+    assert not any(r.name.startswith("layer1.0.add") for r in report.layers)
+
+
+def test_data_dependent_branch_names_module_and_op_and_suggests_real() -> None:
+    with pytest.raises(ShapeError) as e:
+        fxcost.analyze(odd.DataDependentBranch(), input_size=(2, 3, 16, 16))
+    text = str(e.value)
+    assert "'gate' (SignGate)" in text and "_local_scalar_dense" in text and "--real" in text
+    report = fxcost.analyze(odd.DataDependentBranch(), input_size=(2, 3, 16, 16), real=True)
+    assert report.mode == "real" and report.trace["opaque"][0]["module"] == "gate"
+
+
+def test_var_args_forward() -> None:
+    entry = get("var_args")
+    args, _ = entry.inputs()
+    report = fxcost.analyze(entry.build(), example_inputs=args)
+    assert [i.name for i in report.inputs] == ["xs.0", "xs.1", "xs.2"]
+    assert report.trace["method"] == "export"
+
+
+def test_dict_inputs_and_outputs_are_named_and_shaped() -> None:
+    entry = get("dict_io")
+    args, kwargs = entry.inputs()
+    model = entry.build()
+    report = fxcost.analyze(model, example_inputs=args)
+    assert [(i.name, i.shape) for i in report.inputs] == [
+        ("batch.image", (2, 3, 16, 16)), ("batch.mask", (2, 1, 16, 16)), ("batch.aux.0", (2, 6)), ("batch.aux.1", (2, 6)),
+    ]
+    out = model(*args)
+    assert [o.shape for o in report.outputs] == [tuple(out["logits"].shape), tuple(out["features"].shape)]
+
+
+def test_dataclass_outputs() -> None:
+    @dataclass
+    class Out:
+        logits: torch.Tensor
+        extra: tuple[torch.Tensor, ...]
+
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> Out:
+            return Out(self.fc(x), (x, x.sum(1)))
+
+    report = fxcost.analyze(M(), input_size=(5, 4))
+    assert [o.shape for o in report.outputs] == [(5, 3), (5, 4), (5,)]
+
+
+def test_keyword_tensors_and_plain_keywords() -> None:
+    model = odd.KeywordOnly()
+    x, bias = torch.randn(2, 16), torch.randn(16)
+    with_flag = fxcost.analyze(model, example_inputs=(x,), example_kwargs={"bias": bias, "flag": True, "scale": 0.5})
+    assert [i.name for i in with_flag.inputs] == ["x", "bias"]
+    without = fxcost.analyze(model, example_inputs=(x,), example_kwargs={"flag": False})
+    assert [i.name for i in without.inputs] == ["x"]
+    for report, kw in ((with_flag, {"bias": bias, "flag": True, "scale": 0.5}), (without, {"flag": False})):
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model(x, **kw)
+        assert 2 * report.total().macs == counter.get_total_flops()
+
+
+def test_inputs_that_do_not_fit_forward() -> None:
+    with pytest.raises(InputSpecError, match="do not fit forward"):
+        fxcost.analyze(odd.KeywordOnly(), input_size=(2, 16), example_kwargs={"nope": 1})
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_keyword_inputs_and_kwargs(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "analyze", f"{ODD}:KeywordOnly", "--input", "2x16", "--input", "bias=16",
+                         "--kwarg", "flag=True", "--kwarg", "scale=0.5", "-f", "json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert [(i["name"], i["shape"]) for i in d["inputs"]] == [("x", [2, 16]), ("bias", [16])]
+
+
+def test_cli_keyword_inputs_apply_to_every_sweep_point(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "analyze", f"{ODD}:KeywordOnly", "--input", "2x16", "--input", "4x16",
+                         "--input", "bias=16", "-f", "json")
+    assert code == 0, err
+    assert [[i["name"] for i in r["inputs"]] for r in json.loads(out)["sweep"]] == [["x", "bias"], ["x", "bias"]]
+
+
+def test_cli_tracer_and_leaf(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "analyze", f"{ODD}:TwiceCalled", "--input", "2x3x16x16", "--tracer", "eager", "-f", "json")
+    assert code == 0 and json.loads(out)["trace"]["method"] == "eager"
+    code, out, err = run(capsys, "analyze", f"{ODD}:DataDependentBranch", "--input", "2x3x16x16")
+    assert code == 2 and "SignGate" in err and "--real" in err and "Traceback" not in err
+
+
+def test_cli_table_names_fallbacks_and_opaque_modules(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "analyze", f"{ODD}:DataDependentBranch", "--input", "2x3x16x16", "--real", "--width", "200")
+    assert code == 0
+    assert "Opaque module gate (SignGate)" in out
+
+
+# --- transformers from config ---------------------------------------------------------------
+
+transformers = pytest.importorskip("transformers")
+
+
+def test_hf_spec_builds_from_config_on_meta() -> None:
+    from fxcost.hf import load_hf
+
+    model, name = load_hf("hf:GPT2LMHeadModel")
+    assert name == "GPT2LMHeadModel"
+    assert all(p.device.type == "meta" for p in model.parameters())
+    # GPT-2 small: 124,439,808 with the tied lm_head once (163,037,184 would count it twice:
+    # + 50,257 x 768 = 38,597,376)
+    report = fxcost.analyze(model, example_inputs=(torch.zeros(1, 8, dtype=torch.int64),))
+    assert report.total().params == 124_439_808 == 163_037_184 - 50_257 * 768
+    assert report.trace["method"] == "export"
+
+
+def test_hf_config_overrides_and_local_config(tmp_path: Any) -> None:
+    from fxcost.hf import load_hf
+
+    model, _ = load_hf("hf:BertModel", {"num_hidden_layers": 2})
+    assert len(model.encoder.layer) == 2
+    transformers.BertConfig(num_hidden_layers=1, architectures=["BertForMaskedLM"]).to_json_file(tmp_path / "config.json")
+    model, name = load_hf(f"hf:{tmp_path / 'config.json'}")
+    assert name == "BertForMaskedLM" and len(model.bert.encoder.layer) == 1
+    with pytest.raises(SpecError, match="no field 'n_lay'"):
+        load_hf("hf:GPT2LMHeadModel", {"n_lay": 2})
+    with pytest.raises(SpecError, match="GPT2LMHeadModel"):
+        load_hf("hf:GPT2LMHeadMode")
+
+
+def test_hf_without_transformers_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fxcost.hf import load_hf
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers -> ImportError
+    with pytest.raises(SpecError, match="pip install"):
+        load_hf("hf:GPT2LMHeadModel")
+
+
+def test_cli_hf(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "analyze", "hf:BertModel", "--config", "num_hidden_layers=1", "--input", "2x16:int64",
+                         "--input", "attention_mask=2x16:int64", "-f", "json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert [i["name"] for i in d["inputs"]] == ["input_ids", "attention_mask"]
+    assert d["outputs"][0]["shape"] == [2, 16, 768]
+    code, _, err = run(capsys, "analyze", "hf:BertModel", "--arg", "x=1", "--input", "2x16:int64")
+    assert code == 2 and "--config" in err
