@@ -80,7 +80,8 @@ def _from_class(tf: Any, target: str) -> tuple[Any, Any, str]:
             hint="name a model class, e.g. hf:GPT2LMHeadModel, hf:BertModel, hf:LlamaForCausalLM"
             + (f"; close: {', '.join(close)}" if close else ""),
         )
-    return cls, getattr(cls, "config_class")(), target
+    model_cls: Any = cls  # mypy narrowed it to type[Module], which has no config_class
+    return model_cls, model_cls.config_class(), target
 
 
 def _kv(d: dict[str, Any]) -> str:
