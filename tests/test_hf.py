@@ -1,0 +1,61 @@
+"""transformers models from their config classes (``hf:`` specs): offline, on meta, with the
+published parameter counts; and the message when transformers is missing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import torch
+
+import fxcost
+from fxcost.cli import main
+from fxcost.errors import SpecError
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+transformers = pytest.importorskip("transformers")
+
+
+def test_hf_spec_builds_from_config_on_meta() -> None:
+    from fxcost.hf import load_hf
+
+    model, name = load_hf("hf:GPT2LMHeadModel")
+    assert name == "GPT2LMHeadModel"
+    assert all(p.device.type == "meta" for p in model.parameters())
+    # GPT-2 small: 124,439,808 with the tied lm_head once (163,037,184 would count it twice:
+    # + 50,257 x 768 = 38,597,376)
+    report = fxcost.analyze(model, example_inputs=(torch.zeros(1, 8, dtype=torch.int64),))
+    assert report.total().params == 124_439_808 == 163_037_184 - 50_257 * 768
+    assert report.trace["method"] == "export"
+
+
+def test_hf_config_overrides_and_local_config(tmp_path: Any) -> None:
+    from fxcost.hf import load_hf
+
+    model, _ = load_hf("hf:BertModel", {"num_hidden_layers": 2})
+    assert len(model.encoder.layer) == 2
+    transformers.BertConfig(num_hidden_layers=1, architectures=["BertForMaskedLM"]).to_json_file(tmp_path / "config.json")
+    model, name = load_hf(f"hf:{tmp_path / 'config.json'}")
+    assert name == "BertForMaskedLM" and len(model.bert.encoder.layer) == 1
+    with pytest.raises(SpecError, match="no field 'n_lay'"):
+        load_hf("hf:GPT2LMHeadModel", {"n_lay": 2})
+    with pytest.raises(SpecError, match="GPT2LMHeadModel"):
+        load_hf("hf:GPT2LMHeadMode")
+
+
+def test_cli_hf(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "analyze", "hf:BertModel", "--config", "num_hidden_layers=1", "--input", "2x16:int64",
+                         "--input", "attention_mask=2x16:int64", "-f", "json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert [i["name"] for i in d["inputs"]] == ["input_ids", "attention_mask"]
+    assert d["outputs"][0]["shape"] == [2, 16, 768]
+    code, _, err = run(capsys, "analyze", "hf:BertModel", "--arg", "x=1", "--input", "2x16:int64")
+    assert code == 2 and "--config" in err
