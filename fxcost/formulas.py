@@ -176,6 +176,53 @@ def _dot(a: Shape, b: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
     return Cost(a[0], 2 * a[0])
 
 
+@_reg.formula("aten::_grouped_mm")
+def _grouped_mm(a: Shape, b: Shape, offs: Any = None, bias: Any = None, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """[M, N] = _grouped_mm(a[M, K], b[G, K, N], offs[G]): the rows of a are split into G groups
+    (mixture-of-experts layers), each multiplied by its own [K, N]. The other layouts:
+    [G, M, N] = ([G, M, K], [G, K, N]); [M, Ntot] = ([G, M, K], [K, Ntot], offs over N);
+    [G, M, N] = ([M, Ktot], [Ktot, N], offs over K).
+
+    MACs = prod(out) * K, and M * Ktot * N when both operands are 2-D (each group contracts its
+    own slice of K). Rows past the last offset are counted as computed (an upper bound).
+    FLOPs = 2 * MACs, + prod(out) for a bias.
+    """
+    out_shape = _first_shape(out)
+    macs = _prod(a) * b[-1] if len(a) == 2 and len(b) == 2 else _prod(out_shape) * a[-1]
+    bias_flops = _prod(out_shape) if isinstance(bias, torch.Size) else 0
+    return Cost(macs, 2 * macs + bias_flops)
+
+
+def _unsqueezed(shape: Shape, dims: Sequence[int]) -> list[int]:
+    """``shape`` with a size-1 dimension inserted at each of ``dims`` (ascending), as
+    ``_trilinear`` expands its operands."""
+    s = [int(d) for d in shape]
+    for d in sorted(dims):
+        s.insert(d, 1)
+    return s
+
+
+@_reg.formula("aten::_trilinear")
+def _trilinear(
+    i1: Shape, i2: Shape, i3: Shape, expand1: Any, expand2: Any, expand3: Any, sumdim: Any, *_: Any, out: Any = None, **__: Any
+) -> Cost:
+    """[*P without sumdim] = _trilinear(i1, i2, i3, expand1, expand2, expand3, sumdim): the sum
+    over ``sumdim`` of i1 * i2 * i3, each unsqueezed at its ``expand`` dims and broadcast to the
+    full product space P. nn.Bilinear is ``_trilinear(x1[N, in1], W[out, in1, in2], x2[N, in2])``
+    with P = [N, out, in1, in2].
+
+    MACs = prod(P): PyTorch's kernel multiplies i1 * i2 elementwise over P, then contracts the
+    product with i3 (a matmul of prod(P) MACs). FLOPs = 3 * prod(P): the contraction's multiply
+    and add, plus the first multiply of each triple product.
+    """
+    full = [
+        max(a, b, c)
+        for a, b, c in zip(_unsqueezed(i1, expand1), _unsqueezed(i2, expand2), _unsqueezed(i3, expand3), strict=True)
+    ]
+    terms = _prod(full)
+    return Cost(terms, 3 * terms)
+
+
 # --- convolution --------------------------------------------------------------------------
 
 
@@ -207,6 +254,249 @@ def _convolution(
     return Cost(macs, 2 * macs + bias_flops)
 
 
+# --- attention ----------------------------------------------------------------------------
+# A fused attention kernel costs what PyTorch's math path (``_scaled_dot_product_attention_math``)
+# dispatches for the same shapes, so a model counts the same whichever kernel runs: on meta
+# tensors scaled_dot_product_attention decomposes into that math path, on CPU fake (and real)
+# tensors it is one ``_scaled_dot_product_flash_attention_for_cpu``. The tests check it op by op.
+
+
+def _attention(
+    q: Shape, k: Shape, v: Shape, *, masked: bool, dropout: bool, scale_key: bool = True
+) -> Cost:
+    """[*B, Lq, Ev] = attention(q[*B, Lq, E], k[*Bk, Lk, E], v[*Bk, Lk, Ev]).
+
+    *B are the query's batch and head dims; k and v may have fewer heads (grouped-query
+    attention), which are broadcast to the query's, so S = prod(*B) * Lq * Lk scores.
+    MACs = S * E (q @ k^T) + S * Ev (weights @ v).
+    FLOPs = 2 * MACs
+          + prod(*B) * (Lq + Lk) * E  scaling q and k (broadcast to the query's heads) by
+                                      sqrt(scale) each, as the math path does; only Lq when
+                                      ``scale_key`` is False (q alone is scaled)
+          + S when masked             adding the mask (or is_causal's triangle) to the scores
+          + 5 * S                     softmax (max, subtract, exp, sum, divide)
+          + S when dropout            scaling the weights by the dropout mask
+    A boolean mask becomes an additive one through a ``where`` that scaled_dot_product_attention
+    dispatches before either path, counted there. Not counted, as mask preparation: is_causal's
+    [Lq, Lk] triangle, which only the math path builds (one ``where``), and scaling the dropout
+    mask, which the math path also dispatches.
+    """
+    lead = _prod(q[:-2])
+    lq, e = int(q[-2]), int(q[-1])
+    lk, ev = int(k[-2]), int(v[-1])
+    scores = lead * lq * lk
+    macs = scores * (e + ev)
+    scale = lead * (lq + lk) * e if scale_key else lead * lq * e
+    flops = 2 * macs + scale + 5 * scores + (scores if masked else 0) + (scores if dropout else 0)
+    return Cost(macs, flops)
+
+
+@_reg.formula("aten::_scaled_dot_product_flash_attention_for_cpu")
+def _sdpa_flash_cpu(
+    q: Shape, k: Shape, v: Shape, dropout_p: float = 0.0, is_causal: bool = False, *_: Any,
+    attn_mask: Any = None, out: Any = None, **__: Any,
+) -> Cost:
+    """[B, H, Lq, Ev], lse = _scaled_dot_product_flash_attention_for_cpu(q[B, H, Lq, E],
+    k[B, Hk, Lk, E], v[B, Hk, Lk, Ev], dropout_p, is_causal, attn_mask=?); see _attention"""
+    return _attention(q, k, v, masked=bool(is_causal) or isinstance(attn_mask, torch.Size), dropout=bool(dropout_p))
+
+
+@_reg.formula("aten::_scaled_dot_product_flash_attention")
+def _sdpa_flash(q: Shape, k: Shape, v: Shape, *args: Any, out: Any = None, **__: Any) -> Cost:
+    """out, ... = _scaled_dot_product_flash_attention(q[B, H, Lq, E], k, v, dropout_p, is_causal,
+    ...); the ``quantized`` overload has three descale tensors before dropout_p; see _attention"""
+    if args and (args[0] is None or isinstance(args[0], torch.Size)):
+        args = args[3:]  # q_descale, k_descale, v_descale
+    dropout_p, is_causal = (*args, 0.0, False)[:2]
+    return _attention(q, k, v, masked=bool(is_causal), dropout=bool(dropout_p))
+
+
+@_reg.formula("aten::_scaled_dot_product_efficient_attention", "aten::_scaled_dot_product_cudnn_attention")
+def _sdpa_efficient(
+    q: Shape, k: Shape, v: Shape, attn_bias: Any = None, compute_log_sumexp: bool = False,
+    dropout_p: float = 0.0, is_causal: bool = False, *_: Any, out: Any = None, **__: Any,
+) -> Cost:
+    """out, ... = _scaled_dot_product_{efficient,cudnn}_attention(q[B, H, Lq, E], k, v, bias?,
+    compute_log_sumexp, dropout_p, is_causal, ...); see _attention"""
+    masked = bool(is_causal) or isinstance(attn_bias, torch.Size)
+    return _attention(q, k, v, masked=masked, dropout=bool(dropout_p))
+
+
+@_reg.formula("aten::_scaled_dot_product_fused_attention_overrideable")
+def _sdpa_overrideable(
+    q: Shape, k: Shape, v: Shape, attn_bias: Any = None, dropout_p: float = 0.0, is_causal: bool = False,
+    *_: Any, out: Any = None, **__: Any,
+) -> Cost:
+    """out, ... = _scaled_dot_product_fused_attention_overrideable(q[B, H, Lq, E], k, v, bias?,
+    dropout_p, is_causal, ...); see _attention"""
+    masked = bool(is_causal) or isinstance(attn_bias, torch.Size)
+    return _attention(q, k, v, masked=masked, dropout=bool(dropout_p))
+
+
+@_reg.formula("aten::_native_multi_head_attention")
+def _native_mha(
+    query: Shape, key: Shape, value: Shape, embed_dim: int, num_head: int, qkv_weight: Shape, qkv_bias: Any,
+    proj_weight: Shape, proj_bias: Any, mask: Any = None, need_weights: bool = True, *args: Any,
+    out: Any = None, **kwargs: Any,
+) -> Cost:
+    """[B, Lq, E], weights = _native_multi_head_attention(q[B, Lq, E], k[B, Lk, E], v[B, Lk, E],
+    E, H, W_qkv[3E, E], b_qkv[3E], W_o[E, E], b_o[E], mask?, need_weights, average_attn_weights)
+
+    nn.MultiheadAttention's fast path (eval, no grad, CPU tensors): the whole layer in one op.
+    Its cost is what the layer's own slow path dispatches, with d = E / H:
+    MACs = (B*Lq + 2*B*Lk) * E * E    in-projections of q, k and v
+         + attention of [B, H, Lq, d] x [B, H, Lk, d]  (see _attention)
+         + B * Lq * E * E             out-projection.
+    FLOPs = 2 * MACs, + (B*Lq + 2*B*Lk) * E and B * Lq * E for the biases, + the attention's
+    scale, mask, softmax work (q alone is scaled when the weights are returned, as the slow path
+    does), + B * H * Lq * Lk averaging the weights over heads when they are returned averaged.
+    """
+    average = (*args, kwargs.get("average_attn_weights", True))[0]
+    rows_q, rows_k, rows_v = _prod(query[:-1]), _prod(key[:-1]), _prod(value[:-1])
+    e_out, e_in = int(qkv_weight[0]) // 3, int(qkv_weight[1])
+    in_macs = (rows_q + rows_k + rows_v) * e_in * e_out
+    in_bias = (rows_q + rows_k + rows_v) * e_out if isinstance(qkv_bias, torch.Size) else 0
+    d = e_out // num_head
+
+    def heads(x: Shape) -> list[int]:
+        return [*x[:-2], num_head, int(x[-2]), d]
+
+    attn = _attention(heads(query), heads(key), heads(value), masked=isinstance(mask, torch.Size),
+                      dropout=False, scale_key=not need_weights)
+    out_macs = rows_q * int(proj_weight[0]) * int(proj_weight[1])
+    out_bias = rows_q * int(proj_weight[0]) if isinstance(proj_bias, torch.Size) else 0
+    scores = _prod(query[:-2]) * num_head * int(query[-2]) * int(key[-2])
+    averaging = scores if need_weights and average else 0
+    macs = in_macs + attn.macs + out_macs
+    return Cost(macs, 2 * in_macs + in_bias + attn.flops + 2 * out_macs + out_bias + averaging)
+
+
+@_reg.formula("aten::_transformer_encoder_layer_fwd")
+def _encoder_layer(
+    src: Shape, embed_dim: int, num_heads: int, qkv_weight: Shape, qkv_bias: Any, proj_weight: Shape,
+    proj_bias: Any, use_gelu: bool, norm_first: bool, eps: float, norm_weight_1: Any, norm_bias_1: Any,
+    norm_weight_2: Any, norm_bias_2: Any, ffn_weight_1: Shape, ffn_bias_1: Any, ffn_weight_2: Shape,
+    ffn_bias_2: Any, mask: Any = None, *_: Any, out: Any = None, **__: Any,
+) -> Cost:
+    """[B, L, E] = _transformer_encoder_layer_fwd(src[B, L, E], E, H, <self-attention weights>,
+    use_gelu, norm_first, eps, <two layer norms>, W1[F, E], b1[F], W2[E, F], b2[E], mask?)
+
+    nn.TransformerEncoderLayer's fast path, costed as its slow path dispatches:
+    self-attention without weights (see _native_mha), + 2 * B * L * E for the two residual adds,
+    + two layer norms (see native_layer_norm), + the feed-forward block:
+    MACs += 2 * B * L * E * F; FLOPs += 2 * those MACs + B * L * (F + E) for the biases + B * L * F
+    for the activation (relu or gelu, 1 per element).
+    """
+    attn = _native_mha(src, src, src, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias,
+                       mask, False)
+    rows = _prod(src[:-1])
+    hidden, width = int(ffn_weight_1[0]), int(ffn_weight_1[1])
+    ffn_macs = rows * width * hidden + rows * int(ffn_weight_2[0]) * int(ffn_weight_2[1])
+    ffn_bias = (rows * hidden if isinstance(ffn_bias_1, torch.Size) else 0) + (
+        rows * int(ffn_weight_2[0]) if isinstance(ffn_bias_2, torch.Size) else 0
+    )
+    norms = _norm(True, isinstance(norm_weight_1, torch.Size), src).flops + _norm(
+        True, isinstance(norm_weight_2, torch.Size), src
+    ).flops
+    flops = attn.flops + 2 * _prod(src) + norms + 2 * ffn_macs + ffn_bias + rows * hidden
+    return Cost(attn.macs + ffn_macs, flops)
+
+
+# --- recurrent layers ---------------------------------------------------------------------
+# Per step and hidden unit, the pointwise work of one cell as PyTorch's unfused cells dispatch it
+# (the bias adds are counted apart, with the projections they follow):
+#   RNN (tanh or relu): add the two projections, the activation               -> 2
+#   LSTM: add the projections (4 gates), 3 sigmoids, tanh of the cell gate,
+#         c = f * c + i * g (3), h = o * tanh(c) (2)                           -> 13
+#   GRU: r, z = sigmoid(x_r + h_r), sigmoid(x_z + h_z) (4), n = tanh(x_n + r * h_n) (3),
+#        h = n + z * (h - n) (3)                                              -> 10
+# Keyed by cuDNN's mode numbers, which mkldnn_rnn_layer and _cudnn_rnn share.
+_RNN_CELL_FLOPS = {0: 2, 1: 2, 2: 13, 3: 10}  # RNN_RELU, RNN_TANH, LSTM, GRU
+
+
+def _rnn(x: Shape, matrices: Sequence[Shape], biases: Sequence[Shape], mode: int, hidden: int, cells: int) -> Cost:
+    """Layers that run every position of x[T, B, In] (or [B, T, In], or packed [sum(batch_sizes),
+    In]) through ``cells`` cells (layers x directions) of ``hidden`` units.
+
+    MACs = positions * sum(rows * cols of every weight matrix) (input, hidden and projection
+    weights; positions = prod(x[:-1]) = steps x batch).
+    FLOPs = 2 * MACs + positions * sum(len(b) of every bias) + positions * cells * hidden * the
+    cell's pointwise work (_RNN_CELL_FLOPS).
+    """
+    positions = _prod(x[:-1])
+    macs = positions * sum(int(w[0]) * int(w[1]) for w in matrices)
+    bias = positions * sum(int(b[0]) for b in biases)
+    return Cost(macs, 2 * macs + bias + positions * cells * hidden * _RNN_CELL_FLOPS[int(mode)])
+
+
+@_reg.formula("aten::mkldnn_rnn_layer")
+def _mkldnn_rnn_layer(
+    x: Shape, w_ih: Shape, w_hh: Shape, b_ih: Any, b_hh: Any, hx: Any, cx: Any, reverse: bool,
+    batch_sizes: Any, mode: int, hidden_size: int, num_layers: int, has_biases: bool, *_: Any,
+    out: Any = None, **__: Any,
+) -> Cost:
+    """[T, B, H], hy, cy, ws = mkldnn_rnn_layer(x[T, B, In], W_ih[G*H, In], W_hh[G*H, H], b_ih[G*H],
+    b_hh[G*H], hx, cx, reverse, batch_sizes, mode, H, num_layers, has_biases, ...): one layer in
+    one direction, the CPU fast path nn.LSTM takes on CPU tensors (G = 4 gates).
+    MACs = T * B * (G*H * In + G*H * H); see _rnn for FLOPs."""
+    biases = [b for b in (b_ih, b_hh) if isinstance(b, torch.Size)] if has_biases else []
+    return _rnn(x, [w_ih, w_hh], biases, mode, int(hidden_size), 1)
+
+
+def _cudnn_like_rnn(
+    x: Shape, weights: Sequence[Any], mode: int, hidden_size: int, num_layers: int, bidirectional: bool
+) -> Cost:
+    ws = [w for w in weights if isinstance(w, torch.Size)]
+    cells = int(num_layers) * (2 if bidirectional else 1)
+    return _rnn(x, [w for w in ws if len(w) == 2], [w for w in ws if len(w) == 1], mode, int(hidden_size), cells)
+
+
+@_reg.formula("aten::_cudnn_rnn")
+def _cudnn_rnn(
+    x: Shape, weight: Sequence[Any], weight_stride0: int, weight_buf: Any, hx: Any, cx: Any, mode: int,
+    hidden_size: int, proj_size: int, num_layers: int, batch_first: bool, dropout: float, train: bool,
+    bidirectional: bool, *_: Any, out: Any = None, **__: Any,
+) -> Cost:
+    """output, ... = _cudnn_rnn(x[T, B, In], [W_ih, W_hh, b_ih?, b_hh?, W_hr?] per layer and
+    direction, ..., mode, H, proj_size, num_layers, ..., bidirectional, ...): a whole
+    nn.LSTM/GRU/RNN in one op; see _rnn (every weight matrix, projection included, is counted)"""
+    return _cudnn_like_rnn(x, weight, mode, hidden_size, num_layers, bidirectional)
+
+
+@_reg.formula("aten::miopen_rnn")
+def _miopen_rnn(
+    x: Shape, weight: Sequence[Any], weight_stride0: int, hx: Any, cx: Any, mode: int, hidden_size: int,
+    num_layers: int, batch_first: bool, dropout: float, train: bool, bidirectional: bool, *_: Any,
+    out: Any = None, **__: Any,
+) -> Cost:
+    """output, ... = miopen_rnn(x[T, B, In], weights, ..., mode, H, num_layers, ...,
+    bidirectional, ...): ROCm's whole-RNN op; see _cudnn_rnn"""
+    return _cudnn_like_rnn(x, weight, mode, hidden_size, num_layers, bidirectional)
+
+
+@_reg.formula("aten::_thnn_fused_lstm_cell")
+def _fused_lstm_cell(
+    input_gates: Shape, hidden_gates: Shape, cx: Shape, input_bias: Any = None, hidden_bias: Any = None,
+    *_: Any, out: Any = None, **__: Any,
+) -> Cost:
+    """hy[B, H], cy[B, H], ws = _thnn_fused_lstm_cell(x_gates[B, 4H], h_gates[B, 4H], cx[B, H],
+    b_ih[4H]?, b_hh[4H]?): the pointwise half of a CUDA LSTM cell (its matmuls are separate mm
+    ops). FLOPs = 13 * B * H (see _RNN_CELL_FLOPS) + B * 4H per bias"""
+    biases = sum(1 for b in (input_bias, hidden_bias) if isinstance(b, torch.Size))
+    return Cost(0, _RNN_CELL_FLOPS[2] * _prod(cx) + biases * _prod(input_gates))
+
+
+@_reg.formula("aten::_thnn_fused_gru_cell")
+def _fused_gru_cell(
+    input_gates: Shape, hidden_gates: Shape, hx: Shape, input_bias: Any = None, hidden_bias: Any = None,
+    *_: Any, out: Any = None, **__: Any,
+) -> Cost:
+    """hy[B, H], ws = _thnn_fused_gru_cell(x_gates[B, 3H], h_gates[B, 3H], hx[B, H], b_ih[3H]?,
+    b_hh[3H]?): the pointwise half of a CUDA GRU cell. FLOPs = 10 * B * H + B * 3H per bias"""
+    biases = sum(1 for b in (input_bias, hidden_bias) if isinstance(b, torch.Size))
+    return Cost(0, _RNN_CELL_FLOPS[3] * _prod(hx) + biases * _prod(input_gates))
+
+
 # --- pointwise ----------------------------------------------------------------------------
 
 
@@ -233,12 +523,26 @@ _reg.formula(
         "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not",
         "logical_xor", "bitwise_and", "bitwise_or", "bitwise_not", "bitwise_xor",
         "maximum", "minimum", "where", "masked_fill", "nan_to_num",
+        "floor_divide", "atan2", "hypot", "logaddexp", "logaddexp2", "xlogy", "copysign", "fmax", "fmin",
+        "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "erfinv", "sgn",
+        "hardshrink", "softshrink", "rrelu_with_noise",
     ),
     "aten::rsub", "aten::prelu", "aten::_prelu_kernel", "aten::glu", "aten::_log_softmax_backward_data",
+    "aten::log_sigmoid_forward", "aten::isnan", "aten::isinf", "aten::isposinf", "aten::isneginf",
+    "aten::signbit",
 )(pointwise(1))
+# gelu counts 1 per element whether approximate="none" (erf) or "tanh": the convention does not
+# weigh one transcendental function against another (see above).
 
-# softmax and log-softmax: max, subtract, exp, sum, divide (or log) per element.
-_reg.formula("aten::_softmax", "aten::_log_softmax", "aten::_safe_softmax")(pointwise(5))
+# softmax and log-softmax: max, subtract, exp, sum, divide (or log) per element. _masked_softmax
+# (the transformer fast path's) applies its mask by selection, not arithmetic.
+_reg.formula("aten::_softmax", "aten::_log_softmax", "aten::_safe_softmax", "aten::_masked_softmax")(pointwise(5))
+
+# Scans: each output element is one add (multiply, compare, log-add-exp) of the running value and
+# the next input; the first element of each scan, which needs none, stands in for nothing else.
+_reg.formula(
+    *_with_inplace("cumsum", "cumprod"), "aten::logcumsumexp", "aten::cummax", "aten::cummin",
+)(pointwise(1))
 
 # Dropout while training scales each kept element once; drawing the random mask is not
 # arithmetic on the activations. In eval mode dropout dispatches no op at all.
@@ -287,6 +591,23 @@ def _group_norm(x: Shape, weight: Any, *_: Any, out: Any = None, **__: Any) -> C
     return _norm(True, isinstance(weight, torch.Size), x)
 
 
+@_reg.formula("aten::_fused_rms_norm")
+def _rms_norm(x: Shape, normalized_shape: Any, weight: Any = None, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """[*, D] = _fused_rms_norm([*, D], D, w[D]?, eps) (a fused kernel on some backends; on CPU
+    nn.RMSNorm decomposes into the same work): FLOPs = 3 * prod(*, D) (square, mean, multiply by
+    1/rms) + 2 * prod(*) (add eps, rsqrt per row) + prod(*, D) with a weight"""
+    rows = _prod(x) // max(_prod(normalized_shape), 1)
+    return Cost(0, 3 * _prod(x) + 2 * rows + (_prod(x) if isinstance(weight, torch.Size) else 0))
+
+
+@_reg.formula("aten::_weight_norm_interface")
+def _weight_norm(v: Shape, g: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """w[*], norms = _weight_norm_interface(v[*], g, dim): w = v * (g / ||v||), as its
+    decomposition dispatches it: FLOPs = prod(*) for the norms (reduction) + prod(g) (divide)
+    + prod(*) (multiply)"""
+    return Cost(0, 2 * _prod(v) + _prod(g))
+
+
 # --- pooling ------------------------------------------------------------------------------
 
 
@@ -332,6 +653,65 @@ def _adaptive_pool(x: Shape, output_size: Any, *_: Any, out: Any = None, **__: A
     return Cost(0, total)
 
 
+# --- interpolation ------------------------------------------------------------------------
+# Each output element is a weighted sum of T input values ("taps"): T multiplies and T - 1 adds,
+# 2T - 1 FLOPs. The weights depend on the output position alone and are computed once per row or
+# column, not per element, as a convolution's weights are not counted. No MACs: FlopCounterMode
+# counts no FLOPs for interpolation either. Nearest-neighbour modes copy values (free, below).
+
+
+def interpolation(taps: int, name: str) -> Formula:
+    """Linear-family upsampling with a fixed number of taps per output element."""
+
+    def formula(*_: Any, out: Any = None, **__: Any) -> Cost:
+        return Cost(0, (2 * taps - 1) * _numel(_first_shape(out)))
+
+    formula.__doc__ = (
+        f"[N, C, *So] = {name}([N, C, *Si], So, align_corners, scales...); {taps} taps: "
+        f"FLOPs = {2 * taps - 1} * N * C * prod(So)"
+    )
+    return formula
+
+
+_reg.formula("aten::upsample_linear1d")(interpolation(2, "upsample_linear1d"))
+_reg.formula("aten::upsample_bilinear2d")(interpolation(2 * 2, "upsample_bilinear2d"))
+_reg.formula("aten::upsample_trilinear3d")(interpolation(2 * 2 * 2, "upsample_trilinear3d"))
+_reg.formula("aten::upsample_bicubic2d")(interpolation(4 * 4, "upsample_bicubic2d"))
+
+
+def antialiased(support: int, name: str) -> Formula:
+    """Anti-aliased 2-D resampling: a filter ``support`` taps wide, stretched by the factor
+    Si / So along each dimension that shrinks."""
+
+    def formula(x: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
+        out_shape = _first_shape(out)
+        taps = 1
+        for si, so in zip(x[-2:], out_shape[-2:], strict=True):
+            si, so = int(si), int(so)
+            taps *= -(-support * si // so) if si > so else support  # ceil(support * Si / So)
+        return Cost(0, (2 * taps - 1) * _prod(out_shape))
+
+    formula.__doc__ = (
+        f"[N, C, Ho, Wo] = {name}([N, C, Hi, Wi], (Ho, Wo), align_corners, scales...); taps per "
+        f"dimension t = ceil({support} * Si / So) when Si > So, else {support}; FLOPs = "
+        "(2 * t_h * t_w - 1) * N * C * Ho * Wo. PyTorch clips the windows at the borders; fxcost "
+        "does not, so this is an upper bound there"
+    )
+    return formula
+
+
+_reg.formula("aten::_upsample_bilinear2d_aa")(antialiased(2, "_upsample_bilinear2d_aa"))
+_reg.formula("aten::_upsample_bicubic2d_aa")(antialiased(4, "_upsample_bicubic2d_aa"))
+_reg.formula("aten::_upsample_lanczos2d_aa")(antialiased(6, "_upsample_lanczos2d_aa"))  # Lanczos-3
+
+
+@_reg.formula("aten::col2im")
+def _col2im(x: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """[N, C, H, W] = col2im([N, C * prod(K), L], (H, W), K, ...) (nn.Fold); FLOPs = prod(input):
+    each column element is added into its output position once (patches overlap)"""
+    return Cost(0, _prod(x))
+
+
 # --- reductions ---------------------------------------------------------------------------
 
 
@@ -348,6 +728,98 @@ _reg.formula(
 )(_reduction)
 
 
+# histograms bin each input element once
+_reg.formula("aten::histc", "aten::bincount")(_reduction)
+
+
+# --- sorting and selection ----------------------------------------------------------------
+# Comparisons count as FLOPs here as in max pooling and ``gt``. Along the dimension of size n:
+
+
+def _log2_ceil(n: int) -> int:
+    return max(int(n) - 1, 0).bit_length()
+
+
+@_reg.formula("aten::sort")
+def _sort(x: Shape, dim: int = -1, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """values, indices = sort([*], dim, ...) (argsort and msort too); FLOPs = prod(*) *
+    ceil(log2(n)): a comparison sort's n * log2(n) comparisons for each of the prod(*) / n rows"""
+    n = int(x[dim]) if len(x) else 1
+    return Cost(0, _prod(x) * _log2_ceil(n))
+
+
+@_reg.formula("aten::topk")
+def _topk(x: Shape, k: int, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """values[*, k], indices = topk([*, n], k, dim, largest, sorted); FLOPs = prod(*) *
+    ceil(log2(k + 1)): each element is compared against a heap of the k best so far"""
+    return Cost(0, _prod(x) * int(k).bit_length())
+
+
+@_reg.formula("aten::kthvalue", "aten::median", "aten::nanmedian")
+def _select(x: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """kthvalue([*], k, dim), median([*], dim?): a selection pass, FLOPs = prod(*), one
+    comparison per element"""
+    return Cost(0, _prod(x))
+
+
+# --- scatter and accumulate ---------------------------------------------------------------
+# An op that adds (multiplies, compares) its source into the destination costs 1 FLOP per source
+# element applied; writing values without combining them is data movement and costs 0, as
+# gather and index_select do. The rule is a formula, not a free entry, because one op name
+# covers both (``scatter(..., reduce=)``, ``index_put(..., accumulate=)``).
+
+
+@_reg.formula(*_with_inplace("scatter"))
+def _scatter(x: Shape, dim: int, index: Shape, *_: Any, reduce: Any = None, out: Any = None, **__: Any) -> Cost:
+    """[*] = scatter(self[*], dim, index[*i], src | value, reduce=?); FLOPs = prod(*i) with a
+    reduce, else 0 (values are copied)"""
+    return Cost(0, _prod(index) if reduce is not None else 0)
+
+
+@_reg.formula(*_with_inplace("scatter_add", "scatter_reduce"))
+def _scatter_add(x: Shape, dim: int, index: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """[*] = scatter_add(self[*], dim, index[*i], src) (scatter_reduce: also with a reduce);
+    FLOPs = prod(*i), one per source element applied"""
+    return Cost(0, _prod(index))
+
+
+@_reg.formula(*_with_inplace("index_add", "index_reduce"))
+def _index_add(
+    x: Shape, dim: int, index: Shape, source: Shape, *_: Any, alpha: Any = 1, out: Any = None, **__: Any
+) -> Cost:
+    """[*] = index_add(self[*], dim, index[n], source[*s], alpha=) (index_reduce: reduce);
+    FLOPs = prod(*s), + prod(*s) when alpha != 1 scales the source"""
+    return Cost(0, _prod(source) * (1 if alpha == 1 else 2))
+
+
+@_reg.formula(*_with_inplace("index_put"), "aten::_index_put_impl_", "aten::_unsafe_index_put")
+def _index_put(
+    x: Shape, indices: Sequence[Any], values: Shape, accumulate: bool = False, *_: Any, out: Any = None, **__: Any
+) -> Cost:
+    """[*] = index_put(self[*], indices, values, accumulate); FLOPs with accumulate = the number of
+    indexed positions, prod(broadcast(index shapes)) * prod(dims of self no index covers); 0
+    without (values are copied). Each index is taken to cover one dimension, as an integer index
+    does: a boolean mask's shape does not say how many positions it selects"""
+    if not accumulate:
+        return Cost(0, 0)
+    given = [i for i in indices if isinstance(i, torch.Size)]
+    covered = torch.broadcast_shapes(*given) if given else torch.Size()
+    free_dims = [d for n, d in enumerate(x) if n >= len(indices) or not isinstance(indices[n], torch.Size)]
+    return Cost(0, _prod(covered) * _prod(free_dims))
+
+
+@_reg.formula("aten::_embedding_bag", "aten::_embedding_bag_forward_only")
+def _embedding_bag(
+    weight: Shape, indices: Shape, offsets: Any, scale_grad_by_freq: bool = False, mode: int = 0,
+    sparse: bool = False, per_sample_weights: Any = None, *_: Any, out: Any = None, **__: Any,
+) -> Cost:
+    """[bags, D], ... = _embedding_bag(W[V, D], indices[*], offsets, ..., mode, ...,
+    per_sample_weights?); FLOPs = prod(*) * D: each gathered row is added into (sum, mean) or
+    compared with (max) its bag once, + prod(*) * D to scale rows by per-sample weights"""
+    gathered = _prod(indices) * int(weight[-1])
+    return Cost(0, gathered * (2 if isinstance(per_sample_weights, torch.Size) else 1))
+
+
 # --- free: reviewed zero-cost ops ---------------------------------------------------------
 
 _reg.free(
@@ -358,7 +830,7 @@ _reg.free(
     "aten::unflatten", "aten::movedim", "aten::_reshape_alias", "aten::lift_fresh",
     "aten::t_", "aten::transpose_", "aten::squeeze_", "aten::unsqueeze_", "aten::as_strided_",
     "aten::chunk", "aten::tensor_split", "aten::view_as_real", "aten::view_as_complex",
-    "aten::unsafe_split", "aten::unsafe_split_with_sizes", "aten::unsafe_chunk",
+    "aten::unsafe_split", "aten::unsafe_split_with_sizes", "aten::unsafe_chunk", "aten::detach_",
     reason="view: a new shape or stride over the same storage, no arithmetic",
 )
 _reg.free(
@@ -373,6 +845,7 @@ _reg.free(
     "aten::new_empty_strided", "aten::new_zeros", "aten::new_ones", "aten::new_full",
     "aten::scalar_tensor", "aten::fill", "aten::fill_", "aten::zero", "aten::zero_",
     "aten::linspace", "aten::eye", "aten::tril", "aten::triu", "aten::tril_", "aten::triu_",
+    "aten::empty_permuted", "aten::logspace", "aten::tril_indices", "aten::triu_indices",
     reason="constructor or constant fill, no arithmetic on activations",
 )
 _reg.free(
@@ -381,11 +854,36 @@ _reg.free(
     "aten::repeat", "aten::roll", "aten::flip", "aten::pad", "aten::_unsafe_index", "aten::embedding",
     "aten::masked_select", "aten::slice_scatter",
     "aten::select_scatter", "aten::lift_fresh_copy", "aten::_pin_memory", "aten::reflection_pad1d",
-    "aten::reflection_pad2d", "aten::replication_pad1d", "aten::replication_pad2d",
+    "aten::reflection_pad2d", "aten::replication_pad1d", "aten::replication_pad2d", "aten::reflection_pad3d",
+    "aten::replication_pad3d", "aten::index_copy", "aten::index_copy_", "aten::index_fill", "aten::index_fill_",
+    "aten::masked_scatter", "aten::masked_scatter_", "aten::pixel_shuffle", "aten::pixel_unshuffle",
+    "aten::channel_shuffle", "aten::native_channel_shuffle", "aten::im2col", "aten::resolve_conj",
+    "aten::resolve_neg",
     reason="data movement (copy, gather, concatenate, pad, cast): memory traffic, no arithmetic",
+)
+_reg.free(
+    "aten::upsample_nearest1d", "aten::upsample_nearest2d", "aten::upsample_nearest3d",
+    "aten::_upsample_nearest_exact1d", "aten::_upsample_nearest_exact2d", "aten::_upsample_nearest_exact3d",
+    reason="nearest-neighbour upsampling copies input values (a gather, like index_select), no arithmetic",
+)
+_reg.free(
+    "aten::repeat_interleave",
+    reason="builds the index of each repeated element from the repeat counts (index_select then moves the "
+    "values), no arithmetic on activations",
+)
+_reg.free(
+    "aten::_assert_tensor_metadata", "aten::_assert_async", "aten::_functional_assert_async",
+    "aten::_assert_scalar", "aten::sym_constrain_range", "aten::sym_constrain_range_for_size",
+    reason="runtime check of a shape, dtype or value: computes nothing the model uses",
+)
+_reg.free(
+    "aten::_local_scalar_dense",
+    reason="reads one element back to Python (item()), no arithmetic",
 )
 _reg.free(
     "aten::bernoulli", "aten::bernoulli_", "aten::rand", "aten::randn", "aten::randint",
     "aten::rand_like", "aten::randn_like", "aten::uniform_", "aten::normal_", "aten::randperm",
+    "aten::randint_like", "aten::normal", "aten::exponential_", "aten::geometric_", "aten::log_normal_",
+    "aten::cauchy_", "aten::random_", "aten::multinomial",
     reason="random number generation, not arithmetic on the model's values",
 )
