@@ -91,7 +91,8 @@ def to_text(t: Table, width: int = 160, color: bool = False) -> str:
         rt.add_row(*(row[j] for j in keep), end_section=t.total_last and i == len(t.rows) - 2)
     # never squeeze a number: if the columns that cannot wrap need more than `width`, use more
     fixed = sum(max(len(t.columns[j]), *(len(r[j]) for r in t.rows)) + 3 for j in keep if j != 1)
-    width = max(width, fixed + 15)
+    names = max((len(r[1]) for r in t.rows), default=12)
+    width = max(width, fixed + min(names, 40) + 3)  # names fold only past 40 characters
     buf = io.StringIO()
     console = Console(file=buf, width=width, color_system="standard" if color else None, highlight=False, emoji=False)
     console.print(rt)
