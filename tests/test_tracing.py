@@ -231,6 +231,7 @@ def test_cli_table_names_fallbacks_and_opaque_modules(capsys: pytest.CaptureFixt
     code, out, _ = run(capsys, "analyze", f"{ODD}:DataDependentBranch", "--input", "2x3x16x16", "--real", "--width", "200")
     assert code == 0
     assert "Opaque module gate (SignGate)" in out
+    assert "gate.neg [unused]" in out  # the branch not taken; rich must not eat "[unused]" as markup
 
 
 def test_hf_without_transformers_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -79,8 +79,10 @@ def to_text(t: Table, width: int = 160, color: bool = False) -> str:
     from rich import box
     from rich.console import Console
     from rich.table import Table as RichTable
+    from rich.text import Text
 
-    rt = RichTable(title=t.title, box=box.SIMPLE_HEAD, title_justify="left", show_edge=False)
+    # cells are plain text: rich would read "[unused]" or a shape like "[1, 3]" as markup and drop it
+    rt = RichTable(title=Text(t.title), box=box.SIMPLE_HEAD, title_justify="left", show_edge=False)
     # a column with nothing in it (kernel and stride of a rolled-up view) only takes room
     keep = [i for i, _ in enumerate(t.columns) if any(row[i] not in ("", "-") for row in t.rows)]
     for i in keep:
@@ -88,7 +90,7 @@ def to_text(t: Table, width: int = 160, color: bool = False) -> str:
         # only names fold; numbers and shapes never wrap
         rt.add_column(c, justify="right" if c in t.numeric else "left", no_wrap=i != 1, overflow="fold", min_width=12 if i == 1 else None)
     for i, row in enumerate(t.rows):
-        rt.add_row(*(row[j] for j in keep), end_section=t.total_last and i == len(t.rows) - 2)
+        rt.add_row(*(Text(row[j]) for j in keep), end_section=t.total_last and i == len(t.rows) - 2)
     # never squeeze a number: if the columns that cannot wrap need more than `width`, use more
     fixed = sum(max(len(t.columns[j]), *(len(r[j]) for r in t.rows)) + 3 for j in keep if j != 1)
     names = max((len(r[1]) for r in t.rows), default=12)
@@ -99,9 +101,9 @@ def to_text(t: Table, width: int = 160, color: bool = False) -> str:
     if t.notes:
         label_w = max(len(k) for k, _ in t.notes)
         for k, v in t.notes:
-            console.print(f"{k + ':':<{label_w + 1}} {v}")
+            console.print(f"{k + ':':<{label_w + 1}} {v}", markup=False)
     for w in t.warnings:
-        console.print(f"warning: {w}")
+        console.print(f"warning: {w}", markup=False)
     return buf.getvalue()
 
 
