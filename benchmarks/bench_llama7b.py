@@ -88,7 +88,7 @@ def main() -> int:
     ram_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
     print(f"\na real-tensor tool needs {t['params']:,} x 4 bytes = {weights_gb:.1f} GB for the float32 weights alone; "
           f"this machine has {ram_gb:.1f} GB of RAM")
-    print(f"peak RSS of this process (3 analyses): {rss_self:.2f} GB")
+    print(f"peak RSS of this process ({len(shapes)} analyses): {rss_self:.2f} GB")
 
     analysis = times[(1, 2048)]
     print()
