@@ -204,7 +204,7 @@ def analyze(
     ``tracer`` picks how the model becomes a graph: ``"auto"`` (symbolic tracing, keeping
     untraceable submodules opaque; else ``torch.export``; else running op by op),
     ``"symbolic"``, ``"export"`` or ``"eager"``. ``leaves`` names modules (paths or class names)
-    to keep as single opaque nodes. The report's ``trace`` says which method ran, which modules
+    to keep whole: one row per call, its ops still counted (FX does not trace into them). The report's ``trace`` says which method ran, which modules
     were opaque and why, and why earlier methods failed. The model is never modified: analysis
     runs on a weightless copy (a full copy with ``real``).
     """
@@ -217,19 +217,27 @@ def analyze(
     kwargs = dict(example_kwargs or {})
     if not args and not kwargs:
         raise InputSpecError("no inputs given", hint="pass input_size=(1, 3, 224, 224) or --input 1x3x224x224")
-    shadow, args, kwargs = (_prepare_real if real else _prepare_meta)(model, args, kwargs)
-    inputs = _input_specs(shadow.forward, args, kwargs)
+    prepare = _prepare_real if real else _prepare_meta
+    leaf_paths = _leaf_paths(model, leaves)
     recorder = OpRecorder(conv.registry)
     methods = ("symbolic", "export", "eager") if tracer == "auto" else (tracer,)
     fallbacks: list[dict[str, str]] = []
+    errors: list[FxcostError] = []
     for i, method in enumerate(methods):
+        # a fresh copy for each method: a failed attempt may have left state on the last one
+        shadow, margs, mkwargs = prepare(model, args, kwargs)
+        inputs = _input_specs(shadow.forward, margs, mkwargs)
         try:
-            run = _METHODS[method](shadow, args, kwargs, recorder, conv, inputs, leaves, real)
+            run = _METHODS[method](shadow, margs, mkwargs, recorder, conv, inputs, leaf_paths, real, i < len(methods) - 1)
             break
-        except TraceError as e:
-            if i == len(methods) - 1:
-                raise
-            fallbacks.append({"tracer": method, "error": e.message})
+        except FxcostError as e:
+            errors.append(e)
+            if isinstance(e, TraceError) and i < len(methods) - 1:
+                fallbacks.append({"tracer": method, "error": e.message})
+                continue
+            if fallbacks:
+                raise _all_failed(type(model).__name__, methods, errors) from e
+            raise
     if fallbacks:
         run.trace["fallbacks"] = fallbacks
     unsupported = unsupported_ops(run.rows)
@@ -277,15 +285,15 @@ def _with_fake_retry(
 
 
 def _symbolic(shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder,
-              conv: Convention, inputs: list[InputSpec], leaves: Sequence[str], real: bool) -> _Run:
+              conv: Convention, inputs: list[InputSpec], leaves: set[str], real: bool, fallback: bool) -> _Run:
     _, concrete = _graph_inputs(shadow.forward, args, kwargs)
 
     def attempt(a: tuple[Any, ...], kw: dict[str, Any], context: Any) -> _Run:
         vals, _ = _graph_inputs(shadow.forward, a, kw)
         with recorder:  # ops run while tracing (on buffers or constants alone) are folded into constants
-            traced = symbolic(shadow, concrete_args=concrete or None, leaves=leaves)
+            traced = symbolic(shadow, concrete_args=concrete or None, leaves=leaves, each_attempt=recorder.take)
         folded = recorder.take()
-        interp = RecordingInterpreter(traced.root, traced.graph, recorder, opaque=set(traced.opaque) | _leaf_paths(traced.root, leaves))
+        interp = RecordingInterpreter(traced.root, traced.graph, recorder, opaque=set(traced.opaque))
         with _naming_module("propagating shapes"), context, torch.no_grad(), recorder:
             out = interp.run(*vals)
         trace: dict[str, Any] = {"method": traced.method, "graph_nodes": len(traced.graph.nodes)}
@@ -297,20 +305,38 @@ def _symbolic(shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], 
     return _with_fake_retry(shadow, args, kwargs, real, attempt)
 
 
-def _leaf_paths(root: nn.Module, leaves: Sequence[str]) -> set[str]:
-    """Modules the user asked to keep whole (by path or class name): they run op by op too."""
-    if not leaves:
-        return set()
-    return {p for p, m in root.named_modules() if p and (p in leaves or type(m).__name__ in leaves)}
+def _leaf_paths(model: nn.Module, leaves: Sequence[str]) -> set[str]:
+    """The paths of the modules the user asked to keep whole, by path or class name."""
+    paths = set()
+    for name in leaves:
+        found = {p for p, m in model.named_modules() if p and (p == name or type(m).__name__ == name)}
+        if not found:
+            some = ", ".join(dict.fromkeys(type(m).__name__ for _, m in model.named_modules()).keys() - {type(model).__name__})
+            raise InputSpecError(f"--leaf {name!r} matches no submodule of {type(model).__name__}",
+                                 hint=f"give a module path (layer1.0) or a class name: {some[:200]}")
+        paths |= found
+    # a leaf inside another leaf is already whole
+    return {p for p in paths if not any(p.startswith(q + ".") for q in paths)}
+
+
+def _all_failed(model: str, methods: Sequence[str], errors: list[FxcostError]) -> FxcostError:
+    """Every tracer failed: say why each did. When the last one failed for want of tensor values
+    (transformers' mask code, run eagerly on meta), export's reason is usually the real one."""
+    lines = "\n".join(f"  {m}: {e.message}" for m, e in zip(methods, errors, strict=False))
+    hint = errors[-1].hint
+    exported = [e for m, e in zip(methods, errors, strict=False) if m == "export"]
+    if exported and errors[-1].__cause__ is not None and is_data_dependent(errors[-1].__cause__) and exported[0].__cause__:
+        hint = hint_for(exported[0].__cause__)
+    return ShapeError(f"no tracer could analyze {model}:\n{lines}", hint=hint)
 
 
 def _export(shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder,
-            conv: Convention, inputs: list[InputSpec], leaves: Sequence[str], real: bool) -> _Run:
+            conv: Convention, inputs: list[InputSpec], leaves: set[str], real: bool, fallback: bool) -> _Run:
     # export flattens keyword arguments in forward's order
     order = list(inspect.signature(shadow.forward).parameters)
     kwargs = {k: kwargs[k] for k in sorted(kwargs, key=lambda k: order.index(k) if k in order else len(order))}
     with recorder:
-        traced = export(shadow, args, kwargs)
+        traced = export(shadow, args, kwargs, fallback=fallback)
     recorder.take()  # export runs the forward once to trace it; that run is not the analysis
     flat = tree_flatten((args, kwargs))[0]
     placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
@@ -319,16 +345,16 @@ def _export(shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], re
     interp = RecordingInterpreter(traced.runner or shadow, traced.graph, recorder)
     with _naming_module("propagating shapes"), torch.no_grad(), recorder:
         out = interp.run(*flat)
-    segments = segments_from_records(shadow, interp.records)
+    segments = segments_from_records(shadow, interp.records, leaves)
     trace = {"method": "export", "graph_nodes": len(traced.graph.nodes)}
     return _Run(build_segment_rows(shadow, inputs, segments, conv), output_specs(out), trace, "real" if real else "meta")
 
 
 def _eager(shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder,
-           conv: Convention, inputs: list[InputSpec], leaves: Sequence[str], real: bool) -> _Run:
+           conv: Convention, inputs: list[InputSpec], leaves: set[str], real: bool, fallback: bool) -> _Run:
     def attempt(a: tuple[Any, ...], kw: dict[str, Any], context: Any) -> _Run:
         with _naming_module("running the model op by op"), context, torch.no_grad(), recorder:
-            segments, out = run_eager(shadow, a, kw, recorder)
+            segments, out = run_eager(shadow, a, kw, recorder, leaves)
         trace = {"method": "eager", "segments": len(segments)}
         return _Run(build_segment_rows(shadow, inputs, segments, conv), output_specs(out), trace, "real" if real else "meta")
 

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import torch
@@ -182,18 +182,25 @@ def build_rows(
 
 
 def segment_rows(root: nn.Module, segments: Iterable[Segment], conv: Convention, ledger: _ParamLedger, start: int) -> list[NodeCost]:
-    """One row per segment. A module's own parameters are counted at its first segment; its
-    activations are the tensors the segment newly allocated."""
+    """One row per segment. A parameter (or buffer) is counted at the first segment that uses
+    it, and a module's own parameters at its first segment at the latest; a segment's
+    activations are the tensors it newly allocated (torchsummary: a leaf call's outputs)."""
     rows: list[NodeCost] = []
     for seg in segments:
         m = _submodule(root, seg.module_path)
-        counts = ledger.claim_module(m, recurse=False) if m is not None else {}
+        counts = _add(ledger.claim(_named(root, seg.uses, params=True), True),
+                      ledger.claim(_named(root, seg.uses, params=False), False))
+        if m is not None:  # a leaf kept whole (--leaf) owns everything below it, as under FX
+            counts = _add(counts, ledger.claim_module(m, recurse=seg.leaf))
+        if conv.activation_rule == LEAF_OUTPUTS:
+            counted = seg.outputs if seg.leaf else ()
+        else:
+            counted = seg.allocations
         elements = nbytes = 0
-        if seg.leaf or conv.activation_rule != LEAF_OUTPUTS:
-            for s in seg.allocations:
-                e = _elements(s, conv.per_sample)
-                elements += e
-                nbytes += e * (conv.bytes_per_element or dtype_bytes(s.dtype))
+        for s in counted:
+            e = _elements(s, conv.per_sample)
+            elements += e
+            nbytes += e * (conv.bytes_per_element or dtype_bytes(s.dtype))
         rows.append(
             NodeCost(
                 id=start + len(rows),
@@ -201,7 +208,7 @@ def segment_rows(root: nn.Module, segments: Iterable[Segment], conv: Convention,
                 type=_class_name(m) if m is not None else "Module",
                 kind="module" if seg.leaf else "code",
                 module_path=seg.module_path,
-                output=seg.allocations[-1:],
+                output=seg.outputs or seg.allocations[-1:],
                 kernel_size=_tuple_attr(m, "kernel_size") if m is not None else None,
                 stride=_tuple_attr(m, "stride") if m is not None else None,
                 macs=sum(o.macs for o in seg.ops),
@@ -215,30 +222,64 @@ def segment_rows(root: nn.Module, segments: Iterable[Segment], conv: Convention,
     return rows
 
 
-def segments_from_records(root: nn.Module, records: Iterable[NodeRecord]) -> list[Segment]:
-    """torch.export's graph has a node per aten op; consecutive ones in one module make a segment."""
+def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in a.keys() | b.keys()}
+
+
+def _named(root: nn.Module, names: Iterable[str], params: bool) -> list[tuple[str, torch.Tensor]]:
+    """The parameters (or the buffers) among ``names``, resolved in ``root``."""
+    out = []
+    for name in names:
+        t = _resolve_or_none(root, name)
+        if isinstance(t, torch.Tensor) and isinstance(t, nn.Parameter) == params:
+            out.append((name, t))
+    return out
+
+
+def _resolve_or_none(root: nn.Module, name: str) -> Any:
+    try:
+        return _resolve(root, name)
+    except AttributeError:
+        return None
+
+
+def segments_from_records(root: nn.Module, records: Iterable[NodeRecord], leaves: Collection[str] = ()) -> list[Segment]:
+    """torch.export's graph has a node per aten op; consecutive ones in one module make a segment.
+    Nodes inside a module kept whole (``leaves``) belong to that module."""
     segments: list[Segment] = []
     path: str | None = None
     ops: list[OpCost] = []
     allocations: list[TensorSpec] = []
+    uses: list[str] = []
+    last: tuple[TensorSpec, ...] = ()
 
     def flush() -> None:
-        if path is not None and (ops or allocations):
+        if path is not None and (ops or allocations or uses):
             m = _submodule(root, path)
-            leaf = m is not None and not any(True for _ in m.children())
-            segments.append(Segment(path, leaf, merge_ops(ops), tuple(allocations)))
+            leaf = path in leaves or (m is not None and not any(True for _ in m.children()))
+            segments.append(Segment(path, leaf, merge_ops(ops), tuple(allocations), last if leaf else (), tuple(dict.fromkeys(uses))))
 
     for rec in records:
-        if rec.node.op != "call_function":
+        n = rec.node
+        if n.op != "call_function":
             continue  # inputs, parameters (get_attr) and the output are not work
-        here = rec.node.meta.get(META_KEY, {}).get("module_path", "")
+        here = _outermost_leaf(n.meta.get(META_KEY, {}).get("module_path", ""), leaves)
         if here != path:
             flush()
-            path, ops, allocations = here, [], []
+            path, ops, allocations, uses = here, [], [], []
         ops.extend(rec.ops)
         allocations.extend(s for s, fresh in zip(rec.outputs, rec.allocated, strict=True) if fresh)
+        uses.extend(str(a.target) for a in n.all_input_nodes if a.op == "get_attr")
+        last = rec.outputs
     flush()
     return segments
+
+
+def _outermost_leaf(path: str, leaves: Collection[str]) -> str:
+    for leaf in leaves:
+        if path == leaf or path.startswith(leaf + "."):
+            return leaf
+    return path
 
 
 def input_rows(inputs: Iterable[InputSpec], conv: Convention) -> list[NodeCost]:

@@ -5,7 +5,7 @@
 its ``architectures`` names (else the base ``AutoModel``). ``overrides`` set config fields.
 Nothing is downloaded: no weights are loaded, and a config is only ever read from disk.
 The model is built under ``torch.device("meta")``, so a 7B-parameter model takes no memory.
-``use_cache`` defaults to ``False``: fxcost counts one forward pass, and a key/value cache is
+Where the config has ``use_cache``, it defaults to ``False``: fxcost counts one forward pass, and a key/value cache is
 state for generation (its ``DynamicCache`` is not a tensor structure tracers can follow).
 """
 
@@ -37,10 +37,10 @@ def load_hf(spec: str, overrides: dict[str, Any] | None = None) -> tuple[nn.Modu
     """Build the model an ``hf:`` spec names. Returns the module (on meta) and a display name."""
     tf = _transformers()
     target = spec.removeprefix(PREFIX)
-    overrides = {"use_cache": False, **(overrides or {})}
     path = Path(target)
     from_file = target.endswith(".json") or path.is_dir()
     cls, base, name = _from_file(tf, path) if from_file else _from_class(tf, target)
+    overrides = {**({"use_cache": False} if hasattr(base, "use_cache") else {}), **(overrides or {})}
     unknown = [k for k in overrides if not hasattr(base, k)]
     if unknown:
         raise SpecError(f"{type(base).__name__} has no field {', '.join(map(repr, unknown))}",
@@ -67,6 +67,9 @@ def _from_file(tf: Any, path: Path) -> tuple[Any, Any, str]:
                         hint="the file must be a transformers config.json with a model_type") from e
     archs = getattr(base, "architectures", None) or []
     cls = getattr(tf, archs[0], None) if archs else None
+    if archs and cls is None:
+        raise SpecError(f"{str(path)!r} names architecture {archs[0]!r}, which this transformers has no class for",
+                        hint=f"upgrade transformers, or fix 'architectures' in the config (transformers {tf.__version__})")
     return cls, base, archs[0] if cls is not None else type(base).__name__.removesuffix("Config") + "Model"
 
 
@@ -74,7 +77,10 @@ def _from_class(tf: Any, target: str) -> tuple[Any, Any, str]:
     """A model class by name, with its config class's defaults."""
     cls: Any = getattr(tf, target, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module) and getattr(cls, "config_class", None)):
-        close = sorted(n for n in dir(tf) if n.lower().startswith(target.lower()[:4]) and n.endswith(("Model", "ForCausalLM")))[:8]
+        if target.startswith("Auto"):
+            raise SpecError(f"hf:{target} has no config of its own", hint="name a concrete class (hf:BertModel), or give a config: hf:path/to/config.json")
+        close = sorted(n for n in dir(tf) if n.lower().startswith(target.lower()[:4]) and n.endswith(("Model", "ForCausalLM"))
+                       and n != target)[:8]
         raise SpecError(
             f"transformers has no model class {target!r}",
             hint="name a model class, e.g. hf:GPT2LMHeadModel, hf:BertModel, hf:LlamaForCausalLM"

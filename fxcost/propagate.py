@@ -40,6 +40,8 @@ class Segment:
     leaf: bool
     ops: tuple[OpCost, ...]
     allocations: tuple[TensorSpec, ...]  # tensors it newly allocated: its activations
+    outputs: tuple[TensorSpec, ...] = ()  # a leaf call's outputs (torchsummary counts these)
+    uses: tuple[str, ...] = ()  # parameters and buffers its ops read, by name, first use first
 
 
 @dataclass
@@ -136,12 +138,24 @@ def is_data_dependent(error: BaseException) -> bool:
     return any(k in text for k in ("_local_scalar_dense", "item() cannot be called", "DataDependent", "data-dependent"))
 
 
+def needs_values(error: BaseException) -> bool:
+    """An op whose output shape depends on values (``nonzero``, ``unique``, ``masked_select``)
+    or a library op with no meta/fake kernel: only real tensors can run it."""
+    text = f"{type(error).__name__} {error}"
+    return any(k in text for k in ("DynamicOutputShape", "nonzero", "fake impl", "Meta kernel", "meta kernel",
+                                   "could not run", "Could not run"))
+
+
 def hint_for(error: BaseException) -> str:
     text = str(error)
     if is_data_dependent(error):
         return ("the forward reads tensor values (.item(), `if tensor:`), which fxcost's data-free tensors "
-                "do not have: --real runs real tensors on a copy of the model; or make that branch depend on "
-                "shapes; --leaf and --tracer cannot help here")
+                "do not have: --real runs real tensors on a copy of a model with weights; or make that branch "
+                "depend on shapes")
+    if needs_values(error):
+        return ("this op needs real values (its output shape depends on them, or it has no meta kernel): --real "
+                "runs real tensors on a copy of a model with weights; or --leaf the module around it and give "
+                "the op a fake kernel (torch.library.register_fake)")
     if "too small" in text or "Output size" in text or "non-positive" in text:
         return "the input is too small for this architecture: use a larger --input, or fewer downsampling layers"
     if "channels" in text:
@@ -157,6 +171,7 @@ class RecordingInterpreter(fx.Interpreter):
     """Runs a GraphModule and keeps one :class:`NodeRecord` per node."""
 
     def __init__(self, root: nn.Module, graph: fx.Graph, recorder: OpRecorder, opaque: Collection[str] = ()) -> None:
+        """``opaque``: paths of module calls to run op by op (see :class:`SegmentTracker`)."""
         super().__init__(root, graph=graph)
         self.recorder = recorder
         self.opaque = opaque
@@ -219,21 +234,27 @@ class _AllocationMode(TorchFunctionMode):
     """Sees each top-level torch function call (the mode is popped while one runs, so calls
     nested inside it are not seen) and keeps the outputs whose storage is new: the same
     granularity as the function and method nodes of an FX graph. Views and in-place results
-    share a storage already seen, so they allocate nothing."""
+    share a storage already seen, so they allocate nothing. It also notes which of the model's
+    parameters and buffers (``names``, by ``id``) each call used."""
 
-    def __init__(self, seen: Iterable[torch.Tensor]) -> None:
+    def __init__(self, seen: Iterable[torch.Tensor], names: dict[int, str]) -> None:
         super().__init__()
         self.seen = {s for s in map(_storage, seen) if s is not None}
+        self.names = names
         self.new: list[TensorSpec] = []
+        self.used: list[str] = []
 
-    def take(self) -> tuple[TensorSpec, ...]:
-        new, self.new = self.new, []
-        return tuple(new)
+    def take(self) -> tuple[tuple[TensorSpec, ...], tuple[str, ...]]:
+        new, used, self.new, self.used = self.new, self.used, [], []
+        return tuple(new), tuple(used)
 
     def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         for t in _tensors((args, kwargs)):
+            name = self.names.get(id(t))
+            if name is not None:
+                self.used.append(name)
             s = _storage(t)
             if s is not None:
                 self.seen.add(s)
@@ -259,24 +280,41 @@ class _Frame:
     leaf: bool
     ops: dict[str, list[Any]]
     allocations: list[TensorSpec]
+    uses: list[str]
+
+
+def hookable_modules(module: nn.Module, prefix: str = "", stop_at: Collection[str] = ()) -> Iterator[tuple[str, nn.Module]]:
+    """``(path, module)`` for ``module`` and its submodules that accept forward hooks: not inside
+    a TorchScript module (which refuses hooks; its ops count in the module that called it), nor
+    below a path in ``stop_at`` (kept whole by ``--leaf``)."""
+    skip: list[str] = []
+    for name, m in module.named_modules():
+        path = f"{prefix}.{name}".strip(".") if name else prefix
+        if any(path.startswith(p + ".") for p in skip):
+            continue
+        if isinstance(m, torch.jit.ScriptModule):
+            skip.append(path)
+            continue
+        if path in stop_at:
+            skip.append(path)
+        yield path, m
 
 
 class ModuleStack:
-    """Forward hooks on ``module`` and every submodule that keep the stack of module calls
+    """Forward hooks on ``module`` and its submodules that keep the stack of module calls
     running, so a failure names the innermost one. Hooks go on fxcost's copy only and are
     removed on exit. ``on_enter``/``on_exit`` run at each call's start and end."""
 
-    def __init__(self, module: nn.Module, prefix: str = "", include_self: bool = False) -> None:
-        self.module, self.prefix, self.include_self = module, prefix, include_self
+    def __init__(self, module: nn.Module, prefix: str = "", include_self: bool = False, stop_at: Collection[str] = ()) -> None:
+        self.module, self.prefix, self.include_self, self.stop_at = module, prefix, include_self, stop_at
         self.running: list[tuple[str, nn.Module, tuple[tuple[int, ...], ...]]] = []
         self.on_enter: Callable[[str, nn.Module], None] = lambda path, m: None
-        self.on_exit: Callable[[str, nn.Module], None] = lambda path, m: None
+        self.on_exit: Callable[[str, nn.Module, Any], None] = lambda path, m, output: None
         self._handles: list[Any] = []
 
     def __enter__(self) -> ModuleStack:
-        for name, m in self.module.named_modules():
-            if name or self.include_self:
-                path = f"{self.prefix}.{name}".strip(".") if name else self.prefix
+        for path, m in hookable_modules(self.module, self.prefix, self.stop_at):
+            if m is not self.module or self.include_self:
                 self._handles += [m.register_forward_pre_hook(self._enter(path), with_kwargs=True),
                                   m.register_forward_hook(self._exit)]
         return self
@@ -289,7 +327,7 @@ class ModuleStack:
 
     def _exit(self, m: nn.Module, inputs: Any, output: Any) -> None:
         path = self.running.pop()[0]
-        self.on_exit(path, m)
+        self.on_exit(path, m, output)
 
     @contextlib.contextmanager
     def naming_failures(self) -> Iterator[None]:
@@ -310,20 +348,27 @@ class ModuleStack:
 
 
 class SegmentTracker(ModuleStack):
-    """Attributes the ops that ``module`` (at ``prefix``) dispatches, and the tensors it
-    allocates, to the innermost module call that ran them (see :class:`Segment`)."""
+    """Attributes the ops that ``module`` (at ``prefix``) dispatches, the tensors it allocates and
+    the parameters it uses to the innermost module call that ran them (see :class:`Segment`).
+    Modules at the paths in ``leaves`` count as leaves: their submodules are not told apart."""
 
-    def __init__(self, module: nn.Module, prefix: str, recorder: OpRecorder, seen: Iterable[torch.Tensor] = ()) -> None:
-        super().__init__(module, prefix, include_self=True)
+    def __init__(self, module: nn.Module, prefix: str, recorder: OpRecorder, seen: Iterable[torch.Tensor] = (),
+                 leaves: Collection[str] = ()) -> None:
+        super().__init__(module, prefix, include_self=True, stop_at=leaves)
         self.recorder = recorder
-        self.alloc = _AllocationMode(seen)
+        names: dict[int, str] = {}
+        for name, t in [*module.named_parameters(prefix=prefix, remove_duplicate=False),
+                        *module.named_buffers(prefix=prefix, remove_duplicate=False)]:
+            names.setdefault(id(t), name)
+        self.alloc = _AllocationMode(seen, names)
+        self.leaves = leaves
         self.segments: list[Segment] = []
         self.frames: list[_Frame] = []
         self.on_enter = self._push
         self.on_exit = self._pop
 
     def _flush(self) -> None:
-        tally, allocs = self.recorder.take_raw(), self.alloc.take()
+        tally, (allocs, uses) = self.recorder.take_raw(), self.alloc.take()
         if not self.frames:
             return
         frame = self.frames[-1]
@@ -335,17 +380,20 @@ class SegmentTracker(ModuleStack):
                 for i in (0, 1, 2):
                     prev[i] += entry[i]
         frame.allocations += allocs
+        frame.uses += uses
 
     def _push(self, path: str, m: nn.Module) -> None:
         self._flush()
-        self.frames.append(_Frame(path, not any(True for _ in m.children()), {}, []))
+        leaf = path in self.leaves or not any(True for _ in m.children())
+        self.frames.append(_Frame(path, leaf, {}, [], []))
 
-    def _pop(self, path: str, m: nn.Module) -> None:
+    def _pop(self, path: str, m: nn.Module, output: Any) -> None:
         self._flush()
         f = self.frames.pop()
-        if f.leaf or f.ops or f.allocations:
+        if f.leaf or f.ops or f.allocations or f.uses:
             ops = tuple(OpCost(name, n, macs, flops, fate, reason) for name, (n, macs, flops, fate, reason) in f.ops.items())
-            self.segments.append(Segment(f.path, f.leaf, ops, tuple(f.allocations)))
+            outputs = output_specs(output) if f.leaf else ()
+            self.segments.append(Segment(f.path, f.leaf, ops, tuple(f.allocations), outputs, tuple(dict.fromkeys(f.uses))))
 
     def __enter__(self) -> SegmentTracker:
         super().__enter__()
@@ -372,8 +420,9 @@ def output_specs(value: Any) -> tuple[TensorSpec, ...]:
     return ()
 
 
-def run_eager(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder) -> tuple[list[Segment], Any]:
+def run_eager(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder,
+              leaves: Collection[str] = ()) -> tuple[list[Segment], Any]:
     """Run ``model`` once (with ``recorder`` active), attributing every op to its module call."""
-    with SegmentTracker(model, "", recorder, seen=_tensors((args, kwargs))) as tracker, tracker.naming_failures():
+    with SegmentTracker(model, "", recorder, seen=_tensors((args, kwargs)), leaves=leaves) as tracker, tracker.naming_failures():
         out = model(*args, **kwargs)
     return tracker.segments, out

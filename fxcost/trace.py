@@ -39,8 +39,8 @@ def first_line(e: BaseException) -> str:
 
 
 class HierarchyTracer(fx.Tracer):
-    """An FX tracer that keeps ``opaque`` module paths (and ``leaves``: paths or class names) as
-    single nodes, and remembers which module it was in when tracing failed."""
+    """An FX tracer that keeps the modules at the paths in ``opaque`` and ``leaves`` as single
+    nodes, and remembers which module it was in when tracing failed."""
 
     def __init__(self, opaque: Collection[str] = (), leaves: Collection[str] = ()) -> None:
         super().__init__()
@@ -49,7 +49,7 @@ class HierarchyTracer(fx.Tracer):
         self.failed_in: str | None = None
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if module_qualified_name in self.opaque or module_qualified_name in self.leaves or type(m).__name__ in self.leaves:
+        if module_qualified_name in self.opaque or module_qualified_name in self.leaves:
             return True
         return super().is_leaf_module(m, module_qualified_name)
 
@@ -98,7 +98,10 @@ class Traced:
 
 
 def symbolic(
-    model: nn.Module, concrete_args: dict[str, Any] | None = None, leaves: Collection[str] = ()
+    model: nn.Module,
+    concrete_args: dict[str, Any] | None = None,
+    leaves: Collection[str] = (),
+    each_attempt: Callable[[], object] = lambda: None,
 ) -> Traced:
     """Symbolically trace ``model`` (a weightless copy), keeping untraceable submodules opaque.
 
@@ -106,13 +109,15 @@ def symbolic(
     its own): FX would trace into its forward, so it becomes the one child of an empty root,
     named by its class, and the graph is a single call of it. No GraphModule is built: an
     Interpreter runs the graph against the root, which saves generating and compiling code.
+    ``each_attempt`` runs before each tracing attempt (one more per opaque module found).
     Raises :class:`TraceError` when the root's own code cannot be traced.
     """
-    if HierarchyTracer(leaves=leaves).is_leaf_module(model, ""):
+    if HierarchyTracer().is_leaf_module(model, ""):
         return _single_layer(model)
     opaque: dict[str, str] = {}
     paths = {p for p, _ in model.named_modules()}
     while True:
+        each_attempt()
         tracer = HierarchyTracer(opaque, leaves)
         try:
             graph = tracer.trace(model, concrete_args=concrete_args)
@@ -155,17 +160,24 @@ def _quiet_export() -> Iterator[None]:
     """torch.export prints its partial graph to stderr when it fails, and logs a warning per
     data-dependent guard; fxcost reports the failure itself (and falls back), so both are kept
     from the user's terminal while export runs."""
-    logger = logging.getLogger("torch.fx.experimental.symbolic_shapes")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    loggers = [logging.getLogger(n) for n in _EXPORT_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
     try:
         with contextlib.redirect_stderr(io.StringIO()):
             yield
     finally:
-        logger.setLevel(level)
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
-def export(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Traced:
+# loggers that write to the terminal while torch.export fails (guards, fake-tensor tracebacks)
+_EXPORT_LOGGERS = ("torch.fx.experimental.symbolic_shapes", "torch._subclasses.fake_tensor", "torch.export",
+                   "torch._export", "torch._dynamo", "torch.fx.experimental.recording")
+
+
+def export(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], fallback: bool = True) -> Traced:
     """``torch.export`` (non-strict) of ``model`` on meta inputs.
 
     The exported program is unlifted so parameters are ``get_attr`` nodes named by their paths
@@ -180,7 +192,8 @@ def export(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> T
     except Exception as e:
         raise TraceError(
             f"torch.export could not trace {type(model).__name__}: {type(e).__name__}: {first_line(e)}",
-            hint="fxcost falls back to running the model op by op (--tracer eager)",
+            hint="fxcost falls back to running the model op by op (--tracer eager)" if fallback
+            else "--tracer eager runs the model op by op; --tracer auto tries every way",
         ) from e
     for node in graph.nodes:
         node.meta[META_KEY] = {"module_path": module_path(node)}

@@ -59,3 +59,25 @@ def test_cli_hf(capsys: pytest.CaptureFixture[str]) -> None:
     assert d["outputs"][0]["shape"] == [2, 16, 768]
     code, _, err = run(capsys, "analyze", "hf:BertModel", "--arg", "x=1", "--input", "2x16:int64")
     assert code == 2 and "--config" in err
+
+
+def test_hf_configs_without_use_cache() -> None:
+    # ViTConfig has no use_cache field: fxcost only turns the cache off where there is one
+    from fxcost.hf import load_hf
+
+    model, _ = load_hf("hf:ViTModel", {"num_hidden_layers": 1})
+    report = fxcost.analyze(model, input_size=(1, 3, 224, 224))
+    assert report.total().params == sum(p.numel() for p in model.parameters())
+    assert report.outputs[0].shape == (1, 197, 768)  # 14 x 14 patches + the class token
+
+
+def test_hf_bad_specs(tmp_path: Any) -> None:
+    from fxcost.hf import load_hf
+
+    with pytest.raises(SpecError, match="no config of its own"):
+        load_hf("hf:AutoModel")
+    transformers.BertConfig(architectures=["NoSuchArch"]).to_json_file(tmp_path / "config.json")
+    with pytest.raises(SpecError, match="NoSuchArch"):
+        load_hf(f"hf:{tmp_path / 'config.json'}")
+    with pytest.raises(SpecError, match="does not exist"):
+        load_hf(f"hf:{tmp_path / 'missing.json'}")
