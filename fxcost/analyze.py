@@ -17,7 +17,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 from fxcost.conventions import Convention, get_convention
 from fxcost.costs import build_rows, build_segment_rows, memory_summary, segments_from_records, unsupported_ops
 from fxcost.errors import FxcostError, InputSpecError, ShapeError, TraceError, UnsupportedOpError
-from fxcost.model import Comparison, ComparisonRow, InputSpec, NodeCost, Report, Sweep, TensorSpec
+from fxcost.model import Comparison, ComparisonRow, Edge, InputSpec, NodeCost, Report, Sweep, TensorSpec
 from fxcost.propagate import (
     ModuleRunError,
     ModuleStack,
@@ -175,6 +175,7 @@ class _Run:
     """What one tracing method produced."""
 
     rows: list[NodeCost]
+    edges: list[Edge]
     outputs: tuple[TensorSpec, ...]
     trace: dict[str, Any]
     mode: str
@@ -258,6 +259,7 @@ def analyze(
         module_types=_module_types(shadow),
         mode=run.mode,
         outputs=run.outputs,
+        edges=tuple(run.edges),
     )
 
 
@@ -300,7 +302,8 @@ def _symbolic(shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], 
         if traced.opaque:
             trace["opaque"] = [{"module": p, "type": type(traced.root.get_submodule(p)).__name__, "reason": r}
                                for p, r in traced.opaque.items()]
-        return _Run(build_rows(traced.root, interp.records, conv, folded=folded), output_specs(out), trace, "real" if real else "meta")
+        rows, edges = build_rows(traced.root, interp.records, conv, folded=folded)
+        return _Run(rows, edges, output_specs(out), trace, "real" if real else "meta")
 
     return _with_fake_retry(shadow, args, kwargs, real, attempt)
 
@@ -345,18 +348,20 @@ def _export(shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], re
     interp = RecordingInterpreter(traced.runner or shadow, traced.graph, recorder)
     with _naming_module("propagating shapes"), torch.no_grad(), recorder:
         out = interp.run(*flat)
-    segments = segments_from_records(shadow, interp.records, leaves)
+    segments, flow = segments_from_records(shadow, interp.records, leaves)
     trace = {"method": "export", "graph_nodes": len(traced.graph.nodes)}
-    return _Run(build_segment_rows(shadow, inputs, segments, conv), output_specs(out), trace, "real" if real else "meta")
+    rows, edges = build_segment_rows(shadow, inputs, segments, flow, conv)
+    return _Run(rows, edges, output_specs(out), trace, "real" if real else "meta")
 
 
 def _eager(shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder,
            conv: Convention, inputs: list[InputSpec], leaves: set[str], real: bool, fallback: bool) -> _Run:
     def attempt(a: tuple[Any, ...], kw: dict[str, Any], context: Any) -> _Run:
         with _naming_module("running the model op by op"), context, torch.no_grad(), recorder:
-            segments, out = run_eager(shadow, a, kw, recorder, leaves)
+            segments, flow, out = run_eager(shadow, a, kw, recorder, leaves)
         trace = {"method": "eager", "segments": len(segments)}
-        return _Run(build_segment_rows(shadow, inputs, segments, conv), output_specs(out), trace, "real" if real else "meta")
+        rows, edges = build_segment_rows(shadow, inputs, segments, flow, conv)
+        return _Run(rows, edges, output_specs(out), trace, "real" if real else "meta")
 
     return _with_fake_retry(shadow, args, kwargs, real, attempt)
 

@@ -20,6 +20,7 @@ from torch import nn
 from fxcost.conventions import LEAF_OUTPUTS, Convention
 from fxcost.model import (
     FATE_UNSUPPORTED,
+    Edge,
     InputSpec,
     MemorySummary,
     NodeCost,
@@ -128,12 +129,14 @@ def _activation(rec: NodeRecord, conv: Convention) -> tuple[int, int]:
 
 def build_rows(
     root: nn.Module, records: list[NodeRecord], conv: Convention, folded: tuple[OpCost, ...] = ()
-) -> list[NodeCost]:
-    """One row per node (the output node aside), then one per module owning unused parameters.
-    ``root`` is the traced model, whose paths the graph's targets name. ``folded`` are the ops
-    that ran while tracing (on parameters, buffers or constants alone): FX folded their results
-    into constants, so they get a row of their own rather than vanish."""
+) -> tuple[list[NodeCost], list[Edge]]:
+    """One row per node (the output node aside), then one per module owning unused parameters,
+    and the edges between rows. ``root`` is the traced model, whose paths the graph's targets
+    name. ``folded`` are the ops that ran while tracing (on parameters, buffers or constants
+    alone): FX folded their results into constants, so they get a row of their own rather than
+    vanish."""
     ledger = _ParamLedger()
+    flow = _Flow()
     registered = {id(t) for t in [*root.parameters(), *root.buffers()]}
     rows: list[NodeCost] = []
     if folded:
@@ -141,10 +144,16 @@ def build_rows(
                              macs=sum(o.macs for o in folded), flops=sum(o.flops for o in folded), ops=folded))
     for rec in records:
         n = rec.node
+        spec = rec.outputs[0] if rec.outputs else None
         if n.op == "output" or (not rec.outputs and not rec.ops and n.op != "call_module"):
-            continue  # Python-level bookkeeping (asserts on concrete arguments, None inputs)
+            flow.pass_through(n)  # Python-level bookkeeping (asserts on concrete arguments, None inputs)
+            continue
         if rec.segments:  # an opaque module: one row per module call inside it
-            rows.extend(segment_rows(root, rec.segments, conv, ledger, start=len(rows)))
+            inner = segment_rows(root, rec.segments, conv, ledger, start=len(rows))
+            rows.extend(inner)
+            flow.node(n, inner[0].id, inner[-1].id, spec)
+            by_key = {seg.key: row.id for seg, row in zip(rec.segments, inner, strict=True)}
+            flow.inner(by_key, rec.segment_edges)
             continue
         counts: dict[str, Any] = {}
         kernel = stride = None
@@ -157,8 +166,10 @@ def build_rows(
             if isinstance(t, torch.Tensor) and id(t) in registered:  # not an FX-made constant
                 counts = ledger.claim([(str(n.target), t)], isinstance(t, nn.Parameter))
             if not any(counts.values()):
+                flow.pass_through(n)
                 continue  # a constant or an already-counted tensor: nothing to show
         elements, nbytes = _activation(rec, conv)
+        flow.node(n, len(rows), len(rows), spec)
         rows.append(
             NodeCost(
                 id=len(rows),
@@ -178,7 +189,36 @@ def build_rows(
             )
         )
     rows.extend(_unused_rows(root, ledger, start=len(rows)))
-    return rows
+    return rows, flow.edges()
+
+
+class _Flow:
+    """Edges between rows from the FX graph: a node's row reads its inputs' rows. A node without
+    a row of its own passes on the rows its inputs came from."""
+
+    def __init__(self) -> None:
+        self.made_by: dict[fx.Node, list[tuple[int, TensorSpec | None]]] = {}
+        self._edges: dict[tuple[int, int], TensorSpec | None] = {}
+
+    def _sources(self, n: fx.Node) -> list[tuple[int, TensorSpec | None]]:
+        return [src for a in n.all_input_nodes for src in self.made_by.get(a, [])]
+
+    def pass_through(self, n: fx.Node) -> None:
+        self.made_by[n] = self._sources(n)
+
+    def node(self, n: fx.Node, first: int, last: int, spec: TensorSpec | None) -> None:
+        for src, s in self._sources(n):
+            if src != first:
+                self._edges.setdefault((src, first), s)
+        self.made_by[n] = [(last, spec)]
+
+    def inner(self, by_key: dict[int, int], edges: Iterable[tuple[int, int, TensorSpec]]) -> None:
+        for a, b, s in edges:
+            if a in by_key and b in by_key and by_key[a] != by_key[b]:
+                self._edges.setdefault((by_key[a], by_key[b]), s)
+
+    def edges(self) -> list[Edge]:
+        return [Edge(a, b, s.shape if s else (), s.dtype if s else "") for (a, b), s in self._edges.items()]
 
 
 def segment_rows(root: nn.Module, segments: Iterable[Segment], conv: Convention, ledger: _ParamLedger, start: int) -> list[NodeCost]:
@@ -243,10 +283,16 @@ def _resolve_or_none(root: nn.Module, name: str) -> Any:
         return None
 
 
-def segments_from_records(root: nn.Module, records: Iterable[NodeRecord], leaves: Collection[str] = ()) -> list[Segment]:
+def segments_from_records(
+    root: nn.Module, records: Iterable[NodeRecord], leaves: Collection[str] = ()
+) -> tuple[list[Segment], list[tuple[int, int, TensorSpec]]]:
     """torch.export's graph has a node per aten op; consecutive ones in one module make a segment.
-    Nodes inside a module kept whole (``leaves``) belong to that module."""
+    Nodes inside a module kept whole (``leaves``) belong to that module. Also returns the data
+    flow between segments (by key; the i-th tensor input is ``-(i + 1)``)."""
     segments: list[Segment] = []
+    made_by: dict[fx.Node, tuple[int, TensorSpec | None]] = {}
+    edges: dict[tuple[int, int], TensorSpec] = {}
+    tensor_inputs = started = 0
     path: str | None = None
     ops: list[OpCost] = []
     allocations: list[TensorSpec] = []
@@ -257,22 +303,32 @@ def segments_from_records(root: nn.Module, records: Iterable[NodeRecord], leaves
         if path is not None and (ops or allocations or uses):
             m = _submodule(root, path)
             leaf = path in leaves or (m is not None and not any(True for _ in m.children()))
-            segments.append(Segment(path, leaf, merge_ops(ops), tuple(allocations), last if leaf else (), tuple(dict.fromkeys(uses))))
+            segments.append(Segment(path, leaf, merge_ops(ops), tuple(allocations), last if leaf else (),
+                                    tuple(dict.fromkeys(uses)), key=started))
 
     for rec in records:
         n = rec.node
+        if n.op == "placeholder" and rec.outputs:
+            tensor_inputs += 1
+            made_by[n] = (-tensor_inputs, rec.outputs[0])
         if n.op != "call_function":
             continue  # inputs, parameters (get_attr) and the output are not work
         here = _outermost_leaf(n.meta.get(META_KEY, {}).get("module_path", ""), leaves)
         if here != path:
             flush()
             path, ops, allocations, uses = here, [], [], []
+            started += 1
         ops.extend(rec.ops)
         allocations.extend(s for s, fresh in zip(rec.outputs, rec.allocated, strict=True) if fresh)
         uses.extend(str(a.target) for a in n.all_input_nodes if a.op == "get_attr")
         last = rec.outputs
+        for a in n.all_input_nodes:
+            src = made_by.get(a)
+            if src is not None and src[0] != started and src[1] is not None:
+                edges.setdefault((src[0], started), src[1])
+        made_by[n] = (started, rec.outputs[0] if rec.outputs else None)
     flush()
-    return segments
+    return segments, [(a, b, spec) for (a, b), spec in edges.items()]
 
 
 def _outermost_leaf(path: str, leaves: Collection[str]) -> str:
@@ -292,13 +348,25 @@ def input_rows(inputs: Iterable[InputSpec], conv: Convention) -> list[NodeCost]:
     return rows
 
 
-def build_segment_rows(root: nn.Module, inputs: list[InputSpec], segments: Iterable[Segment], conv: Convention) -> list[NodeCost]:
-    """Rows for a model analyzed without a graph of module calls (export, eager)."""
+def build_segment_rows(
+    root: nn.Module, inputs: list[InputSpec], segments: list[Segment], edges: Iterable[tuple[int, int, TensorSpec]],
+    conv: Convention,
+) -> tuple[list[NodeCost], list[Edge]]:
+    """Rows for a model analyzed without a graph of module calls (export, eager), and the edges
+    between them (``edges`` by segment key; input i is key ``-(i + 1)``)."""
     ledger = _ParamLedger()
     rows = input_rows(inputs, conv)
-    rows += segment_rows(root, segments, conv, ledger, start=len(rows))
+    by_key = {-(i + 1): i for i in range(len(rows))}
+    inner = segment_rows(root, segments, conv, ledger, start=len(rows))
+    by_key.update({seg.key: row.id for seg, row in zip(segments, inner, strict=True)})
+    rows += inner
     rows.extend(_unused_rows(root, ledger, start=len(rows)))
-    return rows
+    out: dict[tuple[int, int], Edge] = {}
+    for a, b, s in edges:
+        src, dst = by_key.get(a), by_key.get(b)
+        if src is not None and dst is not None and src != dst:
+            out.setdefault((src, dst), Edge(src, dst, s.shape, s.dtype))
+    return rows, list(out.values())
 
 
 def _class_name(m: nn.Module) -> str:

@@ -209,6 +209,19 @@ class MemorySummary:
 
 
 @dataclass(frozen=True)
+class Edge:
+    """A tensor that flows from one row to another (row ids of the same view)."""
+
+    src: int
+    dst: int
+    shape: tuple[int, ...] = ()
+    dtype: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"src": self.src, "dst": self.dst, "shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
 class UnsupportedOp:
     """An aten op with no formula and no reviewed zero-cost reason, and where it ran."""
 
@@ -240,6 +253,8 @@ class Report:
     mode: str = "meta"  # the tensors shapes ran on: "meta", "fake" (FakeTensorMode) or "real"
     #: every tensor the model returned, in order (nested outputs flattened)
     outputs: tuple[TensorSpec, ...] = ()
+    #: the data flow between rows: which row's tensor each row reads
+    edges: tuple[Edge, ...] = ()
     view: str = "layer"
     depth: int | None = None
 
@@ -256,6 +271,20 @@ class Report:
 
         return self._grouped(key, lambda k, rows: self.module_types.get(k, "Module"), "module", depth)
 
+    def collapse(self, paths: Iterable[str]) -> Report:
+        """Each module in ``paths`` becomes one row holding every row inside it (the diagram's
+        ``--depth``); other rows stay as they are. Edges follow their rows."""
+        ordered = sorted(paths, key=len)
+
+        def key(row: NodeCost) -> str:
+            for p in ordered:
+                if row.name == p or row.name.startswith(p + "."):
+                    return p
+            return f"\0{row.id}"  # a key no module path can equal: the row on its own
+
+        grouped = self._grouped(key, lambda k, rows: self.module_types.get(k, "Module"), "module", self.depth)
+        return replace(grouped, view=self.view)
+
     def by_type(self) -> Report:
         """One row per layer type (``Conv2d``, ``Linear``, ``add``...)."""
         return self._grouped(lambda r: r.type, lambda k, rows: k, "type", None)
@@ -271,8 +300,11 @@ class Report:
         for r in self.layers:
             groups.setdefault(key(r), []).append(r)
         rows = []
+        new_id: dict[int, int] = {}
         for i, (k, members) in enumerate(groups.items()):
-            if len(members) == 1 and members[0].name == k:
+            for m in members:
+                new_id[m.id] = i
+            if len(members) == 1 and (members[0].name == k or k.startswith("\0")):
                 rows.append(replace(members[0], id=i))
                 continue
             sums = {f: sum(getattr(m, f) for m in members) for f in _SUMMED}
@@ -290,7 +322,13 @@ class Report:
                     **sums,
                 )
             )
-        return replace(self, layers=tuple(rows), view=view, depth=depth)
+        edges: dict[tuple[int, int], Edge] = {}
+        if view == "module":  # a type has no place in the data flow
+            for e in self.edges:
+                src, dst = new_id.get(e.src), new_id.get(e.dst)
+                if src is not None and dst is not None and src != dst:
+                    edges.setdefault((src, dst), replace(e, src=src, dst=dst))
+        return replace(self, layers=tuple(rows), edges=tuple(edges.values()), view=view, depth=depth)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -306,6 +344,7 @@ class Report:
             "memory": self.memory.to_dict(),
             "layers": [r.to_dict() for r in self.layers],
             "unsupported": [u.to_dict() for u in self.unsupported],
+            "edges": [e.to_dict() for e in self.edges],
         }
 
 

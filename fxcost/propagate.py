@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import weakref
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ class Segment:
     allocations: tuple[TensorSpec, ...]  # tensors it newly allocated: its activations
     outputs: tuple[TensorSpec, ...] = ()  # a leaf call's outputs (torchsummary counts these)
     uses: tuple[str, ...] = ()  # parameters and buffers its ops read, by name, first use first
+    key: int = 0  # names the segment in the edges of its tracker (inputs are -1, -2, ...)
 
 
 @dataclass
@@ -55,6 +57,7 @@ class NodeRecord:
     ops: tuple[OpCost, ...]
     input_shapes: tuple[tuple[int, ...], ...]
     segments: tuple[Segment, ...] = ()
+    segment_edges: tuple[tuple[int, int, TensorSpec], ...] = ()  # data flow between the segments
 
 
 def _shape_only(x: Any) -> Any:
@@ -177,6 +180,7 @@ class RecordingInterpreter(fx.Interpreter):
         self.opaque = opaque
         self.records: list[NodeRecord] = []
         self._segments: tuple[Segment, ...] = ()
+        self._edges: tuple[tuple[int, int, TensorSpec], ...] = ()
 
     def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
         if target not in self.opaque:
@@ -184,7 +188,7 @@ class RecordingInterpreter(fx.Interpreter):
         module = self.fetch_attr(target)
         with SegmentTracker(module, target, self.recorder, seen=_tensors((args, kwargs))) as tracker, tracker.naming_failures():
             result = module(*args, **kwargs)
-        self._segments = tuple(tracker.segments)
+        self._segments, self._edges = tuple(tracker.segments), tuple(tracker.edges)
         return result
 
     def run_node(self, n: fx.Node) -> Any:
@@ -220,8 +224,10 @@ class RecordingInterpreter(fx.Interpreter):
             if s is not None:
                 seen.add(s)  # a tuple that returns one buffer twice allocates it once
         segments, self._segments = self._segments, ()
+        edges, self._edges = self._edges, ()
         self.records.append(
-            NodeRecord(n, specs, tuple(allocated), ops, tuple(tuple(int(d) for d in t.shape) for t in input_tensors), segments)
+            NodeRecord(n, specs, tuple(allocated), ops, tuple(tuple(int(d) for d in t.shape) for t in input_tensors),
+                       segments, edges)
         )
         return result
 
@@ -243,6 +249,15 @@ class _AllocationMode(TorchFunctionMode):
         self.names = names
         self.new: list[TensorSpec] = []
         self.used: list[str] = []
+        # data flow: which frame made each tensor (weakly: a real run frees its tensors), and
+        # the (producer, consumer, tensor) edges between frames; ``frame`` is the running one
+        self.frame = 0
+        self.paused = False
+        self.producers: dict[int, tuple[weakref.ref[torch.Tensor], int, TensorSpec]] = {}
+        self.edges: dict[tuple[int, int], TensorSpec] = {}
+
+    def produced(self, t: torch.Tensor, key: int) -> None:
+        self.producers[id(t)] = (weakref.ref(t), key, _spec(t))
 
     def take(self) -> tuple[tuple[TensorSpec, ...], tuple[str, ...]]:
         new, used, self.new, self.used = self.new, self.used, [], []
@@ -251,6 +266,8 @@ class _AllocationMode(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        if self.paused:  # fxcost's own bookkeeping (a hook reading .shape) is not the model's work
+            return out
         for t in _tensors((args, kwargs)):
             name = self.names.get(id(t))
             if name is not None:
@@ -258,7 +275,11 @@ class _AllocationMode(TorchFunctionMode):
             s = _storage(t)
             if s is not None:
                 self.seen.add(s)
+            made = self.producers.get(id(t))
+            if made is not None and made[0]() is t and made[1] != self.frame:
+                self.edges.setdefault((made[1], self.frame), made[2])
         for t in _tensors(out):
+            self.produced(t, self.frame)
             s = _storage(t)
             if s is not None and s not in self.seen:
                 self.seen.add(s)
@@ -278,6 +299,7 @@ class ModuleRunError(Exception):
 class _Frame:
     path: str
     leaf: bool
+    key: int
     ops: dict[str, list[Any]]
     allocations: list[TensorSpec]
     uses: list[str]
@@ -321,13 +343,20 @@ class ModuleStack:
 
     def _enter(self, path: str) -> Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], None]:
         def hook(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            self.on_enter(path, m)
-            self.running.append((path, m, tuple(tuple(int(d) for d in t.shape) for t in _tensors((args, kwargs)))))
+            with self.bookkeeping():
+                self.on_enter(path, m)
+                self.running.append((path, m, tuple(tuple(int(d) for d in t.shape) for t in _tensors((args, kwargs)))))
         return hook
 
     def _exit(self, m: nn.Module, inputs: Any, output: Any) -> None:
-        path = self.running.pop()[0]
-        self.on_exit(path, m, output)
+        with self.bookkeeping():
+            path = self.running.pop()[0]
+            self.on_exit(path, m, output)
+
+    @contextlib.contextmanager
+    def bookkeeping(self) -> Iterator[None]:
+        """Where the hooks' own work runs (reading shapes): hidden from what watches the model."""
+        yield
 
     @contextlib.contextmanager
     def naming_failures(self) -> Iterator[None]:
@@ -352,8 +381,9 @@ class SegmentTracker(ModuleStack):
     the parameters it uses to the innermost module call that ran them (see :class:`Segment`).
     Modules at the paths in ``leaves`` count as leaves: their submodules are not told apart."""
 
-    def __init__(self, module: nn.Module, prefix: str, recorder: OpRecorder, seen: Iterable[torch.Tensor] = (),
+    def __init__(self, module: nn.Module, prefix: str, recorder: OpRecorder, seen: Sequence[torch.Tensor] = (),
                  leaves: Collection[str] = ()) -> None:
+        """``seen``: the tensors it is given; the i-th is edge key ``-(i + 1)``."""
         super().__init__(module, prefix, include_self=True, stop_at=leaves)
         self.recorder = recorder
         names: dict[int, str] = {}
@@ -361,9 +391,12 @@ class SegmentTracker(ModuleStack):
                         *module.named_buffers(prefix=prefix, remove_duplicate=False)]:
             names.setdefault(id(t), name)
         self.alloc = _AllocationMode(seen, names)
+        for i, t in enumerate(seen):
+            self.alloc.produced(t, -(i + 1))
         self.leaves = leaves
         self.segments: list[Segment] = []
         self.frames: list[_Frame] = []
+        self._keys = 0
         self.on_enter = self._push
         self.on_exit = self._pop
 
@@ -385,15 +418,34 @@ class SegmentTracker(ModuleStack):
     def _push(self, path: str, m: nn.Module) -> None:
         self._flush()
         leaf = path in self.leaves or not any(True for _ in m.children())
-        self.frames.append(_Frame(path, leaf, {}, [], []))
+        self._keys += 1
+        self.frames.append(_Frame(path, leaf, self._keys, {}, [], []))
+        self.alloc.frame = self._keys
 
     def _pop(self, path: str, m: nn.Module, output: Any) -> None:
         self._flush()
         f = self.frames.pop()
+        self.alloc.frame = self.frames[-1].key if self.frames else 0
+        if f.leaf:  # what a leaf returns comes from the leaf, whatever op inside made it
+            for t in _tensors(output):
+                self.alloc.produced(t, f.key)
         if f.leaf or f.ops or f.allocations or f.uses:
             ops = tuple(OpCost(name, n, macs, flops, fate, reason) for name, (n, macs, flops, fate, reason) in f.ops.items())
             outputs = output_specs(output) if f.leaf else ()
-            self.segments.append(Segment(f.path, f.leaf, ops, tuple(f.allocations), outputs, tuple(dict.fromkeys(f.uses))))
+            self.segments.append(Segment(f.path, f.leaf, ops, tuple(f.allocations), outputs, tuple(dict.fromkeys(f.uses)), f.key))
+
+    @contextlib.contextmanager
+    def bookkeeping(self) -> Iterator[None]:
+        self.alloc.paused = True
+        try:
+            yield
+        finally:
+            self.alloc.paused = False
+
+    @property
+    def edges(self) -> list[tuple[int, int, TensorSpec]]:
+        """Data flow between segments (by key; the i-th given tensor is ``-(i + 1)``)."""
+        return [(a, b, spec) for (a, b), spec in self.alloc.edges.items()]
 
     def __enter__(self) -> SegmentTracker:
         super().__enter__()
@@ -421,8 +473,10 @@ def output_specs(value: Any) -> tuple[TensorSpec, ...]:
 
 
 def run_eager(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder,
-              leaves: Collection[str] = ()) -> tuple[list[Segment], Any]:
-    """Run ``model`` once (with ``recorder`` active), attributing every op to its module call."""
+              leaves: Collection[str] = ()) -> tuple[list[Segment], list[tuple[int, int, TensorSpec]], Any]:
+    """Run ``model`` once (with ``recorder`` active), attributing every op to its module call.
+    Returns the segments, the data flow between them (input tensor i is key ``-(i + 1)``, in
+    the order of the tensors in ``(args, kwargs)``) and the model's output."""
     with SegmentTracker(model, "", recorder, seen=_tensors((args, kwargs)), leaves=leaves) as tracker, tracker.naming_failures():
         out = model(*args, **kwargs)
-    return tracker.segments, out
+    return tracker.segments, tracker.edges, out

@@ -405,3 +405,33 @@ def test_cli_leaf(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "analyze", str(ROOT / "examples/resnet.py") + ":resnet18", "--input", "1x3x64x64",
                        "--leaf", "Nope")
     assert code == 2 and "matches no submodule" in err
+
+
+# --- data flow (the report's edges, which the diagrams draw) ---------------------------------
+
+
+@pytest.mark.parametrize("tracer", ["symbolic", "export", "eager"])
+def test_edges_follow_the_data(tracer: str) -> None:
+    from examples.vgg import d2l_vgg11
+
+    report = fxcost.analyze(d2l_vgg11(), input_size=(1, 3, 224, 224), tracer=tracer)
+    ids = {r.id: r for r in report.layers}
+    assert all(e.src in ids and e.dst in ids and e.src != e.dst for e in report.edges)
+    # each conv reads exactly one tensor: its input, whose shape the edge carries
+    for r in report.layers:
+        if r.type == "Conv2d":
+            [edge] = [e for e in report.edges if e.dst == r.id]
+            assert edge.shape[1] == ids[edge.src].output_shape[1]
+    # rolled up to the blocks: one chain from the input through the five blocks to the head
+    blocks = report.by_module(2)
+    names = {r.id: r.name for r in blocks.layers}
+    chain = [(names[e.src], names[e.dst]) for e in blocks.edges]
+    assert chain[:6] == [("x", "net.0"), ("net.0", "net.1"), ("net.1", "net.2"), ("net.2", "net.3"), ("net.3", "net.4"), ("net.4", "net.5")]
+
+
+def test_edges_in_an_opaque_module() -> None:
+    report = fxcost.analyze(Outer(), input_size=(2, 8))
+    names = {r.id: r.name for r in report.layers}
+    assert [(names[e.src], names[e.dst], e.shape) for e in report.edges] == [
+        ("x", "a", (2, 8)), ("a", "b.wide", (2, 8)), ("b.wide", "c", (2, 8)),
+    ]
