@@ -44,6 +44,23 @@ layer newly allocates (in-place ops and views are free), the input included.
 """
 
 
+SPEC_HELP = ("path/to/file.py:name or package.module:name (a class, factory or instance), or hf:ClassName / "
+             "hf:path/to/config.json for a transformers model from its config")
+
+DIAGRAM_EXAMPLES = """\
+examples:
+  fxcost diagram examples/vgg.py:d2l_vgg11 --input 1x3x224x224 -o vgg11.svg
+      every layer, inside a box per VGG block, coloured by share of FLOPs
+  fxcost diagram examples/vgg.py:d2l_vgg11 --input 1x3x224x224 --depth 1 -o blocks.png
+      each block as one node
+  fxcost diagram hf:GPT2LMHeadModel --input 1x1024:int64 --depth 2 --roll -o gpt2.svg
+      the 12 identical transformer blocks drawn once, labelled x12
+  fxcost diagram examples/resnet.py:resnet50 --input 1x3x224x224 --color params --rankdir LR -o r50.pdf
+  fxcost diagram examples/vgg.py:vgg11 --input 1x3x224x224 > vgg11.dot
+      DOT text on stdout: no Graphviz needed
+"""
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--input", "-i", action="append", default=[], metavar="SHAPE",
@@ -63,18 +80,21 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--leaf", action="append", default=[], metavar="MODULE",
                    help="keep a module (a path like encoder.layer.0, or a class name) as one node whose ops "
                    "are still counted (repeatable)")
-    from fxcost.exporters import FORMATS
-
-    p.add_argument("--format", "-f", choices=FORMATS,
-                   help="output format (default: from -o's extension, else table)")
-    p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of stdout")
     p.add_argument("--convention", "-c", default="fxcost", metavar="NAME",
                    help="counting convention: fxcost (default) or torchsummary")
     p.add_argument("--real", action="store_true",
                    help="run real tensors on a copy of the model instead of fake ones (slow; needs weights)")
     p.add_argument("--strict", action="store_true", help="fail when an op has no cost formula")
-    p.add_argument("--width", type=int, default=None, help="terminal table width (default: terminal's)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+
+
+def _add_table_output(p: argparse.ArgumentParser) -> None:
+    from fxcost.exporters import FORMATS
+
+    p.add_argument("--format", "-f", choices=FORMATS,
+                   help="output format (default: from -o's extension, else table)")
+    p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of stdout")
+    p.add_argument("--width", type=int, default=None, help="terminal table width (default: terminal's)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,9 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Trace a model, propagate shapes on fake tensors and count its costs.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    a.add_argument("spec", metavar="SPEC", help="path/to/file.py:name or package.module:name (a class, factory or "
-                   "instance), or hf:ClassName / hf:path/to/config.json for a transformers model from its config")
+    a.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     _add_common(a)
+    _add_table_output(a)
     a.add_argument("--depth", "-d", type=int, metavar="N", help="roll layers up into their modules N levels below the root")
     a.add_argument("--group-by", "-g", choices=("layer", "module", "type"), default=None,
                    help="rows per layer (default), per module (with --depth, default 1) or per layer type")
@@ -111,7 +131,31 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("spec", metavar="SPEC_A")
     c.add_argument("spec_b", metavar="SPEC_B", nargs="?")
     _add_common(c)
+    _add_table_output(c)
+
+    d = sub.add_parser(
+        "diagram", help="architecture diagram: modules as nested boxes, with shapes and costs",
+        description="Draw the model's graph with Graphviz: modules as nested boxes, nodes labelled with type, "
+        "kernel, stride, output shape, MACs and params, edges with tensor shapes, coloured by share of a cost. "
+        "DOT is written without Graphviz; SVG, PNG and PDF need its `dot` program.",
+        epilog=DIAGRAM_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    d.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    _add_common(d)
+    _add_drawing(d)
+    d.add_argument("--output", "-o", metavar="FILE",
+                   help="model.svg, .png, .pdf or .dot (written atomically); without -o the DOT text goes to stdout")
     return parser
+
+
+def _add_drawing(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--depth", "-d", type=int, metavar="N",
+                   help="draw each module N levels down as one node (module lists and only-child wrappers are not levels)")
+    p.add_argument("--roll", action="store_true",
+                   help="draw a run of structurally identical sibling blocks once, labelled xN")
+    p.add_argument("--color", choices=("flops", "params", "memory", "none"), default="flops",
+                   help="fill nodes by their share of FLOPs (default), params, activation memory, or not at all")
+    p.add_argument("--rankdir", choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right")
 
 
 @contextlib.contextmanager
@@ -233,6 +277,46 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_report(args: argparse.Namespace, what: str) -> Any:
+    from fxcost.errors import InputSpecError
+
+    inputs = _inputs(args)
+    if len(inputs) != 1:
+        raise InputSpecError(f"{what} takes one input size", hint="give one --input (keyword tensors may be added with name=SHAPE)")
+    model, name = _load(args.spec, args)
+    return _analyze_one(model, name, inputs[0], args)
+
+
+def cmd_diagram(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fxcost.errors import InputSpecError, OutputError
+    from fxcost.exporters.diagram import dot_available, format_for, render, to_dot
+    from fxcost.io import write_atomic
+
+    if args.depth is not None and args.depth < 1:
+        raise InputSpecError(f"--depth must be at least 1, got {args.depth}", hint="--depth 1 draws the top-level blocks as nodes")
+    fmt = format_for(args.output) if args.output else "dot"
+    report = _one_report(args, "diagram")
+    dot_text = to_dot(report, depth=args.depth, roll=args.roll, color=args.color, rankdir=args.rankdir)
+    if not args.output:
+        sys.stdout.write(dot_text)
+    elif fmt == "dot":
+        write_atomic(args.output, dot_text)
+    elif not dot_available():
+        offered = Path(args.output).with_suffix(".dot")
+        write_atomic(offered, dot_text)
+        raise OutputError(
+            f"Graphviz's `dot` is not installed, so {args.output} cannot be rendered; the DOT text is in {offered}",
+            hint="install Graphviz (apt-get install graphviz, brew install graphviz, conda install graphviz) and run "
+            f"`dot -T{fmt} {offered} -o {args.output}`, or paste the DOT into any Graphviz viewer",
+        )
+    else:
+        with _progress(f"rendering {args.output} with Graphviz ..."):
+            write_atomic(args.output, render(dot_text, fmt))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -242,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fxcost.errors import FxcostError
 
     try:
-        return {"analyze": cmd_analyze, "compare": cmd_compare}[args.command](args)
+        return {"analyze": cmd_analyze, "compare": cmd_compare, "diagram": cmd_diagram}[args.command](args)
     except FxcostError as e:
         if args.debug:
             traceback.print_exc()

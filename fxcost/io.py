@@ -19,7 +19,14 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the usual mode
         os.replace(tmp, target)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"cannot write {str(target)!r}: {e.strerror or e}", hint="check the path and its permissions") from e
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read the umask is to set it; put it straight back
+    os.umask(mask)
+    return mask

@@ -1,0 +1,321 @@
+"""Architecture diagrams: a Report's rows and data flow as Graphviz DOT, modules as nested boxes.
+
+The DOT text is built here in pure Python (no Graphviz needed); :func:`render` hands it to
+Graphviz's ``dot`` for SVG, PNG or PDF. Output is deterministic: node ids are row ids, and
+nothing is iterated in set or hash order, so the same model gives byte-identical DOT.
+
+Levels: a module is one level below its parent, except a module list or dict (never called,
+so not a level of the call hierarchy: GPT-2's ``transformer.h``) and a module that is its
+parent's only child (a wrapper such as d2l's ``net``). ``depth=N`` draws each module at level N
+as one node; ``roll`` draws a run of structurally identical sibling modules once, labelled
+"x12". Structure is compared with networkx's Weisfeiler-Lehman graph hash of each module's rows
+and confirmed with an isomorphism check, never by class name.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fxcost.errors import OutputError
+from fxcost.exporters.tables import dims, human
+from fxcost.model import NodeCost, Report
+
+COLOR_METRICS = {"flops": "flops", "params": "params", "memory": "activation_bytes", "none": ""}
+RANKDIRS = ("TB", "LR")
+FORMATS = ("svg", "png", "pdf", "dot")
+_CONTAINERS = ("ModuleList", "ModuleDict", "ParameterList", "ParameterDict")
+# fill colours by share of the chosen metric: (lower bound of the share, colour, legend text)
+_SHADES = (
+    (0.20, "#d7301f", ">= 20%"),
+    (0.05, "#fc8d59", "5-20%"),
+    (0.01, "#fdcc8a", "1-5%"),
+    (1e-12, "#fef0d9", "< 1%"),
+    (0.0, "#ffffff", "0"),
+)
+
+
+@dataclass
+class Hierarchy:
+    """The module tree of a report: levels, and which modules are drawn as boxes."""
+
+    types: dict[str, str]
+    children: dict[str, list[str]] = field(default_factory=dict)
+    level: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, report: Report) -> Hierarchy:
+        h = cls(dict(report.module_types))
+        for path in h.types:
+            h.children.setdefault(_parent(path), []).append(path)
+        h.level[""] = 0
+        for path in h.types:  # named_modules order: parents before children
+            parent = _parent(path)
+            h.level[path] = h.level.get(parent, 0) + (0 if h.transparent(path) else 1)
+        return h
+
+    def transparent(self, path: str) -> bool:
+        """Not a level: a container that is never called, or its parent's only child."""
+        return self.types.get(path) in _CONTAINERS or len(self.children.get(_parent(path), [])) == 1
+
+    def ancestors(self, path: str) -> list[str]:
+        """The modules containing ``path`` (and it, when it is a module), outermost first."""
+        parts = path.split(".") if path else []
+        return [p for p in (".".join(parts[: i + 1]) for i in range(len(parts))) if p in self.types]
+
+    def boxed(self, path: str) -> bool:
+        return path in self.types and not self.transparent(path) and bool(self.children.get(path))
+
+
+def _parent(path: str) -> str:
+    return path.rpartition(".")[0]
+
+
+def collapse_paths(h: Hierarchy, depth: int) -> list[str]:
+    """The modules drawn as single nodes at ``depth``: those at that level that have children."""
+    return [p for p in h.types if h.level.get(p) == depth and not h.transparent(p) and h.children.get(p)]
+
+
+@dataclass
+class Roll:
+    """A run of identical sibling modules drawn once: ``first`` stands for ``members``."""
+
+    first: str
+    members: list[str]
+
+
+def find_rolls(report: Report, h: Hierarchy) -> list[Roll]:
+    """Runs of consecutive sibling modules whose rows form isomorphic graphs (2 or more)."""
+    import networkx as nx
+
+    rows_in: dict[str, list[NodeCost]] = {}
+    for r in report.layers:
+        if r.kind in ("input", "unused"):
+            continue
+        for a in h.ancestors(r.name if r.kind in ("module", "group") else r.module_path):
+            rows_in.setdefault(a, []).append(r)
+
+    def graph(path: str) -> Any:
+        g = nx.DiGraph()
+        rows = rows_in.get(path, [])
+        ids = {r.id for r in rows}
+        for r in rows:
+            g.add_node(r.id, label=f"{r.type}|{dims(list(r.output_shape))}|{r.params}|{r.macs}")
+        g.add_edges_from((e.src, e.dst) for e in report.edges if e.src in ids and e.dst in ids)
+        return g
+
+    def same_structure(a: Any, b: Any) -> bool:
+        with warnings.catch_warnings():  # networkx 3.5 notes that directed hashes changed; both sides use one version
+            warnings.simplefilter("ignore", UserWarning)
+            if nx.weisfeiler_lehman_graph_hash(a, node_attr="label") != nx.weisfeiler_lehman_graph_hash(b, node_attr="label"):
+                return False
+        return bool(nx.is_isomorphic(a, b, node_match=lambda x, y: x["label"] == y["label"]))
+
+    rolls: list[Roll] = []
+    for parent in ["", *h.types]:
+        siblings = [c for c in h.children.get(parent, []) if c in rows_in and h.children.get(c)]
+        run: list[str] = []
+        run_graph: Any = None
+        for path in [*siblings, None]:
+            g = graph(path) if path is not None else None
+            same = g is not None and run_graph is not None and same_structure(g, run_graph)
+            if same and path is not None:
+                run.append(path)
+                continue
+            if len(run) > 1:
+                rolls.append(Roll(run[0], run))
+            run, run_graph = ([path], g) if path is not None else ([], None)
+    return rolls
+
+
+def to_dot(
+    report: Report,
+    depth: int | None = None,
+    roll: bool = False,
+    color: str = "flops",
+    rankdir: str = "TB",
+) -> str:
+    """The report (layer view) as DOT: nodes are rows, edges the tensors between them, boxes
+    the modules. See the module docstring for ``depth`` and ``roll``."""
+    if report.view != "layer":
+        raise ValueError("to_dot draws a layer view; call it before by_module() or by_type()")
+    if color not in COLOR_METRICS:
+        raise ValueError(f"color must be one of {', '.join(COLOR_METRICS)}")
+    if rankdir not in RANKDIRS:
+        raise ValueError(f"rankdir must be one of {', '.join(RANKDIRS)}")
+    h = Hierarchy.of(report)
+    rolls = find_rolls(report, h) if roll else []
+    view = report.collapse(collapse_paths(h, depth)) if depth is not None else report
+    hidden = {m for r in rolls for m in r.members[1:]}
+    times = {r.first: len(r.members) for r in rolls}
+
+    def inside(name: str, paths: Iterable[str]) -> bool:
+        return any(name == p or name.startswith(p + ".") for p in paths)
+
+    nodes = [r for r in view.layers if r.kind != "unused" and not inside(r.name, hidden)]
+    shown = {r.id for r in nodes}
+    metric = COLOR_METRICS[color]
+    total = getattr(report.total(), metric) if metric else 0
+    unsupported = {u.where for u in report.unsupported}
+    opaque = {o["module"]: o["reason"] for o in report.trace.get("opaque", [])}
+
+    out = [
+        f"digraph {_q(report.model)} {{",
+        f"  graph [rankdir={rankdir}, fontname=Helvetica, fontsize=11, labelloc=t, label={_q(_title(report))}];",
+        "  node [shape=box, style=\"rounded,filled\", fontname=Helvetica, fontsize=10, fillcolor=\"#ffffff\"];",
+        "  edge [fontname=Helvetica, fontsize=8, color=\"#555555\"];",
+    ]
+    # nodes, nested in their modules' boxes
+    tree: dict[str, list[NodeCost]] = {}
+    for r in nodes:
+        tree.setdefault(_box_of(r, h), []).append(r)
+
+    def has_nodes(path: str) -> bool:
+        return any(b == path or b.startswith(path + ".") for b in tree)
+
+    def emit_contents(box: str, indent: str) -> None:
+        for r in tree.get(box, []):
+            flagged = inside(r.name, unsupported) or r.name in unsupported
+            out.append(f"{indent}{_node(r, metric, total, times, flagged)}")
+        for child in h.children.get(box, []):
+            emit_module(child, indent)
+
+    def emit_module(path: str, indent: str) -> None:
+        if not has_nodes(path):
+            return
+        if not h.boxed(path) or path in hidden:
+            emit_contents(path, indent)
+            return
+        label = f"{path}: {h.types[path]}" + (f"  x{times[path]}" if path in times else "")
+        if path in opaque:
+            label += "  (opaque: ran op by op)"
+        style = "rounded,dashed" if path in opaque else "rounded"
+        out.append(f"{indent}subgraph {_q('cluster_' + path)} {{")
+        out.append(f"{indent}  label={_q(label)}; style={_q(style)}; color=\"#888888\"; fontsize=10;")
+        emit_contents(path, indent + "  ")
+        out.append(f"{indent}}}")
+
+    emit_contents("", "  ")
+    # edges: a rolled-away module's outgoing tensors leave from the first of its run
+    stand_in = {}
+    for rl in rolls:
+        for m in rl.members[1:]:
+            stand_in[m] = rl.first
+    ids_by_name = {r.name: r.id for r in view.layers}
+    last_of = {}
+    for r in view.layers:
+        for a in h.ancestors(r.name if r.kind in ("module", "group") else r.module_path):
+            last_of[a] = r.id
+    seen: set[tuple[int, int]] = set()
+    rows = {r.id: r for r in view.layers}
+    for e in view.edges:
+        src, dst = e.src, e.dst
+        if dst not in shown:
+            continue
+        if src not in shown:
+            owner = next((m for m in stand_in if inside(rows[src].name, [m])), None)
+            if owner is None or inside(rows[dst].name, stand_in):
+                continue
+            first = stand_in[owner]
+            src = ids_by_name.get(first, last_of.get(first, -1))
+            if src not in shown:
+                continue
+        if (src, dst) in seen or src == dst:
+            continue
+        seen.add((src, dst))
+        label = f" [label={_q(dims(list(e.shape)))}]" if e.shape else ""
+        out.append(f"  n{src} -> n{dst}{label};")
+    if metric:
+        out += _legend(color)
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _box_of(r: NodeCost, h: Hierarchy) -> str:
+    """The innermost drawn box a row's node sits in ('' for none)."""
+    chain = h.ancestors(r.module_path if r.kind not in ("module", "group") else r.name)
+    if r.kind in ("module", "group") and chain and chain[-1] == r.name:
+        chain = chain[:-1]  # a module call is drawn inside its parents, not inside itself
+    boxes = [a for a in chain if h.boxed(a)]
+    return boxes[-1] if boxes else ""
+
+
+def _title(report: Report) -> str:
+    ins = ", ".join(f"{i.name} {dims(list(i.shape))}" for i in report.inputs)
+    t = report.total()
+    return f"{report.model} ({ins}): {human(t.params)} params, {human(t.macs)}MACs, traced by {report.trace.get('method', '?')}"
+
+
+def _node(r: NodeCost, metric: str, total: int, times: dict[str, int], flagged: bool) -> str:
+    what = f"{r.type} code" if r.kind == "code" else r.type  # a module's own work between its children
+    lines = [f"{r.name}: {what}" + (f"  x{times[r.name]}" if r.name in times else "")]
+    detail = []
+    if r.kernel_size:
+        detail.append(f"k{dims(list(r.kernel_size))}")
+    if r.stride:
+        detail.append(f"s{dims(list(r.stride))}")
+    if r.output:
+        detail.append(dims(list(r.output_shape)))
+    if detail:
+        lines.append("  ".join(detail))
+    numbers = []
+    if r.macs:
+        numbers.append(f"{human(r.macs)}MACs")
+    if r.params:
+        numbers.append(f"{human(r.params)} params")
+    if numbers:
+        lines.append(" · ".join(numbers))
+    attrs = [f"label={_q(chr(10).join(lines))}", f"id={_q(f'row-{r.id}')}", f"tooltip={_q(r.name)}"]
+    if r.kind == "input":
+        attrs.append("shape=ellipse")
+    if metric and total:
+        share = getattr(r, metric) / total
+        attrs.append(f"fillcolor={_q(next(c for lo, c, _ in _SHADES if share >= lo))}")
+    if flagged:
+        attrs += ["color=\"#cc0000\"", "penwidth=2", "style=\"rounded,filled,dashed\"",
+                  f"xlabel={_q('unsupported ops: not counted')}"]
+    return f"n{r.id} [{', '.join(attrs)}];"
+
+
+def _legend(color: str) -> list[str]:
+    out = ["  subgraph cluster_legend {", f"    label={_q(f'share of {color}')}; style=rounded; color=\"#bbbbbb\"; fontsize=9;"]
+    for i, (_, c, text) in enumerate(_SHADES):
+        out.append(f"    legend{i} [label={_q(text)}, fillcolor={_q(c)}, fontsize=8, width=0.6, height=0.25];")
+    out.append("    " + " -> ".join(f"legend{i}" for i in range(len(_SHADES))) + " [style=invis];")
+    out.append("  }")
+    return out
+
+
+def _q(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def dot_available() -> bool:
+    return shutil.which("dot") is not None
+
+
+def render(dot_text: str, fmt: str) -> bytes:
+    """DOT text rendered by Graphviz's ``dot`` as ``fmt`` (svg, png or pdf)."""
+    if not dot_available():
+        raise OutputError(
+            "Graphviz's `dot` is not installed, so the diagram cannot be rendered",
+            hint="install Graphviz (apt-get install graphviz, brew install graphviz, conda install graphviz), "
+            "or write the DOT text with -o model.dot and render it elsewhere",
+        )
+    done = subprocess.run(["dot", f"-T{fmt}"], input=dot_text.encode(), capture_output=True, check=False)
+    if done.returncode != 0:
+        raise OutputError(f"Graphviz's dot failed: {done.stderr.decode(errors='replace').strip()[:300]}",
+                          hint="this is a bug in fxcost's DOT output; please report it with -o model.dot")
+    return done.stdout
+
+
+def format_for(path: str | Path) -> str:
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise OutputError(f"cannot draw a diagram as {str(path)!r}", hint=f"give -o a file ending in .{', .'.join(FORMATS)}")
+    return fmt
