@@ -248,7 +248,7 @@ def _box_of(r: NodeCost, h: Hierarchy) -> str:
 def _title(report: Report) -> str:
     ins = ", ".join(f"{i.name} {dims(list(i.shape))}" for i in report.inputs)
     t = report.total()
-    return f"{report.model} ({ins}): {human(t.params)} params, {human(t.macs)}MACs, traced by {report.trace.get('method', '?')}"
+    return f"{report.model} ({ins}): {human(t.params)} params, {human(t.macs, 'MACs')}, traced by {report.trace.get('method', '?')}"
 
 
 def _node(r: NodeCost, metric: str, total: int, times: dict[str, int], flagged: bool) -> str:
@@ -265,7 +265,7 @@ def _node(r: NodeCost, metric: str, total: int, times: dict[str, int], flagged: 
         lines.append("  ".join(detail))
     numbers = []
     if r.macs:
-        numbers.append(f"{human(r.macs)}MACs")
+        numbers.append(human(r.macs, "MACs"))
     if r.params:
         numbers.append(f"{human(r.params)} params")
     if numbers:
