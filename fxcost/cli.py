@@ -61,6 +61,15 @@ examples:
 """
 
 
+REPORT_EXAMPLES = """\
+examples:
+  fxcost report examples/vgg.py:d2l_vgg11 --input 1x3x224x224 -o vgg11.html
+  fxcost report examples/vgg.py:vgg11 -i 1x3x64x64 -i 1x3x128x128 -i 1x3x224x224 --depth 1 -o sweep.html
+      with a plot of params, MACs and activation memory against input size
+  fxcost report hf:GPT2LMHeadModel --input 1x1024:int64 --depth 2 --roll -o gpt2.html
+"""
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--input", "-i", action="append", default=[], metavar="SHAPE",
@@ -145,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_drawing(d)
     d.add_argument("--output", "-o", metavar="FILE",
                    help="model.svg, .png, .pdf or .dot (written atomically); without -o the DOT text goes to stdout")
+
+    r = sub.add_parser(
+        "report", help="one self-contained HTML page: diagram, sortable table, totals, charts",
+        description="Write an HTML report that opens without network access: the diagram (click a node to find "
+        "its row), the per-layer table (click a header to sort), the totals, bar charts of where the params and "
+        "MACs sit, and with several --input sizes a plot of params, MACs and activation memory against input size.",
+        epilog=REPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    _add_common(r)
+    _add_drawing(r)
+    r.add_argument("--output", "-o", metavar="FILE", required=True, help="the .html file to write (atomically)")
     return parser
 
 
@@ -317,6 +338,32 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from fxcost.errors import InputSpecError, OutputError
+    from fxcost.exporters.diagram import dot_available, render, to_dot
+    from fxcost.exporters.html import to_html
+    from fxcost.io import write_atomic
+    from fxcost.model import Sweep
+
+    if args.depth is not None and args.depth < 1:
+        raise InputSpecError(f"--depth must be at least 1, got {args.depth}", hint="--depth 1 draws the top-level blocks as nodes")
+    if not args.output.lower().endswith((".html", ".htm")):
+        raise OutputError(f"fxcost report writes HTML, not {args.output!r}", hint="give -o a file ending in .html")
+    if not dot_available():
+        raise OutputError(
+            "Graphviz's `dot` is not installed, and the report's diagram needs it",
+            hint="install Graphviz (apt-get install graphviz, brew install graphviz, conda install graphviz); "
+            "`fxcost diagram ... -o model.dot` and `fxcost analyze ... -f markdown` work without it",
+        )
+    model, name = _load(args.spec, args)
+    reports = [_analyze_one(model, name, call, args) for call in _inputs(args)]
+    dot_text = to_dot(reports[0], depth=args.depth, roll=args.roll, color=args.color, rankdir=args.rankdir)
+    with _progress(f"rendering the diagram of {name} ..."):
+        svg = render(dot_text, "svg").decode()
+    write_atomic(args.output, to_html(reports[0], svg, Sweep(tuple(reports)) if len(reports) > 1 else None))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -326,7 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fxcost.errors import FxcostError
 
     try:
-        return {"analyze": cmd_analyze, "compare": cmd_compare, "diagram": cmd_diagram}[args.command](args)
+        commands = {"analyze": cmd_analyze, "compare": cmd_compare, "diagram": cmd_diagram, "report": cmd_report}
+        return commands[args.command](args)
     except FxcostError as e:
         if args.debug:
             traceback.print_exc()

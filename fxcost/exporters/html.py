@@ -1,0 +1,202 @@
+"""A self-contained HTML report: the diagram, a sortable per-layer table, the totals, and charts
+of where the params and MACs sit (by layer and by type); with several input sizes, a plot of
+params, MACs and activation memory against input size.
+
+Everything is inline (the SVG diagram, the CSS, a few lines of JavaScript, charts drawn as SVG
+here): the file opens without network access. Clicking a node in the diagram highlights its
+table row, and clicking a row highlights its node. Like every exporter it reads the report's
+``to_dict()`` (and its ``by_type()`` roll-up) and computes no costs.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from fxcost.exporters.tables import count, dims, header_line, human, mb, share, totals_notes, trace_notes
+from fxcost.model import Report, Sweep
+
+_CSS = """
+body { font-family: Helvetica, Arial, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 1.6em; }
+.meta { color: #555; font-size: 0.9em; }
+table { border-collapse: collapse; font-size: 0.85em; }
+th, td { padding: 2px 8px; border-bottom: 1px solid #e4e4e4; text-align: left; white-space: nowrap; }
+th { cursor: pointer; background: #f4f4f4; position: sticky; top: 0; }
+th.num, td.num { text-align: right; }
+tr.hl td { background: #ffe9a8; }
+.diagram { overflow: auto; border: 1px solid #ddd; max-height: 80vh; }
+.diagram g.node { cursor: pointer; }
+.diagram g.node.hl polygon, .diagram g.node.hl path, .diagram g.node.hl ellipse { stroke: #e6550d; stroke-width: 4; }
+.charts { display: flex; flex-wrap: wrap; gap: 2em; }
+.warn { color: #a00; }
+.totals td:first-child { color: #555; }
+"""
+
+_JS = """
+(function () {
+  function byId(id) { return document.getElementById(id); }
+  function highlight(rowId) {
+    document.querySelectorAll('.hl').forEach(function (e) { e.classList.remove('hl'); });
+    var tr = byId('tr-' + rowId), node = byId('row-' + rowId);
+    if (tr) { tr.classList.add('hl'); tr.scrollIntoView({block: 'center'}); }
+    if (node) { node.classList.add('hl'); }
+  }
+  document.querySelectorAll('.diagram g.node').forEach(function (g) {
+    if (g.id && g.id.indexOf('row-') === 0) {
+      g.addEventListener('click', function () { highlight(g.id.slice(4)); });
+    }
+  });
+  document.querySelectorAll('#layers tbody tr').forEach(function (tr) {
+    tr.addEventListener('click', function () { highlight(tr.dataset.row); });
+  });
+  document.querySelectorAll('#layers th').forEach(function (th, col) {
+    th.addEventListener('click', function () {
+      var body = document.querySelector('#layers tbody');
+      var rows = Array.prototype.slice.call(body.rows);
+      var asc = th.dataset.dir !== 'asc';
+      th.dataset.dir = asc ? 'asc' : 'desc';
+      rows.sort(function (a, b) {
+        var x = a.cells[col].dataset.v, y = b.cells[col].dataset.v;
+        var nx = parseFloat(x), ny = parseFloat(y);
+        var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : String(x).localeCompare(String(y));
+        return asc ? c : -c;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+})();
+"""
+
+_COLUMNS = [  # header, key in the layer dict, numeric
+    ("id", "id", True), ("layer", "name", False), ("type", "type", False), ("kernel", "kernel_size", False),
+    ("stride", "stride", False), ("output", "output_shape", False), ("activations", "activation_elements", True),
+    ("params", "params", True), ("% params", "params%", True), ("MACs", "macs", True), ("% MACs", "macs%", True),
+    ("FLOPs", "flops", True),
+]
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _inline_svg(svg: str) -> str:
+    """Graphviz's SVG without its XML prolog and doctype, ready to sit inside HTML."""
+    start = svg.find("<svg")
+    return svg[start:] if start >= 0 else svg
+
+
+def _table(d: dict[str, Any]) -> str:
+    t = d["totals"]
+    head = "".join(f'<th class="{"num" if num else ""}">{_e(h)}</th>' for h, _, num in _COLUMNS)
+    body = []
+    for r in d["layers"]:
+        cells = []
+        for _, key, num in _COLUMNS:
+            if key == "params%":
+                v, shown = r["params"], share(r["params"], t["params"])
+            elif key == "macs%":
+                v, shown = r["macs"], share(r["macs"], t["macs"])
+            elif key in ("kernel_size", "stride", "output_shape"):
+                v = shown = dims(r[key])
+            elif num:
+                v, shown = r[key], count(r[key])
+            else:
+                v = shown = r[key] + (" [unused]" if key == "name" and r["kind"] == "unused" else "")
+            cells.append(f'<td class="{"num" if num else ""}" data-v="{_e(v)}">{_e(shown)}</td>')
+        body.append(f'<tr id="tr-{r["id"]}" data-row="{r["id"]}">{"".join(cells)}</tr>')
+    return f'<table id="layers"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def bar_chart(title: str, items: list[tuple[str, int]], unit: str, width: int = 460) -> str:
+    """Horizontal bars, one per item, scaled to the largest; labels carry the exact number."""
+    items = [(k, v) for k, v in items if v > 0]
+    if not items:
+        return f'<svg class="chart" width="{width}" height="40"><text x="0" y="24" font-size="12">{_e(title)}: none</text></svg>'
+    top = max(v for _, v in items)
+    row_h, label_w = 18, 150
+    height = 28 + row_h * len(items)
+    out = [f'<svg class="chart" width="{width}" height="{height}" role="img" aria-label="{_e(title)}">',
+           f'<text x="0" y="14" font-size="12" font-weight="bold">{_e(title)}</text>']
+    for i, (name, v) in enumerate(items):
+        y = 24 + i * row_h
+        w = max(1, int((width - label_w - 90) * v / top))
+        out.append(f'<text x="{label_w - 4}" y="{y + 12}" font-size="10" text-anchor="end">{_e(name[-24:])}</text>')
+        out.append(f'<rect x="{label_w}" y="{y + 2}" width="{w}" height="{row_h - 5}" fill="#fc8d59"><title>{_e(name)}: {count(v)} {unit}</title></rect>')
+        out.append(f'<text x="{label_w + w + 4}" y="{y + 12}" font-size="10">{_e(human(v))}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def line_chart(title: str, xs: list[str], ys: list[int], unit: str, width: int = 300, height: int = 180) -> str:
+    """One metric against the sweep's input sizes, with each point's exact value as a tooltip."""
+    left, bottom, top_pad = 50, 40, 24
+    top = max(ys) or 1
+    n = max(len(xs) - 1, 1)
+    pts = [(left + (width - left - 20) * i / n, top_pad + (height - top_pad - bottom) * (1 - v / top)) for i, v in enumerate(ys)]
+    out = [f'<svg class="chart sweep" width="{width}" height="{height}" role="img" aria-label="{_e(title)}">',
+           f'<text x="0" y="14" font-size="12" font-weight="bold">{_e(title)}</text>',
+           f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" stroke="#999"/>',
+           f'<text x="{left - 4}" y="{top_pad + 4}" font-size="9" text-anchor="end">{_e(human(top))}</text>',
+           f'<polyline fill="none" stroke="#d7301f" stroke-width="2" points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in pts)}"/>']
+    for (x, y), label, v in zip(pts, xs, ys, strict=True):
+        out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#d7301f"><title>{_e(label)}: {count(v)} {unit}</title></circle>')
+        out.append(f'<text x="{x:.1f}" y="{height - bottom + 14}" font-size="9" text-anchor="middle">{_e(label)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _charts(report: Report) -> str:
+    d = report.to_dict()
+    layers = [r for r in d["layers"] if r["kind"] not in ("input",)]
+    by_type = report.by_type().to_dict()["layers"]
+    top_macs = sorted(layers, key=lambda r: -r["macs"])[:15]
+    top_params = sorted(layers, key=lambda r: -r["params"])[:15]
+    return '<div class="charts">' + "".join([
+        bar_chart("MACs by layer type", [(r["type"], r["macs"]) for r in by_type], "MACs"),
+        bar_chart("params by layer type", [(r["type"], r["params"]) for r in by_type], "params"),
+        bar_chart("MACs: the 15 largest layers", [(r["name"], r["macs"]) for r in top_macs], "MACs"),
+        bar_chart("params: the 15 largest layers", [(r["name"], r["params"]) for r in top_params], "params"),
+    ]) + "</div>"
+
+
+def _sweep(sweep: Sweep) -> str:
+    xs = [",".join(dims(list(i.shape)) for i in r.inputs) for r in sweep.reports]
+    totals = [r.total() for r in sweep.reports]
+    return '<div class="charts">' + "".join([
+        line_chart("params", xs, [t.params for t in totals], "params"),
+        line_chart("MACs", xs, [t.macs for t in totals], "MACs"),
+        line_chart("activation memory (bytes)", xs, [t.activation_bytes for t in totals], "bytes"),
+    ]) + "</div>"
+
+
+def to_html(report: Report, svg: str | None, sweep: Sweep | None = None) -> str:
+    """The report as one HTML page. ``svg``: the diagram as Graphviz rendered it (nodes with ids
+    ``row-N``); ``sweep``: the same model at several input sizes, for the sweep plot."""
+    d = report.to_dict()
+    notes = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in totals_notes(d) + trace_notes(d.get("trace", {})))
+    warnings = "".join(f'<li class="warn">unsupported op {_e(u["op"])} in {_e(u["where"])} x{u["count"]}: not counted</li>'
+                       for u in d["unsupported"])
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>fxcost: {_e(report.model)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{_e(report.model)}</h1>",
+        f'<p class="meta">{_e(header_line(d))}</p>',
+        f'<table class="totals">{notes}</table>',
+        f"<ul>{warnings}</ul>" if warnings else "",
+    ]
+    if sweep is not None and len(sweep.reports) > 1:
+        parts += ["<h2>Against input size</h2>", _sweep(sweep),
+                  f'<p class="meta">Below: the first input size ({_e(", ".join(dims(list(i.shape)) for i in report.inputs))}).</p>']
+    parts += ["<h2>Where the params and MACs sit</h2>", _charts(report)]
+    if svg is not None:
+        parts += ["<h2>Diagram</h2>", '<p class="meta">Click a node to find its row; click a row to find its node.</p>',
+                  f'<div class="diagram">{_inline_svg(svg)}</div>']
+    parts += ["<h2>Layers</h2>", '<p class="meta">Click a column header to sort.</p>', _table(d),
+              f'<p class="meta">Activations: {count(d["totals"]["activation_elements"])} elements, '
+              f'{mb(d["totals"]["activation_bytes"])} MB. Conventions: docs/conventions.md.</p>',
+              f"<script>{_JS}</script>", "</body></html>"]
+    return "\n".join(p for p in parts if p) + "\n"
+
