@@ -255,6 +255,8 @@ def _node(r: NodeCost, metric: str, total: int, times: dict[str, int], flagged: 
     what = f"{r.type} code" if r.kind == "code" else r.type  # a module's own work between its children
     lines = [f"{r.name}: {what}" + (f"  x{times[r.name]}" if r.name in times else "")]
     detail = []
+    if "Conv" in r.type and len(r.output_shape) >= 3:
+        detail.append(f"{r.output_shape[1]} ch")  # out channels, as the layer was built
     if r.kernel_size:
         detail.append(f"k{dims(list(r.kernel_size))}")
     if r.stride:
@@ -269,7 +271,7 @@ def _node(r: NodeCost, metric: str, total: int, times: dict[str, int], flagged: 
     if r.params:
         numbers.append(f"{human(r.params)} params")
     if numbers:
-        lines.append(" · ".join(numbers))
+        lines.append(" · ".join(numbers) + (" each" if r.name in times else ""))
     attrs = [f"label={_q(chr(10).join(lines))}", f"id={_q(f'row-{r.id}')}", f"tooltip={_q(r.name)}"]
     if r.kind == "input":
         attrs.append("shape=ellipse")
