@@ -75,7 +75,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--input", "-i", action="append", default=[], metavar="SHAPE",
         help="input shape, e.g. 1x3x224x224 or 1x128:int64; several positional inputs joined by "
         "commas (1x3x32x32,1x10); name=SHAPE for a keyword tensor (attention_mask=1x128:int64); "
-        "repeat --input to sweep input sizes",
+        "repeat --input to sweep input sizes (analyze, compare, report; a diagram takes one)",
     )
     p.add_argument("--kwarg", "-k", action="append", default=[], metavar="NAME=VALUE",
                    help="a non-tensor keyword argument of forward, as a Python literal (return_dict=False)")
@@ -171,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_drawing(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", "-d", type=int, metavar="N",
-                   help="draw each module N levels down as one node (module lists and only-child wrappers are not levels)")
+                   help="draw each module N levels down as one node (double border); module lists and only-child "
+                   "wrappers are not levels here, unlike analyze --depth, which counts path components")
     p.add_argument("--roll", action="store_true",
                    help="draw a run of structurally identical sibling blocks once, labelled xN")
     p.add_argument("--color", choices=("flops", "params", "memory", "none"), default="flops",
@@ -270,6 +271,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     if args.depth is not None and args.depth < 1:
         raise InputSpecError(f"--depth must be at least 1, got {args.depth}", hint="--depth 1 shows the root's children, --depth 2 their children")
+    _check_folder(args.output)
     inputs = _inputs(args)
     model, name = _load(args.spec, args)
     reports = [_view(_analyze_one(model, name, i, args), args) for i in inputs]
@@ -281,6 +283,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from fxcost import compare
     from fxcost.errors import InputSpecError
 
+    _check_folder(args.output)
     inputs = _inputs(args)
     if args.spec_b is None:
         if len(inputs) != 2:
@@ -296,6 +299,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         a, b = _analyze_one(ma, na, ia, args), _analyze_one(mb, nb, ib, args)
     _emit(compare(a, b), args)
     return 0
+
+
+def _check_folder(output: str | None) -> None:
+    """Fail before the analysis, not after it, when the output's folder is missing."""
+    from pathlib import Path
+
+    from fxcost.errors import OutputError
+
+    if output and not Path(output).resolve().parent.is_dir():
+        raise OutputError(f"cannot write {output!r}: folder {str(Path(output).parent)!r} does not exist", hint="create the folder first")
 
 
 def _one_report(args: argparse.Namespace, what: str) -> Any:
@@ -318,6 +331,7 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     if args.depth is not None and args.depth < 1:
         raise InputSpecError(f"--depth must be at least 1, got {args.depth}", hint="--depth 1 draws the top-level blocks as nodes")
     fmt = format_for(args.output) if args.output else "dot"
+    _check_folder(args.output)
     report = _one_report(args, "diagram")
     dot_text = to_dot(report, depth=args.depth, roll=args.roll, color=args.color, rankdir=args.rankdir)
     if not args.output:
@@ -325,7 +339,7 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     elif fmt == "dot":
         write_atomic(args.output, dot_text)
     elif not dot_available():
-        offered = Path(args.output).with_suffix(".dot")
+        offered = Path(args.output + ".dot")  # beside it, never over a .dot of the user's
         write_atomic(offered, dot_text)
         raise OutputError(
             f"Graphviz's `dot` is not installed, so {args.output} cannot be rendered; the DOT text is in {offered}",
@@ -355,8 +369,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             hint="install Graphviz (apt-get install graphviz, brew install graphviz, conda install graphviz); "
             "`fxcost diagram ... -o model.dot` and `fxcost analyze ... -f markdown` work without it",
         )
+    _check_folder(args.output)
+    calls = _inputs(args)
     model, name = _load(args.spec, args)
-    reports = [_analyze_one(model, name, call, args) for call in _inputs(args)]
+    reports = [_analyze_one(model, name, call, args) for call in calls]
     dot_text = to_dot(reports[0], depth=args.depth, roll=args.roll, color=args.color, rankdir=args.rankdir)
     with _progress(f"rendering the diagram of {name} ..."):
         svg = render(dot_text, "svg").decode()

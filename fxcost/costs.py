@@ -96,6 +96,24 @@ def _row_name(n: fx.Node) -> str:
     return f"{path}.{n.name}" if path else n.name
 
 
+# hyperparameters a diagram shows and that tell two layers of one type apart
+_HPARAMS = ("in_channels", "out_channels", "in_features", "out_features", "num_embeddings", "embedding_dim",
+            "padding", "dilation", "groups", "output_padding", "num_heads", "embed_dim", "hidden_size",
+            "num_layers", "bidirectional", "normalized_shape", "num_groups", "num_features", "p", "scale_factor",
+            "mode", "negative_slope", "approximate", "dim")
+
+
+def _hparams(m: nn.Module | None) -> tuple[tuple[str, str], ...]:
+    if m is None:
+        return ()
+    out = []
+    for k in _HPARAMS:
+        v = getattr(m, k, None)
+        if isinstance(v, (bool, int, float, str)) or (isinstance(v, tuple) and all(isinstance(x, (int, float)) for x in v)):
+            out.append((k, str(v)))
+    return tuple(out)
+
+
 def _tuple_attr(m: nn.Module, attr: str) -> tuple[int, ...] | None:
     v = getattr(m, attr, None)
     if isinstance(v, int):
@@ -157,10 +175,11 @@ def build_rows(
             continue
         counts: dict[str, Any] = {}
         kernel = stride = None
+        hparams: tuple[tuple[str, str], ...] = ()
         if n.op == "call_module":
             m = root.get_submodule(str(n.target))
             counts = ledger.claim_module(m, recurse=True)
-            kernel, stride = _tuple_attr(m, "kernel_size"), _tuple_attr(m, "stride")
+            kernel, stride, hparams = _tuple_attr(m, "kernel_size"), _tuple_attr(m, "stride"), _hparams(m)
         elif n.op == "get_attr":
             t = _resolve(root, str(n.target))
             if isinstance(t, torch.Tensor) and id(t) in registered:  # not an FX-made constant
@@ -180,6 +199,7 @@ def build_rows(
                 output=rec.outputs,
                 kernel_size=kernel,
                 stride=stride,
+                hparams=hparams,
                 macs=sum(o.macs for o in rec.ops),
                 flops=sum(o.flops for o in rec.ops),
                 activation_elements=elements,
@@ -251,6 +271,7 @@ def segment_rows(root: nn.Module, segments: Iterable[Segment], conv: Convention,
                 output=seg.outputs or seg.allocations[-1:],
                 kernel_size=_tuple_attr(m, "kernel_size") if m is not None else None,
                 stride=_tuple_attr(m, "stride") if m is not None else None,
+                hparams=_hparams(m) if seg.leaf else (),
                 macs=sum(o.macs for o in seg.ops),
                 flops=sum(o.flops for o in seg.ops),
                 activation_elements=elements,
@@ -322,9 +343,14 @@ def segments_from_records(
         allocations.extend(s for s, fresh in zip(rec.outputs, rec.allocated, strict=True) if fresh)
         uses.extend(str(a.target) for a in n.all_input_nodes if a.op == "get_attr")
         last = rec.outputs
-        for a in n.all_input_nodes:
-            src = made_by.get(a)
-            if src is not None and src[0] != started and src[1] is not None:
+        sources = [made_by[a] for a in n.all_input_nodes if a in made_by]
+        if not rec.ops and not any(rec.allocated) and sources:
+            # it dispatched nothing and made no tensor (eval-mode dropout, x.to(x.dtype), a tuple's
+            # item): what it hands on still comes from where its input came from
+            made_by[n] = sources[0]
+            continue
+        for src in sources:
+            if src[0] != started and src[1] is not None:
                 edges.setdefault((src[0], started), src[1])
         made_by[n] = (started, rec.outputs[0] if rec.outputs else None)
     flush()

@@ -102,6 +102,8 @@ class NodeCost:
     activation_bytes: int = 0
     ops: tuple[OpCost, ...] = ()
     members: int = 1  # how many graph nodes this row stands for
+    #: a module call's hyperparameters as built (out_channels, dilation, groups...), as text
+    hparams: tuple[tuple[str, str], ...] = ()
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -128,6 +130,7 @@ class NodeCost:
             "activation_elements": self.activation_elements,
             "activation_bytes": self.activation_bytes,
             "members": self.members,
+            "hparams": dict(self.hparams),
             "ops": [o.to_dict() for o in self.ops],
         }
 
@@ -301,11 +304,12 @@ class Report:
             groups.setdefault(key(r), []).append(r)
         rows = []
         new_id: dict[int, int] = {}
-        for i, (k, members) in enumerate(groups.items()):
+        for k, members in groups.items():
+            i = members[0].id  # a group keeps its first member's id: one id names one place in every view
             for m in members:
                 new_id[m.id] = i
             if len(members) == 1 and (members[0].name == k or k.startswith("\0")):
-                rows.append(replace(members[0], id=i))
+                rows.append(members[0])
                 continue
             sums = {f: sum(getattr(m, f) for m in members) for f in _SUMMED}
             ops = merge_ops(op for m in members for op in m.ops)
@@ -316,7 +320,8 @@ class Report:
                     type=type_of(k, members),
                     kind="group",
                     module_path=k if view == "module" else "",
-                    output=members[-1].output if view == "module" else (),  # a block's output; a type has none
+                    # a block's output (its last row that has one); a type has none
+                    output=next((m.output for m in reversed(members) if m.output), ()) if view == "module" else (),
                     ops=ops,
                     members=sum(m.members for m in members),
                     **sums,

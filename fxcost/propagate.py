@@ -259,6 +259,13 @@ class _AllocationMode(TorchFunctionMode):
     def produced(self, t: torch.Tensor, key: int) -> None:
         self.producers[id(t)] = (weakref.ref(t), key, _spec(t))
 
+    def consume(self, tensors: Iterable[torch.Tensor]) -> None:
+        """The running frame reads ``tensors``: an edge from each one's producer."""
+        for t in tensors:
+            made = self.producers.get(id(t))
+            if made is not None and made[0]() is t and made[1] != self.frame:
+                self.edges.setdefault((made[1], self.frame), made[2])
+
     def take(self) -> tuple[tuple[TensorSpec, ...], tuple[str, ...]]:
         new, used, self.new, self.used = self.new, self.used, [], []
         return tuple(new), tuple(used)
@@ -275,11 +282,11 @@ class _AllocationMode(TorchFunctionMode):
             s = _storage(t)
             if s is not None:
                 self.seen.add(s)
-            made = self.producers.get(id(t))
-            if made is not None and made[0]() is t and made[1] != self.frame:
-                self.edges.setdefault((made[1], self.frame), made[2])
+        self.consume(_tensors((args, kwargs)))
+        given = {id(t) for t in _tensors((args, kwargs))}
         for t in _tensors(out):
-            self.produced(t, self.frame)
+            if id(t) not in given:  # an op that hands back its input (x.to(x.dtype)) made nothing
+                self.produced(t, self.frame)
             s = _storage(t)
             if s is not None and s not in self.seen:
                 self.seen.add(s)
@@ -330,7 +337,7 @@ class ModuleStack:
     def __init__(self, module: nn.Module, prefix: str = "", include_self: bool = False, stop_at: Collection[str] = ()) -> None:
         self.module, self.prefix, self.include_self, self.stop_at = module, prefix, include_self, stop_at
         self.running: list[tuple[str, nn.Module, tuple[tuple[int, ...], ...]]] = []
-        self.on_enter: Callable[[str, nn.Module], None] = lambda path, m: None
+        self.on_enter: Callable[[str, nn.Module, Any], None] = lambda path, m, inputs: None
         self.on_exit: Callable[[str, nn.Module, Any], None] = lambda path, m, output: None
         self._handles: list[Any] = []
 
@@ -344,7 +351,7 @@ class ModuleStack:
     def _enter(self, path: str) -> Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], None]:
         def hook(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             with self.bookkeeping():
-                self.on_enter(path, m)
+                self.on_enter(path, m, (args, kwargs))
                 self.running.append((path, m, tuple(tuple(int(d) for d in t.shape) for t in _tensors((args, kwargs)))))
         return hook
 
@@ -415,12 +422,30 @@ class SegmentTracker(ModuleStack):
         frame.allocations += allocs
         frame.uses += uses
 
-    def _push(self, path: str, m: nn.Module) -> None:
+    def _push(self, path: str, m: nn.Module, inputs: Any) -> None:
         self._flush()
+        if self.frames and self._has_work(self.frames[-1]):
+            # the parent's work so far becomes a segment of its own: its code before and after a
+            # child are two rows, so the data flow parent -> child -> parent has no cycle
+            self._emit(self.frames[-1], None)
+            parent = self.frames[-1]
+            self._keys += 1
+            self.frames[-1] = _Frame(parent.path, parent.leaf, self._keys, {}, [], [])
         leaf = path in self.leaves or not any(True for _ in m.children())
         self._keys += 1
         self.frames.append(_Frame(path, leaf, self._keys, {}, [], []))
         self.alloc.frame = self._keys
+        if leaf:  # a leaf reads its inputs even when it calls no torch function (nn.Identity)
+            self.alloc.consume(_tensors(inputs))
+
+    @staticmethod
+    def _has_work(f: _Frame) -> bool:
+        return bool(f.ops or f.allocations or f.uses)
+
+    def _emit(self, f: _Frame, output: Any) -> None:
+        ops = tuple(OpCost(name, n, macs, flops, fate, reason) for name, (n, macs, flops, fate, reason) in f.ops.items())
+        outputs = output_specs(output) if f.leaf else ()
+        self.segments.append(Segment(f.path, f.leaf, ops, tuple(f.allocations), outputs, tuple(dict.fromkeys(f.uses)), f.key))
 
     def _pop(self, path: str, m: nn.Module, output: Any) -> None:
         self._flush()
@@ -429,10 +454,8 @@ class SegmentTracker(ModuleStack):
         if f.leaf:  # what a leaf returns comes from the leaf, whatever op inside made it
             for t in _tensors(output):
                 self.alloc.produced(t, f.key)
-        if f.leaf or f.ops or f.allocations or f.uses:
-            ops = tuple(OpCost(name, n, macs, flops, fate, reason) for name, (n, macs, flops, fate, reason) in f.ops.items())
-            outputs = output_specs(output) if f.leaf else ()
-            self.segments.append(Segment(f.path, f.leaf, ops, tuple(f.allocations), outputs, tuple(dict.fromkeys(f.uses)), f.key))
+        if f.leaf or self._has_work(f):
+            self._emit(f, output)
 
     @contextlib.contextmanager
     def bookkeeping(self) -> Iterator[None]:

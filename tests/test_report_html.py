@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,7 +43,9 @@ def test_report_is_self_contained(report_html: Path) -> None:
     # every row of the report is in the table, and every node in the diagram has its row
     report = fxcost.analyze(d2l_vgg11(), input_size=(1, 3, 224, 224))
     assert len(re.findall(r'<tr id="tr-\d+"', page)) == len(report.layers)
-    for node in re.findall(r'<g id="row-(\d+)" class="node"', page):
+    nodes = re.findall(r'<g id="row&#45;(\d+)" class="node"', page)  # Graphviz writes "-" as &#45;
+    assert len(nodes) == len(report.layers)
+    for node in nodes:
         assert f'id="tr-{node}"' in page
     assert "128,807,306" in page  # the seed's d2l VGG-11 params total
 
@@ -68,19 +71,27 @@ def test_report_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Path, mo
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.browser
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
-def test_report_in_a_real_browser(report_html: Path) -> None:
+browser = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+
+
+def chromium() -> Any:
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@pytest.mark.browser
+@browser
+def test_report_in_a_real_browser(report_html: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = chromium()
     try:
         driver.get(report_html.as_uri())
         assert driver.title == "fxcost: d2l_vgg11"
@@ -104,5 +115,30 @@ def test_report_in_a_real_browser(report_html: Path) -> None:
         artifacts = Path(os.environ.get("FXCOST_ARTIFACTS", ROOT / "test-artifacts"))
         artifacts.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(artifacts / "report.png"))
+    finally:
+        driver.quit()
+
+
+@pytest.mark.browser
+@browser
+def test_clicking_a_collapsed_block_finds_its_first_row(tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    path = tmp_path / "resnet.html"
+    assert main(["report", str(ROOT / "examples/resnet.py") + ":resnet18", "-i", "1x3x64x64", "--depth", "1", "-o", str(path)]) == 0
+    driver = chromium()
+    try:
+        driver.get(path.as_uri())
+        for node in driver.find_elements(By.CSS_SELECTOR, ".diagram g.node"):
+            name = node.find_element(By.TAG_NAME, "text").get_attribute("textContent").split(": ")[0]  # "layer1: BasicBlock"
+            if not (node.get_attribute("id") or "").startswith("row-"):
+                continue
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", node)
+            driver.execute_script("arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}))", node)
+            row = driver.find_element(By.CSS_SELECTOR, "#layers tr.hl")
+            layer = row.find_elements(By.TAG_NAME, "td")[1].text
+            # a block's node finds the block's first layer; a layer's node finds itself
+            assert layer == name or layer.startswith(name + "."), (name, layer)
+        assert [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")] == []
     finally:
         driver.quit()

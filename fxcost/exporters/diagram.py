@@ -60,8 +60,12 @@ class Hierarchy:
         return h
 
     def transparent(self, path: str) -> bool:
-        """Not a level: a container that is never called, or its parent's only child."""
-        return self.types.get(path) in _CONTAINERS or len(self.children.get(_parent(path), [])) == 1
+        """Not a level: a container that is never called, or its parent's only child (a wrapper;
+        the one element of a module list is still a level)."""
+        if self.types.get(path) in _CONTAINERS:
+            return True
+        parent = _parent(path)
+        return len(self.children.get(parent, [])) == 1 and self.types.get(parent) not in _CONTAINERS
 
     def ancestors(self, path: str) -> list[str]:
         """The modules containing ``path`` (and it, when it is a module), outermost first."""
@@ -105,9 +109,15 @@ def find_rolls(report: Report, h: Hierarchy) -> list[Roll]:
         rows = rows_in.get(path, [])
         ids = {r.id for r in rows}
         for r in rows:
-            g.add_node(r.id, label=f"{r.type}|{dims(list(r.output_shape))}|{r.params}|{r.macs}")
+            ops = ",".join(f"{o.op}:{o.count}" for o in r.ops)
+            g.add_node(r.id, label=f"{r.type}|{r.kind}|{dims(list(r.output_shape))}|{r.params}|{r.macs}|{r.flops}|{r.hparams}|{ops}")
         g.add_edges_from((e.src, e.dst) for e in report.edges if e.src in ids and e.dst in ids)
         return g
+
+    def feeds(a: str, b: str) -> bool:
+        """Module ``b`` reads what module ``a`` made: a chain, not parallel branches."""
+        ia, ib = {r.id for r in rows_in.get(a, [])}, {r.id for r in rows_in.get(b, [])}
+        return any(e.src in ia and e.dst in ib for e in report.edges)
 
     def same_structure(a: Any, b: Any) -> bool:
         with warnings.catch_warnings():  # networkx 3.5 notes that directed hashes changed; both sides use one version
@@ -118,18 +128,18 @@ def find_rolls(report: Report, h: Hierarchy) -> list[Roll]:
 
     rolls: list[Roll] = []
     for parent in ["", *h.types]:
-        siblings = [c for c in h.children.get(parent, []) if c in rows_in and h.children.get(c)]
         run: list[str] = []
         run_graph: Any = None
-        for path in [*siblings, None]:
-            g = graph(path) if path is not None else None
-            same = g is not None and run_graph is not None and same_structure(g, run_graph)
-            if same and path is not None:
+        # every sibling in order: a different one in between (a ReLU) ends a run
+        for path in [*h.children.get(parent, []), None]:
+            rollable = path is not None and path in rows_in and bool(h.children.get(path))
+            g = graph(path) if rollable and path is not None else None
+            if rollable and path is not None and run and same_structure(g, run_graph) and feeds(run[-1], path):
                 run.append(path)
                 continue
             if len(run) > 1:
                 rolls.append(Roll(run[0], run))
-            run, run_graph = ([path], g) if path is not None else ([], None)
+            run, run_graph = ([path], g) if rollable and path is not None else ([], None)
     return rolls
 
 
@@ -180,8 +190,9 @@ def to_dot(
 
     def emit_contents(box: str, indent: str) -> None:
         for r in tree.get(box, []):
-            flagged = inside(r.name, unsupported) or r.name in unsupported
-            out.append(f"{indent}{_node(r, metric, total, times, flagged)}")
+            flagged = any(inside(u, [r.name]) for u in unsupported)  # the row, or a module holding it
+            dashed = r.kind == "group" and any(inside(o, [r.name]) or inside(r.name, [o]) for o in opaque)
+            out.append(f"{indent}{_node(r, metric, total, times, flagged, dashed)}")
         for child in h.children.get(box, []):
             emit_module(child, indent)
 
@@ -206,13 +217,14 @@ def to_dot(
     for rl in rolls:
         for m in rl.members[1:]:
             stand_in[m] = rl.first
-    ids_by_name = {r.name: r.id for r in view.layers}
-    last_of = {}
-    for r in view.layers:
-        for a in h.ancestors(r.name if r.kind in ("module", "group") else r.module_path):
-            last_of[a] = r.id
-    seen: set[tuple[int, int]] = set()
     rows = {r.id: r for r in view.layers}
+    exit_of = {}  # the node in a run's first module that feeds the second: where the run's output leaves
+    for rl in rolls:
+        for e in view.edges:
+            if e.src in shown and inside(rows[e.src].name, [rl.first]) and inside(rows[e.dst].name, [rl.members[1]]):
+                exit_of[rl.first] = e.src
+                break
+    seen: set[tuple[int, int]] = set()
     for e in view.edges:
         src, dst = e.src, e.dst
         if dst not in shown:
@@ -221,8 +233,7 @@ def to_dot(
             owner = next((m for m in stand_in if inside(rows[src].name, [m])), None)
             if owner is None or inside(rows[dst].name, stand_in):
                 continue
-            first = stand_in[owner]
-            src = ids_by_name.get(first, last_of.get(first, -1))
+            src = exit_of.get(stand_in[owner], -1)
             if src not in shown:
                 continue
         if (src, dst) in seen or src == dst:
@@ -251,12 +262,17 @@ def _title(report: Report) -> str:
     return f"{report.model} ({ins}): {human(t.params)} params, {human(t.macs, 'MACs')}, traced by {report.trace.get('method', '?')}"
 
 
-def _node(r: NodeCost, metric: str, total: int, times: dict[str, int], flagged: bool) -> str:
+def _node(r: NodeCost, metric: str, total: int, times: dict[str, int], flagged: bool, opaque: bool) -> str:
     what = f"{r.type} code" if r.kind == "code" else r.type  # a module's own work between its children
     lines = [f"{r.name}: {what}" + (f"  x{times[r.name]}" if r.name in times else "")]
+    if r.kind == "group":
+        lines.append(f"({r.members} layers)")
     detail = []
-    if "Conv" in r.type and len(r.output_shape) >= 3:
-        detail.append(f"{r.output_shape[1]} ch")  # out channels, as the layer was built
+    hp = dict(r.hparams)
+    if "out_channels" in hp:
+        detail.append(f"{hp['out_channels']} ch")
+    elif "out_features" in hp:
+        detail.append(f"out {hp['out_features']}")
     if r.kernel_size:
         detail.append(f"k{dims(list(r.kernel_size))}")
     if r.stride:
@@ -275,6 +291,10 @@ def _node(r: NodeCost, metric: str, total: int, times: dict[str, int], flagged: 
     attrs = [f"label={_q(chr(10).join(lines))}", f"id={_q(f'row-{r.id}')}", f"tooltip={_q(r.name)}"]
     if r.kind == "input":
         attrs.append("shape=ellipse")
+    if r.kind == "group":  # a module drawn as one node: a double border tells it from a layer
+        attrs.append("peripheries=2")
+    if opaque:
+        attrs += ["style=\"rounded,filled,dashed\"", f"xlabel={_q('opaque: ran op by op')}"]
     if metric and total:
         share = getattr(r, metric) / total
         attrs.append(f"fillcolor={_q(next(c for lo, c, _ in _SHADES if share >= lo))}")

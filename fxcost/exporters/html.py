@@ -56,10 +56,11 @@ _JS = """
       var rows = Array.prototype.slice.call(body.rows);
       var asc = th.dataset.dir !== 'asc';
       th.dataset.dir = asc ? 'asc' : 'desc';
+      var numeric = th.classList.contains('num');
       rows.sort(function (a, b) {
         var x = a.cells[col].dataset.v, y = b.cells[col].dataset.v;
-        var nx = parseFloat(x), ny = parseFloat(y);
-        var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : String(x).localeCompare(String(y));
+        // numbers by value; names and shapes part by part (net.2 before net.10, 1x64 before 1x128)
+        var c = numeric ? parseFloat(x) - parseFloat(y) : String(x).localeCompare(String(y), undefined, {numeric: true});
         return asc ? c : -c;
       });
       rows.forEach(function (r) { body.appendChild(r); });
@@ -130,14 +131,17 @@ def bar_chart(title: str, items: list[tuple[str, int]], unit: str, width: int = 
 
 def line_chart(title: str, xs: list[str], ys: list[int], unit: str, width: int = 300, height: int = 180) -> str:
     """One metric against the sweep's input sizes, with each point's exact value as a tooltip."""
-    left, bottom, top_pad = 50, 40, 24
+    # the input sizes sit at equal steps, in the order given (they need not be numbers)
+    left, right, bottom, top_pad = 50, 45, 40, 24
     top = max(ys) or 1
     n = max(len(xs) - 1, 1)
-    pts = [(left + (width - left - 20) * i / n, top_pad + (height - top_pad - bottom) * (1 - v / top)) for i, v in enumerate(ys)]
+    pts = [(left + (width - left - right) * i / n, top_pad + (height - top_pad - bottom) * (1 - v / top)) for i, v in enumerate(ys)]
     out = [f'<svg class="chart sweep" width="{width}" height="{height}" role="img" aria-label="{_e(title)}">',
            f'<text x="0" y="14" font-size="12" font-weight="bold">{_e(title)}</text>',
            f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" stroke="#999"/>',
+           f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{height - bottom}" stroke="#999"/>',
            f'<text x="{left - 4}" y="{top_pad + 4}" font-size="9" text-anchor="end">{_e(human(top))}</text>',
+           f'<text x="{left - 4}" y="{height - bottom + 3}" font-size="9" text-anchor="end">0</text>',
            f'<polyline fill="none" stroke="#d7301f" stroke-width="2" points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in pts)}"/>']
     for (x, y), label, v in zip(pts, xs, ys, strict=True):
         out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#d7301f"><title>{_e(label)}: {count(v)} {unit}</title></circle>')
