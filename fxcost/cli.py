@@ -70,6 +70,20 @@ examples:
 """
 
 
+REVIEW_EXAMPLES = """\
+examples:
+  fxcost review examples/vgg.py:vgg19 --input 1x3x224x224 --budget params=150M --budget macs=20G
+      exit 0: within budget
+  fxcost analyze examples/vgg.py:vgg11 --input 1x3x224x224 -f json -o approved.json
+  fxcost review examples/vgg.py:vgg13 --input 1x3x224x224 --baseline approved.json --max-growth 5% -f markdown
+      exit 1: MACs grew 49% over the approved report; a Markdown table for the job summary
+pyproject.toml:
+  [tool.fxcost]
+  budgets = {params = "150M", macs = "20G", activation_bytes = "1GiB"}
+  max_growth = "5%"
+"""
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--input", "-i", action="append", default=[], metavar="SHAPE",
@@ -166,6 +180,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(r)
     _add_drawing(r)
     r.add_argument("--output", "-o", metavar="FILE", required=True, help="the .html file to write (atomically)")
+
+    v = sub.add_parser(
+        "review", help="the pre-export gate: totals against budgets and an approved baseline (exit 1 when over)",
+        description="Check a model's totals against budgets (--budget, or [tool.fxcost] in pyproject.toml) and "
+        "against a previously approved JSON report (--baseline, at most --max-growth larger). Exit 0 within "
+        "budget, 1 over budget, 2 for bad input. -f markdown writes a table ready for a CI job summary.",
+        epilog=REVIEW_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    v.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    _add_common(v)
+    _add_table_output(v)
+    v.add_argument("--budget", "-b", action="append", default=[], metavar="METRIC=AMOUNT",
+                   help="a limit on a total: params=150M, macs=20G, flops=40G, activation_bytes=1GiB (repeatable; "
+                   "k/M/G/T are powers of 1000, KiB/MiB/GiB powers of 1024)")
+    v.add_argument("--baseline", metavar="REPORT.json", help="an approved report (fxcost analyze -f json) to compare with")
+    v.add_argument("--max-growth", metavar="PCT", help="how much a total may grow over the baseline (default 5%%)")
+    v.add_argument("--pyproject", metavar="FILE", default="pyproject.toml",
+                   help="where [tool.fxcost] budgets and max_growth are read from, when it exists (default: ./pyproject.toml)")
     return parser
 
 
@@ -380,6 +412,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fxcost.errors import InputSpecError
+    from fxcost.review import load_baseline, parse_budget, parse_growth, pyproject_settings, review
+
+    _check_folder(args.output)
+    budgets, growth = pyproject_settings(args.pyproject) if Path(args.pyproject).is_file() else ({}, None)
+    budgets.update(dict(parse_budget(b) for b in args.budget))  # the command line wins
+    if args.max_growth is not None:
+        growth = parse_growth(args.max_growth)
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    if not budgets and baseline is None:
+        raise InputSpecError("nothing to review against", hint="give --budget params=150M, --baseline approved.json, or [tool.fxcost] budgets in pyproject.toml")
+    result = review(_one_report(args, "review"), budgets, baseline, growth)
+    _emit(result, args)
+    return 0 if result.passed else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -389,7 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fxcost.errors import FxcostError
 
     try:
-        commands = {"analyze": cmd_analyze, "compare": cmd_compare, "diagram": cmd_diagram, "report": cmd_report}
+        commands = {"analyze": cmd_analyze, "compare": cmd_compare, "diagram": cmd_diagram, "report": cmd_report,
+                    "review": cmd_review}
         return commands[args.command](args)
     except FxcostError as e:
         if args.debug:

@@ -407,3 +407,46 @@ class Sweep:
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, "sweep": [r.to_dict() for r in self.reports]}
+
+
+@dataclass(frozen=True)
+class ReviewCheck:
+    """One total against one limit: a budget, or the baseline's total plus the allowed growth."""
+
+    metric: str
+    kind: str  # "budget" or "baseline +5%"
+    value: int
+    limit: int
+    ok: bool
+    #: the rows that contribute most to this metric, largest first
+    top: tuple[tuple[str, int], ...] = ()
+    baseline: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "kind": self.kind, "value": self.value, "limit": self.limit,
+                "baseline": self.baseline, "ok": self.ok, "top": [{"name": n, "value": v} for n, v in self.top]}
+
+
+@dataclass(frozen=True)
+class Review:
+    """A report reviewed against budgets and a baseline (``fxcost review``)."""
+
+    report: Report
+    checks: tuple[ReviewCheck, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "review": {
+                "model": self.report.model,
+                "inputs": [i.to_dict() for i in self.report.inputs],
+                "convention": self.report.convention,
+                "passed": self.passed,
+                "checks": [c.to_dict() for c in self.checks],
+                "totals": self.report.total().to_dict(),
+            },
+        }

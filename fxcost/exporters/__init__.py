@@ -10,7 +10,7 @@ import io
 import json
 from typing import Any, Protocol
 
-from fxcost.exporters.tables import Table, compare_table, layer_table, sweep_table
+from fxcost.exporters.tables import Table, compare_table, layer_table, review_table, sweep_table
 
 FORMATS = ("table", "markdown", "csv", "json")
 
@@ -24,6 +24,8 @@ def _table_for(d: dict[str, Any]) -> Table:
         return sweep_table(d)
     if "compare" in d:
         return compare_table(d)
+    if "review" in d:
+        return review_table(d)
     return layer_table(d)
 
 
@@ -53,6 +55,10 @@ def to_csv(d: dict[str, Any]) -> str:
         for r in d["sweep"]:
             t = r["totals"]
             w.writerow([",".join("x".join(map(str, i["shape"])) for i in r["inputs"]), t["params"], t["macs"], t["flops"], t["activation_elements"], t["activation_bytes"]])
+    elif "review" in d:
+        w.writerow(["kind", "metric", "value", "limit", "baseline", "ok"])
+        for c in d["review"]["checks"]:
+            w.writerow([c["kind"], c["metric"], c["value"], c["limit"], "" if c["baseline"] is None else c["baseline"], c["ok"]])
     elif "compare" in d:
         w.writerow(["metric", "group", "a", "b", "ratio"])
         for r in d["compare"]["rows"]:

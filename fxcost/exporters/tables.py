@@ -154,3 +154,26 @@ def compare_table(d: dict[str, Any]) -> Table:
         for r in c["rows"]
     ]
     return Table(f"A = {who(c['a'])}  vs  B = {who(c['b'])}", COMPARE_COLUMNS, rows, numeric={"A", "B", "A / B"})
+
+
+REVIEW_COLUMNS = ["check", "metric", "value", "limit", "baseline", "used", "status"]
+
+
+def review_table(d: dict[str, Any]) -> Table:
+    """What is over its budget or grew past the baseline, and the layers that contribute most."""
+    check_schema(d)
+    rv = d["review"]
+    rows = []
+    for c in rv["checks"]:
+        used = f"{100 * c['value'] / c['limit']:.1f}%" if c["limit"] else "-"
+        rows.append([c["kind"], c["metric"], count(c["value"]), count(c["limit"]),
+                     count(c["baseline"]) if c["baseline"] is not None else "-", used, "ok" if c["ok"] else "OVER"])
+    ins = ", ".join(dims(i["shape"]) for i in rv["inputs"])
+    verdict = "PASS: within budget" if rv["passed"] else "FAIL: over budget"
+    table = Table(f"{verdict}  ·  {rv['model']} ({ins})  ·  convention {rv['convention']}", REVIEW_COLUMNS, rows,
+                  numeric={"value", "limit", "baseline", "used"})
+    for c in rv["checks"]:
+        if not c["ok"]:
+            top = ", ".join(f"{t['name']} {count(t['value'])} ({share(t['value'], c['value'])})" for t in c["top"])
+            table.notes.append((f"{c['metric']} ({c['kind']}): largest", top or "-"))
+    return table

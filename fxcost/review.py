@@ -1,0 +1,135 @@
+"""The pre-export cost review: a report's totals against budgets and against an approved baseline.
+
+Budgets are ``metric=amount`` strings (``params=150M``, ``macs=20G``, ``activation_bytes=1GiB``)
+from the command line or from ``[tool.fxcost] budgets`` in ``pyproject.toml``; a baseline is a
+JSON report written earlier by ``fxcost analyze -f json``, and a total may grow by at most
+``max_growth`` (``5%``) over it. Amounts are exact integers: k, M, G, T are powers of 1000;
+KiB, MiB, GiB, TiB powers of 1024; KB, MB, GB, TB powers of 1000 (bytes metrics only take the
+byte units or none).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from fxcost.errors import InputSpecError, SpecError
+from fxcost.model import SCHEMA_VERSION, Report, Review, ReviewCheck
+
+#: the totals a budget may name
+METRICS = ("params", "trainable_params", "buffers", "param_bytes", "buffer_bytes", "macs", "flops",
+           "activation_elements", "activation_bytes")
+_BYTES = ("param_bytes", "buffer_bytes", "activation_bytes")
+_COUNT_UNITS = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_BYTE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+_AMOUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
+TOP = 5  # contributors listed for each failed check
+
+
+def parse_amount(metric: str, text: str) -> int:
+    """``"1.5G"`` -> 1500000000 for a count; ``"1GiB"`` -> 1073741824 for a bytes metric."""
+    units = _BYTE_UNITS if metric in _BYTES else _COUNT_UNITS
+    m = _AMOUNT.match(str(text))
+    if not m or m.group(2) not in units:
+        raise InputSpecError(
+            f"cannot read the budget {metric}={text!r}",
+            hint=f"write a number with one of the units {', '.join(u for u in units if u)} (e.g. "
+            + ("activation_bytes=1GiB)" if metric in _BYTES else "params=150M, macs=20G)"),
+        )
+    value = Fraction(m.group(1)) * units[m.group(2)]
+    if value.denominator != 1:
+        raise InputSpecError(f"the budget {metric}={text!r} is not a whole number", hint="budgets are exact integers")
+    return int(value)
+
+
+def parse_budget(text: str) -> tuple[str, int]:
+    """``"params=150M"`` -> ``("params", 150000000)``."""
+    metric, sep, amount = text.partition("=")
+    metric = metric.strip()
+    if not sep or metric not in METRICS:
+        raise InputSpecError(f"cannot read the budget {text!r}", hint=f"write --budget METRIC=AMOUNT with a metric of: {', '.join(METRICS)}")
+    return metric, parse_amount(metric, amount)
+
+
+def parse_growth(text: str) -> Fraction:
+    """``"5%"`` -> 1/20; ``"0.05"`` -> 1/20."""
+    t = str(text).strip()
+    try:
+        value = Fraction(t[:-1]) / 100 if t.endswith("%") else Fraction(t)
+    except (ValueError, ZeroDivisionError):
+        raise InputSpecError(f"cannot read the growth limit {text!r}", hint="write a percentage such as 5%") from None
+    if value < 0:
+        raise InputSpecError(f"the growth limit {text!r} is negative", hint="write a percentage such as 5%")
+    return value
+
+
+def pyproject_settings(path: str | Path) -> tuple[dict[str, int], Fraction | None]:
+    """Budgets and max growth from ``[tool.fxcost]`` in a pyproject.toml:
+    ``budgets = {params = "150M", macs = "20G"}`` and ``max_growth = "5%"``."""
+    try:
+        import tomllib  # Python 3.11+
+    except ModuleNotFoundError:
+        raise SpecError("reading [tool.fxcost] from pyproject.toml needs Python 3.11 or later (tomllib)",
+                        hint="give the budgets with --budget instead") from None
+    p = Path(path)
+    try:
+        table = tomllib.loads(p.read_text()).get("tool", {}).get("fxcost", {})
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise SpecError(f"cannot read {str(p)!r}: {e}", hint="check the file's TOML syntax") from e
+    raw = table.get("budgets", {})
+    if not isinstance(raw, dict):
+        raise SpecError(f"[tool.fxcost] budgets in {str(p)!r} must be a table", hint='budgets = {params = "150M"}')
+    budgets = {}
+    for metric, amount in raw.items():
+        if metric not in METRICS:
+            raise InputSpecError(f"[tool.fxcost] budgets names {metric!r}, not a metric", hint=f"metrics: {', '.join(METRICS)}")
+        budgets[metric] = parse_amount(metric, amount)
+    growth = parse_growth(table["max_growth"]) if "max_growth" in table else None
+    return budgets, growth
+
+
+def load_baseline(path: str | Path) -> dict[str, Any]:
+    """The totals of an approved report (``fxcost analyze -f json``)."""
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text())
+    except OSError as e:
+        raise SpecError(f"cannot read the baseline {str(p)!r}: {e.strerror or e}", hint="write one with fxcost analyze ... -f json -o baseline.json") from e
+    except json.JSONDecodeError as e:
+        raise SpecError(f"the baseline {str(p)!r} is not JSON: {e}", hint="write one with fxcost analyze ... -f json -o baseline.json") from e
+    if not isinstance(d, dict) or d.get("schema_version") != SCHEMA_VERSION or "totals" not in d:
+        raise SpecError(f"the baseline {str(p)!r} is not an fxcost report (schema_version {SCHEMA_VERSION})",
+                        hint="write one with fxcost analyze ... -f json -o baseline.json")
+    return d
+
+
+def review(
+    report: Report,
+    budgets: dict[str, int] | None = None,
+    baseline: dict[str, Any] | None = None,
+    max_growth: Fraction | None = None,
+) -> Review:
+    """Check ``report``'s totals against ``budgets`` (at most) and against ``baseline``'s totals
+    (at most ``1 + max_growth`` times each, default 5%); each failed check lists the layers
+    that contribute most to that metric."""
+    totals = report.total().to_dict()
+    checks = []
+    for metric, limit in (budgets or {}).items():
+        checks.append(ReviewCheck(metric, "budget", totals[metric], limit, totals[metric] <= limit, _top(report, metric)))
+    if baseline is not None:
+        growth = Fraction(1, 20) if max_growth is None else max_growth
+        for metric in ("params", "macs", "flops", "activation_bytes"):
+            old = int(baseline["totals"].get(metric, 0))
+            limit = int(old * (1 + growth))  # the largest integer within the allowed growth
+            checks.append(ReviewCheck(metric, f"baseline +{float(growth) * 100:g}%", totals[metric], limit,
+                                      totals[metric] <= limit, _top(report, metric), baseline=old))
+    return Review(report, tuple(checks))
+
+
+def _top(report: Report, metric: str) -> tuple[tuple[str, int], ...]:
+    rows = sorted((r for r in report.layers if getattr(r, metric, 0)), key=lambda r: -getattr(r, metric))
+    return tuple((r.name, int(getattr(r, metric))) for r in rows[:TOP])

@@ -1,0 +1,119 @@
+"""fxcost review, the pre-export gate: budgets (command line and pyproject.toml), growth over an
+approved baseline, exit codes 0/1/2, the contributors named, Markdown for a CI job summary."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+import fxcost
+from examples.vgg import vgg11, vgg13
+from fxcost.cli import main
+from fxcost.errors import InputSpecError, SpecError
+from fxcost.review import parse_budget, parse_growth, pyproject_settings, review
+from tests.conftest import ROOT
+
+VGG11 = str(ROOT / "examples/vgg.py") + ":vgg11"
+VGG13 = str(ROOT / "examples/vgg.py") + ":vgg13"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("params=150M", ("params", 150 * 10**6)),
+        ("macs=20G", ("macs", 20 * 10**9)),
+        ("flops=1.5T", ("flops", 15 * 10**11)),
+        ("params=2500", ("params", 2500)),
+        ("params=12.5k", ("params", 12500)),
+        ("activation_bytes=1GiB", ("activation_bytes", 2**30)),
+        ("activation_bytes=512MB", ("activation_bytes", 512 * 10**6)),
+        ("param_bytes=1.5KiB", ("param_bytes", 1536)),  # 1.5 x 1024
+    ],
+)
+def test_budget_amounts(text: str, expected: tuple[str, int]) -> None:
+    assert parse_budget(text) == expected
+
+
+@pytest.mark.parametrize("text", ["params", "params=", "weights=10M", "params=10Q", "params=1GiB", "activation_bytes=1G", "params=1.0000001k"])
+def test_budgets_that_do_not_parse(text: str) -> None:
+    with pytest.raises(InputSpecError):
+        parse_budget(text)
+
+
+def test_growth() -> None:
+    assert parse_growth("5%") == Fraction(1, 20) == parse_growth("0.05")
+    with pytest.raises(InputSpecError):
+        parse_growth("five")
+
+
+def test_review_against_budgets_names_the_largest_layers() -> None:
+    report = fxcost.analyze(vgg11(), input_size=(1, 3, 224, 224))
+    ok = review(report, {"params": 150 * 10**6})
+    assert ok.passed
+    over = review(report, {"params": 100 * 10**6, "macs": 10**10})
+    assert not over.passed
+    [params] = [c for c in over.checks if not c.ok]
+    assert params.metric == "params" and params.value == 132_863_336  # torchvision's VGG-11 figure
+    # classifier.0: 25,088 x 4,096 weights + 4,096 biases, the largest layer by far
+    assert params.top[0] == ("classifier.0", 25088 * 4096 + 4096)
+
+
+def test_review_against_a_baseline() -> None:
+    old = fxcost.analyze(vgg11(), input_size=(1, 3, 224, 224)).to_dict()
+    new = fxcost.analyze(vgg13(), input_size=(1, 3, 224, 224))
+    result = review(new, baseline=old, max_growth=Fraction(1, 20))
+    by_metric = {c.metric: c for c in result.checks}
+    # params grow 133,047,848 / 132,863,336 = +0.14%: within 5%; MACs 11.31 G / 7.61 G = +48.6%: over
+    assert by_metric["params"].ok and not by_metric["macs"].ok
+    assert by_metric["macs"].limit == 7_609_090_048 * 21 // 20
+    # activation bytes grow 55,832,480 / 36,564,896 = +52.7%: 60% allows everything
+    assert not review(new, baseline=old, max_growth=Fraction(1, 2)).passed
+    assert review(new, baseline=old, max_growth=Fraction(3, 5)).passed
+
+
+def test_pyproject_budgets(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.fxcost]\nbudgets = {params = "150M", activation_bytes = "1GiB"}\nmax_growth = "10%"\n')
+    budgets, growth = pyproject_settings(tmp_path / "pyproject.toml")
+    assert budgets == {"params": 150 * 10**6, "activation_bytes": 2**30} and growth == Fraction(1, 10)
+    (tmp_path / "bad.toml").write_text("[tool.fxcost\n")
+    with pytest.raises(SpecError):
+        pyproject_settings(tmp_path / "bad.toml")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_exit_codes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "review", VGG11, "-i", "1x3x224x224", "--budget", "params=150M", "--budget", "macs=20G")
+    assert code == 0 and "PASS" in out
+    code, out, _ = run(capsys, "review", VGG11, "-i", "1x3x224x224", "--budget", "params=100M")
+    assert code == 1 and "OVER" in out and "classifier.0" in out
+    code, _, err = run(capsys, "review", VGG11, "-i", "1x3x224x224", "--budget", "params=lots")
+    assert code == 2 and "cannot read the budget" in err
+    code, _, err = run(capsys, "review", VGG11, "-i", "1x3x224x224")
+    assert code == 2 and "nothing to review" in err
+    (tmp_path / "broken.json").write_text("{")
+    code, _, err = run(capsys, "review", VGG11, "-i", "1x3x224x224", "--baseline", str(tmp_path / "broken.json"))
+    assert code == 2 and "not JSON" in err
+
+
+def test_cli_baseline_markdown_and_pyproject(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    approved = tmp_path / "approved.json"
+    assert main(["analyze", VGG11, "-i", "1x3x224x224", "-f", "json", "-o", str(approved)]) == 0
+    capsys.readouterr()
+    code, out, _ = run(capsys, "review", VGG13, "-i", "1x3x224x224", "--baseline", str(approved), "-f", "markdown")
+    assert code == 1
+    assert out.startswith("**FAIL: over budget") and "| baseline +5% | macs | 11,308,466,176 | 7,989,544,550 |" in out
+    code, out, _ = run(capsys, "review", VGG13, "-i", "1x3x224x224", "--baseline", str(approved), "--max-growth", "60%", "-f", "json")
+    assert code == 0 and json.loads(out)["review"]["passed"] is True
+    (tmp_path / "pyproject.toml").write_text('[tool.fxcost]\nbudgets = {params = "100M"}\n')
+    code, out, _ = run(capsys, "review", VGG11, "-i", "1x3x224x224", "--pyproject", str(tmp_path / "pyproject.toml"))
+    assert code == 1 and "100,000,000" in out
+    code, out, _ = run(capsys, "review", VGG11, "-i", "1x3x224x224", "--pyproject", str(tmp_path / "pyproject.toml"), "--budget", "params=150M")
+    assert code == 0  # the command line wins over pyproject.toml
