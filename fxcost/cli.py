@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fxcost",
         description="Static cost analysis of PyTorch models: params, MACs, FLOPs and activation "
         "memory per layer, on fake tensors (no weights, no GPU, no real compute).",
-        epilog=EXAMPLES,
+        epilog=EXAMPLES + "\nmore: fxcost diagram --help, fxcost report --help, fxcost review --help\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fxcost {__version__}")
