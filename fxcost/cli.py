@@ -1,7 +1,8 @@
 """The ``fxcost`` command: parses arguments, calls the library, maps errors to exit codes.
 
 Exit codes: 0 success; 2 bad input (a spec that does not load, a malformed or unfitting
-``--input``, a model fxcost cannot trace); 1 an internal error (a bug: please report it).
+``--input``, a model fxcost cannot trace); 1 an internal error (a bug: please report it), except
+for ``review``, where 1 means over budget and an internal error is 3.
 """
 
 from __future__ import annotations
@@ -184,8 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser(
         "review", help="the pre-export gate: totals against budgets and an approved baseline (exit 1 when over)",
         description="Check a model's totals against budgets (--budget, or [tool.fxcost] in pyproject.toml) and "
-        "against a previously approved JSON report (--baseline, at most --max-growth larger). Exit 0 within "
-        "budget, 1 over budget, 2 for bad input. -f markdown writes a table ready for a CI job summary.",
+        "against a previously approved JSON report (--baseline, at most --max-growth larger; same convention and "
+        "input shapes, the model may differ). Exit 0 within budget, 1 over budget, 2 for bad input, 3 for an "
+        "internal error. -f markdown writes a table ready for a CI job summary.",
         epilog=REVIEW_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     v.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
@@ -196,8 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "k/M/G/T are powers of 1000, KiB/MiB/GiB powers of 1024)")
     v.add_argument("--baseline", metavar="REPORT.json", help="an approved report (fxcost analyze -f json) to compare with")
     v.add_argument("--max-growth", metavar="PCT", help="how much a total may grow over the baseline (default 5%%)")
-    v.add_argument("--pyproject", metavar="FILE", default="pyproject.toml",
-                   help="where [tool.fxcost] budgets and max_growth are read from, when it exists (default: ./pyproject.toml)")
+    v.add_argument("--pyproject", metavar="FILE", default=None,
+                   help="where [tool.fxcost] budgets and max_growth are read from (default: ./pyproject.toml when it exists)")
     return parser
 
 
@@ -419,9 +421,13 @@ def cmd_review(args: argparse.Namespace) -> int:
     from fxcost.review import load_baseline, parse_budget, parse_growth, pyproject_settings, review
 
     _check_folder(args.output)
-    budgets, growth = pyproject_settings(args.pyproject) if Path(args.pyproject).is_file() else ({}, None)
+    given = args.pyproject is not None  # the default ./pyproject.toml may be absent; a named one may not
+    path = Path(args.pyproject or "pyproject.toml")
+    budgets, growth = pyproject_settings(path) if given or path.is_file() else ({}, None)
     budgets.update(dict(parse_budget(b) for b in args.budget))  # the command line wins
     if args.max_growth is not None:
+        if not args.baseline:
+            raise InputSpecError("--max-growth needs --baseline", hint="give the approved report: --baseline approved.json")
         growth = parse_growth(args.max_growth)
     baseline = load_baseline(args.baseline) if args.baseline else None
     if not budgets and baseline is None:
@@ -459,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "for the traceback and report it with the model",
             file=sys.stderr,
         )
-        return 1
+        return 3 if args.command == "review" else 1  # review's 1 means "over budget"
 
 
 if __name__ == "__main__":  # pragma: no cover

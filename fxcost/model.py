@@ -426,6 +426,11 @@ class ReviewCheck:
         return {"metric": self.metric, "kind": self.kind, "value": self.value, "limit": self.limit,
                 "baseline": self.baseline, "ok": self.ok, "top": [{"name": n, "value": v} for n, v in self.top]}
 
+    @property
+    def growth(self) -> float | None:
+        """How much the total grew over the baseline (0.486 for +48.6%)."""
+        return (self.value - self.baseline) / self.baseline if self.baseline else None
+
 
 @dataclass(frozen=True)
 class Review:
@@ -448,5 +453,6 @@ class Review:
                 "passed": self.passed,
                 "checks": [c.to_dict() for c in self.checks],
                 "totals": self.report.total().to_dict(),
+                "unsupported": [u.to_dict() for u in self.report.unsupported],
             },
         }

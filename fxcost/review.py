@@ -28,6 +28,7 @@ _BYTE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**1
                "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 _AMOUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
 TOP = 5  # contributors listed for each failed check
+GROWTH_METRICS = ("params", "macs", "flops", "activation_bytes")  # compared with a baseline
 
 
 def parse_amount(metric: str, text: str) -> int:
@@ -59,11 +60,15 @@ def parse_growth(text: str) -> Fraction:
     """``"5%"`` -> 1/20; ``"0.05"`` -> 1/20."""
     t = str(text).strip()
     try:
-        value = Fraction(t[:-1]) / 100 if t.endswith("%") else Fraction(t)
+        value = Fraction(t[:-1].strip()) / 100 if t.endswith("%") else Fraction(t)
     except (ValueError, ZeroDivisionError):
         raise InputSpecError(f"cannot read the growth limit {text!r}", hint="write a percentage such as 5%") from None
     if value < 0:
         raise InputSpecError(f"the growth limit {text!r} is negative", hint="write a percentage such as 5%")
+    if not t.endswith("%") and value >= 1:  # "5" is far more likely 5% than 500%
+        raise InputSpecError(f"the growth limit {text!r} is ambiguous", hint="write it as a percentage (5%) or a fraction below 1 (0.05)")
+    if value > 1000:
+        raise InputSpecError(f"the growth limit {text!r} is implausibly large", hint="write a percentage such as 5%")
     return value
 
 
@@ -77,9 +82,16 @@ def pyproject_settings(path: str | Path) -> tuple[dict[str, int], Fraction | Non
                         hint="give the budgets with --budget instead") from None
     p = Path(path)
     try:
-        table = tomllib.loads(p.read_text()).get("tool", {}).get("fxcost", {})
+        doc = tomllib.loads(p.read_text())
     except (OSError, tomllib.TOMLDecodeError) as e:
-        raise SpecError(f"cannot read {str(p)!r}: {e}", hint="check the file's TOML syntax") from e
+        raise SpecError(f"cannot read {str(p)!r}: {e}", hint="check the path and the file's TOML syntax") from e
+    tool = doc.get("tool", {})
+    table = tool.get("fxcost", {}) if isinstance(tool, dict) else None
+    if not isinstance(table, dict):
+        raise SpecError(f"[tool.fxcost] in {str(p)!r} must be a table", hint='[tool.fxcost]\nbudgets = {params = "150M"}')
+    unknown = sorted(set(table) - {"budgets", "max_growth"})
+    if unknown:
+        raise SpecError(f"[tool.fxcost] in {str(p)!r} has unknown keys {', '.join(unknown)}", hint="it takes budgets = {...} and max_growth = \"5%\"")
     raw = table.get("budgets", {})
     if not isinstance(raw, dict):
         raise SpecError(f"[tool.fxcost] budgets in {str(p)!r} must be a table", hint='budgets = {params = "150M"}')
@@ -87,7 +99,10 @@ def pyproject_settings(path: str | Path) -> tuple[dict[str, int], Fraction | Non
     for metric, amount in raw.items():
         if metric not in METRICS:
             raise InputSpecError(f"[tool.fxcost] budgets names {metric!r}, not a metric", hint=f"metrics: {', '.join(METRICS)}")
-        budgets[metric] = parse_amount(metric, amount)
+        if isinstance(amount, bool) or not isinstance(amount, (int, str)):
+            raise InputSpecError(f"[tool.fxcost] budget {metric} = {amount!r}: write an integer or a string like \"150M\"",
+                                 hint='budgets = {params = "150M", macs = 20000000000}')
+        budgets[metric] = parse_amount(metric, str(amount))
     growth = parse_growth(table["max_growth"]) if "max_growth" in table else None
     return budgets, growth
 
@@ -101,9 +116,13 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"cannot read the baseline {str(p)!r}: {e.strerror or e}", hint="write one with fxcost analyze ... -f json -o baseline.json") from e
     except json.JSONDecodeError as e:
         raise SpecError(f"the baseline {str(p)!r} is not JSON: {e}", hint="write one with fxcost analyze ... -f json -o baseline.json") from e
-    if not isinstance(d, dict) or d.get("schema_version") != SCHEMA_VERSION or "totals" not in d:
-        raise SpecError(f"the baseline {str(p)!r} is not an fxcost report (schema_version {SCHEMA_VERSION})",
-                        hint="write one with fxcost analyze ... -f json -o baseline.json")
+    hint = "write one with fxcost analyze ... -f json -o baseline.json (one model, one input size)"
+    if not isinstance(d, dict) or d.get("schema_version") != SCHEMA_VERSION or not isinstance(d.get("totals"), dict):
+        raise SpecError(f"the baseline {str(p)!r} is not a single fxcost report (schema_version {SCHEMA_VERSION} with totals)", hint=hint)
+    for metric in GROWTH_METRICS:
+        v = d["totals"].get(metric)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise SpecError(f"the baseline {str(p)!r} has no integer totals.{metric} (found {v!r})", hint=hint)
     return d
 
 
@@ -117,17 +136,39 @@ def review(
     (at most ``1 + max_growth`` times each, default 5%); each failed check lists the layers
     that contribute most to that metric."""
     totals = report.total().to_dict()
+    for metric in budgets or {}:
+        if metric not in METRICS:
+            raise InputSpecError(f"{metric!r} is not a metric a budget can name", hint=f"metrics: {', '.join(METRICS)}")
+    if baseline is not None:
+        _same_setting(report, baseline)
     checks = []
     for metric, limit in (budgets or {}).items():
         checks.append(ReviewCheck(metric, "budget", totals[metric], limit, totals[metric] <= limit, _top(report, metric)))
     if baseline is not None:
         growth = Fraction(1, 20) if max_growth is None else max_growth
-        for metric in ("params", "macs", "flops", "activation_bytes"):
+        for metric in GROWTH_METRICS:
             old = int(baseline["totals"].get(metric, 0))
             limit = int(old * (1 + growth))  # the largest integer within the allowed growth
             checks.append(ReviewCheck(metric, f"baseline +{float(growth) * 100:g}%", totals[metric], limit,
                                       totals[metric] <= limit, _top(report, metric), baseline=old))
     return Review(report, tuple(checks))
+
+
+def _same_setting(report: Report, baseline: dict[str, Any]) -> None:
+    """A baseline compares like with like: the same convention and the same input shapes (the
+    model may differ: that is what a review of a new version is for)."""
+    if baseline.get("convention") != report.convention:
+        raise InputSpecError(
+            f"the baseline was counted under convention {baseline.get('convention')!r}, this review under {report.convention!r}",
+            hint=f"review with --convention {baseline.get('convention')}, or approve a new baseline",
+        )
+    theirs = [(i.get("name"), i.get("shape")) for i in baseline.get("inputs", [])]
+    ours = [(i.name, list(i.shape)) for i in report.inputs]
+    if theirs != ours:
+        def shown(xs: list[Any]) -> str:
+            return ", ".join(f"{n} {'x'.join(map(str, s or []))}" for n, s in xs)
+        raise InputSpecError(f"the baseline was analyzed with inputs {shown(theirs)}, this review with {shown(ours)}",
+                             hint="give the baseline's --input, or approve a new baseline at this size")
 
 
 def _top(report: Report, metric: str) -> tuple[tuple[str, int], ...]:

@@ -45,8 +45,9 @@ def test_budgets_that_do_not_parse(text: str) -> None:
 
 def test_growth() -> None:
     assert parse_growth("5%") == Fraction(1, 20) == parse_growth("0.05")
-    with pytest.raises(InputSpecError):
-        parse_growth("five")
+    for bad in ("five", "-5%", "5", "1e400%"):  # "5" would be 500%: ambiguous, refused
+        with pytest.raises(InputSpecError):
+            parse_growth(bad)
 
 
 def test_review_against_budgets_names_the_largest_layers() -> None:
@@ -117,3 +118,61 @@ def test_cli_baseline_markdown_and_pyproject(capsys: pytest.CaptureFixture[str],
     assert code == 1 and "100,000,000" in out
     code, out, _ = run(capsys, "review", VGG11, "-i", "1x3x224x224", "--pyproject", str(tmp_path / "pyproject.toml"), "--budget", "params=150M")
     assert code == 0  # the command line wins over pyproject.toml
+
+
+def test_limits_are_inclusive_and_five_contributors_are_named() -> None:
+    report = fxcost.analyze(vgg11(), input_size=(1, 3, 224, 224))
+    exact = review(report, {"params": 132_863_336})
+    assert exact.passed  # at the budget is within it
+    [check] = review(report, {"params": 132_863_335}).checks
+    assert not check.ok and len(check.top) == 5
+    baseline = report.to_dict()
+    assert review(report, baseline=baseline, max_growth=Fraction(0)).passed  # no growth at 0%
+
+
+def test_baselines_that_cannot_be_compared(tmp_path: Path) -> None:
+    report = fxcost.analyze(vgg11(), input_size=(1, 3, 224, 224))
+    batch8 = fxcost.analyze(vgg11(), input_size=(8, 3, 224, 224)).to_dict()
+    with pytest.raises(InputSpecError, match="inputs x 8x3x224x224"):
+        review(report, baseline=batch8)
+    summary = fxcost.analyze(vgg11(), input_size=(1, 3, 224, 224), convention="torchsummary").to_dict()
+    with pytest.raises(InputSpecError, match="convention 'torchsummary'"):
+        review(report, baseline=summary)
+    with pytest.raises(InputSpecError, match="not a metric"):
+        review(report, {"weights": 1})
+    from fxcost.review import load_baseline
+
+    sweep = {"schema_version": 1, "sweep": []}
+    broken = dict(report.to_dict(), totals={"params": "abc"})
+    for i, d in enumerate((sweep, broken, dict(report.to_dict(), totals={}))):
+        (tmp_path / f"b{i}.json").write_text(json.dumps(d))
+        with pytest.raises(SpecError):
+            load_baseline(tmp_path / f"b{i}.json")
+
+
+def test_pyproject_mistakes(tmp_path: Path) -> None:
+    for i, text in enumerate(['[tool.fxcost]\nmax-growth = "5%"\n', '[tool]\nfxcost = "x"\n',
+                              '[tool.fxcost]\nbudgets = {weights = "1M"}\n', '[tool.fxcost]\nbudgets = {params = 1.5e8}\n']):
+        (tmp_path / f"p{i}.toml").write_text(text)
+        with pytest.raises((SpecError, InputSpecError)):
+            pyproject_settings(tmp_path / f"p{i}.toml")
+    (tmp_path / "ints.toml").write_text("[tool.fxcost]\nbudgets = {params = 150000000}\n")
+    assert pyproject_settings(tmp_path / "ints.toml")[0] == {"params": 150_000_000}
+
+
+def test_cli_review_bad_input_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "review", VGG11, "-i", "1x3x224x224", "--pyproject", str(tmp_path / "nope.toml"), "-b", "params=1G")
+    assert code == 2 and "nope.toml" in err
+    code, _, err = run(capsys, "review", VGG11, "-i", "1x3x224x224", "-b", "params=1G", "--max-growth", "10%")
+    assert code == 2 and "--max-growth needs --baseline" in err
+    (tmp_path / "list.json").write_text(json.dumps({"schema_version": 1, "totals": []}))
+    code, _, err = run(capsys, "review", VGG11, "-i", "1x3x224x224", "--baseline", str(tmp_path / "list.json"))
+    assert code == 2 and "Traceback" not in err
+    assert not [p for p in tmp_path.iterdir() if p.suffix not in (".json",)]
+
+
+def test_unsupported_ops_are_named_in_the_review(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    spec = tmp_path / "fft.py"
+    spec.write_text("import torch\nclass Net(torch.nn.Module):\n    def forward(self, x):\n        return torch.fft.rfft(x, dim=1).abs()\n")
+    code, out, _ = run(capsys, "review", f"{spec}:Net", "-i", "2x8", "-b", "flops=1G", "-f", "markdown")
+    assert code == 0 and "unsupported op aten::_fft_r2c" in out

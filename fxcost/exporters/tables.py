@@ -156,7 +156,7 @@ def compare_table(d: dict[str, Any]) -> Table:
     return Table(f"A = {who(c['a'])}  vs  B = {who(c['b'])}", COMPARE_COLUMNS, rows, numeric={"A", "B", "A / B"})
 
 
-REVIEW_COLUMNS = ["check", "metric", "value", "limit", "baseline", "used", "status"]
+REVIEW_COLUMNS = ["check", "metric", "value", "limit", "baseline", "growth", "used", "status"]
 
 
 def review_table(d: dict[str, Any]) -> Table:
@@ -166,12 +166,16 @@ def review_table(d: dict[str, Any]) -> Table:
     rows = []
     for c in rv["checks"]:
         used = f"{100 * c['value'] / c['limit']:.1f}%" if c["limit"] else "-"
+        base = c["baseline"]
+        growth = f"{100 * (c['value'] - base) / base:+.1f}%" if base else "-"
         rows.append([c["kind"], c["metric"], count(c["value"]), count(c["limit"]),
-                     count(c["baseline"]) if c["baseline"] is not None else "-", used, "ok" if c["ok"] else "OVER"])
+                     count(base) if base is not None else "-", growth, used, "ok" if c["ok"] else "OVER"])
     ins = ", ".join(dims(i["shape"]) for i in rv["inputs"])
     verdict = "PASS: within budget" if rv["passed"] else "FAIL: over budget"
     table = Table(f"{verdict}  ·  {rv['model']} ({ins})  ·  convention {rv['convention']}", REVIEW_COLUMNS, rows,
-                  numeric={"value", "limit", "baseline", "used"})
+                  numeric={"value", "limit", "baseline", "growth", "used"})
+    table.warnings = [f"unsupported op {u['op']} in {u['where']!r} x{u['count']}: not counted in these totals"
+                      for u in rv.get("unsupported", [])]
     for c in rv["checks"]:
         if not c["ok"]:
             top = ", ".join(f"{t['name']} {count(t['value'])} ({share(t['value'], c['value'])})" for t in c["top"])
