@@ -121,6 +121,19 @@ def _add_table_output(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=None, help="terminal table width (default: terminal's)")
 
 
+def _command(sub: Any, name: str, summary: str, description: str, epilog: str, one_spec: bool = True) -> argparse.ArgumentParser:
+    """A subcommand taking a model SPEC and the analysis options every command shares."""
+    p: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=description, epilog=epilog,
+                                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    if one_spec:
+        p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    else:
+        p.add_argument("spec", metavar="SPEC_A")
+        p.add_argument("spec_b", metavar="SPEC_B", nargs="?")
+    _add_common(p)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fxcost import __version__
 
@@ -134,64 +147,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fxcost {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    a = sub.add_parser(
-        "analyze", help="per-layer cost table of one model",
-        description="Trace a model, propagate shapes on fake tensors and count its costs.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    a.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
-    _add_common(a)
+    a = _command(sub, "analyze", "per-layer cost table of one model",
+                 "Trace a model, propagate shapes on fake tensors and count its costs.", EXAMPLES)
     _add_table_output(a)
     a.add_argument("--depth", "-d", type=int, metavar="N", help="roll layers up into their modules N levels below the root")
     a.add_argument("--group-by", "-g", choices=("layer", "module", "type"), default=None,
                    help="rows per layer (default), per module (with --depth, default 1) or per layer type")
 
-    c = sub.add_parser(
-        "compare", help="two models (or one at two input sizes) side by side",
-        description="Compare params, MACs, FLOPs and activations, in total and by layer type, with A/B ratios. "
-        "With one SPEC, give two --input sizes; with two, one --input for both or one each.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    c.add_argument("spec", metavar="SPEC_A")
-    c.add_argument("spec_b", metavar="SPEC_B", nargs="?")
-    _add_common(c)
+    c = _command(sub, "compare", "two models (or one at two input sizes) side by side",
+                 "Compare params, MACs, FLOPs and activations, in total and by layer type, with A/B ratios. "
+                 "With one SPEC, give two --input sizes; with two, one --input for both or one each.",
+                 EXAMPLES, one_spec=False)
     _add_table_output(c)
 
-    d = sub.add_parser(
-        "diagram", help="architecture diagram: modules as nested boxes, with shapes and costs",
-        description="Draw the model's graph with Graphviz: modules as nested boxes, nodes labelled with type, "
-        "kernel, stride, output shape, MACs and params, edges with tensor shapes, coloured by share of a cost. "
-        "DOT is written without Graphviz; SVG, PNG and PDF need its `dot` program.",
-        epilog=DIAGRAM_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    d.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
-    _add_common(d)
+    d = _command(sub, "diagram", "architecture diagram: modules as nested boxes, with shapes and costs",
+                 "Draw the model's graph with Graphviz: modules as nested boxes, nodes labelled with type, "
+                 "kernel, stride, output shape, MACs and params, edges with tensor shapes, coloured by share of a "
+                 "cost. DOT is written without Graphviz; SVG, PNG and PDF need its `dot` program.", DIAGRAM_EXAMPLES)
     _add_drawing(d)
     d.add_argument("--output", "-o", metavar="FILE",
                    help="model.svg, .png, .pdf or .dot (written atomically); without -o the DOT text goes to stdout")
 
-    r = sub.add_parser(
-        "report", help="one self-contained HTML page: diagram, sortable table, totals, charts",
-        description="Write an HTML report that opens without network access: the diagram (click a node to find "
-        "its row), the per-layer table (click a header to sort), the totals, bar charts of where the params and "
-        "MACs sit, and with several --input sizes a plot of params, MACs and activation memory against input size.",
-        epilog=REPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    r.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
-    _add_common(r)
+    r = _command(sub, "report", "one self-contained HTML page: diagram, sortable table, totals, charts",
+                 "Write an HTML report that opens without network access: the diagram (click a node to find its "
+                 "row), the per-layer table (click a header to sort), the totals, bar charts of where the params "
+                 "and MACs sit, and with several --input sizes a plot of params, MACs and activation memory against "
+                 "input size.", REPORT_EXAMPLES)
     _add_drawing(r)
     r.add_argument("--output", "-o", metavar="FILE", required=True, help="the .html file to write (atomically)")
 
-    v = sub.add_parser(
-        "review", help="the pre-export gate: totals against budgets and an approved baseline (exit 1 when over)",
-        description="Check a model's totals against budgets (--budget, or [tool.fxcost] in pyproject.toml) and "
-        "against a previously approved JSON report (--baseline, at most --max-growth larger; same convention and "
-        "input shapes, the model may differ). Exit 0 within budget, 1 over budget, 2 for bad input, 3 for an "
-        "internal error. -f markdown writes a table ready for a CI job summary.",
-        epilog=REVIEW_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    v.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
-    _add_common(v)
+    v = _command(sub, "review", "the pre-export gate: totals against budgets and an approved baseline (exit 1 when over)",
+                 "Check a model's totals against budgets (--budget, or [tool.fxcost] in pyproject.toml) and against "
+                 "a previously approved JSON report (--baseline, at most --max-growth larger; same convention and "
+                 "input shapes, the model may differ). Exit 0 within budget, 1 over budget, 2 for bad input, 3 for "
+                 "an internal error. -f markdown writes a table ready for a CI job summary.", REVIEW_EXAMPLES)
     _add_table_output(v)
     v.add_argument("--budget", "-b", action="append", default=[], metavar="METRIC=AMOUNT",
                    help="a limit on a total: params=150M, macs=20G, flops=40G, activation_bytes=1GiB (repeatable; "
