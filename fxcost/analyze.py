@@ -271,12 +271,10 @@ def _with_fake_retry(
     makes CPU tensors of its own (``torch.zeros(3)``) cannot mix them with meta ones, so it runs
     again on fake tensors, which have a device but no data. A genuine shape error fails there
     again, with the same message."""
-    if real:
-        return attempt(args, kwargs, contextlib.nullcontext())
     try:
         return attempt(args, kwargs, contextlib.nullcontext())
     except ShapeError as e:
-        if not _needs_fake(e):
+        if real or not _needs_fake(e):  # real tensors have a device already: nothing to retry
             raise
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
     fakeify(shadow, fake_mode)

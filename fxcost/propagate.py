@@ -204,7 +204,7 @@ class RecordingInterpreter(fx.Interpreter):
             where = n.meta.get(META_KEY, {}).get("module_path") or n.name
             what = str(n.target) if n.op == "call_module" else f"{n.op} {n.name}"
             typ = type(self.module.get_submodule(str(n.target))).__name__ if n.op == "call_module" else ""
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            first = first_line(e)
             shown = ", ".join("x".join(map(str, s)) for s in shapes) or "no tensors"
             raise ShapeError(
                 f"layer {where!r} ({typ or what}) failed on input shape {shown}: {first}",
@@ -275,15 +275,16 @@ class _AllocationMode(TorchFunctionMode):
         out = func(*args, **kwargs)
         if self.paused:  # fxcost's own bookkeeping (a hook reading .shape) is not the model's work
             return out
-        for t in _tensors((args, kwargs)):
+        inputs = _tensors((args, kwargs))  # flattened once: this runs for every torch call
+        for t in inputs:
             name = self.names.get(id(t))
             if name is not None:
                 self.used.append(name)
             s = _storage(t)
             if s is not None:
                 self.seen.add(s)
-        self.consume(_tensors((args, kwargs)))
-        given = {id(t) for t in _tensors((args, kwargs))}
+        self.consume(inputs)
+        given = {id(t) for t in inputs}
         for t in _tensors(out):
             if id(t) not in given:  # an op that hands back its input (x.to(x.dtype)) made nothing
                 self.produced(t, self.frame)
