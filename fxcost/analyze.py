@@ -12,10 +12,17 @@ from typing import Any
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_any, tree_flatten, tree_map
 
 from fxcost.conventions import Convention, get_convention
-from fxcost.costs import build_rows, build_segment_rows, memory_summary, segments_from_records, unsupported_ops
+from fxcost.costs import (
+    build_rows,
+    build_segment_rows,
+    class_name,
+    memory_summary,
+    segments_from_records,
+    unsupported_ops,
+)
 from fxcost.errors import FxcostError, InputSpecError, ShapeError, TraceError, UnsupportedOpError
 from fxcost.model import Comparison, ComparisonRow, Edge, InputSpec, NodeCost, Report, Sweep, TensorSpec
 from fxcost.propagate import (
@@ -80,15 +87,7 @@ def _realize(x: Any) -> Any:
 
 
 def _has_tensor(value: Any) -> bool:
-    found = False
-
-    def visit(x: Any) -> Any:
-        nonlocal found
-        found = found or isinstance(x, torch.Tensor)
-        return x
-
-    tree_map(visit, value)
-    return found
+    return tree_any(lambda x: isinstance(x, torch.Tensor), value)
 
 
 def _bind(forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
@@ -368,12 +367,8 @@ _METHODS: dict[str, Callable[..., _Run]] = {"symbolic": _symbolic, "export": _ex
 
 
 def _module_types(model: nn.Module) -> dict[str, str]:
-    """Class names by module path; a lazy module is named by the class it becomes."""
-    out = {}
-    for path, m in model.named_modules():
-        if path:
-            out[path] = (getattr(m, "cls_to_become", None) or type(m)).__name__
-    return out
+    """Class names by module path (a lazy module by the class it becomes)."""
+    return {path: class_name(m) for path, m in model.named_modules() if path}
 
 
 def _needs_fake(error: ShapeError) -> bool:

@@ -32,13 +32,9 @@ from fxcost.model import (
 from fxcost.propagate import NodeRecord, Segment
 from fxcost.trace import META_KEY
 
-_DTYPE_BYTES: dict[str, int] = {}
-
 
 def dtype_bytes(dtype: str) -> int:
-    if dtype not in _DTYPE_BYTES:
-        _DTYPE_BYTES[dtype] = torch.empty((), dtype=getattr(torch, dtype), device="meta").element_size()
-    return _DTYPE_BYTES[dtype]
+    return int(getattr(torch, dtype).itemsize)
 
 
 def _is_bias(name: str) -> bool:
@@ -265,7 +261,7 @@ def segment_rows(root: nn.Module, segments: Iterable[Segment], conv: Convention,
             NodeCost(
                 id=start + len(rows),
                 name=seg.module_path or "(root)",
-                type=_class_name(m) if m is not None else "Module",
+                type=class_name(m) if m is not None else "Module",
                 kind="module" if seg.leaf else "code",
                 module_path=seg.module_path,
                 output=seg.outputs or seg.allocations[-1:],
@@ -387,15 +383,13 @@ def build_segment_rows(
     by_key.update({seg.key: row.id for seg, row in zip(segments, inner, strict=True)})
     rows += inner
     rows.extend(_unused_rows(root, ledger, start=len(rows)))
-    out: dict[tuple[int, int], Edge] = {}
-    for a, b, s in edges:
-        src, dst = by_key.get(a), by_key.get(b)
-        if src is not None and dst is not None and src != dst:
-            out.setdefault((src, dst), Edge(src, dst, s.shape, s.dtype))
-    return rows, list(out.values())
+    flow = _Flow()
+    flow.inner(by_key, edges)
+    return rows, flow.edges()
 
 
-def _class_name(m: nn.Module) -> str:
+def class_name(m: nn.Module) -> str:
+    """A module's class name; a lazy module is named by the class it becomes."""
     return (getattr(m, "cls_to_become", None) or type(m)).__name__
 
 

@@ -55,7 +55,6 @@ class NodeRecord:
     outputs: tuple[TensorSpec, ...]
     allocated: tuple[bool, ...]
     ops: tuple[OpCost, ...]
-    input_shapes: tuple[tuple[int, ...], ...]
     segments: tuple[Segment, ...] = ()
     segment_edges: tuple[tuple[int, int, TensorSpec], ...] = ()  # data flow between the segments
 
@@ -226,8 +225,7 @@ class RecordingInterpreter(fx.Interpreter):
         segments, self._segments = self._segments, ()
         edges, self._edges = self._edges, ()
         self.records.append(
-            NodeRecord(n, specs, tuple(allocated), ops, tuple(tuple(int(d) for d in t.shape) for t in input_tensors),
-                       segments, edges)
+            NodeRecord(n, specs, tuple(allocated), ops, segments, edges)
         )
         return result
 

@@ -195,6 +195,5 @@ def export(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], fall
             hint="fxcost falls back to running the model op by op (--tracer eager)" if fallback
             else "--tracer eager runs the model op by op; --tracer auto tries every way",
         ) from e
-    for node in graph.nodes:
-        node.meta[META_KEY] = {"module_path": module_path(node)}
+    _annotate(graph)
     return Traced(model, graph, "export", runner=program_module)
