@@ -87,7 +87,7 @@ def test_resnet50_published_gmacs() -> None:
 
     report = fxcost.analyze(resnet50(), input_size=(1, 3, 224, 224))
     assert report.total().params == 25_557_032
-    assert round(report.total().macs / 1e9, 3) == 4.089
+    assert round(report.total().macs / 1e9, 2) == 4.09  # as published; the exact count is checked against FlopCounterMode
 
 
 def test_zoo_has_30_architectures() -> None:
