@@ -125,20 +125,25 @@ def _elements(spec: TensorSpec, per_sample: bool) -> int:
     return spec.numel
 
 
+def sizes(specs: Iterable[TensorSpec], conv: Convention) -> tuple[int, int]:
+    """Elements and bytes of ``specs`` as ``conv`` counts them (per sample or not, its element size)."""
+    elements = nbytes = 0
+    for s in specs:
+        e = _elements(s, conv.per_sample)
+        elements += e
+        nbytes += e * (conv.bytes_per_element or dtype_bytes(s.dtype))
+    return elements, nbytes
+
+
 def _activation(rec: NodeRecord, conv: Convention) -> tuple[int, int]:
     op = rec.node.op
     if op == "get_attr" or (op == "placeholder" and not conv.inputs_are_activations):
         return 0, 0
     if conv.activation_rule == LEAF_OUTPUTS:
-        counted = [s for s in rec.outputs] if op in ("call_module", "placeholder") else []
+        counted = list(rec.outputs) if op in ("call_module", "placeholder") else []
     else:
         counted = [s for s, fresh in zip(rec.outputs, rec.allocated, strict=True) if fresh]
-    elements = nbytes = 0
-    for s in counted:
-        e = _elements(s, conv.per_sample)
-        elements += e
-        nbytes += e * (conv.bytes_per_element or dtype_bytes(s.dtype))
-    return elements, nbytes
+    return sizes(counted, conv)
 
 
 def build_rows(
@@ -252,11 +257,7 @@ def segment_rows(root: nn.Module, segments: Iterable[Segment], conv: Convention,
             counted = seg.outputs if seg.leaf else ()
         else:
             counted = seg.allocations
-        elements = nbytes = 0
-        for s in counted:
-            e = _elements(s, conv.per_sample)
-            elements += e
-            nbytes += e * (conv.bytes_per_element or dtype_bytes(s.dtype))
+        elements, nbytes = sizes(counted, conv)
         rows.append(
             NodeCost(
                 id=start + len(rows),
@@ -363,10 +364,10 @@ def _outermost_leaf(path: str, leaves: Collection[str]) -> str:
 def input_rows(inputs: Iterable[InputSpec], conv: Convention) -> list[NodeCost]:
     rows = []
     for i, spec in enumerate(inputs):
-        e = _elements(TensorSpec(spec.shape, spec.dtype), conv.per_sample) if conv.inputs_are_activations else 0
+        t = TensorSpec(spec.shape, spec.dtype)
+        e, nbytes = sizes([t], conv) if conv.inputs_are_activations else (0, 0)
         rows.append(NodeCost(id=i, name=spec.name, type="Input", kind="input", module_path="",
-                             output=(TensorSpec(spec.shape, spec.dtype),), activation_elements=e,
-                             activation_bytes=e * (conv.bytes_per_element or dtype_bytes(spec.dtype))))
+                             output=(t,), activation_elements=e, activation_bytes=nbytes))
     return rows
 
 
@@ -432,10 +433,7 @@ def unsupported_ops(rows: Iterable[NodeCost]) -> list[UnsupportedOp]:
 
 def memory_summary(rows: list[NodeCost], inputs: list[InputSpec], conv: Convention) -> MemorySummary:
     """The torchsummary-style size block under ``conv``."""
-    input_bytes = 0
-    for i in inputs:
-        e = _elements(TensorSpec(i.shape, i.dtype), conv.per_sample)
-        input_bytes += e * (conv.bytes_per_element or dtype_bytes(i.dtype))
+    _, input_bytes = sizes((TensorSpec(i.shape, i.dtype) for i in inputs), conv)
     activation_bytes = sum(r.activation_bytes for r in rows if r.kind != "input")
     params = sum(r.params for r in rows)
     params_bytes = params * conv.bytes_per_element if conv.bytes_per_element else sum(r.param_bytes for r in rows)

@@ -26,7 +26,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from fxcost.errors import FxcostError, ShapeError
 from fxcost.formulas import FormulaRegistry
-from fxcost.model import OpCost, TensorSpec
+from fxcost.model import OpCost, TensorSpec, merge_ops
 from fxcost.spec import dtype_name
 from fxcost.trace import META_KEY, first_line
 
@@ -77,13 +77,9 @@ class OpRecorder(TorchDispatchMode):
         self._tally: dict[str, list[Any]] = {}
         self._fates: dict[Any, tuple[str, str, Any, str]] = {}
 
-    def take_raw(self) -> dict[str, list[Any]]:
-        """The tally so far as ``{op: [count, macs, flops, fate, reason]}``, and a fresh one."""
-        tally, self._tally = self._tally, {}
-        return tally
-
     def take(self) -> tuple[OpCost, ...]:
-        tally = self.take_raw()
+        """The ops tallied so far, and a fresh tally."""
+        tally, self._tally = self._tally, {}
         return tuple(OpCost(name, n, macs, flops, fate, reason) for name, (n, macs, flops, fate, reason) in tally.items())
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
@@ -306,7 +302,7 @@ class _Frame:
     path: str
     leaf: bool
     key: int
-    ops: dict[str, list[Any]]
+    ops: list[OpCost]
     allocations: list[TensorSpec]
     uses: list[str]
 
@@ -407,17 +403,11 @@ class SegmentTracker(ModuleStack):
         self.on_exit = self._pop
 
     def _flush(self) -> None:
-        tally, (allocs, uses) = self.recorder.take_raw(), self.alloc.take()
+        ops, (allocs, uses) = self.recorder.take(), self.alloc.take()
         if not self.frames:
             return
         frame = self.frames[-1]
-        for name, entry in tally.items():
-            prev = frame.ops.get(name)
-            if prev is None:
-                frame.ops[name] = list(entry)
-            else:
-                for i in (0, 1, 2):
-                    prev[i] += entry[i]
+        frame.ops += ops
         frame.allocations += allocs
         frame.uses += uses
 
@@ -429,10 +419,10 @@ class SegmentTracker(ModuleStack):
             self._emit(self.frames[-1], None)
             parent = self.frames[-1]
             self._keys += 1
-            self.frames[-1] = _Frame(parent.path, parent.leaf, self._keys, {}, [], [])
+            self.frames[-1] = _Frame(parent.path, parent.leaf, self._keys, [], [], [])
         leaf = path in self.leaves or not any(True for _ in m.children())
         self._keys += 1
-        self.frames.append(_Frame(path, leaf, self._keys, {}, [], []))
+        self.frames.append(_Frame(path, leaf, self._keys, [], [], []))
         self.alloc.frame = self._keys
         if leaf:  # a leaf reads its inputs even when it calls no torch function (nn.Identity)
             self.alloc.consume(_tensors(inputs))
@@ -442,7 +432,7 @@ class SegmentTracker(ModuleStack):
         return bool(f.ops or f.allocations or f.uses)
 
     def _emit(self, f: _Frame, output: Any) -> None:
-        ops = tuple(OpCost(name, n, macs, flops, fate, reason) for name, (n, macs, flops, fate, reason) in f.ops.items())
+        ops = merge_ops(f.ops)
         outputs = output_specs(output) if f.leaf else ()
         self.segments.append(Segment(f.path, f.leaf, ops, tuple(f.allocations), outputs, tuple(dict.fromkeys(f.uses)), f.key))
 
