@@ -385,7 +385,9 @@ def test_lstm_formula_by_hand() -> None:
     # T=5, B=2, In=3, H=4: per position 4H*In + 4H*H = 16*3 + 16*4 = 112 MACs
     ops = record(nn.LSTM(3, 4), (5, 2, 3), fake=True)
     assert ops["aten::mkldnn_rnn_layer"].macs == 5 * 2 * 112
-    # 2 per MAC, both biases (2 * 4H), the cell's 13 pointwise FLOPs per hidden unit
+    # 2 per MAC, both biases (2 * 4H), the cell's 13 pointwise FLOPs per hidden unit: adding the
+    # input and hidden projections (4 gates), 3 sigmoids, 2 tanh, f*c, i*g, their sum, o*tanh(c)
+    # = 4 + 3 + 2 + 1 + 1 + 1 + 1
     assert ops["aten::mkldnn_rnn_layer"].flops == 2 * 1_120 + 10 * (2 * 16 + 13 * 4)
 
 
@@ -436,7 +438,8 @@ INTERPOLATION = [
     # 4 taps stretched: ceil(4 * 8/3) = 11, ceil(4 * 12/5) = 10
     ("bicubic_aa", lambda x: F.interpolate(x, size=(3, 5), mode="bicubic", antialias=True), (1, 2, 8, 12), (2 * 110 - 1) * 2 * 3 * 5),
     ("bilinear_aa_upsampling", lambda x: F.interpolate(x, size=(8, 12), mode="bilinear", antialias=True), (1, 2, 4, 6), 7 * 2 * 8 * 12),
-    ("lanczos_aa", lambda x: F.interpolate(x, size=(4, 6), mode="lanczos", antialias=True), (1, 2, 8, 12), (2 * 144 - 1) * 2 * 4 * 6),
+    # lanczos (a=3) reads 6 taps a dimension, stretched by the downscale: 6*8/4 = 12 by 6*12/6 = 12 taps
+    ("lanczos_aa", lambda x: F.interpolate(x, size=(4, 6), mode="lanczos", antialias=True), (1, 2, 8, 12), (2 * (12 * 12) - 1) * 2 * 4 * 6),
     ("nearest", lambda x: F.interpolate(x, scale_factor=2), (1, 2, 4, 6), 0),
     ("nearest_exact", lambda x: F.interpolate(x, scale_factor=2, mode="nearest-exact"), (1, 2, 4, 6), 0),
 ]
