@@ -30,6 +30,7 @@ from fxcost.propagate import (
     ModuleStack,
     OpRecorder,
     RecordingInterpreter,
+    failure_message,
     hint_for,
     is_data_dependent,
     output_specs,
@@ -37,7 +38,7 @@ from fxcost.propagate import (
 )
 from fxcost.shadow import fakeify, has_lazy_modules, meta_copy
 from fxcost.spec import dtype_name
-from fxcost.trace import TRACERS, export, first_line, symbolic
+from fxcost.trace import TRACERS, export, symbolic
 
 Shape = Sequence[int]
 
@@ -142,12 +143,8 @@ def _input_specs(forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
 
 def _shape_error(e: ModuleRunError, what: str) -> ShapeError:
     place = f"layer {e.path!r} ({type(e.module).__name__})" if e.path else f"{type(e.module).__name__}.forward"
-    shown = ", ".join("x".join(map(str, s)) for s in e.shapes) or "no tensors"
-    why = first_line(e.cause)
-    if is_data_dependent(e.cause):
-        why = f"it reads a tensor's value (aten::_local_scalar_dense, from .item() or `if tensor:`): {why}"
     return ShapeError(
-        f"{place} failed on input shape {shown} while {what}: {why}",
+        failure_message(place, e.shapes, e.cause, what),
         module_path=e.path,
         input_shapes=e.shapes,
         hint=hint_for(e.cause),

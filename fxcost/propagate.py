@@ -144,6 +144,16 @@ def needs_values(error: BaseException) -> bool:
                                    "could not run", "Could not run"))
 
 
+def failure_message(place: str, shapes: Sequence[Sequence[int]], cause: BaseException, doing: str = "") -> str:
+    """``layer 'x' (Conv2d) failed on input shape 1x3x8x8[ while ...]: why``, one wording for
+    every way a model runs (a graph node, an opaque module, an eager run, lazy initialization)."""
+    shown = ", ".join("x".join(map(str, s)) for s in shapes) or "no tensors"
+    why = first_line(cause)
+    if is_data_dependent(cause):
+        why = f"it reads a tensor's value (aten::_local_scalar_dense, from .item() or `if tensor:`): {why}"
+    return f"{place} failed on input shape {shown}{f' while {doing}' if doing else ''}: {why}"
+
+
 def hint_for(error: BaseException) -> str:
     text = str(error)
     if is_data_dependent(error):
@@ -199,10 +209,8 @@ class RecordingInterpreter(fx.Interpreter):
             where = n.meta.get(META_KEY, {}).get("module_path") or n.name
             what = str(n.target) if n.op == "call_module" else f"{n.op} {n.name}"
             typ = type(self.module.get_submodule(str(n.target))).__name__ if n.op == "call_module" else ""
-            first = first_line(e)
-            shown = ", ".join("x".join(map(str, s)) for s in shapes) or "no tensors"
             raise ShapeError(
-                f"layer {where!r} ({typ or what}) failed on input shape {shown}: {first}",
+                failure_message(f"layer {where!r} ({typ or what})", shapes, e),
                 node=n.name,
                 module_path=where,
                 input_shapes=shapes,
@@ -211,7 +219,7 @@ class RecordingInterpreter(fx.Interpreter):
         ops = self.recorder.take()
         seen = {s for s in map(_storage, input_tensors) if s is not None}
         outs = _tensors(result)
-        specs = tuple(TensorSpec(tuple(int(d) for d in t.shape), dtype_name(t.dtype)) for t in outs)
+        specs = tuple(map(_spec, outs))
         allocated = []
         for t in outs:
             s = _storage(t)
