@@ -55,3 +55,13 @@ class UnsupportedOpError(FxcostError):
 
 class OutputError(FxcostError):
     """An output file could not be written."""
+
+
+class ExportError(FxcostError):
+    """``torch.onnx`` could not export the model as asked (an opset it refuses, an op it cannot
+    translate, a model that does not run on meta tensors)."""
+
+
+class OnnxFileError(FxcostError):
+    """An ONNX file fxcost cannot analyze: not ONNX, truncated, invalid, or with dimensions that
+    no ``--input`` pins."""
