@@ -12,7 +12,7 @@ import contextlib
 import shutil
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,40 @@ layer newly allocates (in-place ops and views are free), the input included.
 """
 
 
-SPEC_HELP = ("path/to/file.py:name or package.module:name (a class, factory or instance), or hf:ClassName / "
-             "hf:path/to/config.json for a transformers model from its config")
+SPEC_HELP = ("path/to/file.py:name or package.module:name (a class, factory or instance), hf:ClassName / "
+             "hf:path/to/config.json for a transformers model from its config, or model.onnx (any ONNX file)")
+TORCH_SPEC_HELP = ("path/to/file.py:name or package.module:name (a class, factory or instance), or hf:ClassName / "
+                   "hf:path/to/config.json for a transformers model from its config")
+
+ONNX_EXAMPLES = """\
+examples:
+  fxcost onnx examples/vgg.py:vgg19 --input 1x3x224x224 -o vgg19.onnx
+      export through torch.onnx (dynamo exporter, opset 18), weights included
+  fxcost onnx examples/vgg.py:vgg19 --input 1x3x224x224 -o vgg19.onnx --verify
+      then recount the file and cross-check it against PyTorch, and run it with onnxruntime
+  fxcost onnx hf:LlamaForCausalLM --input 1x2048:int64 --structure-only -o llama7b.onnx
+      every weight's name, shape and dtype, no weight data: a 7B model in seconds, a few MB
+  fxcost onnx examples/resnet.py:resnet50 --input 2x3x224x224 --dynamic-batch --opset 20 -o r50.onnx
+  fxcost analyze vgg19.onnx
+      the same per-layer table, counted from the ONNX graph (any ONNX file; --input pins dynamic dims)
+
+--structure-only exports a weightless copy of the model on the meta device with the graph
+optimizer off (it cannot fold meta tensors); weights become graph inputs carrying their
+names, shapes, dtypes and kind (PARAMETER/BUFFER). Such a file analyzes but does not run.
+"""
+
+CROSSCHECK_EXAMPLES = """\
+examples:
+  fxcost crosscheck examples/vgg.py:vgg19 --input 1x3x224x224
+      params and MACs by layer type from both routes, differences named, onnxruntime's max abs diff
+  fxcost crosscheck hf:BertModel --input 1x128:int64 -f markdown
+  fxcost crosscheck examples/resnet.py:resnet18 --input 1x3x224x224 --optimize --onnx-file r18.onnx
+      check the optimized graph (the default export for fxcost onnx) and keep the file
+
+exit codes: 0 params and MACs agree exactly, 1 they differ, 2 bad input, 3 internal error.
+The cross-check exports without the graph optimizer unless --optimize: the optimizer folds
+constants and drops zero biases, so its graph describes the computation, not the model.
+"""
 
 DIAGRAM_EXAMPLES = """\
 examples:
@@ -121,12 +153,13 @@ def _add_table_output(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=None, help="terminal table width (default: terminal's)")
 
 
-def _command(sub: Any, name: str, summary: str, description: str, epilog: str, one_spec: bool = True) -> argparse.ArgumentParser:
+def _command(sub: Any, name: str, summary: str, description: str, epilog: str, one_spec: bool = True,
+             spec_help: str = SPEC_HELP) -> argparse.ArgumentParser:
     """A subcommand taking a model SPEC and the analysis options every command shares."""
     p: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=description, epilog=epilog,
                                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     if one_spec:
-        p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+        p.add_argument("spec", metavar="SPEC", help=spec_help)
     else:
         p.add_argument("spec", metavar="SPEC_A")
         p.add_argument("spec_b", metavar="SPEC_B", nargs="?")
@@ -136,12 +169,14 @@ def _command(sub: Any, name: str, summary: str, description: str, epilog: str, o
 
 def build_parser() -> argparse.ArgumentParser:
     from fxcost import __version__
+    from fxcost.exporters import FORMATS
 
     parser = argparse.ArgumentParser(
         prog="fxcost",
         description="Static cost analysis of PyTorch models: params, MACs, FLOPs and activation "
         "memory per layer, on fake tensors (no weights, no GPU, no real compute).",
-        epilog=EXAMPLES + "\nmore: fxcost diagram --help, fxcost report --help, fxcost review --help\n",
+        epilog=EXAMPLES + "\nmore: fxcost diagram --help, fxcost report --help, fxcost review --help, fxcost onnx --help, "
+        "fxcost crosscheck --help\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fxcost {__version__}")
@@ -187,9 +222,41 @@ def build_parser() -> argparse.ArgumentParser:
                    "k/M/G/T are powers of 1000, KiB/MiB/GiB powers of 1024)")
     v.add_argument("--baseline", metavar="REPORT.json", help="an approved report (fxcost analyze -f json) to compare with")
     v.add_argument("--max-growth", metavar="PCT", help="how much a total may grow over the baseline (default 5%%)")
+    o = sub.add_parser("onnx", help="export to ONNX through torch.onnx (optionally structure only, and verified)",
+                       description="Export a model to ONNX with torch.onnx's dynamo exporter, atomically, with progress. "
+                       "--structure-only writes the graph with every weight's name, shape and dtype but no data, from a "
+                       "model on meta; --verify then recounts the file and cross-checks it against PyTorch.",
+                       epilog=ONNX_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    o.add_argument("spec", metavar="SPEC", help=TORCH_SPEC_HELP)
+    _add_common(o)
+    o.add_argument("--output", "-o", metavar="FILE", required=True, help="the .onnx file to write")
+    _add_export(o)
+    o.add_argument("--dynamic-batch", action="store_true", help="make dimension 0 of every input dynamic")
+    o.add_argument("--structure-only", action="store_true",
+                   help="no weight data: weights become named graph inputs with shapes and dtypes (exported from meta)")
+    o.add_argument("--no-optimize", action="store_true", help="skip onnxscript's graph optimizer (constant folding...)")
+    o.add_argument("--verify", action="store_true",
+                   help="cross-check the written file against PyTorch (as fxcost crosscheck; exit 1 when params or MACs differ)")
+    o.add_argument("--format", "-f", choices=FORMATS, default="table", help="format of the --verify output")
+
+    x = _command(sub, "crosscheck", "count a model through PyTorch and through its ONNX export, side by side",
+                 "Analyze the model via torch.fx/torch.export, export it to ONNX, recount the ONNX graph and print both "
+                 "by layer type with the differences named. Params and MACs must agree exactly (exit 1 when not). With "
+                 "real weights the ONNX file also runs in onnxruntime on random inputs: the largest absolute "
+                 "difference from PyTorch is reported.", CROSSCHECK_EXAMPLES, spec_help=TORCH_SPEC_HELP)
+    _add_table_output(x)
+    _add_export(x)
+    x.add_argument("--optimize", action="store_true", help="check the optimized graph (what fxcost onnx writes by default)")
+    x.add_argument("--onnx-file", metavar="FILE", help="keep the exported file here (default: a temporary file)")
+
     v.add_argument("--pyproject", metavar="FILE", default=None,
                    help="where [tool.fxcost] budgets and max_growth are read from (default: ./pyproject.toml when it exists)")
     return parser
+
+
+def _add_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--opset", type=int, default=18, metavar="N", help="ONNX opset to export (default 18)")
+    p.add_argument("--no-run", action="store_true", help="do not run the ONNX file in onnxruntime")
 
 
 def _add_drawing(p: argparse.ArgumentParser) -> None:
@@ -204,15 +271,16 @@ def _add_drawing(p: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def _progress(message: str) -> Iterator[None]:
-    """A spinner on stderr while long work runs, when stderr is a terminal."""
+def _progress(message: str) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr while long work runs, when stderr is a terminal; yields a function
+    that changes its text as the work moves through its stages."""
     if not sys.stderr.isatty():
-        yield
+        yield lambda _text: None
         return
     from rich.console import Console
 
-    with Console(stderr=True).status(message):
-        yield
+    with Console(stderr=True).status(message) as status:
+        yield lambda text: status.update(f"{text} ...")
 
 
 def _format_for(args: argparse.Namespace) -> str:
@@ -246,6 +314,8 @@ def _inputs(args: argparse.Namespace) -> list[Call]:
     from fxcost.errors import InputSpecError
     from fxcost.spec import parse_inputs, parse_kv
 
+    if not args.input and _is_onnx(args.spec):
+        return [((), {})]  # the file's own input shapes
     if not args.input:
         raise InputSpecError("no --input given", hint="e.g. --input 1x3x224x224 (batch x channels x height x width), or --input 1x128:int64 for token ids")
     plain = parse_kv(args.kwarg, "--kwarg")
@@ -259,9 +329,22 @@ def _inputs(args: argparse.Namespace) -> list[Call]:
     ]
 
 
+def _is_onnx(spec: str | None) -> bool:
+    return bool(spec) and str(spec).lower().endswith(".onnx")
+
+
 def _load(spec: str, args: argparse.Namespace) -> tuple[Any, str]:
+    from fxcost.errors import InputSpecError
     from fxcost.spec import load_model, parse_kv
 
+    if _is_onnx(spec):
+        given = [flag for flag, on in (("--arg", args.arg), ("--config", args.config), ("--kwarg", args.kwarg),
+                                       ("--leaf", args.leaf), ("--real", args.real), ("--tracer", args.tracer != "auto"))
+                 if on]
+        if given:
+            raise InputSpecError(f"{', '.join(given)} do(es) not apply to an ONNX file ({spec})",
+                                 hint="an ONNX file is analyzed from its graph; give only --input to pin dynamic dimensions")
+        return Path(spec), Path(spec).stem
     return load_model(spec, parse_kv(args.arg), parse_kv(args.config, "--config"))
 
 
@@ -272,6 +355,13 @@ def _analyze_one(model: Any, name: str, call: Call, args: argparse.Namespace) ->
 
     inputs, kwargs = call
     shapes = ", ".join("x".join(map(str, t.shape)) for t in [*inputs, *kwargs.values()] if isinstance(t, torch.Tensor))
+    if isinstance(model, Path):
+        from fxcost.onnx_analyze import analyze_onnx
+
+        with _progress(f"analyzing {model} ..."):
+            return analyze_onnx(model, [tuple(t.shape) for t in inputs],
+                                {k: tuple(v.shape) for k, v in kwargs.items() if isinstance(v, torch.Tensor)},
+                                convention=args.convention, strict=args.strict, name=name)
     with _progress(f"analyzing {name} at {shapes} ..."):
         return fxcost.analyze(
             model, example_inputs=inputs, example_kwargs=kwargs, convention=args.convention, real=args.real,
@@ -426,6 +516,69 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def _torch_spec(args: argparse.Namespace) -> None:
+    from fxcost.errors import InputSpecError
+
+    if _is_onnx(args.spec):
+        raise InputSpecError(f"fxcost {args.command} needs the PyTorch model, not an ONNX file ({args.spec})",
+                             hint=f"give the model's spec (file.py:name, hf:Class); `fxcost analyze {args.spec}` counts the file")
+
+
+def _crosscheck(args: argparse.Namespace, model: Any, name: str, call: Call, update: Callable[[str], None],
+                onnx_file: str | None, exported: bool, optimize: bool) -> Any:
+    from fxcost.crosscheck import crosscheck
+
+    inputs, kwargs = call
+    return crosscheck(model, inputs, kwargs, convention=args.convention, name=name, tracer=args.tracer, leaves=args.leaf,
+                      onnx_file=onnx_file, exported=exported, opset=args.opset, optimize=optimize,
+                      run=not args.no_run, on_stage=update)
+
+
+def cmd_onnx(args: argparse.Namespace) -> int:
+    from fxcost.errors import InputSpecError
+    from fxcost.onnx_export import export_onnx
+
+    _torch_spec(args)
+    _check_folder(args.output)
+    if args.real:
+        raise InputSpecError("--real does not apply to fxcost onnx", hint="a model with weights is exported with them; --structure-only leaves them out")
+    calls = _inputs(args)
+    if len(calls) != 1:
+        raise InputSpecError("fxcost onnx takes one input size", hint="give one --input; --dynamic-batch makes the batch dimension dynamic")
+    model, name = _load(args.spec, args)
+    inputs, kwargs = calls[0]
+    with _progress(f"exporting {name} to {args.output}") as update:
+        result = export_onnx(model, inputs, kwargs, args.output, opset=args.opset, dynamic_batch=args.dynamic_batch,
+                             structure_only=args.structure_only, optimize=not args.no_optimize, on_stage=update)
+    what = "structure only, no weight data" if result.structure_only else "with weights"
+    print(f"wrote {result.path}: {result.nodes:,} nodes, {result.params:,} params ({what}), opset {result.opset}, "
+          f"{result.file_bytes / 1024**2:,.1f} MiB, {result.seconds:.1f} s"
+          + (", dynamic batch" if result.dynamic_batch else "") + ("" if result.optimized else ", not optimized"),
+          file=sys.stderr if args.verify else sys.stdout)
+    if not args.verify:
+        return 0
+    with _progress(f"cross-checking {args.output}") as update:
+        check = _crosscheck(args, model, name, calls[0], update, args.output, exported=True, optimize=result.optimized)
+    _emit(check, argparse.Namespace(format=args.format, output=None, width=None))
+    return 0 if check.passed else 1
+
+
+def cmd_crosscheck(args: argparse.Namespace) -> int:
+    from fxcost.errors import InputSpecError
+
+    _torch_spec(args)
+    _check_folder(args.output)
+    _check_folder(args.onnx_file)
+    calls = _inputs(args)
+    if len(calls) != 1:
+        raise InputSpecError("fxcost crosscheck takes one input size", hint="give one --input")
+    model, name = _load(args.spec, args)
+    with _progress(f"cross-checking {name}") as update:
+        check = _crosscheck(args, model, name, calls[0], update, args.onnx_file, exported=False, optimize=args.optimize)
+    _emit(check, args)
+    return 0 if check.passed else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -436,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         commands = {"analyze": cmd_analyze, "compare": cmd_compare, "diagram": cmd_diagram, "report": cmd_report,
-                    "review": cmd_review}
+                    "review": cmd_review, "onnx": cmd_onnx, "crosscheck": cmd_crosscheck}
         return commands[args.command](args)
     except FxcostError as e:
         if args.debug:
@@ -454,7 +607,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "for the traceback and report it with the model",
             file=sys.stderr,
         )
-        return 3 if args.command == "review" else 1  # review's 1 means "over budget"
+        # for review and cross-checks 1 means "over budget" or "the routes disagree"
+        return 3 if args.command in ("review", "crosscheck") or getattr(args, "verify", False) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

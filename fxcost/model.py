@@ -456,3 +456,75 @@ class Review:
                 "unsupported": [u.to_dict() for u in self.report.unsupported],
             },
         }
+
+
+@dataclass(frozen=True)
+class CrossCheckRow:
+    """One metric for one layer type (or ``all``) counted by the PyTorch route and the ONNX route."""
+
+    metric: str
+    group: str
+    torch: int
+    onnx: int
+
+    @property
+    def diff(self) -> int:
+        return self.onnx - self.torch
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "group": self.group, "torch": self.torch, "onnx": self.onnx, "diff": self.diff}
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """A model counted twice: through torch.fx/torch.export, and through its exported ONNX graph.
+
+    ``explanations`` name every difference; ``max_abs_diff`` is onnxruntime's largest absolute
+    difference from PyTorch on random inputs (``None`` when it was not run, ``run_note`` says why).
+    """
+
+    torch: Report
+    onnx: Report
+    onnx_file: str
+    rows: tuple[CrossCheckRow, ...]
+    explanations: tuple[str, ...] = ()
+    max_abs_diff: float | None = None
+    run_note: str = ""
+    export: dict[str, Any] = field(default_factory=dict)
+
+    def _total(self, metric: str) -> CrossCheckRow:
+        return next(r for r in self.rows if r.metric == metric and r.group == "all")
+
+    @property
+    def params_equal(self) -> bool:
+        return self._total("params").diff == 0
+
+    @property
+    def macs_equal(self) -> bool:
+        return self._total("macs").diff == 0
+
+    @property
+    def passed(self) -> bool:
+        return self.params_equal and self.macs_equal
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "crosscheck": {
+                "model": self.torch.model,
+                "inputs": [i.to_dict() for i in self.torch.inputs],
+                "convention": self.torch.convention,
+                "onnx_file": self.onnx_file,
+                "export": dict(self.export),
+                "params_equal": self.params_equal,
+                "macs_equal": self.macs_equal,
+                "passed": self.passed,
+                "rows": [r.to_dict() for r in self.rows],
+                "explanations": list(self.explanations),
+                "onnxruntime": {"max_abs_diff": self.max_abs_diff, "note": self.run_note},
+                "torch_trace": dict(self.torch.trace),
+                "onnx_trace": dict(self.onnx.trace),
+                "unsupported": {"torch": [u.to_dict() for u in self.torch.unsupported],
+                                "onnx": [u.to_dict() for u in self.onnx.unsupported]},
+            },
+        }

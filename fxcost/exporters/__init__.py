@@ -1,4 +1,5 @@
-"""Exporters: render a Report (or a Sweep or Comparison) as text, Markdown, CSV or JSON.
+"""Exporters: render a Report (or a Sweep, Comparison, Review or CrossCheck) as text, Markdown,
+CSV or JSON.
 
 Each reads the object's ``to_dict()`` only.
 """
@@ -10,7 +11,7 @@ import io
 import json
 from typing import Any, Protocol
 
-from fxcost.exporters.tables import Table, compare_table, layer_table, review_table, sweep_table
+from fxcost.exporters.tables import Table, compare_table, crosscheck_table, layer_table, review_table, sweep_table
 
 FORMATS = ("table", "markdown", "csv", "json")
 
@@ -26,6 +27,8 @@ def _table_for(d: dict[str, Any]) -> Table:
         return compare_table(d)
     if "review" in d:
         return review_table(d)
+    if "crosscheck" in d:
+        return crosscheck_table(d)
     return layer_table(d)
 
 
@@ -59,6 +62,10 @@ def to_csv(d: dict[str, Any]) -> str:
         w.writerow(["kind", "metric", "value", "limit", "baseline", "ok"])
         for c in d["review"]["checks"]:
             w.writerow([c["kind"], c["metric"], c["value"], c["limit"], "" if c["baseline"] is None else c["baseline"], c["ok"]])
+    elif "crosscheck" in d:
+        w.writerow(["metric", "group", "torch", "onnx", "diff"])
+        for r in d["crosscheck"]["rows"]:
+            w.writerow([r["metric"], r["group"], r["torch"], r["onnx"], r["diff"]])
     elif "compare" in d:
         w.writerow(["metric", "group", "a", "b", "ratio"])
         for r in d["compare"]["rows"]:

@@ -181,3 +181,33 @@ def review_table(d: dict[str, Any]) -> Table:
             top = ", ".join(f"{t['name']} {count(t['value'])} ({share(t['value'], c['value'])})" for t in c["top"])
             table.notes.append((f"{c['metric']} ({c['kind']}): largest", top or "-"))
     return table
+
+
+CROSSCHECK_COLUMNS = ["metric", "layer type", "PyTorch", "ONNX", "ONNX - PyTorch", ""]
+_METRIC_NAMES = {"params": "params", "macs": "MACs", "flops": "FLOPs", "activation_elements": "activations"}
+
+
+def crosscheck_table(d: dict[str, Any]) -> Table:
+    """Both routes' counts by layer type; the verdict on params and MACs; every difference named."""
+    check_schema(d)
+    x = d["crosscheck"]
+    rows = [[_METRIC_NAMES.get(r["metric"], r["metric"]), r["group"], count(r["torch"]), count(r["onnx"]),
+             f"{r['diff']:+,}" if r["diff"] else "0", "" if not r["diff"] else "differs"]
+            for r in x["rows"]]
+    ins = ", ".join(dims(i["shape"]) for i in x["inputs"])
+    agree = [m for m, ok in (("params", x["params_equal"]), ("MACs", x["macs_equal"])) if ok]
+    verdict = "PASS: params and MACs agree exactly" if x["passed"] else (
+        "FAIL: " + " and ".join(m for m in ("params", "MACs") if m not in agree) + " differ")
+    ex = x.get("export", {})
+    how = (f"opset {ex['opset']}, {'optimized' if ex['optimized'] else 'not optimized'}"
+           + (", structure only" if ex.get("structure_only") else "")) if ex else "the given file"
+    table = Table(f"{verdict}  ·  {x['model']} ({ins})  ·  convention {x['convention']}  ·  ONNX: {how}",
+                  CROSSCHECK_COLUMNS, rows, numeric={"PyTorch", "ONNX", "ONNX - PyTorch"})
+    table.notes.append(("PyTorch route", f"traced by {x['torch_trace'].get('method', '?')}"))
+    table.notes.append(("ONNX route", f"{x['onnx_file']} (opset {x['onnx_trace'].get('opset')}, "
+                        f"{x['onnx_trace'].get('producer') or 'unknown producer'})"))
+    ort = x["onnxruntime"]
+    diff = ort["max_abs_diff"]
+    table.notes.append(("onnxruntime vs PyTorch", (f"max abs diff {diff:.3g}; " if diff is not None else "") + ort["note"]))
+    table.notes += [("difference", e) for e in x["explanations"]]
+    return table

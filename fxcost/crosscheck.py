@@ -1,0 +1,240 @@
+"""The cross-check: one model counted through PyTorch (torch.fx / torch.export) and through its
+exported ONNX graph, side by side by layer type, every difference named.
+
+Params must agree exactly and MACs must agree exactly under one convention. The ONNX side is
+counted by :mod:`fxcost.onnx_analyze` from the exported file alone. A model with real weights
+is exported with them and, when it is small enough, run by onnxruntime on random inputs against
+PyTorch; a weightless model is exported ``--structure-only`` and not run.
+
+By default the cross-check exports without onnxscript's graph optimizer (``optimize=False``):
+the optimizer folds constants and drops inputs it can prove useless (a bias of zeros), so the
+optimized graph describes the computation, not the model. ``optimize=True`` checks the file a
+plain ``fxcost onnx`` writes, and names what the optimizer removed.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from fxcost.model import CrossCheck, CrossCheckRow, NodeCost, Report
+
+#: compared per layer type; params and MACs must agree, the rest is explained
+COMPARED = ("params", "macs", "flops", "activation_elements")
+
+#: onnxruntime runs models up to this many parameters (a float32 copy is made for the session)
+RUN_LIMIT_PARAMS = 1_000_000_000
+
+
+def crosscheck(
+    model: nn.Module,
+    example_inputs: Any,
+    example_kwargs: dict[str, Any] | None = None,
+    *,
+    convention: str = "fxcost",
+    name: str | None = None,
+    tracer: str = "auto",
+    leaves: Sequence[str] = (),
+    onnx_file: str | Path | None = None,
+    exported: bool = False,
+    opset: int = 18,
+    optimize: bool = False,
+    run: bool = True,
+    on_stage: Callable[[str], None] | None = None,
+) -> CrossCheck:
+    """Count ``model`` through PyTorch and through ONNX and compare.
+
+    ``onnx_file``: where the export is written (kept); a temporary file when ``None``. With
+    ``exported=True`` the file is already there (``fxcost onnx --verify``) and is checked as is.
+    ``run``: compare onnxruntime's outputs with PyTorch's when the model has real weights."""
+    from fxcost.analyze import analyze
+    from fxcost.onnx_analyze import analyze_onnx, weights_of
+
+    stage = on_stage or (lambda _text: None)
+    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    kwargs = dict(example_kwargs or {})
+    name = name or type(model).__name__
+    real = _has_real_weights(model)
+    if real and model.training:
+        model = copy.deepcopy(model).eval()  # the analysis counts inference; so must the export
+    stage(f"counting {name} through PyTorch")
+    torch_report = analyze(model, example_inputs=args, example_kwargs=kwargs, convention=convention, name=name,
+                           tracer=tracer, leaves=leaves)
+    export_info: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="fxcost-") as tmp:
+        path = Path(onnx_file) if onnx_file is not None else Path(tmp) / f"{name}.onnx"
+        if not exported:
+            from fxcost.onnx_export import export_onnx
+
+            result = export_onnx(model, args, kwargs, path, opset=opset, structure_only=not real, optimize=optimize,
+                                 on_stage=on_stage)
+            export_info = {"opset": result.opset, "optimized": result.optimized, "structure_only": result.structure_only,
+                           "seconds": round(result.seconds, 2), "file_bytes": result.file_bytes, "nodes": result.nodes}
+        stage(f"counting {path.name} through ONNX")
+        shapes = [tuple(t.shape) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        onnx_report = analyze_onnx(path, shapes, convention=convention, name=name)
+        rows = _rows(torch_report, onnx_report)
+        explanations = _explain(rows, torch_report, onnx_report, model, weights_of(path))
+        if not run:
+            diff, note = None, "not run (--no-run)"
+        elif not real:
+            diff, note = None, "not run: the model has no real weights (exported --structure-only)"
+        elif sum(p.numel() for p in _unique_params(model)) > RUN_LIMIT_PARAMS:
+            diff, note = None, f"not run: over {RUN_LIMIT_PARAMS:,} parameters"
+        else:
+            stage("running the ONNX file with onnxruntime")
+            diff, note = _run_onnxruntime(model, args, kwargs, path)
+    return CrossCheck(torch=torch_report, onnx=onnx_report, onnx_file=str(onnx_file) if onnx_file else "(temporary)",
+                      rows=tuple(rows), explanations=tuple(explanations), max_abs_diff=diff, run_note=note,
+                      export=export_info)
+
+
+def _has_real_weights(model: nn.Module) -> bool:
+    tensors = [*model.parameters(), *model.buffers()]
+    return bool(tensors) and not any(t.device.type == "meta" or t.is_meta for t in tensors)
+
+
+def _unique_params(model: nn.Module) -> list[torch.Tensor]:
+    return list(model.parameters())  # parameters() yields a tied tensor once
+
+
+def group_of(report: Report, row: NodeCost) -> str:
+    """The layer type a row's work belongs to: the class of the innermost module that ran it
+    (the same on both routes, whichever ops each route sees)."""
+    if row.kind == "input":
+        return "Input"
+    return report.module_types.get(row.module_path) or (report.model if not row.module_path else row.type)
+
+
+def _sums(report: Report) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for r in report.layers:
+        g = out.setdefault(group_of(report, r), dict.fromkeys(COMPARED, 0))
+        for m in COMPARED:
+            g[m] += getattr(r, m)
+    return out
+
+
+def _rows(a: Report, b: Report) -> list[CrossCheckRow]:
+    sa, sb = _sums(a), _sums(b)
+    groups = sorted(set(sa) | set(sb), key=lambda g: -max(sa.get(g, {}).get("macs", 0), sb.get(g, {}).get("macs", 0)))
+    ta, tb = a.total(), b.total()
+    rows = []
+    for m in COMPARED:
+        rows.append(CrossCheckRow(m, "all", getattr(ta, m), getattr(tb, m)))
+        for g in groups:
+            x, y = sa.get(g, {}).get(m, 0), sb.get(g, {}).get(m, 0)
+            if x or y:
+                rows.append(CrossCheckRow(m, g, x, y))
+    return rows
+
+
+def _explain(rows: list[CrossCheckRow], a: Report, b: Report, model: nn.Module,
+             onnx_weights: dict[str, tuple[str, int]]) -> list[str]:
+    """One sentence per difference, naming the parameters or ops behind it."""
+    out: list[str] = []
+    total = {r.metric: r for r in rows if r.group == "all"}
+    if total["params"].diff:
+        out += _explain_params(model, onnx_weights)
+    for metric in ("macs", "flops"):
+        for r in rows:
+            if r.metric == metric and r.group != "all" and r.diff:
+                out.append(f"{metric.upper() if metric == 'macs' else 'FLOPs'} of {r.group}: PyTorch {r.torch:,} vs ONNX "
+                           f"{r.onnx:,} ({r.diff:+,}): PyTorch counts {_ops(a, r.group, metric)}; ONNX counts "
+                           f"{_ops(b, r.group, metric)}")
+    for side, report in (("PyTorch", a), ("ONNX", b)):
+        for u in report.unsupported:
+            out.append(f"{side}: {u.op} in {u.where!r} (x{u.count}) has no formula and is not counted")
+    if total["activation_elements"].diff:
+        out.append("activations: ONNX has no in-place ops, so a tensor PyTorch overwrites in place (ReLU(inplace=True), "
+                   "+=) is a new tensor there; ops that are views in PyTorch (Reshape, Transpose, Slice...) count as "
+                   "aliases on both routes; the exporter's decompositions add or remove intermediate tensors")
+    return out
+
+
+def _ops(report: Report, group: str, metric: str) -> str:
+    found: dict[str, tuple[int, int]] = {}
+    for r in report.layers:
+        if group_of(report, r) != group:
+            continue
+        for o in r.ops:
+            v = getattr(o, metric)
+            if v:
+                n, s = found.get(o.op, (0, 0))
+                found[o.op] = (n + o.count, s + v)
+    if not found:
+        return "nothing"
+    parts = sorted(found.items(), key=lambda kv: -kv[1][1])
+    return ", ".join(f"{op} x{n} = {v:,}" for op, (n, v) in parts[:6]) + (", ..." if len(parts) > 6 else "")
+
+
+def _explain_params(model: nn.Module, onnx_weights: dict[str, tuple[str, int]]) -> list[str]:
+    """Which parameters one side has and the other lacks, by name (tied names count as one)."""
+    aliases: dict[int, list[str]] = {}
+    tensors: dict[int, torch.Tensor] = {}
+    for n, p in model.named_parameters(remove_duplicate=False):
+        aliases.setdefault(id(p), []).append(n)
+        tensors[id(p)] = p
+    onnx_params = {n: numel for n, (kind, numel) in onnx_weights.items() if kind == "PARAMETER"}
+    out = []
+    for key, names in aliases.items():
+        if any(n in onnx_params for n in names):
+            continue
+        t = tensors[key]
+        why = "not in the ONNX file"
+        if not t.is_meta and t.device.type != "meta" and not bool(t.count_nonzero()):
+            why += ": it is all zeros, and the exporter's optimizer dropped the add or multiply it fed"
+        out.append(f"params: {names[0]} ({t.numel():,}) {why}")
+    known = {n for names in aliases.values() for n in names}
+    for n, numel in onnx_params.items():
+        if n not in known:
+            out.append(f"params: the ONNX file's {n!r} ({numel:,}) is no parameter of the model: a constant the "
+                       "exporter folded (or a buffer), counted as a parameter there")
+    return out
+
+
+def _random_input(t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A real tensor like ``t``: normal floats; integers 0 or 1 (valid token ids, segment ids
+    and attention masks for any vocabulary); random booleans."""
+    shape, dtype = tuple(t.shape), t.dtype
+    if dtype.is_floating_point:
+        return torch.randn(shape, generator=gen).to(dtype)
+    if dtype == torch.bool:
+        return torch.randint(0, 2, shape, generator=gen).bool()
+    return torch.randint(0, 2, shape, generator=gen, dtype=dtype)
+
+
+def _run_onnxruntime(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], path: Path) -> tuple[float | None, str]:
+    """The largest absolute difference between PyTorch's outputs and onnxruntime's."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None, "not run: onnxruntime is not installed (pip install 'fxcost[onnx]')"
+    leaves, spec = tree_flatten((args, kwargs))
+    gen = torch.Generator().manual_seed(0)
+    values = [_random_input(t, gen) if isinstance(t, torch.Tensor) else t for t in leaves]
+    targs, tkwargs = tree_unflatten(values, spec)
+    with torch.no_grad():
+        expected = [t for t in tree_flatten(model(*targs, **tkwargs))[0] if isinstance(t, torch.Tensor)]
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # errors only: no warnings on the terminal
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    tensors = [v for v in values if isinstance(v, torch.Tensor)]
+    feeds = {i.name: v.numpy() for i, v in zip(session.get_inputs(), tensors, strict=False)}
+    got = session.run(None, feeds)
+    if len(got) != len(expected):
+        return None, f"not compared: ONNX returns {len(got)} outputs, PyTorch {len(expected)}"
+    worst = 0.0
+    for e, g in zip(expected, got, strict=True):
+        if tuple(e.shape) != tuple(g.shape):
+            return None, f"not compared: output shapes differ, PyTorch {tuple(e.shape)} vs ONNX {tuple(g.shape)}"
+        if e.numel():
+            worst = max(worst, float((e.double() - torch.from_numpy(g).double()).abs().max()))
+    return worst, f"onnxruntime {ort.__version__}, CPU, random inputs (seed 0), {len(expected)} output(s)"

@@ -1,0 +1,151 @@
+"""``fxcost analyze model.onnx`` on files torch did not write: built here with onnx.helper, so
+the expected figures come from the graph's own arithmetic, not from fxcost's PyTorch route."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from fxcost.cli import main  # noqa: E402
+from fxcost.errors import InputSpecError, OnnxFileError, UnsupportedOpError  # noqa: E402
+from fxcost.onnx_analyze import analyze_onnx  # noqa: E402
+
+
+def _init(name: str, *shape: int, dtype: type = np.float32) -> TensorProto:
+    return numpy_helper.from_array(np.ones(shape, dtype=dtype), name)
+
+
+def small_cnn(batch: int | str = "N", custom: bool = False) -> onnx.ModelProto:
+    """x[N, 3, 16, 16] -> Conv 8x3x3x3 pad 1 -> BatchNorm -> Relu -> MaxPool 2 -> Reshape [N, 512]
+    -> Gemm (transB) 10 -> Softmax, and optionally an op of a made-up domain."""
+    nodes = [
+        helper.make_node("Conv", ["x", "conv.weight", "conv.bias"], ["c"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"], ["b"], name="bn"),
+        helper.make_node("Relu", ["b"], ["r"], name="relu"),
+        helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Reshape", ["p", "flat_shape"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["g"], name="fc", transB=1),
+        helper.make_node("Softmax", ["g"], ["y"], name="softmax"),
+    ]
+    if custom:
+        nodes.append(helper.make_node("Mystery", ["y"], ["z"], name="mystery", domain="my.domain"))
+    inits = [
+        _init("conv.weight", 8, 3, 3, 3), _init("conv.bias", 8),
+        _init("bn.weight", 8), _init("bn.bias", 8), _init("bn.running_mean", 8), _init("bn.running_var", 8),
+        numpy_helper.from_array(np.array([-1, 8 * 8 * 8], dtype=np.int64), "flat_shape"),
+        _init("fc.weight", 10, 512), _init("fc.bias", 10),
+    ]
+    out = "z" if custom else "y"
+    graph = helper.make_graph(
+        nodes, "small_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 16, 16])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, [batch, 10])], inits,
+    )
+    opsets = [helper.make_opsetid("", 18)] + ([helper.make_opsetid("my.domain", 1)] if custom else [])
+    return helper.make_model(graph, opset_imports=opsets, producer_name="onnx.helper")
+
+
+@pytest.fixture
+def cnn_file(tmp_path: Path) -> Path:
+    path = tmp_path / "cnn.onnx"
+    onnx.save(small_cnn(), path)
+    return path
+
+
+# Arithmetic from the graph above, at batch 2
+CONV_PARAMS = 8 * 3 * 3 * 3 + 8  # 224
+BN_PARAMS = 8 + 8  # scale and bias; the running mean and variance are buffers
+FC_PARAMS = 10 * 512 + 10  # 5,130
+CONV_MACS = 2 * 16 * 16 * 8 * (3 * 3 * 3)  # N * Ho * Wo * Co * (Ci * Kh * Kw) = 110,592
+FC_MACS = 2 * 512 * 10  # 10,240
+
+
+def test_a_file_onnx_helper_wrote_counts_from_its_own_arithmetic(cnn_file: Path) -> None:
+    r = analyze_onnx(cnn_file, [(2, 3, 16, 16)])
+    t = r.total()
+    assert t.params == CONV_PARAMS + BN_PARAMS + FC_PARAMS == 5_370
+    assert t.buffers == 8 + 8
+    assert t.macs == CONV_MACS + FC_MACS == 120_832
+    by_name = {row.name: row for row in r.layers}
+    assert by_name["conv"].macs == CONV_MACS
+    assert by_name["conv"].flops == 2 * CONV_MACS + 2 * 8 * 16 * 16  # + the bias add per output
+    assert by_name["fc"].flops == 2 * FC_MACS + 2 * 10
+    assert by_name["pool"].flops == 2 * 8 * 8 * 8 * (2 * 2)  # every window element compared once
+    assert by_name["softmax"].flops == 5 * 2 * 10
+    assert by_name["conv"].kernel_size == (3, 3)
+    assert by_name["conv"].type == "Conv" and by_name["conv"].kind == "function"
+    assert by_name["flatten"].output_shape == (2, 512)
+    # the Reshape's int64 shape is a constant: neither a parameter nor a buffer
+    assert r.trace["constants"] == 1 and r.trace["method"] == "onnx"
+    assert r.outputs[0].shape == (2, 10)
+    # activations: the input, then every node's output except the Reshape (a view in PyTorch)
+    per_sample = 3 * 16 * 16 + 8 * 16 * 16 * 3 + 8 * 8 * 8 + 10 + 10
+    assert t.activation_elements == 2 * per_sample
+    assert sum(row.macs for row in r.layers) == t.macs
+    assert not r.unsupported
+
+
+def test_dynamic_batch_needs_an_input_and_scales_linearly(cnn_file: Path) -> None:
+    with pytest.raises(OnnxFileError, match=r"input 'x' .* dynamic dimensions \[Nx3x16x16\]"):
+        analyze_onnx(cnn_file)
+    one, eight = (analyze_onnx(cnn_file, [(b, 3, 16, 16)]).total() for b in (1, 8))
+    assert eight.macs == 8 * one.macs and eight.params == one.params
+    with pytest.raises(InputSpecError, match="does not fit input 'x'"):
+        analyze_onnx(cnn_file, [(2, 4, 16, 16)])
+    with pytest.raises(InputSpecError, match="has 1 input"):
+        analyze_onnx(cnn_file, [(2, 3, 16, 16), (2, 3)])
+
+
+def test_an_op_without_a_formula_is_listed_never_zero(tmp_path: Path) -> None:
+    path = tmp_path / "custom.onnx"
+    onnx.save(small_cnn(batch=2, custom=True), path)
+    r = analyze_onnx(path)
+    assert [(u.op, u.where) for u in r.unsupported] == [("my.domain::Mystery", "mystery")]
+    with pytest.raises(UnsupportedOpError, match="my.domain::Mystery"):
+        analyze_onnx(path, strict=True)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_file_is_a_clear_error_with_exit_2_and_no_output(tmp_path: Path, cnn_file: Path, damage: str,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    data = cnn_file.read_bytes()
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x08\xff\xff\xff not onnx at all", "empty": b""}[damage])
+    with pytest.raises(OnnxFileError, match="truncated or"):
+        analyze_onnx(bad, [(1, 3, 16, 16)])
+    out = tmp_path / "out.json"
+    assert main(["analyze", str(bad), "--input", "1x3x16x16", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "fxcost: error:" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_cli_unpinned_dynamic_dims_exit_2(cnn_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["analyze", str(cnn_file)]) == 2
+    err = capsys.readouterr().err
+    assert "dynamic dimensions [Nx3x16x16]" in err and "--input x=1x3x16x16" in err
+
+
+def test_cli_json_of_an_onnx_file(cnn_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cnn.json"
+    assert main(["analyze", str(cnn_file), "--input", "2x3x16x16", "-o", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["totals"]["params"] == 5_370 and d["totals"]["macs"] == 120_832
+    assert d["trace"]["method"] == "onnx" and d["mode"] == "onnx"
+
+
+def test_cli_refuses_torch_only_options_for_an_onnx_file(cnn_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["analyze", str(cnn_file), "--input", "1x3x16x16", "--real"]) == 2
+    assert "--real do(es) not apply to an ONNX file" in capsys.readouterr().err
+
+
+def test_torchsummary_convention_counts_leaf_outputs_per_sample(cnn_file: Path) -> None:
+    r = analyze_onnx(cnn_file, [(4, 3, 16, 16)], convention="torchsummary")
+    # every node's output per sample (the Reshape too: torchsummary counts a Flatten), input apart
+    per_sample = 8 * 16 * 16 * 3 + 8 * 8 * 8 + 512 + 10 + 10
+    assert r.total().activation_elements == per_sample

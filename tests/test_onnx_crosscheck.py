@@ -1,0 +1,149 @@
+"""The two routes: PyTorch (torch.fx / torch.export) against the exported ONNX graph, recounted.
+
+The ONNX side is a different toolchain end to end: torch.onnx's dynamo exporter writes the graph,
+onnx's shape inference settles its shapes and fxcost's ONNX-op formulas count it; onnxruntime
+runs it against PyTorch. Expected figures come from the seeds and published counts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxscript")
+pytest.importorskip("onnxruntime")
+
+from examples.vgg import vgg19  # noqa: E402
+from fxcost.cli import main  # noqa: E402
+from fxcost.crosscheck import crosscheck, group_of  # noqa: E402
+from fxcost.onnx_analyze import analyze_onnx  # noqa: E402
+from fxcost.onnx_export import export_onnx  # noqa: E402
+
+# torchvision's VGG-19 (configuration E): 16 convs and 3 linears (the seed table; torchvision's docs)
+VGG19_PARAMS = 143_667_240
+VGG19_CONV_LINEAR_MACS = 19_632_062_464
+
+
+def _rows(check, metric: str) -> dict[str, tuple[int, int]]:  # type: ignore[no-untyped-def]
+    return {r.group: (r.torch, r.onnx) for r in check.rows if r.metric == metric}
+
+
+def test_vgg19_onnx_route_gives_the_seed_figures_and_runs_within_1e_4() -> None:
+    torch.manual_seed(0)
+    check = crosscheck(vgg19().eval(), torch.empty(1, 3, 224, 224))
+    assert check.passed, check.explanations
+    params, macs = _rows(check, "params"), _rows(check, "macs")
+    assert params["all"] == (VGG19_PARAMS, VGG19_PARAMS)
+    onnx_conv_linear = sum(r.macs for r in check.onnx.layers if r.type in ("Conv2d", "Linear"))
+    torch_conv_linear = sum(r.macs for r in check.torch.layers if r.type in ("Conv2d", "Linear"))
+    assert onnx_conv_linear == torch_conv_linear == VGG19_CONV_LINEAR_MACS
+    assert macs["Conv2d"][1] + macs["Linear"][1] == VGG19_CONV_LINEAR_MACS
+    assert check.max_abs_diff is not None and check.max_abs_diff < 1e-4
+    # the ONNX rows are named and typed like the PyTorch ones, from the exporter's scopes
+    assert [r.name for r in check.onnx.layers if r.type == "Conv2d"] == [
+        r.name for r in check.torch.layers if r.type == "Conv2d"]
+
+
+class ZeroBias(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc(x))
+
+
+def test_the_optimizer_dropping_a_zero_bias_is_named() -> None:
+    plain = crosscheck(ZeroBias().eval(), torch.empty(2, 8))
+    assert plain.passed and plain.max_abs_diff is not None and plain.max_abs_diff < 1e-6
+    optimized = crosscheck(ZeroBias().eval(), torch.empty(2, 8), optimize=True)
+    params = _rows(optimized, "params")["all"]
+    assert params == (8 * 4 + 4, 8 * 4)  # the 4 zeros of fc.bias are gone from the file
+    assert not optimized.passed
+    assert any("fc.bias (4) not in the ONNX file: it is all zeros" in e for e in optimized.explanations)
+
+
+def test_a_weightless_model_is_exported_structure_only_and_not_run() -> None:
+    with torch.device("meta"):
+        model = ZeroBias()
+    check = crosscheck(model, torch.empty(2, 8, device="meta"))
+    assert check.passed and check.export["structure_only"]
+    assert check.max_abs_diff is None and "no real weights" in check.run_note
+
+
+def test_group_of_names_the_innermost_module() -> None:
+    check = crosscheck(ZeroBias().eval(), torch.empty(2, 8), run=False)
+    groups = {group_of(check.torch, r) for r in check.torch.layers}
+    assert groups == {"Input", "Linear", "ZeroBias"}  # relu runs in the root's own forward
+
+
+def _hf(name: str, **config: object) -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    cfg = getattr(transformers, name.replace("LMHeadModel", "").replace("Model", "") + "Config")(**config)
+    if hasattr(cfg, "use_cache"):
+        cfg.use_cache = False
+    torch.manual_seed(0)
+    return getattr(transformers, name)(cfg).eval()
+
+
+def _explained(check) -> None:  # type: ignore[no-untyped-def]
+    """Params and MACs agree; every group whose FLOPs differ is named in an explanation."""
+    assert check.params_equal and check.macs_equal, check.explanations
+    for r in check.rows:
+        if r.metric == "flops" and r.group != "all" and r.diff:
+            assert any(e.startswith(f"FLOPs of {r.group}:") for e in check.explanations), r
+
+
+def test_tiny_gpt2_crosschecks_with_every_difference_named() -> None:
+    model = _hf("GPT2LMHeadModel", n_layer=2, n_embd=64, n_head=2, vocab_size=100, n_positions=64)
+    check = crosscheck(model, torch.zeros(1, 16, dtype=torch.int64))
+    _explained(check)
+    assert check.max_abs_diff is not None and check.max_abs_diff < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("cls", "params"), [("GPT2LMHeadModel", 124_439_808), ("BertModel", 109_482_240)])
+def test_transformers_base_models_crosscheck(cls: str, params: int) -> None:
+    check = crosscheck(_hf(cls), torch.zeros(1, 128, dtype=torch.int64))
+    _explained(check)
+    assert _rows(check, "params")["all"] == (params, params)  # published counts; GPT-2's tied head once
+    assert check.max_abs_diff is not None and check.max_abs_diff < 1e-3
+
+
+@pytest.mark.slow
+def test_llama_7b_structure_only_export_is_fast_small_and_counts_the_same(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.LlamaConfig()
+    cfg.use_cache = False
+    with torch.device("meta"):
+        model = transformers.LlamaForCausalLM(cfg)
+    path = tmp_path / "llama7b.onnx"
+    start = time.perf_counter()
+    result = export_onnx(model, (torch.zeros(1, 2048, dtype=torch.int64, device="meta"),), {}, path, structure_only=True)
+    seconds = time.perf_counter() - start
+    assert seconds < 60 and path.stat().st_size < 50 * 1024**2
+    report = analyze_onnx(path)
+    assert result.params == report.total().params == 6_738_415_616
+    # the same MACs as the PyTorch route: 32 layers of (4d^2 + 3 d ffn) S + 2 S^2 d, plus the head
+    d, ffn, s, v = 4096, 11008, 2048, 32000
+    assert report.total().macs == 32 * ((4 * d * d + 3 * d * ffn) * s + 2 * s * s * d) + s * d * v
+
+
+def test_onnx_verify_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "net.py"
+    spec.write_text("import torch\nfrom torch import nn\n"
+                    "def net():\n    torch.manual_seed(0)\n"
+                    "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5))\n")
+    out = tmp_path / "net.onnx"
+    assert main(["onnx", f"{spec}:net", "--input", "2x3x8x8", "-o", str(out), "--verify"]) == 0
+    captured = capsys.readouterr()
+    assert "PASS: params and MACs agree exactly" in captured.out
+    assert "max abs diff" in captured.out and f"wrote {out}" in captured.err
+    assert main(["analyze", str(out), "-f", "csv"]) == 0
+    assert main(["crosscheck", f"{spec}:net", "--input", "2x3x8x8", "-f", "markdown", "--no-run"]) == 0
+    assert "| params | all |" in capsys.readouterr().out
