@@ -71,7 +71,10 @@ CROSSCHECK_EXAMPLES = """\
 examples:
   fxcost crosscheck examples/vgg.py:vgg19 --input 1x3x224x224
       params and MACs by layer type from both routes, differences named, onnxruntime's max abs diff
-  fxcost crosscheck hf:BertModel --input 1x128:int64 -f markdown
+  fxcost crosscheck hf:BertModel --input 1x128:int64 --random-weights -f markdown
+      BERT-base with random weights: exported with them and run in onnxruntime too
+  fxcost crosscheck hf:LlamaForCausalLM --input 1x2048:int64
+      a 7B model on meta: exported structure only, counted twice, not run
   fxcost crosscheck examples/resnet.py:resnet18 --input 1x3x224x224 --optimize --onnx-file r18.onnx
       check the optimized graph (the default export for fxcost onnx) and keep the file
 
@@ -256,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opset", type=int, default=18, metavar="N", help="ONNX opset to export (default 18)")
+    p.add_argument("--random-weights", action="store_true",
+                   help="build an hf: model with real random weights (seed 0) instead of on meta, so the export "
+                   "carries weights and onnxruntime can run it")
     p.add_argument("--no-run", action="store_true", help="do not run the ONNX file in onnxruntime")
 
 
@@ -345,7 +351,8 @@ def _load(spec: str, args: argparse.Namespace) -> tuple[Any, str]:
             raise InputSpecError(f"{', '.join(given)} do(es) not apply to an ONNX file ({spec})",
                                  hint="an ONNX file is analyzed from its graph; give only --input to pin dynamic dimensions")
         return Path(spec), Path(spec).stem
-    return load_model(spec, parse_kv(args.arg), parse_kv(args.config, "--config"))
+    return load_model(spec, parse_kv(args.arg), parse_kv(args.config, "--config"),
+                      hf_weights=getattr(args, "random_weights", False))
 
 
 def _analyze_one(model: Any, name: str, call: Call, args: argparse.Namespace) -> Any:
@@ -567,6 +574,9 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     from fxcost.errors import InputSpecError
 
     _torch_spec(args)
+    if args.real:
+        raise InputSpecError("--real does not apply to fxcost crosscheck",
+                             hint="the PyTorch route counts on meta; a model with weights is also run in onnxruntime")
     _check_folder(args.output)
     _check_folder(args.onnx_file)
     calls = _inputs(args)

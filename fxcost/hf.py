@@ -33,8 +33,9 @@ def _transformers() -> Any:
     return transformers
 
 
-def load_hf(spec: str, overrides: dict[str, Any] | None = None) -> tuple[nn.Module, str]:
-    """Build the model an ``hf:`` spec names. Returns the module (on meta) and a display name."""
+def load_hf(spec: str, overrides: dict[str, Any] | None = None, *, meta: bool = True) -> tuple[nn.Module, str]:
+    """Build the model an ``hf:`` spec names. Returns the module (on meta) and a display name.
+    ``meta=False`` builds it with real random weights (seed 0), for exports that run."""
     tf = _transformers()
     target = spec.removeprefix(PREFIX)
     path = Path(target)
@@ -48,7 +49,9 @@ def load_hf(spec: str, overrides: dict[str, Any] | None = None) -> tuple[nn.Modu
     try:
         config = (tf.AutoConfig.from_pretrained(str(path), local_files_only=True, **overrides) if from_file
                   else type(base)(**overrides))
-        with torch.device("meta"):
+        if not meta:
+            torch.manual_seed(0)
+        with torch.device("meta" if meta else "cpu"):
             model = cls(config) if cls is not None else tf.AutoModel.from_config(config)
     except Exception as e:
         raise SpecError(f"building {name}({_kv(overrides)}) from its config failed: {type(e).__name__}: {e}",

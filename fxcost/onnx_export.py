@@ -143,6 +143,11 @@ def export_onnx(
     written, and :class:`ExportError` when torch.onnx cannot export the model as asked (the
     original exception is its ``__cause__``). On any failure nothing is left at ``path``.
     """
+    import importlib.util
+
+    if importlib.util.find_spec("onnxscript") is None:
+        raise ExportError("exporting to ONNX needs onnxscript (torch.onnx's exporter is built on it), which is not installed",
+                          hint="pip install 'fxcost[onnx]' (onnxscript and onnxruntime)")
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():

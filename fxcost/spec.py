@@ -173,15 +173,17 @@ def _candidates(module: Any) -> list[str]:
     return sorted(names)
 
 
-def load_model(spec: str, args: dict[str, Any] | None = None, config: dict[str, Any] | None = None) -> tuple[nn.Module, str]:
+def load_model(spec: str, args: dict[str, Any] | None = None, config: dict[str, Any] | None = None, *,
+               hf_weights: bool = False) -> tuple[nn.Module, str]:
     """Build the model a spec names. Returns the module and a display name. ``config`` sets
-    fields of an ``hf:`` model's config; ``args`` are other models' constructor arguments."""
+    fields of an ``hf:`` model's config; ``args`` are other models' constructor arguments.
+    ``hf_weights`` builds an ``hf:`` model with real random weights instead of on meta."""
     if spec.startswith("hf:"):
         if args:
             raise SpecError("--arg passes constructor arguments; an hf: model takes --config key=value", hint="e.g. --config n_layer=6")
         from fxcost.hf import load_hf
 
-        return load_hf(spec, config)
+        return load_hf(spec, config, meta=not hf_weights)
     if config:
         raise SpecError("--config sets fields of an hf: model's config", hint="use --arg key=value for the constructor of " + spec)
     target, sep, attr = spec.rpartition(":")
