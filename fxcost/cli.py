@@ -241,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--verify", action="store_true",
                    help="cross-check the written file against PyTorch (as fxcost crosscheck; exit 1 when params or MACs differ)")
     o.add_argument("--format", "-f", choices=FORMATS, default="table", help="format of the --verify output")
+    o.add_argument("--width", type=int, default=None, help="terminal table width for --verify (default: terminal's)")
 
     x = _command(sub, "crosscheck", "count a model through PyTorch and through its ONNX export, side by side",
                  "Analyze the model via torch.fx/torch.export, export it to ONNX, recount the ONNX graph and print both "
@@ -532,7 +533,7 @@ def _torch_spec(args: argparse.Namespace) -> None:
 
 
 def _crosscheck(args: argparse.Namespace, model: Any, name: str, call: Call, update: Callable[[str], None],
-                onnx_file: str | None, exported: bool, optimize: bool) -> Any:
+                onnx_file: str | None, exported: Any, optimize: bool) -> Any:
     from fxcost.crosscheck import crosscheck
 
     inputs, kwargs = call
@@ -565,8 +566,8 @@ def cmd_onnx(args: argparse.Namespace) -> int:
     if not args.verify:
         return 0
     with _progress(f"cross-checking {args.output}") as update:
-        check = _crosscheck(args, model, name, calls[0], update, args.output, exported=True, optimize=result.optimized)
-    _emit(check, argparse.Namespace(format=args.format, output=None, width=None))
+        check = _crosscheck(args, model, name, calls[0], update, args.output, exported=result, optimize=result.optimized)
+    _emit(check, argparse.Namespace(format=args.format, output=None, width=args.width))
     return 0 if check.passed else 1
 
 
@@ -584,7 +585,7 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
         raise InputSpecError("fxcost crosscheck takes one input size", hint="give one --input")
     model, name = _load(args.spec, args)
     with _progress(f"cross-checking {name}") as update:
-        check = _crosscheck(args, model, name, calls[0], update, args.onnx_file, exported=False, optimize=args.optimize)
+        check = _crosscheck(args, model, name, calls[0], update, args.onnx_file, exported=None, optimize=args.optimize)
     _emit(check, args)
     return 0 if check.passed else 1
 

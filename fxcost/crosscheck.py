@@ -43,7 +43,7 @@ def crosscheck(
     tracer: str = "auto",
     leaves: Sequence[str] = (),
     onnx_file: str | Path | None = None,
-    exported: bool = False,
+    exported: Any = None,
     opset: int = 18,
     optimize: bool = False,
     run: bool = True,
@@ -52,7 +52,8 @@ def crosscheck(
     """Count ``model`` through PyTorch and through ONNX and compare.
 
     ``onnx_file``: where the export is written (kept); a temporary file when ``None``. With
-    ``exported=True`` the file is already there (``fxcost onnx --verify``) and is checked as is.
+    ``exported`` (the :class:`~fxcost.onnx_export.OnnxExport` that wrote ``onnx_file``, as in
+    ``fxcost onnx --verify``) the file is checked as it is.
     ``run``: compare onnxruntime's outputs with PyTorch's when the model has real weights."""
     from fxcost.analyze import analyze
     from fxcost.onnx_analyze import analyze_onnx, weights_of
@@ -67,16 +68,16 @@ def crosscheck(
     stage(f"counting {name} through PyTorch")
     torch_report = analyze(model, example_inputs=args, example_kwargs=kwargs, convention=convention, name=name,
                            tracer=tracer, leaves=leaves)
-    export_info: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="fxcost-") as tmp:
         path = Path(onnx_file) if onnx_file is not None else Path(tmp) / f"{name}.onnx"
-        if not exported:
+        result = exported
+        if result is None:
             from fxcost.onnx_export import export_onnx
 
             result = export_onnx(model, args, kwargs, path, opset=opset, structure_only=not real, optimize=optimize,
                                  on_stage=on_stage)
-            export_info = {"opset": result.opset, "optimized": result.optimized, "structure_only": result.structure_only,
-                           "seconds": round(result.seconds, 2), "file_bytes": result.file_bytes, "nodes": result.nodes}
+        export_info = {"opset": result.opset, "optimized": result.optimized, "structure_only": result.structure_only,
+                       "seconds": round(result.seconds, 2), "file_bytes": result.file_bytes, "nodes": result.nodes}
         stage(f"counting {path.name} through ONNX")
         shapes = [tuple(t.shape) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         onnx_report = analyze_onnx(path, shapes, convention=convention, name=name)
@@ -84,8 +85,8 @@ def crosscheck(
         explanations = _explain(rows, torch_report, onnx_report, model, weights_of(path))
         if not run:
             diff, note = None, "not run (--no-run)"
-        elif not real:
-            diff, note = None, "not run: the model has no real weights (exported --structure-only)"
+        elif not real or result.structure_only:
+            diff, note = None, "not run: the file has no weight data (exported --structure-only)"
         elif sum(p.numel() for p in _unique_params(model)) > RUN_LIMIT_PARAMS:
             diff, note = None, f"not run: over {RUN_LIMIT_PARAMS:,} parameters"
         else:

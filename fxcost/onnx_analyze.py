@@ -104,7 +104,6 @@ def analyze_onnx(
     ``named_inputs`` by name; they are needed only where the file has dynamic dimensions. Each
     input keeps the file's dtype. ``strict=True`` raises :class:`UnsupportedOpError` when an op
     has no formula."""
-    import onnx
 
     conv = get_convention(convention) if isinstance(convention, str) else convention
     model = load(path)
@@ -114,7 +113,7 @@ def analyze_onnx(
     pinned = _pin(path, user, list(inputs), dict(named_inputs or {}))
     skeleton = _skeleton(model, weights, pinned)
     try:
-        inferred = onnx.shape_inference.infer_shapes(skeleton, check_type=False, strict_mode=False, data_prop=True)
+        inferred = _infer(skeleton)
     except Exception as e:  # onnx raises its own InferenceError and plain RuntimeErrors
         raise OnnxFileError(f"ONNX shape inference failed on {path}: {_first_line(e)}",
                             hint="check the file with onnx.checker; pin every input with --input") from e
@@ -348,6 +347,126 @@ def _skeleton(model: Any, weights: dict[str, _Weight], pinned: dict[str, Shape])
             if o.type.tensor_type.HasField("shape"):
                 o.type.tensor_type.ClearField("shape")
     return m
+
+
+def _infer(skeleton: Any, rounds: int = 4) -> Any:
+    """ONNX shape inference, helped along: shape arithmetic that onnx's data propagation does
+    not follow (``Shape -> Squeeze -> Concat -> Reshape``, as torch.onnx writes for a dynamic
+    batch) is evaluated here on the pinned shapes, its results become constants, and inference
+    runs again, until nothing new is settled."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = skeleton
+    for _ in range(rounds):
+        model = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+        known = {t.name for t in model.graph.initializer}
+        folded = [(name, v) for name, v in _fold_shapes(model.graph, _value_types(model.graph)).items()
+                  if name not in known]
+        if not folded:
+            break
+        for name, value in folded:
+            model.graph.initializer.append(numpy_helper.from_array(value, name))
+    return model
+
+
+#: shape arithmetic :func:`_fold_shapes` evaluates: small integer tensors only
+_SHAPE_OPS = frozenset({"Constant", "Shape", "Size", "Identity", "Cast", "Squeeze", "Unsqueeze", "Concat", "Gather",
+                        "Slice", "Reshape", "Add", "Sub", "Mul", "Div", "Neg", "Max", "Min", "Equal", "Where", "Range",
+                        "Expand", "ConstantOfShape"})
+
+
+def _fold_shapes(graph: Any, types: dict[str, tuple[Shape, str]]) -> dict[str, Any]:
+    """The values of the graph's small integer tensors that follow from constants and known
+    shapes alone (the shapes torch.onnx computes at run time for a dynamic batch)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    values: dict[str, Any] = {t.name: numpy_helper.to_array(t) for t in graph.initializer
+                              if t.data_type not in _FLOAT_TYPES and math.prod(t.dims) <= _KEEP_DATA_ELEMENTS}
+    out: dict[str, Any] = {}
+    for n in graph.node:
+        if n.op_type not in _SHAPE_OPS or n.domain not in ("", "ai.onnx") or len(n.output) != 1:
+            continue
+        a = _attrs(n)
+        ins = [values.get(i) if i else None for i in n.input]
+        try:
+            v = _eval_shape_op(n.op_type, n.input, ins, a, types, np)
+        except (ValueError, IndexError, TypeError):
+            v = None
+        if v is None:
+            continue
+        v = np.asarray(v)
+        if v.dtype.kind not in "iub" or v.size > _KEEP_DATA_ELEMENTS:
+            continue
+        values[n.output[0]] = v
+        out[n.output[0]] = v
+    return out
+
+
+def _eval_shape_op(op: str, names: Sequence[str], ins: list[Any], a: dict[str, Any],
+                   types: dict[str, tuple[Shape, str]], np: Any) -> Any:
+    if op == "Constant":
+        from onnx import numpy_helper
+
+        if "value" in a:
+            return numpy_helper.to_array(a["value"])
+        if "value_int" in a:
+            return np.array(a["value_int"], dtype=np.int64)
+        return np.array(a["value_ints"], dtype=np.int64) if "value_ints" in a else None
+    if op in ("Shape", "Size"):
+        if names[0] not in types:
+            return None
+        shape = types[names[0]][0]
+        if op == "Size":
+            return np.array(math.prod(shape), dtype=np.int64)
+        return np.array(shape[a.get("start", 0):a.get("end", len(shape))], dtype=np.int64)
+    if any(v is None for v in ins[:1]) or any(v is None for i, v in zip(names, ins, strict=True) if i):
+        return None
+    x = ins[0]
+    if op in ("Identity", "Cast"):
+        return x if op == "Identity" else x.astype(np.int64) if a.get("to") == 7 else None
+    if op in ("Squeeze", "Unsqueeze"):
+        axes = ins[1] if len(ins) > 1 and ins[1] is not None else a.get("axes")
+        if op == "Squeeze":
+            return np.squeeze(x, axis=tuple(int(i) for i in axes) if axes is not None else None)
+        if axes is None:
+            return None
+        for ax in sorted(int(i) % (x.ndim + len(axes)) for i in axes):
+            x = np.expand_dims(x, ax)
+        return x
+    if op == "Concat":
+        return np.concatenate(ins, axis=a.get("axis", 0))
+    if op == "Gather":
+        return np.take(x, ins[1], axis=a.get("axis", 0))
+    if op == "Slice":
+        starts, ends = ins[1], ins[2]
+        axes = ins[3] if len(ins) > 3 and ins[3] is not None else range(len(starts))
+        steps = ins[4] if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+        idx = [slice(None)] * x.ndim
+        for s0, e0, ax, st in zip(starts, ends, axes, steps, strict=True):
+            idx[int(ax)] = slice(int(s0), int(e0), int(st))
+        return x[tuple(idx)]
+    if op == "Reshape":
+        return x.reshape([d if d != 0 else x.shape[i] for i, d in enumerate(ins[1].tolist())])
+    if op in ("Add", "Sub", "Mul", "Div", "Max", "Min", "Equal"):
+        f = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.floor_divide, "Max": np.maximum,
+             "Min": np.minimum, "Equal": np.equal}[op]
+        return f(x, ins[1])
+    if op == "Neg":
+        return -x
+    if op == "Where":
+        return np.where(x, ins[1], ins[2])
+    if op == "Range":
+        return np.arange(x, ins[1], ins[2])
+    if op == "Expand":
+        return np.broadcast_to(x, np.broadcast_shapes(x.shape, tuple(int(d) for d in ins[1]))).copy()
+    if op == "ConstantOfShape":
+        from onnx import numpy_helper
+
+        fill = numpy_helper.to_array(a["value"]) if "value" in a else np.zeros(1, dtype=np.float32)
+        return np.full(tuple(int(d) for d in x), fill.reshape(-1)[0], dtype=fill.dtype)
+    return None
 
 
 def _value_types(graph: Any) -> dict[str, tuple[Shape, str]]:

@@ -59,10 +59,12 @@ def header_line(d: dict[str, Any]) -> str:
     grouped = {"module": f", rolled up to depth {view.get('depth')}", "type": ", grouped by layer type"}.get(
         view.get("group_by", "layer"), ""
     )
-    return (
-        f"{d['model']}  ·  inputs {ins}  ·  convention {d['convention']}  ·  {d['mode']} tensors"
-        f"  ·  traced by {d['trace'].get('method', '?')}{grouped}"
-    )
+    trace = d["trace"]
+    if trace.get("method") == "onnx":
+        how = f"counted from {trace.get('file')} (ONNX opset {trace.get('opset')})"
+    else:
+        how = f"{d['mode']} tensors  ·  traced by {trace.get('method', '?')}"
+    return f"{d['model']}  ·  inputs {ins}  ·  convention {d['convention']}  ·  {how}{grouped}"
 
 
 LAYER_COLUMNS = ["id", "layer", "type", "kernel", "stride", "output", "activations", "params", "% params", "MACs", "% MACs"]
