@@ -173,7 +173,7 @@ def _ops(report: Report, group: str, metric: str) -> str:
     if not found:
         return "nothing"
     parts = sorted(found.items(), key=lambda kv: -kv[1][1])
-    return ", ".join(f"{op} x{n} = {v:,}" for op, (n, v) in parts[:6]) + (", ..." if len(parts) > 6 else "")
+    return ", ".join(f"{op} x{n} = {v:,}" for op, (n, v) in parts[:10]) + (", ..." if len(parts) > 10 else "")
 
 
 def _explain_params(model: nn.Module, onnx_weights: dict[str, tuple[str, int]]) -> list[str]:

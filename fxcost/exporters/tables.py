@@ -203,11 +203,11 @@ def crosscheck_table(d: dict[str, Any]) -> Table:
     ex = x.get("export", {})
     how = (f"opset {ex['opset']}, {'optimized' if ex['optimized'] else 'not optimized'}"
            + (", structure only" if ex.get("structure_only") else "")) if ex else "the given file"
-    table = Table(f"{verdict}  ·  {x['model']} ({ins})  ·  convention {x['convention']}  ·  ONNX: {how}",
-                  CROSSCHECK_COLUMNS, rows, numeric={"PyTorch", "ONNX", "ONNX - PyTorch"})
-    table.notes.append(("PyTorch route", f"traced by {x['torch_trace'].get('method', '?')}"))
-    table.notes.append(("ONNX route", f"{x['onnx_file']} (opset {x['onnx_trace'].get('opset')}, "
-                        f"{x['onnx_trace'].get('producer') or 'unknown producer'})"))
+    table = Table(f"{verdict}  ·  {x['model']} ({ins})", CROSSCHECK_COLUMNS, rows,
+                  numeric={"PyTorch", "ONNX", "ONNX - PyTorch"})
+    table.notes.append(("PyTorch route", f"traced by {x['torch_trace'].get('method', '?')}, convention {x['convention']}"))
+    table.notes.append(("ONNX route", f"{x['onnx_file']}: {how}, written by "
+                        f"{x['onnx_trace'].get('producer') or 'an unknown producer'}"))
     ort = x["onnxruntime"]
     diff = ort["max_abs_diff"]
     table.notes.append(("onnxruntime vs PyTorch", (f"max abs diff {diff:.3g}; " if diff is not None else "") + ort["note"]))
