@@ -53,7 +53,7 @@ TORCH_SPEC_HELP = ("path/to/file.py:name or package.module:name (a class, factor
 ONNX_EXAMPLES = """\
 examples:
   fxcost onnx examples/vgg.py:vgg19 --input 1x3x224x224 -o vgg19.onnx
-      export through torch.onnx (dynamo exporter, opset 18), weights included
+      export through torch.onnx (dynamo exporter, opset 18), weights included, op for op (no optimizer)
   fxcost onnx examples/vgg.py:vgg19 --input 1x3x224x224 -o vgg19.onnx --verify
       then recount the file and cross-check it against PyTorch, and run it with onnxruntime
   fxcost onnx hf:LlamaForCausalLM --input 1x2048:int64 --structure-only -o llama7b.onnx
@@ -76,11 +76,11 @@ examples:
   fxcost crosscheck hf:LlamaForCausalLM --input 1x2048:int64
       a 7B model on meta: exported structure only, counted twice, not run
   fxcost crosscheck examples/resnet.py:resnet18 --input 1x3x224x224 --optimize --onnx-file r18.onnx
-      check the optimized graph (the default export for fxcost onnx) and keep the file
+      check the optimized graph (BatchNorms folded into convs: named as differences) and keep the file
 
 exit codes: 0 params and MACs agree exactly, 1 they differ, 2 bad input, 3 internal error.
-The cross-check exports without the graph optimizer unless --optimize: the optimizer folds
-constants and drops zero biases, so its graph describes the computation, not the model.
+Exports (here and in fxcost onnx) skip the graph optimizer unless --optimize: it folds
+constants and BatchNorms and drops zero biases, so its graph describes the computation, not the model.
 """
 
 DIAGRAM_EXAMPLES = """\
@@ -237,10 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--dynamic-batch", action="store_true", help="make dimension 0 of every input dynamic")
     o.add_argument("--structure-only", action="store_true",
                    help="no weight data: weights become named graph inputs with shapes and dtypes (exported from meta)")
-    o.add_argument("--no-optimize", action="store_true", help="skip onnxscript's graph optimizer (constant folding...)")
+    o.add_argument("--optimize", action="store_true",
+                   help="run onnxscript's graph optimizer: folds constants and BatchNorm into convs, drops zero biases "
+                   "(the file then has fewer parameters than the model)")
     o.add_argument("--verify", action="store_true",
                    help="cross-check the written file against PyTorch (as fxcost crosscheck; exit 1 when params or MACs differ)")
-    o.add_argument("--format", "-f", choices=FORMATS, default="table", help="format of the --verify output")
+    o.add_argument("--format", "-f", choices=FORMATS, default=None, help="format of the --verify output (default: table)")
     o.add_argument("--width", type=int, default=None, help="terminal table width for --verify (default: terminal's)")
 
     x = _command(sub, "crosscheck", "count a model through PyTorch and through its ONNX export, side by side",
@@ -250,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "difference from PyTorch is reported.", CROSSCHECK_EXAMPLES, spec_help=TORCH_SPEC_HELP)
     _add_table_output(x)
     _add_export(x)
-    x.add_argument("--optimize", action="store_true", help="check the optimized graph (what fxcost onnx writes by default)")
+    x.add_argument("--optimize", action="store_true", help="check the optimized graph (fxcost onnx --optimize)")
     x.add_argument("--onnx-file", metavar="FILE", help="keep the exported file here (default: a temporary file)")
 
     v.add_argument("--pyproject", metavar="FILE", default=None,
@@ -332,7 +334,7 @@ def _inputs(args: argparse.Namespace) -> list[Call]:
 
     return [
         (tuple(meta(*s) for s in pos), {**plain, **{k: meta(*s) for k, s in kw.items()}})
-        for pos, kw in parse_inputs(args.input)
+        for pos, kw in parse_inputs(args.input, any_name=_is_onnx(args.spec))
     ]
 
 
@@ -539,10 +541,11 @@ def _crosscheck(args: argparse.Namespace, model: Any, name: str, call: Call, upd
     inputs, kwargs = call
     return crosscheck(model, inputs, kwargs, convention=args.convention, name=name, tracer=args.tracer, leaves=args.leaf,
                       onnx_file=onnx_file, exported=exported, opset=args.opset, optimize=optimize,
-                      run=not args.no_run, on_stage=update)
+                      run=not args.no_run, strict=args.strict, on_stage=update)
 
 
 def cmd_onnx(args: argparse.Namespace) -> int:
+    from fxcost.conventions import get_convention
     from fxcost.errors import InputSpecError
     from fxcost.onnx_export import export_onnx
 
@@ -550,6 +553,13 @@ def cmd_onnx(args: argparse.Namespace) -> int:
     _check_folder(args.output)
     if args.real:
         raise InputSpecError("--real does not apply to fxcost onnx", hint="a model with weights is exported with them; --structure-only leaves them out")
+    unused = [flag for flag, on in (("--convention", args.convention != "fxcost"), ("--strict", args.strict),
+                                    ("--tracer", args.tracer != "auto"), ("--leaf", args.leaf), ("--format", args.format),
+                                    ("--width", args.width), ("--no-run", args.no_run)) if on]
+    if unused and not args.verify:
+        raise InputSpecError(f"{', '.join(unused)} only apply with --verify (they shape the cross-check, not the export)",
+                             hint="add --verify, or drop them")
+    get_convention(args.convention)  # a bad name fails now, not after the file is written
     calls = _inputs(args)
     if len(calls) != 1:
         raise InputSpecError("fxcost onnx takes one input size", hint="give one --input; --dynamic-batch makes the batch dimension dynamic")
@@ -557,17 +567,17 @@ def cmd_onnx(args: argparse.Namespace) -> int:
     inputs, kwargs = calls[0]
     with _progress(f"exporting {name} to {args.output}") as update:
         result = export_onnx(model, inputs, kwargs, args.output, opset=args.opset, dynamic_batch=args.dynamic_batch,
-                             structure_only=args.structure_only, optimize=not args.no_optimize, on_stage=update)
+                             structure_only=args.structure_only, optimize=args.optimize, on_stage=update)
     what = "structure only, no weight data" if result.structure_only else "with weights"
     print(f"wrote {result.path}: {result.nodes:,} nodes, {result.params:,} params ({what}), opset {result.opset}, "
           f"{result.file_bytes / 1024**2:,.1f} MiB, {result.seconds:.1f} s"
-          + (", dynamic batch" if result.dynamic_batch else "") + ("" if result.optimized else ", not optimized"),
+          + (", dynamic batch" if result.dynamic_batch else "") + (", optimized" if result.optimized else ""),
           file=sys.stderr if args.verify else sys.stdout)
     if not args.verify:
         return 0
     with _progress(f"cross-checking {args.output}") as update:
         check = _crosscheck(args, model, name, calls[0], update, args.output, exported=result, optimize=result.optimized)
-    _emit(check, argparse.Namespace(format=args.format, output=None, width=args.width))
+    _emit(check, argparse.Namespace(format=args.format or "table", output=None, width=args.width))
     return 0 if check.passed else 1
 
 
@@ -580,6 +590,9 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
                              hint="the PyTorch route counts on meta; a model with weights is also run in onnxruntime")
     _check_folder(args.output)
     _check_folder(args.onnx_file)
+    from fxcost.conventions import get_convention
+
+    get_convention(args.convention)
     calls = _inputs(args)
     if len(calls) != 1:
         raise InputSpecError("fxcost crosscheck takes one input size", hint="give one --input")

@@ -47,6 +47,7 @@ def crosscheck(
     opset: int = 18,
     optimize: bool = False,
     run: bool = True,
+    strict: bool = False,
     on_stage: Callable[[str], None] | None = None,
 ) -> CrossCheck:
     """Count ``model`` through PyTorch and through ONNX and compare.
@@ -54,7 +55,8 @@ def crosscheck(
     ``onnx_file``: where the export is written (kept); a temporary file when ``None``. With
     ``exported`` (the :class:`~fxcost.onnx_export.OnnxExport` that wrote ``onnx_file``, as in
     ``fxcost onnx --verify``) the file is checked as it is.
-    ``run``: compare onnxruntime's outputs with PyTorch's when the model has real weights."""
+    ``run``: compare onnxruntime's outputs with PyTorch's when the model has real weights.
+    ``strict``: an op without a formula on either route is an error, as in :func:`fxcost.analyze`."""
     from fxcost.analyze import analyze
     from fxcost.onnx_analyze import analyze_onnx, weights_of
 
@@ -67,7 +69,7 @@ def crosscheck(
         model = copy.deepcopy(model).eval()  # the analysis counts inference; so must the export
     stage(f"counting {name} through PyTorch")
     torch_report = analyze(model, example_inputs=args, example_kwargs=kwargs, convention=convention, name=name,
-                           tracer=tracer, leaves=leaves)
+                           tracer=tracer, leaves=leaves, strict=strict)
     with tempfile.TemporaryDirectory(prefix="fxcost-") as tmp:
         path = Path(onnx_file) if onnx_file is not None else Path(tmp) / f"{name}.onnx"
         result = exported
@@ -80,9 +82,10 @@ def crosscheck(
                        "seconds": round(result.seconds, 2), "file_bytes": result.file_bytes, "nodes": result.nodes}
         stage(f"counting {path.name} through ONNX")
         shapes = [tuple(t.shape) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-        onnx_report = analyze_onnx(path, shapes, convention=convention, name=name)
+        onnx_report = analyze_onnx(path, shapes, convention=convention, name=name, strict=strict)
         rows = _rows(torch_report, onnx_report)
-        explanations = _explain(rows, torch_report, onnx_report, model, weights_of(path))
+        by_type = bool(onnx_report.module_types)
+        explanations = _explain(rows, torch_report, onnx_report, model, weights_of(path), by_type)
         if not run:
             diff, note = None, "not run (--no-run)"
         elif not real or result.structure_only:
@@ -94,7 +97,7 @@ def crosscheck(
             diff, note = _run_onnxruntime(model, args, kwargs, path)
     return CrossCheck(torch=torch_report, onnx=onnx_report, onnx_file=str(onnx_file) if onnx_file else "(temporary)",
                       rows=tuple(rows), explanations=tuple(explanations), max_abs_diff=diff, run_note=note,
-                      export=export_info)
+                      export=export_info, by_type=by_type)
 
 
 def _has_real_weights(model: nn.Module) -> bool:
@@ -138,16 +141,19 @@ def _rows(a: Report, b: Report) -> list[CrossCheckRow]:
 
 
 def _explain(rows: list[CrossCheckRow], a: Report, b: Report, model: nn.Module,
-             onnx_weights: dict[str, tuple[str, int]]) -> list[str]:
+             onnx_weights: dict[str, tuple[str, int]], by_type: bool) -> list[str]:
     """One sentence per difference, naming the parameters or ops behind it."""
     out: list[str] = []
+    if not by_type:
+        out.append("layer types: the ONNX file records no modules (onnx's version converter drops them when it "
+                   "changes the opset), so its nodes are typed by op and only the totals compare")
     total = {r.metric: r for r in rows if r.group == "all"}
     if total["params"].diff:
         out += _explain_params(model, onnx_weights)
     for metric in ("macs", "flops"):
         for r in rows:
             if r.metric == metric and r.group != "all" and r.diff:
-                out.append(f"{metric.upper() if metric == 'macs' else 'FLOPs'} of {r.group}: PyTorch {r.torch:,} vs ONNX "
+                out.append(f"{'MACs' if metric == 'macs' else 'FLOPs'} of {r.group}: PyTorch {r.torch:,} vs ONNX "
                            f"{r.onnx:,} ({r.diff:+,}): PyTorch counts {_ops(a, r.group, metric)}; ONNX counts "
                            f"{_ops(b, r.group, metric)}")
     for side, report in (("PyTorch", a), ("ONNX", b)):
@@ -172,8 +178,8 @@ def _ops(report: Report, group: str, metric: str) -> str:
                 found[o.op] = (n + o.count, s + v)
     if not found:
         return "nothing"
-    parts = sorted(found.items(), key=lambda kv: -kv[1][1])
-    return ", ".join(f"{op} x{n} = {v:,}" for op, (n, v) in parts[:10]) + (", ..." if len(parts) > 10 else "")
+    parts = sorted(found.items(), key=lambda kv: -kv[1][1])  # all of them: together they make the group's figure
+    return ", ".join(f"{op} x{n} = {v:,}" for op, (n, v) in parts)
 
 
 def _explain_params(model: nn.Module, onnx_weights: dict[str, tuple[str, int]]) -> list[str]:
@@ -184,14 +190,21 @@ def _explain_params(model: nn.Module, onnx_weights: dict[str, tuple[str, int]]) 
         aliases.setdefault(id(p), []).append(n)
         tensors[id(p)] = p
     onnx_params = {n: numel for n, (kind, numel) in onnx_weights.items() if kind == "PARAMETER"}
+    owners = dict(model.named_modules())
     out = []
     for key, names in aliases.items():
         if any(n in onnx_params for n in names):
             continue
         t = tensors[key]
         why = "not in the ONNX file"
-        if not t.is_meta and t.device.type != "meta" and not bool(t.count_nonzero()):
+        owner = owners.get(names[0].rpartition(".")[0])
+        if isinstance(owner, nn.modules.batchnorm._BatchNorm):
+            why += (": the exporter's optimizer folded this BatchNorm into the convolution before it (its scale "
+                    "and shift are now part of the conv's weight and bias)")
+        elif not t.is_meta and t.device.type != "meta" and not bool(t.count_nonzero()):
             why += ": it is all zeros, and the exporter's optimizer dropped the add or multiply it fed"
+        else:
+            why += ": the exporter's optimizer folded it into a constant, or the exported graph does not read it"
         out.append(f"params: {names[0]} ({t.numel():,}) {why}")
     known = {n for names in aliases.values() for n in names}
     for n, numel in onnx_params.items():
@@ -226,10 +239,14 @@ def _run_onnxruntime(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, 
         expected = [t for t in tree_flatten(model(*targs, **tkwargs))[0] if isinstance(t, torch.Tensor)]
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # errors only: no warnings on the terminal
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     tensors = [v for v in values if isinstance(v, torch.Tensor)]
-    feeds = {i.name: v.numpy() for i, v in zip(session.get_inputs(), tensors, strict=False)}
-    got = session.run(None, feeds)
+    try:
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        feeds = {i.name: v.numpy() for i, v in zip(session.get_inputs(), tensors, strict=False)}
+        got = session.run(None, feeds)
+    except Exception as err:  # onnxruntime's own errors: an opset it does not support yet, a missing kernel
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return None, f"not run: onnxruntime {ort.__version__} cannot run this file ({first})"
     if len(got) != len(expected):
         return None, f"not compared: ONNX returns {len(got)} outputs, PyTorch {len(expected)}"
     worst = 0.0

@@ -160,7 +160,7 @@ def analyze_onnx(
     trace: dict[str, Any] = {
         "method": "onnx", "file": str(path), "opset": opsets.get("ai.onnx"),
         "producer": f"{model.producer_name} {model.producer_version}".strip(),
-        "structure_only": meta.get("fxcost.structure_only") == "true" or not graph.initializer,
+        "structure_only": meta.get("fxcost.structure_only") == "true",
         "constants": sum(1 for w in weights.values() if w.kind == "CONSTANT"),
     }
     return Report(
@@ -203,9 +203,24 @@ def load(path: str | Path) -> Any:
     try:
         onnx.checker.check_model(_without_data(model))
     except Exception as e:
-        raise OnnxFileError(f"{p} is not a valid ONNX model: {_first_line(e)}",
-                            hint="it may be truncated or written by a broken tool; export it again") from e
+        # the checker also refuses files runtimes accept (a graph input without a shape); only a
+        # broken graph is an error here: a name no node, input or initializer defines
+        broken = _undefined(model.graph)
+        if broken or not model.graph.output:
+            raise OnnxFileError(f"{p} is not a valid ONNX model: {_first_line(e)}",
+                                hint="it may be truncated or written by a broken tool; export it again") from e
     return model
+
+
+def _undefined(graph: Any) -> list[str]:
+    """Names the graph reads that nothing defines (a truncated or damaged file)."""
+    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {
+        t.values.name for t in graph.sparse_initializer}
+    missing = []
+    for n in graph.node:
+        missing += [i for i in n.input if i and i not in defined]
+        defined.update(n.output)
+    return missing + [o.name for o in graph.output if o.name not in defined]
 
 
 def _first_line(e: BaseException) -> str:
@@ -252,13 +267,25 @@ def _metadata(x: Any) -> dict[str, str]:
     return {p.key: p.value for p in getattr(x, "metadata_props", ())}
 
 
+#: the inputs of quantized (or plain) ops that hold weights, whatever their element type
+_WEIGHT_INPUTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (1,), "ConvInteger": (1,),
+                  "MatMulInteger": (1,), "QLinearConv": (3, 8), "QLinearMatMul": (3,), "DequantizeLinear": (0,)}
+
+
 def _weights(graph: Any) -> dict[str, _Weight]:
-    """Every initializer, and every graph input the exporter marked as a weight, with its kind."""
+    """Every initializer, and every graph input the exporter marked as a weight, with its kind;
+    in a file without the exporter's kinds, also the tensors of Constant nodes."""
     bn_stats = {n.input[i] for n in graph.node if n.op_type == "BatchNormalization" for i in (3, 4) if i < len(n.input)}
+    weight_inputs = {n.input[i] for n in graph.node for i in _WEIGHT_INPUTS.get(n.op_type, ()) if i < len(n.input)}
+    tagged = any(KIND_KEY in _metadata(x) for x in [*graph.initializer, *graph.input])
     out: dict[str, _Weight] = {}
-    for t in graph.initializer:
-        kind = _metadata(t).get(KIND_KEY) or _guess_kind(t.name, t.data_type, tuple(t.dims), bn_stats)
-        out[t.name] = _Weight(t.name, tuple(int(d) for d in t.dims), _dtype(t.data_type), _normal_kind(kind))
+    tensors = [(t.name, t) for t in graph.initializer]
+    if not tagged:
+        tensors += [(n.output[0], a.t) for n in graph.node if n.op_type == "Constant" and n.output
+                    for a in n.attribute if a.name == "value" and a.type == 4]
+    for name, t in tensors:
+        kind = _metadata(t).get(KIND_KEY) or _guess_kind(name, t.data_type, tuple(t.dims), bn_stats, weight_inputs)
+        out[name] = _Weight(name, tuple(int(d) for d in t.dims), _dtype(t.data_type), _normal_kind(kind))
     for i in graph.input:
         kind = _metadata(i).get(KIND_KEY, "")
         if i.name in out or kind not in ("PARAMETER", "BUFFER", "CONSTANT_TENSOR"):
@@ -273,8 +300,12 @@ def _normal_kind(kind: str) -> str:
     return kind if kind in ("PARAMETER", "BUFFER") else "CONSTANT"
 
 
-def _guess_kind(name: str, elem_type: int, dims: Shape, bn_stats: set[str]) -> str:
-    if elem_type not in _FLOAT_TYPES or math.prod(dims) <= 1:
+def _guess_kind(name: str, elem_type: int, dims: Shape, bn_stats: set[str], weight_inputs: set[str]) -> str:
+    if math.prod(dims) <= 1:
+        return "CONSTANT"
+    if name in weight_inputs:  # int8 weights of a quantized conv or matmul are parameters too
+        return "PARAMETER"
+    if elem_type not in _FLOAT_TYPES:
         return "CONSTANT"
     return "BUFFER" if name in bn_stats else "PARAMETER"
 
@@ -305,10 +336,15 @@ def _pin(path: str | Path, user: list[Any], positional: list[Shape], named: dict
     given.update(named)
     out: dict[str, Shape] = {}
     for i in user:
+        if not i.type.HasField("tensor_type"):
+            raise OnnxFileError(
+                f"input {i.name!r} of {path} is a {i.type.WhichOneof('value') or 'untyped'} value, not a tensor",
+                hint="fxcost analyzes graphs whose inputs are tensors (sequence and optional inputs are not supported)")
         dims = _dims(i)
+        shaped = i.type.tensor_type.HasField("shape")
         shape = given.get(i.name)
         if shape is None:
-            if not dims and not i.type.tensor_type.HasField("shape"):
+            if not shaped:
                 raise OnnxFileError(f"input {i.name!r} of {path} has no shape", hint=f"pin it: --input {i.name}=SHAPE")
             if any(not isinstance(d, int) for d in dims):
                 raise OnnxFileError(
@@ -317,7 +353,7 @@ def _pin(path: str | Path, user: list[Any], positional: list[Shape], named: dict
                 )
             out[i.name] = tuple(int(d) for d in dims)  # type: ignore[arg-type]
             continue
-        if dims and (len(dims) != len(shape) or any(isinstance(d, int) and d != s for d, s in zip(dims, shape, strict=False))):
+        if shaped and (len(dims) != len(shape) or any(isinstance(d, int) and d != s for d, s in zip(dims, shape, strict=False))):
             raise InputSpecError(
                 f"--input {_show(list(shape))} does not fit input {i.name!r} of {path}, which is [{_show(dims)}]",
                 hint="keep the file's fixed dimensions; only its named (dynamic) ones can change",
@@ -500,12 +536,13 @@ def _module_types(graph: Any) -> dict[str, str]:
         sc = _scopes(n)
         if sc is not None:
             for s, c in zip(sc[0][:-1], sc[1][:-1], strict=True):
-                out.setdefault(s, c.rpartition(".")[2])
+                if s:  # the root is the report's model, as on the PyTorch route
+                    out.setdefault(s, c.rpartition(".")[2])
     return out
 
 
 def _leaves(module_types: dict[str, str]) -> set[str]:
-    parents = {p.rpartition(".")[0] for p in module_types if p} | ({""} if len(module_types) > 1 else set())
+    parents = {p.rpartition(".")[0] for p in module_types}
     return {p for p in module_types if p not in parents}
 
 
@@ -546,11 +583,11 @@ def _op_cost(node: Any, types: dict[str, tuple[Shape, str]]) -> OpCost:
     from fxcost.onnx_formulas import ONNX_REGISTRY, UnknownShape, UnsupportedForm, op_key
 
     key = op_key(node.domain, node.op_type)
+    if any(a.type in (5, 10) for a in node.attribute):  # GRAPH / GRAPHS: If, Loop, Scan bodies
+        return OpCost(key, 1, 0, 0, FATE_UNSUPPORTED, "control flow: its subgraphs are not counted")
     fate, fn, reason = ONNX_REGISTRY.lookup(key)
     if fate == FATE_FREE or fn is None:
         return OpCost(key, 1, 0, 0, fate, reason)
-    if any(a.type in (5, 10) for a in node.attribute):  # GRAPH / GRAPHS: If, Loop, Scan bodies
-        return OpCost(key, 1, 0, 0, FATE_UNSUPPORTED, "control flow: its subgraphs are not counted")
     unknown = [i for i in node.input if i and i not in types]
     if unknown:  # a formula would read it as absent: an optional bias would silently vanish
         return OpCost(key, 1, 0, 0, FATE_UNSUPPORTED, f"shape inference left the shape of {unknown[0]!r} unknown")

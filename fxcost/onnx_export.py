@@ -126,7 +126,7 @@ def export_onnx(
     opset: int = NATIVE_OPSET,
     dynamic_batch: bool = False,
     structure_only: bool = False,
-    optimize: bool = True,
+    optimize: bool = False,
     on_stage: Callable[[str], None] | None = None,
 ) -> OnnxExport:
     """Export ``model(*args, **kwargs)`` to an ONNX file at ``path``.
@@ -452,8 +452,9 @@ def _export_error(
         hint = "the model does not run on meta tensors: drop --structure-only to export it with its weights"
     elif "DataDependent" in kind or "data-dependent" in text or "data dependent" in text:
         hint = "the forward branches on tensor values, which torch.export cannot capture: rewrite the branch with torch.cond, or fix the value"
-    elif dynamic and ("Constraint" in kind or "specializ" in text or "Dim(" in text):
-        hint = "the model fixes its batch size: drop --dynamic-batch"
+    elif dynamic:
+        hint = ("drop --dynamic-batch: it makes dimension 0 of every tensor input one shared batch dimension, "
+                "which this model (a fixed batch, or an input without a batch dimension) does not allow")
     elif "No ONNX function found" in text or "DispatchError" in kind or stage.startswith("translation"):
         hint = f"an op without an ONNX translation at opset {opset}: try a newer --opset, or analyze the model without ONNX (fxcost analyze)"
     elif structure_only:
@@ -485,9 +486,8 @@ def _tag_initializers(program: Any) -> None:
     for value in program.model.graph.inputs:  # lost when onnx's converter changed the opset
         value.metadata_props.setdefault(KIND_KEY, "USER_INPUT")
     for init_name, value in program.model.graph.initializers.items():
-        kind = kinds.get(init_name)
-        if kind is None:
-            continue
+        # anything else the exporter stored (a lifted tensor constant, a folded shape) is no weight
+        kind = kinds.get(init_name, "CONSTANT_TENSOR")
         value.metadata_props[KIND_KEY] = kind
         if value.const_value is not None:
             value.const_value.metadata_props[KIND_KEY] = kind

@@ -80,11 +80,12 @@ def parse_input(text: str) -> list[tuple[tuple[int, ...], torch.dtype]]:
 Shape = tuple[tuple[int, ...], torch.dtype]
 
 
-def parse_inputs(texts: Iterable[str]) -> list[tuple[list[Shape], dict[str, Shape]]]:
+def parse_inputs(texts: Iterable[str], any_name: bool = False) -> list[tuple[list[Shape], dict[str, Shape]]]:
     """All ``--input`` values -> one ``(positional, keyword)`` pair per input size.
 
     ``["1x128:int64", "attention_mask=1x128:int64"]`` -> one call with a positional tensor and
-    a keyword tensor; ``["1x3x32x32", "1x3x64x64"]`` -> two calls (a sweep)."""
+    a keyword tensor; ``["1x3x32x32", "1x3x64x64"]`` -> two calls (a sweep). ``any_name``
+    accepts any keyword name (an ONNX graph input's), not only Python identifiers."""
     calls: list[tuple[list[Shape], dict[str, Shape]]] = []
     shared: dict[str, Shape] = {}
     for text in texts:
@@ -93,7 +94,8 @@ def parse_inputs(texts: Iterable[str]) -> list[tuple[list[Shape], dict[str, Shap
         for part in text.split(","):
             name, eq, shape = part.partition("=")
             if eq:
-                if not name.strip().isidentifier():
+                # an ONNX graph's inputs may be named anything (input.1, input:0, onnx::Gemm_0)
+                if not (name.strip() if any_name else name.strip().isidentifier()):
                     raise InputSpecError(f"malformed keyword input {part!r}", hint="write --input name=SHAPE, e.g. --input attention_mask=1x128:int64")
                 keyword[name.strip()] = parse_shape(shape)
             else:

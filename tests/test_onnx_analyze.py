@@ -149,3 +149,85 @@ def test_torchsummary_convention_counts_leaf_outputs_per_sample(cnn_file: Path) 
     # every node's output per sample (the Reshape too: torchsummary counts a Flatten), input apart
     per_sample = 8 * 16 * 16 * 3 + 8 * 8 * 8 + 512 + 10 + 10
     assert r.total().activation_elements == per_sample
+
+
+# --- files other tools write: odd but valid ------------------------------------------------
+
+
+def _save(tmp_path: Path, name: str, nodes: list, inputs: list, outputs: list, inits: list = ()) -> Path:  # type: ignore[assignment, type-arg]
+    path = tmp_path / f"{name}.onnx"
+    graph = helper.make_graph(nodes, name, inputs, outputs, list(inits))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    return path
+
+
+def test_an_input_without_a_shape_is_pinned_not_refused(tmp_path: Path) -> None:
+    """onnx's checker refuses a graph input without a shape; runtimes do not, nor does fxcost."""
+    path = _save(tmp_path, "noshape", [helper.make_node("Relu", ["x"], ["y"])],
+                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)], [helper.make_empty_tensor_value_info("y")])
+    with pytest.raises(OnnxFileError, match=r"input 'x' .* has no shape"):
+        analyze_onnx(path)
+    assert analyze_onnx(path, [(2, 5)]).total().flops == 2 * 5  # one per element
+
+
+def test_inputs_named_like_legacy_exports_can_be_pinned_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _save(tmp_path, "legacy", [helper.make_node("Relu", ["input.1"], ["y"])],
+                 [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, ["N", 3])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])])
+    assert main(["analyze", str(path)]) == 2
+    assert "--input input.1=1x3" in capsys.readouterr().err  # the hint is one the parser takes
+    assert main(["analyze", str(path), "--input", "input.1=4x3", "-f", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"]["flops"] == 4 * 3
+
+
+def test_a_scalar_input_keeps_its_rank(tmp_path: Path) -> None:
+    path = _save(tmp_path, "scalar", [helper.make_node("Relu", ["s"], ["y"])],
+                 [helper.make_tensor_value_info("s", TensorProto.FLOAT, [])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])])
+    assert analyze_onnx(path).total().flops == 1
+    with pytest.raises(InputSpecError, match="does not fit input 's'"):
+        analyze_onnx(path, [(1,)])
+
+
+def test_a_sequence_input_is_refused_with_a_reason(tmp_path: Path) -> None:
+    seq = helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, [2, 3])
+    path = _save(tmp_path, "seq", [helper.make_node("SequenceAt", ["s", "i"], ["y"])], [seq],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+                 [numpy_helper.from_array(np.array(0, dtype=np.int64), "i")])
+    with pytest.raises(OnnxFileError, match="'s' .* is a sequence_type value, not a tensor"):
+        analyze_onnx(path)
+
+
+def test_int8_weights_of_a_quantized_conv_are_parameters(tmp_path: Path) -> None:
+    """QLinearConv's weight is int8: still 16 x 4 x 3 x 3 parameters, not a constant."""
+    scalars = [numpy_helper.from_array(np.array(v, dtype=d), n) for n, v, d in (
+        ("xs", 0.1, np.float32), ("xz", 0, np.uint8), ("ws", 0.1, np.float32), ("wz", 0, np.int8),
+        ("ys", 0.1, np.float32), ("yz", 0, np.uint8))]
+    w = numpy_helper.from_array(np.ones((16, 4, 3, 3), dtype=np.int8), "w")
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"], pads=[1, 1, 1, 1])
+    path = _save(tmp_path, "qconv", [node], [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 4, 8, 8])],
+                 [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 16, 8, 8])], [*scalars, w])
+    t = analyze_onnx(path).total()
+    assert t.params == 16 * 4 * 3 * 3 and t.param_bytes == 16 * 4 * 3 * 3  # one byte each
+    assert t.macs == 8 * 8 * 16 * 4 * 3 * 3
+
+
+def test_weights_in_constant_nodes_count_in_files_without_kinds(tmp_path: Path) -> None:
+    w = numpy_helper.from_array(np.ones((5, 3), dtype=np.float32), "w")
+    nodes = [helper.make_node("Constant", [], ["w"], value=w), helper.make_node("MatMul", ["x", "w"], ["y"])]
+    path = _save(tmp_path, "constw", nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+    r = analyze_onnx(path)
+    assert r.total().params == 5 * 3 and r.total().macs == 2 * 5 * 3
+    assert not r.trace["structure_only"]  # no initializers is not the same as written structure-only
+
+
+def test_control_flow_is_unsupported_with_its_reason(tmp_path: Path) -> None:
+    branch = helper.make_graph([helper.make_node("Relu", ["x"], ["r"])], "b", [],
+                               [helper.make_tensor_value_info("r", TensorProto.FLOAT, [2])])
+    node = helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=branch)
+    path = _save(tmp_path, "if", [node], [helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+                                         helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    r = analyze_onnx(path)
+    assert [(u.op, u.where) for u in r.unsupported] == [("onnx::If", "If_0")]
+    assert r.layers[-1].ops[0].reason == "control flow: its subgraphs are not counted"

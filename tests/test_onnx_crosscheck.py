@@ -6,6 +6,7 @@ runs it against PyTorch. Expected figures come from the seeds and published coun
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -92,11 +93,19 @@ def _hf(name: str, **config: object) -> nn.Module:
 
 
 def _explained(check) -> None:  # type: ignore[no-untyped-def]
-    """Params and MACs agree; every group whose FLOPs differ is named in an explanation."""
-    assert check.params_equal and check.macs_equal, check.explanations
+    """Params and MACs agree; for every group whose FLOPs differ, the explanation names ops on
+    each side whose figures add up to that side's count: the whole difference is accounted for."""
+    assert check.params_equal and check.macs_equal and check.all_counted, check.explanations
     for r in check.rows:
         if r.metric == "flops" and r.group != "all" and r.diff:
-            assert any(e.startswith(f"FLOPs of {r.group}:") for e in check.explanations), r
+            (line,) = [e for e in check.explanations if e.startswith(f"FLOPs of {r.group}:")]
+            torch_side, onnx_side = line.split("; ONNX counts ")
+            torch_side = torch_side.split("PyTorch counts ")[1]
+
+            def total(text: str) -> int:
+                return sum(int(v.replace(",", "")) for v in re.findall(r"= ([\d,]+)", text))
+
+            assert (total(torch_side), total(onnx_side)) == (r.torch, r.onnx), line
 
 
 def test_tiny_gpt2_crosschecks_with_every_difference_named() -> None:
@@ -161,3 +170,59 @@ def test_a_dynamic_batch_export_analyzes_at_any_batch(tmp_path: Path) -> None:
         r = analyze_onnx(path, [(batch, 3, 8, 8)])
         assert not r.unsupported and r.total().macs == batch * per_sample
         assert r.outputs[0].shape == (batch, 5)
+
+
+class ConvBN(nn.Module):
+    """A conv and a BatchNorm with non-trivial statistics, and a lifted tensor constant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Conv2d(3, 8, 3)
+        self.bn = nn.BatchNorm2d(8)
+        self.k = torch.linspace(0.5, 1.5, 6)  # a plain tensor attribute: torch.export lifts it as a constant
+        with torch.no_grad():
+            self.bn.weight.uniform_(0.5, 1.5)
+            self.bn.running_mean.uniform_(-1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.c(x)) * self.k
+
+
+def test_batchnorm_and_tensor_constants_cross_check_and_the_bn_fold_is_named() -> None:
+    torch.manual_seed(0)
+    plain = crosscheck(ConvBN().eval(), torch.empty(2, 3, 8, 8))
+    assert plain.passed, plain.explanations  # the constant k is no parameter; BN stays BN
+    assert plain.max_abs_diff is not None and plain.max_abs_diff < 1e-4
+    folded = crosscheck(ConvBN().eval(), torch.empty(2, 3, 8, 8), optimize=True, run=False)
+    assert _rows(folded, "params")["all"] == (8 * 3 * 3 * 3 + 8 + 8 + 8, 8 * 3 * 3 * 3 + 8)  # BN's 16 folded away
+    assert not folded.passed
+    assert any("bn.weight (8) not in the ONNX file: the exporter's optimizer folded this BatchNorm" in e
+               for e in folded.explanations)
+
+
+def test_diagram_and_report_of_an_exported_file(tmp_path: Path) -> None:
+    path = tmp_path / "cbn.onnx"
+    export_onnx(ConvBN().eval(), (torch.empty(2, 3, 8, 8),), {}, path)
+    assert main(["diagram", str(path), "-o", str(tmp_path / "cbn.dot")]) == 0
+    dot = (tmp_path / "cbn.dot").read_text()
+    # the file's module records name and type the nodes as the PyTorch route does
+    assert 'label="c: Conv2d\\n8 ch  k3x3  s1x1  2x8x6x6\\n' in dot and 'label="bn: BatchNorm2d\\n' in dot
+    assert "n1 -> n2" in dot
+    html = tmp_path / "cbn.html"
+    assert main(["report", str(path), "-o", str(html)]) == 0 and "<svg" in html.read_text()
+
+
+def test_an_opset_onnxruntime_cannot_load_is_checked_without_running(tmp_path: Path) -> None:
+    check = crosscheck(ZeroBias().eval(), torch.empty(2, 8), opset=28)
+    assert check.passed and check.max_abs_diff is None
+    assert "onnxruntime" in check.run_note and "cannot run this file" in check.run_note
+
+
+def test_onnx_refuses_options_that_only_shape_a_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "zb.py"
+    spec.write_text("from torch import nn\ndef net():\n    return nn.Linear(8, 4)\n")
+    out = tmp_path / "zb.onnx"
+    assert main(["onnx", f"{spec}:net", "--input", "2x8", "-o", str(out), "--convention", "torchsummary"]) == 2
+    assert "--convention only apply with --verify" in capsys.readouterr().err and not out.exists()
+    assert main(["onnx", f"{spec}:net", "--input", "2x8", "-o", str(out), "--verify", "--convention", "nope"]) == 2
+    assert "unknown convention 'nope'" in capsys.readouterr().err and not out.exists()

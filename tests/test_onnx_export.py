@@ -112,7 +112,7 @@ def test_real_export_runs_in_onnxruntime_like_pytorch_in_eval_mode(tmp_path: Pat
     model[1].eval()  # a mixed state, to be put back module by module
     before = [m.training for m in model.modules()]
     x = torch.randn(2, 3, 16, 16)
-    result = export_onnx(model, (x,), None, tmp_path / "cnn.onnx")
+    result = export_onnx(model, (x,), None, tmp_path / "cnn.onnx", optimize=True)
     assert [m.training for m in model.modules()] == before
     proto = onnx.load(result.path)
     onnx.checker.check_model(proto, full_check=True)
@@ -377,7 +377,8 @@ def test_stages_reach_on_stage_and_nothing_reaches_the_terminal(tmp_path: Path, 
     torch_level = logging.getLogger("torch").level
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        export_onnx(small_cnn(), (torch.randn(1, 3, 16, 16),), None, tmp_path / "m.onnx", on_stage=stages.append)
+        export_onnx(small_cnn(), (torch.randn(1, 3, 16, 16),), None, tmp_path / "m.onnx", on_stage=stages.append,
+                    optimize=True)
     assert stages == [
         "torch.export (strict=False)", "decompositions", "translation to ONNX", "ONNX graph optimization", "writing m.onnx",
     ]

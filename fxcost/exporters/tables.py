@@ -197,9 +197,10 @@ def crosscheck_table(d: dict[str, Any]) -> Table:
              f"{r['diff']:+,}" if r["diff"] else "0", "" if not r["diff"] else "differs"]
             for r in x["rows"]]
     ins = ", ".join(dims(i["shape"]) for i in x["inputs"])
-    agree = [m for m, ok in (("params", x["params_equal"]), ("MACs", x["macs_equal"])) if ok]
-    verdict = "PASS: params and MACs agree exactly" if x["passed"] else (
-        "FAIL: " + " and ".join(m for m in ("params", "MACs") if m not in agree) + " differ")
+    failed = [m for m, ok in (("params", x["params_equal"]), ("MACs", x["macs_equal"])) if not ok]
+    verdict = "PASS: params and MACs agree exactly" if x["passed"] else "FAIL: " + "; ".join(
+        ([" and ".join(failed) + " differ"] if failed else [])
+        + ([] if x.get("all_counted", True) else ["ops without a formula (see the differences)"]))
     ex = x.get("export", {})
     how = (f"opset {ex['opset']}, {'optimized' if ex['optimized'] else 'not optimized'}"
            + (", structure only" if ex.get("structure_only") else "")) if ex else "the given file"
