@@ -65,7 +65,8 @@ def _normalize_inputs(input_size: Any, example_inputs: Any) -> tuple[Any, ...]:
     return tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
 
 
-def _meta(x: Any) -> Any:
+def meta_tensor(x: Any) -> Any:
+    """``x`` as a meta tensor of the same shape, stride and dtype (anything else as it is)."""
     return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta") if isinstance(x, torch.Tensor) else x
 
 
@@ -76,7 +77,7 @@ def _fake(x: Any, fake_mode: FakeTensorMode) -> Any:
         return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="cpu")
 
 
-def _realize(x: Any) -> Any:
+def realize(x: Any) -> Any:
     """A real tensor for ``--real``: the user's own if it has data, else random of that shape."""
     if not isinstance(x, torch.Tensor):
         return x
@@ -214,7 +215,7 @@ def analyze(
     kwargs = dict(example_kwargs or {})
     if not args and not kwargs:
         raise InputSpecError("no inputs given", hint="pass input_size=(1, 3, 224, 224) or --input 1x3x224x224")
-    prepare = _prepare_real if real else _prepare_meta
+    prepare = _prepare_real if real else prepare_meta
     leaf_paths = _leaf_paths(model, leaves)
     recorder = OpRecorder(conv.registry)
     methods = ("symbolic", "export", "eager") if tracer == "auto" else (tracer,)
@@ -378,14 +379,14 @@ def _needs_fake(error: ShapeError) -> bool:
     return isinstance(cause, NotImplementedError) or "device" in text or "meta" in text
 
 
-def _prepare_meta(
+def prepare_meta(
     model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[nn.Module, tuple[Any, ...], dict[str, Any]]:
     """A weightless meta copy of ``model`` in eval mode, lazy layers materialized, and the
     inputs as meta tensors."""
     shadow = meta_copy(model)
     shadow.eval()
-    meta_args, meta_kwargs = tree_map(_meta, (args, kwargs))
+    meta_args, meta_kwargs = tree_map(meta_tensor, (args, kwargs))
     if has_lazy_modules(shadow):  # one unrecorded run lets lazy layers infer their shapes
         _run_eagerly(shadow, meta_args, meta_kwargs, "inferring lazy layer shapes")
     return shadow, meta_args, meta_kwargs
@@ -407,7 +408,7 @@ def _prepare_real(
             hint="make the model deep-copyable, or drop --real",
         ) from e
     shadow.eval()
-    real_args, real_kwargs = tree_map(_realize, (args, kwargs))
+    real_args, real_kwargs = tree_map(realize, (args, kwargs))
     if has_lazy_modules(shadow):
         _run_eagerly(shadow, real_args, real_kwargs, "inferring lazy layer shapes")
     return shadow, real_args, real_kwargs

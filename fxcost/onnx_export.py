@@ -73,8 +73,9 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
+from fxcost.analyze import prepare_meta, realize
 from fxcost.errors import ExportError, FxcostError, OutputError
-from fxcost.shadow import has_lazy_modules, meta_copy
+from fxcost.shadow import has_lazy_modules
 
 # torch.onnx's operator library (torchlib) is written for this opset; other opsets are reached
 # through onnx's version converter (see the module docstring).
@@ -169,10 +170,14 @@ def export_onnx(
     start = time.perf_counter()
     if structure_only:
         optimize = False  # onnx_ir's optimizer passes read weight values, which meta tensors lack
-        model, args, kwargs = _prepare_meta(model, args, kwargs)
+        try:
+            model, args, kwargs = prepare_meta(model, args, kwargs)
+        except FxcostError as e:  # lazy layers that cannot materialize on meta
+            raise ExportError(f"cannot export {name} structure only: {e.message}",
+                              hint="drop --structure-only to export with real weights") from e
     else:
         _check_real(model, name)
-        args, kwargs = tree_map(_realize, (args, kwargs))
+        args, kwargs = tree_map(realize, (args, kwargs))
     shapes = _describe_inputs(model, args, kwargs)
     dynamic_shapes = None
     if dynamic_batch:
@@ -224,44 +229,12 @@ def export_onnx(
 # --- inputs -------------------------------------------------------------------------------
 
 
-def _prepare_meta(
-    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[nn.Module, tuple[Any, ...], dict[str, Any]]:
-    """The weightless meta copy in eval mode, lazy layers materialized, inputs on meta."""
-    shadow = meta_copy(model)
-    shadow.eval()
-    meta_args, meta_kwargs = tree_map(_meta, (args, kwargs))
-    if has_lazy_modules(shadow):  # one run lets lazy layers infer their shapes
-        try:
-            with torch.no_grad():
-                shadow(*meta_args, **meta_kwargs)
-        except Exception as e:
-            raise ExportError(
-                f"cannot materialize the lazy layers of {type(model).__name__} on meta tensors: {type(e).__name__}: {_first_line(e)}",
-                hint="drop --structure-only to export with real weights",
-            ) from e
-    return shadow, meta_args, meta_kwargs
-
-
 def _check_real(model: nn.Module, name: str) -> None:
     if any(t.device.type == "meta" for t in [*model.parameters(), *model.buffers()]):
         raise ExportError(
             f"{name} has weights on the meta device: there are no values to write",
             hint="use --structure-only to export the graph with weights as shape-only inputs",
         )
-
-
-def _meta(x: Any) -> Any:
-    return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta") if isinstance(x, torch.Tensor) else x
-
-
-def _realize(x: Any) -> Any:
-    """A real input: the user's tensor if it has data, else random (or zeros) of its shape."""
-    if not isinstance(x, torch.Tensor) or (x.device.type != "meta" and not isinstance(x, torch._subclasses.FakeTensor)):
-        return x
-    if x.dtype.is_floating_point or x.dtype.is_complex:
-        return torch.randn(x.shape, dtype=x.dtype)
-    return torch.zeros(x.shape, dtype=x.dtype)
 
 
 def _widen_batch(x: Any, on_meta: bool) -> Any:
