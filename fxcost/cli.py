@@ -57,7 +57,7 @@ examples:
   fxcost onnx examples/vgg.py:vgg19 --input 1x3x224x224 -o vgg19.onnx --verify
       then recount the file and cross-check it against PyTorch, and run it with onnxruntime
   fxcost onnx hf:LlamaForCausalLM --input 1x2048:int64 --structure-only -o llama7b.onnx
-      every weight's name, shape and dtype, no weight data: a 7B model in seconds, a few MB
+      every weight's name, shape and dtype, no weight data: a 7B model in about 20 s, 9 MB
   fxcost onnx examples/resnet.py:resnet50 --input 2x3x224x224 --dynamic-batch --opset 20 -o r50.onnx
   fxcost analyze vgg19.onnx
       the same per-layer table, counted from the ONNX graph (any ONNX file; --input pins dynamic dims)
