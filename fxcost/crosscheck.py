@@ -168,6 +168,7 @@ def _explain(rows: list[CrossCheckRow], a: Report, b: Report, model: nn.Module,
 
 def _ops(report: Report, group: str, metric: str) -> str:
     found: dict[str, tuple[int, int]] = {}
+    notes: dict[str, str] = {}
     for r in report.layers:
         if group_of(report, r) != group:
             continue
@@ -176,10 +177,12 @@ def _ops(report: Report, group: str, metric: str) -> str:
             if v:
                 n, s = found.get(o.op, (0, 0))
                 found[o.op] = (n + o.count, s + v)
+                if o.reason:
+                    notes.setdefault(o.op, o.reason)
     if not found:
         return "nothing"
     parts = sorted(found.items(), key=lambda kv: -kv[1][1])  # all of them: together they make the group's figure
-    return ", ".join(f"{op} x{n} = {v:,}" for op, (n, v) in parts)
+    return ", ".join(f"{op} x{n} = {v:,}" + (f" ({notes[op]})" if op in notes else "") for op, (n, v) in parts)
 
 
 def _explain_params(model: nn.Module, onnx_weights: dict[str, tuple[str, int]]) -> list[str]:

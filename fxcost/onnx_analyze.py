@@ -129,7 +129,7 @@ def analyze_onnx(
     leaves = _leaves(module_types)
     for group in _rows(graph):
         rid = len(rows)
-        ops = merge_ops(_op_cost(n, types) for n in group.nodes)
+        ops = merge_ops(_op_cost(n, types, weights) for n in group.nodes)
         counts = _claim(group.nodes, weights, claimed)
         kind = "function" if group.path is None else "module" if group.path in leaves else "code"
         elements, nbytes = sizes(_outputs(group, kind, types, conv), conv)
@@ -579,7 +579,13 @@ def _attrs(node: Any) -> dict[str, Any]:
     return out
 
 
-def _op_cost(node: Any, types: dict[str, tuple[Shape, str]]) -> OpCost:
+#: ops whose third input is a bias
+_BIASED = frozenset({"Conv", "ConvTranspose", "Gemm"})
+COMPUTED_BIAS = ("its bias input is computed in the graph, not a parameter (torch.onnx gives a bias-free "
+                 "convolution a zero bias); its adds are counted")
+
+
+def _op_cost(node: Any, types: dict[str, tuple[Shape, str]], weights: dict[str, _Weight]) -> OpCost:
     from fxcost.onnx_formulas import ONNX_REGISTRY, UnknownShape, UnsupportedForm, op_key
 
     key = op_key(node.domain, node.op_type)
@@ -599,7 +605,8 @@ def _op_cost(node: Any, types: dict[str, tuple[Shape, str]]) -> OpCost:
         return OpCost(key, 1, 0, 0, FATE_UNSUPPORTED, str(e))
     except UnknownShape as e:
         return OpCost(key, 1, 0, 0, FATE_UNSUPPORTED, f"shape inference left a shape unknown: {e}")
-    return OpCost(key, 1, int(cost.macs), int(cost.flops), FATE_FORMULA)
+    computed_bias = node.op_type in _BIASED and len(node.input) > 2 and node.input[2] and node.input[2] not in weights
+    return OpCost(key, 1, int(cost.macs), int(cost.flops), FATE_FORMULA, COMPUTED_BIAS if computed_bias else "")
 
 
 def _claim(nodes: list[Any], weights: dict[str, _Weight], claimed: set[str]) -> dict[str, int]:

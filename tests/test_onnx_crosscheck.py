@@ -226,3 +226,13 @@ def test_onnx_refuses_options_that_only_shape_a_verify(tmp_path: Path, capsys: p
     assert "--convention only apply with --verify" in capsys.readouterr().err and not out.exists()
     assert main(["onnx", f"{spec}:net", "--input", "2x8", "-o", str(out), "--verify", "--convention", "nope"]) == 2
     assert "unknown convention 'nope'" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_zero_bias_torch_onnx_gives_a_bias_free_conv_is_named() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False)).eval()
+    check = crosscheck(model, torch.empty(2, 3, 8, 8), run=False)
+    assert check.passed
+    flops = _rows(check, "flops")["Conv2d"]
+    assert flops[1] - flops[0] == 2 * 4 * 6 * 6  # one add per output element: the exporter's zero bias
+    (line,) = [e for e in check.explanations if e.startswith("FLOPs of Conv2d:")]
+    assert "its bias input is computed in the graph, not a parameter" in line
