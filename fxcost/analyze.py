@@ -36,7 +36,7 @@ from fxcost.propagate import (
     output_specs,
     run_eager,
 )
-from fxcost.shadow import fakeify, has_lazy_modules, meta_copy
+from fxcost.shadow import fakeify, has_lazy_modules, has_meta_weights, meta_copy
 from fxcost.spec import dtype_name
 from fxcost.trace import TRACERS, export, symbolic
 
@@ -395,7 +395,7 @@ def prepare_meta(
 def _prepare_real(
     model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[nn.Module, tuple[Any, ...], dict[str, Any]]:
-    if any(t.device.type == "meta" for t in [*model.parameters(), *model.buffers()]):
+    if has_meta_weights(model):
         raise InputSpecError(
             f"{type(model).__name__} has parameters on the meta device, which --real cannot run",
             hint="drop --real: fxcost's default analysis needs no weights",

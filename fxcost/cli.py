@@ -426,12 +426,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _check_folder(output: str | None) -> None:
     """Fail before the analysis, not after it, when the output's folder is missing."""
-    from pathlib import Path
+    from fxcost.io import check_folder
 
-    from fxcost.errors import OutputError
-
-    if output and not Path(output).resolve().parent.is_dir():
-        raise OutputError(f"cannot write {output!r}: folder {str(Path(output).parent)!r} does not exist", hint="create the folder first")
+    if output:
+        check_folder(Path(output).resolve())
 
 
 def _one_report(args: argparse.Namespace, what: str) -> Any:

@@ -37,7 +37,8 @@ def dtype_bytes(dtype: str) -> int:
     return int(getattr(torch, dtype).itemsize)
 
 
-def _is_bias(name: str) -> bool:
+def is_bias(name: str) -> bool:
+    """A parameter named ``...bias`` (``fc.bias``, ``in_proj_bias``) is a bias."""
     return name.rpartition(".")[2].endswith("bias")
 
 
@@ -56,7 +57,7 @@ class _ParamLedger:
             n, nbytes = t.numel(), t.numel() * t.element_size()
             if is_param:
                 c["params"] += n
-                c["bias_params" if _is_bias(name) else "weight_params"] += n
+                c["bias_params" if is_bias(name) else "weight_params"] += n
                 c["trainable_params"] += n if t.requires_grad else 0
                 c["param_bytes"] += nbytes
             else:

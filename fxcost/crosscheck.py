@@ -70,6 +70,8 @@ def crosscheck(
     stage(f"counting {name} through PyTorch")
     torch_report = analyze(model, example_inputs=args, example_kwargs=kwargs, convention=convention, name=name,
                            tracer=tracer, leaves=leaves, strict=strict)
+    if exported is not None:
+        onnx_file = exported.path  # the file that export wrote is the one checked
     with tempfile.TemporaryDirectory(prefix="fxcost-") as tmp:
         path = Path(onnx_file) if onnx_file is not None else Path(tmp) / f"{name}.onnx"
         result = exported
@@ -90,7 +92,7 @@ def crosscheck(
             diff, note = None, "not run (--no-run)"
         elif not real or result.structure_only:
             diff, note = None, "not run: the file has no weight data (exported --structure-only)"
-        elif sum(p.numel() for p in _unique_params(model)) > RUN_LIMIT_PARAMS:
+        elif sum(p.numel() for p in model.parameters()) > RUN_LIMIT_PARAMS:  # a tied tensor once
             diff, note = None, f"not run: over {RUN_LIMIT_PARAMS:,} parameters"
         else:
             stage("running the ONNX file with onnxruntime")
@@ -101,12 +103,9 @@ def crosscheck(
 
 
 def _has_real_weights(model: nn.Module) -> bool:
-    tensors = [*model.parameters(), *model.buffers()]
-    return bool(tensors) and not any(t.device.type == "meta" or t.is_meta for t in tensors)
+    from fxcost.shadow import has_meta_weights
 
-
-def _unique_params(model: nn.Module) -> list[torch.Tensor]:
-    return list(model.parameters())  # parameters() yields a tied tensor once
+    return any(True for _ in [*model.parameters(), *model.buffers()]) and not has_meta_weights(model)
 
 
 def group_of(report: Report, row: NodeCost) -> str:
@@ -248,8 +247,9 @@ def _run_onnxruntime(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, 
         feeds = {i.name: v.numpy() for i, v in zip(session.get_inputs(), tensors, strict=False)}
         got = session.run(None, feeds)
     except Exception as err:  # onnxruntime's own errors: an opset it does not support yet, a missing kernel
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return None, f"not run: onnxruntime {ort.__version__} cannot run this file ({first})"
+        from fxcost.trace import first_line
+
+        return None, f"not run: onnxruntime {ort.__version__} cannot run this file ({first_line(err)})"
     if len(got) != len(expected):
         return None, f"not compared: ONNX returns {len(got)} outputs, PyTorch {len(expected)}"
     worst = 0.0

@@ -49,9 +49,9 @@ def load_hf(spec: str, overrides: dict[str, Any] | None = None, *, meta: bool = 
     try:
         config = (tf.AutoConfig.from_pretrained(str(path), local_files_only=True, **overrides) if from_file
                   else type(base)(**overrides))
-        if not meta:
+        # seed 0 for reproducible random weights, without touching the caller's random state
+        with torch.random.fork_rng(devices=[]), torch.device("meta" if meta else "cpu"):
             torch.manual_seed(0)
-        with torch.device("meta" if meta else "cpu"):
             model = cls(config) if cls is not None else tf.AutoModel.from_config(config)
     except Exception as e:
         raise SpecError(f"building {name}({_kv(overrides)}) from its config failed: {type(e).__name__}: {e}",

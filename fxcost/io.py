@@ -9,12 +9,20 @@ from pathlib import Path
 from fxcost.errors import OutputError
 
 
-def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
+def check_folder(path: str | Path) -> Path:
+    """The folder ``path`` will be written in; :class:`OutputError` when it does not exist (checked
+    before long work, not after it)."""
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise OutputError(f"cannot write {str(target)!r}: folder {str(folder)!r} does not exist", hint="create the folder first")
+    return folder
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
+    target = Path(path)
+    folder = check_folder(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from fxcost.conventions import LEAF_OUTPUTS, Convention, get_convention
-from fxcost.costs import dtype_bytes, input_rows, memory_summary, sizes, unsupported_ops
+from fxcost.costs import dtype_bytes, input_rows, is_bias, memory_summary, sizes, unsupported_ops
 from fxcost.errors import InputSpecError, OnnxFileError, UnsupportedOpError
 from fxcost.model import (
     FATE_FORMULA,
@@ -44,10 +44,12 @@ from fxcost.model import (
     TensorSpec,
     merge_ops,
 )
+from fxcost.trace import first_line
 
 Shape = tuple[int, ...]
 
-KIND_KEY = "pkg.torch.export.graph_signature.InputSpec.kind"
+KIND_KEY = "pkg.torch.export.graph_signature.InputSpec.kind"  # torch.export's own key; fxcost's exports add it to initializers
+STRUCTURE_ONLY_KEY = "fxcost.structure_only"
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 CLASSES_KEY = "pkg.torch.onnx.class_hierarchy"
 
@@ -115,7 +117,7 @@ def analyze_onnx(
     try:
         inferred = _infer(skeleton)
     except Exception as e:  # onnx raises its own InferenceError and plain RuntimeErrors
-        raise OnnxFileError(f"ONNX shape inference failed on {path}: {_first_line(e)}",
+        raise OnnxFileError(f"ONNX shape inference failed on {path}: {first_line(e)}",
                             hint="check the file with onnx.checker; pin every input with --input") from e
     types = _value_types(inferred.graph)
     types.update({w.name: (w.shape, w.dtype) for w in weights.values()})
@@ -156,11 +158,11 @@ def analyze_onnx(
         raise UnsupportedOpError(f"{len(unsupported)} unsupported ONNX op use(s): {listed}",
                                  hint="drop --strict to get a report that lists them")
     opsets = {(o.domain or "ai.onnx"): o.version for o in model.opset_import}
-    meta = {p.key: p.value for p in model.metadata_props}
+    meta = _metadata(model)
     trace: dict[str, Any] = {
         "method": "onnx", "file": str(path), "opset": opsets.get("ai.onnx"),
         "producer": f"{model.producer_name} {model.producer_version}".strip(),
-        "structure_only": meta.get("fxcost.structure_only") == "true",
+        "structure_only": meta.get(STRUCTURE_ONLY_KEY) == "true",
         "constants": sum(1 for w in weights.values() if w.kind == "CONSTANT"),
     }
     return Report(
@@ -190,7 +192,7 @@ def load(path: str | Path) -> Any:
         model = onnx.load(str(p), load_external_data=False)
     except Exception as e:  # protobuf's DecodeError and friends
         raise OnnxFileError(
-            f"{p} is not a readable ONNX file ({type(e).__name__}: {_first_line(e)}); it may be truncated or corrupt",
+            f"{p} is not a readable ONNX file ({type(e).__name__}: {first_line(e)}); it may be truncated or corrupt",
             hint="export it again (fxcost onnx SPEC --input ... -o model.onnx) or check the download",
         ) from e
     if not model.graph.node:
@@ -207,7 +209,7 @@ def load(path: str | Path) -> Any:
         # broken graph is an error here: a name no node, input or initializer defines
         broken = _undefined(model.graph)
         if broken or not model.graph.output:
-            raise OnnxFileError(f"{p} is not a valid ONNX model: {_first_line(e)}",
+            raise OnnxFileError(f"{p} is not a valid ONNX model: {first_line(e)}",
                                 hint="it may be truncated or written by a broken tool; export it again") from e
     return model
 
@@ -221,12 +223,6 @@ def _undefined(graph: Any) -> list[str]:
         missing += [i for i in n.input if i and i not in defined]
         defined.update(n.output)
     return missing + [o.name for o in graph.output if o.name not in defined]
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
 
 
 def _without_data(model: Any) -> Any:
@@ -275,6 +271,8 @@ _WEIGHT_INPUTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatM
 def _weights(graph: Any) -> dict[str, _Weight]:
     """Every initializer, and every graph input the exporter marked as a weight, with its kind;
     in a file without the exporter's kinds, also the tensors of Constant nodes."""
+    import onnx
+
     bn_stats = {n.input[i] for n in graph.node if n.op_type == "BatchNormalization" for i in (3, 4) if i < len(n.input)}
     weight_inputs = {n.input[i] for n in graph.node for i in _WEIGHT_INPUTS.get(n.op_type, ()) if i < len(n.input)}
     tagged = any(KIND_KEY in _metadata(x) for x in [*graph.initializer, *graph.input])
@@ -282,7 +280,7 @@ def _weights(graph: Any) -> dict[str, _Weight]:
     tensors = [(t.name, t) for t in graph.initializer]
     if not tagged:
         tensors += [(n.output[0], a.t) for n in graph.node if n.op_type == "Constant" and n.output
-                    for a in n.attribute if a.name == "value" and a.type == 4]
+                    for a in n.attribute if a.name == "value" and a.type == onnx.AttributeProto.TENSOR]
     for name, t in tensors:
         kind = _metadata(t).get(KIND_KEY) or _guess_kind(name, t.data_type, tuple(t.dims), bn_stats, weight_inputs)
         out[name] = _Weight(name, tuple(int(d) for d in t.dims), _dtype(t.data_type), _normal_kind(kind))
@@ -442,6 +440,8 @@ def _fold_shapes(graph: Any, types: dict[str, tuple[Shape, str]]) -> dict[str, A
 
 def _eval_shape_op(op: str, names: Sequence[str], ins: list[Any], a: dict[str, Any],
                    types: dict[str, tuple[Shape, str]], np: Any) -> Any:
+    import onnx
+
     if op == "Constant":
         from onnx import numpy_helper
 
@@ -461,7 +461,7 @@ def _eval_shape_op(op: str, names: Sequence[str], ins: list[Any], a: dict[str, A
         return None
     x = ins[0]
     if op in ("Identity", "Cast"):
-        return x if op == "Identity" else x.astype(np.int64) if a.get("to") == 7 else None
+        return x if op == "Identity" else x.astype(np.int64) if a.get("to") == onnx.TensorProto.INT64 else None
     if op in ("Squeeze", "Unsqueeze"):
         axes = ins[1] if len(ins) > 1 and ins[1] is not None else a.get("axes")
         if op == "Squeeze":
@@ -486,8 +486,10 @@ def _eval_shape_op(op: str, names: Sequence[str], ins: list[Any], a: dict[str, A
     if op == "Reshape":
         return x.reshape([d if d != 0 else x.shape[i] for i, d in enumerate(ins[1].tolist())])
     if op in ("Add", "Sub", "Mul", "Div", "Max", "Min", "Equal"):
-        f = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.floor_divide, "Max": np.maximum,
-             "Min": np.minimum, "Equal": np.equal}[op]
+        if op == "Div":  # ONNX's integer division truncates toward zero, numpy's // floors
+            return np.trunc(np.true_divide(x, ins[1])).astype(np.result_type(x, ins[1]))
+        f = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Max": np.maximum, "Min": np.minimum,
+             "Equal": np.equal}[op]
         return f(x, ins[1])
     if op == "Neg":
         return -x
@@ -586,10 +588,12 @@ COMPUTED_BIAS = ("its bias input is computed in the graph, not a parameter (torc
 
 
 def _op_cost(node: Any, types: dict[str, tuple[Shape, str]], weights: dict[str, _Weight]) -> OpCost:
-    from fxcost.onnx_formulas import ONNX_REGISTRY, UnknownShape, UnsupportedForm, op_key
+    import onnx
+
+    from fxcost.onnx_formulas import ONNX_REGISTRY, UnknownShape, op_key
 
     key = op_key(node.domain, node.op_type)
-    if any(a.type in (5, 10) for a in node.attribute):  # GRAPH / GRAPHS: If, Loop, Scan bodies
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):  # If, Loop, Scan
         return OpCost(key, 1, 0, 0, FATE_UNSUPPORTED, "control flow: its subgraphs are not counted")
     fate, fn, reason = ONNX_REGISTRY.lookup(key)
     if fate == FATE_FREE or fn is None:
@@ -601,33 +605,38 @@ def _op_cost(node: Any, types: dict[str, tuple[Shape, str]], weights: dict[str, 
     outs = tuple(torch.Size(types[o][0]) if o in types else None for o in node.output)
     try:
         cost = fn(*ins, out=outs, **_attrs(node))
-    except UnsupportedForm as e:
+    except UnknownShape as e:  # and UnsupportedForm: a form no formula counts exactly
         return OpCost(key, 1, 0, 0, FATE_UNSUPPORTED, str(e))
-    except UnknownShape as e:
-        return OpCost(key, 1, 0, 0, FATE_UNSUPPORTED, f"shape inference left a shape unknown: {e}")
     computed_bias = node.op_type in _BIASED and len(node.input) > 2 and node.input[2] and node.input[2] not in weights
     return OpCost(key, 1, int(cost.macs), int(cost.flops), FATE_FORMULA, COMPUTED_BIAS if computed_bias else "")
 
 
+def _counts(w: _Weight) -> dict[str, int]:
+    """One weight's contribution to a row: a parameter (all trainable: ONNX records no
+    ``requires_grad``) or a buffer; constants count as neither."""
+    c = dict.fromkeys(("params", "weight_params", "bias_params", "trainable_params", "buffers", "param_bytes", "buffer_bytes"), 0)
+    nbytes = w.numel * dtype_bytes(w.dtype)
+    if w.kind == "PARAMETER":
+        c["params"] = c["trainable_params"] = w.numel
+        c["bias_params" if is_bias(w.name) else "weight_params"] = w.numel
+        c["param_bytes"] = nbytes
+    elif w.kind == "BUFFER":
+        c["buffers"], c["buffer_bytes"] = w.numel, nbytes
+    return c
+
+
 def _claim(nodes: list[Any], weights: dict[str, _Weight], claimed: set[str]) -> dict[str, int]:
     """The weights these nodes read first: each counted once, at its first reader."""
-    c = dict.fromkeys(("params", "weight_params", "bias_params", "trainable_params", "buffers", "param_bytes", "buffer_bytes"), 0)
+    total = _counts(_Weight("", (0,), "uint8", "CONSTANT"))
     for n in nodes:
         for i in n.input:
             w = weights.get(i)
             if w is None or i in claimed or w.kind == "CONSTANT":
                 continue
             claimed.add(i)
-            nbytes = w.numel * dtype_bytes(w.dtype)
-            if w.kind == "PARAMETER":
-                c["params"] += w.numel
-                c["bias_params" if w.name.rpartition(".")[2].endswith("bias") else "weight_params"] += w.numel
-                c["trainable_params"] += w.numel  # ONNX records no requires_grad
-                c["param_bytes"] += nbytes
-            else:
-                c["buffers"] += w.numel
-                c["buffer_bytes"] += nbytes
-    return c
+            for k, v in _counts(w).items():
+                total[k] += v
+    return total
 
 
 def _outputs(group: _Row, kind: str, types: dict[str, tuple[Shape, str]], conv: Convention) -> list[TensorSpec]:
@@ -659,19 +668,11 @@ def _hparams(nodes: list[Any], types: dict[str, tuple[Shape, str]]) -> tuple[tup
 
 
 def _unused(weights: dict[str, _Weight], claimed: set[str], start: int) -> list[NodeCost]:
-    rows: list[NodeCost] = []
-    for w in weights.values():
-        if w.name in claimed or w.kind == "CONSTANT":
-            continue
-        nbytes = w.numel * dtype_bytes(w.dtype)
-        is_param = w.kind == "PARAMETER"
-        rows.append(NodeCost(
-            id=start + len(rows), name=w.name, type="Weight", kind="unused", module_path="",
-            params=w.numel if is_param else 0, weight_params=w.numel if is_param else 0,
-            trainable_params=w.numel if is_param else 0, param_bytes=nbytes if is_param else 0,
-            buffers=0 if is_param else w.numel, buffer_bytes=0 if is_param else nbytes,
-        ))
-    return rows
+    """Parameters and buffers no node reads, one row each."""
+    unread = [w for w in weights.values() if w.name not in claimed and w.kind != "CONSTANT"]
+    return [NodeCost(id=start + i, name=w.name, type="Weight", kind="unused", module_path="", output=(),
+                     kernel_size=None, stride=None, ops=(), hparams=(), **_counts(w))
+            for i, w in enumerate(unread)]
 
 
 def weights_of(path: str | Path) -> dict[str, tuple[str, int]]:

@@ -75,7 +75,10 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from fxcost.analyze import prepare_meta, realize
 from fxcost.errors import ExportError, FxcostError, OutputError
-from fxcost.shadow import has_lazy_modules
+from fxcost.io import check_folder
+from fxcost.onnx_analyze import KIND_KEY, STRUCTURE_ONLY_KEY
+from fxcost.shadow import has_lazy_modules, has_meta_weights
+from fxcost.trace import first_line
 
 # torch.onnx's operator library (torchlib) is written for this opset; other opsets are reached
 # through onnx's version converter (see the module docstring).
@@ -92,8 +95,6 @@ _OPSET_HINT = (
     "below {native} only graphs whose ops all exist at that opset convert"
 )
 
-KIND_KEY = "pkg.torch.export.graph_signature.InputSpec.kind"
-STRUCTURE_ONLY_KEY = "fxcost.structure_only"
 
 # Loggers whose records would reach stderr during an export: torch's own (the ``torch`` logger
 # has a stderr handler, and its children inherit its level), onnxscript's version converter and
@@ -150,9 +151,7 @@ def export_onnx(
         raise ExportError("exporting to ONNX needs onnxscript (torch.onnx's exporter is built on it), which is not installed",
                           hint="pip install 'fxcost[onnx]' (onnxscript and onnxruntime)")
     target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"cannot write {str(target)!r}: folder {str(folder)!r} does not exist", hint="create the folder first")
+    folder = check_folder(target)
     kwargs = dict(kwargs or {})
     name = type(model).__name__
     newest = _newest_opset()
@@ -230,7 +229,7 @@ def export_onnx(
 
 
 def _check_real(model: nn.Module, name: str) -> None:
-    if any(t.device.type == "meta" for t in [*model.parameters(), *model.buffers()]):
+    if has_meta_weights(model):
         raise ExportError(
             f"{name} has weights on the meta device: there are no values to write",
             hint="use --structure-only to export the graph with weights as shape-only inputs",
@@ -398,15 +397,6 @@ def _quiet(stages: _StageWriter) -> Iterator[None]:
             lg.setLevel(level)
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _first_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in _ANSI.sub("", str(e)).splitlines() if ln.strip()]
-    line = lines[0] if lines else type(e).__name__
-    return line if len(line) <= 300 else line[:297] + "..."
-
-
 def _root_cause(e: BaseException) -> BaseException:
     seen = {id(e)}
     while e.__cause__ is not None and id(e.__cause__) not in seen:
@@ -419,7 +409,7 @@ def _export_error(
     e: Exception, name: str, shapes: str, opset: int, stage: str, structure_only: bool, dynamic: bool
 ) -> ExportError:
     root = _root_cause(e)
-    text = f"{type(root).__name__}: {_first_line(root)}"
+    text = f"{type(root).__name__}: {first_line(root)}"
     kind = type(root).__name__
     if structure_only and ("meta" in text.lower() or "device" in text.lower()):
         hint = "the model does not run on meta tensors: drop --structure-only to export it with its weights"
@@ -544,7 +534,7 @@ def _save_atomic(program: Any, target: Path, folder: Path, *, structure_only: bo
     except Exception as e:
         if moved_data is not None:
             moved_data.unlink(missing_ok=True)
-        raise ExportError(f"torch.onnx could not save the exported graph to {str(target)!r}: {type(e).__name__}: {_first_line(e)}",
+        raise ExportError(f"torch.onnx could not save the exported graph to {str(target)!r}: {type(e).__name__}: {first_line(e)}",
                           hint="run with --debug for the full error") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -12,7 +12,7 @@ otherwise. The analyzer (fxcost/onnx_analyze.py) calls a formula as
 ``fn(*inputs, out=outputs, **attrs)``:
 
 - ``inputs``: one ``torch.Size`` per node input, in order; ``None`` for an omitted optional input
-  and for an input whose shape is unknown;
+  (a node with an input of unknown shape is reported as not counted before any formula runs);
 - ``out``: a tuple with one ``torch.Size`` (or ``None`` when unknown) per node output;
 - ``attrs``: the node's attributes as Python values. A missing attribute takes the ONNX spec's
   default, which the formula applies (the keyword defaults below are the spec's).

@@ -22,6 +22,11 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 from fxcost.errors import FxcostError
 
 
+def has_meta_weights(model: nn.Module) -> bool:
+    """Whether any parameter or buffer of ``model`` lives on the meta device (has no values)."""
+    return any(t.device.type == "meta" for t in [*model.parameters(), *model.buffers()])
+
+
 def has_lazy_modules(model: nn.Module) -> bool:
     return any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in model.modules())
 

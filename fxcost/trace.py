@@ -20,6 +20,7 @@ import contextlib
 import inspect
 import io
 import logging
+import re
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,8 +35,15 @@ META_KEY = "fxcost"  # the one key fxcost keeps on FX nodes
 TRACERS = ("auto", "symbolic", "export", "eager")
 
 
-def first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # terminal colour codes some libraries put in their messages
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """The first non-blank line of an exception's message, without colour codes, at most
+    ``limit`` characters (the exception's type name when the message is empty)."""
+    lines = [ln.strip() for ln in _ANSI.sub("", str(e)).splitlines() if ln.strip()]
+    line = lines[0] if lines else type(e).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 class HierarchyTracer(fx.Tracer):

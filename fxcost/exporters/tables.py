@@ -200,10 +200,10 @@ def crosscheck_table(d: dict[str, Any]) -> Table:
     failed = [m for m, ok in (("params", x["params_equal"]), ("MACs", x["macs_equal"])) if not ok]
     verdict = "PASS: params and MACs agree exactly" if x["passed"] else "FAIL: " + "; ".join(
         ([" and ".join(failed) + " differ"] if failed else [])
-        + ([] if x.get("all_counted", True) else ["ops without a formula (see the differences)"]))
+        + ([] if x["all_counted"] else ["ops without a formula (see the differences)"]))
     ex = x.get("export", {})
     how = (f"opset {ex['opset']}, {'optimized' if ex['optimized'] else 'not optimized'}"
-           + (", structure only" if ex.get("structure_only") else "")) if ex else "the given file"
+           + (", structure only" if ex["structure_only"] else ""))
     table = Table(f"{verdict}  ·  {x['model']} ({ins})", CROSSCHECK_COLUMNS, rows,
                   numeric={"PyTorch", "ONNX", "ONNX - PyTorch"})
     table.notes.append(("PyTorch route", f"traced by {x['torch_trace'].get('method', '?')}, convention {x['convention']}"))
