@@ -58,7 +58,7 @@ def crosscheck(
     ``run``: compare onnxruntime's outputs with PyTorch's when the model has real weights.
     ``strict``: an op without a formula on either route is an error, as in :func:`fxcost.analyze`."""
     from fxcost.analyze import analyze
-    from fxcost.onnx_analyze import analyze_onnx, weights_of
+    from fxcost.onnx_analyze import analyze_onnx, load, weights_of
 
     stage = on_stage or (lambda _text: None)
     args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
@@ -84,10 +84,11 @@ def crosscheck(
                        "seconds": round(result.seconds, 2), "file_bytes": result.file_bytes, "nodes": result.nodes}
         stage(f"counting {path.name} through ONNX")
         shapes = [tuple(t.shape) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-        onnx_report = analyze_onnx(path, shapes, convention=convention, name=name, strict=strict)
+        proto = load(path)  # read once: analysis and the parameters' names
+        onnx_report = analyze_onnx(path, shapes, convention=convention, name=name, strict=strict, model=proto)
         rows = _rows(torch_report, onnx_report)
         by_type = bool(onnx_report.module_types)
-        explanations = _explain(rows, torch_report, onnx_report, model, weights_of(path), by_type)
+        explanations = _explain(rows, torch_report, onnx_report, model, weights_of(proto), by_type)
         if not run:
             diff, note = None, "not run (--no-run)"
         elif not real or result.structure_only:

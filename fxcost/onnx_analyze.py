@@ -101,14 +101,16 @@ def analyze_onnx(
     *,
     strict: bool = False,
     name: str | None = None,
+    model: Any = None,
 ) -> Report:
     """Analyze an ONNX file. ``inputs`` pin the graph's inputs in order (weights excluded) and
     ``named_inputs`` by name; they are needed only where the file has dynamic dimensions. Each
     input keeps the file's dtype. ``strict=True`` raises :class:`UnsupportedOpError` when an op
-    has no formula."""
+    has no formula. ``model``: the file as :func:`load` returned it, when the caller has it
+    already (a file is read once)."""
 
     conv = get_convention(convention) if isinstance(convention, str) else convention
-    model = load(path)
+    model = model if model is not None else load(path)
     graph = model.graph
     weights = _weights(graph)
     user = [i for i in graph.input if i.name not in weights]
@@ -675,6 +677,7 @@ def _unused(weights: dict[str, _Weight], claimed: set[str], start: int) -> list[
             for i, w in enumerate(unread)]
 
 
-def weights_of(path: str | Path) -> dict[str, tuple[str, int]]:
-    """Every weight of an ONNX file by name: its kind (PARAMETER, BUFFER, CONSTANT) and size."""
-    return {w.name: (w.kind, w.numel) for w in _weights(load(path).graph).values()}
+def weights_of(model: Any) -> dict[str, tuple[str, int]]:
+    """Every weight of a loaded ONNX model (:func:`load`) by name: its kind (PARAMETER, BUFFER,
+    CONSTANT) and size."""
+    return {w.name: (w.kind, w.numel) for w in _weights(model.graph).values()}
