@@ -167,6 +167,10 @@ def analyze_onnx(
         "structure_only": meta.get(STRUCTURE_ONLY_KEY) == "true",
         "constants": sum(1 for w in weights.values() if w.kind == "CONSTANT"),
     }
+    odd = _unsized_types(inferred.graph)
+    if odd:
+        trace["notes"] = [f"ONNX element type {t} has no PyTorch dtype: its tensors are counted as 1 byte per element "
+                          "(sub-byte types are smaller, strings have no fixed size)" for t in odd]
     return Report(
         model=name or Path(path).stem,
         convention=conv.name,
@@ -258,7 +262,17 @@ def _keeps_data(t: Any) -> bool:
 
 
 def _dtype(elem_type: int) -> str:
-    return _DTYPES.get(elem_type, "uint8")
+    return _DTYPES.get(elem_type, "uint8")  # sized as one byte; the report says so (_unsized_types)
+
+
+def _unsized_types(graph: Any) -> list[str]:
+    """Names of the element types in ``graph`` that :func:`_dtype` can only size as one byte."""
+    import onnx
+
+    types = {t.data_type for t in graph.initializer}
+    types |= {v.type.tensor_type.elem_type for v in [*graph.input, *graph.value_info, *graph.output]
+              if v.type.HasField("tensor_type")}
+    return sorted(onnx.TensorProto.DataType.Name(t) for t in types if t and t not in _DTYPES)
 
 
 def _metadata(x: Any) -> dict[str, str]:

@@ -231,3 +231,16 @@ def test_control_flow_is_unsupported_with_its_reason(tmp_path: Path) -> None:
     r = analyze_onnx(path)
     assert [(u.op, u.where) for u in r.unsupported] == [("onnx::If", "If_0")]
     assert r.layers[-1].ops[0].reason == "control flow: its subgraphs are not counted"
+
+
+def test_an_element_type_without_a_torch_dtype_is_sized_and_said(tmp_path: Path) -> None:
+    w = helper.make_tensor("w", TensorProto.INT4, [4, 8], np.zeros(32, dtype=np.int8).tolist())
+    nodes = [helper.make_node("DequantizeLinear", ["w", "s"], ["wf"]), helper.make_node("MatMul", ["x", "wf"], ["y"])]
+    path = _save(tmp_path, "int4", nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])],
+                 [w, numpy_helper.from_array(np.array(0.5, dtype=np.float32), "s")])
+    r = analyze_onnx(path)
+    assert r.total().params == 4 * 8  # a dequantized weight is a parameter whatever its type
+    assert r.trace["notes"] == ["ONNX element type INT4 has no PyTorch dtype: its tensors are counted as 1 byte per "
+                                "element (sub-byte types are smaller, strings have no fixed size)"]
+    assert r.total().macs == 2 * 4 * 8

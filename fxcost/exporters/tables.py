@@ -105,6 +105,7 @@ def trace_notes(trace: dict[str, Any]) -> list[tuple[str, str]]:
     """Which tracer ran and why the ones before it did not; which modules ran op by op."""
     notes = [(f"Tracer {f['tracer']} failed", f["error"]) for f in trace.get("fallbacks", [])]
     notes += [(f"Opaque module {o['module']} ({o['type']})", o["reason"]) for o in trace.get("opaque", [])]
+    notes += [("Note", n) for n in trace.get("notes", [])]
     return notes
 
 
