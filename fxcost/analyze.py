@@ -226,7 +226,7 @@ def analyze(
         shadow, margs, mkwargs = prepare(model, args, kwargs)
         inputs = _input_specs(shadow.forward, margs, mkwargs)
         try:
-            run = _METHODS[method](shadow, margs, mkwargs, recorder, conv, inputs, leaf_paths, real, i < len(methods) - 1)
+            run = _METHODS[method](shadow, margs, mkwargs, recorder, conv, inputs, leaf_paths, real)
             break
         except FxcostError as e:
             errors.append(e)
@@ -282,7 +282,7 @@ def _with_fake_retry(
 
 
 def _symbolic(shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder,
-              conv: Convention, inputs: list[InputSpec], leaves: set[str], real: bool, fallback: bool) -> _Run:
+              conv: Convention, inputs: list[InputSpec], leaves: set[str], real: bool) -> _Run:
     _, concrete = _graph_inputs(shadow.forward, args, kwargs)
 
     def attempt(a: tuple[Any, ...], kw: dict[str, Any], context: Any) -> _Run:
@@ -329,12 +329,12 @@ def _all_failed(model: str, methods: Sequence[str], errors: list[FxcostError]) -
 
 
 def _export(shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder,
-            conv: Convention, inputs: list[InputSpec], leaves: set[str], real: bool, fallback: bool) -> _Run:
+            conv: Convention, inputs: list[InputSpec], leaves: set[str], real: bool) -> _Run:
     # export flattens keyword arguments in forward's order
     order = list(inspect.signature(shadow.forward).parameters)
     kwargs = {k: kwargs[k] for k in sorted(kwargs, key=lambda k: order.index(k) if k in order else len(order))}
     with recorder:
-        traced = export(shadow, args, kwargs, fallback=fallback)
+        traced = export(shadow, args, kwargs)
     recorder.take()  # export runs the forward once to trace it; that run is not the analysis
     flat = tree_flatten((args, kwargs))[0]
     placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
@@ -350,7 +350,7 @@ def _export(shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], re
 
 
 def _eager(shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder,
-           conv: Convention, inputs: list[InputSpec], leaves: set[str], real: bool, fallback: bool) -> _Run:
+           conv: Convention, inputs: list[InputSpec], leaves: set[str], real: bool) -> _Run:
     def attempt(a: tuple[Any, ...], kw: dict[str, Any], context: Any) -> _Run:
         with _naming_module("running the model op by op"), context, torch.no_grad(), recorder:
             segments, flow, out = run_eager(shadow, a, kw, recorder, leaves)

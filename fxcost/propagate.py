@@ -255,18 +255,18 @@ class _AllocationMode(TorchFunctionMode):
         # the (producer, consumer, tensor) edges between frames; ``frame`` is the running one
         self.frame = 0
         self.paused = False
-        self.producers: dict[int, tuple[weakref.ref[torch.Tensor], int, TensorSpec]] = {}
+        self.producers: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
         self.edges: dict[tuple[int, int], TensorSpec] = {}
 
     def produced(self, t: torch.Tensor, key: int) -> None:
-        self.producers[id(t)] = (weakref.ref(t), key, _spec(t))
+        self.producers[id(t)] = (weakref.ref(t), key)  # the spec is taken when an edge needs it: few do
 
     def consume(self, tensors: Iterable[torch.Tensor]) -> None:
         """The running frame reads ``tensors``: an edge from each one's producer."""
         for t in tensors:
             made = self.producers.get(id(t))
-            if made is not None and made[0]() is t and made[1] != self.frame:
-                self.edges.setdefault((made[1], self.frame), made[2])
+            if made is not None and made[0]() is t and made[1] != self.frame and (made[1], self.frame) not in self.edges:
+                self.edges[(made[1], self.frame)] = _spec(t)
 
     def take(self) -> tuple[tuple[TensorSpec, ...], tuple[str, ...]]:
         new, used, self.new, self.used = self.new, self.used, [], []

@@ -185,7 +185,7 @@ _EXPORT_LOGGERS = ("torch.fx.experimental.symbolic_shapes", "torch._subclasses.f
                    "torch._export", "torch._dynamo", "torch.fx.experimental.recording")
 
 
-def export(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], fallback: bool = True) -> Traced:
+def export(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Traced:
     """``torch.export`` (non-strict) of ``model`` on meta inputs.
 
     The exported program is unlifted so parameters are ``get_attr`` nodes named by their paths
@@ -200,8 +200,7 @@ def export(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], fall
     except Exception as e:
         raise TraceError(
             f"torch.export could not trace {type(model).__name__}: {type(e).__name__}: {first_line(e)}",
-            hint="fxcost falls back to running the model op by op (--tracer eager)" if fallback
-            else "--tracer eager runs the model op by op; --tracer auto tries every way",
+            hint="--tracer eager runs the model op by op; --tracer auto tries every way",
         ) from e
     _annotate(graph)
     return Traced(model, graph, "export", runner=program_module)
