@@ -19,6 +19,7 @@ from torch import nn
 import fxcost
 from fxcost.formulas import DEFAULT_REGISTRY, Cost
 from fxcost.onnx_formulas import ONNX_REGISTRY, UnknownShape, UnsupportedForm, _conv_output, op_key
+from tests.conftest import flop_counter_flops
 from tests.test_formulas import Fn
 
 onnx = pytest.importorskip("onnx")
@@ -138,10 +139,16 @@ SAME_AS_ATEN = [
     "op_type, inputs, attrs, module, shape", [c[1:] for c in SAME_AS_ATEN], ids=[c[0] for c in SAME_AS_ATEN]
 )
 def test_mac_ops_cost_what_the_aten_route_counts(
-    op_type: str, inputs: list[Spec], attrs: dict[str, Any], module: nn.Module, shape: tuple[int, ...]
+    op_type: str, inputs: list[Spec], attrs: dict[str, Any], module: nn.Module, shape: tuple[int, ...],
+    request: pytest.FixtureRequest,
 ) -> None:
     cost, _ = onnx_node_cost(op_type, inputs, attrs)
     assert cost == aten_cost(module, shape)
+    # and against PyTorch's own counter over a real forward, which counts 2 FLOPs per MAC; it has
+    # no formula for mv and dot, so those two are written by hand
+    expected = {"matmul_vector_right": 2 * 3 * 4 * 5, "matmul_dot": 5}.get(request.node.callspec.id)
+    reference = 2 * expected if expected is not None else flop_counter_flops(module, torch.randn(shape))
+    assert 2 * cost.macs == reference
 
 
 def test_conv_and_gemm_by_hand() -> None:
@@ -219,6 +226,7 @@ def test_attention_costs_scaled_dot_product_attention(
     cost, out = onnx_node_cost("Attention", inputs, attrs, outputs=3 if len(inputs) > 4 else 1, opset=23)
     aten = aten_cost(module, shape)
     assert cost.macs == aten.macs
+    assert 2 * cost.macs == flop_counter_flops(module, torch.randn(shape))  # PyTorch's own counter
     assert cost.flops + aten_extra == aten.flops
 
 
@@ -262,6 +270,8 @@ def test_recurrent_layers_cost_what_the_aten_route_counts(
     inputs = rnn_inputs(gates, 5, 2, 3, 4, directions, bias)
     cost, _ = onnx_node_cost(op_type, inputs, {"hidden_size": 4, **attrs}, outputs=2)
     assert cost == aten_cost(module, (5, 2, 3))
+    # T * B positions, each direction's gates project the input (I = 3) and the state (H = 4)
+    assert cost.macs == 5 * 2 * directions * gates * 4 * (3 + 4)
 
 
 def test_stacked_lstm_is_one_node_per_layer() -> None:
