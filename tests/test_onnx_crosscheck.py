@@ -23,8 +23,10 @@ from fxcost.cli import main  # noqa: E402
 from fxcost.crosscheck import crosscheck, group_of  # noqa: E402
 from fxcost.onnx_analyze import analyze_onnx  # noqa: E402
 from fxcost.onnx_export import export_onnx  # noqa: E402
+from tests.conftest import flop_counter_flops, unique_param_count  # noqa: E402
 
-# torchvision's VGG-19 (configuration E): 16 convs and 3 linears (the seed table; torchvision's docs)
+# torchvision's VGG-19 (configuration E): 16 convs and 3 linears; params from the seed table and
+# torchvision's docs; MACs are checked against FlopCounterMode over a real forward in the test
 VGG19_PARAMS = 143_667_240
 VGG19_CONV_LINEAR_MACS = 19_632_062_464
 
@@ -35,8 +37,12 @@ def _rows(check, metric: str) -> dict[str, tuple[int, int]]:  # type: ignore[no-
 
 def test_vgg19_onnx_route_gives_the_seed_figures_and_runs_within_1e_4() -> None:
     torch.manual_seed(0)
-    check = crosscheck(vgg19().eval(), torch.empty(1, 3, 224, 224))
+    model = vgg19().eval()
+    check = crosscheck(model, torch.empty(1, 3, 224, 224))
     assert check.passed, check.explanations
+    # every VGG MAC is a conv's or a linear's: PyTorch's own counter gives 2 FLOPs per MAC
+    assert flop_counter_flops(model, torch.randn(1, 3, 224, 224)) == 2 * VGG19_CONV_LINEAR_MACS
+    assert unique_param_count(model) == VGG19_PARAMS
     params, macs = _rows(check, "params"), _rows(check, "macs")
     assert params["all"] == (VGG19_PARAMS, VGG19_PARAMS)
     onnx_conv_linear = sum(r.macs for r in check.onnx.layers if r.type in ("Conv2d", "Linear"))
@@ -112,6 +118,7 @@ def test_tiny_gpt2_crosschecks_with_every_difference_named() -> None:
     model = _hf("GPT2LMHeadModel", n_layer=2, n_embd=64, n_head=2, vocab_size=100, n_positions=64)
     check = crosscheck(model, torch.zeros(1, 16, dtype=torch.int64))
     _explained(check)
+    assert _rows(check, "params")["all"] == (unique_param_count(model),) * 2  # the model's own count
     assert check.max_abs_diff is not None and check.max_abs_diff < 1e-4
 
 
@@ -137,7 +144,11 @@ def test_llama_7b_structure_only_export_is_fast_small_and_counts_the_same(tmp_pa
     seconds = time.perf_counter() - start
     assert seconds < 60 and path.stat().st_size < 50 * 1024**2
     report = analyze_onnx(path)
-    assert result.params == report.total().params == 6_738_415_616
+    # the model's own count (meta tensors know their numel), and as arithmetic: per layer 4 d x d
+    # attention projections, 3 d x ffn MLP matrices and 2 RMSNorm weights; embeddings, head, final norm
+    assert result.params == report.total().params == unique_param_count(model)
+    d, ffn, v = 4096, 11008, 32000
+    assert report.total().params == 32 * (4 * d * d + 3 * d * ffn + 2 * d) + 2 * v * d + d == 6_738_415_616
     # the same MACs as the PyTorch route: 32 layers of (4d^2 + 3 d ffn) S + 2 S^2 d, plus the head
     d, ffn, s, v = 4096, 11008, 2048, 32000
     assert report.total().macs == 32 * ((4 * d * d + 3 * d * ffn) * s + 2 * s * s * d) + s * d * v

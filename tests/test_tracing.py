@@ -125,6 +125,8 @@ def test_leaf_option_keeps_a_module_whole(tracer: str) -> None:
     report = fxcost.analyze(model, input_size=(1, 3, 64, 64), leaves=["BasicBlock"], tracer=tracer)
     plain = fxcost.analyze(model, input_size=(1, 3, 64, 64))
     assert report.total().macs == plain.total().macs and report.total().params == plain.total().params
+    assert plain.total().params == unique_param_count(model)
+    assert 2 * plain.total().macs == flop_counter_flops(model, torch.randn(1, 3, 64, 64))
     # one row per block call, whatever the tracer; nothing inside a block has a row of its own
     blocks = [r for r in report.layers if r.type == "BasicBlock"]
     assert [r.name for r in blocks] == [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
@@ -323,7 +325,7 @@ class PassesWeight(nn.Module):
 @pytest.mark.parametrize("tracer", ["symbolic", "export", "eager"])
 def test_a_parameter_passed_to_a_child_is_used_not_unused(tracer: str) -> None:
     report = fxcost.analyze(PassesWeight(), input_size=(2, 8), tracer=tracer)
-    assert report.total().params == 64
+    assert report.total().params == unique_param_count(PassesWeight()) == 8 * 8  # w is 8 x 8
     assert not [r for r in report.layers if r.kind == "unused"]
 
 
