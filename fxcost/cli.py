@@ -225,13 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "k/M/G/T are powers of 1000, KiB/MiB/GiB powers of 1024)")
     v.add_argument("--baseline", metavar="REPORT.json", help="an approved report (fxcost analyze -f json) to compare with")
     v.add_argument("--max-growth", metavar="PCT", help="how much a total may grow over the baseline (default 5%%)")
-    o = sub.add_parser("onnx", help="export to ONNX through torch.onnx (optionally structure only, and verified)",
-                       description="Export a model to ONNX with torch.onnx's dynamo exporter, atomically, with progress. "
-                       "--structure-only writes the graph with every weight's name, shape and dtype but no data, from a "
-                       "model on meta; --verify then recounts the file and cross-checks it against PyTorch.",
-                       epilog=ONNX_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    o.add_argument("spec", metavar="SPEC", help=TORCH_SPEC_HELP)
-    _add_common(o)
+    o = _command(sub, "onnx", "export to ONNX through torch.onnx (optionally structure only, and verified)",
+                 "Export a model to ONNX with torch.onnx's dynamo exporter, atomically, with progress. --structure-only "
+                 "writes the graph with every weight's name, shape and dtype but no data, from a model on meta; --verify "
+                 "then recounts the file and cross-checks it against PyTorch.", ONNX_EXAMPLES, spec_help=TORCH_SPEC_HELP)
     o.add_argument("--output", "-o", metavar="FILE", required=True, help="the .onnx file to write")
     _add_export(o)
     o.add_argument("--dynamic-batch", action="store_true", help="make dimension 0 of every input dynamic")
@@ -443,8 +440,6 @@ def _one_report(args: argparse.Namespace, what: str) -> Any:
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from fxcost.errors import InputSpecError, OutputError
     from fxcost.exporters.diagram import dot_available, format_for, render, to_dot
     from fxcost.io import write_atomic
@@ -502,8 +497,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from fxcost.errors import InputSpecError
     from fxcost.review import load_baseline, parse_budget, parse_growth, pyproject_settings, review
 

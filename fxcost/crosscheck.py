@@ -93,7 +93,7 @@ def crosscheck(
             diff, note = None, "not run (--no-run)"
         elif not real or result.structure_only:
             diff, note = None, "not run: the file has no weight data (exported --structure-only)"
-        elif sum(p.numel() for p in model.parameters()) > RUN_LIMIT_PARAMS:  # a tied tensor once
+        elif torch_report.total().params > RUN_LIMIT_PARAMS:
             diff, note = None, f"not run: over {RUN_LIMIT_PARAMS:,} parameters"
         else:
             stage("running the ONNX file with onnxruntime")

@@ -424,7 +424,8 @@ class ReviewCheck:
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "kind": self.kind, "value": self.value, "limit": self.limit,
-                "baseline": self.baseline, "ok": self.ok, "top": [{"name": n, "value": v} for n, v in self.top]}
+                "baseline": self.baseline, "growth": self.growth, "ok": self.ok,
+                "top": [{"name": n, "value": v} for n, v in self.top]}
 
     @property
     def growth(self) -> float | None:

@@ -150,8 +150,7 @@ def line_chart(title: str, xs: list[str], ys: list[int], unit: str, width: int =
     return "".join(out)
 
 
-def _charts(report: Report) -> str:
-    d = report.to_dict()
+def _charts(report: Report, d: dict[str, Any]) -> str:
     layers = [r for r in d["layers"] if r["kind"] not in ("input",)]
     by_type = report.by_type().to_dict()["layers"]
     top_macs = sorted(layers, key=lambda r: -r["macs"])[:15]
@@ -194,7 +193,7 @@ def to_html(report: Report, svg: str | None, sweep: Sweep | None = None) -> str:
     if sweep is not None and len(sweep.reports) > 1:
         parts += ["<h2>Against input size</h2>", _sweep(sweep),
                   f'<p class="meta">Below: the first input size ({_e(", ".join(dims(list(i.shape)) for i in report.inputs))}).</p>']
-    parts += ["<h2>Where the params and MACs sit</h2>", _charts(report)]
+    parts += ["<h2>Where the params and MACs sit</h2>", _charts(report, d)]
     if svg is not None:
         parts += ["<h2>Diagram</h2>", '<p class="meta">Click a node to find its row; click a row to find its node.</p>',
                   f'<div class="diagram">{_inline_svg(svg)}</div>']

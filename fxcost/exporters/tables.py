@@ -170,7 +170,7 @@ def review_table(d: dict[str, Any]) -> Table:
     for c in rv["checks"]:
         used = f"{100 * c['value'] / c['limit']:.1f}%" if c["limit"] else "-"
         base = c["baseline"]
-        growth = f"{100 * (c['value'] - base) / base:+.1f}%" if base else "-"
+        growth = f"{100 * c['growth']:+.1f}%" if c["growth"] is not None else "-"
         rows.append([c["kind"], c["metric"], count(c["value"]), count(c["limit"]),
                      count(base) if base is not None else "-", growth, used, "ok" if c["ok"] else "OVER"])
     ins = ", ".join(dims(i["shape"]) for i in rv["inputs"])
