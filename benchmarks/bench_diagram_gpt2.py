@@ -50,17 +50,16 @@ def main() -> int:
 
     t0 = time.perf_counter()
     import torch
-    import transformers
     from transformers.models.gpt2 import modeling_gpt2  # noqa: F401  (its import is import time, not analysis)
 
     import fxcost
     from fxcost.exporters.diagram import render, to_dot
+    from fxcost.hf import load_hf
 
     imports = time.perf_counter() - t0
     steps = {}
     t = time.perf_counter()
-    with torch.device("meta"):
-        model = transformers.GPT2LMHeadModel(transformers.GPT2Config(use_cache=False))
+    model, _ = load_hf("hf:GPT2LMHeadModel")  # what the CLI builds: on meta, use_cache=False
     steps["build on meta"] = time.perf_counter() - t
     t = time.perf_counter()
     report = fxcost.analyze(model, example_inputs=(torch.zeros(1, 1024, dtype=torch.int64, device="meta"),))

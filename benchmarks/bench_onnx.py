@@ -36,12 +36,10 @@ TARGET_EXPORT_S, TARGET_MB = 60.0, 50.0
 
 
 def llama(tmp: Path, layers: int | None) -> None:
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from fxcost.hf import load_hf
 
-    cfg = LlamaConfig() if layers is None else LlamaConfig(num_hidden_layers=layers)
-    cfg.use_cache = False
-    with torch.device("meta"):
-        model = LlamaForCausalLM(cfg)
+    model, _ = load_hf("hf:LlamaForCausalLM", {"num_hidden_layers": layers} if layers else None)  # as the CLI builds it
+    cfg = model.config
     tokens = torch.zeros(1, 2048, dtype=torch.int64, device="meta")
     path = tmp / "llama.onnx"
     t0 = time.perf_counter()
