@@ -28,6 +28,7 @@ from fxcost.model import (
     TensorSpec,
     UnsupportedOp,
     merge_ops,
+    within,
 )
 from fxcost.propagate import NodeRecord, Segment
 from fxcost.trace import META_KEY
@@ -357,7 +358,7 @@ def segments_from_records(
 
 def _outermost_leaf(path: str, leaves: Collection[str]) -> str:
     for leaf in leaves:
-        if path == leaf or path.startswith(leaf + "."):
+        if within(path, leaf):
             return leaf
     return path
 

@@ -18,6 +18,12 @@ FATE_FREE = "free"
 FATE_UNSUPPORTED = "unsupported"
 
 
+def within(path: str, module: str) -> bool:
+    """Whether ``path`` is the module ``module`` or lies inside it (``features.3`` in ``features``;
+    ``features10`` is not)."""
+    return path == module or path.startswith(module + ".")
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """Shape and dtype of one tensor, without data."""
@@ -281,7 +287,7 @@ class Report:
 
         def key(row: NodeCost) -> str:
             for p in ordered:
-                if row.name == p or row.name.startswith(p + "."):
+                if within(row.name, p):
                     return p
             return f"\0{row.id}"  # a key no module path can equal: the row on its own
 

@@ -17,14 +17,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fxcost.errors import OutputError
 from fxcost.exporters.tables import dims, human
-from fxcost.model import NodeCost, Report
+from fxcost.model import NodeCost, Report, within
 
 COLOR_METRICS = {"flops": "flops", "params": "params", "memory": "activation_bytes", "none": ""}
 RANKDIRS = ("TB", "LR")
@@ -164,10 +163,7 @@ def to_dot(
     hidden = {m for r in rolls for m in r.members[1:]}
     times = {r.first: len(r.members) for r in rolls}
 
-    def inside(name: str, paths: Iterable[str]) -> bool:
-        return any(name == p or name.startswith(p + ".") for p in paths)
-
-    nodes = [r for r in view.layers if r.kind != "unused" and not inside(r.name, hidden)]
+    nodes = [r for r in view.layers if r.kind != "unused" and not any(within(r.name, m) for m in hidden)]
     shown = {r.id for r in nodes}
     metric = COLOR_METRICS[color]
     total = getattr(report.total(), metric) if metric else 0
@@ -186,12 +182,12 @@ def to_dot(
         tree.setdefault(_box_of(r, h), []).append(r)
 
     def has_nodes(path: str) -> bool:
-        return any(b == path or b.startswith(path + ".") for b in tree)
+        return any(within(b, path) for b in tree)
 
     def emit_contents(box: str, indent: str) -> None:
         for r in tree.get(box, []):
-            flagged = any(inside(u, [r.name]) for u in unsupported)  # the row, or a module holding it
-            dashed = r.kind == "group" and any(inside(o, [r.name]) or inside(r.name, [o]) for o in opaque)
+            flagged = any(within(u, r.name) for u in unsupported)  # the row, or a module holding it
+            dashed = r.kind == "group" and any(within(o, r.name) or within(r.name, o) for o in opaque)
             out.append(f"{indent}{_node(r, metric, total, times, flagged, dashed)}")
         for child in h.children.get(box, []):
             emit_module(child, indent)
@@ -221,7 +217,7 @@ def to_dot(
     exit_of = {}  # the node in a run's first module that feeds the second: where the run's output leaves
     for rl in rolls:
         for e in view.edges:
-            if e.src in shown and inside(rows[e.src].name, [rl.first]) and inside(rows[e.dst].name, [rl.members[1]]):
+            if e.src in shown and within(rows[e.src].name, rl.first) and within(rows[e.dst].name, rl.members[1]):
                 exit_of[rl.first] = e.src
                 break
     seen: set[tuple[int, int]] = set()
@@ -230,8 +226,8 @@ def to_dot(
         if dst not in shown:
             continue
         if src not in shown:
-            owner = next((m for m in stand_in if inside(rows[src].name, [m])), None)
-            if owner is None or inside(rows[dst].name, stand_in):
+            owner = next((m for m in stand_in if within(rows[src].name, m)), None)
+            if owner is None or any(within(rows[dst].name, m) for m in stand_in):
                 continue
             src = exit_of.get(stand_in[owner], -1)
             if src not in shown:
