@@ -1,0 +1,200 @@
+"""Prove that a change keeps every figure: dump the JSON of every example and test-zoo model at
+an old commit and at the working tree, and compare them.
+
+    python tests/keep_figures.py --base 278824b          # dump both, compare, exit 1 on a difference
+    python tests/keep_figures.py --dump DIR               # only dump the working tree's figures
+
+What is dumped, for each model of examples/zoo.py (ZOO and, with transformers, HF_ZOO) and
+tests/zoo.py (CASES): the report's JSON (``fxcost analyze -f json``) under both conventions
+(fxcost, torchsummary), rolled up to depth 1 and 2 and grouped by type; for the small test-zoo
+models also with each tracer (symbolic, export, eager); and the ONNX route's JSON for a few models
+exported once (by the working tree's torch.onnx) and then counted by both sides. Each side runs
+in its own process with its own checkout first on ``sys.path``, its own ``examples/`` and
+``tests/zoo.py``: the base commit is checked out in a temporary git worktree.
+
+The comparison is of bytes: a figure that is equal but printed differently counts as changed.
+Models only one side has are listed, not compared. The golden files (tests/goldens/) are compared
+with ``git diff --stat BASE -- tests/goldens``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: models exported to ONNX once and counted by both sides' ONNX route
+ONNX_MODELS = ("tiny_cnn", "matmuls", "norm_mlp", "resnet18", "vit_tiny", "lstm_lm")
+TRACER_MODELS = ("tiny_cnn", "functional_convs", "tied", "called_twice", "matmuls", "transposed", "norm_mlp", "with_unused")
+NEEDS_REAL = {"data_dependent_branch", "root_data_dependent"}
+
+
+def _analyze_onnx() -> Any:
+    """The ONNX analyzer, wherever this checkout keeps it."""
+    import fxcost
+
+    if hasattr(fxcost, "analyze_onnx"):
+        return fxcost.analyze_onnx
+    from fxcost.onnx_analyze import analyze_onnx  # before the counting core (issue 10)
+
+    return analyze_onnx
+
+
+def _views(report: Any) -> dict[str, Any]:
+    return {"layer": report, "depth1": report.by_module(1), "depth2": report.by_module(2), "type": report.by_type()}
+
+
+def _write(out: Path, key: str, obj: Any) -> None:
+    (out / f"{key}.json").write_text(json.dumps(obj.to_dict(), indent=2) + "\n")
+
+
+def dump(out: Path, onnx_dir: Path | None, checkout: Path) -> None:
+    """``checkout``'s figures: every one, one file per model, convention and view."""
+    sys.path.insert(0, str(checkout))  # its fxcost, examples/ and tests/zoo.py
+    import torch
+
+    import fxcost
+
+    assert Path(fxcost.__file__).is_relative_to(checkout), f"imported {fxcost.__file__}, not {checkout}'s fxcost"
+    from examples.zoo import HF_ZOO, ZOO
+    from tests.zoo import CASES
+
+    out.mkdir(parents=True, exist_ok=True)
+    entries: list[tuple[str, Any, Any, Any]] = []
+    for e in ZOO:
+        entries.append((e.name, e.build, e.inputs, e.name in NEEDS_REAL))
+    try:
+        import transformers  # noqa: F401
+
+        entries += [(e.name, e.build, e.inputs, False) for e in HF_ZOO]
+    except ImportError:
+        pass
+    for c in CASES:
+        entries.append((f"case_{c.id}", c.build, (lambda s=c.shape: ((torch.zeros(s),), {})), False))
+    for name, build, inputs, real in entries:
+        torch.manual_seed(0)
+        model = build()
+        args, kwargs = inputs()
+        for convention in ("fxcost", "torchsummary"):
+            try:
+                report = fxcost.analyze(model, example_inputs=args, example_kwargs=kwargs, convention=convention,
+                                        real=real, name=name)
+            except Exception as err:  # a failure is a figure too: both sides must fail alike
+                (out / f"{name}.{convention}.error").write_text(f"{type(err).__name__}: {err}\n")
+                continue
+            for view, r in _views(report).items():
+                _write(out, f"{name}.{convention}.{view}", r)
+        if name.removeprefix("case_") in TRACER_MODELS:
+            for tracer in ("symbolic", "export", "eager"):
+                try:
+                    r = fxcost.analyze(model, example_inputs=args, example_kwargs=kwargs, tracer=tracer, name=name)
+                except Exception as err:
+                    (out / f"{name}.tracer-{tracer}.error").write_text(f"{type(err).__name__}: {err}\n")
+                    continue
+                _write(out, f"{name}.tracer-{tracer}", r)
+    if onnx_dir is not None:
+        analyze_onnx = _analyze_onnx()
+        for f in sorted(onnx_dir.glob("*.onnx")):
+            for convention in ("fxcost", "torchsummary"):
+                try:
+                    r = analyze_onnx(f, convention=convention, name=f.stem)
+                except Exception as err:
+                    (out / f"onnx_{f.stem}.{convention}.error").write_text(f"{type(err).__name__}: {err}\n")
+                    continue
+                # the file's path is the only thing that may differ between the two sides' runs
+                for view, v in _views(r).items():
+                    _write(out, f"onnx_{f.stem}.{convention}.{view}", v)
+
+
+def export_onnx_models(out: Path) -> None:
+    """Export ONNX_MODELS once, with torch.onnx directly (the same bytes for both sides)."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from examples.zoo import ZOO
+    from tests.zoo import CASES
+
+    builds = {e.name: (e.build, e.inputs) for e in ZOO}
+    builds.update({c.id: (c.build, (lambda s=c.shape: ((torch.zeros(s),), {}))) for c in CASES})
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ONNX_MODELS:
+        build, inputs = builds[name]
+        torch.manual_seed(0)
+        model = build().eval()
+        args, kwargs = inputs()
+        torch.onnx.export(model, args, str(out / f"{name}.onnx"), kwargs=kwargs or None, dynamo=True, optimize=False,
+                          verbose=False)
+
+
+def _run_side(checkout: Path, out: Path, onnx_dir: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    subprocess.run([sys.executable, __file__, "--dump", str(out), "--onnx-dir", str(onnx_dir), "--checkout", str(checkout)],
+                   check=True, env=env, cwd=checkout)
+
+
+def compare(a: Path, b: Path) -> int:
+    names_a = {p.name for p in a.iterdir()}
+    names_b = {p.name for p in b.iterdir()}
+    same = changed = 0
+    for n in sorted(names_a & names_b):
+        ta, tb = (a / n).read_text(), (b / n).read_text()
+        if n.startswith("onnx_"):  # the exported file's path is each side's temporary folder
+            ta, tb = (t.replace(str(a.parent), "<tmp>") for t in (ta, tb))
+        if ta == tb:
+            same += 1
+            continue
+        changed += 1
+        la, lb = ta.splitlines(), tb.splitlines()
+        first = next((i for i, (x, y) in enumerate(zip(la, lb)) if x != y), min(len(la), len(lb)))
+        print(f"CHANGED {n}: line {first + 1}: {la[first].strip() if first < len(la) else '<end>'!r} -> "
+              f"{lb[first].strip() if first < len(lb) else '<end>'!r}")
+    for n in sorted(names_a - names_b):
+        print(f"only at base: {n}")
+    for n in sorted(names_b - names_a):
+        print(f"only now: {n}")
+    print(f"{same} files byte-identical, {changed} changed, {len(names_a - names_b)} only at base, "
+          f"{len(names_b - names_a)} only now")
+    return 1 if changed or names_a - names_b else 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base", help="the commit to compare the working tree with")
+    p.add_argument("--dump", type=Path, help="dump this checkout's figures into DIR")
+    p.add_argument("--onnx-dir", type=Path, help="(with --dump) count the .onnx files in this folder too")
+    p.add_argument("--checkout", type=Path, default=ROOT, help="(with --dump) the checkout whose fxcost runs")
+    p.add_argument("--keep", type=Path, help="keep the dumps in this folder (default: a temporary one)")
+    args = p.parse_args()
+    if args.dump:
+        dump(args.dump, args.onnx_dir, args.checkout.resolve())
+        return 0
+    if not args.base:
+        p.error("give --base REV or --dump DIR")
+    with tempfile.TemporaryDirectory(prefix="fxcost-figures-") as tmp:
+        work = Path(args.keep or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        base_tree = Path(tmp) / "base-tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base_tree), args.base], check=True,
+                       capture_output=True)
+        try:
+            export_onnx_models(work / "onnx")
+            _run_side(base_tree, work / "base", work / "onnx")
+            _run_side(ROOT, work / "now", work / "onnx")
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)], check=False)
+        status = compare(work / "base", work / "now")
+        goldens = subprocess.run(["git", "-C", str(ROOT), "diff", "--stat", args.base, "--", "tests/goldens"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        print(f"golden files changed since {args.base}: {goldens or 'none'}")
+        return status or (1 if goldens else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
