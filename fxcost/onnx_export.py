@@ -23,10 +23,12 @@ route needs from the file:
   folder beside ``path`` under its final name (the file refers to its data file by name), then
   renamed into place, data file first; a failure leaves neither.
 
-Opsets, as measured with torch 2.13, onnx 1.23, onnxscript 0.7 and onnxruntime 1.31: torch.onnx
-never refuses an opset. Its operator library is written for opset 18 (:data:`NATIVE_OPSET`):
+Opsets, as measured with torch 2.13, onnx 1.23 and onnxscript 0.7: torch.onnx never refuses an
+opset. Its operator library is written for opset 18 (:data:`NATIVE_OPSET`):
 
-- 18 to 28 (onnx 1.23's newest) are written as asked. onnxruntime 1.31 loads up to 26.
+- 18 to 28 (onnx 1.23's newest) are written as asked. Which of them onnxruntime loads depends on
+  its release (1.31 loads up to 26, 1.32 up to 28): :func:`onnxruntime_opsets` asks the installed
+  one, and the messages that name the range use it.
 - Above 28 (29, 30, 100) and below 1 the version converter fails, torch.onnx logs it and writes
   opset 18 anyway. fxcost refuses these before exporting.
 - Below 18 it translates at 18 and converts down with onnx's C API, which works or not by op: a
@@ -90,10 +92,41 @@ NATIVE_OPSET = 18
 # knows, which layout the file has.
 EXTERNAL_DATA_BYTES = 1536 * 1024 * 1024
 
-_OPSET_HINT = (
-    "--opset {native} (torch.onnx's own) up to {newest} (onnx's newest; onnxruntime 1.31 runs up to 26); "
-    "below {native} only graphs whose ops all exist at that opset convert"
-)
+def opset_hint() -> str:
+    """What --opset takes, from the installed onnx and onnxruntime."""
+    ort = onnxruntime_opsets()
+    runs = f"onnxruntime {ort[0]} runs up to {ort[1]}" if ort else "onnxruntime is not installed"
+    return (f"--opset {NATIVE_OPSET} (torch.onnx's own) up to {_newest_opset()} (onnx {_onnx_version()}'s newest; {runs}); "
+            f"below {NATIVE_OPSET} only graphs whose ops all exist at that opset convert")
+
+
+def onnxruntime_opsets() -> tuple[str, int] | None:
+    """The installed onnxruntime's version and the newest default-domain opset it loads, found by
+    loading a one-node model at each opset from :data:`NATIVE_OPSET` up (a few ms); ``None``
+    without onnxruntime. A new release loads newer opsets: ask it, never assume."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    from onnx import TensorProto, helper
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # a refused opset is the answer, not an error to show
+    known = _newest_opset()
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [x], [y])
+    newest = 0
+    for opset in range(NATIVE_OPSET, known + 8):  # a runtime may know opsets this onnx does not
+        # the oldest IR version that carries the opset (onnx names none past its own newest)
+        ir = helper.find_min_ir_version_for([helper.make_opsetid("", min(opset, known))])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir)
+        try:
+            ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        except Exception:  # onnxruntime's own error type: this opset is past its range
+            break
+        newest = opset
+    return str(ort.__version__), newest
 
 
 # Loggers whose records would reach stderr during an export: torch's own (the ``torch`` logger
@@ -158,7 +191,7 @@ def export_onnx(
     if not 1 <= opset <= newest:  # torch.onnx would silently write opset 18 instead
         raise ExportError(
             f"cannot export {name} at opset {opset}: onnx {_onnx_version()} knows opsets 1 to {newest}",
-            hint=_OPSET_HINT.format(native=NATIVE_OPSET, newest=newest),
+            hint=opset_hint(),
         )
     if structure_only and opset < NATIVE_OPSET:
         raise ExportError(
@@ -192,7 +225,7 @@ def export_onnx(
             f"torch.onnx could not export {name} ({shapes}) at opset {opset}: it translates at opset "
             f"{NATIVE_OPSET} or newer and onnx's version converter could not take this graph to {opset} "
             f"(the graph stayed at {written_opset})",
-            hint=_OPSET_HINT.format(native=NATIVE_OPSET, newest=newest),
+            hint=opset_hint(),
         )
     inputs = tuple(v.name for v in ir_model.graph.inputs)
     if dynamic_batch:

@@ -152,7 +152,7 @@ def compare(a: Path, b: Path) -> int:
             continue
         changed += 1
         la, lb = ta.splitlines(), tb.splitlines()
-        first = next((i for i, (x, y) in enumerate(zip(la, lb)) if x != y), min(len(la), len(lb)))
+        first = next((i for i, (x, y) in enumerate(zip(la, lb, strict=False)) if x != y), min(len(la), len(lb)))
         print(f"CHANGED {n}: line {first + 1}: {la[first].strip() if first < len(la) else '<end>'!r} -> "
               f"{lb[first].strip() if first < len(lb) else '<end>'!r}")
     for n in sorted(names_a - names_b):
