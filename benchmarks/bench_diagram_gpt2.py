@@ -54,7 +54,7 @@ def main() -> int:
 
     import fxcost
     from fxcost.exporters.diagram import render, to_dot
-    from fxcost.hf import load_hf
+    from fxcost.loading.hf import load_hf
 
     imports = time.perf_counter() - t0
     steps = {}

@@ -29,14 +29,14 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from examples.vgg import vgg19  # noqa: E402
 from fxcost import analyze  # noqa: E402
-from fxcost.onnx_analyze import analyze_onnx  # noqa: E402
-from fxcost.onnx_export import export_onnx  # noqa: E402
+from fxcost.onnx.analyze import analyze_onnx  # noqa: E402
+from fxcost.onnx.export import export_onnx  # noqa: E402
 
 TARGET_EXPORT_S, TARGET_MB = 60.0, 50.0
 
 
 def llama(tmp: Path, layers: int | None) -> None:
-    from fxcost.hf import load_hf
+    from fxcost.loading.hf import load_hf
 
     model, _ = load_hf("hf:LlamaForCausalLM", {"num_hidden_layers": layers} if layers else None)  # as the CLI builds it
     cfg = model.config

@@ -4,29 +4,50 @@
     >>> report = fxcost.analyze(model, input_size=(1, 3, 224, 224))
     >>> report.total().macs
 
-Analysis runs on fake tensors (no weights, no real arithmetic). See docs/conventions.md for
-what each number counts.
+Analysis runs on meta tensors (no weights, no real arithmetic). See docs/conventions.md for
+what each number counts and docs/architecture.md for how the package is laid out.
 """
 
-from fxcost.analyze import analyze, compare, sweep
-from fxcost.conventions import CONVENTIONS, Convention
+from fxcost._version import __version__
+from fxcost.counting import CONVENTIONS, Convention, Cost, FormulaRegistry, Free, Rule
 from fxcost.errors import (
+    ExportError,
     FxcostError,
     InputSpecError,
+    OnnxFileError,
     OutputError,
     ShapeError,
     SpecError,
     TraceError,
     UnsupportedOpError,
 )
-from fxcost.formulas import DEFAULT_REGISTRY, Cost, FormulaRegistry
-from fxcost.model import Comparison, NodeCost, OpCost, Report, Sweep, TensorSpec, Totals
+from fxcost.onnx.analyze import analyze_onnx
+from fxcost.pytorch.analyze import analyze, sweep
+from fxcost.pytorch.aten import ATEN as DEFAULT_REGISTRY
+from fxcost.report import (
+    Comparison,
+    Counts,
+    Fate,
+    Method,
+    Mode,
+    OpCost,
+    Report,
+    Row,
+    RowKind,
+    Sweep,
+    TensorSpec,
+    TraceInfo,
+    View,
+    compare,
+)
 
-__version__ = "0.1.0"
+#: the names fxcost 0.1 used for the row and the totals
+NodeCost = Row
+Totals = Counts
 
 __all__ = [
-    "CONVENTIONS", "Comparison", "Convention", "Cost", "DEFAULT_REGISTRY", "FormulaRegistry",
-    "FxcostError", "InputSpecError", "NodeCost", "OpCost", "OutputError", "Report", "ShapeError",
-    "SpecError", "Sweep", "TensorSpec", "Totals", "TraceError", "UnsupportedOpError",
-    "analyze", "compare", "sweep",
+    "CONVENTIONS", "Comparison", "Convention", "Cost", "Counts", "DEFAULT_REGISTRY", "ExportError", "Fate", "FormulaRegistry",
+    "Free", "FxcostError", "InputSpecError", "Method", "Mode", "NodeCost", "OnnxFileError", "OpCost", "OutputError",
+    "Report", "Row", "RowKind", "Rule", "ShapeError", "SpecError", "Sweep", "TensorSpec", "Totals", "TraceError",
+    "TraceInfo", "UnsupportedOpError", "View", "__version__", "analyze", "analyze_onnx", "compare", "sweep",
 ]

@@ -6,6 +6,18 @@ never prints.
 
 from __future__ import annotations
 
+import re
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # terminal colour codes some libraries put in their messages
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """The first non-blank line of an exception's message, without colour codes, at most
+    ``limit`` characters (the exception's type name when the message is empty)."""
+    lines = [ln.strip() for ln in _ANSI.sub("", str(e)).splitlines() if ln.strip()]
+    line = lines[0] if lines else type(e).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
 
 class FxcostError(Exception):
     """Base class: bad input or a model fxcost cannot analyze as asked."""

@@ -42,9 +42,9 @@ def _analyze_onnx() -> Any:
 
     if hasattr(fxcost, "analyze_onnx"):
         return fxcost.analyze_onnx
-    from fxcost.onnx_analyze import analyze_onnx  # before the counting core (issue 10)
+    import importlib
 
-    return analyze_onnx
+    return importlib.import_module("fxcost.onnx_analyze").analyze_onnx  # where fxcost 0.1 kept it
 
 
 def _views(report: Any) -> dict[str, Any]:

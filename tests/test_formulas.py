@@ -17,9 +17,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import fxcost
-from fxcost.formulas import DEFAULT_REGISTRY, Cost, FormulaRegistry, _adaptive_window_total
-from fxcost.model import OpCost
-from fxcost.propagate import OpRecorder
+from fxcost import DEFAULT_REGISTRY, Cost, FormulaRegistry
+from fxcost.counting.arithmetic import adaptive_window_total as _adaptive_window_total
+from fxcost.pytorch.recorder import OpRecorder
+from fxcost.report import OpCost
 from tests.conftest import flop_counter_flops
 
 
@@ -153,11 +154,27 @@ def test_registry_refuses_duplicates_and_copies_are_independent() -> None:
         reg.free("aten::foo", reason="no")
     with pytest.raises(ValueError, match="already has a fate"):
         DEFAULT_REGISTRY.formula("aten::mm")(lambda *a, **k: Cost())
+    with pytest.raises(ValueError, match="needs a reason"):
+        reg.free("aten::bar", reason="")
+    assert DEFAULT_REGISTRY.lookup("aten::definitely_not_an_op").fate == "unsupported"
+
+
+def test_an_analysis_extends_a_copy_of_the_registry_never_the_default() -> None:
+    class Spectrum(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.fft.rfft(x).abs()
+
     mine = DEFAULT_REGISTRY.copy()
-    mine.override("aten::mm", lambda *a, out=None, **k: Cost(0, 0))
-    assert DEFAULT_REGISTRY.lookup("aten::mm")[0] == "formula"
-    assert DEFAULT_REGISTRY.lookup("aten::mm")[1] is not mine.lookup("aten::mm")[1]
-    assert DEFAULT_REGISTRY.lookup("aten::definitely_not_an_op")[0] == "unsupported"
+    # a made-up price, to see that the copy is the one counting: 10 FLOPs per input element
+    mine.formula("aten::_fft_r2c")(lambda x, *a, out=None, **k: Cost(0, 10 * x.numel()))
+    assert DEFAULT_REGISTRY.lookup("aten::_fft_r2c").fate == "unsupported"
+    with pytest.raises(ValueError, match="already has a fate"):
+        mine.formula("aten::_fft_r2c")(lambda *a, **k: Cost())
+    counted = fxcost.analyze(Spectrum(), input_size=(2, 8), registry=mine)
+    default = fxcost.analyze(Spectrum(), input_size=(2, 8))
+    fft = [o for r in counted.layers for o in r.ops if o.op == "aten::_fft_r2c"]
+    assert [(o.fate, o.flops) for o in fft] == [("formula", 10 * 2 * 8)]
+    assert [u.op for u in default.unsupported] == ["aten::_fft_r2c"] and not counted.unsupported
 
 
 @given(batch=st.integers(1, 16), c_in=st.integers(1, 8), c_out=st.integers(1, 8), k=st.integers(1, 4), size=st.integers(4, 12), stride=st.integers(1, 3))

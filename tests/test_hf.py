@@ -24,7 +24,7 @@ transformers = pytest.importorskip("transformers")
 
 
 def test_hf_spec_builds_from_config_on_meta() -> None:
-    from fxcost.hf import load_hf
+    from fxcost.loading.hf import load_hf
 
     model, name = load_hf("hf:GPT2LMHeadModel")
     assert name == "GPT2LMHeadModel"
@@ -33,11 +33,11 @@ def test_hf_spec_builds_from_config_on_meta() -> None:
     # + 50,257 x 768 = 38,597,376)
     report = fxcost.analyze(model, example_inputs=(torch.zeros(1, 8, dtype=torch.int64),))
     assert report.total().params == 124_439_808 == sum(p.numel() for p in model.parameters())
-    assert report.trace["method"] == "export"
+    assert report.trace.method == "export"
 
 
 def test_hf_config_overrides_and_local_config(tmp_path: Any) -> None:
-    from fxcost.hf import load_hf
+    from fxcost.loading.hf import load_hf
 
     model, _ = load_hf("hf:BertModel", {"num_hidden_layers": 2})
     assert len(model.encoder.layer) == 2
@@ -63,7 +63,7 @@ def test_cli_hf(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_hf_configs_without_use_cache() -> None:
     # ViTConfig has no use_cache field: fxcost only turns the cache off where there is one
-    from fxcost.hf import load_hf
+    from fxcost.loading.hf import load_hf
 
     model, _ = load_hf("hf:ViTModel", {"num_hidden_layers": 1})
     report = fxcost.analyze(model, input_size=(1, 3, 224, 224))
@@ -72,7 +72,7 @@ def test_hf_configs_without_use_cache() -> None:
 
 
 def test_hf_bad_specs(tmp_path: Any) -> None:
-    from fxcost.hf import load_hf
+    from fxcost.loading.hf import load_hf
 
     with pytest.raises(SpecError, match="no config of its own"):
         load_hf("hf:AutoModel")

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from fxcost.cli import main  # noqa: E402
 from fxcost.errors import InputSpecError, OnnxFileError, UnsupportedOpError  # noqa: E402
-from fxcost.onnx_analyze import analyze_onnx  # noqa: E402
+from fxcost.onnx.analyze import analyze_onnx  # noqa: E402
 
 
 def _init(name: str, *shape: int, dtype: type = np.float32) -> TensorProto:
@@ -81,7 +81,7 @@ def test_a_file_onnx_helper_wrote_counts_from_its_own_arithmetic(cnn_file: Path)
     assert by_name["conv"].type == "Conv" and by_name["conv"].kind == "function"
     assert by_name["flatten"].output_shape == (2, 512)
     # the Reshape's int64 shape is a constant: neither a parameter nor a buffer
-    assert r.trace["constants"] == 1 and r.trace["method"] == "onnx"
+    assert r.trace.onnx.constants == 1 and r.trace.method == "onnx"
     assert r.outputs[0].shape == (2, 10)
     # activations: the input, then every node's output except the Reshape (a view in PyTorch)
     per_sample = 3 * 16 * 16 + 8 * 16 * 16 * 3 + 8 * 8 * 8 + 10 + 10
@@ -218,7 +218,7 @@ def test_weights_in_constant_nodes_count_in_files_without_kinds(tmp_path: Path) 
                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
     r = analyze_onnx(path)
     assert r.total().params == 5 * 3 and r.total().macs == 2 * 5 * 3
-    assert not r.trace["structure_only"]  # no initializers is not the same as written structure-only
+    assert not r.trace.onnx.structure_only  # no initializers is not the same as written structure-only
 
 
 def test_control_flow_is_unsupported_with_its_reason(tmp_path: Path) -> None:
@@ -241,6 +241,6 @@ def test_an_element_type_without_a_torch_dtype_is_sized_and_said(tmp_path: Path)
                  [w, numpy_helper.from_array(np.array(0.5, dtype=np.float32), "s")])
     r = analyze_onnx(path)
     assert r.total().params == 4 * 8  # a dequantized weight is a parameter whatever its type
-    assert r.trace["notes"] == ["ONNX element type INT4 has no PyTorch dtype: its tensors are counted as 1 byte per "
+    assert list(r.trace.notes) == ["ONNX element type INT4 has no PyTorch dtype: its tensors are counted as 1 byte per "
                                 "element (sub-byte types are smaller, strings have no fixed size)"]
     assert r.total().macs == 2 * 4 * 8

@@ -20,9 +20,9 @@ pytest.importorskip("onnxruntime")
 
 from examples.vgg import vgg19  # noqa: E402
 from fxcost.cli import main  # noqa: E402
-from fxcost.crosscheck import crosscheck, group_of  # noqa: E402
-from fxcost.onnx_analyze import analyze_onnx  # noqa: E402
-from fxcost.onnx_export import export_onnx  # noqa: E402
+from fxcost.onnx.analyze import analyze_onnx  # noqa: E402
+from fxcost.onnx.crosscheck import crosscheck, group_of  # noqa: E402
+from fxcost.onnx.export import export_onnx  # noqa: E402
 from tests.conftest import flop_counter_flops, unique_param_count  # noqa: E402
 
 # torchvision's VGG-19 (configuration E): 16 convs and 3 linears; params from the seed table and
@@ -228,7 +228,7 @@ def test_an_opset_onnxruntime_cannot_load_is_checked_without_running(tmp_path: P
     # ask the installed one for the first opset onnx writes and it refuses
     import onnx.defs
 
-    from fxcost.onnx_export import onnxruntime_opsets
+    from fxcost.onnx.export import onnxruntime_opsets
 
     found = onnxruntime_opsets()
     assert found is not None  # the onnx extra installs it
@@ -243,7 +243,7 @@ def test_an_opset_onnxruntime_cannot_load_is_checked_without_running(tmp_path: P
 def test_the_opset_hint_names_the_installed_onnxruntime_range() -> None:
     import onnxruntime as ort
 
-    from fxcost.onnx_export import onnxruntime_opsets, opset_hint
+    from fxcost.onnx.export import onnxruntime_opsets, opset_hint
 
     version, highest = onnxruntime_opsets() or ("", 0)
     assert version == ort.__version__ and highest >= 18  # every release since 1.14 loads opset 18

@@ -15,9 +15,9 @@ from torch import nn
 
 from examples.odd import DataDependentBranch, TiedEmbeddings
 from examples.vgg import vgg11
-from fxcost import onnx_export
 from fxcost.errors import ExportError, OutputError
-from fxcost.onnx_export import KIND_KEY, STRUCTURE_ONLY_KEY, OnnxExport, export_onnx
+from fxcost.onnx import export as onnx_export
+from fxcost.onnx.export import KIND_KEY, STRUCTURE_ONLY_KEY, OnnxExport, export_onnx
 from tests.conftest import unique_param_count
 
 onnx = pytest.importorskip("onnx")

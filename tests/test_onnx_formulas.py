@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import fxcost
-from fxcost.formulas import DEFAULT_REGISTRY, Cost
-from fxcost.onnx_formulas import ONNX_REGISTRY, UnknownShape, UnsupportedForm, _conv_output, op_key
+from fxcost import DEFAULT_REGISTRY, Cost
+from fxcost.onnx.formulas import ONNX_REGISTRY, UnknownShape, UnsupportedForm, _conv_output, op_key
 from tests.conftest import flop_counter_flops
 from tests.test_formulas import Fn
 
@@ -578,6 +578,6 @@ def test_matmul_like_costs_scale_linearly_with_batch(batch: int) -> None:
 
 
 def test_import_needs_no_onnx() -> None:
-    code = "import sys, fxcost.onnx_formulas; print('onnx' in sys.modules)"
+    code = "import sys, fxcost, fxcost.onnx.formulas, fxcost.onnx.analyze; print('onnx' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -15,7 +15,7 @@ import fxcost
 from examples.vgg import vgg11, vgg13
 from fxcost.cli import main
 from fxcost.errors import InputSpecError, SpecError
-from fxcost.review import parse_budget, parse_growth, pyproject_settings, review
+from fxcost.report.review import parse_budget, parse_growth, pyproject_settings, review
 from tests.conftest import ROOT, flop_counter_flops
 
 VGG11 = str(ROOT / "examples/vgg.py") + ":vgg11"
@@ -61,7 +61,7 @@ def test_review_against_budgets_names_the_largest_layers() -> None:
     [params] = [c for c in over.checks if not c.ok]
     assert params.metric == "params" and params.value == 132_863_336  # torchvision's VGG-11 figure
     # classifier.0: 25,088 x 4,096 weights + 4,096 biases, the largest layer by far
-    assert params.top[0] == ("classifier.0", 25088 * 4096 + 4096)
+    assert (params.top[0].name, params.top[0].value) == ("classifier.0", 25088 * 4096 + 4096)
 
 
 def vgg_macs(build: Any) -> int:
@@ -153,7 +153,7 @@ def test_baselines_that_cannot_be_compared(tmp_path: Path) -> None:
         review(report, baseline=summary)
     with pytest.raises(InputSpecError, match="not a metric"):
         review(report, {"weights": 1})
-    from fxcost.review import load_baseline
+    from fxcost.report.review import load_baseline
 
     sweep = {"schema_version": 1, "sweep": []}
     broken = dict(report.to_dict(), totals={"params": "abc"})

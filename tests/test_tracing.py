@@ -71,10 +71,10 @@ class Unexportable(nn.Module):
 def test_untraceable_submodule_stays_opaque_and_is_still_counted() -> None:
     model = Outer()
     report = fxcost.analyze(model, input_size=(2, 8))
-    assert report.trace["method"] == "symbolic_trace"
-    [opaque] = report.trace["opaque"]
-    assert opaque["module"] == "b" and opaque["type"] == "ShapeBranch"
-    assert "control flow" in opaque["reason"]
+    assert report.trace.method == "symbolic_trace"
+    [opaque] = report.trace.opaque
+    assert opaque.module == "b" and opaque.type == "ShapeBranch"
+    assert "control flow" in opaque.reason
     rows = {r.name: r for r in report.layers}
     # the opaque module's ops are attributed to the submodule that ran them
     assert rows["b.wide"].macs == 2 * 8 * 8 and rows["b.wide"].params == 8 * 8 + 8
@@ -85,16 +85,16 @@ def test_untraceable_submodule_stays_opaque_and_is_still_counted() -> None:
 
 def test_root_that_fx_cannot_trace_goes_to_export() -> None:
     report = fxcost.analyze(ShapeBranch(), input_size=(2, 8))
-    assert report.trace["method"] == "export"
-    assert report.trace["fallbacks"][0]["tracer"] == "symbolic"
+    assert report.trace.method == "export"
+    assert report.trace.fallbacks[0].tracer == "symbolic"
     assert report.total().macs == 2 * 8 * 8
 
 
 def test_when_export_fails_too_the_model_runs_op_by_op() -> None:
     model = Unexportable()
     report = fxcost.analyze(model, input_size=(2, 8))
-    assert report.trace["method"] == "eager"
-    assert [f["tracer"] for f in report.trace["fallbacks"]] == ["symbolic", "export"]
+    assert report.trace.method == "eager"
+    assert [f.tracer for f in report.trace.fallbacks] == ["symbolic", "export"]
     assert report.total().macs == 2 * 8 * 8 and report.total().params == 8 * 8 + 8
     # Holder is neither a container, a pytree nor a dataclass: fxcost does not look inside
     # arbitrary objects, so the report lists no outputs (the costs above are complete)
@@ -113,7 +113,7 @@ def test_every_tracer_gives_the_same_params_and_macs(name: str) -> None:
         except TraceError:
             assert tracer == "symbolic" and name == "dict_io"  # FX cannot iterate a dict's list input
             continue
-        results[tracer] = (r.total().params, r.total().macs, r.trace["method"])
+        results[tracer] = (r.total().params, r.total().macs, r.trace.method)
     assert len({v[:2] for v in results.values()}) == 1, results
 
 
@@ -145,7 +145,7 @@ def test_data_dependent_branch_names_module_and_op_and_suggests_real() -> None:
     text = str(e.value)
     assert "'gate' (SignGate)" in text and "_local_scalar_dense" in text and "--real" in text
     report = fxcost.analyze(odd.DataDependentBranch(), input_size=(2, 3, 16, 16), real=True)
-    assert report.mode == "real" and report.trace["opaque"][0]["module"] == "gate"
+    assert report.mode == "real" and report.trace.opaque[0].module == "gate"
 
 
 def test_var_args_forward() -> None:
@@ -153,7 +153,7 @@ def test_var_args_forward() -> None:
     args, _ = entry.inputs()
     report = fxcost.analyze(entry.build(), example_inputs=args)
     assert [i.name for i in report.inputs] == ["xs.0", "xs.1", "xs.2"]
-    assert report.trace["method"] == "export"
+    assert report.trace.method == "export"
 
 
 def test_dict_inputs_and_outputs_are_named_and_shaped() -> None:
@@ -246,7 +246,7 @@ def test_cli_table_names_fallbacks_and_opaque_modules(capsys: pytest.CaptureFixt
 
 
 def test_hf_without_transformers_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fxcost.hf import load_hf
+    from fxcost.loading.hf import load_hf
 
     monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers -> ImportError
     with pytest.raises(SpecError, match="pip install"):
@@ -281,7 +281,7 @@ class Folded(nn.Module):
 
 def test_folded_work_counts_once_however_many_tracing_attempts() -> None:
     report = fxcost.analyze(Folded(), input_size=(2, 8))
-    assert len(report.trace["opaque"]) == 2
+    assert len(report.trace.opaque) == 2
     assert 2 * report.total().macs == flop_counter_flops(Folded(), torch.randn(2, 8))
 
 
@@ -303,7 +303,7 @@ class Cached(nn.Module):
 
 def test_each_tracer_starts_from_a_fresh_copy() -> None:
     report = fxcost.analyze(Cached(), input_size=(2, 8))
-    assert report.trace["method"] == "eager"
+    assert report.trace.method == "eager"
     assert 2 * report.total().macs == flop_counter_flops(Cached(), torch.randn(2, 8))  # both fc calls
 
 

@@ -1,39 +1,31 @@
 """Exporters: render a Report (or a Sweep, Comparison, Review or CrossCheck) as text, Markdown,
-CSV or JSON.
+CSV or JSON, chosen by the type of what they render.
 
-Each reads the object's ``to_dict()`` only.
+Each reads the object's ``to_dict()`` only and computes no cost. To add a format: a function
+here taking the object (or its :func:`~fxcost.exporters.tables.table_of` table) and one line in
+:func:`render` and :data:`FORMATS`.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
-from typing import Any, Protocol
+from typing import Any
 
-from fxcost.exporters.tables import Table, compare_table, crosscheck_table, layer_table, review_table, sweep_table
+from fxcost.exporters.tables import Table, table_of
+from fxcost.report.compare import Comparison
+from fxcost.report.crosscheck import CrossCheck
+from fxcost.report.report import Report, Sweep
+from fxcost.report.review import Review
 
 FORMATS = ("table", "markdown", "csv", "json")
 
 
-class HasDict(Protocol):
-    def to_dict(self) -> dict[str, Any]: ...
-
-
-def _table_for(d: dict[str, Any]) -> Table:
-    if "sweep" in d:
-        return sweep_table(d)
-    if "compare" in d:
-        return compare_table(d)
-    if "review" in d:
-        return review_table(d)
-    if "crosscheck" in d:
-        return crosscheck_table(d)
-    return layer_table(d)
-
-
-def to_json(d: dict[str, Any]) -> str:
-    return json.dumps(d, indent=2) + "\n"
+def to_json(obj: Any) -> str:
+    """The object's JSON (``schema_version`` 1), as ``fxcost analyze -f json`` writes it."""
+    return json.dumps(obj.to_dict(), indent=2) + "\n"
 
 
 def to_markdown(t: Table) -> str:
@@ -49,42 +41,67 @@ def to_markdown(t: Table) -> str:
     return "\n".join(out) + "\n"
 
 
-def to_csv(d: dict[str, Any]) -> str:
+@functools.singledispatch
+def to_csv(obj: Any) -> str:
     """Exact integers, one row per layer (or sweep point, or comparison line)."""
+    raise TypeError(f"fxcost has no CSV for a {type(obj).__name__}")
+
+
+def _csv(header: list[str], rows: Any) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    if "sweep" in d:
-        w.writerow(["input", "params", "macs", "flops", "activation_elements", "activation_bytes"])
-        for r in d["sweep"]:
-            t = r["totals"]
-            w.writerow([",".join("x".join(map(str, i["shape"])) for i in r["inputs"]), t["params"], t["macs"], t["flops"], t["activation_elements"], t["activation_bytes"]])
-    elif "review" in d:
-        w.writerow(["kind", "metric", "value", "limit", "baseline", "ok"])
-        for c in d["review"]["checks"]:
-            w.writerow([c["kind"], c["metric"], c["value"], c["limit"], "" if c["baseline"] is None else c["baseline"], c["ok"]])
-    elif "crosscheck" in d:
-        w.writerow(["metric", "group", "torch", "onnx", "diff"])
-        for r in d["crosscheck"]["rows"]:
-            w.writerow([r["metric"], r["group"], r["torch"], r["onnx"], r["diff"]])
-    elif "compare" in d:
-        w.writerow(["metric", "group", "a", "b", "ratio"])
-        for r in d["compare"]["rows"]:
-            w.writerow([r["metric"], r["group"], r["a"], r["b"], "" if r["ratio"] is None else repr(r["ratio"])])
-    else:
-        cols = ["id", "name", "type", "kind", "module_path", "kernel_size", "stride", "output_shape", "H", "W", "C",
-                "activation_elements", "activation_bytes", "params", "weight_params", "bias_params",
-                "trainable_params", "buffers", "macs", "flops"]
-        w.writerow(cols)
-        for r in d["layers"]:
-            shape = r["output_shape"]
-            hwc = [shape[2], shape[3], shape[1]] if len(shape) == 4 else ["", "", ""]
-            w.writerow(
-                [r["id"], r["name"], r["type"], r["kind"], r["module_path"],
-                 "x".join(map(str, r["kernel_size"] or [])), "x".join(map(str, r["stride"] or [])),
-                 "x".join(map(str, shape)), *hwc, r["activation_elements"], r["activation_bytes"], r["params"],
-                 r["weight_params"], r["bias_params"], r["trainable_params"], r["buffers"], r["macs"], r["flops"]]
-            )
+    w.writerow(header)
+    w.writerows(rows)
     return buf.getvalue()
+
+
+@to_csv.register
+def _sweep_csv(sweep: Sweep) -> str:
+    def line(r: dict[str, Any]) -> list[Any]:
+        t = r["totals"]
+        return [",".join("x".join(map(str, i["shape"])) for i in r["inputs"]), t["params"], t["macs"], t["flops"],
+                t["activation_elements"], t["activation_bytes"]]
+
+    return _csv(["input", "params", "macs", "flops", "activation_elements", "activation_bytes"],
+                (line(r) for r in sweep.to_dict()["sweep"]))
+
+
+@to_csv.register
+def _review_csv(review: Review) -> str:
+    return _csv(["kind", "metric", "value", "limit", "baseline", "ok"],
+                ([c["kind"], c["metric"], c["value"], c["limit"], "" if c["baseline"] is None else c["baseline"], c["ok"]]
+                 for c in review.to_dict()["review"]["checks"]))
+
+
+@to_csv.register
+def _crosscheck_csv(check: CrossCheck) -> str:
+    return _csv(["metric", "group", "torch", "onnx", "diff"],
+                ([r["metric"], r["group"], r["torch"], r["onnx"], r["diff"]] for r in check.to_dict()["crosscheck"]["rows"]))
+
+
+@to_csv.register
+def _compare_csv(comparison: Comparison) -> str:
+    return _csv(["metric", "group", "a", "b", "ratio"],
+                ([r["metric"], r["group"], r["a"], r["b"], "" if r["ratio"] is None else repr(r["ratio"])]
+                 for r in comparison.to_dict()["compare"]["rows"]))
+
+
+_LAYER_CSV = ["id", "name", "type", "kind", "module_path", "kernel_size", "stride", "output_shape", "H", "W", "C",
+              "activation_elements", "activation_bytes", "params", "weight_params", "bias_params",
+              "trainable_params", "buffers", "macs", "flops"]
+
+
+@to_csv.register
+def _report_csv(report: Report) -> str:
+    def line(r: dict[str, Any]) -> list[Any]:
+        shape = r["output_shape"]
+        hwc = [shape[2], shape[3], shape[1]] if len(shape) == 4 else ["", "", ""]
+        return [r["id"], r["name"], r["type"], r["kind"], r["module_path"],
+                "x".join(map(str, r["kernel_size"] or [])), "x".join(map(str, r["stride"] or [])),
+                "x".join(map(str, shape)), *hwc, r["activation_elements"], r["activation_bytes"], r["params"],
+                r["weight_params"], r["bias_params"], r["trainable_params"], r["buffers"], r["macs"], r["flops"]]
+
+    return _csv(_LAYER_CSV, (line(r) for r in report.to_dict()["layers"]))
 
 
 def to_text(t: Table, width: int = 160, color: bool = False) -> str:
@@ -120,17 +137,17 @@ def to_text(t: Table, width: int = 160, color: bool = False) -> str:
     return buf.getvalue()
 
 
-def render(obj: HasDict | dict[str, Any], fmt: str = "table", *, width: int = 160, color: bool = False) -> str:
-    d = obj if isinstance(obj, dict) else obj.to_dict()
+def render(obj: Any, fmt: str = "table", *, width: int = 160, color: bool = False) -> str:
+    """``obj`` (a Report, Sweep, Comparison, Review or CrossCheck) in the format ``fmt``."""
     if fmt == "json":
-        return to_json(d)
+        return to_json(obj)
     if fmt == "csv":
-        return to_csv(d)
+        return to_csv(obj)
     if fmt == "markdown":
-        return to_markdown(_table_for(d))
+        return to_markdown(table_of(obj))
     if fmt == "table":
-        return to_text(_table_for(d), width=width, color=color)
+        return to_text(table_of(obj), width=width, color=color)
     raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
 
 
-__all__ = ["FORMATS", "render", "to_csv", "to_json", "to_markdown", "to_text"]
+__all__ = ["FORMATS", "Table", "render", "table_of", "to_csv", "to_json", "to_markdown", "to_text"]

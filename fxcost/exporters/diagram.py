@@ -23,7 +23,9 @@ from typing import Any
 
 from fxcost.errors import OutputError
 from fxcost.exporters.tables import dims, human
-from fxcost.model import NodeCost, Report, within
+from fxcost.report.kinds import View
+from fxcost.report.records import Row, within
+from fxcost.report.report import Report
 
 COLOR_METRICS = {"flops": "flops", "params": "params", "memory": "activation_bytes", "none": ""}
 RANKDIRS = ("TB", "LR")
@@ -96,7 +98,7 @@ def find_rolls(report: Report, h: Hierarchy) -> list[Roll]:
     """Runs of consecutive sibling modules whose rows form isomorphic graphs (2 or more)."""
     import networkx as nx
 
-    rows_in: dict[str, list[NodeCost]] = {}
+    rows_in: dict[str, list[Row]] = {}
     for r in report.layers:
         if r.kind in ("input", "unused"):
             continue
@@ -151,7 +153,7 @@ def to_dot(
 ) -> str:
     """The report (layer view) as DOT: nodes are rows, edges the tensors between them, boxes
     the modules. See the module docstring for ``depth`` and ``roll``."""
-    if report.view != "layer":
+    if report.view != View.LAYER:
         raise ValueError("to_dot draws a layer view; call it before by_module() or by_type()")
     if color not in COLOR_METRICS:
         raise ValueError(f"color must be one of {', '.join(COLOR_METRICS)}")
@@ -168,7 +170,7 @@ def to_dot(
     metric = COLOR_METRICS[color]
     total = getattr(report.total(), metric) if metric else 0
     unsupported = {u.where for u in report.unsupported}
-    opaque = {o["module"]: o["reason"] for o in report.trace.get("opaque", [])}
+    opaque = {o.module: o.reason for o in report.trace.opaque}
 
     out = [
         f"digraph {_q(report.model)} {{",
@@ -177,7 +179,7 @@ def to_dot(
         "  edge [fontname=Helvetica, fontsize=8, color=\"#555555\"];",
     ]
     # nodes, nested in their modules' boxes
-    tree: dict[str, list[NodeCost]] = {}
+    tree: dict[str, list[Row]] = {}
     for r in nodes:
         tree.setdefault(_box_of(r, h), []).append(r)
 
@@ -243,7 +245,7 @@ def to_dot(
     return "\n".join(out) + "\n"
 
 
-def _box_of(r: NodeCost, h: Hierarchy) -> str:
+def _box_of(r: Row, h: Hierarchy) -> str:
     """The innermost drawn box a row's node sits in ('' for none)."""
     chain = h.ancestors(r.module_path if r.kind not in ("module", "group") else r.name)
     if r.kind in ("module", "group") and chain and chain[-1] == r.name:
@@ -255,10 +257,10 @@ def _box_of(r: NodeCost, h: Hierarchy) -> str:
 def _title(report: Report) -> str:
     ins = ", ".join(f"{i.name} {dims(list(i.shape))}" for i in report.inputs)
     t = report.total()
-    return f"{report.model} ({ins}): {human(t.params)} params, {human(t.macs, 'MACs')}, traced by {report.trace.get('method', '?')}"
+    return f"{report.model} ({ins}): {human(t.params)} params, {human(t.macs, 'MACs')}, traced by {report.trace.method}"
 
 
-def _node(r: NodeCost, metric: str, total: int, times: dict[str, int], flagged: bool, opaque: bool) -> str:
+def _node(r: Row, metric: str, total: int, times: dict[str, int], flagged: bool, opaque: bool) -> str:
     what = f"{r.type} code" if r.kind == "code" else r.type  # a module's own work between its children
     lines = [f"{r.name}: {what}" + (f"  x{times[r.name]}" if r.name in times else "")]
     if r.kind == "group":

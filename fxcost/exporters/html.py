@@ -14,7 +14,7 @@ import html
 from typing import Any
 
 from fxcost.exporters.tables import count, dims, header_line, human, mb, share, totals_notes, trace_notes
-from fxcost.model import Report, Sweep
+from fxcost.report.report import Report, Sweep
 
 _CSS = """
 body { font-family: Helvetica, Arial, sans-serif; margin: 1.5em; color: #222; }

@@ -1,13 +1,22 @@
-"""Format-neutral tables built from a report's ``to_dict()``; the renderers lay them out.
+"""Format-neutral tables, one builder per kind of result; the renderers lay them out.
 
-Exporters read the dict (``schema_version`` 1) and never compute costs: shares are the row's
-integer over the dict's integer total, and the size block is the dict's ``memory``.
+:func:`table_of` picks the builder by the type of what it is given (a Report, Sweep,
+Comparison, Review or CrossCheck). Builders read the object's ``to_dict()`` (``schema_version``
+1) and never compute costs: shares are the row's integer over the dict's integer total, and the
+size block is the dict's ``memory``. A new kind of result registers its builder with
+``@table_of.register``.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
+
+from fxcost.report.compare import Comparison
+from fxcost.report.crosscheck import CrossCheck
+from fxcost.report.report import Report, Sweep
+from fxcost.report.review import Review
 
 MB = 1024**2  # torchsummary's "MB" is a mebibyte; fxcost follows it so the figures compare
 
@@ -23,11 +32,6 @@ class Table:
     warnings: list[str] = field(default_factory=list)
     #: the last row is a totals row, drawn apart
     total_last: bool = False
-
-
-def check_schema(d: dict[str, Any]) -> None:
-    if d.get("schema_version") != 1:
-        raise ValueError(f"fxcost exporters read schema_version 1, got {d.get('schema_version')!r}")
 
 
 def count(n: int) -> str:
@@ -70,8 +74,15 @@ def header_line(d: dict[str, Any]) -> str:
 LAYER_COLUMNS = ["id", "layer", "type", "kernel", "stride", "output", "activations", "params", "% params", "MACs", "% MACs"]
 
 
-def layer_table(d: dict[str, Any]) -> Table:
-    check_schema(d)
+@functools.singledispatch
+def table_of(obj: Any) -> Table:
+    """The table that shows ``obj``, by its type."""
+    raise TypeError(f"fxcost has no table for a {type(obj).__name__}")
+
+
+@table_of.register
+def layer_table(report: Report) -> Table:
+    d = report.to_dict()
     t = d["totals"]
     rows = []
     for r in d["layers"]:
@@ -129,8 +140,9 @@ def totals_notes(d: dict[str, Any]) -> list[tuple[str, str]]:
 SWEEP_COLUMNS = ["input", "params", "MACs", "FLOPs", "activations", "activations (MB)"]
 
 
-def sweep_table(d: dict[str, Any]) -> Table:
-    check_schema(d)
+@table_of.register
+def sweep_table(sweep: Sweep) -> Table:
+    d = sweep.to_dict()
     reports = d["sweep"]
     rows = []
     for r in reports:
@@ -145,8 +157,9 @@ def sweep_table(d: dict[str, Any]) -> Table:
 COMPARE_COLUMNS = ["metric", "layer type", "A", "B", "A / B"]
 
 
-def compare_table(d: dict[str, Any]) -> Table:
-    check_schema(d)
+@table_of.register
+def compare_table(comparison: Comparison) -> Table:
+    d = comparison.to_dict()
     c = d["compare"]
 
     def who(side: dict[str, Any]) -> str:
@@ -162,9 +175,10 @@ def compare_table(d: dict[str, Any]) -> Table:
 REVIEW_COLUMNS = ["check", "metric", "value", "limit", "baseline", "growth", "used", "status"]
 
 
-def review_table(d: dict[str, Any]) -> Table:
+@table_of.register
+def review_table(review: Review) -> Table:
     """What is over its budget or grew past the baseline, and the layers that contribute most."""
-    check_schema(d)
+    d = review.to_dict()
     rv = d["review"]
     rows = []
     for c in rv["checks"]:
@@ -190,9 +204,10 @@ CROSSCHECK_COLUMNS = ["metric", "layer type", "PyTorch", "ONNX", "ONNX - PyTorch
 _METRIC_NAMES = {"params": "params", "macs": "MACs", "flops": "FLOPs", "activation_elements": "activations"}
 
 
-def crosscheck_table(d: dict[str, Any]) -> Table:
+@table_of.register
+def crosscheck_table(check: CrossCheck) -> Table:
     """Both routes' counts by layer type; the verdict on params and MACs; every difference named."""
-    check_schema(d)
+    d = check.to_dict()
     x = d["crosscheck"]
     rows = [[_METRIC_NAMES.get(r["metric"], r["metric"]), r["group"], count(r["torch"]), count(r["onnx"]),
              f"{r['diff']:+,}" if r["diff"] else "0", "" if not r["diff"] else "differs"]

@@ -1,4 +1,4 @@
-"""A weightless copy of the user's model, so analysis never touches the original.
+"""The working copy: a weightless copy of the user's model, so analysis never touches the original.
 
 The copy shares no tensor with the original: every parameter and buffer is replaced by a meta
 tensor of the same shape, stride, dtype and ``requires_grad`` (``copy.deepcopy`` with a

@@ -2,7 +2,7 @@
 exported ONNX graph, side by side by layer type, every difference named.
 
 Params must agree exactly and MACs must agree exactly under one convention. The ONNX side is
-counted by :mod:`fxcost.onnx_analyze` from the exported file alone. A model with real weights
+counted by :mod:`fxcost.onnx.analyze` from the exported file alone. A model with real weights
 is exported with them and, when it is small enough, run by onnxruntime on random inputs against
 PyTorch; a weightless model is exported ``--structure-only`` and not run.
 
@@ -22,9 +22,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten, tree_unflatten
+from torch.utils._pytree import tree_flatten
 
-from fxcost.model import CrossCheck, CrossCheckRow, NodeCost, Report
+from fxcost.onnx.runtime import run_onnxruntime
+from fxcost.pytorch.working_copy import has_meta_weights
+from fxcost.report.crosscheck import CrossCheck, CrossCheckRow
+from fxcost.report.records import Row
+from fxcost.report.report import Report
 
 #: compared per layer type; params and MACs must agree, the rest is explained
 COMPARED = ("params", "macs", "flops", "activation_elements")
@@ -57,8 +61,9 @@ def crosscheck(
     ``fxcost onnx --verify``) the file is checked as it is.
     ``run``: compare onnxruntime's outputs with PyTorch's when the model has real weights.
     ``strict``: an op without a formula on either route is an error, as in :func:`fxcost.analyze`."""
-    from fxcost.analyze import analyze
-    from fxcost.onnx_analyze import analyze_onnx, load, weights_of
+    from fxcost.onnx.analyze import analyze_onnx
+    from fxcost.onnx.load import load, weights_of
+    from fxcost.pytorch.analyze import analyze
 
     stage = on_stage or (lambda _text: None)
     args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
@@ -76,7 +81,7 @@ def crosscheck(
         path = Path(onnx_file) if onnx_file is not None else Path(tmp) / f"{name}.onnx"
         result = exported
         if result is None:
-            from fxcost.onnx_export import export_onnx
+            from fxcost.onnx.export import export_onnx
 
             result = export_onnx(model, args, kwargs, path, opset=opset, structure_only=not real, optimize=optimize,
                                  on_stage=on_stage)
@@ -97,19 +102,17 @@ def crosscheck(
             diff, note = None, f"not run: over {RUN_LIMIT_PARAMS:,} parameters"
         else:
             stage("running the ONNX file with onnxruntime")
-            diff, note = _run_onnxruntime(model, args, kwargs, path)
+            diff, note = run_onnxruntime(model, args, kwargs, path)
     return CrossCheck(torch=torch_report, onnx=onnx_report, onnx_file=str(onnx_file) if onnx_file else "(temporary)",
                       rows=tuple(rows), explanations=tuple(explanations), max_abs_diff=diff, run_note=note,
                       export=export_info, by_type=by_type)
 
 
 def _has_real_weights(model: nn.Module) -> bool:
-    from fxcost.shadow import has_meta_weights
-
     return any(True for _ in [*model.parameters(), *model.buffers()]) and not has_meta_weights(model)
 
 
-def group_of(report: Report, row: NodeCost) -> str:
+def group_of(report: Report, row: Row) -> str:
     """The layer type a row's work belongs to: the class of the innermost module that ran it
     (the same on both routes, whichever ops each route sees)."""
     if row.kind == "input":
@@ -215,48 +218,3 @@ def _explain_params(model: nn.Module, onnx_weights: dict[str, tuple[str, int]]) 
             out.append(f"params: the ONNX file's {n!r} ({numel:,}) is no parameter of the model: a constant the "
                        "exporter folded (or a buffer), counted as a parameter there")
     return out
-
-
-def _random_input(t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """A real tensor like ``t``: normal floats; integers 0 or 1 (valid token ids, segment ids
-    and attention masks for any vocabulary); random booleans."""
-    shape, dtype = tuple(t.shape), t.dtype
-    if dtype.is_floating_point:
-        return torch.randn(shape, generator=gen).to(dtype)
-    if dtype == torch.bool:
-        return torch.randint(0, 2, shape, generator=gen).bool()
-    return torch.randint(0, 2, shape, generator=gen, dtype=dtype)
-
-
-def _run_onnxruntime(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], path: Path) -> tuple[float | None, str]:
-    """The largest absolute difference between PyTorch's outputs and onnxruntime's."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return None, "not run: onnxruntime is not installed (pip install 'fxcost[onnx]')"
-    leaves, spec = tree_flatten((args, kwargs))
-    gen = torch.Generator().manual_seed(0)
-    values = [_random_input(t, gen) if isinstance(t, torch.Tensor) else t for t in leaves]
-    targs, tkwargs = tree_unflatten(values, spec)
-    with torch.no_grad():
-        expected = [t for t in tree_flatten(model(*targs, **tkwargs))[0] if isinstance(t, torch.Tensor)]
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # errors only: no warnings on the terminal
-    tensors = [v for v in values if isinstance(v, torch.Tensor)]
-    try:
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        feeds = {i.name: v.numpy() for i, v in zip(session.get_inputs(), tensors, strict=False)}
-        got = session.run(None, feeds)
-    except Exception as err:  # onnxruntime's own errors: an opset it does not support yet, a missing kernel
-        from fxcost.trace import first_line
-
-        return None, f"not run: onnxruntime {ort.__version__} cannot run this file ({first_line(err)})"
-    if len(got) != len(expected):
-        return None, f"not compared: ONNX returns {len(got)} outputs, PyTorch {len(expected)}"
-    worst = 0.0
-    for e, g in zip(expected, got, strict=True):
-        if tuple(e.shape) != tuple(g.shape):
-            return None, f"not compared: output shapes differ, PyTorch {tuple(e.shape)} vs ONNX {tuple(g.shape)}"
-        if e.numel():
-            worst = max(worst, float((e.double() - torch.from_numpy(g).double()).abs().max()))
-    return worst, f"onnxruntime {ort.__version__}, CPU, random inputs (seed 0), {len(expected)} output(s)"

@@ -1,9 +1,9 @@
-"""Model specs and input specs, as the CLI writes them.
+"""Model specs and input specs, as the CLI writes them: how a model is found and built.
 
 - model: ``path/to/file.py:name`` or ``package.module:name``; ``name`` is an ``nn.Module``
   class, a factory function, or a module instance. ``--arg key=value`` passes constructor
   arguments as Python literals (a bare word that is no literal stays a string).
-- ``hf:ClassName`` or ``hf:path/to/config.json``: a transformers model from its config (hf.py).
+- ``hf:ClassName`` or ``hf:path/to/config.json``: a transformers model from its config (:mod:`fxcost.loading.hf`).
 - input: ``1x3x224x224`` with an optional ``:dtype`` (``1x128:int64``); several positional
   inputs of one call are joined with commas (``1x3x32x32,1x10``); ``name=1x128:int64`` is a
   keyword tensor. An ``--input`` made only of keyword tensors applies to every input size.
@@ -45,10 +45,6 @@ def parse_dtype(text: str) -> torch.dtype:
         ) from None
 
 
-def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
 def parse_shape(text: str) -> tuple[tuple[int, ...], torch.dtype]:
     """``"1x3x224x224:float16"`` -> ``((1, 3, 224, 224), torch.float16)``."""
     raw = text.strip()
@@ -72,25 +68,21 @@ def parse_shape(text: str) -> tuple[tuple[int, ...], torch.dtype]:
     return dims, dtype
 
 
-def parse_input(text: str) -> list[tuple[tuple[int, ...], torch.dtype]]:
-    """One ``--input`` value: comma-separated shapes, one per positional argument."""
-    return [parse_shape(part) for part in text.split(",")]
+#: a shape and its dtype, as one ``--input`` part names them
+ShapedDtype = tuple[tuple[int, ...], torch.dtype]
 
 
-Shape = tuple[tuple[int, ...], torch.dtype]
-
-
-def parse_inputs(texts: Iterable[str], any_name: bool = False) -> list[tuple[list[Shape], dict[str, Shape]]]:
+def parse_inputs(texts: Iterable[str], any_name: bool = False) -> list[tuple[list[ShapedDtype], dict[str, ShapedDtype]]]:
     """All ``--input`` values -> one ``(positional, keyword)`` pair per input size.
 
     ``["1x128:int64", "attention_mask=1x128:int64"]`` -> one call with a positional tensor and
     a keyword tensor; ``["1x3x32x32", "1x3x64x64"]`` -> two calls (a sweep). ``any_name``
     accepts any keyword name (an ONNX graph input's), not only Python identifiers."""
-    calls: list[tuple[list[Shape], dict[str, Shape]]] = []
-    shared: dict[str, Shape] = {}
+    calls: list[tuple[list[ShapedDtype], dict[str, ShapedDtype]]] = []
+    shared: dict[str, ShapedDtype] = {}
     for text in texts:
-        positional: list[Shape] = []
-        keyword: dict[str, Shape] = {}
+        positional: list[ShapedDtype] = []
+        keyword: dict[str, ShapedDtype] = {}
         for part in text.split(","):
             name, eq, shape = part.partition("=")
             if eq:
@@ -183,7 +175,7 @@ def load_model(spec: str, args: dict[str, Any] | None = None, config: dict[str, 
     if spec.startswith("hf:"):
         if args:
             raise SpecError("--arg passes constructor arguments; an hf: model takes --config key=value", hint="e.g. --config n_layer=6")
-        from fxcost.hf import load_hf
+        from fxcost.loading.hf import load_hf
 
         return load_hf(spec, config, meta=not hf_weights)
     if config:

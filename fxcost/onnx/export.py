@@ -3,7 +3,7 @@
 :func:`export_onnx` wraps ``torch.onnx.export(..., dynamo=True)`` and adds what fxcost's ONNX
 route needs from the file:
 
-- **Structure only.** A weightless meta copy of the model (:func:`fxcost.shadow.meta_copy`) is
+- **Structure only.** A weightless meta copy of the model (:func:`fxcost.pytorch.working_copy.meta_copy`) is
   exported and saved with ``include_initializers=False, keep_initializers_as_inputs=True``: every
   weight becomes a named graph input with its shape and dtype and no data, so a 7B-parameter
   model fits in a few MB (``LlamaForCausalLM(LlamaConfig())`` at 1x2048: 18 s, 9.1 MB).
@@ -27,7 +27,7 @@ Opsets, as measured with torch 2.13, onnx 1.23 and onnxscript 0.7: torch.onnx ne
 opset. Its operator library is written for opset 18 (:data:`NATIVE_OPSET`):
 
 - 18 to 28 (onnx 1.23's newest) are written as asked. Which of them onnxruntime loads depends on
-  its release (1.31 loads up to 26, 1.32 up to 28): :func:`onnxruntime_opsets` asks the installed
+  its release (1.31 loads up to 26, 1.32 up to 28): :func:`fxcost.onnx.runtime.onnxruntime_opsets` asks the installed
   one, and the messages that name the range use it.
 - Above 28 (29, 30, 100) and below 1 the version converter fails, torch.onnx logs it and writes
   opset 18 anyway. fxcost refuses these before exporting.
@@ -75,16 +75,13 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
-from fxcost.analyze import prepare_meta, realize
-from fxcost.errors import ExportError, FxcostError, OutputError
+from fxcost.errors import ExportError, FxcostError, OutputError, first_line
 from fxcost.io import check_folder
-from fxcost.onnx_analyze import KIND_KEY, STRUCTURE_ONLY_KEY
-from fxcost.shadow import has_lazy_modules, has_meta_weights
-from fxcost.trace import first_line
-
-# torch.onnx's operator library (torchlib) is written for this opset; other opsets are reached
-# through onnx's version converter (see the module docstring).
-NATIVE_OPSET = 18
+from fxcost.onnx.load import KIND_KEY, STRUCTURE_ONLY_KEY
+from fxcost.onnx.runtime import NATIVE_OPSET, newest_opset, onnxruntime_opsets
+from fxcost.pytorch.inputs import prepare_meta
+from fxcost.pytorch.tensors import realize
+from fxcost.pytorch.working_copy import has_lazy_modules, has_meta_weights
 
 # One protobuf holds at most 2 GiB. torch.onnx itself switches to external data above 1.5 GiB of
 # initializers (_LARGE_MODEL_THRESHOLD in torch/onnx/_internal/exporter/_onnx_program.py, and it
@@ -96,37 +93,8 @@ def opset_hint() -> str:
     """What --opset takes, from the installed onnx and onnxruntime."""
     ort = onnxruntime_opsets()
     runs = f"onnxruntime {ort[0]} runs up to {ort[1]}" if ort else "onnxruntime is not installed"
-    return (f"--opset {NATIVE_OPSET} (torch.onnx's own) up to {_newest_opset()} (onnx {_onnx_version()}'s newest; {runs}); "
+    return (f"--opset {NATIVE_OPSET} (torch.onnx's own) up to {newest_opset()} (onnx {_onnx_version()}'s newest; {runs}); "
             f"below {NATIVE_OPSET} only graphs whose ops all exist at that opset convert")
-
-
-def onnxruntime_opsets() -> tuple[str, int] | None:
-    """The installed onnxruntime's version and the newest default-domain opset it loads, found by
-    loading a one-node model at each opset from :data:`NATIVE_OPSET` up (a few ms); ``None``
-    without onnxruntime. A new release loads newer opsets: ask it, never assume."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return None
-    from onnx import TensorProto, helper
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 4  # a refused opset is the answer, not an error to show
-    known = _newest_opset()
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [x], [y])
-    newest = 0
-    for opset in range(NATIVE_OPSET, known + 8):  # a runtime may know opsets this onnx does not
-        # the oldest IR version that carries the opset (onnx names none past its own newest)
-        ir = helper.find_min_ir_version_for([helper.make_opsetid("", min(opset, known))])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir)
-        try:
-            ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        except Exception:  # onnxruntime's own error type: this opset is past its range
-            break
-        newest = opset
-    return str(ort.__version__), newest
 
 
 # Loggers whose records would reach stderr during an export: torch's own (the ``torch`` logger
@@ -187,7 +155,7 @@ def export_onnx(
     folder = check_folder(target)
     kwargs = dict(kwargs or {})
     name = type(model).__name__
-    newest = _newest_opset()
+    newest = newest_opset()
     if not 1 <= opset <= newest:  # torch.onnx would silently write opset 18 instead
         raise ExportError(
             f"cannot export {name} at opset {opset}: onnx {_onnx_version()} knows opsets 1 to {newest}",
@@ -494,12 +462,6 @@ def _numel(value: Any) -> int:
     for d in value.shape or ():
         n *= int(d)
     return n
-
-
-def _newest_opset() -> int:
-    import onnx.defs
-
-    return int(onnx.defs.onnx_opset_version())
 
 
 def _onnx_version() -> str:

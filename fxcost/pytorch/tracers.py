@@ -7,7 +7,7 @@ Three ways to a graph, tried in this order by ``tracer="auto"``:
    module it ran in. Where a submodule's code cannot be traced (a data-dependent ``if``, a
    signature FX cannot read), that submodule becomes one *opaque* node and tracing goes on; the
    opaque module still runs op by op on meta tensors, so its costs are counted and attributed to
-   its own submodules by forward hooks (see propagate.SegmentTracker).
+   its own submodules by forward hooks (see :class:`fxcost.pytorch.eager.SegmentTracker`).
 2. ``export``: ``torch.export`` (non-strict) on meta inputs, when the root's own code cannot be
    traced. Its graph is an FX graph of aten ops whose nodes carry the module stack.
 3. ``eager``: no graph at all: the whole model runs once on meta tensors and forward hooks
@@ -20,7 +20,6 @@ import contextlib
 import inspect
 import io
 import logging
-import re
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,21 +28,10 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from fxcost.errors import TraceError
+from fxcost.errors import TraceError, first_line
+from fxcost.report.kinds import Method
 
 META_KEY = "fxcost"  # the one key fxcost keeps on FX nodes
-TRACERS = ("auto", "symbolic", "export", "eager")
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # terminal colour codes some libraries put in their messages
-
-
-def first_line(e: BaseException, limit: int = 300) -> str:
-    """The first non-blank line of an exception's message, without colour codes, at most
-    ``limit`` characters (the exception's type name when the message is empty)."""
-    lines = [ln.strip() for ln in _ANSI.sub("", str(e)).splitlines() if ln.strip()]
-    line = lines[0] if lines else type(e).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 class HierarchyTracer(fx.Tracer):
@@ -98,7 +86,7 @@ class Traced:
 
     root: nn.Module
     graph: fx.Graph
-    method: str
+    method: Method
     #: module path -> why it could not be traced (its code runs op by op instead)
     opaque: dict[str, str] = field(default_factory=dict)
     #: the module the graph's ``get_attr`` targets resolve in, when not ``root`` (export's own)
@@ -141,7 +129,7 @@ def symbolic(
                 ) from e
             opaque[where] = f"{type(e).__name__}: {first_line(e)}"
     _annotate(graph)
-    return Traced(model, graph, "symbolic_trace", opaque)
+    return Traced(model, graph, Method.SYMBOLIC, opaque)
 
 
 def _single_layer(layer: nn.Module) -> Traced:
@@ -155,7 +143,7 @@ def _single_layer(layer: nn.Module) -> Traced:
     out = graph.call_module(name, tuple(args))
     graph.output(out)
     _annotate(graph)
-    return Traced(root, graph, "symbolic_trace")
+    return Traced(root, graph, Method.SYMBOLIC)
 
 
 def _annotate(graph: fx.Graph) -> None:
@@ -203,4 +191,4 @@ def export(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> T
             hint="--tracer eager runs the model op by op; --tracer auto tries every way",
         ) from e
     _annotate(graph)
-    return Traced(model, graph, "export", runner=program_module)
+    return Traced(model, graph, Method.EXPORT, runner=program_module)

@@ -1,29 +1,32 @@
 """Counting conventions as named presets.
 
-A convention decides what the analysis counts, not how it traces: which op formulas apply (a
-copy of the registry, extended), which node outputs count as activations, how many bytes an
-element takes, and how the torchsummary-style size block is derived. docs/conventions.md
-explains each choice; a new preset (fvcore, ptflops, thop, torchinfo, FlopCounterMode) is one
-more :class:`Convention` in :data:`CONVENTIONS`.
+A convention decides what the analysis counts, not how it traces, and it is route-neutral: the
+one row builder (:mod:`fxcost.counting.rows`) applies it to the PyTorch and the ONNX route
+alike. It says which of a row's tensors count as activations, how many bytes an element takes,
+and how the torchsummary-style size block is derived. docs/conventions.md explains each
+choice; a new preset is one more :class:`Convention` in :data:`CONVENTIONS`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-from fxcost.formulas import DEFAULT_REGISTRY, FormulaRegistry
+from fxcost.errors import InputSpecError
 
-#: activation rules
-ALLOCATED = "allocated"  # tensors a node newly allocates: in-place results and views are free
-LEAF_OUTPUTS = "leaf_outputs"  # every leaf module's output, whether it aliases its input or not
+
+class ActivationRule(StrEnum):
+    """Which of a row's tensors are its activations."""
+
+    ALLOCATED = "allocated"  # tensors a node newly allocates: in-place results and views are free
+    LEAF_OUTPUTS = "leaf_outputs"  # every leaf module's output, whether it aliases its input or not
 
 
 @dataclass(frozen=True)
 class Convention:
     name: str
     description: str
-    registry: FormulaRegistry
-    activation_rule: str = ALLOCATED
+    activation_rule: ActivationRule = ActivationRule.ALLOCATED
     #: inputs count as activations (their rows carry elements), as in the seed's VGG table
     inputs_are_activations: bool = True
     #: count elements per sample (the batch dimension dropped), as torchsummary does
@@ -46,7 +49,6 @@ CONVENTIONS: dict[str, Convention] = {
                 "costs; activations = tensors each node newly allocates (in-place ops and views are "
                 "free), inputs included, in their own dtype; forward/backward = 2 x activations"
             ),
-            registry=DEFAULT_REGISTRY,
         ),
         Convention(
             name="torchsummary",
@@ -55,8 +57,7 @@ CONVENTIONS: dict[str, Convention] = {
                 "per sample, 4 bytes an element, twice (forward and backward); the input is "
                 "counted apart, per sample; params at 4 bytes each, buffers left out"
             ),
-            registry=DEFAULT_REGISTRY,
-            activation_rule=LEAF_OUTPUTS,
+            activation_rule=ActivationRule.LEAF_OUTPUTS,
             inputs_are_activations=False,
             per_sample=True,
             bytes_per_element=4,
@@ -66,12 +67,13 @@ CONVENTIONS: dict[str, Convention] = {
 }
 
 
-def get_convention(name: str) -> Convention:
-    from fxcost.errors import InputSpecError
-
+def get_convention(convention: str | Convention) -> Convention:
+    """A convention by name (or the one given); :class:`InputSpecError` naming the known ones."""
+    if isinstance(convention, Convention):
+        return convention
     try:
-        return CONVENTIONS[name]
+        return CONVENTIONS[convention]
     except KeyError:
         raise InputSpecError(
-            f"unknown convention {name!r}", hint=f"one of: {', '.join(sorted(CONVENTIONS))}"
+            f"unknown convention {convention!r}", hint=f"one of: {', '.join(sorted(CONVENTIONS))}"
         ) from None

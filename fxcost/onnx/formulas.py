@@ -3,12 +3,12 @@
 The ONNX route (``fxcost analyze model.onnx``) recounts an ONNX graph with fxcost's own
 conventions (docs/conventions.md), so a model costs the same whichever route it takes: MACs
 exactly as the aten route counts them, FLOPs by the same per-element rules wherever the ONNX op
-is the same computation. The formulas call :mod:`fxcost.formulas`' own functions (``_convolution``,
-``_attention``, ``_norm``, ``_rnn``...) rather than re-deriving them, so a change of convention
-there reaches both routes.
+is the same computation. Each formula maps the ONNX op's inputs and attributes onto the counting
+core's arithmetic (:mod:`fxcost.counting.arithmetic`), as the aten formulas do, so a change of
+convention there reaches both routes.
 
 Names are :func:`op_key` strings: ``onnx::Conv`` for the default domain, ``com.microsoft::X``
-otherwise. The analyzer (fxcost/onnx_analyze.py) calls a formula as
+otherwise. The analyzer (:mod:`fxcost.onnx.analyze`) calls a formula as
 ``fn(*inputs, out=outputs, **attrs)``:
 
 - ``inputs``: one ``torch.Size`` per node input, in order; ``None`` for an omitted optional input
@@ -21,7 +21,11 @@ A formula that needs a shape it was not given raises :class:`UnknownShape`, and 
 a form it cannot count exactly raises :class:`UnsupportedForm`; the analyzer reports the node as
 not counted, with the message. No formula returns 0 for a shape it does not know.
 
-This module imports torch and fxcost.formulas only: onnx itself is needed by the analyzer.
+This module imports torch and the counting core only: onnx itself is needed by the analyzer.
+
+To give a new ONNX op a formula: add a function here under ``@_reg.formula(*_onnx("OpType"))``,
+written with the arithmetic's functions, and a test in tests/test_onnx_formulas.py (a one-node
+model through onnx's shape inference, compared with the aten route or FlopCounterMode).
 """
 
 from __future__ import annotations
@@ -31,28 +35,9 @@ from typing import Any
 
 import torch
 
-from fxcost.formulas import (
-    Cost,
-    Formula,
-    FormulaRegistry,
-    _adaptive_pool,
-    _addmm,
-    _attention,
-    _bmm,
-    _col2im,
-    _convolution,
-    _mm,
-    _norm,
-    _pool,
-    _prod,
-    _reduction,
-    _rms_norm,
-    _rnn,
-    _topk,
-    antialiased,
-    interpolation,
-    pointwise,
-)
+from fxcost.counting import arithmetic as A
+from fxcost.counting.arithmetic import Cost, prod
+from fxcost.counting.registry import Formula, FormulaRegistry
 
 ONNX_REGISTRY = FormulaRegistry()
 _reg = ONNX_REGISTRY
@@ -112,10 +97,7 @@ def _gemm(
     a, b = _need(a, "Gemm's A"), _need(b, "Gemm's B")
     m, k = (a[1], a[0]) if transA else (a[0], a[1])
     n = b[0] if transB else b[1]
-    left, right = torch.Size([m, k]), torch.Size([k, n])
-    if c is None:
-        return _mm(left, right)
-    return _addmm(c, left, right, out=torch.Size([m, n]))
+    return A.matmul(m, k, n) + A.bias(m * n if c is not None else 0)
 
 
 def _matmul(a: torch.Size, b: torch.Size) -> Cost:
@@ -124,8 +106,8 @@ def _matmul(a: torch.Size, b: torch.Size) -> Cost:
     (folded into mm, or mv, or bmm over the expanded batch) dispatches it."""
     left = torch.Size([1, a[0]]) if len(a) == 1 else a
     right = torch.Size([b[0], 1]) if len(b) == 1 else b
-    batch = _prod(torch.broadcast_shapes(left[:-2], right[:-2]))
-    return _bmm(torch.Size([batch, left[-2], left[-1]]), torch.Size([batch, right[-2], right[-1]]))
+    batch = prod(torch.broadcast_shapes(left[:-2], right[:-2]))
+    return A.matmul(left[-2], left[-1], right[-1], batch=batch)
 
 
 @_reg.formula(*_onnx("MatMul", "MatMulInteger"))
@@ -189,7 +171,7 @@ def _einsum(*operands: Size, out: Sequence[Size] = (), equation: str = "", **__:
     everything = {lab: max(sz.get(lab, 1) for sz in sizes) for labels in labelled for lab in labels}
     if len(shapes) == 1:
         dropped = any(everything[lab] > 1 for lab in everything if lab not in output)
-        return Cost(0, _prod(shapes[0]) if dropped else 0)
+        return A.reduction(prod(shapes[0]) if dropped else 0)
     contracted = False
     for lab in everything:
         if lab in output:
@@ -199,10 +181,9 @@ def _einsum(*operands: Size, out: Sequence[Size] = (), equation: str = "", **__:
             contracted = True
         elif any(big):
             raise UnsupportedForm(f"einsum {equation!r}: summed label {lab!r} has size > 1 in one operand only")
-    if contracted:
-        macs = _prod(list(everything.values()))
-        return Cost(macs, 2 * macs)
-    return Cost(0, _prod([everything[lab] for lab in output]))
+    if contracted:  # one batched matmul over every label
+        return A.matmul(prod(list(everything.values())), 1, 1)
+    return A.pointwise(prod([everything[lab] for lab in output]))
 
 
 # --- convolution --------------------------------------------------------------------------
@@ -255,7 +236,7 @@ def _conv_cost(
 ) -> Cost:
     x, w = _need(x, f"{op}'s X"), _need(w, f"{op}'s W")
     y = out[0] if out and out[0] is not None else _conv_output(x, w, attrs, transposed)
-    return _convolution(x, w, b, transposed=transposed, out=y)
+    return A.convolution(x, w, y, transposed=transposed, biased=b is not None)
 
 
 @_reg.formula(*_onnx("Conv"))
@@ -305,7 +286,7 @@ def _onnx_attention(
     past_key?, past_value?, nonpad_kv_seqlen?; is_causal, softcap, ...), or 3-D
     Q[B, Lq, Hq*E], K[B, Lk, Hk*E], V[B, Lk, Hk*Ev] with q_num_heads = Hq, kv_num_heads = Hk.
 
-    Costed by formulas.py's ``_attention``, as aten's scaled_dot_product_attention: masked when
+    Costed by arithmetic.attention, as aten's scaled_dot_product_attention: masked when
     attn_mask or nonpad_kv_seqlen is given, is_causal is 1 or a window is set; no dropout.
     With a cache, Lk is the past length plus K's (the present_key output's length when known).
     softcap > 0 adds 3 FLOPs per score (divide, tanh, multiply), which aten has no op for.
@@ -330,9 +311,8 @@ def _onnx_attention(
         attn_mask is not None or nonpad_kv_seqlen is not None or bool(is_causal)
         or left_window_size != -1 or right_window_size != -1
     )
-    cost = _attention(q4, k4, v4, masked=masked, dropout=False)
-    scores = _prod(q4[:-1]) * int(k4[-2])
-    return Cost(cost.macs, cost.flops + (3 * scores if softcap else 0))
+    scores = prod(q4[:-1]) * int(k4[-2])
+    return A.attention(q4, k4, v4, masked=masked, dropout=False) + A.pointwise(scores if softcap else 0, 3)
 
 
 # --- pooling ------------------------------------------------------------------------------
@@ -341,20 +321,23 @@ def _onnx_attention(
 @_reg.formula(*_onnx("MaxPool", "AveragePool"))
 def _onnx_pool(x: Size, *_: Any, out: Sequence[Size] = (), kernel_shape: Sequence[int] = (), **__: Any) -> Cost:
     """[N, C, *So], indices? = MaxPool / AveragePool(X[N, C, *Si]; kernel_shape K, ...);
-    FLOPs = prod(out) * prod(K), as aten's max and avg pooling (formulas.py's ``_pool``)"""
+    FLOPs = prod(out) * prod(K), as aten's max and avg pooling (arithmetic.pooling)"""
     if not kernel_shape:
         raise UnsupportedForm("pooling without kernel_shape (a required attribute)")
     y = _output(out, "pooling", 1)
-    return _pool(_need(x, "pooling's X"), list(kernel_shape), out=y)
+    x = _need(x, "pooling's X")
+    spatial = len(x) - 2 if len(x) >= 3 else 1
+    window = prod(kernel_shape) ** (spatial if len(kernel_shape) == 1 else 1)  # one size for every dim
+    return A.pooling(prod(y), window)
 
 
 @_reg.formula(*_onnx("GlobalAveragePool", "GlobalMaxPool"))
 def _global_pool(x: Size, *_: Any, out: Sequence[Size] = (), **__: Any) -> Cost:
     """[N, C, 1, ...] = GlobalAveragePool / GlobalMaxPool(X[N, C, *S]); FLOPs = prod(X): each
-    element accumulated once, as aten's adaptive pooling to size 1 (``_adaptive_pool``)"""
+    element accumulated once, as aten's adaptive pooling to size 1 (arithmetic.adaptive_pooling)"""
     x = _need(x, "global pooling's X")
     spatial = len(x) - 2
-    return _adaptive_pool(x, [1] * spatial, out=torch.Size([*x[:2], *[1] * spatial]))
+    return A.adaptive_pooling(x, [*x[:2], *[1] * spatial], spatial)
 
 
 # --- interpolation ------------------------------------------------------------------------
@@ -373,8 +356,8 @@ def _resize_cost(x: Size, out: Sequence[Size], mode: str, antialias: int, op: st
     if antialias:
         if spatial != 2:
             raise UnsupportedForm(f"antialiased {op} of a rank-{len(x)} tensor: only 2-D is counted")
-        return antialiased(per_dim, op)(x, out=y)
-    return interpolation(per_dim**spatial, op)(out=y)
+        return A.interpolation(prod(y), A.antialiased_taps(x[-2:], y[-2:], per_dim))
+    return A.interpolation(prod(y), per_dim**spatial)
 
 
 @_reg.formula(*_onnx("Resize"))
@@ -384,9 +367,9 @@ def _resize(
     """[N, C, *So] = Resize(X[N, C, *Si], roi?, scales?, sizes?; mode, antialias, ...).
     nearest: 0, a copy (as aten's upsample_nearest*, free). linear / cubic: T = 2 / 4 taps per
     spatial dim (rank - 2 of them, whichever change size), FLOPs = (2T - 1) * prod(out): 3, 7,
-    15 for 1-, 2-, 3-D linear and 31 for 2-D cubic, as formulas.py's ``interpolation`` counts
+    15 for 1-, 2-, 3-D linear and 31 for 2-D cubic, as the aten route's interpolation counts
     aten's upsample_linear1d, _bilinear2d, _trilinear3d, _bicubic2d. antialias = 1 (2-D only):
-    formulas.py's ``antialiased``, as aten's _upsample_{bilinear,bicubic}2d_aa"""
+    arithmetic.antialiased_taps, as aten's _upsample_{bilinear,bicubic}2d_aa"""
     return _resize_cost(x, out, mode, antialias, "Resize")
 
 
@@ -400,7 +383,7 @@ def _upsample(x: Size, *_: Any, out: Sequence[Size] = (), mode: str = "nearest",
 def _onnx_col2im(x: Size, *_: Any, out: Sequence[Size] = (), **__: Any) -> Cost:
     """[N, C, *S] = Col2Im(input[N, C * prod(K), L], image_shape, block_shape); FLOPs = prod(input),
     each column element added into place once, as aten's col2im (nn.Fold)"""
-    return _col2im(_need(x, "Col2Im's input"))
+    return A.reduction(prod(_need(x, "Col2Im's input")))
 
 
 # --- normalization ------------------------------------------------------------------------
@@ -411,34 +394,34 @@ def _batch_normalization(x: Size, *_: Any, out: Sequence[Size] = (), training_mo
     """[N, C, *] = BatchNormalization(X[N, C, *], scale[C], B[C], mean[C], var[C]; training_mode);
     scale and B are required, so always affine: FLOPs = 4 * prod(X) in inference (the stored
     statistics), 8 * prod(X) with training_mode = 1 (statistics computed), as aten's batch norm"""
-    return _norm(bool(training_mode), True, _need(x, "BatchNormalization's X"))
+    return A.normalization(prod(_need(x, "BatchNormalization's X")), stats=bool(training_mode), affine=True)
 
 
 @_reg.formula(*_onnx("LayerNormalization", "GroupNormalization", "InstanceNormalization"))
 def _stats_normalization(x: Size, *_: Any, out: Sequence[Size] = (), **__: Any) -> Cost:
     """[*] = LayerNormalization(X, scale, B?) / GroupNormalization(X, scale, bias; num_groups) /
     InstanceNormalization(X, scale, B); statistics computed, scale always given: FLOPs =
-    8 * prod(X), as aten's native_layer_norm and native_group_norm with a weight (formulas.py
+    8 * prod(X), as aten's native_layer_norm and native_group_norm with a weight (the arithmetic
     counts the affine step as 2 per element whether or not a bias is given). An exported
     nn.InstanceNorm2d without affine carries scale = 1 and B = 0: 8 here, 6 on the aten route"""
-    return _norm(True, True, _need(x, "the normalized X"))
+    return A.normalization(prod(_need(x, "the normalized X")), stats=True, affine=True)
 
 
 @_reg.formula(*_onnx("RMSNormalization"), op_key("com.microsoft", "SimplifiedLayerNormalization"))
 def _rms_normalization(x: Size, scale: Size = None, *_: Any, out: Sequence[Size] = (), axis: int = -1, **__: Any) -> Cost:
     """[*R, *D] = RMSNormalization(X[*R, *D], scale; axis) (com.microsoft's
     SimplifiedLayerNormalization alike), D the dims from ``axis`` on; scale is required:
-    FLOPs = 4 * prod(X) + 2 * prod(R), as formulas.py's ``_rms_norm`` with a weight"""
+    FLOPs = 4 * prod(X) + 2 * prod(R), as arithmetic.rms_normalization with a weight"""
     x = _need(x, "the normalized X")
-    normalized = x[int(axis):]
-    return _rms_norm(x, normalized, normalized)
+    return A.rms_normalization(prod(x), prod(x) // max(prod(x[int(axis):]), 1), weighted=True)
 
 
 @_reg.formula(*_onnx("LpNormalization"))
 def _lp_normalization(x: Size, *_: Any, out: Sequence[Size] = (), **__: Any) -> Cost:
     """[*] = LpNormalization(X[*]; axis, p): X / ||X||_p along axis; FLOPs = 2 * prod(X): the norm
     (a reduction, 1 per input element as aten's linalg_vector_norm) and the divide (1 per element)"""
-    return Cost(0, 2 * _prod(_need(x, "LpNormalization's input")))
+    x = _need(x, "LpNormalization's input")
+    return A.reduction(prod(x)) + A.pointwise(prod(x))
 
 
 # --- reductions, scans, selection ---------------------------------------------------------
@@ -454,29 +437,29 @@ def _onnx_reduce(
     x: Size, axes: Size = None, *_: Any, out: Sequence[Size] = (), noop_with_empty_axes: int = 0, **__: Any
 ) -> Cost:
     """[reduced] = ReduceX(data[*], axes?; keepdims, noop_with_empty_axes); FLOPs = prod(*), each
-    input element accumulated once (formulas.py's ``_reduction``: aten's sum, norm and logsumexp
+    input element accumulated once (arithmetic.reduction: aten's sum, norm and logsumexp
     count the same, the square or log inside a reduction included). With noop_with_empty_axes = 1
     and no axes the op is the identity: 0"""
-    if noop_with_empty_axes and (axes is None or _prod(axes) == 0):
+    if noop_with_empty_axes and (axes is None or prod(axes) == 0):
         return Cost(0, 0)
-    return _reduction(_need(x, "the reduced data"))
+    return A.reduction(prod(_need(x, "the reduced data")))
 
 
 @_reg.formula(*_onnx("ArgMax", "ArgMin"))
 def _arg_reduce(x: Size, *_: Any, out: Sequence[Size] = (), **__: Any) -> Cost:
     """[reduced] = ArgMax / ArgMin(data[*]; axis, keepdims); FLOPs = prod(*), as aten's argmax"""
-    return _reduction(_need(x, "ArgMax's data"))
+    return A.reduction(prod(_need(x, "ArgMax's data")))
 
 
 @_reg.formula(*_onnx("TopK"))
 def _onnx_topk(x: Size, *_: Any, out: Sequence[Size] = (), axis: int = -1, k: int | None = None, **__: Any) -> Cost:
     """values[*, k], indices = TopK(X[*, n], K; axis, largest, sorted) (opset 1: attribute k);
-    FLOPs = prod(X) * ceil(log2(k + 1)), as formulas.py's ``_topk``. K is a tensor whose value
+    FLOPs = prod(X) * ceil(log2(k + 1)), as arithmetic.topk. K is a tensor whose value
     the shapes do not carry: k is read from the outputs' size along axis"""
     x = _need(x, "TopK's X")
     if k is None:
         k = int(_output(out, "TopK", 1)[int(axis)])
-    return _topk(x, int(k))
+    return A.topk(prod(x), int(k))
 
 
 def _same_shape(x: Size, out: Sequence[Size], op: str) -> torch.Size:
@@ -490,7 +473,7 @@ def _same_shape(x: Size, out: Sequence[Size], op: str) -> torch.Size:
 def _softmax(x: Size, *_: Any, out: Sequence[Size] = (), **__: Any) -> Cost:
     """[*] = Softmax / LogSoftmax([*]; axis); FLOPs = 5 * prod(*): max, subtract, exp, sum, divide
     (or log), as aten's _softmax"""
-    return pointwise(5)(out=_same_shape(x, out, "Softmax"))
+    return A.pointwise(prod(_same_shape(x, out, "Softmax")), A.SOFTMAX_FLOPS)
 
 
 @_reg.formula(*_onnx("Hardmax"))
@@ -498,14 +481,14 @@ def _hardmax(x: Size, *_: Any, out: Sequence[Size] = (), **__: Any) -> Cost:
     """[*] = Hardmax([*]; axis): 1 where the maximum along axis is; FLOPs = 2 * prod(*): the argmax
     (1 per input element) and the one-hot compare (1 per output element), as aten's
     ``one_hot(argmax(x))`` dispatches them (argmax, then eq against an arange)"""
-    return pointwise(2)(out=_same_shape(x, out, "Hardmax"))
+    return A.pointwise(prod(_same_shape(x, out, "Hardmax")), 2)
 
 
 @_reg.formula(*_onnx("CumSum"))
 def _cumsum(x: Size, *_: Any, out: Sequence[Size] = (), **__: Any) -> Cost:
     """[*] = CumSum([*], axis; exclusive, reverse); FLOPs = prod(*), one add per element, as
     aten's cumsum"""
-    return pointwise(1)(out=_same_shape(x, out, "CumSum"))
+    return A.pointwise(prod(_same_shape(x, out, "CumSum")))
 
 
 @_reg.formula(*_onnx("OneHot"))
@@ -513,11 +496,11 @@ def _one_hot(indices: Size, *_: Any, out: Sequence[Size] = (), **__: Any) -> Cos
     """[*, depth] = OneHot(indices[*], depth, values; axis); FLOPs = prod(out): each index is
     compared with every class, as aten's one_hot dispatches it (eq against an arange). depth is
     a value, so the output's shape is needed"""
-    return pointwise(1)(out=_output(out, "OneHot"))
+    return A.pointwise(prod(_output(out, "OneHot")))
 
 
 # --- scatter ------------------------------------------------------------------------------
-# As formulas.py's scatter rule: combining a source element into the destination (add, mul,
+# As the aten route's scatter rule: combining a source element into the destination (add, mul,
 # max, min) costs 1 FLOP per element applied; writing values without combining them is data
 # movement (0). One op name covers both, so these are formulas, not free entries.
 
@@ -531,7 +514,7 @@ def _scatter_elements(
     reduction: 0"""
     if reduction == "none":
         return Cost(0, 0)
-    return Cost(0, _prod(_need(indices, "ScatterElements' indices")))
+    return A.pointwise(prod(_need(indices, "ScatterElements' indices")))
 
 
 @_reg.formula(*_onnx("ScatterND"))
@@ -543,15 +526,15 @@ def _scatter_nd(
     prod(updates) with a reduction, 0 without (aten's index_put with and without accumulate)"""
     if reduction == "none":
         return Cost(0, 0)
-    return Cost(0, _prod(_need(updates, "ScatterND's updates")))
+    return A.pointwise(prod(_need(updates, "ScatterND's updates")))
 
 
 # --- recurrent layers ---------------------------------------------------------------------
 # ONNX runs one layer (one or two directions) per node: W[D, G*H, I], R[D, G*H, H], B[D, 2*G*H]
 # (input and hidden biases), the layer PyTorch's nn.LSTM / nn.GRU / nn.RNN unrolls into cells.
-# formulas.py's ``_rnn`` counts it with each direction's two matrices and two biases.
+# arithmetic.recurrent counts it with each direction's two matrices and two biases.
 
-_RNN_TANH, _LSTM, _GRU = 1, 2, 3  # formulas.py's _RNN_CELL_FLOPS keys (cuDNN's mode numbers)
+_RNN_TANH, _LSTM, _GRU = A.RnnCell.RNN_TANH, A.RnnCell.LSTM, A.RnnCell.GRU
 
 
 def _onnx_rnn(x: Size, w: Size, r: Size, b: Size, mode: int, op: str) -> tuple[Cost, int, int]:
@@ -561,8 +544,8 @@ def _onnx_rnn(x: Size, w: Size, r: Size, b: Size, mode: int, op: str) -> tuple[C
     hidden = int(r[-1])
     matrices = [torch.Size([rows, int(w[2])]), torch.Size([rows, hidden])] * directions
     biases = [torch.Size([rows])] * (2 * directions) if b is not None else []
-    cost = _rnn(x, matrices, biases, mode, hidden, directions)
-    return cost, _prod(x[:-1]), directions * rows
+    cost = A.recurrent(x, matrices, biases, mode, hidden, directions)
+    return cost, prod(x[:-1]), directions * rows
 
 
 @_reg.formula(*_onnx("LSTM"))
@@ -573,14 +556,14 @@ def _lstm(
     """Y, Y_h, Y_c = LSTM(X[T, B, I] ([B, T, I] when layout = 1), W[D, 4H, I], R[D, 4H, H],
     B[D, 8H]?, sequence_lens?, initial_h?, initial_c?, P[D, 3H]?; direction, hidden_size, ...).
     MACs = T * B * D * (4H * I + 4H * H); FLOPs = 2 * MACs + T * B * D * 8H with B + T * B * D * H
-    * 13 (the cell's pointwise work), as formulas.py's ``_rnn`` counts nn.LSTM's cells.
+    * 13 (the cell's pointwise work), as arithmetic.recurrent counts nn.LSTM's cells.
     ONNX-only extras: peepholes P add 2 per element of P per position (multiply, add); clip adds
     one clamp per gate pre-activation (T * B * D * 4H). sequence_lens is not read: every position
     counts (an upper bound for padded batches), as for a padded nn.LSTM"""
     cost, positions, gate_units = _onnx_rnn(x, w, r, b, _LSTM, "LSTM")
-    peepholes = 2 * positions * _prod(p) if p is not None else 0
-    clipping = positions * gate_units if clip is not None else 0
-    return Cost(cost.macs, cost.flops + peepholes + clipping)
+    peepholes = A.pointwise(positions * prod(p) if p is not None else 0, 2)
+    clipping = A.pointwise(positions * gate_units if clip is not None else 0)
+    return cost + peepholes + clipping
 
 
 @_reg.formula(*_onnx("GRU"))
@@ -593,7 +576,7 @@ def _gru(
     PyTorch's GRU; 0 multiplies r into h before R's product instead of after: the same count).
     clip adds one clamp per gate pre-activation"""
     cost, positions, gate_units = _onnx_rnn(x, w, r, b, _GRU, "GRU")
-    return Cost(cost.macs, cost.flops + (positions * gate_units if clip is not None else 0))
+    return cost + A.pointwise(positions * gate_units if clip is not None else 0)
 
 
 @_reg.formula(*_onnx("RNN"))
@@ -605,11 +588,11 @@ def _simple_rnn(
     with B + T * B * D * H * 2 (add the projections, the activation: 1 whichever), as nn.RNN.
     clip adds one clamp per pre-activation"""
     cost, positions, gate_units = _onnx_rnn(x, w, r, b, _RNN_TANH, "RNN")
-    return Cost(cost.macs, cost.flops + (positions * gate_units if clip is not None else 0))
+    return cost + A.pointwise(positions * gate_units if clip is not None else 0)
 
 
 # --- elementwise --------------------------------------------------------------------------
-# One FLOP per output element, whatever the function (formulas.py's rule). The output's shape is
+# One FLOP per output element, whatever the function (arithmetic.pointwise). The output's shape is
 # out[0]; when unknown, the broadcast of the inputs that shape it (all of them for n-ary ops,
 # the first for ops whose extra inputs are parameters: Clip's bounds, PRelu's slope).
 
@@ -623,7 +606,7 @@ def elementwise(flops_per_element: int, shaped_by_first: bool = False) -> Formul
         else:
             shaping = inputs[:1] if shaped_by_first else inputs
             shape = torch.broadcast_shapes(*(_need(s, f"input {i}") for i, s in enumerate(shaping)))
-        return pointwise(flops_per_element)(out=shape)
+        return A.pointwise(prod(shape), flops_per_element)
 
     formula.__doc__ = f"[*] = op([*], ...) (inputs broadcast); FLOPs = {flops_per_element} * prod(*)"
     return formula
@@ -667,7 +650,7 @@ _reg.formula(*_onnx("Sum", "Max", "Min"))(_variadic(divide=False))
 _reg.formula(*_onnx("Mean"))(_variadic(divide=True))
 
 
-# --- free: reviewed zero-cost ops (reasons as formulas.py gives them for the aten equivalents) ---
+# --- free: reviewed zero-cost ops (reasons as the aten route gives them for the aten equivalents) ---
 
 _reg.free(
     *_onnx("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Slice", "Split", "Expand"),

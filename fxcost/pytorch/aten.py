@@ -1,45 +1,40 @@
-"""The op registry: every aten op gets one fate, a formula, free (with a reason) or unsupported.
+"""The aten ops' fates: each formula maps one aten op's arguments onto the counting core's
+arithmetic (:mod:`fxcost.counting.arithmetic`); each free op has its reviewed reason.
 
-Formulas are pure functions of shapes and arguments, never of tensor values. They receive the
-op's arguments with every tensor replaced by its ``torch.Size`` and return a :class:`Cost`.
-Conventions (docs/conventions.md):
+A formula receives the op's arguments with every tensor replaced by its ``torch.Size`` and the
+output's shape(s) as ``out``, and opens with its shape contract. :data:`ATEN` is the PyTorch
+route's registry (``fxcost.DEFAULT_REGISTRY``); an analysis that counts differently extends a
+copy of it.
 
-- MACs count multiply-accumulates of matmul- and convolution-like ops only.
-- FLOPs count 2 per MAC, plus 1 per element for a fused bias add, plus each other op's
-  documented per-element cost.
-
-One registry, one way in: :meth:`FormulaRegistry.formula` and :meth:`FormulaRegistry.free`
-refuse an op that already has a fate. A convention that counts differently extends a
-:meth:`FormulaRegistry.copy` of :data:`DEFAULT_REGISTRY`, never the global table.
+To give a new aten op a formula: add a function here under ``@_reg.formula("aten::name")``,
+written with the arithmetic's functions, and a test against FlopCounterMode (or by hand where
+FlopCounterMode has no formula) in tests/test_formulas.py.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from fxcost.counting import arithmetic as A
+from fxcost.counting.arithmetic import Cost, prod
+from fxcost.counting.registry import Formula, FormulaRegistry, Free
+
 Shape = Sequence[int]
 
-
-@dataclass(frozen=True)
-class Cost:
-    macs: int = 0
-    flops: int = 0
-
-
-Formula = Callable[..., Cost]
-
-
-def _prod(xs: Shape) -> int:
-    return math.prod(int(x) for x in xs)
+ATEN = FormulaRegistry()
+_reg = ATEN
 
 
 def _numel(s: Any) -> int:
-    return _prod(s) if isinstance(s, torch.Size) else 0
+    return prod(s) if isinstance(s, torch.Size) else 0
+
+
+def _given(t: Any) -> bool:
+    """An optional tensor argument that was passed (its shape), not ``None``."""
+    return isinstance(t, torch.Size)
 
 
 def _first_shape(out: Any) -> torch.Size:
@@ -53,69 +48,6 @@ def _first_shape(out: Any) -> torch.Size:
     raise TypeError(f"no tensor in op output {out!r}")
 
 
-class FormulaRegistry:
-    """Maps aten op names (``aten::addmm``) to a formula or to a zero-cost reason."""
-
-    def __init__(self) -> None:
-        self._formulas: dict[str, Formula] = {}
-        self._free: dict[str, str] = {}
-
-    def _claim(self, names: Sequence[str]) -> None:
-        for n in names:
-            if n in self._formulas or n in self._free:
-                raise ValueError(f"{n} already has a fate in this registry")
-
-    def formula(self, *names: str) -> Callable[[Formula], Formula]:
-        """Decorator: ``fn(*args, out=shape, **kwargs) -> Cost`` for the named ops."""
-
-        def register(fn: Formula) -> Formula:
-            self._claim(names)
-            for n in names:
-                self._formulas[n] = fn
-            return fn
-
-        return register
-
-    def free(self, *names: str, reason: str) -> None:
-        """Declare ops that cost nothing, with the reviewed reason."""
-        if not reason:
-            raise ValueError("a free op needs a reason")
-        self._claim(names)
-        for n in names:
-            self._free[n] = reason
-
-    def override(self, name: str, fn: Formula) -> None:
-        """Replace one op's formula (for a convention's copy of the registry)."""
-        self._free.pop(name, None)
-        self._formulas[name] = fn
-
-    def lookup(self, name: str) -> tuple[str, Formula | None, str]:
-        """``(fate, formula, reason)`` for an op name."""
-        fn = self._formulas.get(name)
-        if fn is not None:
-            return "formula", fn, ""
-        reason = self._free.get(name)
-        if reason is not None:
-            return "free", None, reason
-        return "unsupported", None, ""
-
-    def copy(self) -> FormulaRegistry:
-        new = FormulaRegistry()
-        new._formulas = dict(self._formulas)
-        new._free = dict(self._free)
-        return new
-
-    def names(self) -> dict[str, str]:
-        """Every op with a fate: name -> ``formula`` or the free reason (for docs and tests)."""
-        out = {n: "formula" for n in self._formulas}
-        out.update(self._free)
-        return dict(sorted(out.items()))
-
-
-DEFAULT_REGISTRY = FormulaRegistry()
-_reg = DEFAULT_REGISTRY
-
-
 def _with_inplace(*names: str) -> tuple[str, ...]:
     """``relu`` -> ``aten::relu``, ``aten::relu_``: an in-place variant costs the same."""
     return tuple(f"aten::{n}{s}" for n in names for s in ("", "_"))
@@ -127,53 +59,43 @@ def _with_inplace(*names: str) -> tuple[str, ...]:
 @_reg.formula("aten::mm")
 def _mm(a: Shape, b: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[n, m] = mm([n, k], [k, m]); MACs = n * k * m"""
-    n, k = a
-    m = b[1]
-    macs = n * k * m
-    return Cost(macs, 2 * macs)
+    return A.matmul(a[0], a[1], b[1])
 
 
 @_reg.formula("aten::addmm")
 def _addmm(bias: Shape, a: Shape, b: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[n, m] = addmm(bias[m]|[n, m], [n, k], [k, m]); MACs = n * k * m; FLOPs += n * m for the bias"""
-    c = _mm(a, b)
-    return Cost(c.macs, c.flops + _numel(out))
+    return A.matmul(a[0], a[1], b[1]) + A.bias(_numel(out))
 
 
 @_reg.formula("aten::bmm")
 def _bmm(a: Shape, b: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[B, n, m] = bmm([B, n, k], [B, k, m]); MACs = B * n * k * m"""
-    bsz, n, k = a
-    m = b[2]
-    macs = bsz * n * k * m
-    return Cost(macs, 2 * macs)
+    return A.matmul(a[1], a[2], b[2], batch=a[0])
 
 
 @_reg.formula("aten::baddbmm")
 def _baddbmm(bias: Shape, a: Shape, b: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[B, n, m] = baddbmm(bias, [B, n, k], [B, k, m]); MACs = B * n * k * m; FLOPs += B * n * m"""
-    c = _bmm(a, b)
-    return Cost(c.macs, c.flops + _numel(out))
+    return A.matmul(a[1], a[2], b[2], batch=a[0]) + A.bias(_numel(out))
 
 
 @_reg.formula("aten::mv")
 def _mv(a: Shape, v: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[n] = mv([n, k], [k]); MACs = n * k"""
-    macs = a[0] * a[1]
-    return Cost(macs, 2 * macs)
+    return A.matmul(a[0], a[1], 1)
 
 
 @_reg.formula("aten::addmv")
 def _addmv(bias: Shape, a: Shape, v: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[n] = addmv(bias[n], [n, k], [k]); MACs = n * k; FLOPs += n"""
-    c = _mv(a, v)
-    return Cost(c.macs, c.flops + _numel(out))
+    return A.matmul(a[0], a[1], 1) + A.bias(_numel(out))
 
 
 @_reg.formula("aten::dot", "aten::vdot")
 def _dot(a: Shape, b: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[] = dot([k], [k]); MACs = k"""
-    return Cost(a[0], 2 * a[0])
+    return A.matmul(1, a[0], 1)
 
 
 @_reg.formula("aten::_grouped_mm")
@@ -188,9 +110,11 @@ def _grouped_mm(a: Shape, b: Shape, offs: Any = None, bias: Any = None, *_: Any,
     FLOPs = 2 * MACs, + prod(out) for a bias.
     """
     out_shape = _first_shape(out)
-    macs = _prod(a) * b[-1] if len(a) == 2 and len(b) == 2 else _prod(out_shape) * a[-1]
-    bias_flops = _prod(out_shape) if isinstance(bias, torch.Size) else 0
-    return Cost(macs, 2 * macs + bias_flops)
+    if len(a) == 2 and len(b) == 2:
+        cost = A.matmul(a[0], a[1], b[-1])
+    else:
+        cost = A.matmul(prod(out_shape), a[-1], 1)
+    return cost + A.bias(prod(out_shape) if _given(bias) else 0)
 
 
 def _unsqueezed(shape: Shape, dims: Sequence[int]) -> list[int]:
@@ -219,8 +143,8 @@ def _trilinear(
         max(a, b, c)
         for a, b, c in zip(_unsqueezed(i1, expand1), _unsqueezed(i2, expand2), _unsqueezed(i3, expand3), strict=True)
     ]
-    terms = _prod(full)
-    return Cost(terms, 3 * terms)
+    terms = prod(full)
+    return A.matmul(terms, 1, 1) + A.pointwise(terms)
 
 
 # --- convolution --------------------------------------------------------------------------
@@ -239,19 +163,9 @@ def _convolution(
     out: Any = None,
     **__: Any,
 ) -> Cost:
-    """[N, Co, *So] = convolution([N, Ci, *Si], W, b[Co]?, ..., transposed, ..., groups)
-
-    W is [Co, Ci/groups, *K] (or [Ci, Co/groups, *K] when transposed).
-    MACs = N * prod(So) * Co * (Ci/groups) * prod(K); transposed: every input position is
-    scattered through the kernel, MACs = N * prod(Si) * Ci * (Co/groups) * prod(K).
-    FLOPs = 2 * MACs, plus N * Co * prod(So) for the bias add.
-    """
-    out_shape = _first_shape(out)
-    per_position = w[0] * w[1] * _prod(w[2:])  # channel cross product times kernel size
-    positions = x[0] * _prod(x[2:]) if transposed else out_shape[0] * _prod(out_shape[2:])
-    macs = positions * per_position
-    bias_flops = _prod(out_shape) if isinstance(bias, torch.Size) else 0
-    return Cost(macs, 2 * macs + bias_flops)
+    """[N, Co, *So] = convolution([N, Ci, *Si], W, b[Co]?, stride, padding, dilation, transposed,
+    output_padding, groups); see arithmetic.convolution"""
+    return A.convolution(x, w, _first_shape(out), transposed=bool(transposed), biased=_given(bias))
 
 
 # --- attention ----------------------------------------------------------------------------
@@ -259,36 +173,8 @@ def _convolution(
 # dispatches for the same shapes, so a model counts the same whichever kernel runs: on meta
 # tensors scaled_dot_product_attention decomposes into that math path, on CPU fake (and real)
 # tensors it is one ``_scaled_dot_product_flash_attention_for_cpu``. The tests check it op by op.
-
-
-def _attention(
-    q: Shape, k: Shape, v: Shape, *, masked: bool, dropout: bool, scale_key: bool = True
-) -> Cost:
-    """[*B, Lq, Ev] = attention(q[*B, Lq, E], k[*Bk, Lk, E], v[*Bk, Lk, Ev]).
-
-    *B are the query's batch and head dims; k and v may have fewer heads (grouped-query
-    attention), which are broadcast to the query's, so S = prod(*B) * Lq * Lk scores.
-    MACs = S * E (q @ k^T) + S * Ev (weights @ v).
-    FLOPs = 2 * MACs
-          + prod(*B) * (Lq + Lk) * E  scaling q and k (broadcast to the query's heads) by
-                                      sqrt(scale) each, as the math path does; only Lq when
-                                      ``scale_key`` is False (q alone is scaled)
-          + S when masked             adding the mask (or is_causal's triangle) to the scores
-          + 5 * S                     softmax (max, subtract, exp, sum, divide)
-          + S when dropout            scaling the weights by the dropout mask
-    A boolean mask becomes an additive one through a ``where`` that scaled_dot_product_attention
-    dispatches before either path, counted there. Not counted, as mask preparation: is_causal's
-    [Lq, Lk] triangle, which only the math path builds (one ``where``), and scaling the dropout
-    mask, which the math path also dispatches.
-    """
-    lead = _prod(q[:-2])
-    lq, e = int(q[-2]), int(q[-1])
-    lk, ev = int(k[-2]), int(v[-1])
-    scores = lead * lq * lk
-    macs = scores * (e + ev)
-    scale = lead * (lq + lk) * e if scale_key else lead * lq * e
-    flops = 2 * macs + scale + 5 * scores + (scores if masked else 0) + (scores if dropout else 0)
-    return Cost(macs, flops)
+# A boolean mask becomes an additive one through a ``where`` that scaled_dot_product_attention
+# dispatches before either path, counted there.
 
 
 @_reg.formula("aten::_scaled_dot_product_flash_attention_for_cpu")
@@ -297,18 +183,18 @@ def _sdpa_flash_cpu(
     attn_mask: Any = None, out: Any = None, **__: Any,
 ) -> Cost:
     """[B, H, Lq, Ev], lse = _scaled_dot_product_flash_attention_for_cpu(q[B, H, Lq, E],
-    k[B, Hk, Lk, E], v[B, Hk, Lk, Ev], dropout_p, is_causal, attn_mask=?); see _attention"""
-    return _attention(q, k, v, masked=bool(is_causal) or isinstance(attn_mask, torch.Size), dropout=bool(dropout_p))
+    k[B, Hk, Lk, E], v[B, Hk, Lk, Ev], dropout_p, is_causal, attn_mask=?); see arithmetic.attention"""
+    return A.attention(q, k, v, masked=bool(is_causal) or _given(attn_mask), dropout=bool(dropout_p))
 
 
 @_reg.formula("aten::_scaled_dot_product_flash_attention")
 def _sdpa_flash(q: Shape, k: Shape, v: Shape, *args: Any, out: Any = None, **__: Any) -> Cost:
     """out, ... = _scaled_dot_product_flash_attention(q[B, H, Lq, E], k, v, dropout_p, is_causal,
-    ...); the ``quantized`` overload has three descale tensors before dropout_p; see _attention"""
-    if args and (args[0] is None or isinstance(args[0], torch.Size)):
+    ...); the ``quantized`` overload has three descale tensors before dropout_p; see arithmetic.attention"""
+    if args and (args[0] is None or _given(args[0])):
         args = args[3:]  # q_descale, k_descale, v_descale
     dropout_p, is_causal = (*args, 0.0, False)[:2]
-    return _attention(q, k, v, masked=bool(is_causal), dropout=bool(dropout_p))
+    return A.attention(q, k, v, masked=bool(is_causal), dropout=bool(dropout_p))
 
 
 @_reg.formula("aten::_scaled_dot_product_efficient_attention", "aten::_scaled_dot_product_cudnn_attention")
@@ -317,9 +203,8 @@ def _sdpa_efficient(
     dropout_p: float = 0.0, is_causal: bool = False, *_: Any, out: Any = None, **__: Any,
 ) -> Cost:
     """out, ... = _scaled_dot_product_{efficient,cudnn}_attention(q[B, H, Lq, E], k, v, bias?,
-    compute_log_sumexp, dropout_p, is_causal, ...); see _attention"""
-    masked = bool(is_causal) or isinstance(attn_bias, torch.Size)
-    return _attention(q, k, v, masked=masked, dropout=bool(dropout_p))
+    compute_log_sumexp, dropout_p, is_causal, ...); see arithmetic.attention"""
+    return A.attention(q, k, v, masked=bool(is_causal) or _given(attn_bias), dropout=bool(dropout_p))
 
 
 @_reg.formula("aten::_scaled_dot_product_fused_attention_overrideable")
@@ -328,9 +213,8 @@ def _sdpa_overrideable(
     *_: Any, out: Any = None, **__: Any,
 ) -> Cost:
     """out, ... = _scaled_dot_product_fused_attention_overrideable(q[B, H, Lq, E], k, v, bias?,
-    dropout_p, is_causal, ...); see _attention"""
-    masked = bool(is_causal) or isinstance(attn_bias, torch.Size)
-    return _attention(q, k, v, masked=masked, dropout=bool(dropout_p))
+    dropout_p, is_causal, ...); see arithmetic.attention"""
+    return A.attention(q, k, v, masked=bool(is_causal) or _given(attn_bias), dropout=bool(dropout_p))
 
 
 @_reg.formula("aten::_native_multi_head_attention")
@@ -345,30 +229,29 @@ def _native_mha(
     nn.MultiheadAttention's fast path (eval, no grad, CPU tensors): the whole layer in one op.
     Its cost is what the layer's own slow path dispatches, with d = E / H:
     MACs = (B*Lq + 2*B*Lk) * E * E    in-projections of q, k and v
-         + attention of [B, H, Lq, d] x [B, H, Lk, d]  (see _attention)
+         + attention of [B, H, Lq, d] x [B, H, Lk, d]  (see arithmetic.attention)
          + B * Lq * E * E             out-projection.
     FLOPs = 2 * MACs, + (B*Lq + 2*B*Lk) * E and B * Lq * E for the biases, + the attention's
     scale, mask, softmax work (q alone is scaled when the weights are returned, as the slow path
     does), + B * H * Lq * Lk averaging the weights over heads when they are returned averaged.
     """
     average = (*args, kwargs.get("average_attn_weights", True))[0]
-    rows_q, rows_k, rows_v = _prod(query[:-1]), _prod(key[:-1]), _prod(value[:-1])
+    rows_q, rows_k, rows_v = prod(query[:-1]), prod(key[:-1]), prod(value[:-1])
     e_out, e_in = int(qkv_weight[0]) // 3, int(qkv_weight[1])
-    in_macs = (rows_q + rows_k + rows_v) * e_in * e_out
-    in_bias = (rows_q + rows_k + rows_v) * e_out if isinstance(qkv_bias, torch.Size) else 0
+    projections = A.matmul(rows_q + rows_k + rows_v, e_in, e_out)
+    in_bias = A.bias((rows_q + rows_k + rows_v) * e_out if _given(qkv_bias) else 0)
     d = e_out // num_head
 
     def heads(x: Shape) -> list[int]:
         return [*x[:-2], num_head, int(x[-2]), d]
 
-    attn = _attention(heads(query), heads(key), heads(value), masked=isinstance(mask, torch.Size),
-                      dropout=False, scale_key=not need_weights)
-    out_macs = rows_q * int(proj_weight[0]) * int(proj_weight[1])
-    out_bias = rows_q * int(proj_weight[0]) if isinstance(proj_bias, torch.Size) else 0
-    scores = _prod(query[:-2]) * num_head * int(query[-2]) * int(key[-2])
-    averaging = scores if need_weights and average else 0
-    macs = in_macs + attn.macs + out_macs
-    return Cost(macs, 2 * in_macs + in_bias + attn.flops + 2 * out_macs + out_bias + averaging)
+    attn = A.attention(heads(query), heads(key), heads(value), masked=_given(mask), dropout=False,
+                       scale_key=not need_weights)
+    out_proj = A.matmul(rows_q, int(proj_weight[1]), int(proj_weight[0]))
+    out_bias = A.bias(rows_q * int(proj_weight[0]) if _given(proj_bias) else 0)
+    scores = prod(query[:-2]) * num_head * int(query[-2]) * int(key[-2])
+    averaging = A.pointwise(scores if need_weights and average else 0)
+    return projections + in_bias + attn + out_proj + out_bias + averaging
 
 
 @_reg.formula("aten::_transformer_encoder_layer_fwd")
@@ -383,50 +266,23 @@ def _encoder_layer(
 
     nn.TransformerEncoderLayer's fast path, costed as its slow path dispatches:
     self-attention without weights (see _native_mha), + 2 * B * L * E for the two residual adds,
-    + two layer norms (see native_layer_norm), + the feed-forward block:
+    + two layer norms (see arithmetic.normalization), + the feed-forward block:
     MACs += 2 * B * L * E * F; FLOPs += 2 * those MACs + B * L * (F + E) for the biases + B * L * F
     for the activation (relu or gelu, 1 per element).
     """
     attn = _native_mha(src, src, src, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias,
                        mask, False)
-    rows = _prod(src[:-1])
+    rows = prod(src[:-1])
     hidden, width = int(ffn_weight_1[0]), int(ffn_weight_1[1])
-    ffn_macs = rows * width * hidden + rows * int(ffn_weight_2[0]) * int(ffn_weight_2[1])
-    ffn_bias = (rows * hidden if isinstance(ffn_bias_1, torch.Size) else 0) + (
-        rows * int(ffn_weight_2[0]) if isinstance(ffn_bias_2, torch.Size) else 0
-    )
-    norms = _norm(True, isinstance(norm_weight_1, torch.Size), src).flops + _norm(
-        True, isinstance(norm_weight_2, torch.Size), src
-    ).flops
-    flops = attn.flops + 2 * _prod(src) + norms + 2 * ffn_macs + ffn_bias + rows * hidden
-    return Cost(attn.macs + ffn_macs, flops)
+    ffn = A.matmul(rows, width, hidden) + A.matmul(rows, int(ffn_weight_2[1]), int(ffn_weight_2[0]))
+    ffn_bias = A.bias((rows * hidden if _given(ffn_bias_1) else 0) + (rows * int(ffn_weight_2[0]) if _given(ffn_bias_2) else 0))
+    norms = (A.normalization(prod(src), stats=True, affine=_given(norm_weight_1))
+             + A.normalization(prod(src), stats=True, affine=_given(norm_weight_2)))
+    residuals = A.pointwise(2 * prod(src))
+    return attn + residuals + norms + ffn + ffn_bias + A.pointwise(rows * hidden)
 
 
 # --- recurrent layers ---------------------------------------------------------------------
-# Per step and hidden unit, the pointwise work of one cell as PyTorch's unfused cells dispatch it
-# (the bias adds are counted apart, with the projections they follow):
-#   RNN (tanh or relu): add the two projections, the activation               -> 2
-#   LSTM: add the projections (4 gates), 3 sigmoids, tanh of the cell gate,
-#         c = f * c + i * g (3), h = o * tanh(c) (2)                           -> 13
-#   GRU: r, z = sigmoid(x_r + h_r), sigmoid(x_z + h_z) (4), n = tanh(x_n + r * h_n) (3),
-#        h = n + z * (h - n) (3)                                              -> 10
-# Keyed by cuDNN's mode numbers, which mkldnn_rnn_layer and _cudnn_rnn share.
-_RNN_CELL_FLOPS = {0: 2, 1: 2, 2: 13, 3: 10}  # RNN_RELU, RNN_TANH, LSTM, GRU
-
-
-def _rnn(x: Shape, matrices: Sequence[Shape], biases: Sequence[Shape], mode: int, hidden: int, cells: int) -> Cost:
-    """Layers that run every position of x[T, B, In] (or [B, T, In], or packed [sum(batch_sizes),
-    In]) through ``cells`` cells (layers x directions) of ``hidden`` units.
-
-    MACs = positions * sum(rows * cols of every weight matrix) (input, hidden and projection
-    weights; positions = prod(x[:-1]) = steps x batch).
-    FLOPs = 2 * MACs + positions * sum(len(b) of every bias) + positions * cells * hidden * the
-    cell's pointwise work (_RNN_CELL_FLOPS).
-    """
-    positions = _prod(x[:-1])
-    macs = positions * sum(int(w[0]) * int(w[1]) for w in matrices)
-    bias = positions * sum(int(b[0]) for b in biases)
-    return Cost(macs, 2 * macs + bias + positions * cells * hidden * _RNN_CELL_FLOPS[int(mode)])
 
 
 @_reg.formula("aten::mkldnn_rnn_layer")
@@ -438,17 +294,17 @@ def _mkldnn_rnn_layer(
     """[T, B, H], hy, cy, ws = mkldnn_rnn_layer(x[T, B, In], W_ih[G*H, In], W_hh[G*H, H], b_ih[G*H],
     b_hh[G*H], hx, cx, reverse, batch_sizes, mode, H, num_layers, has_biases, ...): one layer in
     one direction, the CPU fast path nn.LSTM takes on CPU tensors (G = 4 gates).
-    MACs = T * B * (G*H * In + G*H * H); see _rnn for FLOPs."""
-    biases = [b for b in (b_ih, b_hh) if isinstance(b, torch.Size)] if has_biases else []
-    return _rnn(x, [w_ih, w_hh], biases, mode, int(hidden_size), 1)
+    MACs = T * B * (G*H * In + G*H * H); see arithmetic.recurrent for FLOPs."""
+    biases = [b for b in (b_ih, b_hh) if _given(b)] if has_biases else []
+    return A.recurrent(x, [w_ih, w_hh], biases, mode, int(hidden_size), 1)
 
 
 def _cudnn_like_rnn(
     x: Shape, weights: Sequence[Any], mode: int, hidden_size: int, num_layers: int, bidirectional: bool
 ) -> Cost:
-    ws = [w for w in weights if isinstance(w, torch.Size)]
+    ws = [w for w in weights if _given(w)]
     cells = int(num_layers) * (2 if bidirectional else 1)
-    return _rnn(x, [w for w in ws if len(w) == 2], [w for w in ws if len(w) == 1], mode, int(hidden_size), cells)
+    return A.recurrent(x, [w for w in ws if len(w) == 2], [w for w in ws if len(w) == 1], mode, int(hidden_size), cells)
 
 
 @_reg.formula("aten::_cudnn_rnn")
@@ -459,7 +315,7 @@ def _cudnn_rnn(
 ) -> Cost:
     """output, ... = _cudnn_rnn(x[T, B, In], [W_ih, W_hh, b_ih?, b_hh?, W_hr?] per layer and
     direction, ..., mode, H, proj_size, num_layers, ..., bidirectional, ...): a whole
-    nn.LSTM/GRU/RNN in one op; see _rnn (every weight matrix, projection included, is counted)"""
+    nn.LSTM/GRU/RNN in one op; see arithmetic.recurrent (every weight matrix, projection included)"""
     return _cudnn_like_rnn(x, weight, mode, hidden_size, num_layers, bidirectional)
 
 
@@ -481,9 +337,9 @@ def _fused_lstm_cell(
 ) -> Cost:
     """hy[B, H], cy[B, H], ws = _thnn_fused_lstm_cell(x_gates[B, 4H], h_gates[B, 4H], cx[B, H],
     b_ih[4H]?, b_hh[4H]?): the pointwise half of a CUDA LSTM cell (its matmuls are separate mm
-    ops). FLOPs = 13 * B * H (see _RNN_CELL_FLOPS) + B * 4H per bias"""
-    biases = sum(1 for b in (input_bias, hidden_bias) if isinstance(b, torch.Size))
-    return Cost(0, _RNN_CELL_FLOPS[2] * _prod(cx) + biases * _prod(input_gates))
+    ops). FLOPs = 13 * B * H (see arithmetic.CELL_FLOPS) + B * 4H per bias"""
+    biases = sum(1 for b in (input_bias, hidden_bias) if _given(b))
+    return A.cell_pointwise(A.RnnCell.LSTM, prod(cx)) + A.bias(biases * prod(input_gates))
 
 
 @_reg.formula("aten::_thnn_fused_gru_cell")
@@ -493,25 +349,24 @@ def _fused_gru_cell(
 ) -> Cost:
     """hy[B, H], ws = _thnn_fused_gru_cell(x_gates[B, 3H], h_gates[B, 3H], hx[B, H], b_ih[3H]?,
     b_hh[3H]?): the pointwise half of a CUDA GRU cell. FLOPs = 10 * B * H + B * 3H per bias"""
-    biases = sum(1 for b in (input_bias, hidden_bias) if isinstance(b, torch.Size))
-    return Cost(0, _RNN_CELL_FLOPS[3] * _prod(hx) + biases * _prod(input_gates))
+    biases = sum(1 for b in (input_bias, hidden_bias) if _given(b))
+    return A.cell_pointwise(A.RnnCell.GRU, prod(hx)) + A.bias(biases * prod(input_gates))
 
 
 # --- pointwise ----------------------------------------------------------------------------
 
 
-def pointwise(flops_per_element: int) -> Formula:
-    """An elementwise op: ``flops_per_element`` FLOPs for each output element, no MACs."""
+def elementwise(flops_per_element: int) -> Formula:
+    """An elementwise aten op: ``flops_per_element`` FLOPs for each output element, no MACs."""
 
     def formula(*_: Any, out: Any = None, **__: Any) -> Cost:
-        return Cost(0, flops_per_element * _numel(_first_shape(out)))
+        return A.pointwise(_numel(_first_shape(out)), flops_per_element)
 
     formula.__doc__ = f"[*] = op([*], ...); FLOPs = {flops_per_element} * prod(*)"
     return formula
 
 
-# One FLOP per output element, whatever the function: a library's instruction count for exp or
-# tanh varies, and the op is listed per node so a reader can weight it differently.
+# One FLOP per output element, whatever the function (arithmetic.pointwise).
 _reg.formula(
     *_with_inplace(
         "add", "sub", "mul", "div", "neg", "abs", "reciprocal", "sqrt", "rsqrt", "pow", "square",
@@ -530,74 +385,66 @@ _reg.formula(
     "aten::rsub", "aten::prelu", "aten::_prelu_kernel", "aten::glu", "aten::_log_softmax_backward_data",
     "aten::log_sigmoid_forward", "aten::isnan", "aten::isinf", "aten::isposinf", "aten::isneginf",
     "aten::signbit",
-)(pointwise(1))
+)(elementwise(1))
 # gelu counts 1 per element whether approximate="none" (erf) or "tanh": the convention does not
 # weigh one transcendental function against another (see above).
 
 # softmax and log-softmax: max, subtract, exp, sum, divide (or log) per element. _masked_softmax
 # (the transformer fast path's) applies its mask by selection, not arithmetic.
-_reg.formula("aten::_softmax", "aten::_log_softmax", "aten::_safe_softmax", "aten::_masked_softmax")(pointwise(5))
+_reg.formula("aten::_softmax", "aten::_log_softmax", "aten::_safe_softmax", "aten::_masked_softmax")(
+    elementwise(A.SOFTMAX_FLOPS)
+)
 
 # Scans: each output element is one add (multiply, compare, log-add-exp) of the running value and
 # the next input; the first element of each scan, which needs none, stands in for nothing else.
 _reg.formula(
     *_with_inplace("cumsum", "cumprod"), "aten::logcumsumexp", "aten::cummax", "aten::cummin",
-)(pointwise(1))
+)(elementwise(1))
 
 # Dropout while training scales each kept element once; drawing the random mask is not
 # arithmetic on the activations. In eval mode dropout dispatches no op at all.
-_reg.formula("aten::native_dropout")(pointwise(1))
+_reg.formula("aten::native_dropout")(elementwise(1))
 
 
 # --- normalization ------------------------------------------------------------------------
-# Per element: normalize = subtract the mean, multiply by 1/std (2); the affine weight and bias
-# add 2; computing the statistics (training batch norm, layer/group/instance norm) adds 4: one
-# add for the mean, subtract, square and add for the variance.
-
-
-def _norm(stats: bool, affine: bool, x: Shape) -> Cost:
-    per_element = 2 + (2 if affine else 0) + (4 if stats else 0)
-    return Cost(0, per_element * _prod(x))
 
 
 @_reg.formula("aten::_batch_norm_with_update")
 def _batch_norm_train(x: Shape, weight: Any, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[N, C, *] = batch_norm_with_update([N, C, *], w[C]?, ...): training, statistics computed"""
-    return _norm(True, isinstance(weight, torch.Size), x)
+    return A.normalization(prod(x), stats=True, affine=_given(weight))
 
 
 @_reg.formula("aten::native_batch_norm", "aten::_native_batch_norm_legit")
 def _batch_norm(x: Shape, weight: Any, bias: Any, *args: Any, out: Any = None, **kwargs: Any) -> Cost:
     """[N, C, *] = batch_norm([N, C, *], w[C]?, b[C]?, mean, var, training, ...)"""
     training = next((a for a in args if isinstance(a, bool)), kwargs.get("training", False))
-    return _norm(bool(training), isinstance(weight, torch.Size), x)
+    return A.normalization(prod(x), stats=bool(training), affine=_given(weight))
 
 
 @_reg.formula("aten::_native_batch_norm_legit_no_training", "aten::_batch_norm_no_update")
 def _batch_norm_eval(x: Shape, weight: Any, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[N, C, *] = batch_norm_eval([N, C, *], w[C]?, ...): statistics are stored, not computed"""
-    return _norm(False, isinstance(weight, torch.Size), x)
+    return A.normalization(prod(x), stats=False, affine=_given(weight))
 
 
 @_reg.formula("aten::native_layer_norm")
 def _layer_norm(x: Shape, normalized_shape: Any, weight: Any, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[*, D] = layer_norm([*, D], D, w[D]?, b[D]?); statistics over D are computed"""
-    return _norm(True, isinstance(weight, torch.Size), x)
+    return A.normalization(prod(x), stats=True, affine=_given(weight))
 
 
 @_reg.formula("aten::native_group_norm")
 def _group_norm(x: Shape, weight: Any, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[N, C, *] = group_norm([N, C, *], w[C]?, b[C]?, ...); statistics per group are computed"""
-    return _norm(True, isinstance(weight, torch.Size), x)
+    return A.normalization(prod(x), stats=True, affine=_given(weight))
 
 
 @_reg.formula("aten::_fused_rms_norm")
 def _rms_norm(x: Shape, normalized_shape: Any, weight: Any = None, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[*, D] = _fused_rms_norm([*, D], D, w[D]?, eps) (a fused kernel on some backends; on CPU
-    nn.RMSNorm decomposes into the same work): FLOPs = 3 * prod(*, D) (square, mean, multiply by
-    1/rms) + 2 * prod(*) (add eps, rsqrt per row) + prod(*, D) with a weight"""
-    rows = _prod(x) // max(_prod(normalized_shape), 1)
-    return Cost(0, 3 * _prod(x) + 2 * rows + (_prod(x) if isinstance(weight, torch.Size) else 0))
+    nn.RMSNorm decomposes into the same work); see arithmetic.rms_normalization"""
+    return A.rms_normalization(prod(x), prod(x) // max(prod(normalized_shape), 1), weighted=_given(weight))
 
 
 @_reg.formula("aten::_weight_norm_interface")
@@ -605,7 +452,7 @@ def _weight_norm(v: Shape, g: Shape, *_: Any, out: Any = None, **__: Any) -> Cos
     """w[*], norms = _weight_norm_interface(v[*], g, dim): w = v * (g / ||v||), as its
     decomposition dispatches it: FLOPs = prod(*) for the norms (reduction) + prod(g) (divide)
     + prod(*) (multiply)"""
-    return Cost(0, 2 * _prod(v) + _prod(g))
+    return A.reduction(prod(v)) + A.pointwise(prod(g)) + A.pointwise(prod(v))
 
 
 # --- pooling ------------------------------------------------------------------------------
@@ -624,17 +471,9 @@ def _pair(v: Any, n: int) -> tuple[int, ...]:
     "aten::avg_pool1d", "aten::avg_pool2d", "aten::avg_pool3d",
 )
 def _pool(x: Shape, kernel_size: Any, *_: Any, out: Any = None, **__: Any) -> Cost:
-    """[N, C, *So] = pool([N, C, *Si], K); FLOPs = prod(out) * prod(K): each window element is
-    compared (max) or added (avg, whose final divide replaces the first add) once"""
-    out_shape = _first_shape(out)
+    """[N, C, *So] = pool([N, C, *Si], K); see arithmetic.pooling"""
     spatial = len(x) - 2 if len(x) >= 3 else 1
-    return Cost(0, _prod(out_shape) * _prod(_pair(kernel_size, spatial)))
-
-
-def _adaptive_window_total(size_in: int, size_out: int) -> int:
-    """Sum of the window lengths PyTorch's adaptive pooling uses along one dimension:
-    window i spans [floor(i * I / O), ceil((i + 1) * I / O))."""
-    return sum(-((-(i + 1) * size_in) // size_out) - (i * size_in) // size_out for i in range(size_out))
+    return A.pooling(prod(_first_shape(out)), prod(_pair(kernel_size, spatial)))
 
 
 @_reg.formula(
@@ -642,29 +481,19 @@ def _adaptive_window_total(size_in: int, size_out: int) -> int:
     "aten::adaptive_max_pool3d", "aten::adaptive_max_pool1d", "aten::adaptive_avg_pool1d",
 )
 def _adaptive_pool(x: Shape, output_size: Any, *_: Any, out: Any = None, **__: Any) -> Cost:
-    """[N, C, *So] = adaptive_pool([N, C, *Si], So); FLOPs = N * C * prod over dims of the
-    summed window lengths (exact, windows may overlap)"""
-    out_shape = _first_shape(out)
-    spatial = len(output_size)  # the op's own dimensionality: inputs may be unbatched
-    lead = _prod(out_shape[:-spatial])
-    total = lead
-    for si, so in zip(x[-spatial:], out_shape[-spatial:], strict=True):
-        total *= _adaptive_window_total(int(si), int(so))
-    return Cost(0, total)
+    """[N, C, *So] = adaptive_pool([N, C, *Si], So); see arithmetic.adaptive_pooling"""
+    # the op's own dimensionality: inputs may be unbatched
+    return A.adaptive_pooling(x, _first_shape(out), len(output_size))
 
 
 # --- interpolation ------------------------------------------------------------------------
-# Each output element is a weighted sum of T input values ("taps"): T multiplies and T - 1 adds,
-# 2T - 1 FLOPs. The weights depend on the output position alone and are computed once per row or
-# column, not per element, as a convolution's weights are not counted. No MACs: FlopCounterMode
-# counts no FLOPs for interpolation either. Nearest-neighbour modes copy values (free, below).
 
 
 def interpolation(taps: int, name: str) -> Formula:
     """Linear-family upsampling with a fixed number of taps per output element."""
 
     def formula(*_: Any, out: Any = None, **__: Any) -> Cost:
-        return Cost(0, (2 * taps - 1) * _numel(_first_shape(out)))
+        return A.interpolation(_numel(_first_shape(out)), taps)
 
     formula.__doc__ = (
         f"[N, C, *So] = {name}([N, C, *Si], So, align_corners, scales...); {taps} taps: "
@@ -685,11 +514,7 @@ def antialiased(support: int, name: str) -> Formula:
 
     def formula(x: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
         out_shape = _first_shape(out)
-        taps = 1
-        for si, so in zip(x[-2:], out_shape[-2:], strict=True):
-            si, so = int(si), int(so)
-            taps *= -(-support * si // so) if si > so else support  # ceil(support * Si / So)
-        return Cost(0, (2 * taps - 1) * _prod(out_shape))
+        return A.interpolation(prod(out_shape), A.antialiased_taps(x[-2:], out_shape[-2:], support))
 
     formula.__doc__ = (
         f"[N, C, Ho, Wo] = {name}([N, C, Hi, Wi], (Ho, Wo), align_corners, scales...); taps per "
@@ -709,7 +534,7 @@ _reg.formula("aten::_upsample_lanczos2d_aa")(antialiased(6, "_upsample_lanczos2d
 def _col2im(x: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[N, C, H, W] = col2im([N, C * prod(K), L], (H, W), K, ...) (nn.Fold); FLOPs = prod(input):
     each column element is added into its output position once (patches overlap)"""
-    return Cost(0, _prod(x))
+    return A.reduction(prod(x))
 
 
 # --- reductions ---------------------------------------------------------------------------
@@ -717,7 +542,7 @@ def _col2im(x: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
 
 def _reduction(x: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[reduced] = reduce([*]); FLOPs = prod(*): each input element is accumulated once"""
-    return Cost(0, _prod(x))
+    return A.reduction(prod(x))
 
 
 _reg.formula(
@@ -733,33 +558,26 @@ _reg.formula("aten::histc", "aten::bincount")(_reduction)
 
 
 # --- sorting and selection ----------------------------------------------------------------
-# Comparisons count as FLOPs here as in max pooling and ``gt``. Along the dimension of size n:
-
-
-def _log2_ceil(n: int) -> int:
-    return max(int(n) - 1, 0).bit_length()
+# Comparisons count as FLOPs here as in max pooling and ``gt``.
 
 
 @_reg.formula("aten::sort")
 def _sort(x: Shape, dim: int = -1, *_: Any, out: Any = None, **__: Any) -> Cost:
-    """values, indices = sort([*], dim, ...) (argsort and msort too); FLOPs = prod(*) *
-    ceil(log2(n)): a comparison sort's n * log2(n) comparisons for each of the prod(*) / n rows"""
-    n = int(x[dim]) if len(x) else 1
-    return Cost(0, _prod(x) * _log2_ceil(n))
+    """values, indices = sort([*], dim, ...) (argsort and msort too); see arithmetic.sort"""
+    return A.sort(prod(x), int(x[dim]) if len(x) else 1)
 
 
 @_reg.formula("aten::topk")
 def _topk(x: Shape, k: int, *_: Any, out: Any = None, **__: Any) -> Cost:
-    """values[*, k], indices = topk([*, n], k, dim, largest, sorted); FLOPs = prod(*) *
-    ceil(log2(k + 1)): each element is compared against a heap of the k best so far"""
-    return Cost(0, _prod(x) * int(k).bit_length())
+    """values[*, k], indices = topk([*, n], k, dim, largest, sorted); see arithmetic.topk"""
+    return A.topk(prod(x), k)
 
 
 @_reg.formula("aten::kthvalue", "aten::median", "aten::nanmedian")
 def _select(x: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
     """kthvalue([*], k, dim), median([*], dim?): a selection pass, FLOPs = prod(*), one
     comparison per element"""
-    return Cost(0, _prod(x))
+    return A.reduction(prod(x))
 
 
 # --- scatter and accumulate ---------------------------------------------------------------
@@ -773,14 +591,14 @@ def _select(x: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
 def _scatter(x: Shape, dim: int, index: Shape, *_: Any, reduce: Any = None, out: Any = None, **__: Any) -> Cost:
     """[*] = scatter(self[*], dim, index[*i], src | value, reduce=?); FLOPs = prod(*i) with a
     reduce, else 0 (values are copied)"""
-    return Cost(0, _prod(index) if reduce is not None else 0)
+    return A.pointwise(prod(index) if reduce is not None else 0)
 
 
 @_reg.formula(*_with_inplace("scatter_add", "scatter_reduce"))
 def _scatter_add(x: Shape, dim: int, index: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[*] = scatter_add(self[*], dim, index[*i], src) (scatter_reduce: also with a reduce);
     FLOPs = prod(*i), one per source element applied"""
-    return Cost(0, _prod(index))
+    return A.pointwise(prod(index))
 
 
 @_reg.formula(*_with_inplace("index_add", "index_reduce"))
@@ -789,7 +607,7 @@ def _index_add(
 ) -> Cost:
     """[*] = index_add(self[*], dim, index[n], source[*s], alpha=) (index_reduce: reduce);
     FLOPs = prod(*s), + prod(*s) when alpha != 1 scales the source"""
-    return Cost(0, _prod(source) * (1 if alpha == 1 else 2))
+    return A.pointwise(prod(source), 1 if alpha == 1 else 2)
 
 
 @_reg.formula(*_with_inplace("index_put"), "aten::_index_put_impl_", "aten::_unsafe_index_put")
@@ -802,10 +620,10 @@ def _index_put(
     does: a boolean mask's shape does not say how many positions it selects"""
     if not accumulate:
         return Cost(0, 0)
-    given = [i for i in indices if isinstance(i, torch.Size)]
+    given = [i for i in indices if _given(i)]
     covered = torch.broadcast_shapes(*given) if given else torch.Size()
-    free_dims = [d for n, d in enumerate(x) if n >= len(indices) or not isinstance(indices[n], torch.Size)]
-    return Cost(0, _prod(covered) * _prod(free_dims))
+    free_dims = [d for n, d in enumerate(x) if n >= len(indices) or not _given(indices[n])]
+    return A.pointwise(prod(covered) * prod(free_dims))
 
 
 @_reg.formula("aten::_embedding_bag", "aten::_embedding_bag_forward_only")
@@ -816,8 +634,8 @@ def _embedding_bag(
     """[bags, D], ... = _embedding_bag(W[V, D], indices[*], offsets, ..., mode, ...,
     per_sample_weights?); FLOPs = prod(*) * D: each gathered row is added into (sum, mean) or
     compared with (max) its bag once, + prod(*) * D to scale rows by per-sample weights"""
-    gathered = _prod(indices) * int(weight[-1])
-    return Cost(0, gathered * (2 if isinstance(per_sample_weights, torch.Size) else 1))
+    gathered = prod(indices) * int(weight[-1])
+    return A.pointwise(gathered, 2 if _given(per_sample_weights) else 1)
 
 
 # --- free: reviewed zero-cost ops ---------------------------------------------------------
@@ -831,13 +649,13 @@ _reg.free(
     "aten::t_", "aten::transpose_", "aten::squeeze_", "aten::unsqueeze_", "aten::as_strided_",
     "aten::chunk", "aten::tensor_split", "aten::view_as_real", "aten::view_as_complex",
     "aten::unsafe_split", "aten::unsafe_split_with_sizes", "aten::unsafe_chunk", "aten::detach_",
-    reason="view: a new shape or stride over the same storage, no arithmetic",
+    reason=Free.VIEW,
 )
 _reg.free(
     "prim::device", "prim::layout", "prim::dtype", "aten::sym_size", "aten::sym_stride",
     "aten::sym_numel", "aten::sym_storage_offset", "aten::is_same_size", "aten::_has_compatible_shallow_copy_type",
     "aten::is_nonzero", "aten::size", "aten::stride", "aten::dim",
-    reason="metadata query, no data touched",
+    reason=Free.METADATA,
 )
 _reg.free(
     "aten::empty", "aten::empty_like", "aten::empty_strided", "aten::zeros", "aten::zeros_like",
@@ -846,7 +664,7 @@ _reg.free(
     "aten::scalar_tensor", "aten::fill", "aten::fill_", "aten::zero", "aten::zero_",
     "aten::linspace", "aten::eye", "aten::tril", "aten::triu", "aten::tril_", "aten::triu_",
     "aten::empty_permuted", "aten::logspace", "aten::tril_indices", "aten::triu_indices",
-    reason="constructor or constant fill, no arithmetic on activations",
+    reason=Free.CONSTRUCTOR,
 )
 _reg.free(
     "aten::clone", "aten::copy", "aten::copy_", "aten::_to_copy", "aten::contiguous", "aten::cat",
@@ -859,31 +677,24 @@ _reg.free(
     "aten::masked_scatter", "aten::masked_scatter_", "aten::pixel_shuffle", "aten::pixel_unshuffle",
     "aten::channel_shuffle", "aten::native_channel_shuffle", "aten::im2col", "aten::resolve_conj",
     "aten::resolve_neg",
-    reason="data movement (copy, gather, concatenate, pad, cast): memory traffic, no arithmetic",
+    reason=Free.DATA_MOVEMENT,
 )
 _reg.free(
     "aten::upsample_nearest1d", "aten::upsample_nearest2d", "aten::upsample_nearest3d",
     "aten::_upsample_nearest_exact1d", "aten::_upsample_nearest_exact2d", "aten::_upsample_nearest_exact3d",
-    reason="nearest-neighbour upsampling copies input values (a gather, like index_select), no arithmetic",
+    reason=Free.NEAREST,
 )
-_reg.free(
-    "aten::repeat_interleave",
-    reason="builds the index of each repeated element from the repeat counts (index_select then moves the "
-    "values), no arithmetic on activations",
-)
+_reg.free("aten::repeat_interleave", reason=Free.INDEX)
 _reg.free(
     "aten::_assert_tensor_metadata", "aten::_assert_async", "aten::_functional_assert_async",
     "aten::_assert_scalar", "aten::sym_constrain_range", "aten::sym_constrain_range_for_size",
-    reason="runtime check of a shape, dtype or value: computes nothing the model uses",
+    reason=Free.CHECK,
 )
-_reg.free(
-    "aten::_local_scalar_dense",
-    reason="reads one element back to Python (item()), no arithmetic",
-)
+_reg.free("aten::_local_scalar_dense", reason=Free.READ_BACK)
 _reg.free(
     "aten::bernoulli", "aten::bernoulli_", "aten::rand", "aten::randn", "aten::randint",
     "aten::rand_like", "aten::randn_like", "aten::uniform_", "aten::normal_", "aten::randperm",
     "aten::randint_like", "aten::normal", "aten::exponential_", "aten::geometric_", "aten::log_normal_",
     "aten::cauchy_", "aten::random_", "aten::multinomial",
-    reason="random number generation, not arithmetic on the model's values",
+    reason=Free.RANDOM,
 )

@@ -6,23 +6,84 @@ JSON report written earlier by ``fxcost analyze -f json``, and a total may grow 
 ``max_growth`` (``5%``) over it. Amounts are exact integers: k, M, G, T are powers of 1000;
 KiB, MiB, GiB, TiB powers of 1024; KB, MB, GB, TB powers of 1000 (bytes metrics only take the
 byte units or none).
+
+Which totals a budget may name comes from :class:`~fxcost.report.records.Counts`: every metric
+that adds up, except the split of params into weights and biases.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from fxcost.errors import InputSpecError, SpecError
-from fxcost.model import SCHEMA_VERSION, Report, Review, ReviewCheck
+from fxcost.report.records import SCHEMA_VERSION, Counts, Record
+from fxcost.report.report import Report
+
+
+@dataclass(frozen=True)
+class Contributor(Record):
+    """A row and its share of one metric."""
+
+    name: str
+    value: int
+
+
+@dataclass(frozen=True)
+class ReviewCheck(Record):
+    """One total against one limit: a budget, or the baseline's total plus the allowed growth."""
+
+    metric: str
+    kind: str  # "budget" or "baseline +5%"
+    value: int
+    limit: int
+    ok: bool
+    #: the rows that contribute most to this metric, largest first
+    top: tuple[Contributor, ...] = ()
+    baseline: int | None = None
+
+    JSON = ("metric", "kind", "value", "limit", "baseline", "growth", "ok", "top")
+
+    @property
+    def growth(self) -> float | None:
+        """How much the total grew over the baseline (0.486 for +48.6%)."""
+        return (self.value - self.baseline) / self.baseline if self.baseline else None
+
+
+@dataclass(frozen=True)
+class Review:
+    """A report reviewed against budgets and a baseline (``fxcost review``)."""
+
+    report: Report
+    checks: tuple[ReviewCheck, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "review": {
+                "model": self.report.model,
+                "inputs": [i.to_dict() for i in self.report.inputs],
+                "convention": self.report.convention,
+                "passed": self.passed,
+                "checks": [c.to_dict() for c in self.checks],
+                "totals": self.report.total().to_dict(),
+                "unsupported": [u.to_dict() for u in self.report.unsupported],
+            },
+        }
+
 
 #: the totals a budget may name
-METRICS = ("params", "trainable_params", "buffers", "param_bytes", "buffer_bytes", "macs", "flops",
-           "activation_elements", "activation_bytes")
-_BYTES = ("param_bytes", "buffer_bytes", "activation_bytes")
+METRICS = tuple(n for n in Counts.names() if n not in ("weight_params", "bias_params"))
+
+_BYTES = tuple(m for m in METRICS if m.endswith("_bytes"))
 _COUNT_UNITS = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _BYTE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
                "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
@@ -171,6 +232,6 @@ def _same_setting(report: Report, baseline: dict[str, Any]) -> None:
                              hint="give the baseline's --input, or approve a new baseline at this size")
 
 
-def _top(report: Report, metric: str) -> tuple[tuple[str, int], ...]:
+def _top(report: Report, metric: str) -> tuple[Contributor, ...]:
     rows = sorted((r for r in report.layers if getattr(r, metric, 0)), key=lambda r: -getattr(r, metric))
-    return tuple((r.name, int(getattr(r, metric))) for r in rows[:TOP])
+    return tuple(Contributor(r.name, int(getattr(r, metric))) for r in rows[:TOP])

@@ -1,0 +1,105 @@
+"""The ``fxcost`` command: parses arguments, calls the library, maps errors to exit codes.
+
+Each subcommand is one module of this package (``fxcost/cli/analyze.py``...) defining ``NAME``,
+``ORDER`` (its place in ``--help``), ``SUMMARY``, ``DESCRIPTION``, ``EPILOG`` (or an ``epilog()``
+computed when help is shown), ``add_arguments(parser)`` and ``run(args) -> int``; optionally
+``internal_error(args) -> int``. Modules are found by listing the package: a new command is a new
+file.
+
+Exit codes: 0 success; 2 bad input (a spec that does not load, a malformed or unfitting
+``--input``, a model fxcost cannot trace); 1 an internal error (a bug: please report it), except
+for ``review`` and ``crosscheck``, where 1 means over budget or the routes disagree and an
+internal error is 3; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+import traceback
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+from fxcost.cli.analyze import EPILOG as EXAMPLES
+
+
+def commands() -> list[ModuleType]:
+    """The subcommand modules of this package, in ``ORDER``."""
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "run") and hasattr(module, "NAME"):
+            found.append(module)
+    return sorted(found, key=lambda m: m.ORDER)
+
+
+class _Parser(argparse.ArgumentParser):
+    """A subcommand's parser whose epilog may be computed when help is shown (``epilog()``)."""
+
+    epilog_of: Any = None
+
+    def format_help(self) -> str:
+        if self.epilog_of is not None:
+            self.epilog = self.epilog_of()
+        return super().format_help()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fxcost import __version__
+
+    found = commands()
+    parser = argparse.ArgumentParser(
+        prog="fxcost",
+        description="Static cost analysis of PyTorch models: params, MACs, FLOPs and activation "
+        "memory per layer, on fake tensors (no weights, no GPU, no real compute).",
+        epilog=EXAMPLES + "\nmore: " + ", ".join(f"fxcost {m.NAME} --help" for m in found if m.NAME != "analyze") + "\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fxcost {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for m in found:
+        p = sub.add_parser(m.NAME, help=m.SUMMARY, description=m.DESCRIPTION, epilog=getattr(m, "EPILOG", None),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.epilog_of = getattr(m, "epilog", None)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
+        m.add_arguments(p)
+        p.set_defaults(module=m)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from fxcost.errors import FxcostError
+
+    module = args.module
+    try:
+        return int(module.run(args))
+    except FxcostError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"fxcost: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fxcost: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"fxcost: internal error: {type(e).__name__}: {e}\n  this is a bug in fxcost; rerun with --debug "
+            "for the traceback and report it with the model",
+            file=sys.stderr,
+        )
+        return int(module.internal_error(args)) if hasattr(module, "internal_error") else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

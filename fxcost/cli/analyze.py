@@ -1,0 +1,71 @@
+"""``fxcost analyze``: the per-layer cost table of one model (or one ONNX file), at one or more
+input sizes."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from fxcost.cli import options
+
+NAME = "analyze"
+ORDER = 1
+SUMMARY = "per-layer cost table of one model"
+DESCRIPTION = "Trace a model, propagate shapes on fake tensors and count its costs."
+EPILOG = """\
+examples:
+  fxcost analyze examples/vgg.py:vgg19_paper --input 1x3x224x224
+      per-layer table of the paper's VGG-19: params, MACs, activations, sizes
+  fxcost analyze examples/vgg.py:d2l_vgg11 --input 1x3x224x224 --depth 2
+      roll layers up into their blocks (5 conv blocks + the classifier layers)
+  fxcost analyze examples/vgg.py:d2l_vgg11 --input 1x3x224x224 --group-by type
+      conv vs linear vs the rest
+  fxcost analyze examples/vgg.py:d2l_vgg11 --input 1x3x224x224 --convention torchsummary
+      the totals block exactly as torchsummary computes it
+  fxcost analyze examples/vgg.py:vgg11 --input 1x3x32x32 --input 1x3x64x64 --input 1x3x224x224
+      one table: how params, MACs and activations change with input size
+  fxcost analyze my_model.py:Net --arg num_classes=10 --input 8x3x64x64:float16 -o cost.json
+      a class or factory from a file, constructor arguments as Python literals, JSON to a file
+  fxcost analyze hf:GPT2LMHeadModel --input 1x1024:int64 --depth 3
+      a transformers model from its config class: random weights on meta, nothing downloaded
+  fxcost analyze hf:BertModel --config num_hidden_layers=4 --input 2x128:int64 --input attention_mask=2x128:int64
+      config fields with --config; keyword tensors with name=SHAPE
+  fxcost analyze my_model.py:Net --input 1x3x64x64 --kwarg return_features=True --leaf Backbone
+      a non-tensor keyword for forward; keep a module whole (its ops are still counted)
+  fxcost compare examples/vgg.py:d2l_vgg11 examples/alexnet.py:alexnet --input 1x3x224x224
+      two models side by side, split by layer type, with ratios
+
+""" + options.CONVENTIONS_NOTE
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    options.add_model(p)
+    options.add_inputs(p)
+    options.add_tracing(p)
+    options.add_counting(p)
+    options.add_output(p)
+    g = p.add_argument_group("view")
+    g.add_argument("--depth", "-d", type=int, metavar="N", help="roll layers up into their modules N levels below the root")
+    g.add_argument("--group-by", "-g", choices=("layer", "module", "type"), default=None,
+                   help="rows per layer (default), per module (with --depth, default 1) or per layer type")
+
+
+def view(report: Any, args: argparse.Namespace) -> Any:
+    group = args.group_by or ("module" if args.depth else "layer")
+    if group == "type":
+        return report.by_type()
+    if group == "module":
+        return report.by_module(args.depth or 1)
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    from fxcost.report.report import Sweep
+
+    options.check_depth(args.depth, "--depth 1 shows the root's children, --depth 2 their children")
+    options.check_folder(args.output)
+    calls = options.inputs(args)
+    model, name = options.load(args.spec, args)
+    reports = [view(options.analyze_one(model, name, c, args), args) for c in calls]
+    options.emit(reports[0] if len(reports) == 1 else Sweep(tuple(reports)), args)
+    return 0

@@ -1,0 +1,249 @@
+"""The option groups the commands share, and what every command does with them: load the model,
+make its inputs, analyze it, write the result.
+
+A command attaches only the groups that apply to it (``fxcost onnx`` has no ``--real``, a
+diagram no ``--format``); each group is an ``argparse`` argument group, so ``--help`` lists the
+options under their headings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+SPEC_HELP = ("path/to/file.py:name or package.module:name (a class, factory or instance), hf:ClassName / "
+             "hf:path/to/config.json for a transformers model from its config, or model.onnx (any ONNX file)")
+TORCH_SPEC_HELP = ("path/to/file.py:name or package.module:name (a class, factory or instance), or hf:ClassName / "
+                   "hf:path/to/config.json for a transformers model from its config")
+
+CONVENTIONS_NOTE = """\
+conventions (docs/conventions.md): MACs count multiply-accumulates of conv/matmul ops; FLOPs are
+2 per MAC plus bias adds and per-element costs of other ops; activations are the tensors each
+layer newly allocates (in-place ops and views are free), the input included.
+"""
+
+#: a model's inputs for one call: positional tensors and keyword values
+Call = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+def add_model(p: argparse.ArgumentParser, spec_help: str = SPEC_HELP, two: bool = False) -> None:
+    """SPEC (or SPEC_A [SPEC_B]) and what builds it."""
+    if two:
+        p.add_argument("spec", metavar="SPEC_A")
+        p.add_argument("spec_b", metavar="SPEC_B", nargs="?")
+    else:
+        p.add_argument("spec", metavar="SPEC", help=spec_help)
+    g = p.add_argument_group("the model")
+    g.add_argument("--arg", "-a", action="append", default=[], metavar="KEY=VALUE",
+                   help="constructor argument for the model, as a Python literal (repeatable)")
+    g.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                   help="for hf: models, a config field, as a Python literal (--config n_layer=6)")
+
+
+def add_inputs(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("its inputs")
+    g.add_argument(
+        "--input", "-i", action="append", default=[], metavar="SHAPE",
+        help="input shape, e.g. 1x3x224x224 or 1x128:int64; several positional inputs joined by "
+        "commas (1x3x32x32,1x10); name=SHAPE for a keyword tensor (attention_mask=1x128:int64); "
+        "repeat --input to sweep input sizes (analyze, compare, report; a diagram takes one)",
+    )
+    g.add_argument("--kwarg", "-k", action="append", default=[], metavar="NAME=VALUE",
+                   help="a non-tensor keyword argument of forward, as a Python literal (return_dict=False)")
+
+
+def add_tracing(p: argparse.ArgumentParser, real: bool = True, group: Any = None) -> None:
+    """--tracer, --leaf and (where a model is analyzed for real) --real; into ``group`` when given."""
+    g = group if group is not None else p.add_argument_group("tracing")
+    g.add_argument("--tracer", choices=("auto", "symbolic", "export", "eager"), default="auto",
+                   help="how the model becomes a graph: auto (default) tries symbolic tracing with untraceable "
+                   "submodules kept opaque, then torch.export, then running op by op")
+    g.add_argument("--leaf", action="append", default=[], metavar="MODULE",
+                   help="keep a module (a path like encoder.layer.0, or a class name) as one node whose ops "
+                   "are still counted (repeatable)")
+    if real:
+        g.add_argument("--real", action="store_true",
+                       help="run real tensors on a copy of the model instead of fake ones (slow; needs weights)")
+
+
+def add_counting(p: argparse.ArgumentParser, group: Any = None) -> None:
+    """--convention and --strict; into ``group`` when given."""
+    g = group if group is not None else p.add_argument_group("counting")
+    g.add_argument("--convention", "-c", default="fxcost", metavar="NAME",
+                   help="counting convention: fxcost (default) or torchsummary")
+    g.add_argument("--strict", action="store_true", help="fail when an op has no cost formula")
+
+
+def add_output(p: argparse.ArgumentParser, output: bool = True) -> None:
+    from fxcost.exporters import FORMATS
+
+    g = p.add_argument_group("output")
+    g.add_argument("--format", "-f", choices=FORMATS, help="output format (default: from -o's extension, else table)")
+    if output:
+        g.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of stdout")
+    g.add_argument("--width", type=int, default=None, help="terminal table width (default: terminal's)")
+
+
+def add_drawing(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("drawing")
+    g.add_argument("--depth", "-d", type=int, metavar="N",
+                   help="draw each module N levels down as one node (double border); module lists and only-child "
+                   "wrappers are not levels here, unlike analyze --depth, which counts path components")
+    g.add_argument("--roll", action="store_true",
+                   help="draw a run of structurally identical sibling blocks once, labelled xN")
+    g.add_argument("--color", choices=("flops", "params", "memory", "none"), default="flops",
+                   help="fill nodes by their share of FLOPs (default), params, activation memory, or not at all")
+    g.add_argument("--rankdir", choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right")
+
+
+def add_export(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("ONNX export")
+    g.add_argument("--opset", type=int, default=18, metavar="N", help="ONNX opset to export (default 18)")
+    g.add_argument("--random-weights", action="store_true",
+                   help="build an hf: model with real random weights (seed 0) instead of on meta, so the export "
+                   "carries weights and onnxruntime can run it")
+    g.add_argument("--no-run", action="store_true", help="do not run the ONNX file in onnxruntime")
+
+
+# --- what commands do with the options ----------------------------------------------------
+
+
+def is_onnx(spec: str | None) -> bool:
+    return bool(spec) and str(spec).lower().endswith(".onnx")
+
+
+def inputs(args: argparse.Namespace) -> list[Call]:
+    """One (positional, keyword) pair of meta tensors per input size, plus --kwarg values."""
+    import torch
+
+    from fxcost.errors import InputSpecError
+    from fxcost.loading.specs import parse_inputs, parse_kv
+
+    if not args.input and is_onnx(args.spec):
+        return [((), {})]  # the file's own input shapes
+    if not args.input:
+        raise InputSpecError("no --input given", hint="e.g. --input 1x3x224x224 (batch x channels x height x width), or --input 1x128:int64 for token ids")
+    plain = parse_kv(args.kwarg, "--kwarg")
+
+    def meta(shape: tuple[int, ...], dtype: Any) -> Any:
+        return torch.empty(shape, dtype=dtype, device="meta")
+
+    return [
+        (tuple(meta(*s) for s in pos), {**plain, **{k: meta(*s) for k, s in kw.items()}})
+        for pos, kw in parse_inputs(args.input, any_name=is_onnx(args.spec))
+    ]
+
+
+def load(spec: str, args: argparse.Namespace) -> tuple[Any, str]:
+    """The model a spec names (an ONNX file stays a path), and its display name."""
+    from fxcost.errors import InputSpecError
+    from fxcost.loading.specs import load_model, parse_kv
+
+    if is_onnx(spec):
+        given = [flag for flag, on in (("--arg", args.arg), ("--config", args.config), ("--kwarg", args.kwarg),
+                                       ("--leaf", getattr(args, "leaf", [])), ("--real", getattr(args, "real", False)),
+                                       ("--tracer", getattr(args, "tracer", "auto") != "auto"))
+                 if on]
+        if given:
+            raise InputSpecError(f"{', '.join(given)} do(es) not apply to an ONNX file ({spec})",
+                                 hint="an ONNX file is analyzed from its graph; give only --input to pin dynamic dimensions")
+        return Path(spec), Path(spec).stem
+    return load_model(spec, parse_kv(args.arg), parse_kv(args.config, "--config"),
+                      hf_weights=getattr(args, "random_weights", False))
+
+
+def analyze_one(model: Any, name: str, call: Call, args: argparse.Namespace) -> Any:
+    """One report: of an ONNX file, or of a PyTorch model at one input size."""
+    import torch
+
+    import fxcost
+
+    tensors, kwargs = call
+    shapes = ", ".join("x".join(map(str, t.shape)) for t in [*tensors, *kwargs.values()] if isinstance(t, torch.Tensor))
+    if isinstance(model, Path):
+        with progress(f"analyzing {model} ..."):
+            return fxcost.analyze_onnx(model, [tuple(t.shape) for t in tensors],
+                                       {k: tuple(v.shape) for k, v in kwargs.items() if isinstance(v, torch.Tensor)},
+                                       convention=args.convention, strict=args.strict, name=name)
+    with progress(f"analyzing {name} at {shapes} ..."):
+        return fxcost.analyze(
+            model, example_inputs=tensors, example_kwargs=kwargs, convention=args.convention, real=args.real,
+            strict=args.strict, name=name, tracer=args.tracer, leaves=args.leaf,
+        )
+
+
+def one_report(args: argparse.Namespace, what: str) -> Any:
+    """The report of a command that takes one input size."""
+    from fxcost.errors import InputSpecError
+
+    calls = inputs(args)
+    if len(calls) != 1:
+        raise InputSpecError(f"{what} takes one input size", hint="give one --input (keyword tensors may be added with name=SHAPE)")
+    model, name = load(args.spec, args)
+    return analyze_one(model, name, calls[0], args)
+
+
+def check_depth(depth: int | None, hint: str) -> None:
+    from fxcost.errors import InputSpecError
+
+    if depth is not None and depth < 1:
+        raise InputSpecError(f"--depth must be at least 1, got {depth}", hint=hint)
+
+
+def check_folder(output: str | None) -> None:
+    """Fail before the analysis, not after it, when the output's folder is missing."""
+    from fxcost.io import check_folder as check
+
+    if output:
+        check(Path(output).resolve())
+
+
+def torch_spec(args: argparse.Namespace) -> None:
+    """The command needs the PyTorch model, not an ONNX file."""
+    from fxcost.errors import InputSpecError
+
+    if is_onnx(args.spec):
+        raise InputSpecError(f"fxcost {args.command} needs the PyTorch model, not an ONNX file ({args.spec})",
+                             hint=f"give the model's spec (file.py:name, hf:Class); `fxcost analyze {args.spec}` counts the file")
+
+
+@contextlib.contextmanager
+def progress(message: str) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr while long work runs, when stderr is a terminal; yields a function
+    that changes its text as the work moves through its stages."""
+    if not sys.stderr.isatty():
+        yield lambda _text: None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(message) as status:
+        yield lambda text: status.update(f"{text} ...")
+
+
+def _format_for(args: argparse.Namespace) -> str:
+    if args.format:
+        return str(args.format)
+    output = getattr(args, "output", None)
+    suffix = Path(output).suffix.lower() if output else ""
+    return {".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown"}.get(suffix, "table")
+
+
+def emit(obj: Any, args: argparse.Namespace) -> None:
+    """Write ``obj`` to ``-o`` (atomically) or stdout, in the format asked or implied by -o."""
+    from fxcost.exporters import render
+    from fxcost.io import write_atomic
+
+    fmt = _format_for(args)
+    output = getattr(args, "output", None)
+    to_terminal = not output and sys.stdout.isatty()
+    width = args.width or max(shutil.get_terminal_size((160, 24)).columns, 100)
+    text = render(obj, fmt, width=width, color=to_terminal)
+    if output:
+        write_atomic(output, text)
+    else:
+        sys.stdout.write(text)

@@ -1,0 +1,246 @@
+"""The PyTorch route's entry point: :func:`analyze` a model, and :func:`sweep` it over input sizes.
+
+A weightless working copy of the model (:mod:`fxcost.pytorch.working_copy`) becomes a graph by
+the first tracer that can follow it (:mod:`fxcost.pytorch.tracers`); the graph runs on meta
+tensors under the op recorder, and its records become the report's rows
+(:mod:`fxcost.pytorch.rows`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._pytree import tree_flatten, tree_map
+
+from fxcost.counting.conventions import Convention, get_convention
+from fxcost.counting.registry import FormulaRegistry
+from fxcost.counting.rows import memory_summary, unsupported_ops
+from fxcost.errors import FxcostError, InputSpecError, ShapeError, TraceError, UnsupportedOpError
+from fxcost.pytorch.aten import ATEN
+from fxcost.pytorch.diagnosis import all_failed, naming_module, needs_fake
+from fxcost.pytorch.eager import run_eager
+from fxcost.pytorch.inputs import (
+    graph_inputs,
+    input_specs,
+    leaf_paths,
+    normalize_inputs,
+    prepare_meta,
+    prepare_real,
+)
+from fxcost.pytorch.interpreter import RecordingInterpreter
+from fxcost.pytorch.recorder import OpRecorder
+from fxcost.pytorch.rows import class_name, graph_rows, segment_graph_rows, segments_from_records
+from fxcost.pytorch.tensors import fake_tensor, output_specs
+from fxcost.pytorch.tracers import export, symbolic
+from fxcost.pytorch.working_copy import fakeify
+from fxcost.report.kinds import TRACERS, Method, Mode
+from fxcost.report.records import Edge, Fallback, InputSpec, OpaqueModule, Row, TensorSpec, TraceInfo
+from fxcost.report.report import Report, Sweep
+
+Shape = Sequence[int]
+
+#: ``--tracer`` names: ``auto`` and the three tracers, as the CLI spells them
+TRACER_NAMES = {"symbolic": Method.SYMBOLIC, "export": Method.EXPORT, "eager": Method.EAGER}
+
+
+@dataclass
+class _Job:
+    """One tracer's attempt: the working copy, its inputs, and how to count."""
+
+    shadow: nn.Module
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    recorder: OpRecorder
+    conv: Convention
+    inputs: list[InputSpec]
+    leaves: set[str]
+    real: bool
+
+    @property
+    def mode(self) -> Mode:
+        return Mode.REAL if self.real else Mode.META
+
+
+@dataclass
+class _Run:
+    """What one tracer produced."""
+
+    rows: list[Row]
+    edges: list[Edge]
+    outputs: tuple[TensorSpec, ...]
+    trace: TraceInfo
+    mode: Mode
+
+
+def analyze(
+    model: nn.Module,
+    input_size: Shape | Sequence[Shape] | None = None,
+    example_inputs: Any = None,
+    example_kwargs: dict[str, Any] | None = None,
+    convention: str | Convention = "fxcost",
+    *,
+    real: bool = False,
+    strict: bool = False,
+    name: str | None = None,
+    tracer: str = "auto",
+    leaves: Sequence[str] = (),
+    registry: FormulaRegistry | None = None,
+) -> Report:
+    """Analyze ``model`` without running it for real, and return a :class:`Report`.
+
+    ``input_size`` is one shape or a list of shapes (float32); ``example_inputs`` a tensor or a
+    tuple of positional arguments (real, fake or meta tensors, or nested dicts/lists of them:
+    only shapes and dtypes are used); ``example_kwargs`` keyword arguments (tensors or plain
+    values). ``real=True`` runs real tensors on a copy of the model. ``strict=True`` raises
+    :class:`UnsupportedOpError` when an op has no formula. ``registry``: the aten formulas to
+    count with (a copy of :data:`fxcost.DEFAULT_REGISTRY`, extended), default that one.
+
+    ``tracer`` picks how the model becomes a graph: ``"auto"`` (symbolic tracing, keeping
+    untraceable submodules opaque; else ``torch.export``; else running op by op),
+    ``"symbolic"``, ``"export"`` or ``"eager"``. ``leaves`` names modules (paths or class names)
+    to keep whole: one row per call, its ops still counted (FX does not trace into them). The
+    report's ``trace`` says which method ran, which modules were opaque and why, and why earlier
+    methods failed. The model is never modified: analysis runs on a weightless copy (a full
+    copy with ``real``).
+    """
+    if not isinstance(model, nn.Module):
+        raise InputSpecError(f"analyze() needs an nn.Module, got {type(model).__name__}", hint="pass the model object, e.g. fxcost.analyze(MyNet(), input_size=(1, 3, 224, 224))")
+    if tracer != "auto" and tracer not in TRACER_NAMES:
+        raise InputSpecError(f"unknown tracer {tracer!r}", hint=f"one of: {', '.join(['auto', *TRACER_NAMES])}")
+    conv = get_convention(convention)
+    args = normalize_inputs(input_size, example_inputs)
+    kwargs = dict(example_kwargs or {})
+    if not args and not kwargs:
+        raise InputSpecError("no inputs given", hint="pass input_size=(1, 3, 224, 224) or --input 1x3x224x224")
+    prepare = prepare_real if real else prepare_meta
+    leaf_set = leaf_paths(model, leaves)
+    recorder = OpRecorder(registry or ATEN)
+    methods = list(TRACER_NAMES) if tracer == "auto" else [tracer]
+    fallbacks: list[Fallback] = []
+    errors: list[FxcostError] = []
+    for i, method in enumerate(methods):
+        # a fresh copy for each method: a failed attempt may have left state on the last one
+        shadow, margs, mkwargs = prepare(model, args, kwargs)
+        job = _Job(shadow, margs, mkwargs, recorder, conv, input_specs(shadow.forward, margs, mkwargs), leaf_set, real)
+        try:
+            run = _STRATEGIES[TRACER_NAMES[method]](job)
+            break
+        except FxcostError as e:
+            errors.append(e)
+            if isinstance(e, TraceError) and i < len(methods) - 1:
+                fallbacks.append(Fallback(method, e.message))
+                continue
+            if fallbacks:
+                raise all_failed(type(model).__name__, methods, errors) from e
+            raise
+    trace = replace(run.trace, fallbacks=tuple(fallbacks))
+    unsupported = unsupported_ops(run.rows)
+    if strict and unsupported:
+        listed = "; ".join(f"{u.op} in {u.where!r} (x{u.count})" for u in unsupported[:10])
+        raise UnsupportedOpError(
+            f"{len(unsupported)} unsupported op use(s): {listed}",
+            hint="drop --strict to get a report that lists them, or add a formula (docs/architecture.md)",
+        )
+    return Report(
+        model=name or type(model).__name__,
+        convention=conv.name,
+        inputs=tuple(job.inputs),
+        layers=tuple(run.rows),
+        memory=memory_summary(run.rows, job.inputs, conv),
+        unsupported=tuple(unsupported),
+        trace=trace,
+        module_types={path: class_name(m) for path, m in job.shadow.named_modules() if path},
+        mode=run.mode,
+        outputs=run.outputs,
+        edges=tuple(run.edges),
+    )
+
+
+def _with_fake_retry(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, Any], Any], _Run]) -> _Run:
+    """Meta tensors first: no data, and several times faster than FakeTensorMode. A forward that
+    makes CPU tensors of its own (``torch.zeros(3)``) cannot mix them with meta ones, so it runs
+    again on fake tensors, which have a device but no data. A genuine shape error fails there
+    again, with the same message."""
+    try:
+        return attempt(job.args, job.kwargs, contextlib.nullcontext())
+    except ShapeError as e:
+        if job.real or not needs_fake(e):  # real tensors have a device already: nothing to retry
+            raise
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    fakeify(job.shadow, fake_mode)
+    fake_args, fake_kwargs = tree_map(lambda x: fake_tensor(x, fake_mode), (job.args, job.kwargs))
+    run = attempt(fake_args, fake_kwargs, fake_mode)
+    run.mode = Mode.FAKE
+    return run
+
+
+def _symbolic(job: _Job) -> _Run:
+    _, concrete = graph_inputs(job.shadow.forward, job.args, job.kwargs)
+    recorder = job.recorder
+
+    def attempt(a: tuple[Any, ...], kw: dict[str, Any], context: Any) -> _Run:
+        vals, _ = graph_inputs(job.shadow.forward, a, kw)
+        with recorder:  # ops run while tracing (on buffers or constants alone) are folded into constants
+            traced = symbolic(job.shadow, concrete_args=concrete or None, leaves=job.leaves, each_attempt=recorder.take)
+        folded = recorder.take()
+        interp = RecordingInterpreter(traced.root, traced.graph, recorder, opaque=set(traced.opaque))
+        with naming_module("propagating shapes"), context, torch.no_grad(), recorder:
+            out = interp.run(*vals)
+        opaque = tuple(OpaqueModule(p, type(traced.root.get_submodule(p)).__name__, r) for p, r in traced.opaque.items())
+        trace = TraceInfo(traced.method, graph_nodes=len(traced.graph.nodes), opaque=opaque)
+        rows, edges = graph_rows(traced.root, interp.records, job.conv, folded=folded)
+        return _Run(rows, edges, output_specs(out), trace, job.mode)
+
+    return _with_fake_retry(job, attempt)
+
+
+def _export(job: _Job) -> _Run:
+    shadow, recorder = job.shadow, job.recorder
+    # export flattens keyword arguments in forward's order
+    order = list(inspect.signature(shadow.forward).parameters)
+    kwargs = {k: job.kwargs[k] for k in sorted(job.kwargs, key=lambda k: order.index(k) if k in order else len(order))}
+    with recorder:
+        traced = export(shadow, job.args, kwargs)
+    recorder.take()  # export runs the forward once to trace it; that run is not the analysis
+    flat = tree_flatten((job.args, kwargs))[0]
+    placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
+    if len(flat) != len(placeholders):
+        raise TraceError(f"torch.export's graph takes {len(placeholders)} inputs where fxcost has {len(flat)}")
+    interp = RecordingInterpreter(traced.runner or shadow, traced.graph, recorder)
+    with naming_module("propagating shapes"), torch.no_grad(), recorder:
+        out = interp.run(*flat)
+    segments, flow = segments_from_records(shadow, interp.records, job.leaves)
+    rows, edges = segment_graph_rows(shadow, job.inputs, segments, flow, job.conv)
+    return _Run(rows, edges, output_specs(out), TraceInfo(Method.EXPORT, graph_nodes=len(traced.graph.nodes)), job.mode)
+
+
+def _eager(job: _Job) -> _Run:
+    def attempt(a: tuple[Any, ...], kw: dict[str, Any], context: Any) -> _Run:
+        with naming_module("running the model op by op"), context, torch.no_grad(), job.recorder:
+            segments, flow, out = run_eager(job.shadow, a, kw, job.recorder, job.leaves)
+        rows, edges = segment_graph_rows(job.shadow, job.inputs, segments, flow, job.conv)
+        return _Run(rows, edges, output_specs(out), TraceInfo(Method.EAGER, segments=len(segments)), job.mode)
+
+    return _with_fake_retry(job, attempt)
+
+
+_STRATEGIES: dict[Method, Callable[[_Job], _Run]] = {Method.SYMBOLIC: _symbolic, Method.EXPORT: _export, Method.EAGER: _eager}
+assert set(_STRATEGIES) == set(TRACERS)
+
+
+def sweep(model: nn.Module, input_sizes: Sequence[Any], **kwargs: Any) -> Sweep:
+    """Analyze one model at several input sizes (each item: a shape or a tuple of inputs)."""
+    reports = []
+    for item in input_sizes:
+        if isinstance(item, torch.Tensor) or (isinstance(item, (tuple, list)) and item and isinstance(item[0], torch.Tensor)):
+            reports.append(analyze(model, example_inputs=item, **kwargs))
+        else:
+            reports.append(analyze(model, input_size=item, **kwargs))
+    return Sweep(tuple(reports))

@@ -1,0 +1,96 @@
+"""Shape propagation that records, for every FX node, the aten ops it dispatched.
+
+A ``torch.fx.Interpreter`` runs the graph node by node (on meta or fake tensors) under the
+:class:`~fxcost.pytorch.recorder.OpRecorder`, and keeps one :class:`NodeRecord` per node: its
+outputs, which of them it newly allocated (views and in-place results share a storage already
+seen), and its ops. An opaque module's node runs op by op (:mod:`fxcost.pytorch.eager`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+import torch.fx as fx
+from torch import nn
+
+from fxcost.errors import FxcostError, ShapeError
+from fxcost.pytorch.diagnosis import ModuleRunError, failure_message, hint_for
+from fxcost.pytorch.eager import Segment, SegmentTracker
+from fxcost.pytorch.recorder import OpRecorder
+from fxcost.pytorch.tensors import spec_of, storage_of, tensors_in
+from fxcost.pytorch.tracers import META_KEY
+from fxcost.report.records import OpCost, TensorSpec
+
+
+@dataclass
+class NodeRecord:
+    """What one node did: its outputs, which of them it newly allocated, and its ops; for an
+    opaque module's node, the segments its ops ran in."""
+
+    node: fx.Node
+    outputs: tuple[TensorSpec, ...]
+    allocated: tuple[bool, ...]
+    ops: tuple[OpCost, ...]
+    segments: tuple[Segment, ...] = ()
+    segment_edges: tuple[tuple[int, int, TensorSpec], ...] = ()  # data flow between the segments
+
+
+class RecordingInterpreter(fx.Interpreter):
+    """Runs a GraphModule and keeps one :class:`NodeRecord` per node."""
+
+    def __init__(self, root: nn.Module, graph: fx.Graph, recorder: OpRecorder, opaque: Collection[str] = ()) -> None:
+        """``opaque``: paths of module calls to run op by op (see :class:`SegmentTracker`)."""
+        super().__init__(root, graph=graph)
+        self.recorder = recorder
+        self.opaque = opaque
+        self.records: list[NodeRecord] = []
+        self._segments: tuple[Segment, ...] = ()
+        self._edges: tuple[tuple[int, int, TensorSpec], ...] = ()
+
+    def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
+        if target not in self.opaque:
+            return super().call_module(target, args, kwargs)
+        module = self.fetch_attr(target)
+        with SegmentTracker(module, target, self.recorder, seen=tensors_in((args, kwargs))) as tracker, tracker.naming_failures():
+            result = module(*args, **kwargs)
+        self._segments, self._edges = tuple(tracker.segments), tuple(tracker.edges)
+        return result
+
+    def run_node(self, n: fx.Node) -> Any:
+        inputs = [self.env[a] for a in n.all_input_nodes]
+        input_tensors = [t for v in inputs for t in tensors_in(v)]
+        self.recorder.take()
+        try:
+            result = super().run_node(n)
+        except (FxcostError, ModuleRunError):
+            raise
+        except Exception as e:
+            shapes = tuple(tuple(t.shape) for t in input_tensors)
+            where = n.meta.get(META_KEY, {}).get("module_path") or n.name
+            what = str(n.target) if n.op == "call_module" else f"{n.op} {n.name}"
+            typ = type(self.module.get_submodule(str(n.target))).__name__ if n.op == "call_module" else ""
+            raise ShapeError(
+                failure_message(f"layer {where!r} ({typ or what})", shapes, e),
+                node=n.name,
+                module_path=where,
+                input_shapes=shapes,
+                hint=hint_for(e),
+            ) from e
+        ops = self.recorder.take()
+        seen = {s for s in map(storage_of, input_tensors) if s is not None}
+        outs = tensors_in(result)
+        specs = tuple(map(spec_of, outs))
+        allocated = []
+        for t in outs:
+            s = storage_of(t)
+            allocated.append(s is not None and s not in seen)
+            if s is not None:
+                seen.add(s)  # a tuple that returns one buffer twice allocates it once
+        segments, self._segments = self._segments, ()
+        edges, self._edges = self._edges, ()
+        self.records.append(
+            NodeRecord(n, specs, tuple(allocated), ops, segments, edges)
+        )
+        return result

@@ -1,0 +1,76 @@
+"""The op recorder: a ``TorchDispatchMode`` that prices every aten op dispatched while it is
+active, after composite ops have been decomposed, so ``nn.Conv2d``, ``F.conv2d`` and a custom
+module calling ``torch.conv2d`` all reach ``aten::convolution`` and are counted by one formula.
+Costs are computed from shapes as each op runs; no tensor is kept."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
+
+from fxcost.counting.registry import FormulaRegistry
+from fxcost.errors import FxcostError
+from fxcost.report.kinds import Fate
+from fxcost.report.records import OpCost
+
+
+def _shape_only(x: Any) -> Any:
+    return x.shape if isinstance(x, torch.Tensor) else x
+
+
+# matmul and convolution kernels need one dtype for all operands
+_SAME_DTYPE = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mv", "aten::addmv",
+                         "aten::dot", "aten::convolution", "aten::_convolution"})
+
+
+class OpRecorder(TorchDispatchMode):
+    """Counts every aten op dispatched while it is active into the current node's tally."""
+
+    def __init__(self, registry: FormulaRegistry) -> None:
+        super().__init__()
+        self.registry = registry
+        self._tally: dict[str, list[Any]] = {}
+        self._fates: dict[Any, tuple[str, Fate, Any, str]] = {}
+
+    def take(self) -> tuple[OpCost, ...]:
+        """The ops tallied so far, and a fresh tally."""
+        tally, self._tally = self._tally, {}
+        return tuple(OpCost(name, n, macs, flops, fate, reason) for name, (n, macs, flops, fate, reason) in tally.items())
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        fate_entry = self._fates.get(func)
+        if fate_entry is None:
+            name = func._schema.name
+            fate, fn, reason = self.registry.lookup(name)
+            fate_entry = self._fates[func] = (name, fate, fn, reason)
+        name, fate, fn, reason = fate_entry
+        if name in _SAME_DTYPE:
+            dtypes = {a.dtype for a in args if isinstance(a, torch.Tensor)}
+            if len(dtypes) > 1:  # meta kernels do not check this; real CPU/GPU kernels refuse it
+                raise RuntimeError(f"{name} got operands of different dtype: {', '.join(sorted(map(str, dtypes)))}")
+        macs = flops = 0
+        if fn is not None:  # Fate.FORMULA
+            s_args, s_kwargs, s_out = tree_map(_shape_only, (tuple(args), kwargs, out))
+            s_kwargs.pop("out", None)
+            try:
+                cost = fn(*s_args, out=s_out, **s_kwargs)
+            except Exception as e:  # a formula bug must not pass as a zero
+                raise FxcostError(
+                    f"fxcost's formula for {name} failed on shapes {s_args}: {type(e).__name__}: {e}",
+                    hint="this is a bug in fxcost; please report it with the model",
+                ) from e
+            macs, flops = cost.macs, cost.flops
+        entry = self._tally.get(name)
+        if entry is None:
+            self._tally[name] = [1, macs, flops, fate, reason]
+        else:
+            entry[0] += 1
+            entry[1] += macs
+            entry[2] += flops
+        return out

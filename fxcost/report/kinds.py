@@ -1,0 +1,58 @@
+"""The vocabularies of a report: each is one enum, spelled the same in the CLI, the records and
+the JSON (a member *is* its string: ``Fate.FREE == "free"``)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Fate(StrEnum):
+    """What an op costs: a formula's count, nothing (with a reviewed reason), or unknown."""
+
+    FORMULA = "formula"
+    FREE = "free"
+    UNSUPPORTED = "unsupported"
+
+
+class RowKind(StrEnum):
+    """What a row of the report stands for."""
+
+    INPUT = "input"  # a model input
+    MODULE = "module"  # a leaf module's call (or a module kept whole)
+    FUNCTION = "function"  # a torch function called in a forward (an ONNX node in a file without modules)
+    METHOD = "method"  # a tensor method called in a forward
+    ATTRIBUTE = "attribute"  # a parameter or buffer read by the graph
+    CODE = "code"  # the work a module with children does in its own code
+    CONSTANT = "constant"  # ops folded into constants while tracing
+    UNUSED = "unused"  # parameters and buffers no op read
+    GROUP = "group"  # a roll-up of several rows
+
+
+class Method(StrEnum):
+    """How the graph was obtained: the PyTorch route's three tracers, or an ONNX file."""
+
+    SYMBOLIC = "symbolic_trace"
+    EXPORT = "export"
+    EAGER = "eager"
+    ONNX = "onnx"
+
+
+#: the tracers a user can ask for (``--tracer``), in the order ``auto`` tries them
+TRACERS = (Method.SYMBOLIC, Method.EXPORT, Method.EAGER)
+
+
+class Mode(StrEnum):
+    """The tensors the analysis ran on."""
+
+    META = "meta"  # no data, no device
+    FAKE = "fake"  # FakeTensorMode: a device, no data
+    REAL = "real"  # real tensors on a copy of a model with weights
+    ONNX = "onnx"  # an ONNX file's shape inference
+
+
+class View(StrEnum):
+    """What a report's rows are: one per graph node, or roll-ups."""
+
+    LAYER = "layer"
+    MODULE = "module"
+    TYPE = "type"

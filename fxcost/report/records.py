@@ -1,0 +1,362 @@
+"""The records a report is made of: frozen, exact integers, no formatting.
+
+This module (with the rest of :mod:`fxcost.report`'s data model) imports nothing else from
+fxcost. :class:`Counts` is the one list of the metrics that add up: totals, roll-ups, review
+budgets and comparisons iterate its fields, so a new metric is added there and nowhere else.
+
+Serialization is generic: a :class:`Record` writes the keys its ``JSON`` names, in that order
+(fields or properties), and reads back the fields among them, converting by the fields' types.
+Records whose JSON is shaped differently from their fields (:class:`Row`, the report itself)
+say so in their own ``to_dict``/``from_dict``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from typing import Any, ClassVar, TypeVar
+
+from fxcost.report.kinds import Fate, Method, RowKind
+
+SCHEMA_VERSION = 1
+
+R = TypeVar("R", bound="Record")
+
+
+def within(path: str, module: str) -> bool:
+    """Whether ``path`` is the module ``module`` or lies inside it (``features.3`` in ``features``;
+    ``features10`` is not)."""
+    return path == module or path.startswith(module + ".")
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON data: records as dicts, tuples as lists, enum members as their values."""
+    if isinstance(value, Record):
+        return value.to_dict()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (tuple, list)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def _convert(value: Any, hint: Any) -> Any:
+    """JSON data back into the type ``hint`` names (the inverse of :func:`plain`)."""
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _convert(value, options[0]) if len(options) == 1 else value
+    if origin is tuple:
+        args = typing.get_args(hint)
+        item = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+        if item is not None:
+            return tuple(_convert(v, item) for v in value)
+        return tuple(_convert(v, a) for v, a in zip(value, args, strict=True))
+    if isinstance(hint, type) and issubclass(hint, Record):
+        return hint.from_dict(value)
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return hint(value)
+    return value
+
+
+class Record:
+    """A frozen dataclass written as the keys ``JSON`` names, in that order (default: its fields)."""
+
+    JSON: ClassVar[tuple[str, ...] | None] = None
+    #: fields left out of the JSON when they hold their default (``OpCost.reason``)
+    OMIT_DEFAULT: ClassVar[tuple[str, ...]] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        keys = self.JSON if self.JSON is not None else tuple(f.name for f in fields(self))  # type: ignore[arg-type]
+        out = {}
+        defaults = {f.name: f.default for f in fields(self)}  # type: ignore[arg-type]
+        for k in keys:
+            v = getattr(self, k)
+            if k in self.OMIT_DEFAULT and v == defaults[k]:
+                continue
+            out[k] = plain(v)
+        return out
+
+    @classmethod
+    def from_dict(cls: type[R], d: dict[str, Any]) -> R:
+        hints = typing.get_type_hints(cls)
+        given = {f.name: _convert(d[f.name], hints[f.name]) for f in fields(cls) if f.name in d}  # type: ignore[arg-type]
+        return cls(**given)
+
+
+@dataclass(frozen=True)
+class TensorSpec(Record):
+    """Shape and dtype of one tensor, without data."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
+class InputSpec(Record):
+    """One model input as the analysis saw it."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class OpCost(Record):
+    """The ops of one kind that one row dispatched, and what they cost."""
+
+    op: str
+    count: int
+    macs: int
+    flops: int
+    fate: Fate
+    reason: str = ""
+
+    OMIT_DEFAULT = ("reason",)
+
+
+def merge_ops(ops: Iterable[OpCost]) -> tuple[OpCost, ...]:
+    """Ops of the same name added together, in the order each name first appears."""
+    merged: dict[str, OpCost] = {}
+    for o in ops:
+        prev = merged.get(o.op)
+        merged[o.op] = (
+            o
+            if prev is None
+            else dataclasses.replace(prev, count=prev.count + o.count, macs=prev.macs + o.macs, flops=prev.flops + o.flops)
+        )
+    return tuple(merged.values())
+
+
+#: a Counts field a row's JSON leaves out (the report's totals carry it)
+_TOTALS_ONLY = {"row": False}
+
+
+@dataclass(frozen=True)
+class Counts(Record):
+    """Every metric that adds up across rows, as exact integers: the one list of them.
+
+    Parameters are counted once per distinct tensor (tied weights once); ``weight_params`` and
+    ``bias_params`` split ``params`` by name (a parameter named ``...bias`` is a bias).
+    """
+
+    params: int = 0
+    weight_params: int = 0
+    bias_params: int = 0
+    trainable_params: int = 0
+    buffers: int = 0
+    param_bytes: int = field(default=0, metadata=_TOTALS_ONLY)
+    buffer_bytes: int = field(default=0, metadata=_TOTALS_ONLY)
+    macs: int = 0
+    flops: int = 0
+    activation_elements: int = 0
+    activation_bytes: int = 0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(*(getattr(self, n) + getattr(other, n) for n in self.names()))
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The metrics, in order."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def row_names(cls) -> tuple[str, ...]:
+        """The metrics a row's JSON carries."""
+        return tuple(f.name for f in fields(cls) if f.metadata.get("row", True))
+
+    @classmethod
+    def total(cls, items: Iterable[Counts]) -> Counts:
+        sums = dict.fromkeys(cls.names(), 0)
+        for c in items:
+            for n in sums:
+                sums[n] += getattr(c, n)
+        return cls(**sums)
+
+    @property
+    def non_trainable_params(self) -> int:
+        return self.params - self.trainable_params
+
+    def to_dict(self) -> dict[str, int]:
+        """The totals' layout: torchinfo's order, trainable and non-trainable right after params."""
+        d = {n: getattr(self, n) for n in self.names()}
+        head = {"params": d.pop("params"), "trainable_params": d.pop("trainable_params"),
+                "non_trainable_params": self.non_trainable_params}
+        return {**head, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Counts:
+        return cls(**{n: int(d[n]) for n in cls.names() if n in d})
+
+
+#: the Counts names, for delegation from rows
+_METRICS = frozenset(Counts.names()) | {"non_trainable_params"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the report: a graph node, or a roll-up of several.
+
+    ``name`` is the row's qualified name: the module path for a module call
+    (``features.3.0``), the enclosing module path plus the FX node name for a function
+    (``features.3.add``), the input's name for an input. Its metrics are ``counts``, also
+    readable as attributes (``row.macs``).
+    """
+
+    id: int
+    name: str
+    type: str
+    kind: RowKind
+    module_path: str
+    output: tuple[TensorSpec, ...] = ()
+    kernel_size: tuple[int, ...] | None = None
+    stride: tuple[int, ...] | None = None
+    counts: Counts = Counts()
+    ops: tuple[OpCost, ...] = ()
+    members: int = 1  # how many graph nodes this row stands for
+    #: a module call's hyperparameters as built (out_channels, dilation, groups...), as text
+    hparams: tuple[tuple[str, str], ...] = ()
+
+    def __getattr__(self, name: str) -> int:
+        # only reached when normal lookup fails: the metrics live in ``counts``
+        if name in _METRICS:
+            return int(getattr(self.counts, name))
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.output[0].shape if self.output else ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": self.type,
+            "kind": self.kind.value,
+            "module_path": self.module_path,
+            "output_shape": list(self.output_shape),
+            "outputs": plain(self.output),
+            "kernel_size": plain(self.kernel_size),
+            "stride": plain(self.stride),
+            **{n: getattr(self.counts, n) for n in Counts.row_names()},
+            "members": self.members,
+            "hparams": dict(self.hparams),
+            "ops": plain(self.ops),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Row:
+        return cls(
+            id=int(d["id"]), name=d["name"], type=d["type"], kind=RowKind(d["kind"]), module_path=d["module_path"],
+            output=tuple(TensorSpec.from_dict(t) for t in d["outputs"]),
+            kernel_size=None if d["kernel_size"] is None else tuple(d["kernel_size"]),
+            stride=None if d["stride"] is None else tuple(d["stride"]),
+            counts=Counts.from_dict(d), ops=tuple(OpCost.from_dict(o) for o in d["ops"]),
+            members=int(d["members"]), hparams=tuple((str(k), str(v)) for k, v in d["hparams"].items()),
+        )
+
+
+@dataclass(frozen=True)
+class MemorySummary(Record):
+    """The torchsummary-style size block, in bytes, as the report's convention defines it."""
+
+    input_bytes: int
+    forward_backward_bytes: int
+    params_bytes: int
+    total_bytes: int
+
+
+@dataclass(frozen=True)
+class Edge(Record):
+    """A tensor that flows from one row to another (row ids of the same view)."""
+
+    src: int
+    dst: int
+    shape: tuple[int, ...] = ()
+    dtype: str = ""
+
+
+@dataclass(frozen=True)
+class UnsupportedOp(Record):
+    """An op with no formula and no reviewed zero-cost reason, and where it ran."""
+
+    op: str
+    where: str
+    count: int
+
+
+@dataclass(frozen=True)
+class OpaqueModule(Record):
+    """A module symbolic tracing could not enter: it ran op by op, and why."""
+
+    module: str
+    type: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Fallback(Record):
+    """A tracer that failed before the one that ran, and its error."""
+
+    tracer: str
+    error: str
+
+
+@dataclass(frozen=True)
+class OnnxSource(Record):
+    """The ONNX file a report was counted from."""
+
+    file: str
+    opset: int | None
+    producer: str
+    structure_only: bool
+    constants: int  # initializers that are neither parameters nor buffers
+
+
+@dataclass(frozen=True)
+class TraceInfo:
+    """How the graph was obtained: the method, its size, and what did not go as planned."""
+
+    method: Method
+    graph_nodes: int | None = None  # symbolic and export: nodes of the graph
+    segments: int | None = None  # eager: module calls that did work
+    onnx: OnnxSource | None = None
+    notes: tuple[str, ...] = ()
+    opaque: tuple[OpaqueModule, ...] = ()
+    fallbacks: tuple[Fallback, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"method": self.method.value}
+        for k in ("graph_nodes", "segments"):
+            if getattr(self, k) is not None:
+                d[k] = getattr(self, k)
+        if self.onnx is not None:
+            d.update(self.onnx.to_dict())
+        for k in ("notes", "opaque", "fallbacks"):
+            if getattr(self, k):
+                d[k] = plain(getattr(self, k))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TraceInfo:
+        onnx = OnnxSource.from_dict(d) if "file" in d else None
+        return cls(
+            method=Method(d["method"]), graph_nodes=d.get("graph_nodes"), segments=d.get("segments"), onnx=onnx,
+            notes=tuple(d.get("notes", ())), opaque=tuple(OpaqueModule.from_dict(o) for o in d.get("opaque", ())),
+            fallbacks=tuple(Fallback.from_dict(f) for f in d.get("fallbacks", ())),
+        )

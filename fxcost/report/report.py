@@ -1,0 +1,144 @@
+"""The result of one analysis, and its queries: totals, roll-ups by module, groups by type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from fxcost.report.kinds import Method, Mode, RowKind, View
+from fxcost.report.records import (
+    SCHEMA_VERSION,
+    Counts,
+    Edge,
+    InputSpec,
+    MemorySummary,
+    Row,
+    TensorSpec,
+    TraceInfo,
+    UnsupportedOp,
+    merge_ops,
+    within,
+)
+
+
+@dataclass(frozen=True)
+class Report:
+    """The result of one analysis: per-row records plus queries over them.
+
+    ``layers`` holds one row per graph node (``view == View.LAYER``) or one per group after
+    :meth:`by_module` / :meth:`by_type`. Totals never change with the view.
+    """
+
+    model: str
+    convention: str
+    inputs: tuple[InputSpec, ...]
+    layers: tuple[Row, ...]
+    memory: MemorySummary
+    unsupported: tuple[UnsupportedOp, ...] = ()
+    trace: TraceInfo = TraceInfo(Method.SYMBOLIC)
+    #: class name of every module in the model, by path: names the rows of :meth:`by_module`
+    module_types: dict[str, str] = field(default_factory=dict)
+    mode: Mode = Mode.META
+    #: every tensor the model returned, in order (nested outputs flattened)
+    outputs: tuple[TensorSpec, ...] = ()
+    #: the data flow between rows: which row's tensor each row reads
+    edges: tuple[Edge, ...] = ()
+    view: View = View.LAYER
+    depth: int | None = None
+
+    def total(self) -> Counts:
+        return Counts.total(r.counts for r in self.layers)
+
+    def by_module(self, depth: int) -> Report:
+        """Roll rows up into their enclosing modules ``depth`` levels below the root."""
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+
+        def key(row: Row) -> str:
+            return ".".join(row.name.split(".")[:depth])
+
+        return self._grouped(key, self._module_type, View.MODULE, depth)
+
+    def collapse(self, paths: Iterable[str]) -> Report:
+        """Each module in ``paths`` becomes one row holding every row inside it (the diagram's
+        ``--depth``); other rows stay as they are. Edges follow their rows."""
+        ordered = sorted(paths, key=len)
+
+        def key(row: Row) -> str | None:
+            return next((p for p in ordered if within(row.name, p)), None)
+
+        return replace(self._grouped(key, self._module_type, View.MODULE, self.depth), view=self.view)
+
+    def by_type(self) -> Report:
+        """One row per layer type (``Conv2d``, ``Linear``, ``add``...)."""
+        return self._grouped(lambda r: r.type, lambda k: k, View.TYPE, None)
+
+    def _module_type(self, path: str) -> str:
+        return self.module_types.get(path, "Module")
+
+    def _grouped(
+        self, key: Callable[[Row], str | None], type_of: Callable[[str], str], view: View, depth: int | None
+    ) -> Report:
+        """Rows with the same key become one; a row whose key is ``None`` stays on its own."""
+        groups: dict[str | int, list[Row]] = {}
+        for r in self.layers:
+            k = key(r)
+            groups.setdefault(r.id if k is None else k, []).append(r)
+        rows = []
+        new_id: dict[int, int] = {}
+        for group, members in groups.items():
+            i = members[0].id  # a group keeps its first member's id: one id names one place in every view
+            for m in members:
+                new_id[m.id] = i
+            if isinstance(group, int) or (len(members) == 1 and members[0].name == group):
+                rows.append(members[0])
+                continue
+            rows.append(
+                Row(
+                    id=i,
+                    name=group,
+                    type=type_of(group),
+                    kind=RowKind.GROUP,
+                    module_path=group if view is View.MODULE else "",
+                    # a block's output (its last row that has one); a type has none
+                    output=next((m.output for m in reversed(members) if m.output), ()) if view is View.MODULE else (),
+                    counts=Counts.total(m.counts for m in members),
+                    ops=merge_ops(op for m in members for op in m.ops),
+                    members=sum(m.members for m in members),
+                )
+            )
+        edges: dict[tuple[int, int], Edge] = {}
+        if view is View.MODULE:  # a type has no place in the data flow
+            for e in self.edges:
+                src, dst = new_id.get(e.src), new_id.get(e.dst)
+                if src is not None and dst is not None and src != dst:
+                    edges.setdefault((src, dst), replace(e, src=src, dst=dst))
+        return replace(self, layers=tuple(rows), edges=tuple(edges.values()), view=view, depth=depth)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model,
+            "convention": self.convention,
+            "mode": self.mode.value,
+            "view": {"group_by": self.view.value, "depth": self.depth},
+            "trace": self.trace.to_dict(),
+            "inputs": [i.to_dict() for i in self.inputs],
+            "outputs": [o.to_dict() for o in self.outputs],
+            "totals": self.total().to_dict(),
+            "memory": self.memory.to_dict(),
+            "layers": [r.to_dict() for r in self.layers],
+            "unsupported": [u.to_dict() for u in self.unsupported],
+            "edges": [e.to_dict() for e in self.edges],
+        }
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One model analyzed at several input sizes (seed Q4)."""
+
+    reports: tuple[Report, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, "sweep": [r.to_dict() for r in self.reports]}

@@ -1,0 +1,82 @@
+"""The package's shape, checked: imports point one way (docs/architecture.md).
+
+Each module's imports of fxcost are read from its source (``ast``), not by importing it, so the
+check sees every import, also those inside functions. The arrows:
+
+    loading -> (nothing but errors)
+    report (the data model and its queries) -> (nothing; review's parsers raise fxcost.errors)
+    counting (the route-neutral core) -> report, errors
+    pytorch (the PyTorch route) -> counting, report, errors
+    onnx (the ONNX route) -> counting, report, errors, io; only its export and cross-check, which
+        start from a PyTorch model, reach into the PyTorch route
+    exporters -> report, errors
+    cli -> anything
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "fxcost"
+
+#: what each part of the package may import from fxcost (its own part is always allowed)
+ALLOWED = {
+    "errors": set(),
+    "_version": set(),
+    "io": {"errors"},
+    "loading": {"errors"},
+    "report": {"errors"},
+    "counting": {"report", "errors"},
+    "pytorch": {"counting", "report", "errors"},
+    "onnx": {"counting", "report", "errors", "io"},
+    "exporters": {"report", "errors"},
+    "cli": None,  # the command line calls everything
+    "__init__": None,  # the public API re-exports everything
+    "__main__": None,
+}
+#: the ONNX modules that export or cross-check a PyTorch model
+ONNX_FROM_PYTORCH = {"onnx/export.py", "onnx/crosscheck.py"}
+
+
+def _part(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0].removesuffix(".py")
+
+
+def _imports(path: Path) -> set[str]:
+    """The fxcost parts ``path`` imports (``fxcost.counting.rows`` -> ``counting``)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
+        for name in names:
+            if name == "fxcost" or not name.startswith("fxcost."):
+                continue
+            found.add(name.split(".")[1])
+    return found
+
+
+MODULES = sorted(p for p in PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_one_way(path: Path) -> None:
+    part = _part(path)
+    allowed = ALLOWED[part]
+    if allowed is None:
+        return
+    extra = {"pytorch"} if str(path.relative_to(PACKAGE)) in ONNX_FROM_PYTORCH else set()
+    wrong = _imports(path) - allowed - extra - {part}
+    assert not wrong, f"{path.relative_to(PACKAGE)} ({part}) imports {sorted(wrong)}"
+
+
+def test_the_data_model_imports_nothing_of_fxcost() -> None:
+    for name in ("kinds.py", "records.py", "report.py", "compare.py", "crosscheck.py"):
+        assert _imports(PACKAGE / "report" / name) <= {"report"}, name
+
+
+def test_every_part_is_known() -> None:
+    assert {_part(p) for p in MODULES} <= set(ALLOWED)
