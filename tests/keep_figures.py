@@ -20,6 +20,7 @@ with ``git diff --stat BASE -- tests/goldens``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -55,6 +56,35 @@ def _write(out: Path, key: str, obj: Any) -> None:
     (out / f"{key}.json").write_text(json.dumps(obj.to_dict(), indent=2) + "\n")
 
 
+def _entries(checkout: Path) -> list[tuple[str, Any, Any, bool]]:
+    """``(name, build, inputs, real)`` for every model of the checkout's zoos."""
+    import torch
+
+    from examples.zoo import HF_ZOO, ZOO
+    from tests.zoo import CASES
+
+    entries = [(e.name, e.build, e.inputs, e.name in NEEDS_REAL) for e in ZOO]
+    try:
+        import transformers  # noqa: F401
+
+        entries += [(e.name, e.build, e.inputs, False) for e in HF_ZOO]
+    except ImportError:
+        pass
+    entries += [(f"case_{c.id}", c.build, (lambda s=c.shape: ((torch.zeros(s),), {})), False) for c in CASES]
+    return entries
+
+
+def _dump_one(out: Path, key: str, analysis: Any, views: bool) -> None:
+    """The report ``analysis()`` makes, in every view (or its error: both sides must fail alike)."""
+    try:
+        report = analysis()
+    except Exception as err:
+        (out / f"{key}.error").write_text(f"{type(err).__name__}: {err}\n")
+        return
+    for view, r in (_views(report) if views else {"": report}).items():
+        _write(out, f"{key}.{view}" if view else key, r)
+
+
 def dump(out: Path, onnx_dir: Path | None, checkout: Path) -> None:
     """``checkout``'s figures: every one, one file per model, convention and view."""
     sys.path.insert(0, str(checkout))  # its fxcost, examples/ and tests/zoo.py
@@ -63,54 +93,26 @@ def dump(out: Path, onnx_dir: Path | None, checkout: Path) -> None:
     import fxcost
 
     assert Path(fxcost.__file__).is_relative_to(checkout), f"imported {fxcost.__file__}, not {checkout}'s fxcost"
-    from examples.zoo import HF_ZOO, ZOO
-    from tests.zoo import CASES
-
     out.mkdir(parents=True, exist_ok=True)
-    entries: list[tuple[str, Any, Any, Any]] = []
-    for e in ZOO:
-        entries.append((e.name, e.build, e.inputs, e.name in NEEDS_REAL))
-    try:
-        import transformers  # noqa: F401
-
-        entries += [(e.name, e.build, e.inputs, False) for e in HF_ZOO]
-    except ImportError:
-        pass
-    for c in CASES:
-        entries.append((f"case_{c.id}", c.build, (lambda s=c.shape: ((torch.zeros(s),), {})), False))
-    for name, build, inputs, real in entries:
+    for name, build, inputs, real in _entries(checkout):
         torch.manual_seed(0)
         model = build()
         args, kwargs = inputs()
         for convention in ("fxcost", "torchsummary"):
-            try:
-                report = fxcost.analyze(model, example_inputs=args, example_kwargs=kwargs, convention=convention,
-                                        real=real, name=name)
-            except Exception as err:  # a failure is a figure too: both sides must fail alike
-                (out / f"{name}.{convention}.error").write_text(f"{type(err).__name__}: {err}\n")
-                continue
-            for view, r in _views(report).items():
-                _write(out, f"{name}.{convention}.{view}", r)
+            _dump_one(out, f"{name}.{convention}", functools.partial(
+                fxcost.analyze, model, example_inputs=args, example_kwargs=kwargs, convention=convention, real=real,
+                name=name), views=True)
         if name.removeprefix("case_") in TRACER_MODELS:
             for tracer in ("symbolic", "export", "eager"):
-                try:
-                    r = fxcost.analyze(model, example_inputs=args, example_kwargs=kwargs, tracer=tracer, name=name)
-                except Exception as err:
-                    (out / f"{name}.tracer-{tracer}.error").write_text(f"{type(err).__name__}: {err}\n")
-                    continue
-                _write(out, f"{name}.tracer-{tracer}", r)
+                _dump_one(out, f"{name}.tracer-{tracer}", functools.partial(
+                    fxcost.analyze, model, example_inputs=args, example_kwargs=kwargs, tracer=tracer, name=name),
+                    views=False)
     if onnx_dir is not None:
         analyze_onnx = _analyze_onnx()
         for f in sorted(onnx_dir.glob("*.onnx")):
             for convention in ("fxcost", "torchsummary"):
-                try:
-                    r = analyze_onnx(f, convention=convention, name=f.stem)
-                except Exception as err:
-                    (out / f"onnx_{f.stem}.{convention}.error").write_text(f"{type(err).__name__}: {err}\n")
-                    continue
-                # the file's path is the only thing that may differ between the two sides' runs
-                for view, v in _views(r).items():
-                    _write(out, f"onnx_{f.stem}.{convention}.{view}", v)
+                _dump_one(out, f"onnx_{f.stem}.{convention}",
+                          functools.partial(analyze_onnx, f, convention=convention, name=f.stem), views=True)
 
 
 def export_onnx_models(out: Path) -> None:

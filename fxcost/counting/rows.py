@@ -57,13 +57,13 @@ def _elements(spec: TensorSpec, per_sample: bool) -> int:
     return spec.numel
 
 
-def sizes(specs: Iterable[TensorSpec], conv: Convention) -> tuple[int, int]:
-    """Elements and bytes of ``specs`` as ``conv`` counts them (per sample or not, its element size)."""
+def sizes(specs: Iterable[TensorSpec], convention: Convention) -> tuple[int, int]:
+    """Elements and bytes of ``specs`` as ``convention`` counts them (per sample or not, its element size)."""
     elements = nbytes = 0
     for s in specs:
-        e = _elements(s, conv.per_sample)
+        e = _elements(s, convention.per_sample)
         elements += e
-        nbytes += e * (conv.bytes_per_element or dtype_bytes(s.dtype))
+        nbytes += e * (convention.bytes_per_element or dtype_bytes(s.dtype))
     return elements, nbytes
 
 
@@ -74,8 +74,8 @@ class RowBuilder:
     """Builds a report's rows in order (a row's id is its position), handing out each weight once
     and sizing each row's activations under one convention."""
 
-    def __init__(self, conv: Convention) -> None:
-        self.conv = conv
+    def __init__(self, convention: Convention) -> None:
+        self.convention = convention
         self.rows: list[Row] = []
         self._claimed: set[Hashable] = set()
 
@@ -115,12 +115,12 @@ class RowBuilder:
         returned, when it is a leaf module's call (or an input); the convention picks which
         count as its activations. ``weights``: what it uses (claimed here when no row did
         before); ``claimed``: counts the caller claimed already (:meth:`claim`)."""
-        conv = self.conv
-        if kind == RowKind.INPUT and not conv.inputs_are_activations:
+        convention = self.convention
+        if kind == RowKind.INPUT and not convention.inputs_are_activations:
             counted: Sequence[TensorSpec] = ()
         else:
-            counted = leaf_outputs if conv.activation_rule is ActivationRule.LEAF_OUTPUTS else allocated
-        elements, nbytes = sizes(counted, conv)
+            counted = leaf_outputs if convention.activation_rule is ActivationRule.LEAF_OUTPUTS else allocated
+        elements, nbytes = sizes(counted, convention)
         work = Counts(macs=sum(o.macs for o in ops), flops=sum(o.flops for o in ops),
                       activation_elements=elements, activation_bytes=nbytes)
         row = Row(id=len(self.rows), name=name, type=type, kind=kind, module_path=module_path, output=output,
@@ -145,12 +145,12 @@ def unsupported_ops(rows: Iterable[Row]) -> list[UnsupportedOp]:
     return [UnsupportedOp(o.op, r.name, o.count) for r in rows for o in r.ops if o.fate == Fate.UNSUPPORTED]
 
 
-def memory_summary(rows: Sequence[Row], inputs: Iterable[InputSpec], conv: Convention) -> MemorySummary:
-    """The torchsummary-style size block under ``conv``."""
-    _, input_bytes = sizes((TensorSpec(i.shape, i.dtype) for i in inputs), conv)
+def memory_summary(rows: Sequence[Row], inputs: Iterable[InputSpec], convention: Convention) -> MemorySummary:
+    """The torchsummary-style size block under ``convention``."""
+    _, input_bytes = sizes((TensorSpec(i.shape, i.dtype) for i in inputs), convention)
     activation_bytes = sum(r.activation_bytes for r in rows if r.kind != RowKind.INPUT)
     params = sum(r.params for r in rows)
-    params_bytes = params * conv.bytes_per_element if conv.bytes_per_element else sum(r.param_bytes for r in rows)
-    buffer_bytes = sum(r.buffer_bytes for r in rows) if conv.buffers_in_total else 0
-    fb = conv.backward_factor * activation_bytes
+    params_bytes = params * convention.bytes_per_element if convention.bytes_per_element else sum(r.param_bytes for r in rows)
+    buffer_bytes = sum(r.buffer_bytes for r in rows) if convention.buffers_in_total else 0
+    fb = convention.backward_factor * activation_bytes
     return MemorySummary(input_bytes, fb, params_bytes, input_bytes + fb + params_bytes + buffer_bytes)

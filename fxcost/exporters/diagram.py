@@ -23,7 +23,7 @@ from typing import Any
 
 from fxcost.errors import OutputError
 from fxcost.exporters.tables import dims, human
-from fxcost.report.kinds import View
+from fxcost.report.kinds import RowKind, View
 from fxcost.report.records import Row, within
 from fxcost.report.report import Report
 
@@ -94,38 +94,42 @@ class Roll:
     members: list[str]
 
 
-def find_rolls(report: Report, h: Hierarchy) -> list[Roll]:
-    """Runs of consecutive sibling modules whose rows form isomorphic graphs (2 or more)."""
+def _structure(report: Report, rows: list[Row]) -> Any:
+    """The rows of one module as a graph whose nodes are labelled with everything that counts."""
     import networkx as nx
 
+    g = nx.DiGraph()
+    ids = {r.id for r in rows}
+    for r in rows:
+        ops = ",".join(f"{o.op}:{o.count}" for o in r.ops)
+        g.add_node(r.id, label=f"{r.type}|{r.kind}|{dims(list(r.output_shape))}|{r.params}|{r.macs}|{r.flops}|{r.hparams}|{ops}")
+    g.add_edges_from((e.src, e.dst) for e in report.edges if e.src in ids and e.dst in ids)
+    return g
+
+
+def _same_structure(a: Any, b: Any) -> bool:
+    import networkx as nx
+
+    with warnings.catch_warnings():  # networkx 3.5 notes that directed hashes changed; both sides use one version
+        warnings.simplefilter("ignore", UserWarning)
+        if nx.weisfeiler_lehman_graph_hash(a, node_attr="label") != nx.weisfeiler_lehman_graph_hash(b, node_attr="label"):
+            return False
+    return bool(nx.is_isomorphic(a, b, node_match=lambda x, y: x["label"] == y["label"]))
+
+
+def find_rolls(report: Report, h: Hierarchy) -> list[Roll]:
+    """Runs of consecutive sibling modules whose rows form isomorphic graphs (2 or more), each
+    module reading what the one before it made (a chain, not parallel branches)."""
     rows_in: dict[str, list[Row]] = {}
     for r in report.layers:
-        if r.kind in ("input", "unused"):
+        if r.kind in (RowKind.INPUT, RowKind.UNUSED):
             continue
-        for a in h.ancestors(r.name if r.kind in ("module", "group") else r.module_path):
+        for a in h.ancestors(r.name if r.kind in (RowKind.MODULE, RowKind.GROUP) else r.module_path):
             rows_in.setdefault(a, []).append(r)
 
-    def graph(path: str) -> Any:
-        g = nx.DiGraph()
-        rows = rows_in.get(path, [])
-        ids = {r.id for r in rows}
-        for r in rows:
-            ops = ",".join(f"{o.op}:{o.count}" for o in r.ops)
-            g.add_node(r.id, label=f"{r.type}|{r.kind}|{dims(list(r.output_shape))}|{r.params}|{r.macs}|{r.flops}|{r.hparams}|{ops}")
-        g.add_edges_from((e.src, e.dst) for e in report.edges if e.src in ids and e.dst in ids)
-        return g
-
     def feeds(a: str, b: str) -> bool:
-        """Module ``b`` reads what module ``a`` made: a chain, not parallel branches."""
         ia, ib = {r.id for r in rows_in.get(a, [])}, {r.id for r in rows_in.get(b, [])}
         return any(e.src in ia and e.dst in ib for e in report.edges)
-
-    def same_structure(a: Any, b: Any) -> bool:
-        with warnings.catch_warnings():  # networkx 3.5 notes that directed hashes changed; both sides use one version
-            warnings.simplefilter("ignore", UserWarning)
-            if nx.weisfeiler_lehman_graph_hash(a, node_attr="label") != nx.weisfeiler_lehman_graph_hash(b, node_attr="label"):
-                return False
-        return bool(nx.is_isomorphic(a, b, node_match=lambda x, y: x["label"] == y["label"]))
 
     rolls: list[Roll] = []
     for parent in ["", *h.types]:
@@ -133,14 +137,13 @@ def find_rolls(report: Report, h: Hierarchy) -> list[Roll]:
         run_graph: Any = None
         # every sibling in order: a different one in between (a ReLU) ends a run
         for path in [*h.children.get(parent, []), None]:
-            rollable = path is not None and path in rows_in and bool(h.children.get(path))
-            g = graph(path) if rollable and path is not None else None
-            if rollable and path is not None and run and same_structure(g, run_graph) and feeds(run[-1], path):
+            g = _structure(report, rows_in[path]) if path in rows_in and path is not None and h.children.get(path) else None
+            if g is not None and path is not None and run and _same_structure(g, run_graph) and feeds(run[-1], path):
                 run.append(path)
                 continue
             if len(run) > 1:
                 rolls.append(Roll(run[0], run))
-            run, run_graph = ([path], g) if rollable and path is not None else ([], None)
+            run, run_graph = ([path], g) if g is not None and path is not None else ([], None)
     return rolls
 
 
@@ -159,90 +162,93 @@ def to_dot(
         raise ValueError(f"color must be one of {', '.join(COLOR_METRICS)}")
     if rankdir not in RANKDIRS:
         raise ValueError(f"rankdir must be one of {', '.join(RANKDIRS)}")
-    h = Hierarchy.of(report)
-    rolls = find_rolls(report, h) if roll else []
-    view = report.collapse(collapse_paths(h, depth)) if depth is not None else report
-    hidden = {m for r in rolls for m in r.members[1:]}
-    times = {r.first: len(r.members) for r in rolls}
-
-    nodes = [r for r in view.layers if r.kind != "unused" and not any(within(r.name, m) for m in hidden)]
-    shown = {r.id for r in nodes}
-    metric = COLOR_METRICS[color]
-    total = getattr(report.total(), metric) if metric else 0
-    unsupported = {u.where for u in report.unsupported}
-    opaque = {o.module: o.reason for o in report.trace.opaque}
-
+    drawing = _Drawing(report, depth, roll, COLOR_METRICS[color])
     out = [
         f"digraph {_q(report.model)} {{",
         f"  graph [rankdir={rankdir}, fontname=Helvetica, fontsize=11, labelloc=t, label={_q(_title(report))}];",
         "  node [shape=box, style=\"rounded,filled\", fontname=Helvetica, fontsize=10, fillcolor=\"#ffffff\"];",
         "  edge [fontname=Helvetica, fontsize=8, color=\"#555555\"];",
+        *drawing.contents("", "  "),
+        *drawing.edges(),
+        *(_legend(color) if drawing.metric else []),
+        "}",
     ]
-    # nodes, nested in their modules' boxes
-    tree: dict[str, list[Row]] = {}
-    for r in nodes:
-        tree.setdefault(_box_of(r, h), []).append(r)
-
-    def has_nodes(path: str) -> bool:
-        return any(within(b, path) for b in tree)
-
-    def emit_contents(box: str, indent: str) -> None:
-        for r in tree.get(box, []):
-            flagged = any(within(u, r.name) for u in unsupported)  # the row, or a module holding it
-            dashed = r.kind == "group" and any(within(o, r.name) or within(r.name, o) for o in opaque)
-            out.append(f"{indent}{_node(r, metric, total, times, flagged, dashed)}")
-        for child in h.children.get(box, []):
-            emit_module(child, indent)
-
-    def emit_module(path: str, indent: str) -> None:
-        if not has_nodes(path):
-            return
-        if not h.boxed(path) or path in hidden:
-            emit_contents(path, indent)
-            return
-        label = f"{path}: {h.types[path]}" + (f"  x{times[path]}" if path in times else "")
-        if path in opaque:
-            label += "  (opaque: ran op by op)"
-        style = "rounded,dashed" if path in opaque else "rounded"
-        out.append(f"{indent}subgraph {_q('cluster_' + path)} {{")
-        out.append(f"{indent}  label={_q(label)}; style={_q(style)}; color=\"#888888\"; fontsize=10;")
-        emit_contents(path, indent + "  ")
-        out.append(f"{indent}}}")
-
-    emit_contents("", "  ")
-    # edges: a rolled-away module's outgoing tensors leave from the first of its run
-    stand_in = {}
-    for rl in rolls:
-        for m in rl.members[1:]:
-            stand_in[m] = rl.first
-    rows = {r.id: r for r in view.layers}
-    exit_of = {}  # the node in a run's first module that feeds the second: where the run's output leaves
-    for rl in rolls:
-        for e in view.edges:
-            if e.src in shown and within(rows[e.src].name, rl.first) and within(rows[e.dst].name, rl.members[1]):
-                exit_of[rl.first] = e.src
-                break
-    seen: set[tuple[int, int]] = set()
-    for e in view.edges:
-        src, dst = e.src, e.dst
-        if dst not in shown:
-            continue
-        if src not in shown:
-            owner = next((m for m in stand_in if within(rows[src].name, m)), None)
-            if owner is None or any(within(rows[dst].name, m) for m in stand_in):
-                continue
-            src = exit_of.get(stand_in[owner], -1)
-            if src not in shown:
-                continue
-        if (src, dst) in seen or src == dst:
-            continue
-        seen.add((src, dst))
-        label = f" [label={_q(dims(list(e.shape)))}]" if e.shape else ""
-        out.append(f"  n{src} -> n{dst}{label};")
-    if metric:
-        out += _legend(color)
-    out.append("}")
     return "\n".join(out) + "\n"
+
+
+class _Drawing:
+    """What one diagram shows: the rows drawn as nodes (rolled-away and unused ones left out),
+    the module boxes they sit in, and the edges between them."""
+
+    def __init__(self, report: Report, depth: int | None, roll: bool, metric: str) -> None:
+        self.h = h = Hierarchy.of(report)
+        self.rolls = find_rolls(report, h) if roll else []
+        self.view = report.collapse(collapse_paths(h, depth)) if depth is not None else report
+        self.hidden = {m for r in self.rolls for m in r.members[1:]}
+        self.times = {r.first: len(r.members) for r in self.rolls}
+        self.metric = metric
+        self.total = getattr(report.total(), metric) if metric else 0
+        self.unsupported = {u.where for u in report.unsupported}
+        self.opaque = {o.module: o.reason for o in report.trace.opaque}
+        nodes = [r for r in self.view.layers
+                 if r.kind != RowKind.UNUSED and not any(within(r.name, m) for m in self.hidden)]
+        self.shown = {r.id for r in nodes}
+        self.tree: dict[str, list[Row]] = {}  # the rows in each module box ("" for none)
+        for r in nodes:
+            self.tree.setdefault(_box_of(r, h), []).append(r)
+
+    def contents(self, box: str, indent: str) -> list[str]:
+        """The nodes in ``box``, then its child modules' boxes."""
+        out = []
+        for r in self.tree.get(box, []):
+            flagged = any(within(u, r.name) for u in self.unsupported)  # the row, or a module holding it
+            dashed = r.kind == RowKind.GROUP and any(within(o, r.name) or within(r.name, o) for o in self.opaque)
+            out.append(f"{indent}{_node(r, self.metric, self.total, self.times, flagged, dashed)}")
+        for child in self.h.children.get(box, []):
+            out += self.module(child, indent)
+        return out
+
+    def module(self, path: str, indent: str) -> list[str]:
+        """A module's box with its contents; only its contents when it is not drawn as a box."""
+        if not any(within(b, path) for b in self.tree):
+            return []
+        if not self.h.boxed(path) or path in self.hidden:
+            return self.contents(path, indent)
+        label = f"{path}: {self.h.types[path]}" + (f"  x{self.times[path]}" if path in self.times else "")
+        if path in self.opaque:
+            label += "  (opaque: ran op by op)"
+        style = "rounded,dashed" if path in self.opaque else "rounded"
+        return [f"{indent}subgraph {_q('cluster_' + path)} {{",
+                f"{indent}  label={_q(label)}; style={_q(style)}; color=\"#888888\"; fontsize=10;",
+                *self.contents(path, indent + "  "),
+                f"{indent}}}"]
+
+    def edges(self) -> list[str]:
+        """One edge per pair of shown nodes; a rolled-away module's outgoing tensors leave from the
+        first module of its run."""
+        stand_in = {m: rl.first for rl in self.rolls for m in rl.members[1:]}
+        rows = {r.id: r for r in self.view.layers}
+        exit_of = {}  # the node in a run's first module that feeds the second: where the run's output leaves
+        for rl in self.rolls:
+            exit_of[rl.first] = next((e.src for e in self.view.edges if e.src in self.shown
+                                      and within(rows[e.src].name, rl.first)
+                                      and within(rows[e.dst].name, rl.members[1])), None)
+        out: list[str] = []
+        seen: set[tuple[int, int]] = set()
+        for e in self.view.edges:
+            src: int | None = e.src
+            if e.dst not in self.shown:
+                continue
+            if src not in self.shown:  # from a rolled-away module: from its run's exit, if the edge leaves the run
+                owner = next((m for m in stand_in if within(rows[e.src].name, m)), None)
+                inside = any(within(rows[e.dst].name, m) for m in stand_in)
+                src = exit_of.get(stand_in[owner]) if owner is not None and not inside else None
+            if src is None or src not in self.shown or (src, e.dst) in seen or src == e.dst:
+                continue
+            seen.add((src, e.dst))
+            label = f" [label={_q(dims(list(e.shape)))}]" if e.shape else ""
+            out.append(f"  n{src} -> n{e.dst}{label};")
+        return out
 
 
 def _box_of(r: Row, h: Hierarchy) -> str:
@@ -260,36 +266,29 @@ def _title(report: Report) -> str:
     return f"{report.model} ({ins}): {human(t.params)} params, {human(t.macs, 'MACs')}, traced by {report.trace.method}"
 
 
-def _node(r: Row, metric: str, total: int, times: dict[str, int], flagged: bool, opaque: bool) -> str:
-    what = f"{r.type} code" if r.kind == "code" else r.type  # a module's own work between its children
+def _label(r: Row, times: dict[str, int]) -> str:
+    """A node's text: name and type, layer count, hyperparameters and shape, MACs and params."""
+    what = f"{r.type} code" if r.kind == RowKind.CODE else r.type  # a module's own work between its children
     lines = [f"{r.name}: {what}" + (f"  x{times[r.name]}" if r.name in times else "")]
-    if r.kind == "group":
+    if r.kind == RowKind.GROUP:
         lines.append(f"({r.members} layers)")
-    detail = []
     hp = dict(r.hparams)
-    if "out_channels" in hp:
-        detail.append(f"{hp['out_channels']} ch")
-    elif "out_features" in hp:
-        detail.append(f"out {hp['out_features']}")
-    if r.kernel_size:
-        detail.append(f"k{dims(list(r.kernel_size))}")
-    if r.stride:
-        detail.append(f"s{dims(list(r.stride))}")
-    if r.output:
-        detail.append(dims(list(r.output_shape)))
-    if detail:
-        lines.append("  ".join(detail))
-    numbers = []
-    if r.macs:
-        numbers.append(human(r.macs, "MACs"))
-    if r.params:
-        numbers.append(f"{human(r.params)} params")
-    if numbers:
-        lines.append(" · ".join(numbers) + (" each" if r.name in times else ""))
-    attrs = [f"label={_q(chr(10).join(lines))}", f"id={_q(f'row-{r.id}')}", f"tooltip={_q(r.name)}"]
-    if r.kind == "input":
+    width = f"{hp['out_channels']} ch" if "out_channels" in hp else f"out {hp['out_features']}" if "out_features" in hp else ""
+    detail = [width, f"k{dims(list(r.kernel_size))}" if r.kernel_size else "", f"s{dims(list(r.stride))}" if r.stride else "",
+              dims(list(r.output_shape)) if r.output else ""]
+    if any(detail):
+        lines.append("  ".join(d for d in detail if d))
+    numbers = [human(r.macs, "MACs") if r.macs else "", f"{human(r.params)} params" if r.params else ""]
+    if any(numbers):
+        lines.append(" · ".join(n for n in numbers if n) + (" each" if r.name in times else ""))
+    return "\n".join(lines)
+
+
+def _node(r: Row, metric: str, total: int, times: dict[str, int], flagged: bool, opaque: bool) -> str:
+    attrs = [f"label={_q(_label(r, times))}", f"id={_q(f'row-{r.id}')}", f"tooltip={_q(r.name)}"]
+    if r.kind == RowKind.INPUT:
         attrs.append("shape=ellipse")
-    if r.kind == "group":  # a module drawn as one node: a double border tells it from a layer
+    if r.kind == RowKind.GROUP:  # a module drawn as one node: a double border tells it from a layer
         attrs.append("peripheries=2")
     if opaque:
         attrs += ["style=\"rounded,filled,dashed\"", f"xlabel={_q('opaque: ran op by op')}"]

@@ -191,8 +191,11 @@ def load_model(spec: str, args: dict[str, Any] | None = None, config: dict[str, 
     if not hasattr(module, attr):
         found = ", ".join(_candidates(module)) or "none"
         raise SpecError(f"{target!r} has no {attr!r}", hint=f"models and factories found there: {found}")
-    obj = getattr(module, attr)
-    args = args or {}
+    return _build(getattr(module, attr), attr, spec, args or {}, module)
+
+
+def _build(obj: Any, attr: str, spec: str, args: dict[str, Any], module: Any) -> tuple[nn.Module, str]:
+    """The model ``obj`` is (an instance) or makes (a class or factory called with ``args``)."""
     if isinstance(obj, nn.Module):
         if args:
             raise SpecError(f"{spec!r} is a module instance; --arg needs a class or a factory", hint="drop --arg, or name the class or factory that builds it")

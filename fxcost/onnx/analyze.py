@@ -29,6 +29,7 @@ from fxcost.onnx.load import (
     CLASSES_KEY,
     SCOPES_KEY,
     STRUCTURE_ONLY_KEY,
+    Dims,
     OnnxWeight,
     attrs_of,
     dtype_of,
@@ -42,14 +43,12 @@ from fxcost.report.kinds import Fate, Method, Mode, RowKind
 from fxcost.report.records import Edge, InputSpec, OnnxSource, OpCost, TensorSpec, TraceInfo, merge_ops
 from fxcost.report.report import Report
 
-Shape = tuple[int, ...]
-
 #: ops that PyTorch computes as views of their input (or, for Dropout at inference, the input
 #: itself): their outputs are not new activations, as in the FX route
 ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Expand", "Slice",
                        "Split", "Dropout"})
 #: ops whose outputs are constants, not activations
-CONSTANT_OPS = frozenset({"Constant", "Shape", "Size"})
+CONSTANT_OPS = frozenset({"Constant", "Dims", "Size"})
 
 
 @dataclass
@@ -64,8 +63,8 @@ class _Group:
 
 def analyze_onnx(
     path: str | Path,
-    inputs: Sequence[Shape] = (),
-    named_inputs: dict[str, Shape] | None = None,
+    inputs: Sequence[Dims] = (),
+    named_inputs: dict[str, Dims] | None = None,
     convention: str | Convention = "fxcost",
     *,
     strict: bool = False,
@@ -81,7 +80,7 @@ def analyze_onnx(
     once). ``registry``: the ONNX op formulas to count with (default :data:`ONNX_REGISTRY`)."""
     from fxcost.onnx.formulas import ONNX_REGISTRY
 
-    conv = get_convention(convention)
+    rules = get_convention(convention)
     model = model if model is not None else load(path)
     graph = model.graph
     known = weights(graph)
@@ -96,7 +95,7 @@ def analyze_onnx(
     types.update({w.name: (w.shape, w.dtype) for w in known.values()})
 
     specs = [InputSpec(i.name, pinned[i.name], dtype_of(i.type.tensor_type.elem_type)) for i in user]
-    builder = RowBuilder(conv)
+    builder = RowBuilder(rules)
     producer: dict[str, int] = {s.name: builder.input(s).id for s in specs}
     edges: dict[tuple[int, int], Edge] = {}
     module_types = _module_types(graph)
@@ -143,10 +142,10 @@ def analyze_onnx(
                   "(sub-byte types are smaller, strings have no fixed size)" for t in unsized_types(inferred.graph))
     return Report(
         model=name or Path(path).stem,
-        convention=conv.name,
+        convention=rules.name,
         inputs=tuple(specs),
         layers=tuple(rows),
-        memory=memory_summary(rows, specs, conv),
+        memory=memory_summary(rows, specs, rules),
         unsupported=tuple(unsupported),
         trace=TraceInfo(Method.ONNX, onnx=source, notes=notes),
         module_types=module_types,

@@ -140,6 +140,16 @@ def _einsum_labels(term: str, rank: int, ellipsis_dims: int | None = None) -> li
     return [*head, *(f"...{i}" for i in reversed(range(n))), *tail]
 
 
+def _einsum_output(lhs: str, rhs: str | None, labelled: list[list[str]]) -> list[str]:
+    """The output's labels: ``rhs``'s, or (implicit output) the broadcast dims, then the labels
+    used once, alphabetically."""
+    ellipsis_dims = max((sum(lab.startswith("...") for lab in labels) for labels in labelled), default=0)
+    if rhs is not None:
+        return _einsum_labels(rhs, 0, ellipsis_dims) if "..." in rhs else list(rhs)
+    once = [c for c in sorted(set(lhs) - {",", "."}) if lhs.count(c) == 1]
+    return [f"...{i}" for i in reversed(range(ellipsis_dims))] + once
+
+
 @_reg.formula(*_onnx("Einsum"))
 def _einsum(*operands: Size, out: Sequence[Size] = (), equation: str = "", **__: Any) -> Cost:
     """[out] = Einsum(*operands; equation), counted as aten's einsum decomposes it.
@@ -161,12 +171,7 @@ def _einsum(*operands: Size, out: Sequence[Size] = (), equation: str = "", **__:
     for t, labels in zip(terms, labelled, strict=True):
         if len(set(labels)) != len(labels):
             raise UnsupportedForm(f"einsum term {t!r} repeats a label (a diagonal)")
-    ellipsis_dims = max((sum(lab.startswith("...") for lab in labels) for labels in labelled), default=0)
-    if arrow:
-        output = _einsum_labels(rhs, 0, ellipsis_dims) if "..." in rhs else list(rhs)
-    else:  # implicit output: the broadcast dims, then the labels used once, alphabetically
-        once = [c for c in sorted(set(lhs) - {",", "."}) if lhs.count(c) == 1]
-        output = [f"...{i}" for i in reversed(range(ellipsis_dims))] + once
+    output = _einsum_output(lhs, rhs if arrow else None, labelled)
     sizes = [dict(zip(labels, (int(d) for d in s), strict=True)) for labels, s in zip(labelled, shapes, strict=True)]
     everything = {lab: max(sz.get(lab, 1) for sz in sizes) for labels in labelled for lab in labels}
     if len(shapes) == 1:

@@ -21,7 +21,8 @@ from typing import Any
 from fxcost.counting.rows import Weight, dtype_bytes
 from fxcost.errors import OnnxFileError, first_line
 
-Shape = tuple[int, ...]
+#: a concrete shape, as shape inference settles it
+Dims = tuple[int, ...]
 
 KIND_KEY = "pkg.torch.export.graph_signature.InputSpec.kind"  # torch.export's own key; fxcost's exports add it to initializers
 STRUCTURE_ONLY_KEY = "fxcost.structure_only"
@@ -46,7 +47,7 @@ class OnnxWeight:
     """An initializer (or a weight input), its shape, element type and kind."""
 
     name: str
-    shape: Shape
+    shape: Dims
     dtype: str
     kind: str  # PARAMETER, BUFFER or CONSTANT
 
@@ -187,7 +188,7 @@ def _normal_kind(kind: str) -> str:
     return kind if kind in ("PARAMETER", "BUFFER") else "CONSTANT"
 
 
-def _guess_kind(name: str, elem_type: int, dims: Shape, bn_stats: set[str], weight_inputs: set[str]) -> str:
+def _guess_kind(name: str, elem_type: int, dims: Dims, bn_stats: set[str], weight_inputs: set[str]) -> str:
     if math.prod(dims) <= 1:
         return "CONSTANT"
     if name in weight_inputs:  # int8 weights of a quantized conv or matmul are parameters too

@@ -1,6 +1,6 @@
 """Shapes in an ONNX graph: the user's inputs pinned, onnx's shape inference run on a weightless
 copy, and the shape arithmetic that onnx's data propagation does not follow evaluated here
-(``Shape -> Squeeze -> Concat -> Reshape``, as torch.onnx writes for a dynamic batch)."""
+(``Dims -> Squeeze -> Concat -> Reshape``, as torch.onnx writes for a dynamic batch)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from fxcost.errors import InputSpecError, OnnxFileError
-from fxcost.onnx.load import FLOAT_TYPES, KEEP_DATA_ELEMENTS, attrs_of, dtype_of, without_data
+from fxcost.onnx.load import FLOAT_TYPES, KEEP_DATA_ELEMENTS, Dims, attrs_of, dtype_of, without_data
 
-Shape = tuple[int, ...]
-Types = dict[str, tuple[Shape, str]]
+Types = dict[str, tuple[Dims, str]]
 
 
 def dims_of(vi: Any) -> list[int | str | None]:
@@ -28,7 +27,7 @@ def show(dims: Sequence[int | str | None]) -> str:
     return "x".join("?" if d is None else str(d) for d in dims) or "scalar"
 
 
-def pin(path: str | Path, user: list[Any], positional: list[Shape], named: dict[str, Shape]) -> dict[str, Shape]:
+def pin(path: str | Path, user: list[Any], positional: list[Dims], named: dict[str, Dims]) -> dict[str, Dims]:
     """Each user input's static shape: the file's, or the --input that pins its dynamic dims."""
     listing = ", ".join(f"{i.name} [{show(dims_of(i))}]" for i in user)
     unknown = [k for k in named if k not in {i.name for i in user}]
@@ -40,7 +39,7 @@ def pin(path: str | Path, user: list[Any], positional: list[Shape], named: dict[
         )
     given = dict(zip((i.name for i in user), positional, strict=False))
     given.update(named)
-    out: dict[str, Shape] = {}
+    out: dict[str, Dims] = {}
     for i in user:
         if not i.type.HasField("tensor_type"):
             raise OnnxFileError(
@@ -68,7 +67,7 @@ def pin(path: str | Path, user: list[Any], positional: list[Shape], named: dict[
     return out
 
 
-def skeleton(model: Any, pinned: dict[str, Shape]) -> Any:
+def skeleton(model: Any, pinned: dict[str, Dims]) -> Any:
     """The weightless copy shape inference runs on, with the user inputs pinned. When a pin
     changed a dynamic dimension, the file's own intermediate shapes (symbolic) are dropped so
     inference recomputes them."""
@@ -93,7 +92,7 @@ def skeleton(model: Any, pinned: dict[str, Shape]) -> Any:
 
 def infer(skeleton: Any, rounds: int = 4) -> Any:
     """ONNX shape inference, helped along: shape arithmetic that onnx's data propagation does
-    not follow (``Shape -> Squeeze -> Concat -> Reshape``, as torch.onnx writes for a dynamic
+    not follow (``Dims -> Squeeze -> Concat -> Reshape``, as torch.onnx writes for a dynamic
     batch) is evaluated here on the pinned shapes, its results become constants, and inference
     runs again, until nothing new is settled."""
     import onnx
@@ -178,7 +177,7 @@ def _constant_of_shape(x: Any, ins: list[Any], a: dict[str, Any], np: Any) -> An
     return np.full(tuple(int(d) for d in x), fill.reshape(-1)[0], dtype=fill.dtype)
 
 
-_FROM_METADATA: dict[str, Callable[..., Any]] = {"Constant": _constant, "Shape": _shape, "Size": _shape}
+_FROM_METADATA: dict[str, Callable[..., Any]] = {"Constant": _constant, "Dims": _shape, "Size": _shape}
 _FROM_VALUES: dict[str, Callable[[Any, list[Any], dict[str, Any], Any], Any]] = {
     "Identity": lambda x, ins, a, np: x,
     "Cast": _cast,

@@ -19,6 +19,7 @@ from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._pytree import tree_flatten, tree_map
 
+from fxcost.counting.arithmetic import Shape
 from fxcost.counting.conventions import Convention, get_convention
 from fxcost.counting.registry import FormulaRegistry
 from fxcost.counting.rows import memory_summary, unsupported_ops
@@ -36,15 +37,13 @@ from fxcost.pytorch.inputs import (
 )
 from fxcost.pytorch.interpreter import RecordingInterpreter
 from fxcost.pytorch.recorder import OpRecorder
-from fxcost.pytorch.rows import class_name, graph_rows, segment_graph_rows, segments_from_records
+from fxcost.pytorch.rows import call_graph_rows, calls_from_export, class_name, graph_rows
 from fxcost.pytorch.tensors import fake_tensor, output_specs
 from fxcost.pytorch.tracers import export, symbolic
 from fxcost.pytorch.working_copy import fakeify
 from fxcost.report.kinds import TRACERS, Method, Mode
 from fxcost.report.records import Edge, Fallback, InputSpec, OpaqueModule, Row, TensorSpec, TraceInfo
 from fxcost.report.report import Report, Sweep
-
-Shape = Sequence[int]
 
 #: ``--tracer`` names: ``auto`` and the three tracers, as the CLI spells them
 TRACER_NAMES = {"symbolic": Method.SYMBOLIC, "export": Method.EXPORT, "eager": Method.EAGER}
@@ -58,7 +57,7 @@ class _Job:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     recorder: OpRecorder
-    conv: Convention
+    convention: Convention
     inputs: list[InputSpec]
     leaves: set[str]
     real: bool
@@ -69,7 +68,7 @@ class _Job:
 
 
 @dataclass
-class _Run:
+class _Counted:
     """What one tracer produced."""
 
     rows: list[Row]
@@ -114,7 +113,7 @@ def analyze(
         raise InputSpecError(f"analyze() needs an nn.Module, got {type(model).__name__}", hint="pass the model object, e.g. fxcost.analyze(MyNet(), input_size=(1, 3, 224, 224))")
     if tracer != "auto" and tracer not in TRACER_NAMES:
         raise InputSpecError(f"unknown tracer {tracer!r}", hint=f"one of: {', '.join(['auto', *TRACER_NAMES])}")
-    conv = get_convention(convention)
+    rules = get_convention(convention)
     args = normalize_inputs(input_size, example_inputs)
     kwargs = dict(example_kwargs or {})
     if not args and not kwargs:
@@ -128,7 +127,7 @@ def analyze(
     for i, method in enumerate(methods):
         # a fresh copy for each method: a failed attempt may have left state on the last one
         shadow, margs, mkwargs = prepare(model, args, kwargs)
-        job = _Job(shadow, margs, mkwargs, recorder, conv, input_specs(shadow.forward, margs, mkwargs), leaf_set, real)
+        job = _Job(shadow, margs, mkwargs, recorder, rules, input_specs(shadow.forward, margs, mkwargs), leaf_set, real)
         try:
             run = _STRATEGIES[TRACER_NAMES[method]](job)
             break
@@ -150,10 +149,10 @@ def analyze(
         )
     return Report(
         model=name or type(model).__name__,
-        convention=conv.name,
+        convention=rules.name,
         inputs=tuple(job.inputs),
         layers=tuple(run.rows),
-        memory=memory_summary(run.rows, job.inputs, conv),
+        memory=memory_summary(run.rows, job.inputs, rules),
         unsupported=tuple(unsupported),
         trace=trace,
         module_types={path: class_name(m) for path, m in job.shadow.named_modules() if path},
@@ -163,7 +162,7 @@ def analyze(
     )
 
 
-def _with_fake_retry(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, Any], Any], _Run]) -> _Run:
+def _with_fake_retry(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, Any], Any], _Counted]) -> _Counted:
     """Meta tensors first: no data, and several times faster than FakeTensorMode. A forward that
     makes CPU tensors of its own (``torch.zeros(3)``) cannot mix them with meta ones, so it runs
     again on fake tensors, which have a device but no data. A genuine shape error fails there
@@ -181,11 +180,11 @@ def _with_fake_retry(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, An
     return run
 
 
-def _symbolic(job: _Job) -> _Run:
+def _symbolic(job: _Job) -> _Counted:
     _, concrete = graph_inputs(job.shadow.forward, job.args, job.kwargs)
     recorder = job.recorder
 
-    def attempt(a: tuple[Any, ...], kw: dict[str, Any], context: Any) -> _Run:
+    def attempt(a: tuple[Any, ...], kw: dict[str, Any], context: Any) -> _Counted:
         vals, _ = graph_inputs(job.shadow.forward, a, kw)
         with recorder:  # ops run while tracing (on buffers or constants alone) are folded into constants
             traced = symbolic(job.shadow, concrete_args=concrete or None, leaves=job.leaves, each_attempt=recorder.take)
@@ -195,13 +194,13 @@ def _symbolic(job: _Job) -> _Run:
             out = interp.run(*vals)
         opaque = tuple(OpaqueModule(p, type(traced.root.get_submodule(p)).__name__, r) for p, r in traced.opaque.items())
         trace = TraceInfo(traced.method, graph_nodes=len(traced.graph.nodes), opaque=opaque)
-        rows, edges = graph_rows(traced.root, interp.records, job.conv, folded=folded)
-        return _Run(rows, edges, output_specs(out), trace, job.mode)
+        rows, edges = graph_rows(traced.root, interp.records, job.convention, folded=folded)
+        return _Counted(rows, edges, output_specs(out), trace, job.mode)
 
     return _with_fake_retry(job, attempt)
 
 
-def _export(job: _Job) -> _Run:
+def _export(job: _Job) -> _Counted:
     shadow, recorder = job.shadow, job.recorder
     # export flattens keyword arguments in forward's order
     order = list(inspect.signature(shadow.forward).parameters)
@@ -216,22 +215,22 @@ def _export(job: _Job) -> _Run:
     interp = RecordingInterpreter(traced.runner or shadow, traced.graph, recorder)
     with naming_module("propagating shapes"), torch.no_grad(), recorder:
         out = interp.run(*flat)
-    segments, flow = segments_from_records(shadow, interp.records, job.leaves)
-    rows, edges = segment_graph_rows(shadow, job.inputs, segments, flow, job.conv)
-    return _Run(rows, edges, output_specs(out), TraceInfo(Method.EXPORT, graph_nodes=len(traced.graph.nodes)), job.mode)
+    calls, flow = calls_from_export(shadow, interp.records, job.leaves)
+    rows, edges = call_graph_rows(shadow, job.inputs, calls, flow, job.convention)
+    return _Counted(rows, edges, output_specs(out), TraceInfo(Method.EXPORT, graph_nodes=len(traced.graph.nodes)), job.mode)
 
 
-def _eager(job: _Job) -> _Run:
-    def attempt(a: tuple[Any, ...], kw: dict[str, Any], context: Any) -> _Run:
+def _eager(job: _Job) -> _Counted:
+    def attempt(a: tuple[Any, ...], kw: dict[str, Any], context: Any) -> _Counted:
         with naming_module("running the model op by op"), context, torch.no_grad(), job.recorder:
-            segments, flow, out = run_eager(job.shadow, a, kw, job.recorder, job.leaves)
-        rows, edges = segment_graph_rows(job.shadow, job.inputs, segments, flow, job.conv)
-        return _Run(rows, edges, output_specs(out), TraceInfo(Method.EAGER, segments=len(segments)), job.mode)
+            calls, flow, out = run_eager(job.shadow, a, kw, job.recorder, job.leaves)
+        rows, edges = call_graph_rows(job.shadow, job.inputs, calls, flow, job.convention)
+        return _Counted(rows, edges, output_specs(out), TraceInfo(Method.EAGER, segments=len(calls)), job.mode)
 
     return _with_fake_retry(job, attempt)
 
 
-_STRATEGIES: dict[Method, Callable[[_Job], _Run]] = {Method.SYMBOLIC: _symbolic, Method.EXPORT: _export, Method.EAGER: _eager}
+_STRATEGIES: dict[Method, Callable[[_Job], _Counted]] = {Method.SYMBOLIC: _symbolic, Method.EXPORT: _export, Method.EAGER: _eager}
 assert set(_STRATEGIES) == set(TRACERS)
 
 

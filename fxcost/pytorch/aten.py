@@ -19,10 +19,8 @@ from typing import Any
 import torch
 
 from fxcost.counting import arithmetic as A
-from fxcost.counting.arithmetic import Cost, prod
+from fxcost.counting.arithmetic import Cost, Shape, prod
 from fxcost.counting.registry import Formula, FormulaRegistry, Free
-
-Shape = Sequence[int]
 
 ATEN = FormulaRegistry()
 _reg = ATEN

@@ -2,7 +2,7 @@
 
 Forward hooks (on fxcost's working copy only, removed on exit) keep the stack of module calls;
 a ``TorchFunctionMode`` sees each top-level torch call and notes which tensors it newly
-allocated and which parameters it read. A leaf module's call is one :class:`Segment`; a module
+allocated and which parameters it read. A leaf module's call is one :class:`ModuleCall`; a module
 with children gets one more for the work in its own code. This is how an opaque module (one FX
 cannot trace) and a whole model run eagerly (``--tracer eager``) are counted.
 """
@@ -27,10 +27,11 @@ from fxcost.report.records import OpCost, TensorSpec, merge_ops
 
 
 @dataclass(frozen=True)
-class Segment:
-    """Ops that ran in one module call outside any graph node of their own: in an opaque module,
-    or in a model run eagerly. A leaf module's call is one segment; a module with children gets
-    one more for the work in its own code (emitted after its children's)."""
+class ModuleCall:
+    """The work of one module call that has no graph node of its own (in an opaque module, a
+    model run eagerly, or a torch.export graph of aten ops): its ops, the tensors it allocated,
+    the parameters it read. A leaf module's call is one; a module with children gets one more
+    for the work in its own code between its children's calls."""
 
     module_path: str
     leaf: bool
@@ -38,7 +39,7 @@ class Segment:
     allocations: tuple[TensorSpec, ...]  # tensors it newly allocated: its activations
     outputs: tuple[TensorSpec, ...] = ()  # a leaf call's outputs (torchsummary counts these)
     uses: tuple[str, ...] = ()  # parameters and buffers its ops read, by name, first use first
-    key: int = 0  # names the segment in the edges of its tracker (inputs are -1, -2, ...)
+    key: int = 0  # names the call in the edges of its tracker (inputs are -1, -2, ...)
 
 
 class _AllocationMode(TorchFunctionMode):
@@ -181,9 +182,9 @@ class ModuleStack:
         self._handles = []
 
 
-class SegmentTracker(ModuleStack):
+class CallTracker(ModuleStack):
     """Attributes the ops that ``module`` (at ``prefix``) dispatches, the tensors it allocates and
-    the parameters it uses to the innermost module call that ran them (see :class:`Segment`).
+    the parameters it uses to the innermost module call that ran them (see :class:`ModuleCall`).
     Modules at the paths in ``leaves`` count as leaves: their submodules are not told apart."""
 
     def __init__(self, module: nn.Module, prefix: str, recorder: OpRecorder, seen: Sequence[torch.Tensor] = (),
@@ -199,7 +200,7 @@ class SegmentTracker(ModuleStack):
         for i, t in enumerate(seen):
             self.alloc.produced(t, -(i + 1))
         self.leaves = leaves
-        self.segments: list[Segment] = []
+        self.calls: list[ModuleCall] = []
         self.frames: list[_Frame] = []
         self._keys = 0
         self.on_enter = self._push
@@ -217,7 +218,7 @@ class SegmentTracker(ModuleStack):
     def _push(self, path: str, m: nn.Module, inputs: Any) -> None:
         self._flush()
         if self.frames and self._has_work(self.frames[-1]):
-            # the parent's work so far becomes a segment of its own: its code before and after a
+            # the parent's work so far becomes a record of its own: its code before and after a
             # child are two rows, so the data flow parent -> child -> parent has no cycle
             self._emit(self.frames[-1], None)
             parent = self.frames[-1]
@@ -237,7 +238,7 @@ class SegmentTracker(ModuleStack):
     def _emit(self, f: _Frame, output: Any) -> None:
         ops = merge_ops(f.ops)
         outputs = output_specs(output) if f.leaf else ()
-        self.segments.append(Segment(f.path, f.leaf, ops, tuple(f.allocations), outputs, tuple(dict.fromkeys(f.uses)), f.key))
+        self.calls.append(ModuleCall(f.path, f.leaf, ops, tuple(f.allocations), outputs, tuple(dict.fromkeys(f.uses)), f.key))
 
     def _pop(self, path: str, m: nn.Module, output: Any) -> None:
         self._flush()
@@ -259,10 +260,10 @@ class SegmentTracker(ModuleStack):
 
     @property
     def edges(self) -> list[tuple[int, int, TensorSpec]]:
-        """Data flow between segments (by key; the i-th given tensor is ``-(i + 1)``)."""
+        """Data flow between calls (by key; the i-th given tensor is ``-(i + 1)``)."""
         return [(a, b, spec) for (a, b), spec in self.alloc.edges.items()]
 
-    def __enter__(self) -> SegmentTracker:
+    def __enter__(self) -> CallTracker:
         super().__enter__()
         self.recorder.take()
         self.alloc.__enter__()
@@ -274,10 +275,10 @@ class SegmentTracker(ModuleStack):
 
 
 def run_eager(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder,
-              leaves: Collection[str] = ()) -> tuple[list[Segment], list[tuple[int, int, TensorSpec]], Any]:
+              leaves: Collection[str] = ()) -> tuple[list[ModuleCall], list[tuple[int, int, TensorSpec]], Any]:
     """Run ``model`` once (with ``recorder`` active), attributing every op to its module call.
-    Returns the segments, the data flow between them (input tensor i is key ``-(i + 1)``, in
+    Returns the calls, the data flow between them (input tensor i is key ``-(i + 1)``, in
     the order of the tensors in ``(args, kwargs)``) and the model's output."""
-    with SegmentTracker(model, "", recorder, seen=tensors_in((args, kwargs)), leaves=leaves) as tracker, tracker.naming_failures():
+    with CallTracker(model, "", recorder, seen=tensors_in((args, kwargs)), leaves=leaves) as tracker, tracker.naming_failures():
         out = model(*args, **kwargs)
-    return tracker.segments, tracker.edges, out
+    return tracker.calls, tracker.edges, out

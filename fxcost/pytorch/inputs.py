@@ -19,8 +19,6 @@ from fxcost.pytorch.tensors import dtype_name, meta_tensor, realize
 from fxcost.pytorch.working_copy import has_lazy_modules, has_meta_weights, meta_copy
 from fxcost.report.records import InputSpec
 
-Shape = Sequence[int]
-
 
 def _is_shape(x: Any) -> bool:
     return isinstance(x, (tuple, list, torch.Size)) and len(x) > 0 and all(isinstance(d, int) for d in x)

@@ -17,7 +17,7 @@ from torch import nn
 
 from fxcost.errors import FxcostError, ShapeError
 from fxcost.pytorch.diagnosis import ModuleRunError, failure_message, hint_for
-from fxcost.pytorch.eager import Segment, SegmentTracker
+from fxcost.pytorch.eager import CallTracker, ModuleCall
 from fxcost.pytorch.recorder import OpRecorder
 from fxcost.pytorch.tensors import spec_of, storage_of, tensors_in
 from fxcost.pytorch.tracers import META_KEY
@@ -27,35 +27,35 @@ from fxcost.report.records import OpCost, TensorSpec
 @dataclass
 class NodeRecord:
     """What one node did: its outputs, which of them it newly allocated, and its ops; for an
-    opaque module's node, the segments its ops ran in."""
+    opaque module's node, the calls its ops ran in."""
 
     node: fx.Node
     outputs: tuple[TensorSpec, ...]
     allocated: tuple[bool, ...]
     ops: tuple[OpCost, ...]
-    segments: tuple[Segment, ...] = ()
-    segment_edges: tuple[tuple[int, int, TensorSpec], ...] = ()  # data flow between the segments
+    calls: tuple[ModuleCall, ...] = ()
+    call_edges: tuple[tuple[int, int, TensorSpec], ...] = ()  # data flow between the calls
 
 
 class RecordingInterpreter(fx.Interpreter):
     """Runs a GraphModule and keeps one :class:`NodeRecord` per node."""
 
     def __init__(self, root: nn.Module, graph: fx.Graph, recorder: OpRecorder, opaque: Collection[str] = ()) -> None:
-        """``opaque``: paths of module calls to run op by op (see :class:`SegmentTracker`)."""
+        """``opaque``: paths of module calls to run op by op (see :class:`CallTracker`)."""
         super().__init__(root, graph=graph)
         self.recorder = recorder
         self.opaque = opaque
         self.records: list[NodeRecord] = []
-        self._segments: tuple[Segment, ...] = ()
+        self._calls: tuple[ModuleCall, ...] = ()
         self._edges: tuple[tuple[int, int, TensorSpec], ...] = ()
 
     def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
         if target not in self.opaque:
             return super().call_module(target, args, kwargs)
         module = self.fetch_attr(target)
-        with SegmentTracker(module, target, self.recorder, seen=tensors_in((args, kwargs))) as tracker, tracker.naming_failures():
+        with CallTracker(module, target, self.recorder, seen=tensors_in((args, kwargs))) as tracker, tracker.naming_failures():
             result = module(*args, **kwargs)
-        self._segments, self._edges = tuple(tracker.segments), tuple(tracker.edges)
+        self._calls, self._edges = tuple(tracker.calls), tuple(tracker.edges)
         return result
 
     def run_node(self, n: fx.Node) -> Any:
@@ -88,9 +88,9 @@ class RecordingInterpreter(fx.Interpreter):
             allocated.append(s is not None and s not in seen)
             if s is not None:
                 seen.add(s)  # a tuple that returns one buffer twice allocates it once
-        segments, self._segments = self._segments, ()
+        calls, self._calls = self._calls, ()
         edges, self._edges = self._edges, ()
         self.records.append(
-            NodeRecord(n, specs, tuple(allocated), ops, segments, edges)
+            NodeRecord(n, specs, tuple(allocated), ops, calls, edges)
         )
         return result

@@ -5,10 +5,10 @@ rows.
 - A node of an FX graph of module calls (symbolic tracing) is one row: a leaf module's call, a
   torch function, a tensor method, a parameter read, an input. An opaque module's node becomes
   one row per module call inside it.
-- A graph of aten ops (torch.export) or an eager run becomes one row per :class:`Segment`: the
-  consecutive ops of one module call.
+- A graph of aten ops (torch.export) or an eager run becomes one row per :class:`ModuleCall`: the
+  consecutive ops of one call.
 - A parameter is claimed at the first row that uses it: a leaf module's call claims everything
-  below it; a segment claims what its ops read, and its module's own parameters at the latest.
+  below it; a module call claims what its ops read, and its module's own parameters at the latest.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from torch import nn
 
 from fxcost.counting.conventions import Convention
 from fxcost.counting.rows import RowBuilder, Weight
-from fxcost.pytorch.eager import Segment
+from fxcost.pytorch.eager import ModuleCall
 from fxcost.pytorch.interpreter import NodeRecord
 from fxcost.pytorch.tracers import META_KEY
 from fxcost.report.kinds import RowKind
@@ -151,14 +151,14 @@ def _unused_rows(builder: RowBuilder, root: nn.Module) -> None:
 
 
 def graph_rows(
-    root: nn.Module, records: list[NodeRecord], conv: Convention, folded: tuple[OpCost, ...] = ()
+    root: nn.Module, records: list[NodeRecord], convention: Convention, folded: tuple[OpCost, ...] = ()
 ) -> tuple[list[Row], list[Edge]]:
     """One row per node (the output node aside), then one per module owning unused parameters,
     and the edges between rows. ``root`` is the traced model, whose paths the graph's targets
     name. ``folded`` are the ops that ran while tracing (on parameters, buffers or constants
     alone): FX folded their results into constants, so they get a row of their own rather than
     vanish."""
-    builder = RowBuilder(conv)
+    builder = RowBuilder(convention)
     flow = _Flow()
     registered = {id(t) for t in [*root.parameters(), *root.buffers()]}
     if folded:
@@ -169,10 +169,10 @@ def graph_rows(
         if n.op == "output" or (not rec.outputs and not rec.ops and n.op != "call_module"):
             flow.pass_through(n)  # Python-level bookkeeping (asserts on concrete arguments, None inputs)
             continue
-        if rec.segments:  # an opaque module: one row per module call inside it
-            inner = segment_rows(builder, root, rec.segments)
+        if rec.calls:  # an opaque module: one row per module call inside it
+            inner = call_rows(builder, root, rec.calls)
             flow.node(n, inner[0].id, inner[-1].id, spec)
-            flow.inner({seg.key: row.id for seg, row in zip(rec.segments, inner, strict=True)}, rec.segment_edges)
+            flow.inner({call.key: row.id for call, row in zip(rec.calls, inner, strict=True)}, rec.call_edges)
             continue
         weights: list[Weight] = []
         read = Counts()  # what a parameter read claims
@@ -208,102 +208,114 @@ def graph_rows(
     return builder.rows, flow.edges()
 
 
-def segment_rows(builder: RowBuilder, root: nn.Module, segments: Iterable[Segment]) -> list[Row]:
-    """One row per segment. A parameter (or buffer) is counted at the first segment that uses
-    it, and a module's own parameters at its first segment at the latest; a segment's
-    activations are the tensors it newly allocated (torchsummary: a leaf call's outputs)."""
+def call_rows(builder: RowBuilder, root: nn.Module, calls: Iterable[ModuleCall]) -> list[Row]:
+    """One row per module call. A parameter (or buffer) is counted at the first call that uses
+    it, and a module's own parameters at its first call at the latest; a call's activations are
+    the tensors it newly allocated (torchsummary: a leaf call's outputs)."""
     rows: list[Row] = []
-    for seg in segments:
-        m = _submodule(root, seg.module_path)
-        used = [(name, t) for name in seg.uses if isinstance(t := _resolve_or_none(root, name), torch.Tensor)]
+    for call in calls:
+        m = _submodule(root, call.module_path)
+        used = [(name, t) for name in call.uses if isinstance(t := _resolve_or_none(root, name), torch.Tensor)]
         weights = [*(weight_of(n, t, True) for n, t in used if isinstance(t, nn.Parameter)),
                    *(weight_of(n, t, False) for n, t in used if not isinstance(t, nn.Parameter))]
         if m is not None:  # a leaf kept whole (--leaf) owns everything below it, as under FX
-            weights += module_weights(m, recurse=seg.leaf)
+            weights += module_weights(m, recurse=call.leaf)
         rows.append(builder.add(
-            name=seg.module_path or "(root)",
+            name=call.module_path or "(root)",
             type=class_name(m) if m is not None else "Module",
-            kind=RowKind.MODULE if seg.leaf else RowKind.CODE,
-            module_path=seg.module_path,
-            output=seg.outputs or seg.allocations[-1:],
-            allocated=seg.allocations,
-            leaf_outputs=seg.outputs if seg.leaf else (),
+            kind=RowKind.MODULE if call.leaf else RowKind.CODE,
+            module_path=call.module_path,
+            output=call.outputs or call.allocations[-1:],
+            allocated=call.allocations,
+            leaf_outputs=call.outputs if call.leaf else (),
             weights=weights,
-            ops=seg.ops,
+            ops=call.ops,
             kernel_size=_tuple_attr(m, "kernel_size"),
             stride=_tuple_attr(m, "stride"),
-            hparams=_hparams(m) if seg.leaf else (),
+            hparams=_hparams(m) if call.leaf else (),
         ))
     return rows
 
 
-def segment_graph_rows(
-    root: nn.Module, inputs: list[InputSpec], segments: list[Segment], edges: Iterable[tuple[int, int, TensorSpec]],
-    conv: Convention,
+def call_graph_rows(
+    root: nn.Module, inputs: list[InputSpec], calls: list[ModuleCall], edges: Iterable[tuple[int, int, TensorSpec]],
+    convention: Convention,
 ) -> tuple[list[Row], list[Edge]]:
     """Rows for a model analyzed without a graph of module calls (export, eager), and the edges
-    between them (``edges`` by segment key; input i is key ``-(i + 1)``)."""
-    builder = RowBuilder(conv)
+    between them (``edges`` by call key; input i is key ``-(i + 1)``)."""
+    builder = RowBuilder(convention)
     by_key = {-(i + 1): builder.input(spec).id for i, spec in enumerate(inputs)}
-    inner = segment_rows(builder, root, segments)
-    by_key.update({seg.key: row.id for seg, row in zip(segments, inner, strict=True)})
+    inner = call_rows(builder, root, calls)
+    by_key.update({call.key: row.id for call, row in zip(calls, inner, strict=True)})
     _unused_rows(builder, root)
     flow = _Flow()
     flow.inner(by_key, edges)
     return builder.rows, flow.edges()
 
 
-def segments_from_records(
+def calls_from_export(
     root: nn.Module, records: Iterable[NodeRecord], leaves: Collection[str] = ()
-) -> tuple[list[Segment], list[tuple[int, int, TensorSpec]]]:
-    """torch.export's graph has a node per aten op; consecutive ones in one module make a segment.
+) -> tuple[list[ModuleCall], list[tuple[int, int, TensorSpec]]]:
+    """torch.export's graph has a node per aten op; consecutive ones in one module make one call.
     Nodes inside a module kept whole (``leaves``) belong to that module. Also returns the data
-    flow between segments (by key; the i-th tensor input is ``-(i + 1)``)."""
-    segments: list[Segment] = []
-    made_by: dict[fx.Node, tuple[int, TensorSpec | None]] = {}
-    edges: dict[tuple[int, int], TensorSpec] = {}
-    tensor_inputs = started = 0
-    path: str | None = None
-    ops: list[OpCost] = []
-    allocations: list[TensorSpec] = []
-    uses: list[str] = []
-    last: tuple[TensorSpec, ...] = ()
-
-    def flush() -> None:
-        if path is not None and (ops or allocations or uses):
-            m = _submodule(root, path)
-            leaf = path in leaves or (m is not None and not any(True for _ in m.children()))
-            segments.append(Segment(path, leaf, merge_ops(ops), tuple(allocations), last if leaf else (),
-                                    tuple(dict.fromkeys(uses)), key=started))
-
+    flow between calls (by key; the i-th tensor input is ``-(i + 1)``)."""
+    calls = _ExportCalls(root, leaves)
     for rec in records:
+        calls.add(rec)
+    calls.close()
+    return calls.calls, [(a, b, spec) for (a, b), spec in calls.edges.items()]
+
+
+class _ExportCalls:
+    """Groups an export graph's records into module calls, as they come."""
+
+    def __init__(self, root: nn.Module, leaves: Collection[str]) -> None:
+        self.root, self.leaves = root, leaves
+        self.calls: list[ModuleCall] = []
+        self.made_by: dict[fx.Node, tuple[int, TensorSpec | None]] = {}  # each node's call key and tensor
+        self.edges: dict[tuple[int, int], TensorSpec] = {}
+        self.tensor_inputs = 0
+        self.key = 0  # the current call's
+        self.path: str | None = None
+        self.ops: list[OpCost] = []
+        self.allocations: list[TensorSpec] = []
+        self.uses: list[str] = []
+        self.last: tuple[TensorSpec, ...] = ()
+
+    def close(self) -> None:
+        """The current call, if it did anything, becomes a :class:`ModuleCall`."""
+        if self.path is not None and (self.ops or self.allocations or self.uses):
+            m = _submodule(self.root, self.path)
+            leaf = self.path in self.leaves or (m is not None and not any(True for _ in m.children()))
+            self.calls.append(ModuleCall(self.path, leaf, merge_ops(self.ops), tuple(self.allocations),
+                                         self.last if leaf else (), tuple(dict.fromkeys(self.uses)), key=self.key))
+
+    def add(self, rec: NodeRecord) -> None:
         n = rec.node
         if n.op == "placeholder" and rec.outputs:
-            tensor_inputs += 1
-            made_by[n] = (-tensor_inputs, rec.outputs[0])
+            self.tensor_inputs += 1
+            self.made_by[n] = (-self.tensor_inputs, rec.outputs[0])
         if n.op != "call_function":
-            continue  # inputs, parameters (get_attr) and the output are not work
-        here = _outermost_leaf(n.meta.get(META_KEY, {}).get("module_path", ""), leaves)
-        if here != path:
-            flush()
-            path, ops, allocations, uses = here, [], [], []
-            started += 1
-        ops.extend(rec.ops)
-        allocations.extend(s for s, fresh in zip(rec.outputs, rec.allocated, strict=True) if fresh)
-        uses.extend(str(a.target) for a in n.all_input_nodes if a.op == "get_attr")
-        last = rec.outputs
-        sources = [made_by[a] for a in n.all_input_nodes if a in made_by]
+            return  # inputs, parameters (get_attr) and the output are not work
+        here = _outermost_leaf(n.meta.get(META_KEY, {}).get("module_path", ""), self.leaves)
+        if here != self.path:
+            self.close()
+            self.path, self.ops, self.allocations, self.uses = here, [], [], []
+            self.key += 1
+        self.ops.extend(rec.ops)
+        self.allocations.extend(s for s, fresh in zip(rec.outputs, rec.allocated, strict=True) if fresh)
+        self.uses.extend(str(a.target) for a in n.all_input_nodes if a.op == "get_attr")
+        self.last = rec.outputs
+        sources = [self.made_by[a] for a in n.all_input_nodes if a in self.made_by]
         if not rec.ops and not any(rec.allocated) and sources:
             # it dispatched nothing and made no tensor (eval-mode dropout, x.to(x.dtype), a tuple's
             # item): what it hands on still comes from where its input came from
-            made_by[n] = sources[0]
-            continue
-        for src in sources:
-            if src[0] != started and src[1] is not None:
-                edges.setdefault((src[0], started), src[1])
-        made_by[n] = (started, rec.outputs[0] if rec.outputs else None)
-    flush()
-    return segments, [(a, b, spec) for (a, b), spec in edges.items()]
+            self.made_by[n] = sources[0]
+            return
+        for key, spec in sources:
+            if key != self.key and spec is not None:
+                self.edges.setdefault((key, self.key), spec)
+        self.made_by[n] = (self.key, rec.outputs[0] if rec.outputs else None)
 
 
 def _outermost_leaf(path: str, leaves: Collection[str]) -> str:

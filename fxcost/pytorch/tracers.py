@@ -7,7 +7,7 @@ Three ways to a graph, tried in this order by ``tracer="auto"``:
    module it ran in. Where a submodule's code cannot be traced (a data-dependent ``if``, a
    signature FX cannot read), that submodule becomes one *opaque* node and tracing goes on; the
    opaque module still runs op by op on meta tensors, so its costs are counted and attributed to
-   its own submodules by forward hooks (see :class:`fxcost.pytorch.eager.SegmentTracker`).
+   its own submodules by forward hooks (see :class:`fxcost.pytorch.eager.CallTracker`).
 2. ``export``: ``torch.export`` (non-strict) on meta inputs, when the root's own code cannot be
    traced. Its graph is an FX graph of aten ops whose nodes carry the module stack.
 3. ``eager``: no graph at all: the whole model runs once on meta tensors and forward hooks
