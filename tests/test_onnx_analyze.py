@@ -244,3 +244,33 @@ def test_an_element_type_without_a_torch_dtype_is_sized_and_said(tmp_path: Path)
     assert list(r.trace.notes) == ["ONNX element type INT4 has no PyTorch dtype: its tensors are counted as 1 byte per "
                                 "element (sub-byte types are smaller, strings have no fixed size)"]
     assert r.total().macs == 2 * 4 * 8
+
+
+def test_shape_arithmetic_is_folded_so_a_computed_bias_counts(tmp_path: Path) -> None:
+    # torch.onnx gives a bias-free conv a zero bias computed in the graph, as here:
+    # Expand(0, Expand(Shape(W)[:1], [1])). onnx's data propagation does not follow Expand, so only
+    # fxcost's own folding tells inference the bias's shape; without it the Conv would be "not
+    # counted" and the Shape's output would pass for an activation.
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    w = numpy_helper.from_array(np.zeros((4, 3, 3, 3), dtype=np.float32), "w")
+    nodes = [
+        helper.make_node("Shape", ["w"], ["s"], start=0, end=1),
+        helper.make_node("Constant", [], ["one"], value=numpy_helper.from_array(np.ones((1,), dtype=np.int64))),
+        helper.make_node("Expand", ["s", "one"], ["n"]),
+        helper.make_node("Constant", [], ["z"], value=numpy_helper.from_array(np.zeros((1,), dtype=np.float32))),
+        helper.make_node("Expand", ["z", "n"], ["b"]),
+        helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[3, 3]),
+    ]
+    path = tmp_path / "bias.onnx"
+    import onnx
+
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]), opset_imports=[helper.make_opsetid("", 18)]),
+              str(path))
+    r = analyze_onnx(path)
+    assert not r.unsupported
+    t = r.total()
+    assert t.macs == 1 * 6 * 6 * 4 * (3 * 3 * 3)  # 3,888: every output position, 3x3x3 taps, 4 channels
+    assert t.flops == 2 * t.macs + 4 * 6 * 6  # + the bias add, one per output element
+    assert t.activation_elements == 3 * 8 * 8 + 4 * 6 * 6  # the input and the conv's output; Shape, Expand alias
+    assert [o.fate for row in r.layers for o in row.ops if o.op == "onnx::Conv"] == ["formula"]

@@ -48,7 +48,7 @@ from fxcost.report.report import Report
 ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Expand", "Slice",
                        "Split", "Dropout"})
 #: ops whose outputs are constants, not activations
-CONSTANT_OPS = frozenset({"Constant", "Dims", "Size"})
+CONSTANT_OPS = frozenset({"Constant", "Shape", "Size"})
 
 
 @dataclass

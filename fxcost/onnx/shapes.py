@@ -1,6 +1,6 @@
 """Shapes in an ONNX graph: the user's inputs pinned, onnx's shape inference run on a weightless
 copy, and the shape arithmetic that onnx's data propagation does not follow evaluated here
-(``Dims -> Squeeze -> Concat -> Reshape``, as torch.onnx writes for a dynamic batch)."""
+(``Shape -> Squeeze -> Concat -> Reshape``, as torch.onnx writes for a dynamic batch)."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def skeleton(model: Any, pinned: dict[str, Dims]) -> Any:
 
 def infer(skeleton: Any, rounds: int = 4) -> Any:
     """ONNX shape inference, helped along: shape arithmetic that onnx's data propagation does
-    not follow (``Dims -> Squeeze -> Concat -> Reshape``, as torch.onnx writes for a dynamic
+    not follow (``Shape -> Squeeze -> Concat -> Reshape``, as torch.onnx writes for a dynamic
     batch) is evaluated here on the pinned shapes, its results become constants, and inference
     runs again, until nothing new is settled."""
     import onnx
@@ -177,7 +177,7 @@ def _constant_of_shape(x: Any, ins: list[Any], a: dict[str, Any], np: Any) -> An
     return np.full(tuple(int(d) for d in x), fill.reshape(-1)[0], dtype=fill.dtype)
 
 
-_FROM_METADATA: dict[str, Callable[..., Any]] = {"Constant": _constant, "Dims": _shape, "Size": _shape}
+_FROM_METADATA: dict[str, Callable[..., Any]] = {"Constant": _constant, "Shape": _shape, "Size": _shape}
 _FROM_VALUES: dict[str, Callable[[Any, list[Any], dict[str, Any], Any], Any]] = {
     "Identity": lambda x, ins, a, np: x,
     "Cast": _cast,
