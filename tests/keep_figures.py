@@ -3,6 +3,7 @@ an old commit and at the working tree, and compare them.
 
     python tests/keep_figures.py --base 278824b          # dump both, compare, exit 1 on a difference
     python tests/keep_figures.py --dump DIR               # only dump the working tree's figures
+    python tests/keep_figures.py --base REV --figures     # a contract change: numbers must stay, say what else moved
 
 What is dumped, for each model of examples/zoo.py (ZOO and, with transformers, HF_ZOO) and
 tests/zoo.py (CASES): the report's JSON (``fxcost analyze -f json``) under both conventions
@@ -13,7 +14,9 @@ in its own process with its own checkout first on ``sys.path``, its own ``exampl
 ``tests/zoo.py``: the base commit is checked out in a temporary git worktree.
 
 The comparison is of bytes: a figure that is equal but printed differently counts as changed.
-Models only one side has are listed, not compared. The golden files (tests/goldens/) are compared
+With ``--figures`` (for a change that renames or adds keys on purpose) every number must be equal
+wherever both sides have it, and the strings that changed and the keys that came or went are
+summarized by path (list indices as ``[]``). Models only one side has are listed, not compared. The golden files (tests/goldens/) are compared
 with ``git diff --stat BASE -- tests/goldens``.
 """
 
@@ -141,6 +144,64 @@ def _run_side(checkout: Path, out: Path, onnx_dir: Path) -> None:
                    check=True, env=env, cwd=checkout)
 
 
+def _leaves(value: Any, path: str = "") -> dict[str, Any]:
+    """``{"layers[3].macs": 123, ...}`` for every leaf of a JSON value."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _leaves(item, f"{path}.{key}" if path else key).items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in _leaves(item, f"{path}[{i}]").items()}
+    return {path: value}
+
+
+def _pattern(path: str) -> str:
+    """A leaf's path with list indices as ``[]`` and dict keys that are names (module paths) as ``*``."""
+    import re
+
+    path = re.sub(r"\[\d+\]", "[]", path)
+    for names in ("module_types", "hparams"):
+        head, sep, _ = path.partition(f"{names}.")
+        if sep:
+            return f"{head}{names}.*"
+    return path
+
+
+def compare_figures(a: Path, b: Path) -> int:
+    """Every number equal where both sides have it; other differences summarized by path."""
+    numbers = 0
+    changed_numbers: list[str] = []
+    strings: dict[str, set[tuple[str, str]]] = {}
+    added: dict[str, int] = {}
+    removed: dict[str, int] = {}
+    names = sorted({p.name for p in a.iterdir()} & {p.name for p in b.iterdir()})
+    for n in names:
+        if not n.endswith(".json"):
+            continue
+        la, lb = _leaves(json.loads((a / n).read_text())), _leaves(json.loads((b / n).read_text()))
+        for k in la.keys() & lb.keys():
+            x, y = la[k], lb[k]
+            if isinstance(x, (int, float)) and not isinstance(x, bool):
+                numbers += 1
+                if x != y:
+                    changed_numbers.append(f"{n}: {k}: {x} -> {y}")
+            elif x != y:
+                strings.setdefault(_pattern(k), set()).add((str(x)[:80], str(y)[:80]))
+        for k in lb.keys() - la.keys():
+            added[_pattern(k)] = added.get(_pattern(k), 0) + 1
+        for k in la.keys() - lb.keys():
+            removed[_pattern(k)] = removed.get(_pattern(k), 0) + 1
+    for line in changed_numbers[:20]:
+        print(f"NUMBER CHANGED {line}")
+    for k, pairs in sorted(strings.items()):
+        print(f"string changed at {k}: " + "; ".join(f"{x!r} -> {y!r}" for x, y in sorted(pairs)[:3])
+              + (f" (+{len(pairs) - 3} more)" if len(pairs) > 3 else ""))
+    for k, count in sorted(added.items()):
+        print(f"key added: {k} (x{count})")
+    for k, count in sorted(removed.items()):
+        print(f"key removed: {k} (x{count})")
+    print(f"{len(names)} files: {numbers} numbers compared, {len(changed_numbers)} changed")
+    return 1 if changed_numbers else 0
+
+
 def compare(a: Path, b: Path) -> int:
     names_a = {p.name for p in a.iterdir()}
     names_b = {p.name for p in b.iterdir()}
@@ -173,6 +234,7 @@ def main() -> int:
     p.add_argument("--onnx-dir", type=Path, help="(with --dump) count the .onnx files in this folder too")
     p.add_argument("--checkout", type=Path, default=ROOT, help="(with --dump) the checkout whose fxcost runs")
     p.add_argument("--keep", type=Path, help="keep the dumps in this folder (default: a temporary one)")
+    p.add_argument("--figures", action="store_true", help="compare numbers only, summarize the rest (a contract change)")
     args = p.parse_args()
     if args.dump:
         dump(args.dump, args.onnx_dir, args.checkout.resolve())
@@ -191,11 +253,11 @@ def main() -> int:
             _run_side(ROOT, work / "now", work / "onnx")
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)], check=False)
-        status = compare(work / "base", work / "now")
+        status = (compare_figures if args.figures else compare)(work / "base", work / "now")
         goldens = subprocess.run(["git", "-C", str(ROOT), "diff", "--stat", args.base, "--", "tests/goldens"],
                                  capture_output=True, text=True, check=True).stdout.strip()
         print(f"golden files changed since {args.base}: {goldens or 'none'}")
-        return status or (1 if goldens else 0)
+        return status or (1 if goldens and not args.figures else 0)
 
 
 if __name__ == "__main__":

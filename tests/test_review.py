@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import fxcost
-from examples.vgg import vgg11, vgg13
+from examples.vgg import d2l_vgg11, vgg11, vgg13
 from fxcost.cli import main
 from fxcost.errors import InputSpecError, SpecError
 from fxcost.report.review import parse_budget, parse_growth, pyproject_settings, review
@@ -70,7 +70,7 @@ def vgg_macs(build: Any) -> int:
 
 
 def test_review_against_a_baseline() -> None:
-    old = fxcost.analyze(vgg11(), input_size=(1, 3, 224, 224)).to_dict()
+    old = fxcost.analyze(vgg11(), input_size=(1, 3, 224, 224))
     new = fxcost.analyze(vgg13(), input_size=(1, 3, 224, 224))
     result = review(new, baseline=old, max_growth=Fraction(1, 20))
     by_metric = {c.metric: c for c in result.checks}
@@ -139,16 +139,15 @@ def test_limits_are_inclusive_and_five_contributors_are_named() -> None:
     assert exact.passed  # at the budget is within it
     [check] = review(report, {"params": n - 1}).checks
     assert not check.ok and len(check.top) == 5
-    baseline = report.to_dict()
-    assert review(report, baseline=baseline, max_growth=Fraction(0)).passed  # no growth at 0%
+    assert review(report, baseline=report, max_growth=Fraction(0)).passed  # no growth at 0%
 
 
 def test_baselines_that_cannot_be_compared(tmp_path: Path) -> None:
     report = fxcost.analyze(vgg11(), input_size=(1, 3, 224, 224))
-    batch8 = fxcost.analyze(vgg11(), input_size=(8, 3, 224, 224)).to_dict()
+    batch8 = fxcost.analyze(vgg11(), input_size=(8, 3, 224, 224))
     with pytest.raises(InputSpecError, match="inputs x 8x3x224x224"):
         review(report, baseline=batch8)
-    summary = fxcost.analyze(vgg11(), input_size=(1, 3, 224, 224), convention="torchsummary").to_dict()
+    summary = fxcost.analyze(vgg11(), input_size=(1, 3, 224, 224), convention="torchsummary")
     with pytest.raises(InputSpecError, match="convention 'torchsummary'"):
         review(report, baseline=summary)
     with pytest.raises(InputSpecError, match="not a metric"):
@@ -189,3 +188,16 @@ def test_unsupported_ops_are_named_in_the_review(capsys: pytest.CaptureFixture[s
     spec.write_text("import torch\nclass Net(torch.nn.Module):\n    def forward(self, x):\n        return torch.fft.rfft(x, dim=1).abs()\n")
     code, out, _ = run(capsys, "review", f"{spec}:Net", "-i", "2x8", "-b", "flops=1G", "-f", "markdown")
     assert code == 0 and "unsupported op aten::_fft_r2c" in out
+
+
+def test_a_baseline_written_by_fxcost_0_1_still_reviews(tmp_path: Path) -> None:
+    # tests/data/report_fxcost_0_1.json is d2l's VGG-11 as fxcost 0.1 wrote it (its rows lack the
+    # byte counts 0.2 adds): a review needs only its convention, inputs and totals
+    from fxcost.report.review import Baseline, load_baseline
+
+    old = load_baseline(Path(__file__).parent / "data" / "report_fxcost_0_1.json")
+    report = fxcost.analyze(d2l_vgg11(), input_size=(1, 3, 224, 224), name="d2l_vgg11")
+    assert old == Baseline.of(report)  # the same model and input: the same totals, typed alike
+    assert review(report, baseline=old, max_growth=Fraction(0)).passed
+    with pytest.raises(ValueError, match="param_bytes"):
+        fxcost.Report.from_dict(json.loads((Path(__file__).parent / "data" / "report_fxcost_0_1.json").read_text()))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,7 +72,7 @@ class Unexportable(nn.Module):
 def test_untraceable_submodule_stays_opaque_and_is_still_counted() -> None:
     model = Outer()
     report = fxcost.analyze(model, input_size=(2, 8))
-    assert report.trace.method == "symbolic_trace"
+    assert report.trace.method == "symbolic"
     [opaque] = report.trace.opaque
     assert opaque.module == "b" and opaque.type == "ShapeBranch"
     assert "control flow" in opaque.reason
@@ -401,9 +402,12 @@ def test_cli_failures_print_no_traceback() -> None:
 
 def test_cli_leaf(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "analyze", str(ROOT / "examples/resnet.py") + ":resnet18", "--input", "1x3x64x64",
-                         "--leaf", "BasicBlock", "--depth", "1", "-f", "json")
+                         "--leaf", "BasicBlock", "-f", "json")
     assert code == 0, err
-    assert "layer1.0.conv1" not in out
+    rows = {r["name"]: r for r in json.loads(out)["layers"]}
+    # each BasicBlock is one row, nothing inside it is (the model's modules are still listed by type)
+    assert rows["layer1.0"]["type"] == "BasicBlock" and rows["layer1.0"]["kind"] == "module"
+    assert not [n for n in rows if n.startswith("layer1.0.")]
     code, _, err = run(capsys, "analyze", str(ROOT / "examples/resnet.py") + ":resnet18", "--input", "1x3x64x64",
                        "--leaf", "Nope")
     assert code == 2 and "matches no submodule" in err
@@ -437,3 +441,59 @@ def test_edges_in_an_opaque_module() -> None:
     assert [(names[e.src], names[e.dst], e.shape) for e in report.edges] == [
         ("x", "a", (2, 8)), ("a", "b.wide", (2, 8)), ("b.wide", "c", (2, 8)),
     ]
+
+
+# --- failures name the user's line, and are told apart by type and op ----------------------
+
+NET = '''import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 8, 3)
+        self.fc = nn.Linear(100, 10)
+
+    def forward(self, x):
+        x = self.c(x)
+        return self.fc(x.flatten(1))
+
+
+class Liar(nn.Module):
+    def forward(self, x):
+        raise RuntimeError("too small: channels, dtype, mat1 and mat2, Output size")
+'''
+
+
+@pytest.mark.parametrize(("tracer", "shape", "line"), [
+    ("auto", "1x3x16x16", "return self.fc(x.flatten(1))"),  # a standard layer's call: the node's recorded line
+    ("auto", "1x4x16x16", "x = self.c(x)"),
+    ("eager", "1x4x16x16", "x = self.c(x)"),  # from the traceback of an op-by-op run
+    ("export", "1x4x16x16", "x = self.c(x)"),  # torch.export's own failure
+], ids=["symbolic-linear", "symbolic-conv", "eager-conv", "export-conv"])
+def test_a_failure_names_the_users_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                        tracer: str, shape: str, line: str) -> None:
+    (tmp_path / "net.py").write_text(NET)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "analyze", "net.py:Net", "--input", shape, "--tracer", tracer)
+    number = NET.splitlines().index(f"        {line}") + 1
+    assert code == 2 and f"at net.py:{number}, in forward: {line}" in err, err
+
+
+def test_failures_are_classified_by_type_and_op_not_by_their_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "net.py").write_text(NET)
+    monkeypatch.chdir(tmp_path)
+    # the wrong channel count: told by aten::convolution's shapes (3 expected, 4 given)
+    _, _, err = run(capsys, "analyze", "net.py:Net", "--input", "1x4x16x16")
+    assert "channel dimension of --input" in err
+    # too small for the 3x3 kernel: the same op, the channels right
+    _, _, err = run(capsys, "analyze", "net.py:Net", "--input", "1x3x2x2")
+    assert "input is too small" in err
+    # 14x14x8 = 1568 features where the Linear takes 100: aten::addmm's
+    _, _, err = run(capsys, "analyze", "net.py:Net", "--input", "1x3x16x16")
+    assert "flattened features" in err
+    # a message full of the words the hints once matched, from no op: the general hint
+    _, _, err = run(capsys, "analyze", "net.py:Liar", "--input", "1x3")
+    assert "check --input against what the model expects" in err

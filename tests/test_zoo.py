@@ -16,6 +16,7 @@ mkldnn off, which keeps LSTMs off ``mkldnn_rnn_layer``. fxcost counts those fuse
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -79,6 +80,9 @@ def test_zoo_model_matches_pytorch(entry: ZooModel) -> None:
                for f in ("params", "macs", "flops", "activation_elements"))
     for view in (report.by_type(), report.by_module(1), report.by_module(2), report.by_module(3)):
         assert view.total() == totals
+    # the JSON reads back into the same records, in every view
+    for view in (report, report.by_type(), report.by_module(2)):
+        assert fxcost.Report.from_dict(json.loads(json.dumps(view.to_dict()))) == view
 
 
 def test_resnet50_published_gmacs() -> None:

@@ -60,7 +60,9 @@ def add_inputs(p: argparse.ArgumentParser) -> None:
 def add_tracing(p: argparse.ArgumentParser, real: bool = True, group: Any = None) -> None:
     """--tracer, --leaf and (where a model is analyzed for real) --real; into ``group`` when given."""
     g = group if group is not None else p.add_argument_group("tracing")
-    g.add_argument("--tracer", choices=("auto", "symbolic", "export", "eager"), default="auto",
+    from fxcost.report.kinds import TRACERS
+
+    g.add_argument("--tracer", choices=("auto", *TRACERS), default="auto",
                    help="how the model becomes a graph: auto (default) tries symbolic tracing with untraceable "
                    "submodules kept opaque, then torch.export, then running op by op")
     g.add_argument("--leaf", action="append", default=[], metavar="MODULE",

@@ -36,6 +36,8 @@ class Free(StrEnum):
     CHECK = "runtime check of a shape, dtype or value: computes nothing the model uses"
     READ_BACK = "reads one element back to Python (item()), no arithmetic"
     RANDOM = "random number generation, not arithmetic on the model's values"
+    PASS_THROUGH = ("inference: the input passes through (an ONNX Dropout's training_mode is false by default), as "
+                    "eval-mode dropout dispatches no aten op")
 
 
 class Rule(NamedTuple):

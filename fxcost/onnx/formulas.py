@@ -37,7 +37,7 @@ import torch
 
 from fxcost.counting import arithmetic as A
 from fxcost.counting.arithmetic import Cost, prod
-from fxcost.counting.registry import Formula, FormulaRegistry
+from fxcost.counting.registry import Formula, FormulaRegistry, Free
 
 ONNX_REGISTRY = FormulaRegistry()
 _reg = ONNX_REGISTRY
@@ -655,21 +655,14 @@ _reg.formula(*_onnx("Sum", "Max", "Min"))(_variadic(divide=False))
 _reg.formula(*_onnx("Mean"))(_variadic(divide=True))
 
 
-# --- free: reviewed zero-cost ops (reasons as the aten route gives them for the aten equivalents) ---
+# --- free: reviewed zero-cost ops, for the reasons the aten route gives their aten equivalents ---
+# (aten dispatches Reshape, Transpose, Slice, Split and Expand as views; Trilu is aten's tril/triu;
+# DepthToSpace is a pixel shuffle, Compress a masked select, ReverseSequence a flip)
 
-_reg.free(
-    *_onnx("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Slice", "Split", "Expand"),
-    reason="view: aten dispatches reshape, permute, slice, split and expand as a new shape or stride over "
-    "the same storage, no arithmetic",
-)
-_reg.free(
-    *_onnx("Shape", "Size", "OptionalHasElement", "SequenceLength"),
-    reason="metadata query, no data touched",
-)
-_reg.free(
-    *_onnx("Constant", "ConstantOfShape", "Range", "EyeLike", "Trilu"),
-    reason="constructor or constant fill, no arithmetic on activations (Trilu: aten's tril and triu)",
-)
+_reg.free(*_onnx("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Slice", "Split", "Expand"),
+          reason=Free.VIEW)
+_reg.free(*_onnx("Shape", "Size", "OptionalHasElement", "SequenceLength"), reason=Free.METADATA)
+_reg.free(*_onnx("Constant", "ConstantOfShape", "Range", "EyeLike", "Trilu"), reason=Free.CONSTRUCTOR)
 _reg.free(
     *_onnx(
         "Concat", "Gather", "GatherElements", "GatherND", "Tile", "Pad", "Cast", "CastLike", "DepthToSpace",
@@ -677,15 +670,8 @@ _reg.free(
         "SequenceInsert", "SequenceErase", "SequenceEmpty", "SplitToSequence", "ConcatFromSequence",
         "Optional", "OptionalGetElement",
     ),
-    reason="data movement (copy, gather, concatenate, pad, cast, pixel shuffle, masked select, flip): "
-    "memory traffic, no arithmetic",
+    reason=Free.DATA_MOVEMENT,
 )
-_reg.free(
-    *_onnx("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial"),
-    reason="random number generation, not arithmetic on the model's values",
-)
-_reg.free(
-    *_onnx("Dropout"),
-    reason="inference: the input passes through (training_mode is false by default), as eval-mode dropout "
-    "dispatches no aten op",
-)
+_reg.free(*_onnx("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial"),
+          reason=Free.RANDOM)
+_reg.free(*_onnx("Dropout"), reason=Free.PASS_THROUGH)

@@ -25,7 +25,7 @@ from fxcost.counting.registry import FormulaRegistry
 from fxcost.counting.rows import memory_summary, unsupported_ops
 from fxcost.errors import FxcostError, InputSpecError, ShapeError, TraceError, UnsupportedOpError
 from fxcost.pytorch.aten import ATEN
-from fxcost.pytorch.diagnosis import all_failed, naming_module, needs_fake
+from fxcost.pytorch.diagnosis import all_failed, naming_module, needs_fake, user_line
 from fxcost.pytorch.eager import run_eager
 from fxcost.pytorch.inputs import (
     graph_inputs,
@@ -44,9 +44,6 @@ from fxcost.pytorch.working_copy import fakeify
 from fxcost.report.kinds import TRACERS, Method, Mode
 from fxcost.report.records import Edge, Fallback, InputSpec, OpaqueModule, Row, TensorSpec, TraceInfo
 from fxcost.report.report import Report, Sweep
-
-#: ``--tracer`` names: ``auto`` and the three tracers, as the CLI spells them
-TRACER_NAMES = {"symbolic": Method.SYMBOLIC, "export": Method.EXPORT, "eager": Method.EAGER}
 
 
 @dataclass
@@ -88,7 +85,7 @@ def analyze(
     real: bool = False,
     strict: bool = False,
     name: str | None = None,
-    tracer: str = "auto",
+    tracer: str | Method = "auto",
     leaves: Sequence[str] = (),
     registry: FormulaRegistry | None = None,
 ) -> Report:
@@ -111,8 +108,8 @@ def analyze(
     """
     if not isinstance(model, nn.Module):
         raise InputSpecError(f"analyze() needs an nn.Module, got {type(model).__name__}", hint="pass the model object, e.g. fxcost.analyze(MyNet(), input_size=(1, 3, 224, 224))")
-    if tracer != "auto" and tracer not in TRACER_NAMES:
-        raise InputSpecError(f"unknown tracer {tracer!r}", hint=f"one of: {', '.join(['auto', *TRACER_NAMES])}")
+    if tracer != "auto" and tracer not in TRACERS:
+        raise InputSpecError(f"unknown tracer {tracer!r}", hint=f"one of: {', '.join(['auto', *TRACERS])}")
     rules = get_convention(convention)
     args = normalize_inputs(input_size, example_inputs)
     kwargs = dict(example_kwargs or {})
@@ -121,7 +118,7 @@ def analyze(
     prepare = prepare_real if real else prepare_meta
     leaf_set = leaf_paths(model, leaves)
     recorder = OpRecorder(registry or ATEN)
-    methods = list(TRACER_NAMES) if tracer == "auto" else [tracer]
+    methods = list(TRACERS) if tracer == "auto" else [Method(tracer)]
     fallbacks: list[Fallback] = []
     errors: list[FxcostError] = []
     for i, method in enumerate(methods):
@@ -129,7 +126,7 @@ def analyze(
         shadow, margs, mkwargs = prepare(model, args, kwargs)
         job = _Job(shadow, margs, mkwargs, recorder, rules, input_specs(shadow.forward, margs, mkwargs), leaf_set, real)
         try:
-            run = _STRATEGIES[TRACER_NAMES[method]](job)
+            run = _STRATEGIES[method](job)
             break
         except FxcostError as e:
             errors.append(e)
@@ -190,14 +187,34 @@ def _symbolic(job: _Job) -> _Counted:
             traced = symbolic(job.shadow, concrete_args=concrete or None, leaves=job.leaves, each_attempt=recorder.take)
         folded = recorder.take()
         interp = RecordingInterpreter(traced.root, traced.graph, recorder, opaque=set(traced.opaque))
-        with naming_module("propagating shapes"), context, torch.no_grad(), recorder:
-            out = interp.run(*vals)
+        try:
+            with naming_module("propagating shapes"), context, torch.no_grad(), recorder:
+                out = interp.run(*vals)
+        except ShapeError as e:
+            raise _at_its_line(e, job, concrete) from e.__cause__
         opaque = tuple(OpaqueModule(p, type(traced.root.get_submodule(p)).__name__, r) for p, r in traced.opaque.items())
         trace = TraceInfo(traced.method, graph_nodes=len(traced.graph.nodes), opaque=opaque)
         rows, edges = graph_rows(traced.root, interp.records, job.convention, folded=folded)
         return _Counted(rows, edges, output_specs(out), trace, job.mode)
 
     return _with_fake_retry(job, attempt)
+
+
+def _at_its_line(e: ShapeError, job: _Job, concrete: dict[str, Any]) -> ShapeError:
+    """``e`` with the user's line of the node that failed, when its traceback has none (a
+    standard layer's call): the graph is traced again, recording each node's source line."""
+    if not e.node or "\n  at " in e.message or e.__cause__ is None:
+        return e
+    try:
+        traced = symbolic(job.shadow, concrete_args=concrete or None, leaves=job.leaves, stack_traces=True)
+    except FxcostError:
+        return e
+    node = next((n for n in traced.graph.nodes if n.name == e.node), None)
+    line = user_line(e.__cause__, node.stack_trace if node is not None else None)
+    if not line:
+        return e
+    return ShapeError(f"{e.message}\n  at {line}", node=e.node, module_path=e.module_path, input_shapes=e.input_shapes,
+                      hint=e.hint)
 
 
 def _export(job: _Job) -> _Counted:

@@ -1,14 +1,229 @@
 """Why a model failed on the PyTorch route, in words a user can act on: which layer, which
-shapes, what it was doing, and what to try."""
+shapes, the line of the user's code, and what to try.
+
+Failures are classified by what failed, never by the words of a message: the exception's type
+(torch's ``GuardOnDataDependentSymNode``, fake tensors' ``DynamicOutputShapeException``...) and
+the aten op that raised it, which the op recorder attaches to the exception with the shapes and
+devices of its tensor arguments (:class:`FailedOp`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import traceback
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
 
+import torch
 from torch import nn
 
 from fxcost.errors import FxcostError, ShapeError, first_line
+
+#: the attribute the op recorder sets on an exception an op raised
+OP_ATTRIBUTE = "fxcost_failed_op"
+
+
+@dataclass(frozen=True)
+class FailedOp:
+    """The aten op that raised, and what it was given."""
+
+    name: str
+    shapes: tuple[tuple[int, ...], ...]  # its tensor arguments', in order
+    devices: frozenset[str]
+    args: tuple[Any, ...]  # its arguments with tensors as their shapes
+
+    @classmethod
+    def of(cls, name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> FailedOp:
+        from torch.utils._pytree import tree_flatten, tree_map
+
+        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        shaped = tree_map(lambda x: tuple(x.shape) if isinstance(x, torch.Tensor) else x, tuple(args))
+        return cls(name, tuple(tuple(int(d) for d in t.shape) for t in tensors),
+                   frozenset(t.device.type for t in tensors), shaped)
+
+
+class OperandDtypeError(RuntimeError):
+    """A matmul or convolution given operands of different dtypes (which meta kernels accept and
+    real kernels refuse)."""
+
+
+class Cause(Enum):
+    """What a failure needs from the user."""
+
+    DATA_DEPENDENT = "the forward reads a tensor's value"
+    NEEDS_VALUES = "an op needs real values"
+    DEVICE = "tensors of two devices met (a tensor made on the CPU inside forward)"
+    CHANNELS = "the channels do not match"
+    TOO_SMALL = "the input is too small"
+    FEATURES = "the features do not match a matmul"
+    DTYPE = "operands of different dtypes"
+    OTHER = "something else"
+
+
+#: ops that read a value back to Python: data-free tensors have none
+_READS_VALUE = frozenset({"aten::_local_scalar_dense", "aten::item", "aten::is_nonzero", "aten::equal"})
+#: ops whose output shape depends on the values
+_VALUE_SHAPED = frozenset({"aten::nonzero", "aten::nonzero_static", "aten::masked_select", "aten::unique_dim",
+                           "aten::_unique", "aten::_unique2", "aten::unique_consecutive", "aten::repeat_interleave",
+                           "aten::argwhere"})
+_MATMULS = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear",
+                      "aten::mv", "aten::addmv", "aten::dot"})
+_CONVS = frozenset({"aten::convolution", "aten::_convolution", "aten::conv1d", "aten::conv2d", "aten::conv3d"})
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def failed_op(error: BaseException) -> FailedOp | None:
+    """The aten op that raised ``error`` (or an exception it came from), if one did."""
+    return next((op for e in _chain(error) if isinstance(op := getattr(e, OP_ATTRIBUTE, None), FailedOp)), None)
+
+
+def _type_cause(error: BaseException) -> Cause | None:
+    from torch._subclasses.fake_tensor import (
+        DataDependentOutputException,
+        DynamicOutputShapeException,
+        UnsupportedOperatorException,
+    )
+    from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
+
+    for e in _chain(error):
+        if isinstance(e, (GuardOnDataDependentSymNode, DataDependentOutputException)):
+            return Cause.DATA_DEPENDENT
+        if isinstance(e, (DynamicOutputShapeException, UnsupportedOperatorException)):
+            return Cause.NEEDS_VALUES
+        if isinstance(e, OperandDtypeError):
+            return Cause.DTYPE
+    return None
+
+
+def _conv_cause(op: FailedOp) -> Cause:
+    """A convolution refuses its input for its channels or its size (or its rank)."""
+    x, w = (op.args + (None, None))[:2]
+    if not isinstance(x, tuple) or not isinstance(w, tuple) or len(x) != len(w):
+        return Cause.OTHER
+    transposed = bool(op.args[6]) if len(op.args) > 6 and op.name != "aten::conv2d" else False
+    groups = op.args[-1] if isinstance(op.args[-1], int) and not isinstance(op.args[-1], bool) else 1
+    expected = w[0] if transposed else w[1] * groups
+    return Cause.CHANNELS if x[1] != expected else Cause.TOO_SMALL
+
+
+def classify(error: BaseException) -> Cause:
+    """What ``error`` needs from the user, by its type and the op that raised it."""
+    by_type = _type_cause(error)
+    if by_type is not None:
+        return by_type
+    op = failed_op(error)
+    if op is None:
+        return Cause.OTHER
+    if op.name in _READS_VALUE:
+        return Cause.DATA_DEPENDENT
+    if op.name in _VALUE_SHAPED or any(isinstance(e, NotImplementedError) for e in _chain(error)):
+        return Cause.NEEDS_VALUES  # a value-shaped op, or one with no meta kernel
+    if len(op.devices) > 1:
+        return Cause.DEVICE
+    if op.name in _CONVS:
+        return _conv_cause(op)
+    if "pool" in op.name:
+        return Cause.TOO_SMALL
+    if op.name in _MATMULS:
+        return Cause.FEATURES
+    return Cause.OTHER
+
+
+def is_data_dependent(error: BaseException) -> bool:
+    """The forward read a tensor's value (``.item()``, ``if tensor:``), which meta and fake
+    tensors do not have."""
+    return classify(error) is Cause.DATA_DEPENDENT
+
+
+def needs_fake(error: ShapeError) -> bool:
+    """A meta run failed for want of a device (a forward that makes CPU tensors of its own, an
+    op without a meta kernel) or for a reason fake tensors may not have: worth a retry on fake
+    tensors. A shape error, or a value read, would only fail again."""
+    cause = error.__cause__
+    return cause is not None and classify(cause) in (Cause.DEVICE, Cause.NEEDS_VALUES, Cause.OTHER)
+
+
+_HINTS = {
+    Cause.DATA_DEPENDENT: "the forward reads tensor values (.item(), `if tensor:`), which fxcost's data-free tensors "
+    "do not have: --real runs real tensors on a copy of a model with weights; or make that branch depend on shapes",
+    Cause.NEEDS_VALUES: "this op needs real values (its output shape depends on them, or it has no meta kernel): --real "
+    "runs real tensors on a copy of a model with weights; or --leaf the module around it and give the op a fake "
+    "kernel (torch.library.register_fake)",
+    Cause.DEVICE: "the forward makes tensors on a device of its own: create them on the input's device "
+    "(torch.zeros(..., device=x.device)), or run with --real",
+    Cause.TOO_SMALL: "the input is too small for this architecture: use a larger --input, or fewer downsampling layers",
+    Cause.CHANNELS: "check the channel dimension of --input against the model's first layer",
+    Cause.DTYPE: "the operands' dtypes differ: give --input the model's dtype (e.g. 1x3x224x224:float16)",
+    Cause.FEATURES: "the flattened features do not match a Linear layer: check the spatial size of --input",
+    Cause.OTHER: "check --input against what the model expects; --debug shows the full traceback",
+}
+
+
+def hint_for(error: BaseException) -> str:
+    return _HINTS[classify(error)]
+
+
+# --- the user's line -----------------------------------------------------------------------
+
+#: frames in torch, fxcost and the standard library are not the user's
+_NOT_USER = tuple(str(Path(f).resolve().parent) + os.sep for f in (torch.__file__, Path(__file__).parent, os.__file__))
+
+
+def _is_user(filename: str) -> bool:
+    return not filename.startswith("<") and not str(Path(filename).resolve()).startswith(_NOT_USER)
+
+
+def _shown(filename: str) -> str:
+    try:
+        return os.path.relpath(filename) if not os.path.relpath(filename).startswith("..") else filename
+    except ValueError:  # another drive (Windows)
+        return filename
+
+
+def user_line(error: BaseException, stack_trace: str | None = None) -> str:
+    """``my_model.py:42, in forward: x = self.fc(x)``: the last line of the user's own code that
+    led to ``error``, from an FX node's recorded ``stack_trace`` when there is one, else from the
+    exception's traceback; "" when no frame is the user's."""
+    frames: list[traceback.FrameSummary] = []
+    if stack_trace:
+        frames = _parse_stack_trace(stack_trace)
+    if not frames:
+        for e in reversed(list(_chain(error))):
+            frames += traceback.extract_tb(e.__traceback__)
+    mine = [f for f in frames if _is_user(f.filename)]
+    if not mine:
+        return ""
+    f = mine[-1]
+    return f"{_shown(f.filename)}:{f.lineno}, in {f.name}: {(f.line or '').strip()}"
+
+
+def _parse_stack_trace(text: str) -> list[traceback.FrameSummary]:
+    """The frames of a ``File "x.py", line 3, in f`` text (what FX and torch.export record)."""
+    import re
+
+    frames = []
+    lines = text.splitlines()
+    for i, ln in enumerate(lines):
+        m = re.match(r'\s*File "(.+)", line (\d+), in (.+)', ln)
+        if m:
+            code = lines[i + 1].strip() if i + 1 < len(lines) and not lines[i + 1].lstrip().startswith("File ") else ""
+            frames.append(traceback.FrameSummary(m.group(1), int(m.group(2)), m.group(3), line=code))
+    return frames
+
+
+# --- the messages --------------------------------------------------------------------------
 
 
 class ModuleRunError(Exception):
@@ -19,60 +234,18 @@ class ModuleRunError(Exception):
         self.path, self.module, self.shapes, self.cause = path, module, shapes, cause
 
 
-def is_data_dependent(error: BaseException) -> bool:
-    """The forward read a tensor's value (``.item()``, ``if tensor:``), which meta and fake
-    tensors do not have."""
-    text = f"{type(error).__name__} {error}"
-    return any(k in text for k in ("_local_scalar_dense", "item() cannot be called", "DataDependent", "data-dependent"))
-
-
-def needs_values(error: BaseException) -> bool:
-    """An op whose output shape depends on values (``nonzero``, ``unique``, ``masked_select``)
-    or a library op with no meta/fake kernel: only real tensors can run it."""
-    text = f"{type(error).__name__} {error}"
-    return any(k in text for k in ("DynamicOutputShape", "nonzero", "fake impl", "Meta kernel", "meta kernel",
-                                   "could not run", "Could not run"))
-
-
-def needs_fake(error: ShapeError) -> bool:
-    """A meta run failed because the forward mixed in tensors of another device (or an op has no
-    meta kernel): worth a retry on fake tensors. A shape error would only fail again."""
-    cause = error.__cause__
-    if cause is None or is_data_dependent(cause):
-        return False
-    text = str(cause)
-    return isinstance(cause, NotImplementedError) or "device" in text or "meta" in text
-
-
-def failure_message(place: str, shapes: Sequence[Sequence[int]], cause: BaseException, doing: str = "") -> str:
-    """``layer 'x' (Conv2d) failed on input shape 1x3x8x8[ while ...]: why``, one wording for
-    every way a model runs (a graph node, an opaque module, an eager run, lazy initialization)."""
+def failure_message(place: str, shapes: Sequence[Sequence[int]], cause: BaseException, doing: str = "",
+                    stack_trace: str | None = None) -> str:
+    """``layer 'x' (Conv2d) failed on input shape 1x3x8x8[ while ...]: why`` and the user's line,
+    one wording for every way a model runs (a graph node, an opaque module, an eager run, lazy
+    initialization)."""
     shown = ", ".join("x".join(map(str, s)) for s in shapes) or "no tensors"
     why = first_line(cause)
     if is_data_dependent(cause):
         why = f"it reads a tensor's value (aten::_local_scalar_dense, from .item() or `if tensor:`): {why}"
-    return f"{place} failed on input shape {shown}{f' while {doing}' if doing else ''}: {why}"
-
-
-def hint_for(error: BaseException) -> str:
-    text = str(error)
-    if is_data_dependent(error):
-        return ("the forward reads tensor values (.item(), `if tensor:`), which fxcost's data-free tensors "
-                "do not have: --real runs real tensors on a copy of a model with weights; or make that branch "
-                "depend on shapes")
-    if needs_values(error):
-        return ("this op needs real values (its output shape depends on them, or it has no meta kernel): --real "
-                "runs real tensors on a copy of a model with weights; or --leaf the module around it and give "
-                "the op a fake kernel (torch.library.register_fake)")
-    if "too small" in text or "Output size" in text or "non-positive" in text:
-        return "the input is too small for this architecture: use a larger --input, or fewer downsampling layers"
-    if "channels" in text:
-        return "check the channel dimension of --input against the model's first layer"
-    if "dtype" in text:
-        return "the operands' dtypes differ: give --input the model's dtype (e.g. 1x3x224x224:float16)"
-    if any(k in text for k in ("mat1 and mat2", "size mismatch", "shapes cannot be multiplied", "same reduction dim")):
-        return "the flattened features do not match a Linear layer: check the spatial size of --input"
-    return "check --input against what the model expects; --debug shows the full traceback"
+    line = user_line(cause, stack_trace)
+    return f"{place} failed on input shape {shown}{f' while {doing}' if doing else ''}: {why}" + (
+        f"\n  at {line}" if line else "")
 
 
 def shape_error(e: ModuleRunError, doing: str) -> ShapeError:

@@ -15,6 +15,7 @@ from torch.utils._pytree import tree_any, tree_map
 from fxcost.errors import FxcostError, InputSpecError, TraceError
 from fxcost.pytorch.diagnosis import naming_module
 from fxcost.pytorch.eager import ModuleStack
+from fxcost.pytorch.recorder import OpTagger
 from fxcost.pytorch.tensors import dtype_name, meta_tensor, realize
 from fxcost.pytorch.working_copy import has_lazy_modules, has_meta_weights, meta_copy
 from fxcost.report.records import InputSpec
@@ -99,7 +100,8 @@ def input_specs(forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
 def run_eagerly(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], doing: str) -> None:
     """Run ``model`` (fxcost's own copy) once; on failure, name the innermost module that was
     running and the shapes that reached it."""
-    with naming_module(doing), ModuleStack(model, include_self=True) as stack, stack.naming_failures(), torch.no_grad():
+    with naming_module(doing), ModuleStack(model, include_self=True) as stack, stack.naming_failures(), torch.no_grad(), \
+            OpTagger():
         model(*args, **kwargs)
 
 

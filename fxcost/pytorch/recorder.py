@@ -5,6 +5,7 @@ Costs are computed from shapes as each op runs; no tensor is kept."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from torch.utils._pytree import tree_map
 
 from fxcost.counting.registry import FormulaRegistry
 from fxcost.errors import FxcostError
+from fxcost.pytorch.diagnosis import OP_ATTRIBUTE, FailedOp, OperandDtypeError
 from fxcost.report.kinds import Fate
 from fxcost.report.records import OpCost
 
@@ -25,6 +27,26 @@ def _shape_only(x: Any) -> Any:
 # matmul and convolution kernels need one dtype for all operands
 _SAME_DTYPE = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mv", "aten::addmv",
                          "aten::dot", "aten::convolution", "aten::_convolution"})
+
+
+def _tagged(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+    """``func(*args, **kwargs)``; an exception it raises carries the op (for the diagnosis: the
+    innermost op that raised)."""
+    try:
+        return func(*args, **kwargs)
+    except Exception as e:
+        if not hasattr(e, OP_ATTRIBUTE):
+            with contextlib.suppress(AttributeError, TypeError):  # an exception type that takes no attributes
+                setattr(e, OP_ATTRIBUTE, FailedOp.of(func._schema.name, args, kwargs))
+        raise
+
+
+class OpTagger(TorchDispatchMode):
+    """Counts nothing: names the op that raised, where a run is not recorded (lazy layers'
+    first run)."""
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
+        return _tagged(func, args, kwargs or {})
 
 
 class OpRecorder(TorchDispatchMode):
@@ -43,7 +65,7 @@ class OpRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        out = _tagged(func, args, kwargs)
         fate_entry = self._fates.get(func)
         if fate_entry is None:
             name = func._schema.name
@@ -53,7 +75,7 @@ class OpRecorder(TorchDispatchMode):
         if name in _SAME_DTYPE:
             dtypes = {a.dtype for a in args if isinstance(a, torch.Tensor)}
             if len(dtypes) > 1:  # meta kernels do not check this; real CPU/GPU kernels refuse it
-                raise RuntimeError(f"{name} got operands of different dtype: {', '.join(sorted(map(str, dtypes)))}")
+                raise OperandDtypeError(f"{name} got operands of different dtype: {', '.join(sorted(map(str, dtypes)))}")
         macs = flops = 0
         if fn is not None:  # Fate.FORMULA
             s_args, s_kwargs, s_out = tree_map(_shape_only, (tuple(args), kwargs, out))

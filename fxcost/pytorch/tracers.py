@@ -29,6 +29,7 @@ import torch.fx as fx
 from torch import nn
 
 from fxcost.errors import TraceError, first_line
+from fxcost.pytorch.diagnosis import user_line
 from fxcost.report.kinds import Method
 
 META_KEY = "fxcost"  # the one key fxcost keeps on FX nodes
@@ -98,6 +99,7 @@ def symbolic(
     concrete_args: dict[str, Any] | None = None,
     leaves: Collection[str] = (),
     each_attempt: Callable[[], object] = lambda: None,
+    stack_traces: bool = False,
 ) -> Traced:
     """Symbolically trace ``model`` (a weightless copy), keeping untraceable submodules opaque.
 
@@ -106,6 +108,8 @@ def symbolic(
     named by its class, and the graph is a single call of it. No GraphModule is built: an
     Interpreter runs the graph against the root, which saves generating and compiling code.
     ``each_attempt`` runs before each tracing attempt (one more per opaque module found).
+    ``stack_traces`` records each node's source line (``node.stack_trace``): it costs as much as
+    the tracing itself, so it is asked for only to name the line of a node that failed.
     Raises :class:`TraceError` when the root's own code cannot be traced.
     """
     if HierarchyTracer().is_leaf_module(model, ""):
@@ -115,6 +119,7 @@ def symbolic(
     while True:
         each_attempt()
         tracer = HierarchyTracer(opaque, leaves)
+        tracer.record_stack_traces = stack_traces
         try:
             graph = tracer.trace(model, concrete_args=concrete_args)
             break
@@ -123,7 +128,7 @@ def symbolic(
             if not where or where not in paths or where in opaque:
                 place = f"module {where!r} ({type(model.get_submodule(where)).__name__})" if where else f"{type(model).__name__}.forward"
                 raise TraceError(
-                    f"torch.fx could not trace {place}: {first_line(e)}",
+                    f"torch.fx could not trace {place}: {first_line(e)}{_at(e)}",
                     hint="fxcost falls back to torch.export and then to running the model op by op "
                     "(--tracer auto, the default); --leaf NAME keeps a module as one node",
                 ) from e
@@ -144,6 +149,12 @@ def _single_layer(layer: nn.Module) -> Traced:
     graph.output(out)
     _annotate(graph)
     return Traced(root, graph, Method.SYMBOLIC)
+
+
+def _at(e: BaseException) -> str:
+    """Where in the user's code ``e`` happened, as a line of its own ("" when not in their code)."""
+    line = user_line(e)
+    return f"\n  at {line}" if line else ""
 
 
 def _annotate(graph: fx.Graph) -> None:
@@ -187,7 +198,7 @@ def export(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> T
         graph = program_module.graph
     except Exception as e:
         raise TraceError(
-            f"torch.export could not trace {type(model).__name__}: {type(e).__name__}: {first_line(e)}",
+            f"torch.export could not trace {type(model).__name__}: {type(e).__name__}: {first_line(e)}{_at(e)}",
             hint="--tracer eager runs the model op by op; --tracer auto tries every way",
         ) from e
     _annotate(graph)

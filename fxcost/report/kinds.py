@@ -29,9 +29,10 @@ class RowKind(StrEnum):
 
 
 class Method(StrEnum):
-    """How the graph was obtained: the PyTorch route's three tracers, or an ONNX file."""
+    """How the graph was obtained: the PyTorch route's three tracers (spelled as ``--tracer``
+    takes them), or an ONNX file."""
 
-    SYMBOLIC = "symbolic_trace"
+    SYMBOLIC = "symbolic"
     EXPORT = "export"
     EAGER = "eager"
     ONNX = "onnx"

@@ -16,7 +16,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any, ClassVar, TypeVar
 
@@ -143,10 +143,6 @@ def merge_ops(ops: Iterable[OpCost]) -> tuple[OpCost, ...]:
     return tuple(merged.values())
 
 
-#: a Counts field a row's JSON leaves out (the report's totals carry it)
-_TOTALS_ONLY = {"row": False}
-
-
 @dataclass(frozen=True)
 class Counts(Record):
     """Every metric that adds up across rows, as exact integers: the one list of them.
@@ -160,8 +156,8 @@ class Counts(Record):
     bias_params: int = 0
     trainable_params: int = 0
     buffers: int = 0
-    param_bytes: int = field(default=0, metadata=_TOTALS_ONLY)
-    buffer_bytes: int = field(default=0, metadata=_TOTALS_ONLY)
+    param_bytes: int = 0
+    buffer_bytes: int = 0
     macs: int = 0
     flops: int = 0
     activation_elements: int = 0
@@ -174,11 +170,6 @@ class Counts(Record):
     def names(cls) -> tuple[str, ...]:
         """The metrics, in order."""
         return tuple(f.name for f in fields(cls))
-
-    @classmethod
-    def row_names(cls) -> tuple[str, ...]:
-        """The metrics a row's JSON carries."""
-        return tuple(f.name for f in fields(cls) if f.metadata.get("row", True))
 
     @classmethod
     def total(cls, items: Iterable[Counts]) -> Counts:
@@ -201,7 +192,10 @@ class Counts(Record):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Counts:
-        return cls(**{n: int(d[n]) for n in cls.names() if n in d})
+        missing = [n for n in cls.names() if n not in d]
+        if missing:  # a report from before fxcost 0.2 lacks the byte counts of its rows
+            raise ValueError(f"no {', '.join(missing)}: not written by this fxcost (schema {SCHEMA_VERSION}, 0.2 or later)")
+        return cls(**{n: int(d[n]) for n in cls.names()})
 
 
 #: the Counts names, for delegation from rows
@@ -253,7 +247,7 @@ class Row:
             "outputs": plain(self.output),
             "kernel_size": plain(self.kernel_size),
             "stride": plain(self.stride),
-            **{n: getattr(self.counts, n) for n in Counts.row_names()},
+            **{n: getattr(self.counts, n) for n in Counts.names()},
             "members": self.members,
             "hparams": dict(self.hparams),
             "ops": plain(self.ops),
@@ -313,7 +307,7 @@ class OpaqueModule(Record):
 class Fallback(Record):
     """A tracer that failed before the one that ran, and its error."""
 
-    tracer: str
+    tracer: Method
     error: str
 
 

@@ -116,6 +116,27 @@ class Report:
                     edges.setdefault((src, dst), replace(e, src=src, dst=dst))
         return replace(self, layers=tuple(rows), edges=tuple(edges.values()), view=view, depth=depth)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Report:
+        """A report read back from its JSON (``fxcost analyze -f json``), into the same records:
+        ``Report.from_dict(r.to_dict()) == r``. ``ValueError`` for anything else."""
+        if not isinstance(d, dict) or d.get("schema_version") != SCHEMA_VERSION or "layers" not in d:
+            raise ValueError(f"not an fxcost report (schema_version {SCHEMA_VERSION} with layers)")
+        view = d["view"]
+        return cls(
+            model=d["model"], convention=d["convention"],
+            inputs=tuple(InputSpec.from_dict(i) for i in d["inputs"]),
+            layers=tuple(Row.from_dict(r) for r in d["layers"]),
+            memory=MemorySummary.from_dict(d["memory"]),
+            unsupported=tuple(UnsupportedOp.from_dict(u) for u in d["unsupported"]),
+            trace=TraceInfo.from_dict(d["trace"]),
+            module_types=dict(d["module_types"]),
+            mode=Mode(d["mode"]),
+            outputs=tuple(TensorSpec.from_dict(o) for o in d["outputs"]),
+            edges=tuple(Edge.from_dict(e) for e in d["edges"]),
+            view=View(view["group_by"]), depth=view["depth"],
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
@@ -131,6 +152,7 @@ class Report:
             "layers": [r.to_dict() for r in self.layers],
             "unsupported": [u.to_dict() for u in self.unsupported],
             "edges": [e.to_dict() for e in self.edges],
+            "module_types": dict(self.module_types),
         }
 
 

@@ -21,8 +21,23 @@ from pathlib import Path
 from typing import Any
 
 from fxcost.errors import InputSpecError, SpecError
-from fxcost.report.records import SCHEMA_VERSION, Counts, Record
+from fxcost.report.records import SCHEMA_VERSION, Counts, InputSpec, Record
 from fxcost.report.report import Report
+
+
+@dataclass(frozen=True)
+class Baseline(Record):
+    """What a review compares with: an approved report's convention, inputs and totals (read from
+    any report's JSON, a file written by fxcost 0.1 included)."""
+
+    model: str
+    convention: str
+    inputs: tuple[InputSpec, ...]
+    totals: Counts
+
+    @classmethod
+    def of(cls, report: Report) -> Baseline:
+        return cls(report.model, report.convention, report.inputs, report.total())
 
 
 @dataclass(frozen=True)
@@ -168,34 +183,39 @@ def pyproject_settings(path: str | Path) -> tuple[dict[str, int], Fraction | Non
     return budgets, growth
 
 
-def load_baseline(path: str | Path) -> dict[str, Any]:
-    """The totals of an approved report (``fxcost analyze -f json``)."""
+def load_baseline(path: str | Path) -> Baseline:
+    """The setting and totals of an approved report (``fxcost analyze -f json``)."""
     p = Path(path)
+    hint = "write one with fxcost analyze ... -f json -o baseline.json (one model, one input size)"
     try:
         d = json.loads(p.read_text())
     except OSError as e:
-        raise SpecError(f"cannot read the baseline {str(p)!r}: {e.strerror or e}", hint="write one with fxcost analyze ... -f json -o baseline.json") from e
-    except json.JSONDecodeError as e:
-        raise SpecError(f"the baseline {str(p)!r} is not JSON: {e}", hint="write one with fxcost analyze ... -f json -o baseline.json") from e
-    hint = "write one with fxcost analyze ... -f json -o baseline.json (one model, one input size)"
+        raise SpecError(f"cannot read the baseline {str(p)!r}: {e.strerror or e}", hint=hint) from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SpecError(f"the baseline {str(p)!r} is not JSON: {e}", hint=hint) from e
     if not isinstance(d, dict) or d.get("schema_version") != SCHEMA_VERSION or not isinstance(d.get("totals"), dict):
         raise SpecError(f"the baseline {str(p)!r} is not a single fxcost report (schema_version {SCHEMA_VERSION} with totals)", hint=hint)
-    for metric in GROWTH_METRICS:
+    for metric in Counts.names():
         v = d["totals"].get(metric)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise SpecError(f"the baseline {str(p)!r} has no integer totals.{metric} (found {v!r})", hint=hint)
-    return d
+    try:
+        return Baseline.from_dict(d)
+    except (KeyError, TypeError, ValueError) as e:
+        raise SpecError(f"the baseline {str(p)!r} is not a whole fxcost report ({type(e).__name__}: {e})", hint=hint) from e
 
 
 def review(
     report: Report,
     budgets: dict[str, int] | None = None,
-    baseline: dict[str, Any] | None = None,
+    baseline: Baseline | Report | None = None,
     max_growth: Fraction | None = None,
 ) -> Review:
     """Check ``report``'s totals against ``budgets`` (at most) and against ``baseline``'s totals
     (at most ``1 + max_growth`` times each, default 5%); each failed check lists the layers
     that contribute most to that metric."""
+    if isinstance(baseline, Report):
+        baseline = Baseline.of(baseline)
     totals = report.total().to_dict()
     for metric in budgets or {}:
         if metric not in METRICS:
@@ -208,23 +228,23 @@ def review(
     if baseline is not None:
         growth = Fraction(1, 20) if max_growth is None else max_growth
         for metric in GROWTH_METRICS:
-            old = int(baseline["totals"].get(metric, 0))
+            old = int(getattr(baseline.totals, metric))
             limit = int(old * (1 + growth))  # the largest integer within the allowed growth
             checks.append(ReviewCheck(metric, f"baseline +{float(growth) * 100:g}%", totals[metric], limit,
                                       totals[metric] <= limit, _top(report, metric), baseline=old))
     return Review(report, tuple(checks))
 
 
-def _same_setting(report: Report, baseline: dict[str, Any]) -> None:
+def _same_setting(report: Report, baseline: Baseline) -> None:
     """A baseline compares like with like: the same convention and the same input shapes (the
     model may differ: that is what a review of a new version is for)."""
-    if baseline.get("convention") != report.convention:
+    if baseline.convention != report.convention:
         raise InputSpecError(
-            f"the baseline was counted under convention {baseline.get('convention')!r}, this review under {report.convention!r}",
-            hint=f"review with --convention {baseline.get('convention')}, or approve a new baseline",
+            f"the baseline was counted under convention {baseline.convention!r}, this review under {report.convention!r}",
+            hint=f"review with --convention {baseline.convention}, or approve a new baseline",
         )
-    theirs = [(i.get("name"), i.get("shape")) for i in baseline.get("inputs", [])]
-    ours = [(i.name, list(i.shape)) for i in report.inputs]
+    theirs = [(i.name, i.shape) for i in baseline.inputs]
+    ours = [(i.name, i.shape) for i in report.inputs]
     if theirs != ours:
         def shown(xs: list[Any]) -> str:
             return ", ".join(f"{n} {'x'.join(map(str, s or []))}" for n, s in xs)
