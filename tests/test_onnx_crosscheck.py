@@ -18,6 +18,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 pytest.importorskip("onnxruntime")
 
+import fxcost  # noqa: E402
 from examples.vgg import vgg19  # noqa: E402
 from fxcost.cli import main  # noqa: E402
 from fxcost.onnx.analyze import analyze_onnx  # noqa: E402
@@ -268,3 +269,25 @@ def test_the_zero_bias_torch_onnx_gives_a_bias_free_conv_is_named() -> None:
     assert flops[1] - flops[0] == 2 * 4 * 6 * 6  # one add per output element: the exporter's zero bias
     (line,) = [e for e in check.explanations if e.startswith("FLOPs of Conv2d:")]
     assert "its bias input is computed in the graph, not a parameter" in line
+
+
+def test_a_convention_applies_to_an_onnx_file_as_to_the_pytorch_route(tmp_path: Path) -> None:
+    # torchsummary's rules (every leaf module's output, per sample, 4 bytes an element, twice for
+    # the backward) are the row builder's, whichever route made the rows: VGG-11 at 64 px gives
+    # the same activation counts and size block from its ONNX export as from PyTorch
+    from examples.vgg import vgg11
+
+    model = vgg11(num_classes=10).eval()
+    path = tmp_path / "vgg11.onnx"
+    export_onnx(model, (torch.randn(2, 3, 64, 64),), {}, path)
+    for convention in ("fxcost", "torchsummary"):
+        onnx_report = analyze_onnx(path, convention=convention)
+        torch_report = fxcost.analyze(model, input_size=(2, 3, 64, 64), convention=convention)
+        assert onnx_report.convention == convention
+        assert onnx_report.memory.params_bytes == torch_report.memory.params_bytes
+        assert onnx_report.memory.input_bytes == torch_report.memory.input_bytes
+    summary = analyze_onnx(path, convention="torchsummary")
+    torch_summary = fxcost.analyze(model, input_size=(2, 3, 64, 64), convention="torchsummary")
+    # ONNX has no in-place ops, which torchsummary's leaf-output rule does not see anyway: equal
+    assert summary.total().activation_elements == torch_summary.total().activation_elements
+    assert summary.memory == torch_summary.memory
