@@ -15,10 +15,7 @@ EPILOG = analyze.EPILOG
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    options.add_model(p, two=True)
-    options.add_inputs(p)
-    options.add_tracing(p)
-    options.add_counting(p)
+    options.add_analysis(p, two=True)
     options.add_output(p)
 
 

@@ -31,6 +31,15 @@ layer newly allocates (in-place ops and views are free), the input included.
 Call = tuple[tuple[Any, ...], dict[str, Any]]
 
 
+def add_analysis(p: argparse.ArgumentParser, two: bool = False) -> None:
+    """What every command that analyzes a model (or an ONNX file) takes: the model, its inputs,
+    how to trace it and how to count."""
+    add_model(p, two=two)
+    add_inputs(p)
+    add_tracing(p)
+    add_counting(p)
+
+
 def add_model(p: argparse.ArgumentParser, spec_help: str = SPEC_HELP, two: bool = False) -> None:
     """SPEC (or SPEC_A [SPEC_B]) and what builds it."""
     if two:

@@ -23,10 +23,7 @@ examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    options.add_model(p)
-    options.add_inputs(p)
-    options.add_tracing(p)
-    options.add_counting(p)
+    options.add_analysis(p)
     options.add_drawing(p)
     p.add_argument("--output", "-o", metavar="FILE", required=True, help="the .html file to write (atomically)")
 

@@ -34,10 +34,7 @@ def internal_error(args: argparse.Namespace) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    options.add_model(p)
-    options.add_inputs(p)
-    options.add_tracing(p)
-    options.add_counting(p)
+    options.add_analysis(p)
     options.add_output(p)
     g = p.add_argument_group("the gate")
     g.add_argument("--budget", "-b", action="append", default=[], metavar="METRIC=AMOUNT",
