@@ -20,15 +20,17 @@ def first_line(e: BaseException, limit: int = 300) -> str:
 
 
 class FxcostError(Exception):
-    """Base class: bad input or a model fxcost cannot analyze as asked."""
+    """Base class: bad input or a model fxcost cannot analyze as asked. ``source`` is the line of
+    the user's code it happened at (``net.py:12, in forward: x = self.c(x)``), when known."""
 
-    def __init__(self, message: str, *, hint: str = "") -> None:
+    def __init__(self, message: str, *, hint: str = "", source: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.source = source
 
     def __str__(self) -> str:
-        return f"{self.message}\n  try: {self.hint}" if self.hint else self.message
+        return self.message + (f"\n  at {self.source}" if self.source else "") + (f"\n  try: {self.hint}" if self.hint else "")
 
 
 class SpecError(FxcostError):
@@ -54,8 +56,9 @@ class ShapeError(FxcostError):
         module_path: str = "",
         input_shapes: tuple[tuple[int, ...], ...] = (),
         hint: str = "",
+        source: str = "",
     ) -> None:
-        super().__init__(message, hint=hint)
+        super().__init__(message, hint=hint, source=source)
         self.node = node
         self.module_path = module_path
         self.input_shapes = input_shapes

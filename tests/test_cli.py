@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import fxcost.report
 from fxcost.cli import main
 from tests.conftest import ROOT
 
@@ -47,7 +48,7 @@ def test_json_is_report_to_dict(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_output_file_format_from_extension(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for ext, check in [(".json", lambda t: json.loads(t)["schema_version"] == 1),
+    for ext, check in [(".json", lambda t: json.loads(t)["schema_version"] == fxcost.report.SCHEMA_VERSION),
                        (".csv", lambda t: t.startswith("id,name,type")),
                        (".md", lambda t: "| id | layer |" in t)]:
         target = tmp_path / f"out{ext}"

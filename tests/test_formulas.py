@@ -152,8 +152,8 @@ def test_registry_refuses_duplicates_and_copies_are_independent() -> None:
     reg.formula("aten::foo")(lambda *a, out=None, **k: Cost(1, 2))
     with pytest.raises(ValueError, match="already has a fate"):
         reg.free("aten::foo", reason="no")
-    with pytest.raises(ValueError, match="already has a fate"):
-        DEFAULT_REGISTRY.formula("aten::mm")(lambda *a, **k: Cost())
+    with pytest.raises(ValueError, match="never changes"):  # the route's own table is frozen
+        DEFAULT_REGISTRY.formula("aten::brand_new")(lambda *a, **k: Cost())
     with pytest.raises(ValueError, match="needs a reason"):
         reg.free("aten::bar", reason="")
     assert DEFAULT_REGISTRY.lookup("aten::definitely_not_an_op").fate == "unsupported"
@@ -175,6 +175,13 @@ def test_an_analysis_extends_a_copy_of_the_registry_never_the_default() -> None:
     fft = [o for r in counted.layers for o in r.ops if o.op == "aten::_fft_r2c"]
     assert [(o.fate, o.flops) for o in fft] == [("formula", 10 * 2 * 8)]
     assert [u.op for u in default.unsupported] == ["aten::_fft_r2c"] and not counted.unsupported
+    # an op that has a fate is priced differently only by replace(), in a copy
+    mine.replace("aten::abs", lambda *a, out=None, **k: Cost(0, 0))
+    assert fxcost.analyze(Spectrum(), input_size=(2, 8), registry=mine).total().flops == 10 * 2 * 8
+    with pytest.raises(ValueError, match="no fate to replace"):
+        mine.replace("aten::definitely_not_an_op", lambda *a, **k: Cost())
+    with pytest.raises(ValueError, match="never changes"):
+        DEFAULT_REGISTRY.replace("aten::abs", lambda *a, **k: Cost())
 
 
 @given(batch=st.integers(1, 16), c_in=st.integers(1, 8), c_out=st.integers(1, 8), k=st.integers(1, 4), size=st.integers(4, 12), stride=st.integers(1, 3))
@@ -656,3 +663,11 @@ def test_mixture_of_experts_dispatches_no_unsupported_op() -> None:
     # 2 layers x 16 tokens x 2 experts each: gate-up [64 -> 2*128] and down [128 -> 64]
     assert ops["aten::_grouped_mm"].macs == 2 * 32 * (64 * 256 + 128 * 64)
     assert totals(ops)[0] > 0
+
+
+def test_the_counting_cores_dtype_sizes_are_torchs() -> None:
+    from fxcost.counting.rows import _DTYPE_BYTES, dtype_bytes
+
+    for name, size in _DTYPE_BYTES.items():  # the table the ONNX route sizes tensors by, without torch
+        assert getattr(torch, name).itemsize == size, name
+    assert dtype_bytes("float4_e2m1fn_x2") == torch.float4_e2m1fn_x2.itemsize  # one the table lacks: torch's

@@ -43,15 +43,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_output(p)
     g = p.add_argument_group("view")
     g.add_argument("--depth", "-d", type=int, metavar="N", help="roll layers up into their modules N levels below the root")
-    g.add_argument("--group-by", "-g", choices=("layer", "module", "type"), default=None,
+    from fxcost.report.kinds import View
+
+    g.add_argument("--group-by", "-g", choices=tuple(View), default=None,
                    help="rows per layer (default), per module (with --depth, default 1) or per layer type")
 
 
 def view(report: Any, args: argparse.Namespace) -> Any:
-    group = args.group_by or ("module" if args.depth else "layer")
-    if group == "type":
+    from fxcost.report.kinds import View
+
+    group = View(args.group_by) if args.group_by else View.MODULE if args.depth else View.LAYER
+    if group is View.TYPE:
         return report.by_type()
-    if group == "module":
+    if group is View.MODULE:
         return report.by_module(args.depth or 1)
     return report
 

@@ -84,9 +84,11 @@ def add_tracing(p: argparse.ArgumentParser, real: bool = True, group: Any = None
 
 def add_counting(p: argparse.ArgumentParser, group: Any = None) -> None:
     """--convention and --strict; into ``group`` when given."""
+    from fxcost.counting.conventions import CONVENTIONS
+
     g = group if group is not None else p.add_argument_group("counting")
     g.add_argument("--convention", "-c", default="fxcost", metavar="NAME",
-                   help="counting convention: fxcost (default) or torchsummary")
+                   help=f"counting convention: {', '.join(CONVENTIONS)} (default fxcost; docs/conventions.md)")
     g.add_argument("--strict", action="store_true", help="fail when an op has no cost formula")
 
 

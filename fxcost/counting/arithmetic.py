@@ -91,11 +91,16 @@ def attention(q: Shape, k: Shape, v: Shape, *, masked: bool, dropout: bool, scal
     lead = prod(q[:-2])
     lq, e = int(q[-2]), int(q[-1])
     lk, ev = int(k[-2]), int(v[-1])
-    scores = lead * lq * lk
+    scores = attention_scores(q, k)
     macs = scores * (e + ev)
     scale = lead * (lq + lk) * e if scale_key else lead * lq * e
     flops = 2 * macs + scale + SOFTMAX_FLOPS * scores + (scores if masked else 0) + (scores if dropout else 0)
     return Cost(macs, flops)
+
+
+def attention_scores(q: Shape, k: Shape) -> int:
+    """S = prod(*B) * Lq * Lk: one score per query position, key position, batch and query head."""
+    return prod(q[:-1]) * int(k[-2])
 
 
 # --- normalization ------------------------------------------------------------------------
@@ -111,10 +116,12 @@ def normalization(elements: int, *, stats: bool, affine: bool) -> Cost:
     return Cost(0, per_element * int(elements))
 
 
-def rms_normalization(elements: int, rows: int, *, weighted: bool) -> Cost:
-    """RMS norm of ``rows`` rows of ``elements / rows`` values: 3 FLOPs per element (square,
+def rms_normalization(x: Shape, normalized: Shape, *, weighted: bool) -> Cost:
+    """RMS norm of x[*R, *D] over its last dims D (``normalized``): 3 FLOPs per element (square,
     mean, multiply by 1/rms) + 2 per row (add eps, rsqrt) + 1 per element with a weight."""
-    return Cost(0, 3 * int(elements) + 2 * int(rows) + (int(elements) if weighted else 0))
+    elements = prod(x)
+    rows = elements // max(prod(normalized), 1)
+    return Cost(0, 3 * elements + 2 * rows + (elements if weighted else 0))
 
 
 # --- recurrent layers ---------------------------------------------------------------------
@@ -160,6 +167,12 @@ def cell_pointwise(cell: RnnCell, units: int) -> Cost:
 
 
 # --- pooling ------------------------------------------------------------------------------
+
+
+def window(kernel_size: int | Sequence[int], spatial: int) -> int:
+    """Elements in a pooling window: one size for every spatial dim (``2``, ``(2,)``) or one each."""
+    sizes = [int(kernel_size)] if isinstance(kernel_size, int) else [int(k) for k in kernel_size]
+    return prod(sizes * spatial if len(sizes) == 1 else sizes)
 
 
 def pooling(out_elements: int, window: int) -> Cost:

@@ -2,8 +2,9 @@
 
 One registry per route (:data:`fxcost.pytorch.aten.ATEN` for aten ops,
 :data:`fxcost.onnx.formulas.ONNX_REGISTRY` for ONNX ops), one way in: :meth:`FormulaRegistry.formula`
-and :meth:`FormulaRegistry.free` refuse an op that already has a fate. An analysis that counts
-differently extends a :meth:`FormulaRegistry.copy`, never the route's table.
+and :meth:`FormulaRegistry.free` refuse an op that already has a fate. The routes' tables are
+frozen once written; an analysis that counts differently takes a :meth:`FormulaRegistry.copy`,
+adds ops to it or replaces one's rule there (:meth:`FormulaRegistry.replace`), and passes the copy in.
 
 A formula is a pure function of shapes and arguments: it receives the op's arguments with every
 tensor replaced by its shape and returns a :class:`~fxcost.counting.arithmetic.Cost`. The reasons
@@ -36,8 +37,7 @@ class Free(StrEnum):
     CHECK = "runtime check of a shape, dtype or value: computes nothing the model uses"
     READ_BACK = "reads one element back to Python (item()), no arithmetic"
     RANDOM = "random number generation, not arithmetic on the model's values"
-    PASS_THROUGH = ("inference: the input passes through (an ONNX Dropout's training_mode is false by default), as "
-                    "eval-mode dropout dispatches no aten op")
+    PASS_THROUGH = "the input passes through unchanged (dropout at inference), no arithmetic"
 
 
 class Rule(NamedTuple):
@@ -56,8 +56,19 @@ class FormulaRegistry:
 
     def __init__(self) -> None:
         self._rules: dict[str, Rule] = {}
+        self._frozen = False
+
+    def freeze(self) -> FormulaRegistry:
+        """No more changes (a route's own table, once its module has written it)."""
+        self._frozen = True
+        return self
+
+    def _writable(self) -> None:
+        if self._frozen:
+            raise ValueError("this registry is a route's own table and never changes: take a copy() and change that")
 
     def _claim(self, names: Sequence[str], rule: Rule) -> None:
+        self._writable()
         for n in names:
             if n in self._rules:
                 raise ValueError(f"{n} already has a fate in this registry")
@@ -79,6 +90,14 @@ class FormulaRegistry:
         if not reason:
             raise ValueError("a free op needs a reason")
         self._claim(names, Rule(Fate.FREE, reason=str(reason)))
+
+    def replace(self, name: str, fn: Formula) -> None:
+        """Give an op that has a fate a new formula, in a copy (a convention that counts it
+        differently); :meth:`formula` is the way in for an op without one."""
+        self._writable()
+        if name not in self._rules:
+            raise ValueError(f"{name} has no fate to replace: give it one with formula()")
+        self._rules[name] = Rule(Fate.FORMULA, fn)
 
     def lookup(self, name: str) -> Rule:
         """The op's rule; ``Fate.UNSUPPORTED`` for an op with no fate."""

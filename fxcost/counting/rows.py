@@ -14,15 +14,28 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
-import torch
-
 from fxcost.counting.conventions import ActivationRule, Convention
+from fxcost.errors import UnsupportedOpError
 from fxcost.report.kinds import Fate, RowKind
 from fxcost.report.records import Counts, InputSpec, MemorySummary, OpCost, Row, TensorSpec, UnsupportedOp
 
+#: bytes per element, by the names TensorSpec gives dtypes (torch's, without "torch.")
+_DTYPE_BYTES = {
+    "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "complex128": 16, "complex64": 8, "complex32": 4,
+    "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint64": 8, "uint32": 4, "uint16": 2, "uint8": 1, "bool": 1,
+    "float8_e4m3fn": 1, "float8_e4m3fnuz": 1, "float8_e5m2": 1, "float8_e5m2fnuz": 1, "float8_e8m0fnu": 1,
+    "qint8": 1, "quint8": 1, "qint32": 4, "quint4x2": 1, "quint2x4": 1,
+}
+
 
 def dtype_bytes(dtype: str) -> int:
-    """Bytes per element of a dtype named as in :class:`TensorSpec` (``float32``: 4)."""
+    """Bytes per element of a dtype named as in :class:`TensorSpec` (``float32``: 4); a name this
+    table lacks (a dtype newer than it) is asked of torch."""
+    known = _DTYPE_BYTES.get(dtype)
+    if known is not None:
+        return known
+    import torch
+
     return int(getattr(torch, dtype).itemsize)
 
 
@@ -137,12 +150,20 @@ class RowBuilder:
         """A row for the weights among ``weights`` that no row claimed, if they hold anything."""
         counts = self.claim(weights)
         if counts != _NOTHING:
-            self.rows.append(Row(id=len(self.rows), name=name, type=type, kind=RowKind.UNUSED, module_path=module_path,
-                                 counts=counts))
+            self.add(name=name, type=type, kind=RowKind.UNUSED, module_path=module_path, claimed=counts)
 
 
-def unsupported_ops(rows: Iterable[Row]) -> list[UnsupportedOp]:
-    return [UnsupportedOp(o.op, r.name, o.count) for r in rows for o in r.ops if o.fate == Fate.UNSUPPORTED]
+def unsupported_ops(rows: Iterable[Row], strict: bool = False) -> list[UnsupportedOp]:
+    """Every op without a formula and where it ran; with ``strict``, :class:`UnsupportedOpError`
+    when there is any."""
+    found = [UnsupportedOp(o.op, r.name, o.count) for r in rows for o in r.ops if o.fate == Fate.UNSUPPORTED]
+    if strict and found:
+        listed = "; ".join(f"{u.op} in {u.where!r} (x{u.count})" for u in found[:10])
+        raise UnsupportedOpError(
+            f"{len(found)} unsupported op use(s): {listed}",
+            hint="drop --strict to get a report that lists them, or add a formula (docs/architecture.md)",
+        )
+    return found
 
 
 def memory_summary(rows: Sequence[Row], inputs: Iterable[InputSpec], convention: Convention) -> MemorySummary:

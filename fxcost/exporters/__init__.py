@@ -1,7 +1,7 @@
 """Exporters: render a Report (or a Sweep, Comparison, Review or CrossCheck) as text, Markdown,
 CSV or JSON, chosen by the type of what they render.
 
-Each reads the object's ``to_dict()`` only and computes no cost. To add a format: a function
+The tables and the CSV read the object's ``to_dict()``; none computes a cost. To add a format: a function
 here taking the object (or its :func:`~fxcost.exporters.tables.table_of` table) and one line in
 :func:`render` and :data:`FORMATS`.
 """
@@ -17,6 +17,7 @@ from typing import Any
 from fxcost.exporters.tables import Table, table_of
 from fxcost.report.compare import Comparison
 from fxcost.report.crosscheck import CrossCheck
+from fxcost.report.records import Counts
 from fxcost.report.report import Report, Sweep
 from fxcost.report.review import Review
 
@@ -86,22 +87,22 @@ def _compare_csv(comparison: Comparison) -> str:
                  for r in comparison.to_dict()["compare"]["rows"]))
 
 
-_LAYER_CSV = ["id", "name", "type", "kind", "module_path", "kernel_size", "stride", "output_shape", "H", "W", "C",
-              "activation_elements", "activation_bytes", "params", "weight_params", "bias_params",
-              "trainable_params", "buffers", "macs", "flops"]
+#: a layer's identity; every metric of Counts follows, in its order
+_LAYER_CSV = ["id", "name", "type", "kind", "module_path", "kernel_size", "stride", "output_shape", "H", "W", "C"]
 
 
 @to_csv.register
 def _report_csv(report: Report) -> str:
+    metrics = Counts.names()
+
     def line(r: dict[str, Any]) -> list[Any]:
         shape = r["output_shape"]
         hwc = [shape[2], shape[3], shape[1]] if len(shape) == 4 else ["", "", ""]
         return [r["id"], r["name"], r["type"], r["kind"], r["module_path"],
                 "x".join(map(str, r["kernel_size"] or [])), "x".join(map(str, r["stride"] or [])),
-                "x".join(map(str, shape)), *hwc, r["activation_elements"], r["activation_bytes"], r["params"],
-                r["weight_params"], r["bias_params"], r["trainable_params"], r["buffers"], r["macs"], r["flops"]]
+                "x".join(map(str, shape)), *hwc, *(r[m] for m in metrics)]
 
-    return _csv(_LAYER_CSV, (line(r) for r in report.to_dict()["layers"]))
+    return _csv([*_LAYER_CSV, *metrics], (line(r) for r in report.to_dict()["layers"]))
 
 
 def to_text(t: Table, width: int = 160, color: bool = False) -> str:

@@ -1,4 +1,5 @@
 """Architecture diagrams: a Report's rows and data flow as Graphviz DOT, modules as nested boxes.
+It reads the typed Report (its rows, edges and module types) and counts nothing.
 
 The DOT text is built here in pure Python (no Graphviz needed); :func:`render` hands it to
 Graphviz's ``dot`` for SVG, PNG or PDF. Output is deterministic: node ids are row ids, and
@@ -253,8 +254,8 @@ class _Drawing:
 
 def _box_of(r: Row, h: Hierarchy) -> str:
     """The innermost drawn box a row's node sits in ('' for none)."""
-    chain = h.ancestors(r.module_path if r.kind not in ("module", "group") else r.name)
-    if r.kind in ("module", "group") and chain and chain[-1] == r.name:
+    chain = h.ancestors(r.module_path if r.kind not in (RowKind.MODULE, RowKind.GROUP) else r.name)
+    if r.kind in (RowKind.MODULE, RowKind.GROUP) and chain and chain[-1] == r.name:
         chain = chain[:-1]  # a module call is drawn inside its parents, not inside itself
     boxes = [a for a in chain if h.boxed(a)]
     return boxes[-1] if boxes else ""

@@ -15,6 +15,7 @@ from typing import Any
 
 from fxcost.report.compare import Comparison
 from fxcost.report.crosscheck import CrossCheck
+from fxcost.report.kinds import Method
 from fxcost.report.report import Report, Sweep
 from fxcost.report.review import Review
 
@@ -64,7 +65,7 @@ def header_line(d: dict[str, Any]) -> str:
         view.get("group_by", "layer"), ""
     )
     trace = d["trace"]
-    if trace.get("method") == "onnx":
+    if trace.get("method") == Method.ONNX:
         how = f"counted from {trace.get('file')} (ONNX opset {trace.get('opset')})"
     else:
         how = f"{d['mode']} tensors  ·  traced by {trace.get('method', '?')}"
@@ -217,9 +218,9 @@ def crosscheck_table(check: CrossCheck) -> Table:
     verdict = "PASS: params and MACs agree exactly" if x["passed"] else "FAIL: " + "; ".join(
         ([" and ".join(failed) + " differ"] if failed else [])
         + ([] if x["all_counted"] else ["ops without a formula (see the differences)"]))
-    ex = x.get("export", {})
+    ex = x.get("export") or {}
     how = (f"opset {ex['opset']}, {'optimized' if ex['optimized'] else 'not optimized'}"
-           + (", structure only" if ex["structure_only"] else ""))
+           + (", structure only" if ex["structure_only"] else "")) if ex else "a file fxcost did not export"
     table = Table(f"{verdict}  ·  {x['model']} ({ins})", CROSSCHECK_COLUMNS, rows,
                   numeric={"PyTorch", "ONNX", "ONNX - PyTorch"})
     table.notes.append(("PyTorch route", f"traced by {x['torch_trace'].get('method', '?')}, convention {x['convention']}"))

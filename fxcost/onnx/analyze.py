@@ -24,13 +24,15 @@ import torch
 from fxcost.counting.conventions import Convention, get_convention
 from fxcost.counting.registry import FormulaRegistry
 from fxcost.counting.rows import RowBuilder, memory_summary, unsupported_ops
-from fxcost.errors import OnnxFileError, UnsupportedOpError, first_line
+from fxcost.errors import OnnxFileError, first_line
+from fxcost.onnx.formulas import ONNX_REGISTRY, UnknownShape, op_key
 from fxcost.onnx.load import (
     CLASSES_KEY,
     SCOPES_KEY,
     STRUCTURE_ONLY_KEY,
     Dims,
     OnnxWeight,
+    WeightKind,
     attrs_of,
     dtype_of,
     load,
@@ -78,8 +80,6 @@ def analyze_onnx(
     raises :class:`UnsupportedOpError` when an op has no formula. ``model``: the file as
     :func:`~fxcost.onnx.load.load` returned it, when the caller has it already (a file is read
     once). ``registry``: the ONNX op formulas to count with (default :data:`ONNX_REGISTRY`)."""
-    from fxcost.onnx.formulas import ONNX_REGISTRY
-
     rules = get_convention(convention)
     model = model if model is not None else load(path)
     graph = model.graph
@@ -110,7 +110,7 @@ def analyze_onnx(
             allocated=[TensorSpec(*types[o]) for n in group.nodes if n.op_type not in ALIAS_OPS | CONSTANT_OPS
                        for o in n.output if o and o in types],
             leaf_outputs=[] if kind == RowKind.CODE else [TensorSpec(*types[o]) for o in last.output[:1] if o in types],
-            weights=[known[i].weight() for n in group.nodes for i in n.input if i in known and known[i].kind != "CONSTANT"],
+            weights=[known[i].weight() for n in group.nodes for i in n.input if i in known and known[i].kind is not WeightKind.CONSTANT],
             ops=merge_ops(_op_cost(n, types, known, registry or ONNX_REGISTRY) for n in group.nodes),
             kernel_size=_attr_tuple(group.nodes, "kernel_shape"), stride=_attr_tuple(group.nodes, "strides"),
             hparams=_hparams(group.nodes, types),
@@ -124,19 +124,15 @@ def analyze_onnx(
             for o in n.output:
                 producer[o] = rid
     for w in known.values():  # parameters and buffers no node reads, one row each
-        if w.kind != "CONSTANT":
+        if w.kind is not WeightKind.CONSTANT:
             builder.unused(w.name, "Weight", "", [w.weight()])
     rows = builder.rows
-    unsupported = unsupported_ops(rows)
-    if strict and unsupported:
-        listed = "; ".join(f"{u.op} in {u.where!r} (x{u.count})" for u in unsupported[:10])
-        raise UnsupportedOpError(f"{len(unsupported)} unsupported ONNX op use(s): {listed}",
-                                 hint="drop --strict to get a report that lists them")
+    unsupported = unsupported_ops(rows, strict)
     opsets = {(o.domain or "ai.onnx"): o.version for o in model.opset_import}
     source = OnnxSource(
         file=str(path), opset=opsets.get("ai.onnx"), producer=f"{model.producer_name} {model.producer_version}".strip(),
         structure_only=metadata(model).get(STRUCTURE_ONLY_KEY) == "true",
-        constants=sum(1 for w in known.values() if w.kind == "CONSTANT"),
+        constants=sum(1 for w in known.values() if w.kind is WeightKind.CONSTANT),
     )
     notes = tuple(f"ONNX element type {t} has no PyTorch dtype: its tensors are counted as 1 byte per element "
                   "(sub-byte types are smaller, strings have no fixed size)" for t in unsized_types(inferred.graph))
@@ -216,14 +212,13 @@ COMPUTED_BIAS = ("its bias input is computed in the graph, not a parameter (torc
 def _op_cost(node: Any, types: Types, known: dict[str, OnnxWeight], registry: FormulaRegistry) -> OpCost:
     import onnx
 
-    from fxcost.onnx.formulas import UnknownShape, op_key
-
     key = op_key(node.domain, node.op_type)
     if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):  # If, Loop, Scan
         return OpCost(key, 1, 0, 0, Fate.UNSUPPORTED, "control flow: its subgraphs are not counted")
-    fate, fn, reason = registry.lookup(key)
-    if fate == Fate.FREE or fn is None:
-        return OpCost(key, 1, 0, 0, fate, reason)
+    rule = registry.lookup(key)
+    fn = rule.formula
+    if fn is None:  # free, or unsupported
+        return OpCost(key, 1, 0, 0, rule.fate, rule.reason)
     unknown = [i for i in node.input if i and i not in types]
     if unknown:  # a formula would read it as absent: an optional bias would silently vanish
         return OpCost(key, 1, 0, 0, Fate.UNSUPPORTED, f"shape inference left the shape of {unknown[0]!r} unknown")

@@ -24,14 +24,17 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
+from fxcost.onnx.load import WeightKind
 from fxcost.onnx.runtime import run_onnxruntime
 from fxcost.pytorch.working_copy import has_meta_weights
-from fxcost.report.crosscheck import CrossCheck, CrossCheckRow
-from fxcost.report.records import Row
+from fxcost.report.compare import COMPARED_METRICS
+from fxcost.report.crosscheck import CrossCheck, CrossCheckRow, ExportSummary
+from fxcost.report.kinds import RowKind
+from fxcost.report.records import Counts, Row
 from fxcost.report.report import Report
 
-#: compared per layer type; params and MACs must agree, the rest is explained
-COMPARED = ("params", "macs", "flops", "activation_elements")
+#: compared per layer type (the comparison's metrics); params and MACs must agree, the rest is explained
+COMPARED = COMPARED_METRICS
 
 #: onnxruntime runs models up to this many parameters (a float32 copy is made for the session)
 RUN_LIMIT_PARAMS = 1_000_000_000
@@ -85,8 +88,8 @@ def crosscheck(
 
             result = export_onnx(model, args, kwargs, path, opset=opset, structure_only=not real, optimize=optimize,
                                  on_stage=on_stage)
-        export_info = {"opset": result.opset, "optimized": result.optimized, "structure_only": result.structure_only,
-                       "seconds": round(result.seconds, 2), "file_bytes": result.file_bytes, "nodes": result.nodes}
+        export_info = ExportSummary(opset=result.opset, optimized=result.optimized, structure_only=result.structure_only,
+                                    seconds=round(result.seconds, 2), file_bytes=result.file_bytes, nodes=result.nodes)
         stage(f"counting {path.name} through ONNX")
         shapes = [tuple(t.shape) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         proto = load(path)  # read once: analysis and the parameters' names
@@ -115,36 +118,37 @@ def _has_real_weights(model: nn.Module) -> bool:
 def group_of(report: Report, row: Row) -> str:
     """The layer type a row's work belongs to: the class of the innermost module that ran it
     (the same on both routes, whichever ops each route sees)."""
-    if row.kind == "input":
+    if row.kind is RowKind.INPUT:
         return "Input"
     return report.module_types.get(row.module_path) or (report.model if not row.module_path else row.type)
 
 
-def _sums(report: Report) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
+def _sums(report: Report) -> dict[str, Counts]:
+    """Each layer type's counts."""
+    groups: dict[str, list[Counts]] = {}
     for r in report.layers:
-        g = out.setdefault(group_of(report, r), dict.fromkeys(COMPARED, 0))
-        for m in COMPARED:
-            g[m] += getattr(r, m)
-    return out
+        groups.setdefault(group_of(report, r), []).append(r.counts)
+    return {g: Counts.total(c) for g, c in groups.items()}
 
 
 def _rows(a: Report, b: Report) -> list[CrossCheckRow]:
     sa, sb = _sums(a), _sums(b)
-    groups = sorted(set(sa) | set(sb), key=lambda g: -max(sa.get(g, {}).get("macs", 0), sb.get(g, {}).get("macs", 0)))
+    none = Counts()
+    # the largest MACs first; equal ones by name (a set's order changes from run to run)
+    groups = sorted(set(sa) | set(sb), key=lambda g: (-max(sa.get(g, none).macs, sb.get(g, none).macs), g))
     ta, tb = a.total(), b.total()
     rows = []
     for m in COMPARED:
         rows.append(CrossCheckRow(m, "all", getattr(ta, m), getattr(tb, m)))
         for g in groups:
-            x, y = sa.get(g, {}).get(m, 0), sb.get(g, {}).get(m, 0)
+            x, y = getattr(sa.get(g, none), m), getattr(sb.get(g, none), m)
             if x or y:
                 rows.append(CrossCheckRow(m, g, x, y))
     return rows
 
 
 def _explain(rows: list[CrossCheckRow], a: Report, b: Report, model: nn.Module,
-             onnx_weights: dict[str, tuple[str, int]], by_type: bool) -> list[str]:
+             onnx_weights: dict[str, tuple[WeightKind, int]], by_type: bool) -> list[str]:
     """One sentence per difference, naming the parameters or ops behind it."""
     out: list[str] = []
     if not by_type:
@@ -188,14 +192,14 @@ def _ops(report: Report, group: str, metric: str) -> str:
     return ", ".join(f"{op} x{n} = {v:,}" + (f" ({notes[op]})" if op in notes else "") for op, (n, v) in parts)
 
 
-def _explain_params(model: nn.Module, onnx_weights: dict[str, tuple[str, int]]) -> list[str]:
+def _explain_params(model: nn.Module, onnx_weights: dict[str, tuple[WeightKind, int]]) -> list[str]:
     """Which parameters one side has and the other lacks, by name (tied names count as one)."""
     aliases: dict[int, list[str]] = {}
     tensors: dict[int, torch.Tensor] = {}
     for n, p in model.named_parameters(remove_duplicate=False):
         aliases.setdefault(id(p), []).append(n)
         tensors[id(p)] = p
-    onnx_params = {n: numel for n, (kind, numel) in onnx_weights.items() if kind == "PARAMETER"}
+    onnx_params = {n: numel for n, (kind, numel) in onnx_weights.items() if kind is WeightKind.PARAMETER}
     owners = dict(model.named_modules())
     out = []
     for key, names in aliases.items():

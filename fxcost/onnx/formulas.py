@@ -316,8 +316,8 @@ def _onnx_attention(
         attn_mask is not None or nonpad_kv_seqlen is not None or bool(is_causal)
         or left_window_size != -1 or right_window_size != -1
     )
-    scores = prod(q4[:-1]) * int(k4[-2])
-    return A.attention(q4, k4, v4, masked=masked, dropout=False) + A.pointwise(scores if softcap else 0, 3)
+    softcapping = A.pointwise(A.attention_scores(q4, k4) if softcap else 0, 3)  # divide, tanh, multiply per score
+    return A.attention(q4, k4, v4, masked=masked, dropout=False) + softcapping
 
 
 # --- pooling ------------------------------------------------------------------------------
@@ -332,8 +332,7 @@ def _onnx_pool(x: Size, *_: Any, out: Sequence[Size] = (), kernel_shape: Sequenc
     y = _output(out, "pooling", 1)
     x = _need(x, "pooling's X")
     spatial = len(x) - 2 if len(x) >= 3 else 1
-    window = prod(kernel_shape) ** (spatial if len(kernel_shape) == 1 else 1)  # one size for every dim
-    return A.pooling(prod(y), window)
+    return A.pooling(prod(y), A.window(kernel_shape, spatial))
 
 
 @_reg.formula(*_onnx("GlobalAveragePool", "GlobalMaxPool"))
@@ -418,7 +417,7 @@ def _rms_normalization(x: Size, scale: Size = None, *_: Any, out: Sequence[Size]
     SimplifiedLayerNormalization alike), D the dims from ``axis`` on; scale is required:
     FLOPs = 4 * prod(X) + 2 * prod(R), as arithmetic.rms_normalization with a weight"""
     x = _need(x, "the normalized X")
-    return A.rms_normalization(prod(x), prod(x) // max(prod(x[int(axis):]), 1), weighted=True)
+    return A.rms_normalization(x, x[int(axis):], weighted=True)
 
 
 @_reg.formula(*_onnx("LpNormalization"))
@@ -675,3 +674,5 @@ _reg.free(
 _reg.free(*_onnx("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial"),
           reason=Free.RANDOM)
 _reg.free(*_onnx("Dropout"), reason=Free.PASS_THROUGH)
+
+ONNX_REGISTRY.freeze()  # the route's table is written: from here on, copies change, it does not

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,15 @@ KIND_KEY = "pkg.torch.export.graph_signature.InputSpec.kind"  # torch.export's o
 STRUCTURE_ONLY_KEY = "fxcost.structure_only"
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 CLASSES_KEY = "pkg.torch.onnx.class_hierarchy"
+
+class WeightKind(StrEnum):
+    """What an initializer (or weight input) is, spelled as torch.export's graph signature
+    spells it in the file's metadata."""
+
+    PARAMETER = "PARAMETER"
+    BUFFER = "BUFFER"
+    CONSTANT = "CONSTANT"  # shapes, indices, scalars, folded tensors: counted as neither
+
 
 #: ONNX element types by number, as torch dtype names (TensorSpec.dtype)
 _DTYPES = {
@@ -49,7 +59,7 @@ class OnnxWeight:
     name: str
     shape: Dims
     dtype: str
-    kind: str  # PARAMETER, BUFFER or CONSTANT
+    kind: WeightKind
 
     @property
     def numel(self) -> int:
@@ -57,7 +67,8 @@ class OnnxWeight:
 
     def weight(self) -> Weight:
         """As the row builder claims it (by name; ONNX records no ``requires_grad``: all trainable)."""
-        return Weight(self.name, self.name, self.numel, self.numel * dtype_bytes(self.dtype), self.kind == "PARAMETER")
+        return Weight(self.name, self.name, self.numel, self.numel * dtype_bytes(self.dtype),
+                      self.kind is WeightKind.PARAMETER)
 
 
 def load(path: str | Path) -> Any:
@@ -140,7 +151,7 @@ def dtype_of(elem_type: int) -> str:
 
 
 def unsized_types(graph: Any) -> list[str]:
-    """Names of the element types in ``graph`` that :func:`_dtype` can only size as one byte."""
+    """Names of the element types in ``graph`` that :func:`dtype_of` can only size as one byte."""
     import onnx
 
     types = {t.data_type for t in graph.initializer}
@@ -172,33 +183,35 @@ def weights(graph: Any) -> dict[str, OnnxWeight]:
         tensors += [(n.output[0], a.t) for n in graph.node if n.op_type == "Constant" and n.output
                     for a in n.attribute if a.name == "value" and a.type == onnx.AttributeProto.TENSOR]
     for name, t in tensors:
-        kind = metadata(t).get(KIND_KEY) or _guess_kind(name, t.data_type, tuple(t.dims), bn_stats, weight_inputs)
-        out[name] = OnnxWeight(name, tuple(int(d) for d in t.dims), dtype_of(t.data_type), _normal_kind(kind))
-    for i in graph.input:
-        kind = metadata(i).get(KIND_KEY, "")
-        if i.name in out or kind not in ("PARAMETER", "BUFFER", "CONSTANT_TENSOR"):
+        recorded = metadata(t).get(KIND_KEY)
+        kind = _normal_kind(recorded) if recorded else _guess_kind(name, t.data_type, tuple(t.dims), bn_stats, weight_inputs)
+        out[name] = OnnxWeight(name, tuple(int(d) for d in t.dims), dtype_of(t.data_type), kind)
+    for i in graph.input:  # a structure-only file's weights are inputs carrying their kind
+        given = metadata(i).get(KIND_KEY, "")
+        if i.name in out or given not in ("PARAMETER", "BUFFER", "CONSTANT_TENSOR"):
             continue
         tt = i.type.tensor_type
         shape = tuple(int(d.dim_value) for d in tt.shape.dim)
-        out[i.name] = OnnxWeight(i.name, shape, dtype_of(tt.elem_type), _normal_kind(kind))
+        out[i.name] = OnnxWeight(i.name, shape, dtype_of(tt.elem_type), _normal_kind(given))
     return out
 
 
-def _normal_kind(kind: str) -> str:
-    return kind if kind in ("PARAMETER", "BUFFER") else "CONSTANT"
+def _normal_kind(kind: str) -> WeightKind:
+    """The file's own kind (torch.export also writes CONSTANT_TENSOR and USER_INPUT)."""
+    return WeightKind(kind) if kind in (WeightKind.PARAMETER, WeightKind.BUFFER) else WeightKind.CONSTANT
 
 
-def _guess_kind(name: str, elem_type: int, dims: Dims, bn_stats: set[str], weight_inputs: set[str]) -> str:
+def _guess_kind(name: str, elem_type: int, dims: Dims, bn_stats: set[str], weight_inputs: set[str]) -> WeightKind:
     if math.prod(dims) <= 1:
-        return "CONSTANT"
+        return WeightKind.CONSTANT
     if name in weight_inputs:  # int8 weights of a quantized conv or matmul are parameters too
-        return "PARAMETER"
+        return WeightKind.PARAMETER
     if elem_type not in FLOAT_TYPES:
-        return "CONSTANT"
-    return "BUFFER" if name in bn_stats else "PARAMETER"
+        return WeightKind.CONSTANT
+    return WeightKind.BUFFER if name in bn_stats else WeightKind.PARAMETER
 
 
-def weights_of(model: Any) -> dict[str, tuple[str, int]]:
+def weights_of(model: Any) -> dict[str, tuple[WeightKind, int]]:
     """Every weight of a loaded ONNX model (:func:`load`) by name: its kind (PARAMETER, BUFFER,
     CONSTANT) and size."""
     return {w.name: (w.kind, w.numel) for w in weights(model.graph).values()}

@@ -23,7 +23,7 @@ from fxcost.counting.arithmetic import Shape
 from fxcost.counting.conventions import Convention, get_convention
 from fxcost.counting.registry import FormulaRegistry
 from fxcost.counting.rows import memory_summary, unsupported_ops
-from fxcost.errors import FxcostError, InputSpecError, ShapeError, TraceError, UnsupportedOpError
+from fxcost.errors import FxcostError, InputSpecError, ShapeError, TraceError
 from fxcost.pytorch.aten import ATEN
 from fxcost.pytorch.diagnosis import all_failed, naming_module, needs_fake, user_line
 from fxcost.pytorch.eager import run_eager
@@ -137,13 +137,7 @@ def analyze(
                 raise all_failed(type(model).__name__, methods, errors) from e
             raise
     trace = replace(run.trace, fallbacks=tuple(fallbacks))
-    unsupported = unsupported_ops(run.rows)
-    if strict and unsupported:
-        listed = "; ".join(f"{u.op} in {u.where!r} (x{u.count})" for u in unsupported[:10])
-        raise UnsupportedOpError(
-            f"{len(unsupported)} unsupported op use(s): {listed}",
-            hint="drop --strict to get a report that lists them, or add a formula (docs/architecture.md)",
-        )
+    unsupported = unsupported_ops(run.rows, strict)
     return Report(
         model=name or type(model).__name__,
         convention=rules.name,
@@ -187,34 +181,32 @@ def _symbolic(job: _Job) -> _Counted:
             traced = symbolic(job.shadow, concrete_args=concrete or None, leaves=job.leaves, each_attempt=recorder.take)
         folded = recorder.take()
         interp = RecordingInterpreter(traced.root, traced.graph, recorder, opaque=set(traced.opaque))
-        try:
-            with naming_module("propagating shapes"), context, torch.no_grad(), recorder:
-                out = interp.run(*vals)
-        except ShapeError as e:
-            raise _at_its_line(e, job, concrete) from e.__cause__
+        with naming_module("propagating shapes"), context, torch.no_grad(), recorder:
+            out = interp.run(*vals)
         opaque = tuple(OpaqueModule(p, type(traced.root.get_submodule(p)).__name__, r) for p, r in traced.opaque.items())
         trace = TraceInfo(traced.method, graph_nodes=len(traced.graph.nodes), opaque=opaque)
         rows, edges = graph_rows(traced.root, interp.records, job.convention, folded=folded)
         return _Counted(rows, edges, output_specs(out), trace, job.mode)
 
-    return _with_fake_retry(job, attempt)
+    try:
+        return _with_fake_retry(job, attempt)
+    except ShapeError as e:
+        raise _at_its_line(e, job, concrete) from e.__cause__
 
 
 def _at_its_line(e: ShapeError, job: _Job, concrete: dict[str, Any]) -> ShapeError:
     """``e`` with the user's line of the node that failed, when its traceback has none (a
-    standard layer's call): the graph is traced again, recording each node's source line."""
-    if not e.node or "\n  at " in e.message or e.__cause__ is None:
+    standard layer's call): the graph is traced again, recording each node's source line (which
+    costs as much as the trace itself, so only once, for the error the user gets)."""
+    if not e.node or e.source or e.__cause__ is None:
         return e
     try:
         traced = symbolic(job.shadow, concrete_args=concrete or None, leaves=job.leaves, stack_traces=True)
     except FxcostError:
         return e
     node = next((n for n in traced.graph.nodes if n.name == e.node), None)
-    line = user_line(e.__cause__, node.stack_trace if node is not None else None)
-    if not line:
-        return e
-    return ShapeError(f"{e.message}\n  at {line}", node=e.node, module_path=e.module_path, input_shapes=e.input_shapes,
-                      hint=e.hint)
+    e.source = user_line(e.__cause__, node.stack_trace if node is not None else None)
+    return e
 
 
 def _export(job: _Job) -> _Counted:

@@ -247,8 +247,7 @@ def _native_mha(
                        scale_key=not need_weights)
     out_proj = A.matmul(rows_q, int(proj_weight[1]), int(proj_weight[0]))
     out_bias = A.bias(rows_q * int(proj_weight[0]) if _given(proj_bias) else 0)
-    scores = prod(query[:-2]) * num_head * int(query[-2]) * int(key[-2])
-    averaging = A.pointwise(scores if need_weights and average else 0)
+    averaging = A.pointwise(A.attention_scores(heads(query), heads(key)) if need_weights and average else 0)
     return projections + in_bias + attn + out_proj + out_bias + averaging
 
 
@@ -442,7 +441,7 @@ def _group_norm(x: Shape, weight: Any, *_: Any, out: Any = None, **__: Any) -> C
 def _rms_norm(x: Shape, normalized_shape: Any, weight: Any = None, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[*, D] = _fused_rms_norm([*, D], D, w[D]?, eps) (a fused kernel on some backends; on CPU
     nn.RMSNorm decomposes into the same work); see arithmetic.rms_normalization"""
-    return A.rms_normalization(prod(x), prod(x) // max(prod(normalized_shape), 1), weighted=_given(weight))
+    return A.rms_normalization(x, normalized_shape, weighted=_given(weight))
 
 
 @_reg.formula("aten::_weight_norm_interface")
@@ -456,13 +455,6 @@ def _weight_norm(v: Shape, g: Shape, *_: Any, out: Any = None, **__: Any) -> Cos
 # --- pooling ------------------------------------------------------------------------------
 
 
-def _pair(v: Any, n: int) -> tuple[int, ...]:
-    if isinstance(v, int):
-        return (v,) * n
-    v = tuple(int(x) for x in v)
-    return v * n if len(v) == 1 else v
-
-
 @_reg.formula(
     "aten::max_pool1d", "aten::max_pool2d", "aten::max_pool3d",
     "aten::max_pool1d_with_indices", "aten::max_pool2d_with_indices", "aten::max_pool3d_with_indices",
@@ -471,7 +463,7 @@ def _pair(v: Any, n: int) -> tuple[int, ...]:
 def _pool(x: Shape, kernel_size: Any, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[N, C, *So] = pool([N, C, *Si], K); see arithmetic.pooling"""
     spatial = len(x) - 2 if len(x) >= 3 else 1
-    return A.pooling(prod(_first_shape(out)), prod(_pair(kernel_size, spatial)))
+    return A.pooling(prod(_first_shape(out)), A.window(kernel_size, spatial))
 
 
 @_reg.formula(
@@ -696,3 +688,5 @@ _reg.free(
     "aten::cauchy_", "aten::random_", "aten::multinomial",
     reason=Free.RANDOM,
 )
+
+ATEN.freeze()  # the route's table is written: from here on, copies change, it does not

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sysconfig
 import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, auto
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from fxcost.errors import FxcostError, ShapeError, first_line
+from fxcost.report.kinds import Method
 
 #: the attribute the op recorder sets on an exception an op raised
 OP_ATTRIBUTE = "fxcost_failed_op"
@@ -42,8 +44,9 @@ class FailedOp:
 
         tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         shaped = tree_map(lambda x: tuple(x.shape) if isinstance(x, torch.Tensor) else x, tuple(args))
+        # a 0-dim CPU tensor may join tensors of any device (a scalar): it mixes nothing
         return cls(name, tuple(tuple(int(d) for d in t.shape) for t in tensors),
-                   frozenset(t.device.type for t in tensors), shaped)
+                   frozenset(t.device.type for t in tensors if t.dim() > 0), shaped)
 
 
 class OperandDtypeError(RuntimeError):
@@ -52,27 +55,31 @@ class OperandDtypeError(RuntimeError):
 
 
 class Cause(Enum):
-    """What a failure needs from the user."""
+    """What a failure needs from the user (each has its hint in :data:`_HINTS`)."""
 
-    DATA_DEPENDENT = "the forward reads a tensor's value"
-    NEEDS_VALUES = "an op needs real values"
-    DEVICE = "tensors of two devices met (a tensor made on the CPU inside forward)"
-    CHANNELS = "the channels do not match"
-    TOO_SMALL = "the input is too small"
-    FEATURES = "the features do not match a matmul"
-    DTYPE = "operands of different dtypes"
-    OTHER = "something else"
+    DATA_DEPENDENT = auto()  # the forward reads a tensor's value
+    NEEDS_VALUES = auto()  # an op's output shape depends on values, or it has no meta kernel
+    DEVICE = auto()  # tensors of two devices met (a tensor made on the CPU inside forward)
+    CHANNELS = auto()  # a convolution's input channels
+    TOO_SMALL = auto()  # a convolution's or pooling's window is larger than its input
+    FEATURES = auto()  # a Linear layer's in_features
+    DTYPE = auto()  # operands of different dtypes
+    OTHER = auto()
 
 
+# the aten ops a TorchDispatchMode sees (composite ops such as linear, matmul or conv2d are
+# decomposed before it does)
 #: ops that read a value back to Python: data-free tensors have none
-_READS_VALUE = frozenset({"aten::_local_scalar_dense", "aten::item", "aten::is_nonzero", "aten::equal"})
+_READS_VALUE = frozenset({"aten::_local_scalar_dense", "aten::equal"})
 #: ops whose output shape depends on the values
 _VALUE_SHAPED = frozenset({"aten::nonzero", "aten::nonzero_static", "aten::masked_select", "aten::unique_dim",
                            "aten::_unique", "aten::_unique2", "aten::unique_consecutive", "aten::repeat_interleave",
                            "aten::argwhere"})
-_MATMULS = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear",
-                      "aten::mv", "aten::addmv", "aten::dot"})
-_CONVS = frozenset({"aten::convolution", "aten::_convolution", "aten::conv1d", "aten::conv2d", "aten::conv3d"})
+#: what nn.Linear dispatches (mm on a 3-D input)
+_LINEAR = frozenset({"aten::mm", "aten::addmm"})
+_CONVS = frozenset({"aten::convolution", "aten::_convolution"})
+_POOLS = frozenset({"aten::max_pool1d", "aten::max_pool2d_with_indices", "aten::max_pool3d_with_indices",
+                    "aten::avg_pool1d", "aten::avg_pool2d", "aten::avg_pool3d"})
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -108,14 +115,36 @@ def _type_cause(error: BaseException) -> Cause | None:
 
 
 def _conv_cause(op: FailedOp) -> Cause:
-    """A convolution refuses its input for its channels or its size (or its rank)."""
+    """A convolution refuses its input for its channels or its size (or its rank: another cause).
+    Both ops take (input, weight, bias, stride, padding, dilation, transposed, output_padding,
+    groups, ...)."""
     x, w = (op.args + (None, None))[:2]
-    if not isinstance(x, tuple) or not isinstance(w, tuple) or len(x) != len(w):
+    if not isinstance(x, tuple) or not isinstance(w, tuple) or len(x) != len(w) or len(op.args) < 9:
         return Cause.OTHER
-    transposed = bool(op.args[6]) if len(op.args) > 6 and op.name != "aten::conv2d" else False
-    groups = op.args[-1] if isinstance(op.args[-1], int) and not isinstance(op.args[-1], bool) else 1
+    transposed, groups = bool(op.args[6]), int(op.args[8])
     expected = w[0] if transposed else w[1] * groups
     return Cause.CHANNELS if x[1] != expected else Cause.TOO_SMALL
+
+
+def _ints(v: Any, n: int) -> list[int]:
+    return [int(v)] * n if isinstance(v, int) else [int(d) for d in v] * (n if len(v) == 1 else 1)
+
+
+def _pool_cause(op: FailedOp) -> Cause:
+    """A pooling window larger than its (padded) input: (self, kernel_size, stride, padding, ...),
+    max pooling's dilation after the padding."""
+    x = op.args[0] if op.args else None
+    if not isinstance(x, tuple) or len(op.args) < 2 or not op.args[1]:
+        return Cause.OTHER
+    n = 3 if "3d" in op.name else 2 if "2d" in op.name else 1
+    if len(x) < n:
+        return Cause.OTHER
+    kernel = _ints(op.args[1], n)
+    padding = _ints(op.args[3], n) if len(op.args) > 3 and op.args[3] is not None else [0] * n
+    dilation = _ints(op.args[4], n) if "max" in op.name and len(op.args) > 4 else [1] * n
+    spans = [d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=False)]
+    small = any(size + 2 * pad < span for size, pad, span in zip(x[-n:], padding, spans, strict=False))
+    return Cause.TOO_SMALL if small else Cause.OTHER
 
 
 def classify(error: BaseException) -> Cause:
@@ -134,9 +163,9 @@ def classify(error: BaseException) -> Cause:
         return Cause.DEVICE
     if op.name in _CONVS:
         return _conv_cause(op)
-    if "pool" in op.name:
-        return Cause.TOO_SMALL
-    if op.name in _MATMULS:
+    if op.name in _POOLS:
+        return _pool_cause(op)
+    if op.name in _LINEAR:
         return Cause.FEATURES
     return Cause.OTHER
 
@@ -148,11 +177,11 @@ def is_data_dependent(error: BaseException) -> bool:
 
 
 def needs_fake(error: ShapeError) -> bool:
-    """A meta run failed for want of a device (a forward that makes CPU tensors of its own, an
-    op without a meta kernel) or for a reason fake tensors may not have: worth a retry on fake
-    tensors. A shape error, or a value read, would only fail again."""
+    """A meta run failed for want of a device (a forward that makes CPU tensors of its own) or of
+    a meta kernel: worth a retry on fake tensors, which have a device. A shape error or a value
+    read would only fail again."""
     cause = error.__cause__
-    return cause is not None and classify(cause) in (Cause.DEVICE, Cause.NEEDS_VALUES, Cause.OTHER)
+    return cause is not None and classify(cause) in (Cause.DEVICE, Cause.NEEDS_VALUES)
 
 
 _HINTS = {
@@ -177,19 +206,37 @@ def hint_for(error: BaseException) -> str:
 
 # --- the user's line -----------------------------------------------------------------------
 
-#: frames in torch, fxcost and the standard library are not the user's
-_NOT_USER = tuple(str(Path(f).resolve().parent) + os.sep for f in (torch.__file__, Path(__file__).parent, os.__file__))
+def _folder(path: str | Path) -> str:
+    return str(Path(path).resolve()) + os.sep
+
+
+#: frames in torch and fxcost are never the user's; other installed packages (transformers, timm)
+#: hold model code, which is what the user runs; the standard library is not the user's (and may
+#: hold site-packages, in a Python that is not a virtual environment)
+_FRAMEWORK = tuple({_folder(Path(torch.__file__).parent), _folder(Path(__file__).parents[1])})
+_PACKAGES = tuple({_folder(sysconfig.get_paths()[k]) for k in ("purelib", "platlib")})
+_STDLIB = tuple({_folder(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")})
 
 
 def _is_user(filename: str) -> bool:
-    return not filename.startswith("<") and not str(Path(filename).resolve()).startswith(_NOT_USER)
+    if filename.startswith("<"):
+        return False
+    try:
+        path = str(Path(filename).resolve())
+    except OSError:  # a folder that no longer exists
+        return False
+    if path.startswith(_FRAMEWORK):
+        return False
+    return path.startswith(_PACKAGES) or not path.startswith(_STDLIB)
 
 
 def _shown(filename: str) -> str:
+    """A path relative to the working folder when it is inside it."""
     try:
-        return os.path.relpath(filename) if not os.path.relpath(filename).startswith("..") else filename
-    except ValueError:  # another drive (Windows)
+        rel = os.path.relpath(filename)
+    except (ValueError, OSError):  # another drive (Windows), a working folder that is gone
         return filename
+    return filename if rel.startswith("..") else rel
 
 
 def user_line(error: BaseException, stack_trace: str | None = None) -> str:
@@ -234,18 +281,14 @@ class ModuleRunError(Exception):
         self.path, self.module, self.shapes, self.cause = path, module, shapes, cause
 
 
-def failure_message(place: str, shapes: Sequence[Sequence[int]], cause: BaseException, doing: str = "",
-                    stack_trace: str | None = None) -> str:
-    """``layer 'x' (Conv2d) failed on input shape 1x3x8x8[ while ...]: why`` and the user's line,
-    one wording for every way a model runs (a graph node, an opaque module, an eager run, lazy
-    initialization)."""
+def failure_message(place: str, shapes: Sequence[Sequence[int]], cause: BaseException, doing: str = "") -> str:
+    """``layer 'x' (Conv2d) failed on input shape 1x3x8x8[ while ...]: why``, one wording for every
+    way a model runs (a graph node, an opaque module, an eager run, lazy initialization)."""
     shown = ", ".join("x".join(map(str, s)) for s in shapes) or "no tensors"
     why = first_line(cause)
     if is_data_dependent(cause):
         why = f"it reads a tensor's value (aten::_local_scalar_dense, from .item() or `if tensor:`): {why}"
-    line = user_line(cause, stack_trace)
-    return f"{place} failed on input shape {shown}{f' while {doing}' if doing else ''}: {why}" + (
-        f"\n  at {line}" if line else "")
+    return f"{place} failed on input shape {shown}{f' while {doing}' if doing else ''}: {why}"
 
 
 def shape_error(e: ModuleRunError, doing: str) -> ShapeError:
@@ -256,6 +299,7 @@ def shape_error(e: ModuleRunError, doing: str) -> ShapeError:
         module_path=e.path,
         input_shapes=e.shapes,
         hint=hint_for(e.cause),
+        source=user_line(e.cause),
     )
 
 
@@ -271,9 +315,10 @@ def naming_module(doing: str) -> Iterator[None]:
 def all_failed(model: str, methods: Sequence[str], errors: list[FxcostError]) -> FxcostError:
     """Every tracer failed: say why each did. When the last one failed for want of tensor values
     (transformers' mask code, run eagerly on meta), export's reason is usually the real one."""
-    lines = "\n".join(f"  {m}: {e.message}" for m, e in zip(methods, errors, strict=False))
+    lines = "\n".join(f"  {m}: {e.message}" + (f"\n      at {e.source}" if e.source else "")
+                      for m, e in zip(methods, errors, strict=False))
     hint = errors[-1].hint
-    exported = [e for m, e in zip(methods, errors, strict=False) if m == "export"]
+    exported = [e for m, e in zip(methods, errors, strict=False) if m == Method.EXPORT]
     if exported and errors[-1].__cause__ is not None and is_data_dependent(errors[-1].__cause__) and exported[0].__cause__:
         hint = hint_for(exported[0].__cause__)
     return ShapeError(f"no tracer could analyze {model}:\n{lines}", hint=hint)

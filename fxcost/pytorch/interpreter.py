@@ -16,7 +16,7 @@ import torch.fx as fx
 from torch import nn
 
 from fxcost.errors import FxcostError, ShapeError
-from fxcost.pytorch.diagnosis import ModuleRunError, failure_message, hint_for
+from fxcost.pytorch.diagnosis import ModuleRunError, failure_message, hint_for, user_line
 from fxcost.pytorch.eager import CallTracker, ModuleCall
 from fxcost.pytorch.recorder import OpRecorder
 from fxcost.pytorch.tensors import spec_of, storage_of, tensors_in
@@ -77,6 +77,7 @@ class RecordingInterpreter(fx.Interpreter):
                 module_path=where,
                 input_shapes=shapes,
                 hint=hint_for(e),
+                source=user_line(e, n.stack_trace),  # torch.export's nodes carry their line; traced ones may not
             ) from e
         ops = self.recorder.take()
         seen = {s for s in map(storage_of, input_tensors) if s is not None}

@@ -30,8 +30,8 @@ _SAME_DTYPE = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"
 
 
 def _tagged(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-    """``func(*args, **kwargs)``; an exception it raises carries the op (for the diagnosis: the
-    innermost op that raised)."""
+    """``func(*args, **kwargs)``; an exception it raises carries the op, as this mode saw it
+    dispatched, with its operands' shapes (for the diagnosis). The first op to tag it keeps it."""
     try:
         return func(*args, **kwargs)
     except Exception as e:
@@ -69,8 +69,8 @@ class OpRecorder(TorchDispatchMode):
         fate_entry = self._fates.get(func)
         if fate_entry is None:
             name = func._schema.name
-            fate, fn, reason = self.registry.lookup(name)
-            fate_entry = self._fates[func] = (name, fate, fn, reason)
+            rule = self.registry.lookup(name)
+            fate_entry = self._fates[func] = (name, rule.fate, rule.formula, rule.reason)
         name, fate, fn, reason = fate_entry
         if name in _SAME_DTYPE:
             dtypes = {a.dtype for a in args if isinstance(a, torch.Tensor)}

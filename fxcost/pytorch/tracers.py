@@ -128,7 +128,7 @@ def symbolic(
             if not where or where not in paths or where in opaque:
                 place = f"module {where!r} ({type(model.get_submodule(where)).__name__})" if where else f"{type(model).__name__}.forward"
                 raise TraceError(
-                    f"torch.fx could not trace {place}: {first_line(e)}{_at(e)}",
+                    f"torch.fx could not trace {place}: {first_line(e)}", source=user_line(e),
                     hint="fxcost falls back to torch.export and then to running the model op by op "
                     "(--tracer auto, the default); --leaf NAME keeps a module as one node",
                 ) from e
@@ -149,12 +149,6 @@ def _single_layer(layer: nn.Module) -> Traced:
     graph.output(out)
     _annotate(graph)
     return Traced(root, graph, Method.SYMBOLIC)
-
-
-def _at(e: BaseException) -> str:
-    """Where in the user's code ``e`` happened, as a line of its own ("" when not in their code)."""
-    line = user_line(e)
-    return f"\n  at {line}" if line else ""
 
 
 def _annotate(graph: fx.Graph) -> None:
@@ -198,7 +192,8 @@ def export(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> T
         graph = program_module.graph
     except Exception as e:
         raise TraceError(
-            f"torch.export could not trace {type(model).__name__}: {type(e).__name__}: {first_line(e)}{_at(e)}",
+            f"torch.export could not trace {type(model).__name__}: {type(e).__name__}: {first_line(e)}",
+            source=user_line(e),
             hint="--tracer eager runs the model op by op; --tracer auto tries every way",
         ) from e
     _annotate(graph)

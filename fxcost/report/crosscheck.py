@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fxcost.report.records import SCHEMA_VERSION, Record
@@ -26,6 +26,18 @@ class CrossCheckRow(Record):
 
 
 @dataclass(frozen=True)
+class ExportSummary(Record):
+    """How the checked file was written."""
+
+    opset: int
+    optimized: bool
+    structure_only: bool
+    seconds: float
+    file_bytes: int
+    nodes: int
+
+
+@dataclass(frozen=True)
 class CrossCheck:
     """A model counted twice: through torch.fx/torch.export, and through its exported ONNX graph.
 
@@ -40,7 +52,7 @@ class CrossCheck:
     explanations: tuple[str, ...] = ()
     max_abs_diff: float | None = None
     run_note: str = ""
-    export: dict[str, Any] = field(default_factory=dict)
+    export: ExportSummary | None = None
     #: the ONNX file records each node's module, so layer types compare (else totals only)
     by_type: bool = True
 
@@ -74,7 +86,7 @@ class CrossCheck:
                 "inputs": [i.to_dict() for i in self.torch.inputs],
                 "convention": self.torch.convention,
                 "onnx_file": self.onnx_file,
-                "export": dict(self.export),
+                "export": self.export.to_dict() if self.export is not None else {},
                 "params_equal": self.params_equal,
                 "macs_equal": self.macs_equal,
                 "all_counted": self.all_counted,

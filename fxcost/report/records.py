@@ -22,7 +22,9 @@ from typing import Any, ClassVar, TypeVar
 
 from fxcost.report.kinds import Fate, Method, RowKind
 
-SCHEMA_VERSION = 1
+#: 2 (fxcost 0.2): rows carry param_bytes and buffer_bytes, the report its module_types, and the
+#: tracer is named as --tracer spells it; 1 (fxcost 0.1) files still serve as review baselines
+SCHEMA_VERSION = 2
 
 R = TypeVar("R", bound="Record")
 
@@ -193,8 +195,8 @@ class Counts(Record):
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Counts:
         missing = [n for n in cls.names() if n not in d]
-        if missing:  # a report from before fxcost 0.2 lacks the byte counts of its rows
-            raise ValueError(f"no {', '.join(missing)}: not written by this fxcost (schema {SCHEMA_VERSION}, 0.2 or later)")
+        if missing:
+            raise ValueError(f"no {', '.join(missing)} among the counts")
         return cls(**{n: int(d[n]) for n in cls.names()})
 
 

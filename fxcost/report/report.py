@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fxcost.report.kinds import Method, Mode, RowKind, View
+from fxcost.report.kinds import Mode, RowKind, View
 from fxcost.report.records import (
     SCHEMA_VERSION,
     Counts,
@@ -22,7 +22,7 @@ from fxcost.report.records import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Report:
     """The result of one analysis: per-row records plus queries over them.
 
@@ -35,8 +35,8 @@ class Report:
     inputs: tuple[InputSpec, ...]
     layers: tuple[Row, ...]
     memory: MemorySummary
+    trace: TraceInfo  # how the graph was obtained: no default, a report always says
     unsupported: tuple[UnsupportedOp, ...] = ()
-    trace: TraceInfo = TraceInfo(Method.SYMBOLIC)
     #: class name of every module in the model, by path: names the rows of :meth:`by_module`
     module_types: dict[str, str] = field(default_factory=dict)
     mode: Mode = Mode.META
@@ -119,9 +119,20 @@ class Report:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Report:
         """A report read back from its JSON (``fxcost analyze -f json``), into the same records:
-        ``Report.from_dict(r.to_dict()) == r``. ``ValueError`` for anything else."""
-        if not isinstance(d, dict) or d.get("schema_version") != SCHEMA_VERSION or "layers" not in d:
-            raise ValueError(f"not an fxcost report (schema_version {SCHEMA_VERSION} with layers)")
+        ``Report.from_dict(r.to_dict()) == r``. ``ValueError`` for anything else, a report of an
+        older schema too (``fxcost review`` reads those as baselines)."""
+        if not isinstance(d, dict) or "layers" not in d:
+            raise ValueError("not an fxcost report (no layers)")
+        if d.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"an fxcost report of schema_version {d.get('schema_version')!r}; this fxcost reads "
+                             f"{SCHEMA_VERSION} (write it again with fxcost analyze -f json)")
+        try:
+            return cls._from_dict(d)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a whole fxcost report: {type(e).__name__}: {e}") from e
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> Report:
         view = d["view"]
         return cls(
             model=d["model"], convention=d["convention"],

@@ -183,6 +183,10 @@ def pyproject_settings(path: str | Path) -> tuple[dict[str, int], Fraction | Non
     return budgets, growth
 
 
+#: the report schemas a baseline may have: their totals are the same
+BASELINE_SCHEMAS = (1, SCHEMA_VERSION)
+
+
 def load_baseline(path: str | Path) -> Baseline:
     """The setting and totals of an approved report (``fxcost analyze -f json``)."""
     p = Path(path)
@@ -193,8 +197,9 @@ def load_baseline(path: str | Path) -> Baseline:
         raise SpecError(f"cannot read the baseline {str(p)!r}: {e.strerror or e}", hint=hint) from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SpecError(f"the baseline {str(p)!r} is not JSON: {e}", hint=hint) from e
-    if not isinstance(d, dict) or d.get("schema_version") != SCHEMA_VERSION or not isinstance(d.get("totals"), dict):
-        raise SpecError(f"the baseline {str(p)!r} is not a single fxcost report (schema_version {SCHEMA_VERSION} with totals)", hint=hint)
+    if not isinstance(d, dict) or d.get("schema_version") not in BASELINE_SCHEMAS or not isinstance(d.get("totals"), dict):
+        raise SpecError(f"the baseline {str(p)!r} is not a single fxcost report (schema_version "
+                        f"{' or '.join(map(str, BASELINE_SCHEMAS))} with totals)", hint=hint)
     for metric in Counts.names():
         v = d["totals"].get(metric)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
