@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -105,7 +106,52 @@ def analyze(
     report's ``trace`` says which method ran, which modules were opaque and why, and why earlier
     methods failed. The model is never modified: analysis runs on a weightless copy (a full
     copy with ``real``).
+
+    The result does not depend on where it is called: under ``torch.no_grad()``,
+    ``torch.inference_mode()``, ``torch.enable_grad()``, inside a dispatch or fake mode of the
+    caller's (set aside while fxcost runs), or from several threads at once (analyses take turns:
+    torch.fx's tracing patches ``nn.Module.__call__`` for the whole process while it runs).
     """
+    with _ONE_AT_A_TIME, isolated():
+        return _analyze(model, input_size, example_inputs, example_kwargs, convention, real=real, strict=strict,
+                        name=name, tracer=tracer, leaves=leaves, registry=registry)
+
+
+#: torch.fx's symbolic tracing patches torch.nn.Module.__call__ process-wide while it traces, so
+#: two analyses at once would trace each other's modules: they take turns
+_ONE_AT_A_TIME = threading.RLock()
+
+
+@contextlib.contextmanager
+def isolated() -> Iterator[None]:
+    """The caller's context set aside: inference mode off (composite ops decompose again), and the
+    caller's dispatch and function modes popped (a FakeTensorMode of theirs, a FlopCounterMode),
+    all put back on exit."""
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    functions = [torch._C._pop_torch_function_stack() for _ in range(torch._C._len_torch_function_stack())]
+    try:
+        with torch.inference_mode(False), _disable_current_modes():
+            yield
+    finally:
+        for mode in reversed(functions):
+            torch._C._push_on_torch_function_stack(mode)
+
+
+def _analyze(
+    model: nn.Module,
+    input_size: Shape | Sequence[Shape] | None,
+    example_inputs: Any,
+    example_kwargs: dict[str, Any] | None,
+    convention: str | Convention,
+    *,
+    real: bool,
+    strict: bool,
+    name: str | None,
+    tracer: str | Method,
+    leaves: Sequence[str],
+    registry: FormulaRegistry | None,
+) -> Report:
     if not isinstance(model, nn.Module):
         raise InputSpecError(f"analyze() needs an nn.Module, got {type(model).__name__}", hint="pass the model object, e.g. fxcost.analyze(MyNet(), input_size=(1, 3, 224, 224))")
     if tracer != "auto" and tracer not in TRACERS:
