@@ -81,7 +81,7 @@ def main() -> int:
         r = fxcost.analyze(model, example_inputs=(ids,))
         times[shape] = time.perf_counter() - t0
         ratio = times[shape] / times[shapes[0]]
-        print(f"{'x'.join(map(str, shape)):>10}  {times[shape]:>10.2f}  {ratio:>10.2f}  {r.trace['graph_nodes']:>11,}  {r.total().macs:>22,}")
+        print(f"{'x'.join(map(str, shape)):>10}  {times[shape]:>10.2f}  {ratio:>10.2f}  {r.trace.graph_nodes:>11,}  {r.total().macs:>22,}")
     rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
     weights_gb = t["params"] * 4 / 1e9

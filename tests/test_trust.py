@@ -90,3 +90,58 @@ def test_twenty_threads_fifty_analyses_each_keep_memory_flat() -> None:
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # ru_maxrss is in KiB on Linux: 1,000 more analyses may not grow the peak by more than 64 MiB
     assert after - before < 64 * 1024, f"peak RSS grew by {(after - before) / 1024:.0f} MiB over 1,000 analyses"
+
+
+# --- symbolic tracing is checked against the forward's own path ------------------------------
+
+
+class Conditioned(nn.Module):
+    """Conditioning that accepts a tensor or an int: under symbolic tracing ``cond`` is a Proxy,
+    not a Tensor, so the graph silently loses the branch (half the MACs, no error)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(16, 16)
+        self.embed = nn.Linear(4, 16)
+
+    def forward(self, x: torch.Tensor, cond: Any) -> torch.Tensor:
+        h = self.body(x)
+        if isinstance(cond, torch.Tensor):
+            h = h + self.embed(cond)
+        return h
+
+
+class ReadsWhatTheGraphSkips(nn.Module):
+    """The forward's own path reads a value; the graph's does not go there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(x, torch.Tensor) and x.sum() > 0:
+            return self.fc(x)
+        return x
+
+
+def test_a_branch_symbolic_tracing_cannot_see_falls_back_and_is_counted() -> None:
+    model = Conditioned()
+    x, cond = torch.randn(2, 16), torch.randn(2, 4)
+    report = fxcost.analyze(model, example_inputs=(x, cond))
+    # both Linear layers ran: 2 * (16 * 16 + 4 * 16) = 640 MACs, as FlopCounterMode counts a real forward
+    assert 2 * report.total().macs == flop_counter_flops(model, x, cond) == 2 * 640
+    assert report.trace.method == "export"
+    [fallback] = report.trace.fallbacks
+    assert fallback.tracer == "symbolic" and "module 'embed' called 0 time(s) in the graph, 1 in the forward" in fallback.error
+    with pytest.raises(fxcost.TraceError, match="another path"):  # insisting on the graph is an error, not a wrong number
+        fxcost.analyze(model, example_inputs=(x, cond), tracer="symbolic")
+
+
+def test_a_graph_that_runs_where_the_forward_fails_is_not_trusted() -> None:
+    with pytest.raises(fxcost.ShapeError) as e:
+        fxcost.analyze(ReadsWhatTheGraphSkips(), input_size=(2, 8))
+    assert "symbolic: torch.fx's graph ran, but the forward fails" in str(e.value)
+    # with real tensors the forward's own path is counted: x.sum() > 0 for these values takes fc
+    x = torch.ones(2, 8)
+    real = fxcost.analyze(ReadsWhatTheGraphSkips(), example_inputs=(x,), real=True)
+    assert 2 * real.total().macs == flop_counter_flops(ReadsWhatTheGraphSkips(), x) == 2 * 2 * 8 * 8

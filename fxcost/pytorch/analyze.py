@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,7 +25,7 @@ from fxcost.counting.arithmetic import Shape
 from fxcost.counting.conventions import Convention, get_convention
 from fxcost.counting.registry import FormulaRegistry
 from fxcost.counting.rows import memory_summary, unsupported_ops
-from fxcost.errors import FxcostError, InputSpecError, ShapeError, TraceError
+from fxcost.errors import FxcostError, InputSpecError, ShapeError, TraceError, first_line
 from fxcost.pytorch.aten import ATEN
 from fxcost.pytorch.diagnosis import all_failed, naming_module, needs_fake, user_line
 from fxcost.pytorch.eager import run_eager
@@ -36,14 +37,14 @@ from fxcost.pytorch.inputs import (
     prepare_meta,
     prepare_real,
 )
-from fxcost.pytorch.interpreter import RecordingInterpreter
+from fxcost.pytorch.interpreter import NodeRecord, RecordingInterpreter
 from fxcost.pytorch.recorder import OpRecorder
 from fxcost.pytorch.rows import call_graph_rows, calls_from_export, class_name, graph_rows
 from fxcost.pytorch.tensors import fake_tensor, output_specs
-from fxcost.pytorch.tracers import export, symbolic
+from fxcost.pytorch.tracers import HierarchyTracer, Traced, export, symbolic
 from fxcost.pytorch.working_copy import fakeify
 from fxcost.report.kinds import TRACERS, Method, Mode
-from fxcost.report.records import Edge, Fallback, InputSpec, OpaqueModule, Row, TensorSpec, TraceInfo
+from fxcost.report.records import Edge, Fallback, InputSpec, OpaqueModule, OpCost, Row, TensorSpec, TraceInfo
 from fxcost.report.report import Report, Sweep
 
 
@@ -229,6 +230,8 @@ def _symbolic(job: _Job) -> _Counted:
         interp = RecordingInterpreter(traced.root, traced.graph, recorder, opaque=set(traced.opaque))
         with naming_module("propagating shapes"), context, torch.no_grad(), recorder:
             out = interp.run(*vals)
+        with context, torch.no_grad():
+            _same_path(job, traced, interp.records, folded, a, kw)
         opaque = tuple(OpaqueModule(p, type(traced.root.get_submodule(p)).__name__, r) for p, r in traced.opaque.items())
         trace = TraceInfo(traced.method, graph_nodes=len(traced.graph.nodes), opaque=opaque)
         rows, edges = graph_rows(traced.root, interp.records, job.convention, folded=folded)
@@ -238,6 +241,69 @@ def _symbolic(job: _Job) -> _Counted:
         return _with_fake_retry(job, attempt)
     except ShapeError as e:
         raise _at_its_line(e, job, concrete) from e.__cause__
+
+
+def _same_path(job: _Job, traced: Traced, records: list[NodeRecord], folded: tuple[OpCost, ...],
+               args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Symbolic tracing follows the branch a Proxy takes, not the one the input takes: a forward
+    with ``if isinstance(cond, torch.Tensor):``, a check of ``None``-ness or of an attribute of
+    an input, can lose or add work without an error. So the forward runs once more, op by op on
+    the same inputs, and the graph must have dispatched the same aten ops (in-place variants as
+    their out-of-place ops) and called the same modules as often; else :class:`TraceError`, and
+    ``auto`` moves on to a tracer that follows the forward's own path."""
+    graph_ops: Counter[str] = Counter()
+    for o in (*folded, *(o for r in records for o in (*r.ops, *(o for c in r.calls for o in c.ops)))):
+        graph_ops[_plain(o.op)] += o.count  # an opaque module's ops are in its calls
+    leaves = Counter(str(r.node.target) for r in records if r.node.op == "call_module")
+    counter = OpRecorder(job.recorder.registry)
+    calls: Counter[str] = Counter()
+    watched = _leaves_of(job.shadow, HierarchyTracer(traced.opaque, job.leaves))
+    handles = [m.register_forward_pre_hook(lambda *_, p=path: calls.update([p])) for path, m in watched]
+    try:
+        with counter:
+            job.shadow(*args, **kwargs)
+    except Exception as e:  # the graph ran where the forward does not: it took another path
+        raise TraceError(f"torch.fx's graph ran, but the forward fails on these inputs: {first_line(e)}",
+                         hint="the forward's own path is what counts: --tracer eager shows where it fails",
+                         source=user_line(e)) from e
+    finally:
+        for h in handles:
+            h.remove()
+    forward_ops: Counter[str] = Counter()
+    for o in counter.take():
+        forward_ops[_plain(o.op)] += o.count
+    if traced.root is not job.shadow:  # a standard layer analyzed alone: its one call is the graph
+        leaves = calls
+    differ = [f"module {p!r} called {leaves[p]} time(s) in the graph, {calls[p]} in the forward"
+              for p in sorted(leaves.keys() | calls.keys()) if leaves[p] != calls[p]]
+    differ += [f"{op} x{graph_ops[op]} in the graph, x{forward_ops[op]} in the forward"
+               for op in sorted(graph_ops.keys() | forward_ops.keys()) if graph_ops[op] != forward_ops[op]]
+    if differ:
+        raise TraceError(
+            "torch.fx's graph takes another path than the forward does on these inputs (a branch on an input's "
+            f"type, None-ness or attributes): {'; '.join(differ[:4])}" + (f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""),
+            hint="fxcost moves on to torch.export and then to running the model op by op (--tracer auto); "
+            "--tracer symbolic insists on the graph",
+        )
+
+
+def _leaves_of(model: nn.Module, tracer: HierarchyTracer) -> list[tuple[str, nn.Module]]:
+    """The modules the graph calls as single nodes (standard layers, opaque and --leaf modules),
+    none inside another."""
+    found: list[tuple[str, nn.Module]] = []
+    containers = (nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)  # never called: not nodes
+    for path, m in model.named_modules():
+        if not path or isinstance(m, containers) or any(path.startswith(p + ".") for p, _ in found):
+            continue
+        if tracer.is_leaf_module(m, path):
+            found.append((path, m))
+    return found
+
+
+def _plain(op: str) -> str:
+    """An in-place op as its out-of-place one (``aten::add_`` -> ``aten::add``): FX may record
+    ``x += y`` as an add."""
+    return op[:-1] if op.endswith("_") and not op.endswith("__") else op
 
 
 def _at_its_line(e: ShapeError, job: _Job, concrete: dict[str, Any]) -> ShapeError:
