@@ -145,3 +145,38 @@ def test_a_graph_that_runs_where_the_forward_fails_is_not_trusted() -> None:
     x = torch.ones(2, 8)
     real = fxcost.analyze(ReadsWhatTheGraphSkips(), example_inputs=(x,), real=True)
     assert 2 * real.total().macs == flop_counter_flops(ReadsWhatTheGraphSkips(), x) == 2 * 2 * 8 * 8
+
+
+# --- hooks that are part of the computation run; the report says which ----------------------
+
+
+def _counted_with_mv_and_dot(model: nn.Module, x: torch.Tensor) -> int:
+    """FlopCounterMode over a real forward, with the formulas it lacks for mv and dot written out:
+    [m, n] @ [n] is m * n multiply-adds, [n] . [n] is n."""
+    mapping = {torch.ops.aten.mv: lambda a, b, *_, **__: 2 * a[0] * a[1],
+               torch.ops.aten.dot: lambda a, b, *_, **__: 2 * a[0]}
+    model.eval()
+    counter = FlopCounterMode(display=False, custom_mapping=mapping)
+    with torch.no_grad(), counter:
+        model(x)
+    return int(counter.get_total_flops())
+
+
+def test_weight_norm_and_spectral_norm_hooks_run_and_a_logging_hook_is_set_aside() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the hook-based forms are deprecated, not gone
+        model = nn.Sequential(nn.utils.weight_norm(nn.Linear(8, 8)), nn.utils.spectral_norm(nn.Linear(8, 4)))
+    seen: list[float] = []
+    model[1].register_forward_hook(lambda m, i, out: seen.append(out.mean().item()))  # reads values
+    report = fxcost.analyze(model, input_size=(2, 8))
+    x = torch.randn(2, 8)
+    # the spectral norm's power step in eval: mv(W[4, 8], v[8]) = 32 and dot(u[4], .) = 4 MACs on
+    # top of the two Linear layers' 2 * (8 * 8 + 8 * 4) = 192
+    assert 2 * report.total().macs == _counted_with_mv_and_dot(model, x) == 2 * (192 + 32 + 4)
+    assert report.total().params == sum(p.numel() for p in model.parameters())  # weight_g, weight_v, weight_orig
+    notes = " ".join(report.trace.notes)
+    assert "hooks that ran: WeightNorm (forward pre-hook of '0'), SpectralNorm (forward pre-hook of '1')" in notes
+    assert "<lambda> (forward hook of '1'): it fails on data-free tensors" in notes and "hook not run:" in notes
+    assert len(model[1]._forward_hooks) == 1 and seen == [seen[0]]  # the user's model keeps its hook (run once, above)

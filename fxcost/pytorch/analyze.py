@@ -42,7 +42,7 @@ from fxcost.pytorch.recorder import OpRecorder
 from fxcost.pytorch.rows import call_graph_rows, calls_from_export, class_name, graph_rows
 from fxcost.pytorch.tensors import fake_tensor, output_specs
 from fxcost.pytorch.tracers import HierarchyTracer, Traced, export, symbolic
-from fxcost.pytorch.working_copy import fakeify
+from fxcost.pytorch.working_copy import Hook, fakeify, hook_in, hooks_of
 from fxcost.report.kinds import TRACERS, Method, Mode
 from fxcost.report.records import Edge, Fallback, InputSpec, OpaqueModule, OpCost, Row, TensorSpec, TraceInfo
 from fxcost.report.report import Report, Sweep
@@ -168,22 +168,32 @@ def _analyze(
     methods = list(TRACERS) if tracer == "auto" else [Method(tracer)]
     fallbacks: list[Fallback] = []
     errors: list[FxcostError] = []
-    for i, method in enumerate(methods):
-        # a fresh copy for each method: a failed attempt may have left state on the last one
-        shadow, margs, mkwargs = prepare(model, args, kwargs)
-        job = _Job(shadow, margs, mkwargs, recorder, rules, input_specs(shadow.forward, margs, mkwargs), leaf_set, real)
+    skipped: dict[Hook, str] = {}  # hooks that fail on data-free tensors, and why
+    i = 0
+    while True:
+        method = methods[i]
         try:
+            # a fresh copy for each attempt: a failed one may have left state on the last copy
+            shadow, margs, mkwargs = prepare(model, args, kwargs, skipped)
+            job = _Job(shadow, margs, mkwargs, recorder, rules, input_specs(shadow.forward, margs, mkwargs), leaf_set, real)
             run = _STRATEGIES[method](job)
             break
         except FxcostError as e:
+            hook = hook_in(e, model)  # the copy's hooks are the model's, by the same keys
+            if hook is not None and hook not in skipped:  # the same tracer again, without that hook
+                skipped[hook] = first_line(e.__cause__ or e)
+                continue
             errors.append(e)
             if isinstance(e, TraceError) and i < len(methods) - 1:
                 fallbacks.append(Fallback(method, e.message))
+                i += 1
                 continue
             if fallbacks:
                 raise all_failed(type(model).__name__, methods, errors) from e
             raise
-    trace = replace(run.trace, fallbacks=tuple(fallbacks))
+    notes = [f"hooks that ran: {', '.join(map(str, ran))}" for ran in [hooks_of(job.shadow)] if ran]
+    notes += [f"hook not run: {h}: it fails on data-free tensors ({why})" for h, why in skipped.items()]
+    trace = replace(run.trace, fallbacks=tuple(fallbacks), notes=(*run.trace.notes, *notes))
     unsupported = unsupported_ops(run.rows, strict)
     return Report(
         model=name or type(model).__name__,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -17,7 +17,7 @@ from fxcost.pytorch.diagnosis import naming_module
 from fxcost.pytorch.eager import ModuleStack
 from fxcost.pytorch.recorder import OpTagger
 from fxcost.pytorch.tensors import dtype_name, meta_tensor, realize
-from fxcost.pytorch.working_copy import has_lazy_modules, has_meta_weights, meta_copy
+from fxcost.pytorch.working_copy import Hook, drop_hooks, has_lazy_modules, has_meta_weights, meta_copy
 from fxcost.report.records import InputSpec
 
 
@@ -108,10 +108,11 @@ def run_eagerly(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
 Prepared = tuple[nn.Module, tuple[Any, ...], dict[str, Any]]
 
 
-def prepare_meta(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Prepared:
-    """A weightless meta copy of ``model`` in eval mode, lazy layers materialized, and the
-    inputs as meta tensors."""
+def prepare_meta(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], without: Iterable[Hook] = ()) -> Prepared:
+    """A weightless meta copy of ``model`` in eval mode, the hooks ``without`` names taken off,
+    lazy layers materialized, and the inputs as meta tensors."""
     shadow = meta_copy(model)
+    drop_hooks(shadow, without)
     shadow.eval()
     meta_args, meta_kwargs = tree_map(meta_tensor, (args, kwargs))
     if has_lazy_modules(shadow):  # one unrecorded run lets lazy layers infer their shapes
@@ -119,8 +120,9 @@ def prepare_meta(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
     return shadow, meta_args, meta_kwargs
 
 
-def prepare_real(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Prepared:
-    """A full copy of ``model`` in eval mode, and the inputs as real tensors (``--real``)."""
+def prepare_real(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], without: Iterable[Hook] = ()) -> Prepared:
+    """A full copy of ``model`` in eval mode, the hooks ``without`` names taken off, and the
+    inputs as real tensors (``--real``)."""
     if has_meta_weights(model):
         raise InputSpecError(
             f"{type(model).__name__} has parameters on the meta device, which --real cannot run",
@@ -133,6 +135,7 @@ def prepare_real(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
             f"--real cannot copy {type(model).__name__}: {type(e).__name__}: {e}",
             hint="make the model deep-copyable, or drop --real",
         ) from e
+    drop_hooks(shadow, without)
     shadow.eval()
     real_args, real_kwargs = tree_map(realize, (args, kwargs))
     if has_lazy_modules(shadow):

@@ -1,16 +1,24 @@
 """The working copy: a weightless copy of the user's model, so analysis never touches the original.
 
-The copy shares no tensor with the original: every parameter and buffer is replaced by a meta
-tensor of the same shape, stride, dtype and ``requires_grad`` (``copy.deepcopy`` with a
-pre-filled memo, so a tensor tied between two modules stays one tensor in the copy, and no
-weight bytes are copied whatever the model's size). Lazy modules materialize on meta from the
-input shapes. :func:`fakeify` then swaps the meta tensors for fake CPU tensors owned by one
-``FakeTensorMode``, under which the analysis runs.
+The copy shares no tensor with the original: every parameter, buffer and plain tensor
+attribute is replaced by a meta tensor of the same shape, stride, dtype and ``requires_grad``
+(``copy.deepcopy`` with a pre-filled memo, so a tensor tied between two modules stays one tensor
+in the copy, no weight bytes are copied whatever the model's size, and a tensor computed from
+parameters, such as the weight of the old hook-based ``weight_norm``, copies too). Lazy modules
+materialize on meta from the input shapes. :func:`fakeify` then swaps the meta tensors for fake
+CPU tensors owned by one ``FakeTensorMode``, under which the analysis runs.
+
+The model's forward hooks are copied with it and run: a hook can be part of the computation (the
+old ``weight_norm`` and ``spectral_norm`` compute the weight in a forward pre-hook). One that
+fails on data-free tensors (a logging hook reading values) is taken off the copy by the analysis
+(:func:`hook_in`, :func:`drop_hooks`), which says so.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -43,10 +51,16 @@ def _meta_like(t: torch.Tensor) -> torch.Tensor:
     return meta
 
 
+def _tensor_attributes(model: nn.Module) -> list[torch.Tensor]:
+    """Tensors kept as plain attributes of the model's modules (not parameters, not buffers)."""
+    return [v for m in model.modules() for k, v in vars(m).items()
+            if isinstance(v, torch.Tensor) and k not in ("_parameters", "_buffers")]
+
+
 def meta_copy(model: nn.Module) -> nn.Module:
-    """Deep-copy the module structure with every parameter and buffer on meta."""
+    """Deep-copy the module structure with every parameter, buffer and tensor attribute on meta."""
     memo: dict[int, Any] = {}
-    for t in [*model.parameters(), *model.buffers()]:
+    for t in [*model.parameters(), *model.buffers(), *_tensor_attributes(model)]:
         if id(t) not in memo:
             memo[id(t)] = _meta_like(t)
     try:
@@ -57,26 +71,81 @@ def meta_copy(model: nn.Module) -> nn.Module:
             hint="fxcost analyzes a weightless copy of the structure and never touches your model; "
             "make the model deep-copyable (its weights are not copied)",
         ) from e
-    _drop_user_hooks(shadow)
     return shadow
 
 
-_HOOK_DICTS = (
-    "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
-    "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks",
-)
+@dataclass(frozen=True)
+class Hook:
+    """A forward hook (or pre-hook) of the model, by where it is registered."""
+
+    path: str  # the module's
+    kind: str  # "forward pre-hook" or "forward hook"
+    key: int  # its handle's id in the module's dict
+    name: str  # what it is: a function's qualified name, a callable object's class
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind} of {self.path or 'the root'!r})"
 
 
-def _drop_user_hooks(shadow: nn.Module) -> None:
-    """The user's forward hooks expect real tensors (logging, .item()); they do not run on the
-    copy. A lazy layer's own initialization hook stays: it is how the layer learns its shapes."""
-    for m in shadow.modules():
-        keep = {h.id for h in (getattr(m, "_initialize_hook", None),) if h is not None}
-        for attr in _HOOK_DICTS:
-            hooks = getattr(m, attr, None)
-            if isinstance(hooks, dict):
-                for k in [k for k in hooks if k not in keep]:
-                    del hooks[k]
+_KINDS = {"_forward_pre_hooks": "forward pre-hook", "_forward_hooks": "forward hook"}
+#: the flags torch keeps beside a hook, by the same key
+_FLAGS = {"_forward_pre_hooks": ("_forward_pre_hooks_with_kwargs",),
+          "_forward_hooks": ("_forward_hooks_with_kwargs", "_forward_hooks_always_called")}
+
+
+def _name(hook: Any) -> str:
+    fn = getattr(hook, "func", hook)  # functools.partial
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def hooks_of(model: nn.Module) -> list[Hook]:
+    """The model's forward hooks and pre-hooks, a lazy layer's own initialization hook aside."""
+    found = []
+    for path, m in model.named_modules():
+        lazy = getattr(m, "_initialize_hook", None)
+        for attr, kind in _KINDS.items():
+            for key, hook in getattr(m, attr, {}).items():
+                if lazy is None or key != lazy.id:
+                    found.append(Hook(path, kind, key, _name(hook)))
+    return found
+
+
+def _code_of(hook: Any) -> Any:
+    """The code a hook runs: a function's own, a callable object's ``__call__``."""
+    fn = getattr(hook, "func", hook)
+    if hasattr(fn, "__code__"):
+        return fn.__code__
+    call = vars(type(fn)).get("__call__") or next((vars(c)["__call__"] for c in type(fn).__mro__ if "__call__" in vars(c)), None)
+    return getattr(call, "__code__", None)
+
+
+def hook_in(error: BaseException, model: nn.Module) -> Hook | None:
+    """The hook of ``model`` whose code raised ``error`` (or an exception it came from), if one did."""
+    import traceback
+
+    codes = {}
+    for h in hooks_of(model):
+        code = _code_of(getattr(model.get_submodule(h.path), "_forward_pre_hooks" if "pre" in h.kind else "_forward_hooks")[h.key])
+        if code is not None:
+            codes[code] = h
+    e: BaseException | None = error
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        for frame, _ in traceback.walk_tb(e.__traceback__):
+            if frame.f_code in codes:
+                return codes[frame.f_code]
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def drop_hooks(model: nn.Module, hooks: Iterable[Hook]) -> None:
+    """Take ``hooks`` off ``model`` (fxcost's copy)."""
+    for h in hooks:
+        m = model.get_submodule(h.path)
+        attr = "_forward_pre_hooks" if "pre" in h.kind else "_forward_hooks"
+        for d in (attr, *_FLAGS[attr]):
+            getattr(m, d, {}).pop(h.key, None)
 
 
 def fakeify(model: nn.Module, fake_mode: FakeTensorMode) -> None:
