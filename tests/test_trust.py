@@ -180,3 +180,34 @@ def test_weight_norm_and_spectral_norm_hooks_run_and_a_logging_hook_is_set_aside
     assert "hooks that ran: WeightNorm (forward pre-hook of '0'), SpectralNorm (forward pre-hook of '1')" in notes
     assert "<lambda> (forward hook of '1'): it fails on data-free tensors" in notes and "hook not run:" in notes
     assert len(model[1]._forward_hooks) == 1 and seen == [seen[0]]  # the user's model keeps its hook (run once, above)
+
+
+# --- every dtype honest --------------------------------------------------------------------
+
+
+def test_dtype_analyzes_the_model_as_cast() -> None:
+    model = _small()
+    params = sum(p.numel() for p in model.parameters())
+    fp32 = fxcost.analyze(model, input_size=(2, 3, 8, 8))
+    bf16 = fxcost.analyze(model, input_size=(2, 3, 8, 8), dtype="bfloat16")
+    assert fp32.total().param_bytes == 4 * params and bf16.total().param_bytes == 2 * params  # bfloat16: 2 bytes
+    assert bf16.total().activation_bytes == 2 * bf16.total().activation_elements
+    assert bf16.inputs[0].dtype == "bfloat16" and bf16.total().macs == fp32.total().macs
+    assert "analyzed as bfloat16" in " ".join(bf16.trace.notes)
+    assert next(model.parameters()).dtype == torch.float32  # the user's model is not cast
+
+
+def test_an_hf_configs_dtype_is_honored() -> None:
+    pytest.importorskip("transformers")
+    from fxcost.loading.hf import load_hf
+
+    model, _ = load_hf("hf:GPT2LMHeadModel", {"n_layer": 1, "dtype": "bfloat16"})
+    report = fxcost.analyze(model, example_inputs=(torch.zeros(1, 8, dtype=torch.int64),))
+    # GPT-2's tied head counted once: params() dedups it
+    assert report.total().param_bytes == 2 * sum(p.numel() for p in model.parameters())
+
+
+def test_a_float16_input_on_a_float32_model_says_what_to_do() -> None:
+    with pytest.raises(fxcost.ShapeError) as e:
+        fxcost.analyze(_small(), example_inputs=(torch.empty(2, 3, 8, 8, dtype=torch.float16),))
+    assert "the inputs are float16 and the weights float32: --dtype float16" in str(e.value)

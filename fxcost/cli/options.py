@@ -51,7 +51,9 @@ def add_model(p: argparse.ArgumentParser, spec_help: str = SPEC_HELP, two: bool 
     g.add_argument("--arg", "-a", action="append", default=[], metavar="KEY=VALUE",
                    help="constructor argument for the model, as a Python literal (repeatable)")
     g.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                   help="for hf: models, a config field, as a Python literal (--config n_layer=6)")
+                   help="for hf: models, a config field, as a Python literal (--config n_layer=6; dtype=bfloat16 is honored)")
+    g.add_argument("--dtype", metavar="DTYPE", default=None,
+                   help="analyze the model as cast to DTYPE (bfloat16, float16...): its float weights, buffers and inputs")
 
 
 def add_inputs(p: argparse.ArgumentParser) -> None:
@@ -159,6 +161,7 @@ def load(spec: str, args: argparse.Namespace) -> tuple[Any, str]:
 
     if is_onnx(spec):
         given = [flag for flag, on in (("--arg", args.arg), ("--config", args.config), ("--kwarg", args.kwarg),
+                                       ("--dtype", getattr(args, "dtype", None)),
                                        ("--leaf", getattr(args, "leaf", [])), ("--real", getattr(args, "real", False)),
                                        ("--tracer", getattr(args, "tracer", "auto") != "auto"))
                  if on]
@@ -186,7 +189,7 @@ def analyze_one(model: Any, name: str, call: Call, args: argparse.Namespace) -> 
     with progress(f"analyzing {name} at {shapes} ..."):
         return fxcost.analyze(
             model, example_inputs=tensors, example_kwargs=kwargs, convention=args.convention, real=args.real,
-            strict=args.strict, name=name, tracer=args.tracer, leaves=args.leaf,
+            strict=args.strict, name=name, tracer=args.tracer, leaves=args.leaf, dtype=getattr(args, "dtype", None),
         )
 
 

@@ -6,7 +6,8 @@ its ``architectures`` names (else the base ``AutoModel``). ``overrides`` set con
 Nothing is downloaded: no weights are loaded, and a config is only ever read from disk.
 The model is built under ``torch.device("meta")``, so a 7B-parameter model takes no memory.
 Where the config has ``use_cache``, it defaults to ``False``: fxcost counts one forward pass, and a key/value cache is
-state for generation (its ``DynamicCache`` is not a tensor structure tracers can follow).
+state for generation (its ``DynamicCache`` is not a tensor structure tracers can follow). A config's ``dtype``
+(``--config dtype=bfloat16``, or ``torch_dtype`` in a config.json) is honored: the model is cast to it.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def load_hf(spec: str, overrides: dict[str, Any] | None = None, *, meta: bool = 
     except Exception as e:
         raise SpecError(f"building {name}({_kv(overrides)}) from its config failed: {type(e).__name__}: {e}",
                         hint="check the --config values; --debug shows the traceback") from e
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(dtype, torch.dtype) and dtype != torch.float32:
+        model.to(dtype)  # the config's dtype, as from_pretrained honors it; building from the class does not
     return model.eval(), name
 
 

@@ -30,6 +30,8 @@ from fxcost.pytorch.aten import ATEN
 from fxcost.pytorch.diagnosis import all_failed, naming_module, needs_fake, user_line
 from fxcost.pytorch.eager import run_eager
 from fxcost.pytorch.inputs import (
+    cast,
+    float_dtypes,
     graph_inputs,
     input_specs,
     leaf_paths,
@@ -40,7 +42,7 @@ from fxcost.pytorch.inputs import (
 from fxcost.pytorch.interpreter import NodeRecord, RecordingInterpreter
 from fxcost.pytorch.recorder import OpRecorder
 from fxcost.pytorch.rows import call_graph_rows, calls_from_export, class_name, graph_rows
-from fxcost.pytorch.tensors import fake_tensor, output_specs
+from fxcost.pytorch.tensors import dtype_name, fake_tensor, output_specs
 from fxcost.pytorch.tracers import HierarchyTracer, Traced, export, symbolic
 from fxcost.pytorch.working_copy import Hook, fakeify, hook_in, hooks_of
 from fxcost.report.kinds import TRACERS, Method, Mode
@@ -90,6 +92,7 @@ def analyze(
     tracer: str | Method = "auto",
     leaves: Sequence[str] = (),
     registry: FormulaRegistry | None = None,
+    dtype: torch.dtype | str | None = None,
 ) -> Report:
     """Analyze ``model`` without running it for real, and return a :class:`Report`.
 
@@ -99,6 +102,8 @@ def analyze(
     values). ``real=True`` runs real tensors on a copy of the model. ``strict=True`` raises
     :class:`UnsupportedOpError` when an op has no formula. ``registry``: the aten formulas to
     count with (a copy of :data:`fxcost.DEFAULT_REGISTRY`, extended), default that one.
+    ``dtype`` (``torch.bfloat16`` or ``"bfloat16"``) analyzes the model as cast to it: its
+    floating-point weights and buffers, and the float inputs (integer ones stay).
 
     ``tracer`` picks how the model becomes a graph: ``"auto"`` (symbolic tracing, keeping
     untraceable submodules opaque; else ``torch.export``; else running op by op),
@@ -115,7 +120,7 @@ def analyze(
     """
     with _ONE_AT_A_TIME, isolated():
         return _analyze(model, input_size, example_inputs, example_kwargs, convention, real=real, strict=strict,
-                        name=name, tracer=tracer, leaves=leaves, registry=registry)
+                        name=name, tracer=tracer, leaves=leaves, registry=registry, dtype=dtype)
 
 
 #: torch.fx's symbolic tracing patches torch.nn.Module.__call__ process-wide while it traces, so
@@ -152,6 +157,7 @@ def _analyze(
     tracer: str | Method,
     leaves: Sequence[str],
     registry: FormulaRegistry | None,
+    dtype: torch.dtype | str | None,
 ) -> Report:
     if not isinstance(model, nn.Module):
         raise InputSpecError(f"analyze() needs an nn.Module, got {type(model).__name__}", hint="pass the model object, e.g. fxcost.analyze(MyNet(), input_size=(1, 3, 224, 224))")
@@ -163,6 +169,7 @@ def _analyze(
     if not args and not kwargs:
         raise InputSpecError("no inputs given", hint="pass input_size=(1, 3, 224, 224) or --input 1x3x224x224")
     prepare = prepare_real if real else prepare_meta
+    as_dtype = _dtype(dtype)
     leaf_set = leaf_paths(model, leaves)
     recorder = OpRecorder(registry or ATEN)
     methods = list(TRACERS) if tracer == "auto" else [Method(tracer)]
@@ -174,7 +181,7 @@ def _analyze(
         method = methods[i]
         try:
             # a fresh copy for each attempt: a failed one may have left state on the last copy
-            shadow, margs, mkwargs = prepare(model, args, kwargs, skipped)
+            shadow, margs, mkwargs = cast(prepare(model, args, kwargs, skipped), as_dtype)
             job = _Job(shadow, margs, mkwargs, recorder, rules, input_specs(shadow.forward, margs, mkwargs), leaf_set, real)
             run = _STRATEGIES[method](job)
             break
@@ -188,11 +195,15 @@ def _analyze(
                 fallbacks.append(Fallback(method, e.message))
                 i += 1
                 continue
-            if fallbacks:
-                raise all_failed(type(model).__name__, methods, errors) from e
-            raise
+            failure = all_failed(type(model).__name__, methods, errors) if fallbacks else e
+            _dtype_hint(failure, model, args, kwargs, as_dtype)
+            if failure is e:
+                raise
+            raise failure from e
     notes = [f"hooks that ran: {', '.join(map(str, ran))}" for ran in [hooks_of(job.shadow)] if ran]
     notes += [f"hook not run: {h}: it fails on data-free tensors ({why})" for h, why in skipped.items()]
+    if as_dtype is not None:
+        notes.append(f"analyzed as {dtype_name(as_dtype)}: the floating-point weights, buffers and inputs cast")
     trace = replace(run.trace, fallbacks=tuple(fallbacks), notes=(*run.trace.notes, *notes))
     unsupported = unsupported_ops(run.rows, strict)
     return Report(
@@ -208,6 +219,25 @@ def _analyze(
         outputs=run.outputs,
         edges=tuple(run.edges),
     )
+
+
+def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    from fxcost.loading.specs import parse_dtype
+
+    return parse_dtype(dtype)
+
+
+def _dtype_hint(e: FxcostError, model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+                dtype: torch.dtype | None) -> None:
+    """A failure of a model whose float inputs are not its weights' dtype says how to line them up."""
+    weights, inputs = float_dtypes(model, args, kwargs)
+    if dtype is not None or len(weights) != 1 or not inputs or inputs == weights:
+        return
+    (have,) = weights
+    e.hint = (f"the inputs are {', '.join(sorted(inputs))} and the weights {have}: --dtype {sorted(inputs)[0]} analyzes "
+              f"the model as cast to it, or give the inputs as {have} (--input SHAPE:{have})")
 
 
 def _with_fake_retry(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, Any], Any], _Counted]) -> _Counted:

@@ -143,6 +143,31 @@ def prepare_real(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
     return shadow, real_args, real_kwargs
 
 
+def cast(prepared: Prepared, dtype: torch.dtype | None) -> Prepared:
+    """The working copy and its float inputs as ``dtype`` (``--dtype``): floating-point parameters
+    and buffers cast as ``Module.to(dtype)`` casts them, integer ones (token ids, counters) kept."""
+    if dtype is None:
+        return prepared
+    shadow, args, kwargs = prepared
+    shadow.to(dtype)
+
+    def as_dtype(x: Any) -> Any:
+        return x.to(dtype) if isinstance(x, torch.Tensor) and x.dtype.is_floating_point else x
+
+    args, kwargs = tree_map(as_dtype, (args, kwargs))
+    return shadow, args, kwargs
+
+
+def float_dtypes(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """The floating-point dtypes of the model's parameters, and of its tensor inputs."""
+    from torch.utils._pytree import tree_flatten
+
+    weights = {dtype_name(p.dtype) for p in model.parameters() if p.dtype.is_floating_point}
+    inputs = {dtype_name(t.dtype) for t in tree_flatten((args, kwargs))[0]
+              if isinstance(t, torch.Tensor) and t.dtype.is_floating_point}
+    return weights, inputs
+
+
 def leaf_paths(model: nn.Module, leaves: Sequence[str]) -> set[str]:
     """The paths of the modules the user asked to keep whole, by path or class name."""
     paths = set()
