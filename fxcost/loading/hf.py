@@ -57,7 +57,8 @@ def load_hf(spec: str, overrides: dict[str, Any] | None = None, *, meta: bool = 
     except Exception as e:
         raise SpecError(f"building {name}({_kv(overrides)}) from its config failed: {type(e).__name__}: {e}",
                         hint="check the --config values; --debug shows the traceback") from e
-    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    # transformers 5 names it dtype (reading torch_dtype there prints a deprecation); 4.x stored torch_dtype
+    dtype = getattr(config, "dtype", None) or vars(config).get("torch_dtype")
     if isinstance(dtype, torch.dtype) and dtype != torch.float32:
         model.to(dtype)  # the config's dtype, as from_pretrained honors it; building from the class does not
     return model.eval(), name
@@ -73,17 +74,27 @@ def _from_file(tf: Any, path: Path) -> tuple[Any, Any, str]:
         raise SpecError(f"cannot read config {str(path)!r}: {type(e).__name__}: {e}",
                         hint="the file must be a transformers config.json with a model_type") from e
     archs = getattr(base, "architectures", None) or []
-    cls = getattr(tf, archs[0], None) if archs else None
+    cls = _model_class(tf, archs[0]) if archs else None
     if archs and cls is None:
-        raise SpecError(f"{str(path)!r} names architecture {archs[0]!r}, which this transformers has no class for",
+        raise SpecError(f"{str(path)!r} names architecture {str(archs[0])[:80]!r}, which is no model class of this transformers",
                         hint=f"upgrade transformers, or fix 'architectures' in the config (transformers {tf.__version__})")
     return cls, base, archs[0] if cls is not None else type(base).__name__.removesuffix("Config") + "Model"
 
 
+def _model_class(tf: Any, name: Any) -> Any:
+    """transformers' model class ``name``: a public name of the package that is an ``nn.Module``
+    subclass with a config class, else None (a config file's ``architectures`` is data: it must not
+    reach any other attribute of transformers)."""
+    if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+        return None
+    cls = getattr(tf, name, None)
+    return cls if isinstance(cls, type) and issubclass(cls, nn.Module) and getattr(cls, "config_class", None) else None
+
+
 def _from_class(tf: Any, target: str) -> tuple[Any, Any, str]:
     """A model class by name, with its config class's defaults."""
-    cls: Any = getattr(tf, target, None)
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module) and getattr(cls, "config_class", None)):
+    cls: Any = _model_class(tf, target)
+    if cls is None:
         if target.startswith("Auto"):
             raise SpecError(f"hf:{target} has no config of its own", hint="name a concrete class (hf:BertModel), or give a config: hf:path/to/config.json")
         close = sorted(n for n in dir(tf) if n.lower().startswith(target.lower()[:4]) and n.endswith(("Model", "ForCausalLM"))

@@ -15,7 +15,7 @@ import ast
 import importlib
 import importlib.util
 import inspect
-import math
+import reprlib
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,25 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from fxcost.errors import InputSpecError, SpecError
-
-_DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32, "float": torch.float32, "fp32": torch.float32,
-    "float16": torch.float16, "half": torch.float16, "fp16": torch.float16,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float64": torch.float64, "double": torch.float64, "fp64": torch.float64,
-    "int64": torch.int64, "long": torch.int64, "int32": torch.int32, "int": torch.int32,
-    "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool,
-}
-
-
-def parse_dtype(text: str) -> torch.dtype:
-    try:
-        return _DTYPES[text.strip().lower()]
-    except KeyError:
-        raise InputSpecError(
-            f"unknown dtype {text!r}", hint=f"one of: {', '.join(sorted(set(_DTYPES)))}"
-        ) from None
+from fxcost.errors import InputSpecError, SpecError, first_line
+from fxcost.pytorch.tensors import check_input_size, parse_dtype
 
 
 def parse_shape(text: str) -> tuple[tuple[int, ...], torch.dtype]:
@@ -63,8 +46,7 @@ def parse_shape(text: str) -> tuple[tuple[int, ...], torch.dtype]:
             f"malformed input shape {text!r}: every dimension must be a positive integer",
             hint="e.g. --input 1x3x224x224",
         )
-    if math.prod(dims) >= 2**62:
-        raise InputSpecError(f"input shape {text!r} has more elements than any tensor can hold", hint="check the dimensions")
+    check_input_size(dims, dtype, "input")
     return dims, dtype
 
 
@@ -101,11 +83,23 @@ def parse_inputs(texts: Iterable[str], any_name: bool = False) -> list[tuple[lis
     return [(pos, {**shared, **kw}) for pos, kw in calls]
 
 
-def parse_literal(text: str) -> Any:
+#: a value that starts like one of these is meant as a Python literal, not a bare word
+_LITERAL_START = tuple("[({'\"0123456789-+.")
+
+
+def parse_literal(text: str, what: str = "value") -> Any:
+    """A Python literal (``10``, ``(1, 64)``, ``'relu'``, ``None``); a bare word (``relu``) is that
+    string. Something that starts like a literal and is not one is an :class:`InputSpecError`, not
+    a string: ``[1, 2`` was meant as a list."""
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
+        if not text.startswith(_LITERAL_START):
+            return text
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        reason = "too deeply nested" if isinstance(e, (MemoryError, RecursionError)) else first_line(e, 120)
+        raise InputSpecError(f"{what}: {shown!r} is not a Python literal ({reason})",
+                             hint="write a number, a string, a tuple or list of them, True/False or None; e.g. --arg arch=((1, 64),)") from None
 
 
 def parse_kv(items: Iterable[str], flag: str = "--arg") -> dict[str, Any]:
@@ -115,7 +109,7 @@ def parse_kv(items: Iterable[str], flag: str = "--arg") -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip().isidentifier():
             raise InputSpecError(f"malformed {flag} {item!r}", hint=f"write {flag} name=value, e.g. {flag} num_classes=10")
-        out[key.strip()] = parse_literal(value.strip())
+        out[key.strip()] = parse_literal(value.strip(), f"{flag} {key.strip()}")
     return out
 
 
@@ -206,11 +200,11 @@ def _build(obj: Any, attr: str, spec: str, args: dict[str, Any], module: Any) ->
         model = obj(**args)
     except TypeError as e:
         raise SpecError(
-            f"calling {attr}({', '.join(f'{k}={v!r}' for k, v in args.items())}) failed: {e}",
+            f"calling {attr}({', '.join(f'{k}={reprlib.repr(v)}' for k, v in args.items())}) failed: {first_line(e)}",
             hint=f"check the --arg names against {attr}{_signature(obj)}",
         ) from e
     except Exception as e:
-        raise SpecError(f"building {attr} failed: {type(e).__name__}: {e}", hint="pass --debug for the traceback") from e
+        raise SpecError(f"building {attr} failed: {type(e).__name__}: {first_line(e)}", hint="pass --debug for the traceback") from e
     if not isinstance(model, nn.Module):
         raise SpecError(f"{attr}(...) returned a {type(model).__name__}, not an nn.Module", hint="name a class or factory that returns an nn.Module")
     return model, attr

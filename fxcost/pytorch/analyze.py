@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import random
+import sys
 import threading
+import types
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -42,7 +45,7 @@ from fxcost.pytorch.inputs import (
 from fxcost.pytorch.interpreter import NodeRecord, RecordingInterpreter
 from fxcost.pytorch.recorder import OpRecorder
 from fxcost.pytorch.rows import call_graph_rows, calls_from_export, class_name, graph_rows
-from fxcost.pytorch.tensors import dtype_name, fake_tensor, output_specs
+from fxcost.pytorch.tensors import dtype_name, fake_tensor, output_specs, parse_dtype
 from fxcost.pytorch.tracers import HierarchyTracer, Traced, export, symbolic
 from fxcost.pytorch.working_copy import Hook, fakeify, hook_in, hooks_of
 from fxcost.report.kinds import TRACERS, Method, Mode
@@ -118,9 +121,47 @@ def analyze(
     caller's (set aside while fxcost runs), or from several threads at once (analyses take turns:
     torch.fx's tracing patches ``nn.Module.__call__`` for the whole process while it runs).
     """
-    with _ONE_AT_A_TIME, isolated():
-        return _analyze(model, input_size, example_inputs, example_kwargs, convention, real=real, strict=strict,
-                        name=name, tracer=tracer, leaves=leaves, registry=registry, dtype=dtype)
+    with _ONE_AT_A_TIME, isolated(), _callers_rng_kept(real):
+        try:
+            return _analyze(model, input_size, example_inputs, example_kwargs, convention, real=real, strict=strict,
+                            name=name, tracer=tracer, leaves=leaves, registry=registry, dtype=dtype)
+        except RecursionError as e:  # a model nested deeper than Python lets fxcost (or torch) follow
+            raise FxcostError(
+                f"{type(model).__name__} nests deeper than Python's recursion limit ({sys.getrecursionlimit()}) lets the "
+                f"analysis follow: {first_line(e)}",
+                hint="raise the limit (sys.setrecursionlimit(10_000)) before analyzing, or analyze a part of the model",
+            ) from None
+
+
+@contextlib.contextmanager
+def _callers_rng_kept(real: bool) -> Iterator[None]:
+    """A real run draws random inputs (and the model may draw more): the caller's torch and
+    Python random streams are put back as they were, so that an analysis does not change what
+    their code draws next."""
+    if not real:
+        yield
+        return
+    state = random.getstate()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(state)
+
+
+def _refuse_lazy_forward(model: nn.Module, out: Any = None) -> None:
+    """A forward that is a generator or a coroutine runs no code when called: a report of it
+    would count nothing and pass any budget."""
+    forward = getattr(type(model), "forward", None)
+    lazy = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
+    if isinstance(out, lazy) or any(f(forward) for f in (inspect.isgeneratorfunction, inspect.iscoroutinefunction,
+                                                           inspect.isasyncgenfunction)):
+        kind = "an async function" if inspect.iscoroutinefunction(forward) or isinstance(out, types.CoroutineType) else "a generator"
+        raise InputSpecError(
+            f"{type(model).__name__}.forward is {kind}: calling it computes nothing until it is iterated or awaited, "
+            "so there is nothing to count",
+            hint="analyze a module whose forward returns its tensors (wrap the loop that consumes it in a module)",
+        )
 
 
 #: torch.fx's symbolic tracing patches torch.nn.Module.__call__ process-wide while it traces, so
@@ -163,6 +204,7 @@ def _analyze(
         raise InputSpecError(f"analyze() needs an nn.Module, got {type(model).__name__}", hint="pass the model object, e.g. fxcost.analyze(MyNet(), input_size=(1, 3, 224, 224))")
     if tracer != "auto" and tracer not in TRACERS:
         raise InputSpecError(f"unknown tracer {tracer!r}", hint=f"one of: {', '.join(['auto', *TRACERS])}")
+    _refuse_lazy_forward(model)
     rules = get_convention(convention)
     args = normalize_inputs(input_size, example_inputs)
     kwargs = dict(example_kwargs or {})
@@ -224,8 +266,6 @@ def _analyze(
 def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
-    from fxcost.loading.specs import parse_dtype
-
     return parse_dtype(dtype)
 
 
@@ -385,6 +425,7 @@ def _eager(job: _Job) -> _Counted:
     def attempt(a: tuple[Any, ...], kw: dict[str, Any], context: Any) -> _Counted:
         with naming_module("running the model op by op"), context, torch.no_grad(), job.recorder:
             calls, flow, out = run_eager(job.shadow, a, kw, job.recorder, job.leaves)
+        _refuse_lazy_forward(job.shadow, out)
         rows, edges = call_graph_rows(job.shadow, job.inputs, calls, flow, job.convention)
         return _Counted(rows, edges, output_specs(out), TraceInfo(Method.EAGER, segments=len(calls)), job.mode)
 

@@ -16,7 +16,7 @@ from fxcost.errors import FxcostError, InputSpecError, TraceError
 from fxcost.pytorch.diagnosis import naming_module
 from fxcost.pytorch.eager import ModuleStack
 from fxcost.pytorch.recorder import OpTagger
-from fxcost.pytorch.tensors import dtype_name, meta_tensor, realize
+from fxcost.pytorch.tensors import check_input_size, dtype_name, meta_tensor, realize
 from fxcost.pytorch.working_copy import Hook, drop_hooks, has_lazy_modules, has_meta_weights, meta_copy
 from fxcost.report.records import InputSpec
 
@@ -37,6 +37,8 @@ def normalize_inputs(input_size: Any, example_inputs: Any) -> tuple[Any, ...]:
             )
         if any(d <= 0 for s in shapes for d in s):
             raise InputSpecError(f"every dimension of input_size must be positive, got {input_size!r}", hint="e.g. input_size=(1, 3, 224, 224)")
+        for s in shapes:
+            check_input_size(tuple(s), torch.float32, "input_size")
         return tuple(torch.empty(tuple(s), device="meta") for s in shapes)
     if example_inputs is None:
         return ()

@@ -4,6 +4,7 @@ stand-ins (meta and fake) that the analysis runs on."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +13,32 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import tree_flatten
 
+from fxcost.errors import InputSpecError
 from fxcost.report.records import TensorSpec
+
+
+class SparseSize(tuple):  # type: ignore[type-arg]  # torch.Size cannot be subclassed
+    """A sparse COO tensor's shape, with its number of stored elements, as a formula sees it."""
+
+    nnz: int
+
+    def __new__(cls, shape: torch.Size, nnz: int) -> SparseSize:
+        size = super().__new__(cls, (int(d) for d in shape))
+        size.nnz = int(nnz)
+        return size
+
+
+#: what a formula receives for a tensor
+SHAPES = (torch.Size, SparseSize)
+
+
+def formula_view(x: Any) -> Any:
+    """What a formula sees of an argument: a tensor's shape (a sparse one's with its nonzeros)."""
+    if not isinstance(x, torch.Tensor):
+        return x
+    if x.layout == torch.sparse_coo and x.device.type != "meta":  # a meta sparse tensor stores nothing
+        return SparseSize(x.shape, x._nnz())
+    return x.shape
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -73,3 +99,39 @@ def realize(x: Any) -> Any:
     if x.dtype.is_floating_point or x.dtype.is_complex:
         return torch.randn(x.shape, dtype=x.dtype)
     return torch.zeros(x.shape, dtype=x.dtype)
+
+
+_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32, "float": torch.float32, "fp32": torch.float32,
+    "float16": torch.float16, "half": torch.float16, "fp16": torch.float16,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float64": torch.float64, "double": torch.float64, "fp64": torch.float64,
+    "int64": torch.int64, "long": torch.int64, "int32": torch.int32, "int": torch.int32,
+    "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool,
+}
+
+
+def parse_dtype(text: str) -> torch.dtype:
+    """A dtype by name: ``float16``, ``fp16``, ``half``, ``bf16``, ``int64``, ... (:data:`_DTYPES`)."""
+    try:
+        return _DTYPES[text.strip().lower()]
+    except KeyError:
+        raise InputSpecError(
+            f"unknown dtype {text!r}", hint=f"one of: {', '.join(sorted(set(_DTYPES)))}"
+        ) from None
+
+
+#: the largest input fxcost takes: 1 PiB (no machine holds one; and every tensor computed from it
+#: must still fit torch's 2^63-byte storage size)
+MAX_INPUT_BYTES = 2**50
+
+
+def check_input_size(shape: tuple[int, ...], dtype: torch.dtype, what: str) -> None:
+    """:class:`InputSpecError` for an input past :data:`MAX_INPUT_BYTES`."""
+    size = math.prod(shape) * dtype.itemsize
+    if size > MAX_INPUT_BYTES:
+        raise InputSpecError(
+            f"{what} {'x'.join(map(str, shape))} ({dtype_name(dtype)}) is {size:.2e} bytes: fxcost takes inputs up to "
+            f"{MAX_INPUT_BYTES:.2e} bytes (1 PiB)",
+            hint="check the dimensions (a cost at a smaller size scales: MACs grow with the batch)",
+        )
