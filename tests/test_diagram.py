@@ -126,18 +126,18 @@ def test_depth_and_roll_on_transformer_blocks() -> None:
 
 
 def test_colour_legend_and_marks() -> None:
-    class WithFFT(nn.Module):
+    class WithQR(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.fc = nn.Linear(8, 8)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.fft.rfft(self.fc(x), dim=1).abs()
+            return torch.linalg.qr(self.fc(x))[1].abs()
 
-    report = fxcost.analyze(WithFFT(), input_size=(2, 8))
+    report = fxcost.analyze(WithQR(), input_size=(2, 8))
     dot = to_dot(report)
     assert "cluster_legend" in dot and "share of flops" in dot
-    assert "unsupported ops: not counted" in dot  # the node with the FFT, which has no formula
+    assert "unsupported ops: not counted" in dot  # the node with the QR decomposition, which has no formula
     plain = to_dot(report, color="none")
     assert "cluster_legend" not in plain and "#d7301f" not in plain
     opaque = to_dot(fxcost.analyze(Outer(), input_size=(2, 8)))
@@ -297,18 +297,18 @@ def test_gpt2_hidden_states_reach_the_rolled_blocks() -> None:
 
 
 def test_marks_survive_collapsing() -> None:
-    class FFTBlock(nn.Module):
+    class QRBlock(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.fc = nn.Linear(8, 8)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.fft.rfft(self.fc(x), dim=1).abs()
+            return torch.linalg.qr(self.fc(x))[1][:, :5].abs()
 
     class Net(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.block = FFTBlock()
+            self.block = QRBlock()
             self.other = nn.Sequential(nn.Linear(5, 8), nn.ReLU())
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:

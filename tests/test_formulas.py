@@ -131,13 +131,13 @@ def test_adaptive_windows_match_pytorch() -> None:
 
 
 def test_unsupported_ops_are_listed_never_zero() -> None:
-    model = Fn(lambda x: torch.fft.rfft(x, dim=1))  # FFTs have no formula yet
+    model = Fn(lambda x: torch.linalg.qr(x)[0])  # matrix decompositions have no formula yet
     report = fxcost.analyze(model, input_size=(2, 8))
-    assert [(u.op, u.count) for u in report.unsupported] == [("aten::_fft_r2c", 1)]
-    assert report.unsupported[0].where == "fn" or report.unsupported[0].where.endswith("rfft")
+    assert [(u.op, u.count) for u in report.unsupported] == [("aten::linalg_qr", 1)]
+    assert report.unsupported[0].where == "fn" or report.unsupported[0].where.endswith("qr")
     row = next(r for r in report.layers if r.ops)
     assert row.ops[0].fate == "unsupported"
-    with pytest.raises(fxcost.UnsupportedOpError, match="aten::_fft_r2c"):
+    with pytest.raises(fxcost.UnsupportedOpError, match="aten::linalg_qr"):
         fxcost.analyze(model, input_size=(2, 8), strict=True)
 
 
@@ -160,24 +160,24 @@ def test_registry_refuses_duplicates_and_copies_are_independent() -> None:
 
 
 def test_an_analysis_extends_a_copy_of_the_registry_never_the_default() -> None:
-    class Spectrum(nn.Module):
+    class Orthogonal(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.fft.rfft(x).abs()
+            return torch.linalg.qr(x)[0].abs()
 
     mine = DEFAULT_REGISTRY.copy()
     # a made-up price, to see that the copy is the one counting: 10 FLOPs per input element
-    mine.formula("aten::_fft_r2c")(lambda x, *a, out=None, **k: Cost(0, 10 * x.numel()))
-    assert DEFAULT_REGISTRY.lookup("aten::_fft_r2c").fate == "unsupported"
+    mine.formula("aten::linalg_qr")(lambda x, *a, out=None, **k: Cost(0, 10 * x.numel()))  # [2, 8] in, [2, 2] and [2, 8] out
+    assert DEFAULT_REGISTRY.lookup("aten::linalg_qr").fate == "unsupported"
     with pytest.raises(ValueError, match="already has a fate"):
-        mine.formula("aten::_fft_r2c")(lambda *a, **k: Cost())
-    counted = fxcost.analyze(Spectrum(), input_size=(2, 8), registry=mine)
-    default = fxcost.analyze(Spectrum(), input_size=(2, 8))
-    fft = [o for r in counted.layers for o in r.ops if o.op == "aten::_fft_r2c"]
-    assert [(o.fate, o.flops) for o in fft] == [("formula", 10 * 2 * 8)]
-    assert [u.op for u in default.unsupported] == ["aten::_fft_r2c"] and not counted.unsupported
+        mine.formula("aten::linalg_qr")(lambda *a, **k: Cost())
+    counted = fxcost.analyze(Orthogonal(), input_size=(2, 8), registry=mine)
+    default = fxcost.analyze(Orthogonal(), input_size=(2, 8))
+    qr = [o for r in counted.layers for o in r.ops if o.op == "aten::linalg_qr"]
+    assert [(o.fate, o.flops) for o in qr] == [("formula", 10 * 2 * 8)]
+    assert [u.op for u in default.unsupported] == ["aten::linalg_qr"] and not counted.unsupported
     # an op that has a fate is priced differently only by replace(), in a copy
     mine.replace("aten::abs", lambda *a, out=None, **k: Cost(0, 0))
-    assert fxcost.analyze(Spectrum(), input_size=(2, 8), registry=mine).total().flops == 10 * 2 * 8
+    assert fxcost.analyze(Orthogonal(), input_size=(2, 8), registry=mine).total().flops == 10 * 2 * 8
     with pytest.raises(ValueError, match="no fate to replace"):
         mine.replace("aten::definitely_not_an_op", lambda *a, **k: Cost())
     with pytest.raises(ValueError, match="never changes"):

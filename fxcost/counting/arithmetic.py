@@ -51,6 +51,20 @@ def bias(elements: int) -> Cost:
     return Cost(0, int(elements))
 
 
+def scaled_sum(elements: int, beta: float = 1, alpha: float = 1) -> Cost:
+    """``beta * input + alpha * product`` over ``elements`` outputs (addmm, baddbmm, addbmm,
+    addmv): the add (none when beta is 0: the input is ignored), and a multiply for each scale
+    that is not 1."""
+    per_element = (1 if beta != 0 else 0) + (1 if beta not in (0, 1) else 0) + (1 if alpha != 1 else 0)
+    return Cost(0, per_element * int(elements))
+
+
+def sparse_matmul(nonzeros: int, cols: int) -> Cost:
+    """[n, m] = sparse[n, k] @ dense[k, m]: one multiply-accumulate per stored element and output
+    column, MACs = nnz * m."""
+    return matmul(int(nonzeros), 1, int(cols))
+
+
 # --- convolution --------------------------------------------------------------------------
 
 
@@ -235,6 +249,24 @@ def sort(elements: int, n: int) -> Cost:
 def topk(elements: int, k: int) -> Cost:
     """Each element compared against a heap of the k best so far: FLOPs = prod(*) * ceil(log2(k + 1))."""
     return Cost(0, int(elements) * int(k).bit_length())
+
+
+# --- spectral ------------------------------------------------------------------------------
+
+#: FLOPs of a complex FFT of length n, per n * ceil(log2 n): the radix-2 Cooley-Tukey count (each
+#: of the log2 n stages does n / 2 butterflies of a complex multiply, 6 FLOPs, and two complex adds,
+#: 4), the figure FFTW reports its speeds in
+FFT_FLOPS = 5
+
+
+def fft(elements: int, lengths: Sequence[int], *, real: bool, normalized: bool) -> Cost:
+    """FFTs over the dims of ``lengths`` of a signal of ``elements`` complex values: for each dim,
+    5 * elements * ceil(log2 n) FLOPs; a real-input or real-output transform (rfft, irfft) costs
+    half, its other half being the conjugate symmetry it skips. + 1 per element to normalize. No
+    MACs: an FFT's multiplies are by fixed twiddle factors, not a matmul of the model's."""
+    stages = sum(max(int(n) - 1, 0).bit_length() for n in lengths)
+    flops = FFT_FLOPS * int(elements) * stages
+    return Cost(0, (flops // 2 if real else flops) + (int(elements) if normalized else 0))
 
 
 # --- pointwise ----------------------------------------------------------------------------

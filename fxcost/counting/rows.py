@@ -40,8 +40,10 @@ def dtype_bytes(dtype: str) -> int:
 
 
 def is_bias(name: str) -> bool:
-    """A parameter named ``...bias`` (``fc.bias``, ``in_proj_bias``) is a bias."""
-    return name.rpartition(".")[2].endswith("bias")
+    """A parameter named ``...bias`` (``fc.bias``, ``in_proj_bias``) or ``bias_...`` (nn.LSTM's
+    ``bias_ih_l0``) is a bias."""
+    leaf = name.rpartition(".")[2]
+    return leaf.endswith("bias") or leaf.startswith("bias_")  # nn.LSTM's bias_ih_l0 too
 
 
 @dataclass(frozen=True)

@@ -21,27 +21,28 @@ import torch
 from fxcost.counting import arithmetic as A
 from fxcost.counting.arithmetic import Cost, Shape, prod
 from fxcost.counting.registry import Formula, FormulaRegistry, Free
+from fxcost.pytorch.tensors import SHAPES, SparseSize
 
 ATEN = FormulaRegistry()
 _reg = ATEN
 
 
 def _numel(s: Any) -> int:
-    return prod(s) if isinstance(s, torch.Size) else 0
+    return prod(s) if isinstance(s, SHAPES) else 0
 
 
 def _given(t: Any) -> bool:
     """An optional tensor argument that was passed (its shape), not ``None``."""
-    return isinstance(t, torch.Size)
+    return isinstance(t, SHAPES)
 
 
-def _first_shape(out: Any) -> torch.Size:
+def _first_shape(out: Any) -> Any:
     """The first tensor's shape in an op's output (ops like max_pool return (values, indices))."""
-    if isinstance(out, torch.Size):
+    if isinstance(out, SHAPES):
         return out
     if isinstance(out, (tuple, list)):
         for o in out:
-            if isinstance(o, torch.Size):
+            if isinstance(o, SHAPES):
                 return o
     raise TypeError(f"no tensor in op output {out!r}")
 
@@ -56,14 +57,26 @@ def _with_inplace(*names: str) -> tuple[str, ...]:
 
 @_reg.formula("aten::mm")
 def _mm(a: Shape, b: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
-    """[n, m] = mm([n, k], [k, m]); MACs = n * k * m"""
+    """[n, m] = mm([n, k], [k, m]); MACs = n * k * m; a sparse [n, k] (COO, with --real: data-free
+    sparse tensors have no nonzeros to count): MACs = nnz * m"""
+    if isinstance(a, SparseSize):
+        return A.sparse_matmul(a.nnz, b[1])
     return A.matmul(a[0], a[1], b[1])
 
 
+@_reg.formula("aten::_sparse_addmm")
+def _sparse_addmm(bias: Shape, a: Shape, b: Shape, *_: Any, out: Any = None, beta: float = 1, alpha: float = 1,
+                  **__: Any) -> Cost:
+    """[n, m] = _sparse_addmm(bias[n, m], sparse[n, k], dense[k, m], beta=, alpha=) (torch.sparse.mm):
+    MACs = nnz * m; FLOPs += the scaled add (see arithmetic.scaled_sum)"""
+    return _mm(a, b) + A.scaled_sum(_numel(out), beta, alpha)
+
+
 @_reg.formula("aten::addmm")
-def _addmm(bias: Shape, a: Shape, b: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
-    """[n, m] = addmm(bias[m]|[n, m], [n, k], [k, m]); MACs = n * k * m; FLOPs += n * m for the bias"""
-    return A.matmul(a[0], a[1], b[1]) + A.bias(_numel(out))
+def _addmm(bias: Shape, a: Shape, b: Shape, *_: Any, out: Any = None, beta: float = 1, alpha: float = 1, **__: Any) -> Cost:
+    """[n, m] = addmm(bias[m]|[n, m], [n, k], [k, m], beta=, alpha=); MACs = n * k * m (sparse:
+    nnz * m); FLOPs += n * m for the bias (none when beta is 0), + n * m for each scale not 1"""
+    return _mm(a, b) + A.scaled_sum(_numel(out), beta, alpha)
 
 
 @_reg.formula("aten::bmm")
@@ -73,9 +86,20 @@ def _bmm(a: Shape, b: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
 
 
 @_reg.formula("aten::baddbmm")
-def _baddbmm(bias: Shape, a: Shape, b: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
-    """[B, n, m] = baddbmm(bias, [B, n, k], [B, k, m]); MACs = B * n * k * m; FLOPs += B * n * m"""
-    return A.matmul(a[1], a[2], b[2], batch=a[0]) + A.bias(_numel(out))
+def _baddbmm(bias: Shape, a: Shape, b: Shape, *_: Any, out: Any = None, beta: float = 1, alpha: float = 1,
+             **__: Any) -> Cost:
+    """[B, n, m] = baddbmm(bias, [B, n, k], [B, k, m], beta=, alpha=); MACs = B * n * k * m;
+    FLOPs += B * n * m for the bias (none when beta is 0), + B * n * m for each scale not 1"""
+    return A.matmul(a[1], a[2], b[2], batch=a[0]) + A.scaled_sum(_numel(out), beta, alpha)
+
+
+@_reg.formula("aten::addbmm")
+def _addbmm(bias: Shape, a: Shape, b: Shape, *_: Any, out: Any = None, beta: float = 1, alpha: float = 1,
+            **__: Any) -> Cost:
+    """[n, m] = addbmm(bias, [B, n, k], [B, k, m], beta=, alpha=): the B products summed into one;
+    MACs = B * n * k * m (each output element accumulates B * k products); FLOPs += the scaled
+    add over n * m (see arithmetic.scaled_sum)"""
+    return A.matmul(a[1], a[2], b[2], batch=a[0]) + A.scaled_sum(_numel(out), beta, alpha)
 
 
 @_reg.formula("aten::mv")
@@ -85,9 +109,19 @@ def _mv(a: Shape, v: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
 
 
 @_reg.formula("aten::addmv")
-def _addmv(bias: Shape, a: Shape, v: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
-    """[n] = addmv(bias[n], [n, k], [k]); MACs = n * k; FLOPs += n"""
-    return A.matmul(a[0], a[1], 1) + A.bias(_numel(out))
+def _addmv(bias: Shape, a: Shape, v: Shape, *_: Any, out: Any = None, beta: float = 1, alpha: float = 1,
+           **__: Any) -> Cost:
+    """[n] = addmv(bias[n], [n, k], [k], beta=, alpha=); MACs = n * k; FLOPs += the scaled add over n"""
+    return A.matmul(a[0], a[1], 1) + A.scaled_sum(_numel(out), beta, alpha)
+
+
+@_reg.formula("aten::_scaled_mm")
+def _scaled_mm(a: Shape, b: Shape, scale_a: Any = None, scale_b: Any = None, bias: Any = None, *_: Any,
+               out: Any = None, **__: Any) -> Cost:
+    """[M, N] = _scaled_mm(a[M, K] (float8), b[K, N], scale_a, scale_b, bias?, scale_result?, out_dtype):
+    MACs = M * K * N (as FlopCounterMode counts it); FLOPs += M * N applying the scales, + M * N for a bias"""
+    n = _numel(_first_shape(out))
+    return A.matmul(a[0], a[1], b[1]) + A.pointwise(n) + A.bias(n if _given(bias) else 0)
 
 
 @_reg.formula("aten::dot", "aten::vdot")
@@ -96,12 +130,14 @@ def _dot(a: Shape, b: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
     return A.matmul(1, a[0], 1)
 
 
-@_reg.formula("aten::_grouped_mm")
+@_reg.formula("aten::_grouped_mm", "transformers::grouped_mm_fallback")
 def _grouped_mm(a: Shape, b: Shape, offs: Any = None, bias: Any = None, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[M, N] = _grouped_mm(a[M, K], b[G, K, N], offs[G]): the rows of a are split into G groups
     (mixture-of-experts layers), each multiplied by its own [K, N]. The other layouts:
     [G, M, N] = ([G, M, K], [G, K, N]); [M, Ntot] = ([G, M, K], [K, Ntot], offs over N);
-    [G, M, N] = ([M, Ktot], [Ktot, N], offs over K).
+    [G, M, N] = ([M, Ktot], [Ktot, N], offs over K). transformers' ``grouped_mm_fallback`` (the
+    custom op its mixture-of-experts layers use where _grouped_mm cannot run) takes the first
+    layout and costs the same.
 
     MACs = prod(out) * K, and M * Ktot * N when both operands are 2-D (each group contracts its
     own slice of K). Rows past the last offset are counted as computed (an upper bound).
@@ -525,6 +561,157 @@ def _col2im(x: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[N, C, H, W] = col2im([N, C * prod(K), L], (H, W), K, ...) (nn.Fold); FLOPs = prod(input):
     each column element is added into its output position once (patches overlap)"""
     return A.reduction(prod(x))
+
+
+# --- distances and grids ------------------------------------------------------------------
+
+
+def _euclidean(x1: Shape, x2: Shape) -> Cost:
+    """Euclidean distances through a matmul, as PyTorch's ``_euclidean_dist`` computes them:
+    |x1|^2 and |x2|^2 (a square and an add per element), -2 * x1 (1 per element), one matmul of
+    [P, M + 2] x [M + 2, R] (the norms and ones ride along as two columns), then clamp and sqrt
+    per distance: MACs = B * P * R * (M + 2)."""
+    batch, rows, cols, dims = prod(x1[:-2]), int(x1[-2]), int(x2[-2]), int(x1[-1])
+    norms = A.pointwise(batch * (rows + cols) * dims, 2) + A.pointwise(batch * rows * dims)
+    return norms + A.matmul(rows, dims + 2, cols, batch=batch) + A.pointwise(batch * rows * cols, 2)
+
+
+@_reg.formula("aten::_cdist_forward")
+def _cdist(x1: Shape, x2: Shape, p: float = 2.0, compute_mode: Any = None, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """[*B, P, R] = _cdist_forward(x1[*B, P, M], x2[*B, R, M], p, compute_mode) (torch.cdist).
+    p = 2 through a matmul (compute_mode 1, or the default 0/None when P or R exceeds 25): see
+    _euclidean. Otherwise pair by pair: 3 FLOPs per pair and dim (subtract, square or abs,
+    accumulate) and 1 per pair for the root (not for p = 0, 1 or inf); no MACs."""
+    rows, cols = int(x1[-2]), int(x2[-2])
+    if p == 2 and (compute_mode == 1 or (compute_mode in (None, 0) and (rows > 25 or cols > 25))):
+        return _euclidean(x1, x2)
+    root = 0 if p in (0, 1, float("inf")) else 1
+    return A.pointwise(prod(x1[:-2]) * rows * cols, 3 * int(x1[-1]) + root)
+
+
+@_reg.formula("aten::_euclidean_dist")
+def _euclidean_dist(x1: Shape, x2: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """[*B, P, R] = _euclidean_dist(x1[*B, P, M], x2[*B, R, M]); see _euclidean"""
+    return _euclidean(x1, x2)
+
+
+@_reg.formula("aten::affine_grid_generator")
+def _affine_grid(theta: Shape, size: Sequence[int], align_corners: bool = False, *_: Any, out: Any = None,
+                 **__: Any) -> Cost:
+    """[N, *S, d] = affine_grid_generator(theta[N, d, d + 1], size[N, C, *S]) (F.affine_grid): each
+    of the N * prod(S) base points [*coords, 1] is multiplied by theta^T, a bmm of
+    MACs = N * prod(S) * (d + 1) * d"""
+    spatial = [int(v) for v in size[2:]]
+    d = len(spatial)
+    return A.matmul(prod(spatial), d + 1, d, batch=int(size[0]))
+
+
+#: taps per output element of grid_sampler's modes: bilinear, nearest (a copy), bicubic
+_GRID_TAPS = {0: 4, 1: 0, 2: 16}
+
+
+@_reg.formula("aten::grid_sampler_2d", "aten::grid_sampler_3d")
+def _grid_sampler(x: Shape, grid: Shape, interpolation_mode: int = 0, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """[N, C, *So] = grid_sampler_{2,3}d(input[N, C, *Si], grid[N, *So, d], mode, padding, align_corners)
+    (F.grid_sample): each output element is a weighted sum of its taps, as the interpolation
+    formulas count it: bilinear 4 taps (8 in 3-D, trilinear), nearest a copy (0), bicubic 16; the
+    taps' weights, one set per output position, are not counted (as for upsampling)"""
+    taps = _GRID_TAPS.get(int(interpolation_mode), 4)
+    if len(x) == 5 and taps == 4:
+        taps = 8
+    return A.interpolation(_numel(_first_shape(out)), taps) if taps else Cost(0, 0)
+
+
+# --- spectral -------------------------------------------------------------------------------
+
+
+def _lengths(x: Shape, dims: Sequence[int]) -> list[int]:
+    return [int(x[d]) for d in dims]
+
+
+@_reg.formula("aten::_fft_r2c")
+def _fft_r2c(x: Shape, dim: Sequence[int], normalization: int = 0, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """[*] = _fft_r2c(x[*] real, dim, normalization, onesided) (rfft, rfftn, and fft of a real input):
+    see arithmetic.fft, a real-input transform (half)"""
+    return A.fft(prod(x), _lengths(x, dim), real=True, normalized=bool(normalization))
+
+
+@_reg.formula("aten::_fft_c2r")
+def _fft_c2r(x: Shape, dim: Sequence[int], normalization: int = 0, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """[*] real = _fft_c2r(x[*] complex, dim, normalization, last_dim_size) (irfft): see
+    arithmetic.fft, a real-output transform (half) over the output's lengths"""
+    y = _first_shape(out)
+    return A.fft(prod(y), _lengths(y, dim), real=True, normalized=bool(normalization))
+
+
+@_reg.formula("aten::_fft_c2c")
+def _fft_c2c(x: Shape, dim: Sequence[int], normalization: int = 0, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """[*] = _fft_c2c(x[*] complex, dim, normalization, forward) (fft, ifft, fftn): see arithmetic.fft"""
+    return A.fft(prod(x), _lengths(x, dim), real=False, normalized=bool(normalization))
+
+
+# --- quantization ---------------------------------------------------------------------------
+# Fake quantization rounds each element to the integer grid and back: x / scale + zero_point,
+# round, clamp (4), then (q - zero_point) * scale (2): 6 FLOPs an element. An observer that
+# updates its range on the way (fused_moving_avg_obs_fake_quant) adds a min and a max pass (2).
+
+_reg.formula(
+    "aten::fake_quantize_per_tensor_affine_cachemask", "aten::_fake_quantize_per_tensor_affine_cachemask_tensor_qparams",
+    "aten::fake_quantize_per_channel_affine_cachemask", "aten::_fake_quantize_learnable_per_tensor_affine",
+    "aten::_fake_quantize_learnable_per_channel_affine", "aten::fake_quantize_per_tensor_affine",
+    "aten::fake_quantize_per_channel_affine",
+)(elementwise(6))
+_reg.formula("aten::fused_moving_avg_obs_fake_quant", "aten::_fused_moving_avg_obs_fq_helper")(elementwise(6 + 2))
+
+
+def _dynamic_linear(rows: int, n_in: int, n_out: int, biased: bool) -> Cost:
+    """One dynamic int8 matmul as fbgemm runs it: the float matmul's MACs; FLOPs = 2 * MACs + a
+    bias + 2 per input element (its range, then quantizing it) + 1 per output element (dequantizing)"""
+    quantizing = A.pointwise(rows * n_in, 2) + A.pointwise(rows * n_out)
+    return A.matmul(rows, n_in, n_out) + A.bias(rows * n_out if biased else 0) + quantizing
+
+
+@_reg.formula("quantized::linear_dynamic")
+def _linear_dynamic(x: Shape, packed: Any, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """[*, out] = quantized::linear_dynamic(x[*, in], W_prepack(int8 [out, in], bias[out]?), reduce_range)
+    (torch.ao's dynamic int8 nn.Linear): MACs = prod(*) * in * out, as the float layer; FLOPs =
+    2 * MACs + prod(*) * out for a bias + 2 per input element (its range, then quantizing it) +
+    prod(*) * out dequantizing the result"""
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    with _disable_current_modes():  # the packed weight is real int8: read it outside the analysis's modes
+        weight, bias = packed.unpack()
+    return _dynamic_linear(prod(x[:-1]), int(weight.shape[1]), int(weight.shape[0]), bias is not None)
+
+
+def _quantized_rnn(cell: A.RnnCell, x: Shape, after: Sequence[Any]) -> Cost:
+    packed = len(after[0]) == 1 and not isinstance(after[0][0], Sequence)  # the .data overloads: batch_sizes[T]
+    hx, _params, has_biases, num_layers, _dropout, _train, bidirectional = after[1:8] if packed else after[:7]
+    hidden = int((hx[0] if isinstance(hx[0], Sequence) else hx)[-1])
+    rows, gates, directions = prod(x[:-1]), {A.RnnCell.LSTM: 4, A.RnnCell.GRU: 3}[cell] * hidden, 2 if bidirectional else 1
+    cost = Cost()
+    for layer in range(int(num_layers)):
+        n_in = int(x[-1]) if layer == 0 else hidden * directions
+        one = _dynamic_linear(rows, n_in, gates, bool(has_biases)) + _dynamic_linear(rows, hidden, gates, bool(has_biases))
+        cost = cost + Cost(one.macs * directions, one.flops * directions)
+    return cost + A.cell_pointwise(cell, rows * int(num_layers) * directions * hidden)
+
+
+@_reg.formula("aten::quantized_lstm")
+def _quantized_lstm(x: Shape, *after: Any, out: Any = None, **__: Any) -> Cost:
+    """torch.ao's dynamic int8 nn.LSTM in one op: quantized_lstm(x[T, B, In] or packed
+    [sum(batch_sizes), In], [batch_sizes], hx, packed params, has_biases, num_layers, dropout,
+    train, bidirectional, ...). Per layer and direction two dynamic int8 matmuls a position (input
+    and hidden, 4H outputs each; see quantized::linear_dynamic) and the LSTM cell's pointwise work
+    (arithmetic.CELL_FLOPS): the float LSTM's MACs"""
+    return _quantized_rnn(A.RnnCell.LSTM, x, after)
+
+
+@_reg.formula("aten::quantized_gru")
+def _quantized_gru(x: Shape, *after: Any, out: Any = None, **__: Any) -> Cost:
+    """torch.ao's dynamic int8 nn.GRU in one op; as quantized_lstm with 3H gate outputs and the GRU
+    cell's pointwise work"""
+    return _quantized_rnn(A.RnnCell.GRU, x, after)
 
 
 # --- reductions ---------------------------------------------------------------------------

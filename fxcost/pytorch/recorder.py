@@ -14,15 +14,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
 from fxcost.counting.registry import FormulaRegistry
-from fxcost.errors import FxcostError
+from fxcost.errors import FxcostError, first_line
 from fxcost.pytorch.diagnosis import OP_ATTRIBUTE, FailedOp, OperandDtypeError
+from fxcost.pytorch.tensors import formula_view
 from fxcost.report.kinds import Fate
 from fxcost.report.records import OpCost
 
-
-def _shape_only(x: Any) -> Any:
-    return x.shape if isinstance(x, torch.Tensor) else x
-
+_THROUGH = "custom op: counted through its Python implementation (the ops it runs, listed beside it)"
 
 # matmul and convolution kernels need one dtype for all operands
 _SAME_DTYPE = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mv", "aten::addmv",
@@ -57,11 +55,39 @@ class OpRecorder(TorchDispatchMode):
         self.registry = registry
         self._tally: dict[str, list[Any]] = {}
         self._fates: dict[Any, tuple[str, Fate, Any, str]] = {}
+        self._pending: list[tuple[str, Any, tuple[Any, ...], dict[str, Any]]] = []  # custom ops to run through
 
     def take(self) -> tuple[OpCost, ...]:
         """The ops tallied so far, and a fresh tally."""
+        self._run_pending()
         tally, self._tally = self._tally, {}
         return tuple(OpCost(name, n, macs, flops, fate, reason) for name, (n, macs, flops, fate, reason) in tally.items())
+
+    def _through_implementation(self, name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Fate, str]:
+        """A custom op (``torch.library.custom_op``) with no formula is priced through its Python
+        implementation: run once more on the same data-free tensors, its ops are tallied beside it
+        (its own output came from its fake kernel). The run waits for :meth:`take`, outside this
+        dispatch, so that the ops it calls decompose as a model's do."""
+        from torch._library.custom_ops import OPDEFS
+
+        op = OPDEFS.get(name)
+        if op is None:
+            return Fate.UNSUPPORTED, ""
+        self._pending.append((name, op._init_fn, tuple(args), dict(kwargs)))
+        return Fate.FREE, _THROUGH
+
+    def _run_pending(self) -> None:
+        from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+        while self._pending:
+            name, fn, args, kwargs = self._pending.pop(0)
+            active = any(m is self for m in _get_current_dispatch_mode_stack())
+            try:
+                with contextlib.nullcontext() if active else self:  # twice on the stack, it would count twice
+                    fn(*args, **kwargs)
+            except Exception as e:  # code that needs values: the op stays unsupported, saying why
+                entry = self._tally[name]
+                entry[3], entry[4] = Fate.UNSUPPORTED, f"custom op: its Python implementation does not run on data-free tensors ({first_line(e)})"
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
@@ -78,16 +104,18 @@ class OpRecorder(TorchDispatchMode):
                 raise OperandDtypeError(f"{name} got operands of different dtype: {', '.join(sorted(map(str, dtypes)))}")
         macs = flops = 0
         if fn is not None:  # Fate.FORMULA
-            s_args, s_kwargs, s_out = tree_map(_shape_only, (tuple(args), kwargs, out))
+            s_args, s_kwargs, s_out = tree_map(formula_view, (tuple(args), kwargs, out))
             s_kwargs.pop("out", None)
             try:
                 cost = fn(*s_args, out=s_out, **s_kwargs)
             except Exception as e:  # a formula bug must not pass as a zero
                 raise FxcostError(
-                    f"fxcost's formula for {name} failed on shapes {s_args}: {type(e).__name__}: {e}",
+                    f"fxcost's formula for {name} failed on shapes {s_args}: {type(e).__name__}: {first_line(e)}",
                     hint="this is a bug in fxcost; please report it with the model",
                 ) from e
             macs, flops = cost.macs, cost.flops
+        elif fate is Fate.UNSUPPORTED:
+            fate, reason = self._through_implementation(name, args, kwargs)
         entry = self._tally.get(name)
         if entry is None:
             self._tally[name] = [1, macs, flops, fate, reason]

@@ -34,9 +34,32 @@ def weight_of(name: str, t: torch.Tensor, parameter: bool) -> Weight:
 
 
 def module_weights(m: nn.Module, recurse: bool) -> list[Weight]:
-    """A module's parameters, then its buffers (each tensor once)."""
+    """A module's parameters, then its buffers (each tensor once), then the weights quantized
+    modules keep packed (torch.ao's int8 Linear: no parameters, a packed weight and bias)."""
     return [*(weight_of(n, t, True) for n, t in m.named_parameters(recurse=recurse)),
-            *(weight_of(n, t, False) for n, t in m.named_buffers(recurse=recurse))]
+            *(weight_of(n, t, False) for n, t in m.named_buffers(recurse=recurse)),
+            *_packed_weights(m, recurse)]
+
+
+def _packed_weights(m: nn.Module, recurse: bool) -> list[Weight]:
+    from torch.ao.nn.quantized.dynamic.modules.rnn import RNNBase, RNNCellBase
+    from torch.ao.nn.quantized.modules.linear import LinearPackedParams
+
+    found = []
+    for path, sub in (m.named_modules() if recurse else [("", m)]):
+        if isinstance(sub, LinearPackedParams):
+            weight, bias = sub._weight_bias()
+            tensors = {"weight": weight, "bias": bias}
+        elif isinstance(sub, (RNNBase, RNNCellBase)):  # dynamic int8 LSTM/GRU: per layer and direction
+            packed = sub._weight_bias()
+            tensors = {**packed["weight"], **packed["bias"]}
+        else:
+            continue
+        for name, t in tensors.items():
+            if isinstance(t, torch.Tensor):  # frozen: a quantized weight trains no further
+                found.append(Weight((id(sub), name), f"{path}.{name}".strip("."), t.numel(),
+                                    t.numel() * t.element_size(), parameter=True, trainable=False))
+    return found
 
 
 def class_name(m: nn.Module) -> str:

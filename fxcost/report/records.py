@@ -150,7 +150,7 @@ class Counts(Record):
     """Every metric that adds up across rows, as exact integers: the one list of them.
 
     Parameters are counted once per distinct tensor (tied weights once); ``weight_params`` and
-    ``bias_params`` split ``params`` by name (a parameter named ``...bias`` is a bias).
+    ``bias_params`` split ``params`` by name (a parameter named ``...bias`` or ``bias_...`` is a bias).
     """
 
     params: int = 0
