@@ -19,6 +19,20 @@ def first_line(e: BaseException, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+#: characters a terminal, an SVG or a CSV reader would act on rather than show: C0 and C1 controls,
+#: DEL, and the bidirectional overrides that reorder what is displayed
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNPRINTABLE_LINES = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, lines: bool = True) -> str:
+    """``text`` with every control character written as its escape (``\\x1b``, ``\\u202e``): names
+    are data, and a module or ONNX node name must not drive the terminal or break a file. With
+    ``lines=False`` newlines and tabs are escaped too (a name in a table cell)."""
+    pattern = _UNPRINTABLE if lines else _UNPRINTABLE_LINES
+    return pattern.sub(lambda m: repr(m.group())[1:-1] if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
+
+
 class FxcostError(Exception):
     """Base class: bad input or a model fxcost cannot analyze as asked. ``source`` is the line of
     the user's code it happened at (``net.py:12, in forward: x = self.c(x)``), when known."""

@@ -184,10 +184,10 @@ def test_cli_review_bad_input_exits_2(capsys: pytest.CaptureFixture[str], tmp_pa
 
 
 def test_unsupported_ops_are_named_in_the_review(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    spec = tmp_path / "fft.py"
-    spec.write_text("import torch\nclass Net(torch.nn.Module):\n    def forward(self, x):\n        return torch.fft.rfft(x, dim=1).abs()\n")
+    spec = tmp_path / "qr.py"
+    spec.write_text("import torch\nclass Net(torch.nn.Module):\n    def forward(self, x):\n        return torch.linalg.qr(x)[0].abs()\n")
     code, out, _ = run(capsys, "review", f"{spec}:Net", "-i", "2x8", "-b", "flops=1G", "-f", "markdown")
-    assert code == 0 and "unsupported op aten::_fft_r2c" in out
+    assert code == 0 and "unsupported op aten::linalg_qr" in out
 
 
 def test_a_baseline_written_by_fxcost_0_1_still_reviews(tmp_path: Path) -> None:

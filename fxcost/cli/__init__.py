@@ -9,17 +9,21 @@ file.
 Exit codes: 0 success; 2 bad input (a spec that does not load, a malformed or unfitting
 ``--input``, a model fxcost cannot trace); 1 an internal error (a bug: please report it), except
 for ``review`` and ``crosscheck``, where 1 means over budget or the routes disagree and an
-internal error is 3; 130 interrupted.
+internal error is 3; 130 interrupted (SIGINT), 143 terminated (SIGTERM). Every failure prints one
+line on stderr (and a ``try:`` line), and leaves no output file, whole or half-written.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import pkgutil
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -77,28 +81,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from fxcost.cli import options
     from fxcost.errors import FxcostError
 
     module = args.module
     try:
-        return int(module.run(args))
+        # the model's code may print: its output goes to stderr, so that stdout holds fxcost's alone
+        with options.results_to(sys.stdout), contextlib.redirect_stdout(sys.stderr), _terminated_raises():
+            return int(module.run(args))
     except FxcostError as e:
         if args.debug:
             traceback.print_exc()
-        print(f"fxcost: error: {e}", file=sys.stderr)
+        print(f"fxcost: error: {options.printable(str(e))}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # argparse is done: only the model's own code (a spec, a forward) exits
+        print(f"fxcost: error: the model's code called sys.exit({e.code!r}) while fxcost was loading or analyzing it: "
+              "no analysis completed\n  try: keep the exit out of the module's top level and forward "
+              "(an `if __name__ == \"__main__\":` guard keeps a script's own run out of imports)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fxcost: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("fxcost: terminated", file=sys.stderr)
+        return 143
     except Exception as e:
         if args.debug:
             traceback.print_exc()
         print(
-            f"fxcost: internal error: {type(e).__name__}: {e}\n  this is a bug in fxcost; rerun with --debug "
-            "for the traceback and report it with the model",
+            f"fxcost: internal error: {type(e).__name__}: {options.printable(str(e))}\n  this is a bug in fxcost; rerun "
+            "with --debug for the traceback and report it with the model",
             file=sys.stderr,
         )
         return int(module.internal_error(args)) if hasattr(module, "internal_error") else 1
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the work is so that its clean-up runs (no staging file is left)."""
+
+
+@contextlib.contextmanager
+def _terminated_raises() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

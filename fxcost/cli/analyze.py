@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from fxcost.report.report import Sweep
 
     options.check_depth(args.depth, "--depth 1 shows the root's children, --depth 2 their children")
-    options.check_folder(args.output)
+    options.check_output(args.output, args)
     calls = options.inputs(args)
     model, name = options.load(args.spec, args)
     reports = [view(options.analyze_one(model, name, c, args), args) for c in calls]

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from fxcost.errors import InputSpecError
     from fxcost.report.compare import compare
 
-    options.check_folder(args.output)
+    options.check_output(args.output, args)
     calls = options.inputs(args)
     if args.spec_b is None:
         if len(calls) != 2:

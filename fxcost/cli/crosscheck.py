@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from fxcost.errors import InputSpecError
 
     options.torch_spec(args)
-    options.check_folder(args.output)
-    options.check_folder(args.onnx_file)
+    options.check_output(args.output, args)
+    options.check_output(args.onnx_file, args)
     get_convention(args.convention)
     calls = options.inputs(args)
     if len(calls) != 1:

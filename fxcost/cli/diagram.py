@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from fxcost.cli import options
@@ -42,11 +41,11 @@ def run(args: argparse.Namespace) -> int:
 
     options.check_depth(args.depth, "--depth 1 draws the top-level blocks as nodes")
     fmt = format_for(args.output) if args.output else "dot"
-    options.check_folder(args.output)
+    options.check_output(args.output, args)
     report = options.one_report(args, "diagram")
     dot_text = to_dot(report, depth=args.depth, roll=args.roll, color=args.color, rankdir=args.rankdir)
     if not args.output:
-        sys.stdout.write(dot_text)
+        options.write_stdout(options.results(), dot_text)
     elif fmt == "dot":
         write_atomic(args.output, dot_text)
     elif not dot_available():

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from fxcost.onnx.export import export_onnx
 
     options.torch_spec(args)
-    options.check_folder(args.output)
+    options.check_output(args.output, args)
     unused = [flag for flag, on in (("--convention", args.convention != "fxcost"), ("--strict", args.strict),
                                     ("--tracer", args.tracer != "auto"), ("--leaf", args.leaf), ("--format", args.format),
                                     ("--width", args.width), ("--no-run", args.no_run)) if on]
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {result.path}: {result.nodes:,} nodes, {result.params:,} params ({what}), opset {result.opset}, "
           f"{result.file_bytes / 1024**2:,.1f} MiB, {result.seconds:.1f} s"
           + (", dynamic batch" if result.dynamic_batch else "") + (", optimized" if result.optimized else ""),
-          file=sys.stderr if args.verify else sys.stdout)
+          file=sys.stderr if args.verify else options.results())
     if not args.verify:
         return 0
     from fxcost.cli.crosscheck import check

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 SPEC_HELP = ("path/to/file.py:name or package.module:name (a class, factory or instance), hf:ClassName / "
              "hf:path/to/config.json for a transformers model from its config, or model.onnx (any ONNX file)")
@@ -211,12 +212,32 @@ def check_depth(depth: int | None, hint: str) -> None:
         raise InputSpecError(f"--depth must be at least 1, got {depth}", hint=hint)
 
 
-def check_folder(output: str | None) -> None:
-    """Fail before the analysis, not after it, when the output's folder is missing."""
-    from fxcost.io import check_folder as check
+def run_inputs(args: argparse.Namespace) -> list[Path]:
+    """The files this run reads: the model's file (``file.py:name``, an ONNX file, an ``hf:``
+    config), the second model's, the baseline, the pyproject.toml."""
+    found = []
+    for spec in (getattr(args, "spec", None), getattr(args, "spec_b", None)):
+        if spec:
+            text = str(spec).removeprefix("hf:")
+            for candidate in (text, text.rpartition(":")[0]):
+                if candidate and Path(candidate).exists():
+                    found.append(Path(candidate))
+                    break
+    for name in ("baseline", "pyproject"):
+        if getattr(args, name, None):
+            found.append(Path(getattr(args, name)))
+    if getattr(args, "command", None) == "review":
+        found.append(Path("pyproject.toml"))
+    return found
+
+
+def check_output(output: str | None, args: argparse.Namespace) -> None:
+    """Refuse, before the analysis rather than after it, an output fxcost must not write (an input
+    of this run, a link, a device, a missing or unwritable folder: :func:`fxcost.io.check_output`)."""
+    from fxcost.io import check_output as check
 
     if output:
-        check(Path(output).resolve())
+        check(Path(output), run_inputs(args))
 
 
 def torch_spec(args: argparse.Namespace) -> None:
@@ -249,6 +270,31 @@ def _format_for(args: argparse.Namespace) -> str:
     return {".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown"}.get(suffix, "table")
 
 
+#: where results go: the command's standard output, kept apart while the model's own code runs
+#: (it may print; that goes to stderr, see :func:`fxcost.cli.main`)
+_RESULTS: list[TextIO] = []
+
+
+@contextlib.contextmanager
+def results_to(stream: TextIO) -> Iterator[None]:
+    _RESULTS.append(stream)
+    try:
+        yield
+    finally:
+        _RESULTS.pop()
+
+
+def results() -> TextIO:
+    """The stream results are written to (the command's standard output)."""
+    return _RESULTS[-1] if _RESULTS else sys.stdout
+
+
+def printable(text: str) -> str:
+    from fxcost.errors import printable as escape
+
+    return escape(text)
+
+
 def emit(obj: Any, args: argparse.Namespace) -> None:
     """Write ``obj`` to ``-o`` (atomically) or stdout, in the format asked or implied by -o."""
     from fxcost.exporters import render
@@ -256,10 +302,26 @@ def emit(obj: Any, args: argparse.Namespace) -> None:
 
     fmt = _format_for(args)
     output = getattr(args, "output", None)
-    to_terminal = not output and sys.stdout.isatty()
+    stdout = results()
+    to_terminal = not output and stdout.isatty()
     width = args.width or max(shutil.get_terminal_size((160, 24)).columns, 100)
     text = render(obj, fmt, width=width, color=to_terminal)
     if output:
         write_atomic(output, text)
     else:
-        sys.stdout.write(text)
+        write_stdout(stdout, text)
+
+
+def write_stdout(stdout: TextIO, text: str) -> None:
+    """``text`` on standard output; a full disk or a closed pipe is an :class:`OutputError`, and
+    what could not be written is dropped (Python would try again at exit, and fail with 120)."""
+    from fxcost.errors import OutputError
+
+    try:
+        stdout.write(text)
+        stdout.flush()
+    except OSError as e:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+        raise OutputError(f"cannot write to standard output: {e.strerror or e}",
+                          hint="check the free space where it goes, or write a file with -o") from e

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             hint="install Graphviz (apt-get install graphviz, brew install graphviz, conda install graphviz); "
             "`fxcost diagram ... -o model.dot` and `fxcost analyze ... -f markdown` work without it",
         )
-    options.check_folder(args.output)
+    options.check_output(args.output, args)
     calls = options.inputs(args)
     model, name = options.load(args.spec, args)
     reports = [options.analyze_one(model, name, c, args) for c in calls]

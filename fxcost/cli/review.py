@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from fxcost.errors import InputSpecError
     from fxcost.report.review import load_baseline, parse_budget, parse_growth, pyproject_settings, review
 
-    options.check_folder(args.output)
+    options.check_output(args.output, args)
     given = args.pyproject is not None  # the default ./pyproject.toml may be absent; a named one may not
     path = Path(args.pyproject or "pyproject.toml")
     budgets, growth = pyproject_settings(path) if given or path.is_file() else ({}, None)

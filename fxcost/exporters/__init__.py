@@ -12,8 +12,10 @@ import csv
 import functools
 import io
 import json
+from dataclasses import replace
 from typing import Any
 
+from fxcost.errors import printable
 from fxcost.exporters.tables import Table, table_of
 from fxcost.report.compare import Comparison
 from fxcost.report.crosscheck import CrossCheck
@@ -29,7 +31,15 @@ def to_json(obj: Any) -> str:
     return json.dumps(obj.to_dict(), indent=2) + "\n"
 
 
+def _printable(t: Table) -> Table:
+    """The table with every control character in its text escaped: a model's names are data."""
+    cell = functools.partial(printable, lines=False)
+    return replace(t, title=cell(t.title), rows=[[cell(c) for c in row] for row in t.rows],
+                   notes=[(cell(k), cell(v)) for k, v in t.notes], warnings=[cell(w) for w in t.warnings])
+
+
 def to_markdown(t: Table) -> str:
+    t = _printable(t)
     out = [f"**{t.title}**", ""]
     out.append("| " + " | ".join(t.columns) + " |")
     out.append("| " + " | ".join("---:" if c in t.numeric else "---" for c in t.columns) + " |")
@@ -52,7 +62,7 @@ def _csv(header: list[str], rows: Any) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
-    w.writerows(rows)
+    w.writerows([printable(c, lines=False) if isinstance(c, str) else c for c in row] for row in rows)
     return buf.getvalue()
 
 
@@ -112,6 +122,7 @@ def to_text(t: Table, width: int = 160, color: bool = False) -> str:
     from rich.table import Table as RichTable
     from rich.text import Text
 
+    t = _printable(t)
     # cells are plain text: rich would read "[unused]" or a shape like "[1, 3]" as markup and drop it
     rt = RichTable(title=Text(t.title), box=box.SIMPLE_HEAD, title_justify="left", show_edge=False)
     # a column with nothing in it (kernel and stride of a rolled-up view) only takes room

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fxcost.errors import OutputError
+from fxcost.errors import OutputError, printable
 from fxcost.exporters.tables import dims, human
 from fxcost.report.kinds import RowKind, View
 from fxcost.report.records import Row, within
@@ -312,7 +312,8 @@ def _legend(color: str) -> list[str]:
 
 
 def _q(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    """A DOT string: control characters escaped (the SVG is XML, which cannot hold them), quoted."""
+    return '"' + printable(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def dot_available() -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from fxcost.errors import printable
 from fxcost.exporters.tables import count, dims, header_line, human, mb, share, totals_notes, trace_notes
 from fxcost.report.report import Report, Sweep
 
@@ -78,7 +79,7 @@ _COLUMNS = [  # header, key in the layer dict, numeric
 
 
 def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+    return html.escape(printable(str(text)), quote=True)  # XML has no escape for a control character
 
 
 def _inline_svg(svg: str) -> str:

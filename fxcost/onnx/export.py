@@ -76,7 +76,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from fxcost.errors import ExportError, FxcostError, OutputError, first_line
-from fxcost.io import check_folder
+from fxcost.io import check_output
 from fxcost.onnx.load import KIND_KEY, STRUCTURE_ONLY_KEY
 from fxcost.onnx.runtime import NATIVE_OPSET, newest_opset, onnxruntime_opsets
 from fxcost.pytorch.inputs import prepare_meta
@@ -152,7 +152,8 @@ def export_onnx(
         raise ExportError("exporting to ONNX needs onnxscript (torch.onnx's exporter is built on it), which is not installed",
                           hint="pip install 'fxcost[onnx]' (onnxscript and onnxruntime)")
     target = Path(path)
-    folder = check_folder(target)
+    folder = check_output(target)
+    check_output(target.with_name(f"{target.name}.data"))  # a data file may go beside it
     kwargs = dict(kwargs or {})
     name = type(model).__name__
     newest = newest_opset()
@@ -531,5 +532,9 @@ def _save_atomic(program: Any, target: Path, folder: Path, *, structure_only: bo
             moved_data.unlink(missing_ok=True)
         raise ExportError(f"torch.onnx could not save the exported graph to {str(target)!r}: {type(e).__name__}: {first_line(e)}",
                           hint="run with --debug for the full error") from e
+    except BaseException:  # Ctrl-C, SIGTERM: nothing stays
+        if moved_data is not None:
+            moved_data.unlink(missing_ok=True)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

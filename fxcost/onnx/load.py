@@ -14,6 +14,7 @@ Which initializers (or weight inputs of a ``--structure-only`` file) are paramet
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -89,6 +90,9 @@ def load(path: str | Path) -> Any:
     if not model.graph.node:
         raise OnnxFileError(f"{p} holds no ONNX graph (no nodes); it may be truncated or not an ONNX model",
                             hint="export it again, or check that it is the .onnx file and not its .data")
+    _confine_external_data(model, p)
+    _refuse_negative_dims(model.graph, p)
+    _refuse_redefinitions(model.graph, p)
     if model.functions:
         from onnx import inliner
 
@@ -103,6 +107,92 @@ def load(path: str | Path) -> Any:
             raise OnnxFileError(f"{p} is not a valid ONNX model: {first_line(e)}",
                                 hint="it may be truncated or written by a broken tool; export it again") from e
     return model
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every tensor a graph stores: initializers, and Constant values and other tensor
+    attributes of its nodes (subgraphs included)."""
+    yield from graph.initializer
+    for n in graph.node:
+        for a in n.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            for g in [a.g] if a.HasField("g") else []:
+                yield from _tensors(g)
+            for g in a.graphs:
+                yield from _tensors(g)
+
+
+def _confine_external_data(model: Any, path: Path) -> None:
+    """External data is read only from inside the ONNX file's own folder: a location that is
+    absolute, climbs out with ``..`` or through a symbolic link is refused. Weight bytes are never
+    read (sizes come from each tensor's dims); only small integer tensors (the shapes Reshape
+    reads, :data:`KEEP_DATA_ELEMENTS` at most) are, and put inline."""
+    import onnx
+
+    folder = path.resolve().parent
+    for t in _tensors(model.graph):
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        location = info.get("location", "")
+        where = (folder / location).resolve()
+        if not location or Path(location).is_absolute() or ".." in Path(location).parts or not where.is_relative_to(folder):
+            raise OnnxFileError(
+                f"{path}: tensor {t.name!r} keeps its data at {location!r}, outside the ONNX file's folder",
+                hint="external data must sit beside the .onnx file (a plain relative name); fxcost reads nothing else",
+            )
+        if t.data_type in FLOAT_TYPES or math.prod(t.dims) > KEEP_DATA_ELEMENTS:
+            continue  # a weight: counted from its dims, its bytes stay where they are
+        _read_inline(t, where, info, path)
+
+
+def _read_inline(t: Any, where: Path, info: dict[str, str], path: Path) -> None:
+    import onnx
+
+    size = math.prod(t.dims) * dtype_bytes(dtype_of(t.data_type))
+    offset, length = int(info.get("offset", 0) or 0), int(info.get("length", size) or size)
+    if length != size or offset < 0:
+        raise OnnxFileError(f"{path}: tensor {t.name!r} of shape {list(t.dims)} says its data is {length} bytes at "
+                            f"offset {offset}; its shape needs {size}", hint="the file is damaged; export it again")
+    try:
+        with where.open("rb") as f:
+            f.seek(offset)
+            data = f.read(size)
+    except OSError as e:
+        raise OnnxFileError(f"{path}: cannot read the data of tensor {t.name!r} from {where.name!r}: {e.strerror or e}",
+                            hint="keep the .data file beside the .onnx file") from e
+    if len(data) != size:
+        raise OnnxFileError(f"{path}: the data of tensor {t.name!r} is cut short in {where.name!r}",
+                            hint="the .data file is truncated; export it again")
+    del t.external_data[:]
+    t.data_location = onnx.TensorProto.DEFAULT
+    t.raw_data = data
+
+
+def _refuse_negative_dims(graph: Any, path: Path) -> None:
+    """A declared dimension below zero has no meaning (it would give negative MACs)."""
+    values = [(v.name, [d.dim_value for d in v.type.tensor_type.shape.dim if d.HasField("dim_value")])
+              for v in [*graph.input, *graph.output, *graph.value_info] if v.type.HasField("tensor_type")]
+    values += [(t.name, list(t.dims)) for t in graph.initializer]
+    for name, dims in values:
+        if any(d < 0 for d in dims):
+            raise OnnxFileError(f"{path}: {name!r} declares dimensions {dims}: a dimension is never negative",
+                                hint="the file is damaged or was written by a broken tool; export it again")
+
+
+def _refuse_redefinitions(graph: Any, path: Path) -> None:
+    """Each name is defined once (ONNX is single-assignment): a node that writes a graph input, an
+    initializer or another node's output would make the analysis read the wrong value."""
+    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    for n in graph.node:
+        for o in n.output:
+            if o and o in defined:
+                raise OnnxFileError(f"{path}: node {n.name or n.op_type!r} ({n.op_type}) redefines {o!r}, which is already "
+                                    "defined (a graph input, an initializer or another node's output)",
+                                    hint="ONNX names each value once; the file is invalid (onnx.checker refuses it too)")
+            defined.add(o)
 
 
 def _undefined(graph: Any) -> list[str]:

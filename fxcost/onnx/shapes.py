@@ -199,11 +199,28 @@ _FROM_VALUES: dict[str, Callable[[Any, list[Any], dict[str, Any], Any], Any]] = 
 SHAPE_OPS = frozenset(_FROM_METADATA) | frozenset(_FROM_VALUES)
 
 
+def _range_size(x: Any, ins: list[Any], np: Any) -> int:
+    start, limit, delta = (float(np.asarray(v).reshape(-1)[0]) for v in (x, ins[1], ins[2]))
+    return KEEP_DATA_ELEMENTS + 1 if delta == 0 else max(math.ceil((limit - start) / delta), 0)
+
+
+#: the number of elements an op that makes a tensor from values would make, computed before it is
+#: made: a shape nobody reads must not allocate gigabytes (a dimension below zero: too large)
+_SIZE_BEFORE: dict[str, Callable[[Any, list[Any], Any], int]] = {
+    "ConstantOfShape": lambda x, ins, np: math.prod(int(d) if int(d) >= 0 else KEEP_DATA_ELEMENTS + 1 for d in x.reshape(-1)),
+    "Range": _range_size,
+    "Expand": lambda x, ins, np: math.prod(np.broadcast_shapes(x.shape, tuple(int(d) for d in ins[1].reshape(-1)))),
+}
+
+
 def _eval_shape_op(op: str, names: Sequence[str], ins: list[Any], a: dict[str, Any], types: Types, np: Any) -> Any:
-    """One shape op's value, or None when it does not follow from what is known."""
+    """One shape op's value, or None when it does not follow from what is known or would hold more
+    than :data:`KEEP_DATA_ELEMENTS` elements (the size checked before anything is allocated)."""
     if op in _FROM_METADATA:
         return _FROM_METADATA[op](op, names, ins, a, types, np)
     if any(v is None for v in ins[:1]) or any(v is None for i, v in zip(names, ins, strict=True) if i):
+        return None
+    if op in _SIZE_BEFORE and _SIZE_BEFORE[op](np.asarray(ins[0]), ins, np) > KEEP_DATA_ELEMENTS:
         return None
     fn = _FROM_VALUES.get(op)
     return fn(ins[0], ins, a, np) if fn is not None else None
@@ -225,7 +242,7 @@ def _fold_shapes(graph: Any, types: Types) -> dict[str, Any]:
         ins = [values.get(i) if i else None for i in n.input]
         try:
             v = _eval_shape_op(n.op_type, n.input, ins, a, types, np)
-        except (ValueError, IndexError, TypeError):
+        except (ValueError, IndexError, TypeError, OverflowError):
             v = None
         if v is None:
             continue

@@ -20,7 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from fxcost.errors import InputSpecError, SpecError
+from fxcost.errors import InputSpecError, SpecError, first_line
 from fxcost.report.records import SCHEMA_VERSION, Counts, InputSpec, Record
 from fxcost.report.report import Report
 
@@ -159,8 +159,8 @@ def pyproject_settings(path: str | Path) -> tuple[dict[str, int], Fraction | Non
     p = Path(path)
     try:
         doc = tomllib.loads(p.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise SpecError(f"cannot read {str(p)!r}: {e}", hint="check the path and the file's TOML syntax") from e
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:
+        raise SpecError(f"cannot read {str(p)!r}: {first_line(e)}", hint="check the path, that it is UTF-8 and its TOML syntax") from e
     tool = doc.get("tool", {})
     table = tool.get("fxcost", {}) if isinstance(tool, dict) else None
     if not isinstance(table, dict):
@@ -195,8 +195,8 @@ def load_baseline(path: str | Path) -> Baseline:
         d = json.loads(p.read_text())
     except OSError as e:
         raise SpecError(f"cannot read the baseline {str(p)!r}: {e.strerror or e}", hint=hint) from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SpecError(f"the baseline {str(p)!r} is not JSON: {e}", hint=hint) from e
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise SpecError(f"the baseline {str(p)!r} is not JSON in UTF-8: {first_line(e)}", hint=hint) from e
     if not isinstance(d, dict) or d.get("schema_version") not in BASELINE_SCHEMAS or not isinstance(d.get("totals"), dict):
         raise SpecError(f"the baseline {str(p)!r} is not a single fxcost report (schema_version "
                         f"{' or '.join(map(str, BASELINE_SCHEMAS))} with totals)", hint=hint)
@@ -206,7 +206,7 @@ def load_baseline(path: str | Path) -> Baseline:
             raise SpecError(f"the baseline {str(p)!r} has no integer totals.{metric} (found {v!r})", hint=hint)
     try:
         return Baseline.from_dict(d)
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise SpecError(f"the baseline {str(p)!r} is not a whole fxcost report ({type(e).__name__}: {e})", hint=hint) from e
 
 
