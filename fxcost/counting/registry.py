@@ -34,6 +34,8 @@ class Free(StrEnum):
                "arithmetic")
     INDEX = ("builds the index of each repeated element from the repeat counts (index_select then moves the "
              "values), no arithmetic on activations")
+    NONZERO = ("lists the positions of the non-zero elements (nonzero, where(cond)): an index, no arithmetic on "
+               "activations; its size depends on the values")
     CHECK = "runtime check of a shape, dtype or value: computes nothing the model uses"
     READ_BACK = "reads one element back to Python (item()), no arithmetic"
     RANDOM = "random number generation, not arithmetic on the model's values"

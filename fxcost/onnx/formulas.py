@@ -674,5 +674,6 @@ _reg.free(
 _reg.free(*_onnx("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial"),
           reason=Free.RANDOM)
 _reg.free(*_onnx("Dropout"), reason=Free.PASS_THROUGH)
+_reg.free(*_onnx("NonZero"), reason=Free.NONZERO)
 
 ONNX_REGISTRY.freeze()  # the route's table is written: from here on, copies change, it does not

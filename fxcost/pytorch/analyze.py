@@ -30,7 +30,7 @@ from fxcost.counting.registry import FormulaRegistry
 from fxcost.counting.rows import memory_summary, unsupported_ops
 from fxcost.errors import FxcostError, InputSpecError, ShapeError, TraceError, first_line
 from fxcost.pytorch.aten import ATEN
-from fxcost.pytorch.diagnosis import all_failed, naming_module, needs_fake, user_line
+from fxcost.pytorch.diagnosis import Cause, all_failed, classify, failed_op, naming_module, needs_fake, user_line
 from fxcost.pytorch.eager import run_eager
 from fxcost.pytorch.inputs import (
     cast,
@@ -41,13 +41,14 @@ from fxcost.pytorch.inputs import (
     normalize_inputs,
     prepare_meta,
     prepare_real,
+    signature,
 )
 from fxcost.pytorch.interpreter import NodeRecord, RecordingInterpreter
 from fxcost.pytorch.recorder import OpRecorder
 from fxcost.pytorch.rows import call_graph_rows, calls_from_export, class_name, graph_rows
 from fxcost.pytorch.tensors import dtype_name, fake_tensor, output_specs, parse_dtype
 from fxcost.pytorch.tracers import HierarchyTracer, Traced, export, symbolic
-from fxcost.pytorch.working_copy import Hook, fakeify, hook_in, hooks_of
+from fxcost.pytorch.working_copy import Hook, dense_encoders, fakeify, has_meta_weights, hook_in, hooks_of
 from fxcost.report.kinds import TRACERS, Method, Mode
 from fxcost.report.records import Edge, Fallback, InputSpec, OpaqueModule, OpCost, Row, TensorSpec, TraceInfo
 from fxcost.report.report import Report, Sweep
@@ -123,14 +124,48 @@ def analyze(
     """
     with _ONE_AT_A_TIME, isolated(), _callers_rng_kept(real):
         try:
-            return _analyze(model, input_size, example_inputs, example_kwargs, convention, real=real, strict=strict,
-                            name=name, tracer=tracer, leaves=leaves, registry=registry, dtype=dtype)
+            def run(real: bool) -> Report:
+                return _analyze(model, input_size, example_inputs, example_kwargs, convention, real=real, strict=strict,
+                                name=name, tracer=tracer, leaves=leaves, registry=registry, dtype=dtype)
+
+            try:
+                return run(real)
+            except FxcostError as e:
+                if real or not _values_decide(e) or not _real_data(model, input_size, example_inputs, example_kwargs):
+                    raise
+                op = failed_op(e)
+                why = f"{op.name} on data-free tensors" if op is not None else first_line(e)
+                try:
+                    with _callers_rng_kept(True):
+                        report = run(True)
+                except FxcostError:
+                    raise e from None  # the real run failed too: the data-free failure is the one to show
+            note = (f"ran on real tensors: the path depends on tensor values ({why}), and the inputs and "
+                    f"weights given are real, so the given values decided it; other values may take another path")
+            return replace(report, trace=replace(report.trace, notes=(*report.trace.notes, note)))
         except RecursionError as e:  # a model nested deeper than Python lets fxcost (or torch) follow
             raise FxcostError(
                 f"{type(model).__name__} nests deeper than Python's recursion limit ({sys.getrecursionlimit()}) lets the "
                 f"analysis follow: {first_line(e)}",
                 hint="raise the limit (sys.setrecursionlimit(10_000)) before analyzing, or analyze a part of the model",
             ) from None
+
+
+def _values_decide(e: FxcostError) -> bool:
+    """The analysis may have failed for want of values: the forward reads them, runs an op whose
+    output shape depends on them (``nonzero``, ``torch.where(mask)``) or that refuses data-free
+    tensors (``pack_padded_sequence`` wants its lengths on the CPU). Not so for a failure
+    diagnosed as a mismatch of shapes or dtypes, which real tensors would meet again."""
+    return classify(e) not in (Cause.CHANNELS, Cause.TOO_SMALL, Cause.FEATURES, Cause.DTYPE)
+
+
+def _real_data(model: nn.Module, input_size: Any, args: Any, kwargs: dict[str, Any] | None) -> bool:
+    """The caller gave values: real (not meta, not fake) input tensors and a model with weights."""
+    if input_size is not None or has_meta_weights(model):
+        return False
+    tensors = [x for x in tree_flatten((args, kwargs or {}))[0] if isinstance(x, torch.Tensor)]
+    return bool(tensors) and all(x.device.type != "meta" and not isinstance(x, torch._subclasses.FakeTensor)
+                                 for x in tensors)
 
 
 @contextlib.contextmanager
@@ -202,6 +237,12 @@ def _analyze(
 ) -> Report:
     if not isinstance(model, nn.Module):
         raise InputSpecError(f"analyze() needs an nn.Module, got {type(model).__name__}", hint="pass the model object, e.g. fxcost.analyze(MyNet(), input_size=(1, 3, 224, 224))")
+    if isinstance(model, torch.jit.ScriptModule):  # its forward runs in TorchScript's interpreter: no module calls to follow
+        raise InputSpecError(
+            f"{type(model).__name__} is a TorchScript module (torch.jit.script or trace): fxcost follows a Python forward, and "
+            f"TorchScript's interpreter runs this one out of its sight",
+            hint="analyze the nn.Module it was scripted from; TorchScript functions and submodules inside a Python model are fine",
+        )
     if tracer != "auto" and tracer not in TRACERS:
         raise InputSpecError(f"unknown tracer {tracer!r}", hint=f"one of: {', '.join(['auto', *TRACERS])}")
     _refuse_lazy_forward(model)
@@ -224,6 +265,7 @@ def _analyze(
         try:
             # a fresh copy for each attempt: a failed one may have left state on the last copy
             shadow, margs, mkwargs = cast(prepare(model, args, kwargs, skipped), as_dtype)
+            dense = dense_encoders(shadow)
             job = _Job(shadow, margs, mkwargs, recorder, rules, input_specs(shadow.forward, margs, mkwargs), leaf_set, real)
             run = _STRATEGIES[method](job)
             break
@@ -244,6 +286,10 @@ def _analyze(
             raise failure from e
     notes = [f"hooks that ran: {', '.join(map(str, ran))}" for ran in [hooks_of(job.shadow)] if ran]
     notes += [f"hook not run: {h}: it fails on data-free tensors ({why})" for h, why in skipped.items()]
+    if dense:
+        notes.append(f"nn.TransformerEncoder {', '.join(dense)}: the dense path is counted; with a src_key_padding_mask, "
+                     f"inference (eval, no gradients) takes a nested-tensor fast path that computes only the unpadded "
+                     f"positions, fewer than counted")
     if as_dtype is not None:
         notes.append(f"analyzed as {dtype_name(as_dtype)}: the floating-point weights, buffers and inputs cast")
     trace = replace(run.trace, fallbacks=tuple(fallbacks), notes=(*run.trace.notes, *notes))
@@ -404,7 +450,7 @@ def _at_its_line(e: ShapeError, job: _Job, concrete: dict[str, Any]) -> ShapeErr
 def _export(job: _Job) -> _Counted:
     shadow, recorder = job.shadow, job.recorder
     # export flattens keyword arguments in forward's order
-    order = list(inspect.signature(shadow.forward).parameters)
+    order = list(signature(shadow.forward).parameters)
     kwargs = {k: job.kwargs[k] for k in sorted(job.kwargs, key=lambda k: order.index(k) if k in order else len(order))}
     with recorder:
         traced = export(shadow, job.args, kwargs)

@@ -410,7 +410,7 @@ _reg.formula(
         "clamp", "clamp_min", "clamp_max", "lerp", "addcmul", "addcdiv",
         "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not",
         "logical_xor", "bitwise_and", "bitwise_or", "bitwise_not", "bitwise_xor",
-        "maximum", "minimum", "where", "masked_fill", "nan_to_num",
+        "maximum", "minimum", "masked_fill", "nan_to_num",
         "floor_divide", "atan2", "hypot", "logaddexp", "logaddexp2", "xlogy", "copysign", "fmax", "fmin",
         "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "erfinv", "sgn",
         "hardshrink", "softshrink", "rrelu_with_noise",
@@ -730,6 +730,13 @@ _reg.formula(
 )(_reduction)
 
 
+@_reg.formula("aten::aminmax")
+def _aminmax(x: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """min, max = aminmax([*]); FLOPs = 2 * prod(*): each element compared with the running minimum
+    and with the running maximum (amin and amax, one comparison each, in one pass)"""
+    return Cost(0, 2 * prod(x))
+
+
 # histograms bin each input element once
 _reg.formula("aten::histc", "aten::bincount")(_reduction)
 
@@ -853,7 +860,7 @@ _reg.free(
     "aten::replication_pad3d", "aten::index_copy", "aten::index_copy_", "aten::index_fill", "aten::index_fill_",
     "aten::masked_scatter", "aten::masked_scatter_", "aten::pixel_shuffle", "aten::pixel_unshuffle",
     "aten::channel_shuffle", "aten::native_channel_shuffle", "aten::im2col", "aten::resolve_conj",
-    "aten::resolve_neg",
+    "aten::resolve_neg", "aten::_pack_padded_sequence", "aten::_pad_packed_sequence",
     reason=Free.DATA_MOVEMENT,
 )
 _reg.free(
@@ -862,6 +869,17 @@ _reg.free(
     reason=Free.NEAREST,
 )
 _reg.free("aten::repeat_interleave", reason=Free.INDEX)
+_reg.free("aten::nonzero", "aten::nonzero_static", "aten::argwhere", reason=Free.NONZERO)
+
+
+@_reg.formula("aten::where", "aten::where_")
+def _where(*_: Any, out: Any = None, **__: Any) -> Cost:
+    """[*] = where(cond, a, b): FLOPs = prod(*), one selection an element, as every pointwise op.
+    where(cond) alone returns the indices of cond's non-zero elements (a tuple): nonzero's index,
+    no arithmetic (Free.NONZERO), so 0 here too."""
+    if not isinstance(out, SHAPES):  # the indices: a tuple of shapes
+        return Cost()
+    return A.pointwise(_numel(_first_shape(out)), 1)
 _reg.free(
     "aten::_assert_tensor_metadata", "aten::_assert_async", "aten::_functional_assert_async",
     "aten::_assert_scalar", "aten::sym_constrain_range", "aten::sym_constrain_range_for_size",

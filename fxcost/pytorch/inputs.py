@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_any, tree_map
 
-from fxcost.errors import FxcostError, InputSpecError, TraceError
+from fxcost.errors import FxcostError, InputSpecError, TraceError, first_line
 from fxcost.pytorch.diagnosis import naming_module
 from fxcost.pytorch.eager import ModuleStack
 from fxcost.pytorch.recorder import OpTagger
@@ -49,8 +49,21 @@ def _has_tensor(value: Any) -> bool:
     return tree_any(lambda x: isinstance(x, torch.Tensor), value)
 
 
+def signature(forward: Any) -> inspect.Signature:
+    """``forward``'s parameters; a TorchScript method's come from its schema (Python cannot see them)."""
+    try:
+        return inspect.signature(forward)
+    except ValueError:
+        schema = getattr(forward, "schema", None)
+        if schema is None:
+            raise InputSpecError(f"cannot read the parameters of {forward!r}", hint="analyze a module whose forward is a Python function") from None
+    P = inspect.Parameter
+    return inspect.Signature([P(a.name, P.POSITIONAL_OR_KEYWORD, default=a.default_value if a.has_default_value() else P.empty)
+                              for a in schema.arguments[1:]])  # [0] is self
+
+
 def _bind(forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
-    sig = inspect.signature(forward)
+    sig = signature(forward)
     try:
         return sig.bind(*args, **kwargs)
     except TypeError as e:
@@ -110,13 +123,30 @@ def run_eagerly(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
 Prepared = tuple[nn.Module, tuple[Any, ...], dict[str, Any]]
 
 
+_PLAIN = (int, float, complex, bool, str, bytes, type, torch.dtype, torch.device, torch.Size, torch.Tensor)
+
+
+def own_copy(x: Any) -> Any:
+    """An input object that is not a tensor or a plain value (a KV cache, a config) is copied: the
+    forward may change it (a cache appends each step), and the caller's must stay as it was."""
+    if x is None or isinstance(x, _PLAIN):
+        return x
+    try:
+        return copy.deepcopy(x)
+    except Exception as e:
+        raise InputSpecError(
+            f"cannot copy the input {type(x).__name__} ({type(e).__name__}: {first_line(e)}), and the forward could change it",
+            hint="make it deep-copyable, or pass tensors",
+        ) from e
+
+
 def prepare_meta(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], without: Iterable[Hook] = ()) -> Prepared:
     """A weightless meta copy of ``model`` in eval mode, the hooks ``without`` names taken off,
     lazy layers materialized, and the inputs as meta tensors."""
     shadow = meta_copy(model)
     drop_hooks(shadow, without)
     shadow.eval()
-    meta_args, meta_kwargs = tree_map(meta_tensor, (args, kwargs))
+    meta_args, meta_kwargs = tree_map(lambda x: meta_tensor(own_copy(x)), (args, kwargs))
     if has_lazy_modules(shadow):  # one unrecorded run lets lazy layers infer their shapes
         run_eagerly(shadow, meta_args, meta_kwargs, "inferring lazy layer shapes")
     return shadow, meta_args, meta_kwargs
@@ -139,7 +169,7 @@ def prepare_real(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) from e
     drop_hooks(shadow, without)
     shadow.eval()
-    real_args, real_kwargs = tree_map(realize, (args, kwargs))
+    real_args, real_kwargs = tree_map(lambda x: realize(own_copy(x)), (args, kwargs))
     if has_lazy_modules(shadow):
         run_eagerly(shadow, real_args, real_kwargs, "inferring lazy layer shapes")
     return shadow, real_args, real_kwargs

@@ -27,10 +27,26 @@ _SAME_DTYPE = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"
                          "aten::dot", "aten::convolution", "aten::_convolution"})
 
 
+_GROUPED_MM = torch.ops.aten._grouped_mm.default
+
+
+def _data_free_non_bf16(args: Sequence[Any]) -> bool:
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    a, b = (args + (None, None))[:2] if isinstance(args, tuple) else (list(args) + [None, None])[:2]
+    return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype != torch.bfloat16
+            and (a.device.type == "meta" or isinstance(a, FakeTensor)))
+
+
 def _tagged(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     """``func(*args, **kwargs)``; an exception it raises carries the op, as this mode saw it
     dispatched, with its operands' shapes (for the diagnosis). The first op to tag it keeps it."""
     try:
+        if func is _GROUPED_MM and _data_free_non_bf16(args):
+            # torch's meta kernel for _grouped_mm demands bfloat16 (its CUDA kernel's rule) where the
+            # CPU kernel takes any float dtype (transformers' MoE experts on CPU): shape it as bfloat16
+            a, b, *rest = args
+            return func(a.to(torch.bfloat16), b.to(torch.bfloat16), *rest, **kwargs).to(a.dtype)
         return func(*args, **kwargs)
     except Exception as e:
         if not hasattr(e, OP_ATTRIBUTE):

@@ -17,7 +17,6 @@ Three ways to a graph, tried in this order by ``tracer="auto"``:
 from __future__ import annotations
 
 import contextlib
-import inspect
 import io
 import logging
 from collections.abc import Callable, Collection, Iterator
@@ -30,6 +29,7 @@ from torch import nn
 
 from fxcost.errors import TraceError, first_line
 from fxcost.pytorch.diagnosis import user_line
+from fxcost.pytorch.inputs import signature
 from fxcost.report.kinds import Method
 
 META_KEY = "fxcost"  # the one key fxcost keeps on FX nodes
@@ -142,7 +142,7 @@ def _single_layer(layer: nn.Module) -> Traced:
     root = nn.Module()
     root.add_module(name, layer)
     graph = fx.Graph()
-    params = inspect.signature(layer.forward).parameters.values()
+    params = signature(layer.forward).parameters.values()
     args = [graph.placeholder(p.name, default_value=p.default) for p in params
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     out = graph.call_module(name, tuple(args))

@@ -169,3 +169,17 @@ def fakeify(model: nn.Module, fake_mode: FakeTensorMode) -> None:
         for k, b in m._buffers.items():
             if b is not None:
                 m._buffers[k] = twin(b)
+
+
+def dense_encoders(model: nn.Module) -> list[str]:
+    """Turn off nn.TransformerEncoder's nested-tensor fast path on the working copy, and name the
+    encoders it was on for. In eval mode without gradients, given a ``src_key_padding_mask``, that
+    path packs the unpadded tokens into a nested tensor (whose sizes are the mask's values, which
+    data-free tensors do not have) and computes only those: the dense path computes every position,
+    so what is counted is the cost with no padding, an upper bound on the fast path's."""
+    found = []
+    for path, m in model.named_modules():
+        if isinstance(m, nn.TransformerEncoder) and getattr(m, "use_nested_tensor", False):
+            m.use_nested_tensor = False
+            found.append(path or type(model).__name__)
+    return found
