@@ -93,6 +93,9 @@ def add_counting(p: argparse.ArgumentParser, group: Any = None) -> None:
     g.add_argument("--convention", "-c", default="fxcost", metavar="NAME",
                    help=f"counting convention: {', '.join(CONVENTIONS)} (default fxcost; docs/conventions.md)")
     g.add_argument("--strict", action="store_true", help="fail when an op has no cost formula")
+    g.add_argument("--train", action="store_true",
+                   help="count a training step: the forward in train mode, then the backward of the first float output "
+                        "summed (backward MACs and FLOPs per layer; frozen parameters get no gradient)")
 
 
 def add_output(p: argparse.ArgumentParser, output: bool = True) -> None:
@@ -162,7 +165,7 @@ def load(spec: str, args: argparse.Namespace) -> tuple[Any, str]:
 
     if is_onnx(spec):
         given = [flag for flag, on in (("--arg", args.arg), ("--config", args.config), ("--kwarg", args.kwarg),
-                                       ("--dtype", getattr(args, "dtype", None)),
+                                       ("--dtype", getattr(args, "dtype", None)), ("--train", getattr(args, "train", False)),
                                        ("--leaf", getattr(args, "leaf", [])), ("--real", getattr(args, "real", False)),
                                        ("--tracer", getattr(args, "tracer", "auto") != "auto"))
                  if on]
@@ -191,6 +194,7 @@ def analyze_one(model: Any, name: str, call: Call, args: argparse.Namespace) -> 
         return fxcost.analyze(
             model, example_inputs=tensors, example_kwargs=kwargs, convention=args.convention, real=args.real,
             strict=args.strict, name=name, tracer=args.tracer, leaves=args.leaf, dtype=getattr(args, "dtype", None),
+            train=getattr(args, "train", False),
         )
 
 

@@ -280,3 +280,25 @@ def pointwise(elements: int, flops_per_element: int = 1) -> Cost:
     whatever the function: a library's instruction count for exp or tanh varies, and the op is
     listed per row so a reader can weight it differently."""
     return Cost(0, int(flops_per_element) * int(elements))
+
+
+# --- backward -------------------------------------------------------------------------------
+# A backward op's MACs are its matmuls' (a convolution's input and weight gradients each cost the
+# forward's MACs, as FlopCounterMode counts them). Its other FLOPs follow the textbook gradient,
+# written out per op family below.
+
+#: an activation's backward (relu/threshold, gelu, silu, sigmoid, tanh, ...): the derivative, one
+#: function as every pointwise op counts it, times the incoming gradient
+ACTIVATION_BACKWARD_FLOPS = 2
+#: softmax's backward y * (dy - sum(dy * y)): multiply, sum, subtract, multiply
+SOFTMAX_BACKWARD_FLOPS = 4
+
+
+def normalization_backward(elements: int, *, affine: bool, weight_grad: bool, bias_grad: bool,
+                           input_grad: bool = True) -> Cost:
+    """The backward of a batch, layer or group norm over ``elements``, per element: the input's
+    gradient dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * w: xhat recomputed (2),
+    g (1 with a weight), the two means (1 + 2), the combination (3): 8 (+ 1); the weight's gradient
+    sum(dy * xhat) 2, the bias's sum(dy) 1."""
+    per_element = (8 + (1 if affine else 0) if input_grad else 0) + (2 if weight_grad else 0) + (1 if bias_grad else 0)
+    return Cost(0, per_element * int(elements))

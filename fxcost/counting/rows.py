@@ -136,7 +136,10 @@ class RowBuilder:
         else:
             counted = leaf_outputs if convention.activation_rule is ActivationRule.LEAF_OUTPUTS else allocated
         elements, nbytes = sizes(counted, convention)
-        work = Counts(macs=sum(o.macs for o in ops), flops=sum(o.flops for o in ops),
+        forward = [o for o in ops if not o.backward]
+        backward = [o for o in ops if o.backward]
+        work = Counts(macs=sum(o.macs for o in forward), flops=sum(o.flops for o in forward),
+                      backward_macs=sum(o.macs for o in backward), backward_flops=sum(o.flops for o in backward),
                       activation_elements=elements, activation_bytes=nbytes)
         row = Row(id=len(self.rows), name=name, type=type, kind=kind, module_path=module_path, output=output,
                   kernel_size=kernel_size, stride=stride, counts=claimed + self.claim(weights) + work, ops=ops, hparams=hparams)

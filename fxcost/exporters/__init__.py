@@ -103,14 +103,15 @@ _LAYER_CSV = ["id", "name", "type", "kind", "module_path", "kernel_size", "strid
 
 @to_csv.register
 def _report_csv(report: Report) -> str:
-    metrics = Counts.names()
+    trained = bool(report.total().backward_macs or report.total().backward_flops)
+    metrics = tuple(m for m in Counts.names() if trained or m not in Counts.BACKWARD)
 
     def line(r: dict[str, Any]) -> list[Any]:
         shape = r["output_shape"]
         hwc = [shape[2], shape[3], shape[1]] if len(shape) == 4 else ["", "", ""]
         return [r["id"], r["name"], r["type"], r["kind"], r["module_path"],
                 "x".join(map(str, r["kernel_size"] or [])), "x".join(map(str, r["stride"] or [])),
-                "x".join(map(str, shape)), *hwc, *(r[m] for m in metrics)]
+                "x".join(map(str, shape)), *hwc, *(r.get(m, 0) for m in metrics)]
 
     return _csv([*_LAYER_CSV, *metrics], (line(r) for r in report.to_dict()["layers"]))
 

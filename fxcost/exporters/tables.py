@@ -105,7 +105,13 @@ def layer_table(report: Report) -> Table:
     rows.append(
         ["", "total", "", "", "", "", count(t["activation_elements"]), count(t["params"]), share(t["params"], t["params"]), count(t["macs"]), share(t["macs"], t["macs"])]
     )
-    table = Table(header_line(d), LAYER_COLUMNS, rows, numeric={"id", "activations", "params", "% params", "MACs", "% MACs"}, total_last=True)
+    columns, numeric = LAYER_COLUMNS, {"id", "activations", "params", "% params", "MACs", "% MACs"}
+    if "backward_macs" in t:  # a training step: the backward's columns beside the forward's
+        columns = [*columns, "backward MACs", "% backward"]
+        numeric |= {"backward MACs", "% backward"}
+        for row, r in zip(rows, [*d["layers"], t], strict=True):
+            row += [count(r.get("backward_macs", 0)), share(r.get("backward_macs", 0), t["backward_macs"])]
+    table = Table(header_line(d), columns, rows, numeric=numeric, total_last=True)
     table.notes = totals_notes(d) + trace_notes(d.get("trace", {}))
     table.warnings = [
         f"unsupported op {u['op']} in {u['where']!r} x{u['count']}: not counted" for u in d.get("unsupported", [])
@@ -130,6 +136,11 @@ def totals_notes(d: dict[str, Any]) -> list[tuple[str, str]]:
         ("Buffers", count(t["buffers"])),
         ("MACs", f"{count(t['macs'])} ({human(t['macs'], 'MACs')})"),
         ("FLOPs", f"{count(t['flops'])} ({human(t['flops'], 'FLOPs')})"),
+        *([("Backward MACs", f"{count(t['backward_macs'])} ({human(t['backward_macs'], 'MACs')})"),
+           ("Backward FLOPs", f"{count(t['backward_flops'])} ({human(t['backward_flops'], 'FLOPs')})"),
+           ("Training step FLOPs", f"{count(t['flops'] + t['backward_flops'])} "
+                                   f"({human(t['flops'] + t['backward_flops'], 'FLOPs')}): forward + backward")]
+          if "backward_macs" in t else []),
         ("Activations", f"{count(t['activation_elements'])} elements, {mb(t['activation_bytes'])} MB"),
         ("Input size (MB)", mb(m["input_bytes"])),
         ("Forward/backward pass size (MB)", mb(m["forward_backward_bytes"])),

@@ -30,6 +30,7 @@ from fxcost.counting.registry import FormulaRegistry
 from fxcost.counting.rows import memory_summary, unsupported_ops
 from fxcost.errors import FxcostError, InputSpecError, ShapeError, TraceError, first_line
 from fxcost.pytorch.aten import ATEN
+from fxcost.pytorch.backward import run_backward
 from fxcost.pytorch.diagnosis import Cause, all_failed, classify, failed_op, naming_module, needs_fake, user_line
 from fxcost.pytorch.eager import run_eager
 from fxcost.pytorch.inputs import (
@@ -50,7 +51,7 @@ from fxcost.pytorch.tensors import dtype_name, fake_tensor, output_specs, parse_
 from fxcost.pytorch.tracers import HierarchyTracer, Traced, export, symbolic
 from fxcost.pytorch.working_copy import Hook, dense_encoders, fakeify, has_meta_weights, hook_in, hooks_of
 from fxcost.report.kinds import TRACERS, Method, Mode
-from fxcost.report.records import Edge, Fallback, InputSpec, OpaqueModule, OpCost, Row, TensorSpec, TraceInfo
+from fxcost.report.records import Edge, Fallback, InputSpec, OpaqueModule, OpCost, Row, TensorSpec, TraceInfo, merge_ops
 from fxcost.report.report import Report, Sweep
 
 
@@ -66,10 +67,34 @@ class _Job:
     inputs: list[InputSpec]
     leaves: set[str]
     real: bool
+    train: bool = False
 
     @property
     def mode(self) -> Mode:
         return Mode.REAL if self.real else Mode.META
+
+    def grad(self) -> Any:
+        """Gradients on for a training step's forward, off for inference."""
+        return torch.enable_grad() if self.train else torch.no_grad()
+
+    def with_backward(self, records: list[NodeRecord], output: Any) -> list[NodeRecord]:
+        """The records, each with the backward ops of the autograd nodes it made (``train``)."""
+        if not self.train:
+            return records
+        with torch.enable_grad():
+            found = run_backward(output, self.recorder)
+        out = []
+        for rec in records:
+            ops = found.pop(rec.node.name, ())
+            if ops and rec.calls:  # an opaque module: its first call carries them
+                first = rec.calls[0]
+                rec = replace(rec, calls=(replace(first, ops=merge_ops((*first.ops, *ops))), *rec.calls[1:]))
+            elif ops:
+                rec = replace(rec, ops=merge_ops((*rec.ops, *ops)))
+            out.append(rec)
+        if found:  # a loss of an output no graph node made (an input returned as it is)
+            raise TraceError(f"backward ops outside the graph: {', '.join(sorted(found))}")
+        return out
 
 
 @dataclass
@@ -97,6 +122,7 @@ def analyze(
     leaves: Sequence[str] = (),
     registry: FormulaRegistry | None = None,
     dtype: torch.dtype | str | None = None,
+    train: bool = False,
 ) -> Report:
     """Analyze ``model`` without running it for real, and return a :class:`Report`.
 
@@ -108,6 +134,13 @@ def analyze(
     count with (a copy of :data:`fxcost.DEFAULT_REGISTRY`, extended), default that one.
     ``dtype`` (``torch.bfloat16`` or ``"bfloat16"``) analyzes the model as cast to it: its
     floating-point weights and buffers, and the float inputs (integer ones stay).
+
+    ``train=True`` analyzes a training step's forward and backward: the working copy in train
+    mode (dropout and batch statistics as in training) with gradients on, then the backward of
+    the default loss (the first floating-point output, cast to float32 and summed), whose ops are
+    priced by the same registry and attributed to the forward node they differentiate: rows and
+    totals gain ``backward_macs`` and ``backward_flops``. Frozen parameters (``requires_grad=False``)
+    get no weight gradient. Needs a graph (symbolic tracing or torch.export).
 
     ``tracer`` picks how the model becomes a graph: ``"auto"`` (symbolic tracing, keeping
     untraceable submodules opaque; else ``torch.export``; else running op by op),
@@ -126,7 +159,7 @@ def analyze(
         try:
             def run(real: bool) -> Report:
                 return _analyze(model, input_size, example_inputs, example_kwargs, convention, real=real, strict=strict,
-                                name=name, tracer=tracer, leaves=leaves, registry=registry, dtype=dtype)
+                                name=name, tracer=tracer, leaves=leaves, registry=registry, dtype=dtype, train=train)
 
             try:
                 return run(real)
@@ -234,6 +267,7 @@ def _analyze(
     leaves: Sequence[str],
     registry: FormulaRegistry | None,
     dtype: torch.dtype | str | None,
+    train: bool = False,
 ) -> Report:
     if not isinstance(model, nn.Module):
         raise InputSpecError(f"analyze() needs an nn.Module, got {type(model).__name__}", hint="pass the model object, e.g. fxcost.analyze(MyNet(), input_size=(1, 3, 224, 224))")
@@ -256,6 +290,11 @@ def _analyze(
     leaf_set = leaf_paths(model, leaves)
     recorder = OpRecorder(registry or ATEN)
     methods = list(TRACERS) if tracer == "auto" else [Method(tracer)]
+    if train:
+        if methods == [Method.EAGER]:
+            raise InputSpecError("train needs a graph of the forward to differentiate: the eager tracer has none",
+                                 hint="use --tracer auto, symbolic or export")
+        methods = [m for m in methods if m != Method.EAGER]
     fallbacks: list[Fallback] = []
     errors: list[FxcostError] = []
     skipped: dict[Hook, str] = {}  # hooks that fail on data-free tensors, and why
@@ -266,7 +305,10 @@ def _analyze(
             # a fresh copy for each attempt: a failed one may have left state on the last copy
             shadow, margs, mkwargs = cast(prepare(model, args, kwargs, skipped), as_dtype)
             dense = dense_encoders(shadow)
-            job = _Job(shadow, margs, mkwargs, recorder, rules, input_specs(shadow.forward, margs, mkwargs), leaf_set, real)
+            if train:
+                shadow.train()
+            job = _Job(shadow, margs, mkwargs, recorder, rules, input_specs(shadow.forward, margs, mkwargs), leaf_set, real,
+                       train)
             run = _STRATEGIES[method](job)
             break
         except FxcostError as e:
@@ -290,6 +332,9 @@ def _analyze(
         notes.append(f"nn.TransformerEncoder {', '.join(dense)}: the dense path is counted; with a src_key_padding_mask, "
                      f"inference (eval, no gradients) takes a nested-tensor fast path that computes only the unpadded "
                      f"positions, fewer than counted")
+    if train:
+        notes.append("a training step: the forward in train mode with gradients on, then the backward of the first "
+                     "floating-point output cast to float32 and summed (counted in the layer that made that output)")
     if as_dtype is not None:
         notes.append(f"analyzed as {dtype_name(as_dtype)}: the floating-point weights, buffers and inputs cast")
     trace = replace(run.trace, fallbacks=tuple(fallbacks), notes=(*run.trace.notes, *notes))
@@ -353,14 +398,16 @@ def _symbolic(job: _Job) -> _Counted:
         with recorder:  # ops run while tracing (on buffers or constants alone) are folded into constants
             traced = symbolic(job.shadow, concrete_args=concrete or None, leaves=job.leaves, each_attempt=recorder.take)
         folded = recorder.take()
-        interp = RecordingInterpreter(traced.root, traced.graph, recorder, opaque=set(traced.opaque))
-        with naming_module("propagating shapes"), context, torch.no_grad(), recorder:
+        interp = RecordingInterpreter(traced.root, traced.graph, recorder, opaque=set(traced.opaque), train=job.train)
+        with naming_module("propagating shapes"), context, job.grad(), recorder:
             out = interp.run(*vals)
-        with context, torch.no_grad():
+        with naming_module("running the backward"), context:
+            records = job.with_backward(interp.records, out)
+        with context, job.grad():
             _same_path(job, traced, interp.records, folded, a, kw)
         opaque = tuple(OpaqueModule(p, type(traced.root.get_submodule(p)).__name__, r) for p, r in traced.opaque.items())
         trace = TraceInfo(traced.method, graph_nodes=len(traced.graph.nodes), opaque=opaque)
-        rows, edges = graph_rows(traced.root, interp.records, job.convention, folded=folded)
+        rows, edges = graph_rows(traced.root, records, job.convention, folded=folded)
         return _Counted(rows, edges, output_specs(out), trace, job.mode)
 
     try:
@@ -459,10 +506,12 @@ def _export(job: _Job) -> _Counted:
     placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
     if len(flat) != len(placeholders):
         raise TraceError(f"torch.export's graph takes {len(placeholders)} inputs where fxcost has {len(flat)}")
-    interp = RecordingInterpreter(traced.runner or shadow, traced.graph, recorder)
-    with naming_module("propagating shapes"), torch.no_grad(), recorder:
+    interp = RecordingInterpreter(traced.runner or shadow, traced.graph, recorder, train=job.train)
+    with naming_module("propagating shapes"), job.grad(), recorder:
         out = interp.run(*flat)
-    calls, flow = calls_from_export(shadow, interp.records, job.leaves)
+    with naming_module("running the backward"):
+        records = job.with_backward(interp.records, out)
+    calls, flow = calls_from_export(shadow, records, job.leaves)
     rows, edges = call_graph_rows(shadow, job.inputs, calls, flow, job.convention)
     return _Counted(rows, edges, output_specs(out), TraceInfo(Method.EXPORT, graph_nodes=len(traced.graph.nodes)), job.mode)
 

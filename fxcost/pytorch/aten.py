@@ -622,6 +622,86 @@ def _grid_sampler(x: Shape, grid: Shape, interpolation_mode: int = 0, *_: Any, o
     return A.interpolation(_numel(_first_shape(out)), taps) if taps else Cost(0, 0)
 
 
+# --- backward -------------------------------------------------------------------------------
+# The ops a training step's backward dispatches (train=True); see arithmetic's backward section.
+
+
+def _mask(output_mask: Any, n: int = 3) -> list[bool]:
+    return [bool(m) for m in output_mask] if output_mask is not None else [True] * n
+
+
+@_reg.formula("aten::convolution_backward")
+def _convolution_backward(dy: Shape, x: Shape, w: Shape, bias_sizes: Any = None, stride: Any = None, padding: Any = None,
+                          dilation: Any = None, transposed: bool = False, output_padding: Any = None, groups: int = 1,
+                          output_mask: Any = None, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """dx, dw, db = convolution_backward(dy[N, Co, *So], x, W, ..., output_mask): dx and dw each
+    cost the forward's MACs (a convolution of dy with W, and of x with dy); db = sum(dy), FLOPs
+    prod(dy). FlopCounterMode counts dx and dw the same way."""
+    grads = _mask(output_mask)
+    forward = A.convolution(x, w, dy, transposed=bool(transposed), biased=False)
+    n = int(grads[0]) + int(grads[1])
+    return Cost(forward.macs * n, forward.flops * n + (prod(dy) if grads[2] else 0))
+
+
+_reg.formula(
+    "aten::threshold_backward", "aten::gelu_backward", "aten::silu_backward", "aten::sigmoid_backward",
+    "aten::tanh_backward", "aten::hardtanh_backward", "aten::hardswish_backward", "aten::hardsigmoid_backward",
+    "aten::leaky_relu_backward", "aten::elu_backward", "aten::softplus_backward", "aten::mish_backward",
+    "aten::log_sigmoid_backward",
+)(elementwise(A.ACTIVATION_BACKWARD_FLOPS))
+_reg.formula("aten::_softmax_backward_data")(elementwise(A.SOFTMAX_BACKWARD_FLOPS))
+
+
+@_reg.formula("aten::native_batch_norm_backward")
+def _batch_norm_backward(dy: Shape, x: Shape, weight: Any = None, *args: Any, out: Any = None, **kwargs: Any) -> Cost:
+    """dx, dw, db = native_batch_norm_backward(dy, x, w?, running mean and var, saved mean and
+    invstd, train, eps, output_mask); see arithmetic.normalization_backward"""
+    grads = _mask(args[-1] if args and isinstance(args[-1], (list, tuple)) else kwargs.get("output_mask"))
+    return A.normalization_backward(prod(x), affine=_given(weight), input_grad=grads[0], weight_grad=grads[1],
+                                    bias_grad=grads[2])
+
+
+@_reg.formula("aten::native_layer_norm_backward")
+def _layer_norm_backward(dy: Shape, x: Shape, normalized_shape: Any, mean: Any, rstd: Any, weight: Any = None,
+                         bias: Any = None, output_mask: Any = None, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """dx, dw, db = native_layer_norm_backward(dy, x, D, mean, rstd, w?, b?, output_mask); see
+    arithmetic.normalization_backward"""
+    grads = _mask(output_mask)
+    return A.normalization_backward(prod(x), affine=_given(weight), input_grad=grads[0], weight_grad=grads[1],
+                                    bias_grad=grads[2])
+
+
+@_reg.formula("aten::native_group_norm_backward")
+def _group_norm_backward(dy: Shape, x: Shape, mean: Any, rstd: Any, weight: Any = None, *args: Any, out: Any = None,
+                         **kwargs: Any) -> Cost:
+    """dx, dw, db = native_group_norm_backward(dy, x, mean, rstd, w?, N, C, HxW, group, output_mask)"""
+    grads = _mask(args[-1] if args and isinstance(args[-1], (list, tuple)) else kwargs.get("output_mask"))
+    return A.normalization_backward(prod(x), affine=_given(weight), input_grad=grads[0], weight_grad=grads[1],
+                                    bias_grad=grads[2])
+
+
+@_reg.formula(
+    "aten::max_pool2d_with_indices_backward", "aten::max_pool3d_with_indices_backward",
+    "aten::embedding_dense_backward", "aten::_adaptive_avg_pool2d_backward", "aten::_adaptive_avg_pool3d_backward",
+)
+def _scatter_add_backward(dy: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """[input] = backward(dy, ...): each gradient element is added into the input position (or the
+    embedding row) it came from (max pooling's argmax, an embedding's token, an adaptive average's
+    window with its 1/size folded in): FLOPs = prod(dy)"""
+    return A.pointwise(prod(dy))
+
+
+@_reg.formula("aten::avg_pool2d_backward", "aten::avg_pool3d_backward")
+def _avg_pool_backward(dy: Shape, x: Shape, kernel_size: Any, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """[N, C, *Si] = avg_pool_backward(dy[N, C, *So], x, K, ...): each output's gradient is spread
+    over its window, one add per window element, as the forward's pooling count"""
+    return A.pooling(prod(dy), A.window(kernel_size, len(x) - 2))
+
+
+_reg.free("aten::select_backward", "aten::slice_backward", "aten::index_select_backward", "aten::unfold_backward",
+          "aten::diagonal_backward", "aten::as_strided_scatter", reason=Free.DATA_MOVEMENT)
+
+
 # --- spectral -------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ import torch.fx as fx
 from torch import nn
 
 from fxcost.errors import FxcostError, ShapeError
+from fxcost.pytorch.backward import tag_autograd
 from fxcost.pytorch.diagnosis import ModuleRunError, failure_message, hint_for, user_line
 from fxcost.pytorch.eager import CallTracker, ModuleCall
 from fxcost.pytorch.recorder import OpRecorder
@@ -40,11 +41,14 @@ class NodeRecord:
 class RecordingInterpreter(fx.Interpreter):
     """Runs a GraphModule and keeps one :class:`NodeRecord` per node."""
 
-    def __init__(self, root: nn.Module, graph: fx.Graph, recorder: OpRecorder, opaque: Collection[str] = ()) -> None:
-        """``opaque``: paths of module calls to run op by op (see :class:`CallTracker`)."""
+    def __init__(self, root: nn.Module, graph: fx.Graph, recorder: OpRecorder, opaque: Collection[str] = (),
+                 train: bool = False) -> None:
+        """``opaque``: paths of module calls to run op by op (see :class:`CallTracker`); ``train``:
+        tag the autograd nodes each node makes, for :func:`fxcost.pytorch.backward.run_backward`."""
         super().__init__(root, graph=graph)
         self.recorder = recorder
         self.opaque = opaque
+        self.train = train
         self.records: list[NodeRecord] = []
         self._calls: tuple[ModuleCall, ...] = ()
         self._edges: tuple[tuple[int, int, TensorSpec], ...] = ()
@@ -82,6 +86,8 @@ class RecordingInterpreter(fx.Interpreter):
         ops = self.recorder.take()
         seen = {s for s in map(storage_of, input_tensors) if s is not None}
         outs = tensors_in(result)
+        if self.train:
+            tag_autograd(n.name, outs)
         specs = tuple(map(spec_of, outs))
         allocated = []
         for t in outs:

@@ -128,16 +128,19 @@ class OpCost(Record):
     flops: int
     fate: Fate
     reason: str = ""
+    #: dispatched by the backward of a training step (``train=True``), not the forward
+    backward: bool = False
 
-    OMIT_DEFAULT = ("reason",)
+    OMIT_DEFAULT = ("reason", "backward")
 
 
 def merge_ops(ops: Iterable[OpCost]) -> tuple[OpCost, ...]:
-    """Ops of the same name added together, in the order each name first appears."""
-    merged: dict[str, OpCost] = {}
+    """Ops of the same name (and phase, forward or backward) added together, in the order each
+    first appears."""
+    merged: dict[tuple[str, bool], OpCost] = {}
     for o in ops:
-        prev = merged.get(o.op)
-        merged[o.op] = (
+        prev = merged.get((o.op, o.backward))
+        merged[o.op, o.backward] = (
             o
             if prev is None
             else dataclasses.replace(prev, count=prev.count + o.count, macs=prev.macs + o.macs, flops=prev.flops + o.flops)
@@ -151,6 +154,9 @@ class Counts(Record):
 
     Parameters are counted once per distinct tensor (tied weights once); ``weight_params`` and
     ``bias_params`` split ``params`` by name (a parameter named ``...bias`` or ``bias_...`` is a bias).
+    ``backward_macs`` and ``backward_flops`` are the backward of a training step (``train=True``),
+    attributed to the forward node whose output the gradient flows through; the JSON leaves them
+    out where both are 0 (every row of a forward-only report).
     """
 
     params: int = 0
@@ -162,8 +168,13 @@ class Counts(Record):
     buffer_bytes: int = 0
     macs: int = 0
     flops: int = 0
+    backward_macs: int = 0
+    backward_flops: int = 0
     activation_elements: int = 0
     activation_bytes: int = 0
+
+    #: present only in training reports (and absent from fxcost 0.1's JSON)
+    BACKWARD: ClassVar[tuple[str, ...]] = ("backward_macs", "backward_flops")
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(*(getattr(self, n) + getattr(other, n) for n in self.names()))
@@ -188,16 +199,19 @@ class Counts(Record):
     def to_dict(self) -> dict[str, int]:
         """The totals' layout: torchinfo's order, trainable and non-trainable right after params."""
         d = {n: getattr(self, n) for n in self.names()}
+        if not any(d[n] for n in self.BACKWARD):
+            for n in self.BACKWARD:
+                del d[n]
         head = {"params": d.pop("params"), "trainable_params": d.pop("trainable_params"),
                 "non_trainable_params": self.non_trainable_params}
         return {**head, **d}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Counts:
-        missing = [n for n in cls.names() if n not in d]
+        missing = [n for n in cls.names() if n not in d and n not in cls.BACKWARD]
         if missing:
             raise ValueError(f"no {', '.join(missing)} among the counts")
-        return cls(**{n: int(d[n]) for n in cls.names()})
+        return cls(**{n: int(d.get(n, 0)) for n in cls.names()})
 
 
 #: the Counts names, for delegation from rows
@@ -249,7 +263,8 @@ class Row:
             "outputs": plain(self.output),
             "kernel_size": plain(self.kernel_size),
             "stride": plain(self.stride),
-            **{n: getattr(self.counts, n) for n in Counts.names()},
+            **{n: getattr(self.counts, n) for n in Counts.names()
+               if n not in Counts.BACKWARD or self.counts.backward_macs or self.counts.backward_flops},
             "members": self.members,
             "hparams": dict(self.hparams),
             "ops": plain(self.ops),
