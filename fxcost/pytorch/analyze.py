@@ -28,7 +28,7 @@ from fxcost.counting.arithmetic import Shape
 from fxcost.counting.conventions import Convention, get_convention
 from fxcost.counting.registry import FormulaRegistry
 from fxcost.counting.rows import memory_summary, unsupported_ops
-from fxcost.errors import FxcostError, InputSpecError, ShapeError, TraceError, first_line
+from fxcost.errors import FxcostError, InputSpecError, ShapeError, TraceError, UnsupportedOpError, first_line
 from fxcost.pytorch.aten import ATEN
 from fxcost.pytorch.backward import run_backward
 from fxcost.pytorch.diagnosis import Cause, all_failed, classify, failed_op, naming_module, needs_fake, user_line
@@ -45,13 +45,25 @@ from fxcost.pytorch.inputs import (
     signature,
 )
 from fxcost.pytorch.interpreter import NodeRecord, RecordingInterpreter
+from fxcost.pytorch.memory import LiveBytes, storage_bytes
 from fxcost.pytorch.recorder import OpRecorder
 from fxcost.pytorch.rows import call_graph_rows, calls_from_export, class_name, graph_rows
 from fxcost.pytorch.tensors import dtype_name, fake_tensor, output_specs, parse_dtype
 from fxcost.pytorch.tracers import HierarchyTracer, Traced, export, symbolic
 from fxcost.pytorch.working_copy import Hook, dense_encoders, fakeify, has_meta_weights, hook_in, hooks_of
 from fxcost.report.kinds import TRACERS, Method, Mode
-from fxcost.report.records import Edge, Fallback, InputSpec, OpaqueModule, OpCost, Row, TensorSpec, TraceInfo, merge_ops
+from fxcost.report.records import (
+    Edge,
+    Fallback,
+    InputSpec,
+    OpaqueModule,
+    OpCost,
+    PeakMemory,
+    Row,
+    TensorSpec,
+    TraceInfo,
+    merge_ops,
+)
 from fxcost.report.report import Report, Sweep
 
 
@@ -106,6 +118,33 @@ class _Counted:
     outputs: tuple[TensorSpec, ...]
     trace: TraceInfo
     mode: Mode
+    peak: PeakMemory | None = None
+
+
+@contextlib.contextmanager
+def _measured(job: _Job, modules: Sequence[nn.Module], inputs: Any, found: list[PeakMemory],
+              recorder: OpRecorder | None = None) -> Iterator[None]:
+    """Measure the live bytes of the forward run inside (not of a training step's: its backward
+    and optimizer are issue 12's next part); the result lands in ``found``, unless a measure is
+    there already."""
+    if job.train or found:
+        yield
+        return
+    recorder = recorder or job.recorder
+    weights = {id(t): t for m in modules for t in [*m.parameters(), *m.buffers()]}
+    params = [t for t in weights.values() if isinstance(t, nn.Parameter)]
+    buffers = [t for t in weights.values() if not isinstance(t, nn.Parameter)]
+    tensors = [t for t in tree_flatten(list(inputs))[0] if isinstance(t, torch.Tensor)]
+    live = LiveBytes([*weights.values(), *tensors])
+    recorder.memory = live
+    try:
+        yield
+    finally:
+        recorder.memory = None
+    resident = storage_bytes([*params, *buffers, *tensors])
+    p, b = storage_bytes(params), storage_bytes(buffers)
+    found.append(PeakMemory("inference", resident + live.peak, p, b, resident - p - b, live.peak - live.peak_temporaries,
+                            live.peak_temporaries, live.peak_at))
 
 
 def analyze(
@@ -171,7 +210,7 @@ def analyze(
                 try:
                     with _callers_rng_kept(True):
                         report = run(True)
-                except FxcostError:
+                except Exception:
                     raise e from None  # the real run failed too: the data-free failure is the one to show
             note = (f"ran on real tensors: the path depends on tensor values ({why}), and the inputs and "
                     f"weights given are real, so the given values decided it; other values may take another path")
@@ -184,12 +223,40 @@ def analyze(
             ) from None
 
 
+def _drop_backward_hooks(model: nn.Module) -> list[str]:
+    """Take the caller's backward hooks off the working copy (they would see data-free gradients,
+    and could record them where the caller looks): the modules that had some."""
+    found = []
+    for path, m in model.named_modules():
+        if m._backward_hooks or m._backward_pre_hooks:
+            m._backward_hooks.clear()
+            m._backward_pre_hooks.clear()
+            found.append(path or type(model).__name__)
+    return found
+
+
 def _values_decide(e: FxcostError) -> bool:
-    """The analysis may have failed for want of values: the forward reads them, runs an op whose
-    output shape depends on them (``nonzero``, ``torch.where(mask)``) or that refuses data-free
-    tensors (``pack_padded_sequence`` wants its lengths on the CPU). Not so for a failure
-    diagnosed as a mismatch of shapes or dtypes, which real tensors would meet again."""
-    return classify(e) not in (Cause.CHANNELS, Cause.TOO_SMALL, Cause.FEATURES, Cause.DTYPE)
+    """The analysis failed for want of values: the forward reads them, runs an op whose output
+    shape depends on them (``nonzero``, ``torch.where(mask)``), or packs a sequence by its
+    lengths (``pack_padded_sequence`` wants them on the CPU). Any other failure, a shape error
+    above all, real tensors would meet again: it is not worth a copy of the weights and a real run."""
+    if isinstance(e, (InputSpecError, UnsupportedOpError)):
+        return False
+    return classify(e) in (Cause.DATA_DEPENDENT, Cause.NEEDS_VALUES) or _in_packing(e)
+
+
+def _in_packing(e: BaseException) -> bool:
+    """The failure came from torch's sequence packing (torch/nn/utils/rnn.py), which reads lengths."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        tb = e.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.replace("\\", "/").endswith("torch/nn/utils/rnn.py"):
+                return True
+            tb = tb.tb_next
+        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+    return False
 
 
 def _real_data(model: nn.Module, input_size: Any, args: Any, kwargs: dict[str, Any] | None) -> bool:
@@ -275,7 +342,7 @@ def _analyze(
         raise InputSpecError(
             f"{type(model).__name__} is a TorchScript module (torch.jit.script or trace): fxcost follows a Python forward, and "
             f"TorchScript's interpreter runs this one out of its sight",
-            hint="analyze the nn.Module it was scripted from; TorchScript functions and submodules inside a Python model are fine",
+            hint="analyze the nn.Module it was scripted from; TorchScript functions inside a Python model are counted",
         )
     if tracer != "auto" and tracer not in TRACERS:
         raise InputSpecError(f"unknown tracer {tracer!r}", hint=f"one of: {', '.join(['auto', *TRACERS])}")
@@ -298,6 +365,7 @@ def _analyze(
     fallbacks: list[Fallback] = []
     errors: list[FxcostError] = []
     skipped: dict[Hook, str] = {}  # hooks that fail on data-free tensors, and why
+    backward_hooks: list[str] = []
     i = 0
     while True:
         method = methods[i]
@@ -307,6 +375,7 @@ def _analyze(
             dense = dense_encoders(shadow)
             if train:
                 shadow.train()
+                backward_hooks = _drop_backward_hooks(shadow)
             job = _Job(shadow, margs, mkwargs, recorder, rules, input_specs(shadow.forward, margs, mkwargs), leaf_set, real,
                        train)
             run = _STRATEGIES[method](job)
@@ -332,6 +401,8 @@ def _analyze(
         notes.append(f"nn.TransformerEncoder {', '.join(dense)}: the dense path is counted; with a src_key_padding_mask, "
                      f"inference (eval, no gradients) takes a nested-tensor fast path that computes only the unpadded "
                      f"positions, fewer than counted")
+    if train and backward_hooks:
+        notes.append(f"backward hooks not run (they expect real gradients): {', '.join(backward_hooks)}")
     if train:
         notes.append("a training step: the forward in train mode with gradients on, then the backward of the first "
                      "floating-point output cast to float32 and summed (counted in the layer that made that output)")
@@ -351,6 +422,7 @@ def _analyze(
         mode=run.mode,
         outputs=run.outputs,
         edges=tuple(run.edges),
+        peak_memory=run.peak,
     )
 
 
@@ -403,12 +475,13 @@ def _symbolic(job: _Job) -> _Counted:
             out = interp.run(*vals)
         with naming_module("running the backward"), context:
             records = job.with_backward(interp.records, out)
+        peak: list[PeakMemory] = []
         with context, job.grad():
-            _same_path(job, traced, interp.records, folded, a, kw)
+            _same_path(job, traced, interp.records, folded, a, kw, peak)
         opaque = tuple(OpaqueModule(p, type(traced.root.get_submodule(p)).__name__, r) for p, r in traced.opaque.items())
         trace = TraceInfo(traced.method, graph_nodes=len(traced.graph.nodes), opaque=opaque)
         rows, edges = graph_rows(traced.root, records, job.convention, folded=folded)
-        return _Counted(rows, edges, output_specs(out), trace, job.mode)
+        return _Counted(rows, edges, output_specs(out), trace, job.mode, peak[0] if peak else None)
 
     try:
         return _with_fake_retry(job, attempt)
@@ -417,13 +490,17 @@ def _symbolic(job: _Job) -> _Counted:
 
 
 def _same_path(job: _Job, traced: Traced, records: list[NodeRecord], folded: tuple[OpCost, ...],
-               args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+               args: tuple[Any, ...], kwargs: dict[str, Any], peak: list[PeakMemory]) -> None:
     """Symbolic tracing follows the branch a Proxy takes, not the one the input takes: a forward
     with ``if isinstance(cond, torch.Tensor):``, a check of ``None``-ness or of an attribute of
     an input, can lose or add work without an error. So the forward runs once more, op by op on
     the same inputs, and the graph must have dispatched the same aten ops (in-place variants as
     their out-of-place ops) and called the same modules as often; else :class:`TraceError`, and
-    ``auto`` moves on to a tracer that follows the forward's own path."""
+    ``auto`` moves on to a tracer that follows the forward's own path.
+
+    That run is the forward as Python runs it, so it is also where the peak memory is measured
+    (into ``peak``): a local variable holds its tensor until it is reassigned or its function
+    returns, which a graph, freeing each value after its last read, does not see."""
     graph_ops: Counter[str] = Counter()
     for o in (*folded, *(o for r in records for o in (*r.ops, *(o for c in r.calls for o in c.ops)))):
         graph_ops[_plain(o.op)] += o.count  # an opaque module's ops are in its calls
@@ -432,8 +509,11 @@ def _same_path(job: _Job, traced: Traced, records: list[NodeRecord], folded: tup
     calls: Counter[str] = Counter()
     watched = _leaves_of(job.shadow, HierarchyTracer(traced.opaque, job.leaves))
     handles = [m.register_forward_pre_hook(lambda *_, p=path: calls.update([p])) for path, m in watched]
+    where = [m.register_forward_pre_hook(lambda *_, p=path: setattr(counter.memory, "where", p) if counter.memory else None)
+             for path, m in job.shadow.named_modules() if path]
+    handles += where
     try:
-        with counter:
+        with counter, _measured(job, [job.shadow], (args, kwargs), peak, counter):
             job.shadow(*args, **kwargs)
     except Exception as e:  # the graph ran where the forward does not: it took another path
         raise TraceError(f"torch.fx's graph ran, but the forward fails on these inputs: {first_line(e)}",
@@ -507,13 +587,15 @@ def _export(job: _Job) -> _Counted:
     if len(flat) != len(placeholders):
         raise TraceError(f"torch.export's graph takes {len(placeholders)} inputs where fxcost has {len(flat)}")
     interp = RecordingInterpreter(traced.runner or shadow, traced.graph, recorder, train=job.train)
-    with naming_module("propagating shapes"), job.grad(), recorder:
+    peak: list[PeakMemory] = []
+    with naming_module("propagating shapes"), job.grad(), _measured(job, [traced.runner or shadow, shadow], flat, peak), recorder:
         out = interp.run(*flat)
     with naming_module("running the backward"):
         records = job.with_backward(interp.records, out)
     calls, flow = calls_from_export(shadow, records, job.leaves)
     rows, edges = call_graph_rows(shadow, job.inputs, calls, flow, job.convention)
-    return _Counted(rows, edges, output_specs(out), TraceInfo(Method.EXPORT, graph_nodes=len(traced.graph.nodes)), job.mode)
+    return _Counted(rows, edges, output_specs(out), TraceInfo(Method.EXPORT, graph_nodes=len(traced.graph.nodes)), job.mode,
+                    peak[0] if peak else None)
 
 
 def _eager(job: _Job) -> _Counted:

@@ -687,7 +687,8 @@ def _group_norm_backward(dy: Shape, x: Shape, mean: Any, rstd: Any, weight: Any 
 def _scatter_add_backward(dy: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
     """[input] = backward(dy, ...): each gradient element is added into the input position (or the
     embedding row) it came from (max pooling's argmax, an embedding's token, an adaptive average's
-    window with its 1/size folded in): FLOPs = prod(dy)"""
+    window with its 1/size folded in, a nearest upsampling's source, a padding's mirrored or
+    replicated border): FLOPs = prod(dy)"""
     return A.pointwise(prod(dy))
 
 
@@ -697,6 +698,36 @@ def _avg_pool_backward(dy: Shape, x: Shape, kernel_size: Any, *_: Any, out: Any 
     over its window, one add per window element, as the forward's pooling count"""
     return A.pooling(prod(dy), A.window(kernel_size, len(x) - 2))
 
+
+def _interpolation_backward(taps: int, name: str) -> Formula:
+    def formula(dy: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
+        return Cost(0, 2 * taps * prod(dy))
+
+    formula.__doc__ = (f"[N, C, *Si] = {name}(dy[N, C, *So], ...): each output gradient is weighted and added "
+                       f"into its {taps} input taps: FLOPs = {2 * taps} * prod(dy)")
+    return formula
+
+
+_reg.formula("aten::upsample_linear1d_backward")(_interpolation_backward(2, "upsample_linear1d_backward"))
+_reg.formula("aten::upsample_bilinear2d_backward")(_interpolation_backward(4, "upsample_bilinear2d_backward"))
+_reg.formula("aten::upsample_trilinear3d_backward")(_interpolation_backward(8, "upsample_trilinear3d_backward"))
+_reg.formula("aten::upsample_bicubic2d_backward")(_interpolation_backward(16, "upsample_bicubic2d_backward"))
+_reg.formula(
+    "aten::upsample_nearest1d_backward", "aten::upsample_nearest2d_backward", "aten::upsample_nearest3d_backward",
+    "aten::adaptive_max_pool2d_backward", "aten::adaptive_max_pool3d_backward",
+    "aten::reflection_pad1d_backward", "aten::reflection_pad2d_backward", "aten::reflection_pad3d_backward",
+    "aten::replication_pad1d_backward", "aten::replication_pad2d_backward", "aten::replication_pad3d_backward",
+)(_scatter_add_backward)
+@_reg.formula("transformers::grouped_mm_fallback_backward")
+def _grouped_mm_fallback_backward(a: Shape, b: Shape, offs: Any, dy: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """d_input[M, K], d_weight[G, K, N] = grouped_mm_fallback_backward(input[M, K], weight[G, K, N],
+    offs, dy[M, N]): each row's input gradient dy @ W_g^T and each group's weight gradient
+    x_g^T @ dy_g: twice the forward's MACs, M * K * N each"""
+    forward = A.matmul(a[0], a[1], b[-1])
+    return Cost(2 * forward.macs, 2 * forward.flops)
+
+
+_reg.formula("aten::_prelu_kernel_backward", "aten::glu_backward")(elementwise(A.ACTIVATION_BACKWARD_FLOPS))
 
 _reg.free("aten::select_backward", "aten::slice_backward", "aten::index_select_backward", "aten::unfold_backward",
           "aten::diagonal_backward", "aten::as_strided_scatter", reason=Free.DATA_MOVEMENT)

@@ -46,7 +46,9 @@ def _tagged(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
             # torch's meta kernel for _grouped_mm demands bfloat16 (its CUDA kernel's rule) where the
             # CPU kernel takes any float dtype (transformers' MoE experts on CPU): shape it as bfloat16
             a, b, *rest = args
-            return func(a.to(torch.bfloat16), b.to(torch.bfloat16), *rest, **kwargs).to(a.dtype)
+            out_dtype = kwargs.get("out_dtype") or a.dtype
+            shaped = func(a.to(torch.bfloat16), b.to(torch.bfloat16), *rest, **{**kwargs, "out_dtype": None})
+            return shaped.to(out_dtype)
         return func(*args, **kwargs)
     except Exception as e:
         if not hasattr(e, OP_ATTRIBUTE):
@@ -72,6 +74,7 @@ class OpRecorder(TorchDispatchMode):
         self._tally: dict[str, list[Any]] = {}
         self._fates: dict[Any, tuple[str, Fate, Any, str]] = {}
         self._pending: list[tuple[str, Any, tuple[Any, ...], dict[str, Any]]] = []  # custom ops to run through
+        self.memory: Any = None  # a LiveBytes (fxcost.pytorch.memory) while a run's memory is measured
 
     def take(self) -> tuple[OpCost, ...]:
         """The ops tallied so far, and a fresh tally."""
@@ -139,4 +142,6 @@ class OpRecorder(TorchDispatchMode):
             entry[0] += 1
             entry[1] += macs
             entry[2] += flops
+        if self.memory is not None:
+            self.memory.seen(out)
         return out

@@ -78,8 +78,12 @@ def output_specs(value: Any) -> tuple[TensorSpec, ...]:
 
 
 def meta_tensor(x: Any) -> Any:
-    """``x`` as a meta tensor of the same shape, stride and dtype (anything else as it is)."""
-    return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta") if isinstance(x, torch.Tensor) else x
+    """``x`` as a meta tensor of the same shape, stride, dtype and ``requires_grad`` (a training
+    step computes the gradient of an input that asks for one); anything else as it is."""
+    if not isinstance(x, torch.Tensor):
+        return x
+    meta = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta")
+    return meta.requires_grad_() if x.requires_grad and (x.is_floating_point() or x.is_complex()) else meta
 
 
 def fake_tensor(x: Any, fake_mode: FakeTensorMode) -> Any:
@@ -95,7 +99,9 @@ def realize(x: Any) -> Any:
     if not isinstance(x, torch.Tensor):
         return x
     if x.device.type != "meta" and not isinstance(x, torch._subclasses.FakeTensor):
-        return x
+        # the caller's data, cut from the caller's autograd graph (a training step's backward must
+        # not reach into it), asking for a gradient only if the caller's did
+        return x.detach().requires_grad_(x.requires_grad) if x.is_leaf or x.requires_grad else x
     if x.dtype.is_floating_point or x.dtype.is_complex:
         return torch.randn(x.shape, dtype=x.dtype)
     return torch.zeros(x.shape, dtype=x.dtype)
