@@ -147,3 +147,100 @@ def test_train_refuses_what_it_cannot_do(capsys: pytest.CaptureFixture[str], tmp
     onnx.save(onnx.helper.make_model(graph), path)
     assert main(["analyze", str(path), "--train"]) == 2
     assert "--train" in capsys.readouterr().err
+
+
+# --- found in review ----------------------------------------------------------------------------
+
+
+def test_the_callers_backward_hooks_do_not_run() -> None:
+    seen: list[str] = []
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    model[0].register_full_backward_hook(lambda m, gi, go: seen.append(go[0].device.type))
+    report = fxcost.analyze(model, input_size=(2, 4), train=True)
+    assert seen == [] and report.total().backward_macs == 4 * 2 * 4
+    assert any("backward hooks not run" in n for n in report.trace.notes)
+
+
+def test_a_real_run_does_not_backpropagate_into_the_callers_graph() -> None:
+    encoder, head = nn.Linear(16, 64), nn.Linear(64, 8)
+    x = encoder(torch.randn(5, 16))  # part of the caller's graph
+    report = fxcost.analyze(head, example_inputs=(x,), train=True, real=True)
+    assert encoder.weight.grad is None
+    # by hand: head's weight gradient 8 x 5 x 64 and its input gradient 5 x 8 x 64 (x asks for one)
+    assert report.total().backward_macs == 2 * 8 * 5 * 64
+    meta = fxcost.analyze(head, example_inputs=(x.detach().to("meta").requires_grad_(),), train=True)
+    assert meta.total().backward_macs == report.total().backward_macs
+
+
+def test_a_dataclass_output_trains() -> None:
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Out:
+        logits: torch.Tensor
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> Out:
+            return Out(self.fc(x))
+
+    assert fxcost.analyze(Net(), input_size=(2, 4), train=True).total().backward_macs == 3 * 2 * 4
+
+
+def test_a_genuine_shape_error_is_not_run_for_real() -> None:
+    class Bad(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return self.fc(x) + y
+
+    ran: list[bool] = []
+    model = Bad()
+    model.fc.register_forward_pre_hook(lambda m, a: ran.append(a[0].device.type == "cpu"))
+    with pytest.raises(fxcost.errors.FxcostError):
+        fxcost.analyze(model, example_inputs=(torch.randn(2, 4), torch.randn(3, 4)))
+    assert not any(ran)  # never on the caller's real data
+
+
+def test_transformers_moe_experts_train() -> None:
+    tf = pytest.importorskip("transformers")
+
+    def mixtral(implementation: str) -> nn.Module:
+        torch.manual_seed(0)
+        return tf.MixtralForCausalLM(tf.MixtralConfig(
+            vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+            num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, experts_implementation=implementation,
+            use_cache=False))
+
+    ids = torch.randint(0, 128, (1, 6))
+    batched = fxcost.analyze(mixtral("batched_mm"), example_inputs=(ids,), train=True)
+    assert 2 * batched.total().backward_macs == backward_reference(mixtral("batched_mm"), (ids,))[0]
+    # grouped_mm's backward is transformers' custom grouped_mm_fallback_backward, which
+    # FlopCounterMode counts as 0: it must cost what the batched experts' backward costs
+    grouped = fxcost.analyze(mixtral("grouped_mm"), example_inputs=(ids,), train=True)
+    assert grouped.total().backward_macs == batched.total().backward_macs
+    assert not batched.unsupported and not grouped.unsupported
+
+
+def test_backward_formulas_of_resampling_and_padding_by_hand() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = nn.functional.pad(self.conv(x), (1, 1, 1, 1), mode="reflect")
+            return nn.functional.interpolate(y, scale_factor=2, mode="bilinear")
+
+    report = fxcost.analyze(Net(), input_size=(1, 2, 4, 4), train=True)
+    ops = {o.op: o for r in report.layers for o in r.ops if o.backward}
+    assert not report.unsupported
+    # bilinear: each of the 1 x 2 x 12 x 12 output gradients weighted into 4 taps, 2 FLOPs a tap
+    assert ops["aten::upsample_bilinear2d_backward"].flops == 2 * 4 * (2 * 12 * 12)
+    # reflect padding: each of the 1 x 2 x 6 x 6 gradients added into its source, 1 FLOP each
+    assert ops["aten::reflection_pad2d_backward"].flops == 2 * 6 * 6

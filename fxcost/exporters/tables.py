@@ -127,6 +127,14 @@ def trace_notes(trace: dict[str, Any]) -> list[tuple[str, str]]:
     return notes
 
 
+def _peak(p: dict[str, Any]) -> str:
+    """The inference peak and what it is made of (buffers where there are any)."""
+    parts = [("params", p["params_bytes"]), ("buffers", p["buffers_bytes"]), ("inputs", p["inputs_bytes"]),
+             ("activations", p["activations_bytes"]), ("the layer's own", p["temporaries_bytes"])]
+    shown = ", ".join(f"{k} {mb(v)}" for k, v in parts if v or k != "buffers")
+    return f"{mb(p['peak_bytes'])} at {p['at'] or '(root)'}, inference: {shown}"
+
+
 def totals_notes(d: dict[str, Any]) -> list[tuple[str, str]]:
     t, m = d["totals"], d["memory"]
     return [
@@ -146,6 +154,7 @@ def totals_notes(d: dict[str, Any]) -> list[tuple[str, str]]:
         ("Forward/backward pass size (MB)", mb(m["forward_backward_bytes"])),
         ("Params size (MB)", mb(m["params_bytes"])),
         ("Estimated Total Size (MB)", mb(m["total_bytes"])),
+        *([("Peak memory (MB)", _peak(p))] if (p := d.get("peak_memory")) else []),
     ]
 
 

@@ -293,6 +293,25 @@ class MemorySummary(Record):
 
 
 @dataclass(frozen=True)
+class PeakMemory(Record):
+    """The most bytes alive at once during the run, from the lifetimes of its tensors.
+
+    ``inference``: the forward without gradients. The parameters, buffers and inputs live
+    throughout; ``activations_bytes`` are the outputs of earlier layers still to be read at the
+    peak, ``temporaries_bytes`` what the layer running then (``at``) has made so far.
+    """
+
+    mode: str
+    peak_bytes: int
+    params_bytes: int
+    buffers_bytes: int
+    inputs_bytes: int
+    activations_bytes: int
+    temporaries_bytes: int
+    at: str
+
+
+@dataclass(frozen=True)
 class Edge(Record):
     """A tensor that flows from one row to another (row ids of the same view)."""
 

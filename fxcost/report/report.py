@@ -13,6 +13,7 @@ from fxcost.report.records import (
     Edge,
     InputSpec,
     MemorySummary,
+    PeakMemory,
     Row,
     TensorSpec,
     TraceInfo,
@@ -46,6 +47,9 @@ class Report:
     edges: tuple[Edge, ...] = ()
     view: View = View.LAYER
     depth: int | None = None
+    #: the inference forward's peak of live bytes (None for an ONNX file, or a report read from
+    #: the JSON of a fxcost without it)
+    peak_memory: PeakMemory | None = None
 
     def total(self) -> Counts:
         return Counts.total(r.counts for r in self.layers)
@@ -139,6 +143,7 @@ class Report:
             inputs=tuple(InputSpec.from_dict(i) for i in d["inputs"]),
             layers=tuple(Row.from_dict(r) for r in d["layers"]),
             memory=MemorySummary.from_dict(d["memory"]),
+            peak_memory=PeakMemory.from_dict(d["peak_memory"]) if "peak_memory" in d else None,
             unsupported=tuple(UnsupportedOp.from_dict(u) for u in d["unsupported"]),
             trace=TraceInfo.from_dict(d["trace"]),
             module_types=dict(d["module_types"]),
@@ -160,6 +165,7 @@ class Report:
             "outputs": [o.to_dict() for o in self.outputs],
             "totals": self.total().to_dict(),
             "memory": self.memory.to_dict(),
+            **({"peak_memory": self.peak_memory.to_dict()} if self.peak_memory is not None else {}),
             "layers": [r.to_dict() for r in self.layers],
             "unsupported": [u.to_dict() for u in self.unsupported],
             "edges": [e.to_dict() for e in self.edges],
