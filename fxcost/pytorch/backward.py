@@ -67,37 +67,16 @@ class BackwardRecorder(OpRecorder):
         """``first``: the node the ops before any autograd node runs belong to (the loss's seed)."""
         super().__init__(recorder.registry)
         self.tallies: dict[str, dict[str, list[Any]]] = {}
-        self._pending_tallies: list[dict[str, list[Any]]] = []
-        self._in_pending = False
         self._last = first
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
-        if not self._in_pending:  # a custom op's implementation tallies into its own node
+        if not self._in_pending:  # a custom op's implementation tallies into the node it ran in
             fn = torch._C._current_autograd_node()
             tag = _metadata(fn).get(TAG) if fn is not None else None
             if tag is not None:
                 self._last = tag
             self._tally = self.tallies.setdefault(tag or self._last, {})
         return super().__torch_dispatch__(func, types, args, kwargs)
-
-    def _through_implementation(self, name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Any, str]:
-        fate, reason = super()._through_implementation(name, args, kwargs)
-        if len(self._pending) > len(self._pending_tallies):
-            self._pending_tallies.append(self._tally)  # its ops belong to the node running now
-        return fate, reason
-
-    def _run_pending(self) -> None:
-        """Run each custom op's implementation into the tally of the node it was dispatched in."""
-        pending, tallies = self._pending, self._pending_tallies
-        self._pending, self._pending_tallies = [], []
-        self._in_pending = True
-        try:
-            for item, tally in zip(pending, tallies, strict=True):
-                self._tally, self._pending = tally, [item]
-                super()._run_pending()  # ops it calls, custom ones too, land in the same tally
-                self._pending_tallies = []
-        finally:
-            self._in_pending = False
 
     def ops(self) -> dict[str, tuple[Any, ...]]:
         """Each graph node's backward ops (by node name), as OpCost with ``backward=True``."""

@@ -73,7 +73,9 @@ class OpRecorder(TorchDispatchMode):
         self.registry = registry
         self._tally: dict[str, list[Any]] = {}
         self._fates: dict[Any, tuple[str, Fate, Any, str]] = {}
-        self._pending: list[tuple[str, Any, tuple[Any, ...], dict[str, Any]]] = []  # custom ops to run through
+        # custom ops to run through, each with the tally it was dispatched into
+        self._pending: list[tuple[str, Any, tuple[Any, ...], dict[str, Any], dict[str, list[Any]]]] = []
+        self._in_pending = False  # running one of them: its ops go to its tally
         self.memory: Any = None  # a LiveBytes (fxcost.pytorch.memory) while a run's memory is measured
 
     def take(self) -> tuple[OpCost, ...]:
@@ -92,21 +94,25 @@ class OpRecorder(TorchDispatchMode):
         op = OPDEFS.get(name)
         if op is None:
             return Fate.UNSUPPORTED, ""
-        self._pending.append((name, op._init_fn, tuple(args), dict(kwargs)))
+        self._pending.append((name, op._init_fn, tuple(args), dict(kwargs), self._tally))
         return Fate.FREE, _THROUGH
 
     def _run_pending(self) -> None:
         from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
-        while self._pending:
-            name, fn, args, kwargs = self._pending.pop(0)
-            active = any(m is self for m in _get_current_dispatch_mode_stack())
-            try:
-                with contextlib.nullcontext() if active else self:  # twice on the stack, it would count twice
-                    fn(*args, **kwargs)
-            except Exception as e:  # code that needs values: the op stays unsupported, saying why
-                entry = self._tally[name]
-                entry[3], entry[4] = Fate.UNSUPPORTED, f"custom op: its Python implementation does not run on data-free tensors ({first_line(e)})"
+        current, self._in_pending = self._tally, True
+        try:
+            while self._pending:
+                name, fn, args, kwargs, self._tally = self._pending.pop(0)
+                active = any(m is self for m in _get_current_dispatch_mode_stack())
+                try:
+                    with contextlib.nullcontext() if active else self:  # twice on the stack, it would count twice
+                        fn(*args, **kwargs)
+                except Exception as e:  # code that needs values: the op stays unsupported, saying why
+                    entry = self._tally[name]
+                    entry[3], entry[4] = Fate.UNSUPPORTED, f"custom op: its Python implementation does not run on data-free tensors ({first_line(e)})"
+        finally:
+            self._tally, self._in_pending = current, False
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
