@@ -19,7 +19,6 @@ from fxcost.errors import printable
 from fxcost.exporters.tables import Table, table_of
 from fxcost.report.compare import Comparison
 from fxcost.report.crosscheck import CrossCheck
-from fxcost.report.records import Counts
 from fxcost.report.report import Report, Sweep
 from fxcost.report.review import Review
 
@@ -103,8 +102,7 @@ _LAYER_CSV = ["id", "name", "type", "kind", "module_path", "kernel_size", "strid
 
 @to_csv.register
 def _report_csv(report: Report) -> str:
-    trained = bool(report.total().backward_macs or report.total().backward_flops)
-    metrics = tuple(m for m in Counts.names() if trained or m not in Counts.BACKWARD)
+    metrics = report.total().present()
 
     def line(r: dict[str, Any]) -> list[Any]:
         shape = r["output_shape"]

@@ -192,16 +192,18 @@ class Counts(Record):
                 sums[n] += getattr(c, n)
         return cls(**sums)
 
+    def present(self) -> tuple[str, ...]:
+        """The metrics a report shows: all, the backward's only where there is one (``train``)."""
+        trained = self.backward_macs or self.backward_flops
+        return tuple(n for n in self.names() if trained or n not in self.BACKWARD)
+
     @property
     def non_trainable_params(self) -> int:
         return self.params - self.trainable_params
 
     def to_dict(self) -> dict[str, int]:
         """The totals' layout: torchinfo's order, trainable and non-trainable right after params."""
-        d = {n: getattr(self, n) for n in self.names()}
-        if not any(d[n] for n in self.BACKWARD):
-            for n in self.BACKWARD:
-                del d[n]
+        d = {n: getattr(self, n) for n in self.present()}
         head = {"params": d.pop("params"), "trainable_params": d.pop("trainable_params"),
                 "non_trainable_params": self.non_trainable_params}
         return {**head, **d}
@@ -263,8 +265,7 @@ class Row:
             "outputs": plain(self.output),
             "kernel_size": plain(self.kernel_size),
             "stride": plain(self.stride),
-            **{n: getattr(self.counts, n) for n in Counts.names()
-               if n not in Counts.BACKWARD or self.counts.backward_macs or self.counts.backward_flops},
+            **{n: getattr(self.counts, n) for n in self.counts.present()},
             "members": self.members,
             "hparams": dict(self.hparams),
             "ops": plain(self.ops),
