@@ -39,6 +39,7 @@ def add_analysis(p: argparse.ArgumentParser, two: bool = False) -> None:
     add_inputs(p)
     add_tracing(p)
     add_counting(p)
+    add_memory(p)
 
 
 def add_model(p: argparse.ArgumentParser, spec_help: str = SPEC_HELP, two: bool = False) -> None:
@@ -95,7 +96,29 @@ def add_counting(p: argparse.ArgumentParser, group: Any = None) -> None:
     g.add_argument("--strict", action="store_true", help="fail when an op has no cost formula")
     g.add_argument("--train", action="store_true",
                    help="count a training step: the forward in train mode, then the backward of the first float output "
-                        "summed (backward MACs and FLOPs per layer; frozen parameters get no gradient)")
+                        "summed (backward MACs and FLOPs per layer; frozen parameters get no gradient), and measure its "
+                        "peak memory (params, grads, optimizer states, activations, temporaries)")
+
+
+def add_memory(p: argparse.ArgumentParser) -> None:
+    """What a training step's memory is measured with (--optimizer, --amp, --checkpoint, --shard) and --fit."""
+    from fxcost.pytorch.step import AMP_DTYPES, DEFAULT_OPTIMIZER, OPTIMIZERS
+
+    g = p.add_argument_group("memory of a training step (with --train) and --fit")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                   help=f"the optimizer whose states the step allocates, as PyTorch's own does (default {DEFAULT_OPTIMIZER})")
+    g.add_argument("--amp", choices=AMP_DTYPES, default=None,
+                   help="mixed precision: the forward under autocast (float32 weights, low-precision matmuls and "
+                        "the activations they save)")
+    g.add_argument("--checkpoint", action="append", default=[], metavar="MODULE",
+                   help="recompute a module (path or class name, e.g. LlamaDecoderLayer) in the backward instead of "
+                        "saving its activations; its forward ops are counted again (repeatable)")
+    g.add_argument("--shard", metavar="SCHEME:RANKS", default=None,
+                   help="the peak per rank when data-parallel ranks shard the model states: zero1 (optimizer states), "
+                        "zero2 (and gradients), zero3 or fsdp (and parameters), e.g. zero2:8")
+    g.add_argument("--fit", metavar="SIZE", default=None,
+                   help="find the largest batch (the first dimension of every input) whose peak fits SIZE, e.g. 80GiB "
+                        "or 24GB; a training step's peak with --train, the forward's without")
 
 
 def add_output(p: argparse.ArgumentParser, output: bool = True) -> None:
@@ -166,6 +189,9 @@ def load(spec: str, args: argparse.Namespace) -> tuple[Any, str]:
     if is_onnx(spec):
         given = [flag for flag, on in (("--arg", args.arg), ("--config", args.config), ("--kwarg", args.kwarg),
                                        ("--dtype", getattr(args, "dtype", None)), ("--train", getattr(args, "train", False)),
+                                       ("--optimizer", getattr(args, "optimizer", None)), ("--amp", getattr(args, "amp", None)),
+                                       ("--checkpoint", getattr(args, "checkpoint", [])), ("--shard", getattr(args, "shard", None)),
+                                       ("--fit", getattr(args, "fit", None)),
                                        ("--leaf", getattr(args, "leaf", [])), ("--real", getattr(args, "real", False)),
                                        ("--tracer", getattr(args, "tracer", "auto") != "auto"))
                  if on]
@@ -194,7 +220,8 @@ def analyze_one(model: Any, name: str, call: Call, args: argparse.Namespace) -> 
         return fxcost.analyze(
             model, example_inputs=tensors, example_kwargs=kwargs, convention=args.convention, real=args.real,
             strict=args.strict, name=name, tracer=args.tracer, leaves=args.leaf, dtype=getattr(args, "dtype", None),
-            train=getattr(args, "train", False),
+            train=getattr(args, "train", False), optimizer=getattr(args, "optimizer", None), amp=getattr(args, "amp", None),
+            checkpoint=getattr(args, "checkpoint", []), shard=getattr(args, "shard", None), fit=getattr(args, "fit", None),
         )
 
 

@@ -125,6 +125,7 @@ class RowBuilder:
         kernel_size: tuple[int, ...] | None = None,
         stride: tuple[int, ...] | None = None,
         hparams: tuple[tuple[str, str], ...] = (),
+        saved: int = 0,
     ) -> Row:
         """One row. ``allocated``: the tensors it newly allocated; ``leaf_outputs``: what it
         returned, when it is a leaf module's call (or an input); the convention picks which
@@ -140,7 +141,7 @@ class RowBuilder:
         backward = [o for o in ops if o.backward]
         work = Counts(macs=sum(o.macs for o in forward), flops=sum(o.flops for o in forward),
                       backward_macs=sum(o.macs for o in backward), backward_flops=sum(o.flops for o in backward),
-                      activation_elements=elements, activation_bytes=nbytes)
+                      activation_elements=elements, activation_bytes=nbytes, saved_bytes=saved)
         row = Row(id=len(self.rows), name=name, type=type, kind=kind, module_path=module_path, output=output,
                   kernel_size=kernel_size, stride=stride, counts=claimed + self.claim(weights) + work, ops=ops, hparams=hparams)
         self.rows.append(row)

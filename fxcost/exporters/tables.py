@@ -107,10 +107,11 @@ def layer_table(report: Report) -> Table:
     )
     columns, numeric = LAYER_COLUMNS, {"id", "activations", "params", "% params", "MACs", "% MACs"}
     if "backward_macs" in t:  # a training step: the backward's columns beside the forward's
-        columns = [*columns, "backward MACs", "% backward"]
-        numeric |= {"backward MACs", "% backward"}
+        columns = [*columns, "backward MACs", "% backward", "saved (MB)"]
+        numeric |= {"backward MACs", "% backward", "saved (MB)"}
         for row, r in zip(rows, [*d["layers"], t], strict=True):
-            row += [count(r.get("backward_macs", 0)), share(r.get("backward_macs", 0), t["backward_macs"])]
+            row += [count(r.get("backward_macs", 0)), share(r.get("backward_macs", 0), t["backward_macs"]),
+                    mb(r.get("saved_bytes", 0))]
     table = Table(header_line(d), columns, rows, numeric=numeric, total_last=True)
     table.notes = totals_notes(d) + trace_notes(d.get("trace", {}))
     table.warnings = [
@@ -128,11 +129,34 @@ def trace_notes(trace: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _peak(p: dict[str, Any]) -> str:
-    """The inference peak and what it is made of (buffers where there are any)."""
+    """The peak and what it is made of (buffers where there are any)."""
+    if p["mode"] == "train":
+        parts = [("params", p["params_bytes"]), ("grads", p["grads_bytes"]), ("optimizer", p["optimizer_bytes"]),
+                 ("activations", p["activations_bytes"]), ("temporaries", p["temporaries_bytes"]),
+                 ("inputs", p["inputs_bytes"]), ("buffers", p["buffers_bytes"])]
+        shown = ", ".join(f"{k} {mb(v)}" for k, v in parts if v or k != "buffers")
+        how = p.get("optimizer", "") + (f", autocast {p['amp']}" if p.get("amp") else "")
+        return f"{mb(p['peak_bytes'])} in the {p['phase']} at {p['at'] or '(root)'}, training step ({how}): {shown}"
     parts = [("params", p["params_bytes"]), ("buffers", p["buffers_bytes"]), ("inputs", p["inputs_bytes"]),
              ("activations", p["activations_bytes"]), ("the layer's own", p["temporaries_bytes"])]
     shown = ", ".join(f"{k} {mb(v)}" for k, v in parts if v or k != "buffers")
     return f"{mb(p['peak_bytes'])} at {p['at'] or '(root)'}, inference: {shown}"
+
+
+def _memory_lines(p: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The peak, and with --shard and --fit their lines."""
+    if not p:
+        return []
+    lines = [("Peak memory (MB)", _peak(p))]
+    if s := p.get("shard"):
+        lines.append((f"Peak per rank, {s['scheme']} over {s['ranks']} (MB)",
+                      f"{mb(s['peak_bytes'])}: params {mb(s['params_bytes'])}, grads {mb(s['grads_bytes'])}, "
+                      f"optimizer {mb(s['optimizer_bytes'])}, activations and temporaries whole"))
+    if f := p.get("fit"):
+        limit = f["limit_bytes"]
+        lines.append((f"Largest batch in {limit / 2**30:.2f} GiB" if limit >= 2**30 else f"Largest batch in {limit / 2**20:.2f} MiB",
+                      f"{f['batch']:,} (peak {mb(f['peak_bytes'])} MB; batch {f['batch'] + 1:,}: {mb(f['next_peak_bytes'])} MB)"))
+    return lines
 
 
 def totals_notes(d: dict[str, Any]) -> list[tuple[str, str]]:
@@ -147,14 +171,16 @@ def totals_notes(d: dict[str, Any]) -> list[tuple[str, str]]:
         *([("Backward MACs", f"{count(t['backward_macs'])} ({human(t['backward_macs'], 'MACs')})"),
            ("Backward FLOPs", f"{count(t['backward_flops'])} ({human(t['backward_flops'], 'FLOPs')})"),
            ("Training step FLOPs", f"{count(t['flops'] + t['backward_flops'])} "
-                                   f"({human(t['flops'] + t['backward_flops'], 'FLOPs')}): forward + backward")]
+                                   f"({human(t['flops'] + t['backward_flops'], 'FLOPs')}): forward + backward"),
+           ("Saved for backward (MB)", f"{mb(t.get('saved_bytes', 0))}: what the forward's ops keep for the backward, "
+                                       f"weights aside")]
           if "backward_macs" in t else []),
         ("Activations", f"{count(t['activation_elements'])} elements, {mb(t['activation_bytes'])} MB"),
         ("Input size (MB)", mb(m["input_bytes"])),
         ("Forward/backward pass size (MB)", mb(m["forward_backward_bytes"])),
         ("Params size (MB)", mb(m["params_bytes"])),
         ("Estimated Total Size (MB)", mb(m["total_bytes"])),
-        *([("Peak memory (MB)", _peak(p))] if (p := d.get("peak_memory")) else []),
+        *_memory_lines(d.get("peak_memory")),
     ]
 
 

@@ -48,8 +48,21 @@ from fxcost.pytorch.interpreter import NodeRecord, RecordingInterpreter
 from fxcost.pytorch.memory import LiveBytes, storage_bytes
 from fxcost.pytorch.recorder import OpRecorder
 from fxcost.pytorch.rows import call_graph_rows, calls_from_export, class_name, graph_rows
+from fxcost.pytorch.step import (
+    AMP_DTYPES,
+    DEFAULT_OPTIMIZER,
+    StepRunner,
+    checkpoint_paths,
+    fit_batch,
+    optimizer_for,
+    parse_shard,
+    parse_size,
+    peak_memory,
+    shard,
+    wrap_checkpoints,
+)
 from fxcost.pytorch.tensors import dtype_name, fake_tensor, output_specs, parse_dtype
-from fxcost.pytorch.tracers import HierarchyTracer, Traced, export, symbolic
+from fxcost.pytorch.tracers import META_KEY, HierarchyTracer, Traced, export, symbolic
 from fxcost.pytorch.working_copy import Hook, dense_encoders, fakeify, has_meta_weights, hook_in, hooks_of
 from fxcost.report.kinds import TRACERS, Method, Mode
 from fxcost.report.records import (
@@ -80,6 +93,7 @@ class _Job:
     leaves: set[str]
     real: bool
     train: bool = False
+    recompute: tuple[str, ...] = ()  # modules under activation checkpointing: their forward runs again in the backward
 
     @property
     def mode(self) -> Mode:
@@ -98,6 +112,9 @@ class _Job:
         out = []
         for rec in records:
             ops = found.pop(rec.node.name, ())
+            if self.recompute and _inside_any(rec.node.meta.get(META_KEY, {}).get("module_path", ""), self.recompute):
+                forward = (*rec.ops, *(o for c in rec.calls for o in c.ops))  # run again in the backward
+                ops = (*(replace(o, backward=True) for o in forward if not o.backward), *ops)
             if ops and rec.calls:  # an opaque module: its first call carries them
                 first = rec.calls[0]
                 rec = replace(rec, calls=(replace(first, ops=merge_ops((*first.ops, *ops))), *rec.calls[1:]))
@@ -107,6 +124,10 @@ class _Job:
         if found:  # a loss of an output no graph node made (an input returned as it is)
             raise TraceError(f"backward ops outside the graph: {', '.join(sorted(found))}")
         return out
+
+
+def _inside_any(path: str, modules: Sequence[str]) -> bool:
+    return any(path == m or path.startswith(m + ".") for m in modules)
 
 
 @dataclass
@@ -162,6 +183,11 @@ def analyze(
     registry: FormulaRegistry | None = None,
     dtype: torch.dtype | str | None = None,
     train: bool = False,
+    optimizer: str | None = None,
+    amp: str | None = None,
+    checkpoint: Sequence[str] = (),
+    shard: str | None = None,
+    fit: int | str | None = None,
 ) -> Report:
     """Analyze ``model`` without running it for real, and return a :class:`Report`.
 
@@ -179,7 +205,19 @@ def analyze(
     the default loss (the first floating-point output, cast to float32 and summed), whose ops are
     priced by the same registry and attributed to the forward node they differentiate: rows and
     totals gain ``backward_macs`` and ``backward_flops``. Frozen parameters (``requires_grad=False``)
-    get no weight gradient. Needs a graph (symbolic tracing or torch.export).
+    get no weight gradient. Needs a graph (symbolic tracing or torch.export). The report's
+    ``peak_memory`` is then a training step's (mode ``train``): two steps run on fake tensors,
+    forward, loss, backward, ``optimizer`` step and ``zero_grad``, and the second one's peak is
+    broken into params, buffers, inputs, grads, optimizer states, activations and temporaries.
+    ``optimizer``: ``sgd``, ``sgd-momentum``, ``adam``, ``adamw`` (default), ``adafactor`` or
+    ``none``, as PyTorch's own optimizers allocate their states. ``amp`` (``"bfloat16"`` or
+    ``"float16"``) runs the step's forward under autocast (CPU autocast's op list; the weights stay
+    float32). ``checkpoint`` names modules (paths or class names) to recompute in the backward
+    instead of saving their activations (``torch.utils.checkpoint``); their forward's ops are
+    counted again in the backward. ``shard`` (``"zero2:8"``): the peak per rank when data-parallel
+    ranks shard the model states (ZeRO stages 1-3, ``fsdp`` = stage 3). ``fit`` (``"80GiB"`` or
+    bytes): the largest batch (the first dimension of every input) whose peak fits, with or
+    without ``train``.
 
     ``tracer`` picks how the model becomes a graph: ``"auto"`` (symbolic tracing, keeping
     untraceable submodules opaque; else ``torch.export``; else running op by op),
@@ -198,7 +236,8 @@ def analyze(
         try:
             def run(real: bool) -> Report:
                 return _analyze(model, input_size, example_inputs, example_kwargs, convention, real=real, strict=strict,
-                                name=name, tracer=tracer, leaves=leaves, registry=registry, dtype=dtype, train=train)
+                                name=name, tracer=tracer, leaves=leaves, registry=registry, dtype=dtype, train=train,
+                                step=_Step.of(train, optimizer, amp, checkpoint, shard, fit))
 
             try:
                 return run(real)
@@ -335,7 +374,9 @@ def _analyze(
     registry: FormulaRegistry | None,
     dtype: torch.dtype | str | None,
     train: bool = False,
+    step: _Step | None = None,
 ) -> Report:
+    step = step or _Step.of(train, None, None, (), None, None)
     if not isinstance(model, nn.Module):
         raise InputSpecError(f"analyze() needs an nn.Module, got {type(model).__name__}", hint="pass the model object, e.g. fxcost.analyze(MyNet(), input_size=(1, 3, 224, 224))")
     if isinstance(model, torch.jit.ScriptModule):  # its forward runs in TorchScript's interpreter: no module calls to follow
@@ -376,8 +417,9 @@ def _analyze(
             if train:
                 shadow.train()
                 backward_hooks = _drop_backward_hooks(shadow)
+            recompute = checkpoint_paths(shadow, step.checkpoint) if step.checkpoint else ()
             job = _Job(shadow, margs, mkwargs, recorder, rules, input_specs(shadow.forward, margs, mkwargs), leaf_set, real,
-                       train)
+                       train, recompute)
             run = _STRATEGIES[method](job)
             break
         except FxcostError as e:
@@ -408,6 +450,16 @@ def _analyze(
                      "floating-point output cast to float32 and summed (counted in the layer that made that output)")
     if as_dtype is not None:
         notes.append(f"analyzed as {dtype_name(as_dtype)}: the floating-point weights, buffers and inputs cast")
+    peak = run.peak
+    if train or step.fit is not None:
+        peak = _step_peak(model, args, kwargs, skipped, prepare, as_dtype, run.mode, train, step, job.recompute, peak)
+        if train:
+            notes.append(f"peak memory: the second of two training steps ({peak.optimizer}"
+                         + (f", autocast {peak.amp}" if peak.amp else "") + ") on fake tensors; the step as a function "
+                         "whose output and loss live until it returns")
+        if job.recompute:
+            notes.append(f"activation checkpointing: {', '.join(job.recompute)} recomputed in the backward (their forward "
+                         "ops counted again, in the backward columns)")
     trace = replace(run.trace, fallbacks=tuple(fallbacks), notes=(*run.trace.notes, *notes))
     unsupported = unsupported_ops(run.rows, strict)
     return Report(
@@ -422,8 +474,81 @@ def _analyze(
         mode=run.mode,
         outputs=run.outputs,
         edges=tuple(run.edges),
-        peak_memory=run.peak,
+        peak_memory=peak,
     )
+
+
+@dataclass(frozen=True)
+class _Step:
+    """How a training step's memory is measured (``analyze``'s optimizer, amp, checkpoint, shard
+    and fit), checked before any tracing."""
+
+    optimizer: str
+    amp: str | None
+    checkpoint: tuple[str, ...]
+    shard: tuple[str, int] | None
+    fit: int | None
+
+    @staticmethod
+    def of(train: bool, optimizer: str | None, amp: str | None, checkpoint: Sequence[str], shard: str | None,
+           fit: int | str | None) -> _Step:
+        if not train:
+            given = [f for f, v in (("optimizer", optimizer), ("amp", amp), ("checkpoint", checkpoint), ("shard", shard)) if v]
+            if given:
+                raise InputSpecError(f"{', '.join(given)} only apply to a training step",
+                                     hint="add --train (train=True), or leave them out")
+        optimizer_for(optimizer or DEFAULT_OPTIMIZER)
+        if amp is not None and amp not in AMP_DTYPES:
+            raise InputSpecError(f"unknown --amp {amp!r}", hint=f"one of: {', '.join(AMP_DTYPES)}")
+        if isinstance(checkpoint, str):
+            checkpoint = (checkpoint,)
+        return _Step(optimizer or DEFAULT_OPTIMIZER, amp, tuple(checkpoint), parse_shard(shard) if shard else None,
+                     parse_size(fit) if fit is not None else None)
+
+
+def _step_peak(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], skipped: dict[Hook, str],
+               prepare: Callable[..., Any], as_dtype: torch.dtype | None, mode: Mode, train: bool, step: _Step,
+               recompute: tuple[str, ...], inference: PeakMemory | None) -> PeakMemory:
+    """A training step's peak memory (``train``), and the largest batch that fits (``fit``), on a
+    fresh working copy whose tensors are fake (real where the analysis ran on values)."""
+    shadow, a, kw = cast(prepare(model, args, kwargs, skipped), as_dtype)
+    if train:
+        shadow.train()
+        _drop_backward_hooks(shadow)
+        wrap_checkpoints(shadow, recompute)
+    context = None
+    if mode is not Mode.REAL:
+        context = FakeTensorMode(allow_non_fake_inputs=True)
+        fakeify(shadow, context)
+        a, kw = tree_map(lambda x: _keep_grad(x, fake_tensor(x, context)), (a, kw))
+    elif step.fit is not None:
+        raise InputSpecError("--fit sizes batches on data-free tensors, and this analysis ran on real values",
+                             hint="drop --fit, or give input shapes rather than real inputs")
+    runner = StepRunner(shadow, optimizer=step.optimizer, amp=step.amp, context=context, train=train)
+    doing = "measuring a training step's memory" if train else "measuring the forward's memory"
+    try:
+        with naming_module(doing):
+            found = runner.peak(a, kw) if train else None
+            fitted = fit_batch(runner, a, kw, step.fit) if step.fit is not None else None
+    except FxcostError:
+        raise
+    except Exception as e:
+        raise ShapeError(f"{doing} failed on fake tensors: {first_line(e)}", source=user_line(e),
+                         hint="the counts need only shapes, the memory a real step: --real runs it on real tensors") from e
+    if found is None:
+        if inference is None:
+            found = runner.peak(a, kw)
+        else:
+            return replace(inference, fit=fitted)
+    sharded = shard(found, *step.shard) if step.shard else None
+    return peak_memory(found, train=train, optimizer=step.optimizer, amp=step.amp, checkpointed=recompute, fit=fitted,
+                       sharded=sharded)
+
+
+def _keep_grad(x: Any, fake: Any) -> Any:
+    if isinstance(x, torch.Tensor) and x.requires_grad and fake.is_floating_point():
+        return fake.requires_grad_(True)
+    return fake
 
 
 def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:

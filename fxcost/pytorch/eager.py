@@ -40,6 +40,7 @@ class ModuleCall:
     outputs: tuple[TensorSpec, ...] = ()  # a leaf call's outputs (torchsummary counts these)
     uses: tuple[str, ...] = ()  # parameters and buffers its ops read, by name, first use first
     key: int = 0  # names the call in the edges of its tracker (inputs are -1, -2, ...)
+    saved: int = 0  # bytes its ops saved for the backward (a training step's)
 
 
 class _AllocationMode(TorchFunctionMode):

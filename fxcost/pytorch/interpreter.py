@@ -12,6 +12,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 import torch.fx as fx
 from torch import nn
 
@@ -36,6 +37,7 @@ class NodeRecord:
     ops: tuple[OpCost, ...]
     calls: tuple[ModuleCall, ...] = ()
     call_edges: tuple[tuple[int, int, TensorSpec], ...] = ()  # data flow between the calls
+    saved: int = 0  # bytes of the tensors its ops saved for the backward, not saved before (``train``)
 
 
 class RecordingInterpreter(fx.Interpreter):
@@ -53,6 +55,8 @@ class RecordingInterpreter(fx.Interpreter):
         self.records: list[NodeRecord] = []
         self._calls: tuple[ModuleCall, ...] = ()
         self._edges: tuple[tuple[int, int, TensorSpec], ...] = ()
+        self._saved: set[int] | None = None  # storages saved for the backward so far, and the weights'
+        self._saved_now = 0
 
     def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
         if target not in self.opaque:
@@ -92,7 +96,11 @@ class RecordingInterpreter(fx.Interpreter):
             self.recorder.memory.where = n.meta.get(META_KEY, {}).get("module_path") or n.name
             self._hold_arguments(n)
         try:
-            result = super().run_node(n)
+            if self.train:
+                with torch.autograd.graph.saved_tensors_hooks(self._pack, _same):
+                    result = super().run_node(n)
+            else:
+                result = super().run_node(n)
         except (FxcostError, ModuleRunError):
             raise
         except Exception as e:
@@ -122,10 +130,32 @@ class RecordingInterpreter(fx.Interpreter):
                 seen.add(s)  # a tuple that returns one buffer twice allocates it once
         calls, self._calls = self._calls, ()
         edges, self._edges = self._edges, ()
+        saved, self._saved_now = self._saved_now, 0
         self.records.append(
-            NodeRecord(n, specs, tuple(allocated), ops, calls, edges)
+            NodeRecord(n, specs, tuple(allocated), ops, calls, edges, saved)
         )
         return result
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        """A tensor an op saves for the backward: its storage's bytes, if new (and not a weight's)."""
+        if self._saved is None:
+            self._saved = {k for w in [*self.module.parameters(), *self.module.buffers()] if (k := _storage_key(w)) is not None}
+        key = _storage_key(t)
+        if key is not None and key not in self._saved:
+            self._saved.add(key)
+            self._saved_now += t.untyped_storage().nbytes()
+        return t
+
+
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def _storage_key(t: torch.Tensor) -> int | None:
+    try:
+        return int(t.untyped_storage()._cdata) if t.layout == torch.strided else None
+    except Exception:  # a tensor without a storage of its own (a subclass wrapping others)
+        return None
 
 
 def _inside(path: str, module: str) -> bool:

@@ -14,6 +14,7 @@ rows.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -192,8 +193,8 @@ def graph_rows(
         if n.op == "output" or (not rec.outputs and not rec.ops and n.op != "call_module"):
             flow.pass_through(n)  # Python-level bookkeeping (asserts on concrete arguments, None inputs)
             continue
-        if rec.calls:  # an opaque module: one row per module call inside it
-            inner = call_rows(builder, root, rec.calls)
+        if rec.calls:  # an opaque module: one row per module call inside it (its saved bytes in the first)
+            inner = call_rows(builder, root, (replace(rec.calls[0], saved=rec.calls[0].saved + rec.saved), *rec.calls[1:]))
             flow.node(n, inner[0].id, inner[-1].id, spec)
             flow.inner({call.key: row.id for call, row in zip(rec.calls, inner, strict=True)}, rec.call_edges)
             continue
@@ -226,6 +227,7 @@ def graph_rows(
             kernel_size=_tuple_attr(m, "kernel_size"),
             stride=_tuple_attr(m, "stride"),
             hparams=_hparams(m),
+            saved=rec.saved,
         )
     _unused_rows(builder, root)
     return builder.rows, flow.edges()
@@ -256,6 +258,7 @@ def call_rows(builder: RowBuilder, root: nn.Module, calls: Iterable[ModuleCall])
             kernel_size=_tuple_attr(m, "kernel_size"),
             stride=_tuple_attr(m, "stride"),
             hparams=_hparams(m) if call.leaf else (),
+            saved=call.saved,
         ))
     return rows
 
@@ -304,6 +307,7 @@ class _ExportCalls:
         self.allocations: list[TensorSpec] = []
         self.uses: list[str] = []
         self.last: tuple[TensorSpec, ...] = ()
+        self.saved = 0
 
     def close(self) -> None:
         """The current call, if it did anything, becomes a :class:`ModuleCall`."""
@@ -311,7 +315,8 @@ class _ExportCalls:
             m = _submodule(self.root, self.path)
             leaf = self.path in self.leaves or (m is not None and not any(True for _ in m.children()))
             self.calls.append(ModuleCall(self.path, leaf, merge_ops(self.ops), tuple(self.allocations),
-                                         self.last if leaf else (), tuple(dict.fromkeys(self.uses)), key=self.key))
+                                         self.last if leaf else (), tuple(dict.fromkeys(self.uses)), key=self.key,
+                                         saved=self.saved))
 
     def add(self, rec: NodeRecord) -> None:
         n = rec.node
@@ -323,9 +328,10 @@ class _ExportCalls:
         here = _outermost_leaf(n.meta.get(META_KEY, {}).get("module_path", ""), self.leaves)
         if here != self.path:
             self.close()
-            self.path, self.ops, self.allocations, self.uses = here, [], [], []
+            self.path, self.ops, self.allocations, self.uses, self.saved = here, [], [], [], 0
             self.key += 1
         self.ops.extend(rec.ops)
+        self.saved += rec.saved
         self.allocations.extend(s for s, fresh in zip(rec.outputs, rec.allocated, strict=True) if fresh)
         self.uses.extend(str(a.target) for a in n.all_input_nodes if a.op == "get_attr")
         self.last = rec.outputs

@@ -155,8 +155,9 @@ class Counts(Record):
     Parameters are counted once per distinct tensor (tied weights once); ``weight_params`` and
     ``bias_params`` split ``params`` by name (a parameter named ``...bias`` or ``bias_...`` is a bias).
     ``backward_macs`` and ``backward_flops`` are the backward of a training step (``train=True``),
-    attributed to the forward node whose output the gradient flows through; the JSON leaves them
-    out where both are 0 (every row of a forward-only report).
+    attributed to the forward node whose output the gradient flows through, ``saved_bytes`` what
+    its forward saves for that backward; the JSON leaves the three out where the backward's
+    counts are 0 (every row of a forward-only report).
     """
 
     params: int = 0
@@ -172,9 +173,12 @@ class Counts(Record):
     backward_flops: int = 0
     activation_elements: int = 0
     activation_bytes: int = 0
+    #: bytes of the tensors the row's ops save for the backward (each storage once, in the first
+    #: row that saves it; parameters and buffers aside): a training step's
+    saved_bytes: int = 0
 
     #: present only in training reports (and absent from fxcost 0.1's JSON)
-    BACKWARD: ClassVar[tuple[str, ...]] = ("backward_macs", "backward_flops")
+    BACKWARD: ClassVar[tuple[str, ...]] = ("backward_macs", "backward_flops", "saved_bytes")
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(*(getattr(self, n) + getattr(other, n) for n in self.names()))
@@ -294,13 +298,52 @@ class MemorySummary(Record):
 
 
 @dataclass(frozen=True)
+class Fit(Record):
+    """``--fit``: the largest batch whose peak fits ``limit_bytes``, its peak and the next batch's."""
+
+    limit_bytes: int
+    batch: int
+    peak_bytes: int
+    next_peak_bytes: int
+
+
+@dataclass(frozen=True)
+class Shard(Record):
+    """A training step's memory per rank under data-parallel sharding (``--shard``): the peak's
+    parameters, gradients and optimizer states divided among ``ranks`` as the scheme divides them
+    (ZeRO stage 1: optimizer states; 2: and gradients; 3 and FSDP: and parameters)."""
+
+    scheme: str
+    ranks: int
+    peak_bytes: int
+    params_bytes: int
+    grads_bytes: int
+    optimizer_bytes: int
+
+
+@dataclass(frozen=True)
 class PeakMemory(Record):
     """The most bytes alive at once during the run, from the lifetimes of its tensors.
 
     ``inference``: the forward without gradients. The parameters, buffers and inputs live
     throughout; ``activations_bytes`` are the outputs of earlier layers still to be read at the
     peak, ``temporaries_bytes`` what the layer running then (``at``) has made so far.
+
+    ``train``: the second of two training steps (forward, loss, backward, ``optimizer`` step,
+    ``zero_grad``), at its peak: ``grads_bytes`` the parameters' gradients alive then,
+    ``optimizer_bytes`` the optimizer's states (and, in its step, its working tensors),
+    ``activations_bytes`` what the forward made that is still alive (saved for the backward),
+    ``temporaries_bytes`` what the backward made (activations' gradients, kernel buffers);
+    ``phase`` the part of the step and ``at`` the innermost module running then. ``timeline``:
+    the live bytes by category (``TIMELINE`` names the columns) over the ops of that step,
+    at most a few hundred points, each the largest of the ops it stands for.
     """
+
+    JSON = ("mode", "peak_bytes", "params_bytes", "buffers_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes",
+            "temporaries_bytes", "inputs_bytes", "at", "phase", "optimizer", "amp", "checkpointed", "fit", "shard", "timeline")
+    OMIT_DEFAULT = ("phase", "optimizer", "amp", "checkpointed", "fit", "shard", "timeline")
+    TIMELINE: ClassVar[tuple[str, ...]] = ("phase", "params", "buffers", "inputs", "grads", "optimizer", "activations",
+                                           "temporaries")
 
     mode: str
     peak_bytes: int
@@ -310,6 +353,15 @@ class PeakMemory(Record):
     activations_bytes: int
     temporaries_bytes: int
     at: str
+    grads_bytes: int = 0
+    optimizer_bytes: int = 0
+    phase: str = ""
+    optimizer: str = ""
+    amp: str = ""
+    checkpointed: tuple[str, ...] = ()
+    fit: Fit | None = None
+    shard: Shard | None = None
+    timeline: tuple[tuple[int, ...], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,439 @@
+"""The memory of a training step, from the lifetimes of the tensors it makes.
+
+A training step runs for real, on tensors without data: the working copy's parameters as fake
+CPU tensors (one ``FakeTensorMode``; on the caller's real tensors where the analysis had to run
+on values), a PyTorch optimizer built on them, and the step written as a function -- forward,
+the default loss, ``backward()``, ``optimizer.step()``, ``zero_grad()`` -- so its locals (the
+output, the loss) die when it returns. It runs twice: the first step allocates the optimizer's
+states; the second, the steady state, is the one measured.
+
+:class:`StepTracker` is a dispatch mode that sees every op's outputs: a storage is allocated when
+an op first returns it and freed when its last reference dies (a weak reference's callback), and
+each storage is counted once, in one category: the parameters, buffers and inputs that live
+throughout; a parameter's gradient (from the moment it is accumulated); the optimizer's states
+(and, while ``step()`` runs, the working tensors it makes: they are the optimizer's too);
+activations (made by the forward and the loss, alive until the backward frees them) and
+temporaries (made by the backward: the gradients of activations, the buffers of backward
+kernels). After each op the live bytes are summed; their peak, with its breakdown, the phase and
+the innermost module running then (PyTorch's ``ModuleTracker``, also in the backward), is the
+step's peak memory. PyTorch's ``MemTracker`` categorizes the same way (issue 12's reference); the
+tests also check a real CPU step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.module_tracker import ModuleTracker
+
+from fxcost.errors import InputSpecError
+from fxcost.pytorch.backward import loss_of
+from fxcost.pytorch.tensors import tensors_in
+from fxcost.report.records import Fit, PeakMemory, Shard
+
+PARAMS, BUFFERS, INPUTS, GRADS, OPTIMIZER, ACTIVATIONS, TEMPORARIES = (
+    "params", "buffers", "inputs", "grads", "optimizer", "activations", "temporaries")
+CATEGORIES = (PARAMS, BUFFERS, INPUTS, GRADS, OPTIMIZER, ACTIVATIONS, TEMPORARIES)
+PHASES = ("forward", "backward", "optimizer", "zero_grad")
+
+
+def _sgd(params: list[torch.Tensor]) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=0.1)
+
+
+def _sgd_momentum(params: list[torch.Tensor]) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=0.1, momentum=0.9)
+
+
+def _adam(params: list[torch.Tensor]) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params)
+
+
+def _adamw(params: list[torch.Tensor]) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params)
+
+
+def _adafactor(params: list[torch.Tensor]) -> torch.optim.Optimizer:
+    return torch.optim.Adafactor(params)
+
+
+#: the optimizers a step can take, as PyTorch builds them with its defaults (their states are
+#: what PyTorch allocates: SGD with momentum one buffer per parameter, Adam and AdamW two and a
+#: step counter, Adafactor factored row and column statistics); ``none``: no step at all
+OPTIMIZERS: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer] | None] = {
+    "sgd": _sgd,
+    "sgd-momentum": _sgd_momentum,
+    "adam": _adam,
+    "adamw": _adamw,
+    "adafactor": _adafactor,
+    "none": None,
+}
+DEFAULT_OPTIMIZER = "adamw"
+AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def optimizer_for(name: str) -> Callable[[list[torch.Tensor]], torch.optim.Optimizer] | None:
+    if name not in OPTIMIZERS:
+        raise InputSpecError(f"unknown optimizer {name!r}", hint=f"one of: {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name]
+
+
+@dataclass
+class _Storage:
+    nbytes: int
+    category: str
+    ref: Any
+
+
+@dataclass
+class StepPeak:
+    """The most bytes alive at once in the measured step, what they were, and when."""
+
+    peak_bytes: int
+    bytes: dict[str, int]  # by category, at the peak
+    phase: str
+    at: str  # the innermost module running then ("" outside any)
+    timeline: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # (phase index, bytes by category) per op
+    final: dict[str, int] = field(default_factory=dict)  # by category, after the step
+
+
+class StepTracker(TorchDispatchMode):
+    """Live bytes by category over the ops of a step, and their peak."""
+
+    def __init__(self, modules: ModuleTracker, root: str) -> None:
+        super().__init__()
+        self._live: dict[int, _Storage] = {}
+        self.bytes = dict.fromkeys(CATEGORIES, 0)
+        self.total = 0
+        self.phase = PHASES[0]
+        self.peak = StepPeak(0, dict(self.bytes), self.phase, "")
+        self.record = False  # keep a timeline (the measured step)
+        self._modules = modules
+        self._root = root
+
+    def track(self, t: torch.Tensor, category: str, force: bool = False) -> None:
+        """Count ``t``'s storage in ``category`` if it is new; ``force``: move it there if not."""
+        if t.layout != torch.strided:
+            return
+        st = t.untyped_storage()
+        entry = self._live.get(id(st))
+        if entry is not None and entry.ref() is st:
+            if force and entry.category != category:
+                self.bytes[entry.category] -= entry.nbytes
+                self.bytes[category] += entry.nbytes
+                entry.category = category
+            return
+        n = st.nbytes()
+        ref = weakref.ref(st, functools.partial(self._freed, id(st)))
+        self._live[id(st)] = _Storage(n, category, ref)
+        self.bytes[category] += n
+        self.total += n
+
+    def _freed(self, key: int, ref: Any) -> None:
+        entry = self._live.get(key)
+        if entry is not None and entry.ref is ref:
+            del self._live[key]
+            self.bytes[entry.category] -= entry.nbytes
+            self.total -= entry.nbytes
+
+    def _category(self) -> str:
+        return {"forward": ACTIVATIONS, "backward": TEMPORARIES, "optimizer": OPTIMIZER}.get(self.phase, TEMPORARIES)
+
+    def sample(self) -> None:
+        if self.record:
+            self.peak.timeline.append((PHASES.index(self.phase), tuple(self.bytes[c] for c in CATEGORIES)))
+        if self.total > self.peak.peak_bytes:
+            self.peak = StepPeak(self.total, dict(self.bytes), self.phase, self._innermost(), self.peak.timeline)
+
+    def reset_peak(self) -> None:
+        self.peak = StepPeak(self.total, dict(self.bytes), self.phase, self._innermost())
+        self.record = True
+
+    def _innermost(self) -> str:
+        running = [p for p in self._modules.parents if p != "Global"]
+        if not running:
+            return ""
+        inner = max(running, key=lambda p: p.count("."))
+        return inner.split(".", 1)[1] if "." in inner else ""
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        category = self._category()
+        for t in tensors_in(out):
+            self.track(t, category)
+        self.sample()
+        return out
+
+
+def _unique(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    seen: dict[int, torch.Tensor] = {}
+    for t in tensors:
+        seen.setdefault(id(t), t)
+    return list(seen.values())
+
+
+def checkpoint_paths(model: nn.Module, names: Sequence[str]) -> tuple[str, ...]:
+    """The modules ``names`` names (paths, or class names: every module of that class), the
+    outermost of each nest: the ones ``--checkpoint`` recomputes."""
+    modules = dict(model.named_modules())
+    found: list[str] = []
+    for name in names:
+        matched = [p for p, m in modules.items() if p and (p == name or type(m).__name__ == name)]
+        if not matched:
+            classes = sorted({type(m).__name__ for p, m in modules.items() if p})
+            raise InputSpecError(f"--checkpoint {name!r} names no module of {type(model).__name__}",
+                                 hint="give a module path (as in the table's layer column) or a class name: "
+                                      + ", ".join(classes[:12]) + (" ..." if len(classes) > 12 else ""))
+        found += [p for p in matched if p not in found]
+    return tuple(p for p in found if not any(p.startswith(q + ".") for q in found))
+
+
+def wrap_checkpoints(model: nn.Module, paths: Sequence[str]) -> None:
+    """Run the modules at ``paths`` under activation checkpointing (``torch.utils.checkpoint``,
+    non-reentrant): their forward saves only its inputs and runs again in the backward. ``model``
+    is fxcost's copy: the wrapper is set on its modules' instances."""
+    from torch.utils.checkpoint import checkpoint as recompute
+
+    for p in paths:
+        m = model.get_submodule(p)
+        m.forward = functools.partial(recompute, m.forward, use_reentrant=False)
+
+
+class StepRunner:
+    """Training steps (or inference forwards) of one model copy and optimizer, on inputs of any
+    batch: the first call runs a step to allocate the optimizer's states, every call measures one
+    step. ``context``: the fake mode the copy's tensors belong to (``None`` for real ones)."""
+
+    def __init__(self, model: nn.Module, *, optimizer: str = DEFAULT_OPTIMIZER, amp: str | None = None,
+                 context: Any = None, train: bool = True) -> None:
+        make = optimizer_for(optimizer) if train else None
+        self.model, self.amp, self.train = model, amp, train
+        self.context_mode = context
+        self.context = context or contextlib.nullcontext()
+        self.params = _unique(list(model.parameters()))
+        self.buffers = _unique(list(model.buffers()))
+        self.trainable = [p for p in self.params if p.requires_grad]
+        with self.context:
+            self.optimizer = make(self.trainable) if make is not None and self.trainable else None
+        self._warm = False
+
+    def peak(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepPeak:
+        """The peak of one step on ``args``/``kwargs`` (after a first one, if none ran yet)."""
+        modules = ModuleTracker()
+        tracker = StepTracker(modules, type(self.model).__name__)
+        with self.context:
+            for t in self.params:
+                tracker.track(t, PARAMS)
+            for t in self.buffers:
+                tracker.track(t, BUFFERS)
+            for t in tensors_in((args, kwargs)):
+                tracker.track(t, INPUTS)
+            if self.optimizer is not None:
+                for t in _states(self.optimizer):
+                    tracker.track(t, OPTIMIZER)
+            hooks = [p.register_post_accumulate_grad_hook(lambda p: tracker.track(p.grad, GRADS, force=True))
+                     for p in self.trainable]
+            try:
+                with modules, tracker:
+                    if not self.train:
+                        tracker.reset_peak()
+                        with torch.no_grad():
+                            _forward(self.model, args, kwargs, self.amp)
+                        return tracker.peak
+                    if not self._warm:
+                        _step(self.model, args, kwargs, self.optimizer, self.amp, tracker)
+                        self._warm = True
+                    tracker.reset_peak()
+                    _step(self.model, args, kwargs, self.optimizer, self.amp, tracker)
+            finally:
+                for h in hooks:
+                    h.remove()
+        tracker.peak.final = dict(tracker.bytes)
+        return tracker.peak
+
+
+def measure_step(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, optimizer: str = DEFAULT_OPTIMIZER,
+                 amp: str | None = None, context: Any = None, train: bool = True) -> StepPeak:
+    """The peak memory of the second of two training steps of ``model`` on ``args``/``kwargs``
+    (tensors with or without data, all on one device: fxcost's copy). ``train=False``: one
+    forward without gradients instead (an inference's peak, the way ``--fit`` sizes it)."""
+    return StepRunner(model, optimizer=optimizer, amp=amp, context=context, train=train).peak(args, kwargs)
+
+
+def _states(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+
+
+@contextlib.contextmanager
+def _autocast(amp: str | None, device: str) -> Iterator[None]:
+    if amp is None:
+        yield
+        return
+    with torch.autocast(device_type=device, dtype=AMP_DTYPES[amp]):
+        yield
+
+
+def _device(args: tuple[Any, ...], kwargs: dict[str, Any], model: nn.Module) -> str:
+    for t in [*tensors_in((args, kwargs)), *model.parameters()]:
+        return t.device.type
+    return "cpu"
+
+
+def _forward(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], amp: str | None) -> Any:
+    with _autocast(amp, _device(args, kwargs, model)):
+        return model(*args, **kwargs)
+
+
+def _step(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], opt: torch.optim.Optimizer | None,
+          amp: str | None, tracker: StepTracker) -> None:
+    """One training step, as a function: the output and the loss live until it returns (as in a
+    loop that keeps ``outputs = model(...)`` for its loss and logging)."""
+    tracker.phase = "forward"
+    with torch.enable_grad(), _autocast(amp, _device(args, kwargs, model)):
+        out = model(*args, **kwargs)
+        loss = loss_of(out)
+    tracker.phase = "backward"
+    loss.backward()
+    tracker.sample()
+    if opt is not None:
+        tracker.phase = "optimizer"
+        opt.step()
+        for v in _states(opt):
+            tracker.track(v, OPTIMIZER, force=True)
+        tracker.phase = "zero_grad"
+        opt.zero_grad(set_to_none=True)
+    else:  # no optimizer: the gradients are dropped as zero_grad would
+        tracker.phase = "zero_grad"
+        for p in model.parameters():
+            p.grad = None
+    tracker.sample()
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(text: str | int) -> int:
+    """``80GiB``, ``8GB``, ``512MiB``, ``1e9``: bytes (GB is 10^9, GiB 2^30)."""
+    if isinstance(text, int):
+        return text
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
+    unit = m.group(2).lower() if m else ""
+    if m is None or unit not in _UNITS:
+        raise InputSpecError(f"cannot read {text!r} as a memory size", hint="e.g. --fit 80GiB, 24GB or 512MiB (GB = 10^9 bytes, GiB = 2^30)")
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def size_text(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.2f} MiB"
+
+
+def with_batch(args: tuple[Any, ...], kwargs: dict[str, Any], batch: int, context: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The inputs with their first dimension (every tensor input's: the batch) set to ``batch``."""
+    from torch.utils._pytree import tree_map
+
+    def resized(x: Any) -> Any:
+        if not isinstance(x, torch.Tensor) or x.dim() == 0:
+            return x
+        with context or contextlib.nullcontext():
+            t = torch.empty((batch, *x.shape[1:]), dtype=x.dtype, device=x.device)
+        return t.requires_grad_(x.requires_grad) if x.is_floating_point() else t
+
+    return tree_map(resized, (args, kwargs))  # type: ignore[no-any-return]
+
+
+def fit_batch(runner: StepRunner, args: tuple[Any, ...], kwargs: dict[str, Any], limit: int,
+              largest: int = 2**20) -> Fit:
+    """The largest batch whose step peak is at most ``limit`` bytes: doubling from 1 until one does
+    not fit, then bisecting (each probe one step: the time grows with the model's ops, not the
+    batch)."""
+    resident = sum(storage_bytes_of(runner.params)) + sum(storage_bytes_of(runner.buffers))
+    if resident > limit:
+        raise InputSpecError(f"the parameters and buffers alone take {size_text(resident)}; nothing fits in {size_text(limit)}",
+                             hint="a larger --fit, a lower-precision --dtype, or --shard to divide the states among ranks")
+    peaks: dict[int, int] = {}
+
+    def peak(b: int) -> int:
+        if b not in peaks:
+            peaks[b] = runner.peak(*with_batch(args, kwargs, b, runner.context_mode)).peak_bytes
+        return peaks[b]
+
+    if peak(1) > limit:
+        raise InputSpecError(f"batch 1 already needs {size_text(peak(1))} at its peak, more than {size_text(limit)}",
+                             hint="a larger --fit, a lower-precision --dtype or --amp, --checkpoint on the repeated blocks, or --shard")
+    lo, hi = 1, 2
+    while hi <= largest and peak(hi) <= limit:
+        lo, hi = hi, hi * 2
+    if hi > largest:
+        return Fit(limit, lo, peak(lo), peak(lo))
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if peak(mid) <= limit else (lo, mid)
+    return Fit(limit, lo, peak(lo), peak(lo + 1))
+
+
+def storage_bytes_of(tensors: Sequence[torch.Tensor]) -> list[int]:
+    seen: dict[int, int] = {}
+    for t in tensors:
+        st = t.untyped_storage()
+        seen.setdefault(id(st), st.nbytes())
+    return list(seen.values())
+
+
+SHARDS = ("zero1", "zero2", "zero3", "fsdp")
+
+
+def parse_shard(text: str) -> tuple[str, int]:
+    scheme, _, n = text.partition(":")
+    if scheme not in SHARDS or not n.isdigit() or int(n) < 1:
+        raise InputSpecError(f"cannot read --shard {text!r}",
+                             hint=f"SCHEME:RANKS with SCHEME one of {', '.join(SHARDS)}, e.g. --shard zero2:8 or --shard fsdp:64")
+    return scheme, int(n)
+
+
+def shard(peak: StepPeak, scheme: str, ranks: int) -> Shard:
+    """The step's peak per rank when ``ranks`` data-parallel ranks shard the model states (ZeRO,
+    Rajbhandari et al. 2020, section 5: stage 1 partitions the optimizer states, stage 2 also the
+    gradients, stage 3 also the parameters; FSDP's full sharding is stage 3): each rank keeps
+    ceil(bytes / ranks) of what is sharded, activations and temporaries whole (every rank runs its
+    own batch). Not modeled: the communication buffers, and stage 3's gathered parameters of the
+    layer being computed."""
+    def part(n: int, sharded: bool) -> int:
+        return -(-n // ranks) if sharded else n
+
+    stage = {"zero1": 1, "zero2": 2, "zero3": 3, "fsdp": 3}[scheme]
+    b = peak.bytes
+    params, grads, states = part(b[PARAMS], stage >= 3), part(b[GRADS], stage >= 2), part(b[OPTIMIZER], True)
+    total = peak.peak_bytes - (b[PARAMS] - params) - (b[GRADS] - grads) - (b[OPTIMIZER] - states)
+    return Shard(scheme, ranks, total, params, grads, states)
+
+
+def timeline(points: Sequence[tuple[int, tuple[int, ...]]], most: int = 300) -> tuple[tuple[int, ...], ...]:
+    """At most ``most`` points of a step's timeline, each the largest (by total) of its run of ops."""
+    if not points:
+        return ()
+    size = -(-len(points) // most)
+    out = []
+    for i in range(0, len(points), size):
+        phase, cats = max(points[i:i + size], key=lambda p: sum(p[1]))
+        out.append((phase, *cats))
+    return tuple(out)
+
+
+def peak_memory(peak: StepPeak, *, train: bool, optimizer: str, amp: str | None, checkpointed: Sequence[str],
+                fit: Fit | None = None, sharded: Shard | None = None) -> PeakMemory:
+    b = peak.bytes
+    return PeakMemory("train" if train else "inference", peak.peak_bytes, b[PARAMS], b[BUFFERS], b[INPUTS], b[ACTIVATIONS],
+                      b[TEMPORARIES], peak.at, grads_bytes=b[GRADS], optimizer_bytes=b[OPTIMIZER], phase=peak.phase,
+                      optimizer=optimizer if train else "", amp=amp or "", checkpointed=tuple(checkpointed), fit=fit,
+                      shard=sharded, timeline=timeline(peak.timeline) if train else ())
