@@ -68,11 +68,18 @@ def _memtracker() -> Any:
 
 
 def memtracker_step(build: Callable[[], nn.Module], make_inputs: Callable[[], tuple[torch.Tensor, ...]], optimizer: str,
-                    amp: torch.dtype | None = None, fake: bool = True) -> dict[str, int]:
-    """MemTracker's peak snapshot (by its categories) of the second of two training steps."""
+                    amp: torch.dtype | None = None, fake: bool = True, checkpoint: type | None = None) -> dict[str, int]:
+    """MemTracker's peak snapshot (by its categories) of the second of two training steps;
+    ``checkpoint``: every module of that class under torch.utils.checkpoint (non-reentrant)."""
+    import functools
+
+    from torch.utils.checkpoint import checkpoint as recompute
     mode = FakeTensorMode() if fake else None
     with mode or torch.device("cpu"):
         model = build().train()
+        for m in model.modules():
+            if checkpoint is not None and isinstance(m, checkpoint):
+                m.forward = functools.partial(recompute, m.forward, use_reentrant=False)
         inputs = make_inputs()
         opt = OPTIMIZERS[optimizer]([p for p in model.parameters() if p.requires_grad])
         tracker = _memtracker()
@@ -169,6 +176,16 @@ def test_frozen_parameters_have_no_gradient_or_state() -> None:
     after = dict(zip(p.TIMELINE, p.timeline[-1], strict=True))
     assert after["optimizer"] == 2 * fc * 4 + 2 * 4 and after["grads"] == 0
     assert p.phase == "optimizer" and p.optimizer_bytes == after["optimizer"] + 2 * 512 * 1000 * 4
+
+
+def test_checkpointed_step_matches_memtracker() -> None:
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    ids = lambda: (torch.randint(0, 1000, (2, 128)),)  # noqa: E731
+    ref = memtracker_step(hf_models.llama_small, ids, "adamw", checkpoint=LlamaDecoderLayer)
+    p = fxcost.analyze(hf_models.llama_small(), example_inputs=ids(), train=True, checkpoint=["LlamaDecoderLayer"]).peak_memory
+    assert abs(p.peak_bytes - ref["Total"]) <= 0.01 * ref["Total"]
+    assert (p.params_bytes, p.grads_bytes, p.optimizer_bytes) == (ref["Parameter"], ref["Gradient"], ref["Optstate"])
 
 
 def test_checkpointing_trades_memory_for_a_second_forward() -> None:
@@ -311,3 +328,13 @@ def test_saved_bytes_match_a_real_forward(case: str) -> None:
         model(x)
     report = fxcost.analyze(build(), example_inputs=(x,), train=True)
     assert report.total().saved_bytes == sum(saved.values())
+
+
+def test_the_html_report_draws_the_step() -> None:
+    from fxcost.exporters.html import to_html
+
+    report = fxcost.analyze(resnet18(), input_size=(2, 3, 64, 64), train=True, optimizer="adam")
+    page = to_html(report, None)
+    assert "Memory of a training step" in page and 'class="chart timeline"' in page
+    assert f"peak {report.peak_memory.peak_bytes:,} bytes" in page
+    assert "<h2>Memory of a training step</h2>" not in to_html(fxcost.analyze(resnet18(), input_size=(2, 3, 64, 64)), None)

@@ -151,6 +151,57 @@ def line_chart(title: str, xs: list[str], ys: list[int], unit: str, width: int =
     return "".join(out)
 
 
+_STACK = (("params", "#4575b4"), ("buffers", "#91bfdb"), ("inputs", "#e0f3f8"), ("grads", "#fee090"),
+          ("optimizer", "#fc8d59"), ("activations", "#d73027"), ("temporaries", "#a50026"))
+_PHASES = ("forward", "backward", "optimizer", "zero_grad")
+
+
+def memory_timeline(p: dict[str, Any], width: int = 900, height: int = 260) -> str:
+    """A training step's live bytes over its ops, stacked by category, the phases marked along
+    the bottom and the peak with a line and its figure."""
+    columns = ("phase", *(k for k, _ in _STACK))
+    points = [dict(zip(columns, pt, strict=True)) for pt in p["timeline"]]
+    left, right, bottom, top_pad = 60, 150, 36, 24
+    top = max(sum(pt[k] for k, _ in _STACK) for pt in points) or 1
+    n = max(len(points) - 1, 1)
+
+    def x(i: int) -> float:
+        return left + (width - left - right) * i / n
+
+    def y(v: int) -> float:
+        return top_pad + (height - top_pad - bottom) * (1 - v / top)
+
+    out = [f'<svg class="chart timeline" width="{width}" height="{height}" role="img" aria-label="memory timeline">',
+           '<text x="0" y="14" font-size="12" font-weight="bold">Live memory over the training step (bytes)</text>',
+           f'<text x="{left - 4}" y="{top_pad + 4}" font-size="9" text-anchor="end">{_e(human(top))}</text>',
+           f'<text x="{left - 4}" y="{height - bottom + 3}" font-size="9" text-anchor="end">0</text>']
+    below = [0] * len(points)
+    for key, color in _STACK:
+        above = [b + pt[key] for b, pt in zip(below, points, strict=True)]
+        if any(pt[key] for pt in points):
+            poly = [f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(above)]
+            poly += [f"{x(i):.1f},{y(v):.1f}" for i, v in reversed(list(enumerate(below)))]
+            out.append(f'<polygon points="{" ".join(poly)}" fill="{color}" stroke="none"><title>{key}</title></polygon>')
+        below = above
+    for j, (key, color) in enumerate(_STACK):  # the legend
+        out.append(f'<rect x="{width - right + 10}" y="{top_pad + 14 * j}" width="10" height="10" fill="{color}"/>'
+                   f'<text x="{width - right + 24}" y="{top_pad + 9 + 14 * j}" font-size="10">{key}</text>')
+    start = 0
+    for i in range(1, len(points) + 1):  # the phases, as runs of points
+        if i == len(points) or points[i]["phase"] != points[start]["phase"]:
+            mid = (x(start) + x(i - 1)) / 2
+            out.append(f'<line x1="{x(start):.1f}" y1="{height - bottom}" x2="{x(start):.1f}" y2="{height - bottom + 6}" stroke="#666"/>'
+                       f'<text x="{mid:.1f}" y="{height - bottom + 18}" font-size="9" text-anchor="middle">'
+                       f'{_e(_PHASES[points[start]["phase"]])}</text>')
+            start = i
+    peak_i = max(range(len(points)), key=lambda i: below[i])
+    out.append(f'<line x1="{x(peak_i):.1f}" y1="{top_pad}" x2="{x(peak_i):.1f}" y2="{height - bottom}" stroke="#000" '
+               f'stroke-dasharray="3,2"/><text x="{x(peak_i) + 4:.1f}" y="{top_pad - 4}" font-size="10">peak '
+               f'{_e(count(p["peak_bytes"]))} bytes, {_e(p["phase"])} at {_e(p["at"] or "(root)")}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
 def _charts(report: Report, d: dict[str, Any]) -> str:
     layers = [r for r in d["layers"] if r["kind"] not in ("input",)]
     by_type = report.by_type().to_dict()["layers"]
@@ -195,6 +246,11 @@ def to_html(report: Report, svg: str | None, sweep: Sweep | None = None) -> str:
         parts += ["<h2>Against input size</h2>", _sweep(sweep),
                   f'<p class="meta">Below: the first input size ({_e(", ".join(dims(list(i.shape)) for i in report.inputs))}).</p>']
     parts += ["<h2>Where the params and MACs sit</h2>", _charts(report, d)]
+    if (p := d.get("peak_memory")) and p.get("timeline"):
+        parts += ["<h2>Memory of a training step</h2>",
+                  f'<p class="meta">The second of two steps ({_e(p.get("optimizer", ""))}), op by op: what is alive, '
+                  'by what it is. Each point is the largest of the ops it stands for.</p>',
+                  f'<div class="charts">{memory_timeline(p)}</div>']
     if svg is not None:
         parts += ["<h2>Diagram</h2>", '<p class="meta">Click a node to find its row; click a row to find its node.</p>',
                   f'<div class="diagram">{_inline_svg(svg)}</div>']

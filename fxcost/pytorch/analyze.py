@@ -638,7 +638,10 @@ def _same_path(job: _Job, traced: Traced, records: list[NodeRecord], folded: tup
              for path, m in job.shadow.named_modules() if path]
     handles += where
     try:
-        with counter, _measured(job, [job.shadow], (args, kwargs), peak, counter):
+        # a training graph runs under saved-tensor hooks (interpreter.py), which spare autograd some
+        # detach ops: the forward runs under the same hooks, to dispatch what the graph did
+        saving = torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t) if job.train else contextlib.nullcontext()
+        with counter, _measured(job, [job.shadow], (args, kwargs), peak, counter), saving:
             job.shadow(*args, **kwargs)
     except Exception as e:  # the graph ran where the forward does not: it took another path
         raise TraceError(f"torch.fx's graph ran, but the forward fails on these inputs: {first_line(e)}",

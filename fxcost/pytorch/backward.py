@@ -28,7 +28,7 @@ TAG = "fxcost.node"
 LOSS = "(loss)"
 
 
-def _metadata(fn: Any) -> dict[str, Any]:
+def metadata(fn: Any) -> dict[str, Any]:
     """An autograd node's metadata (a dict property; torch's stubs call it a method)."""
     return fn.metadata  # type: ignore[no-any-return]
 
@@ -39,9 +39,9 @@ def tag_autograd(node: str, outputs: Iterable[torch.Tensor]) -> None:
     stack: list[Any] = [t.grad_fn for t in outputs if isinstance(t, torch.Tensor) and t.grad_fn is not None]
     while stack:
         fn = stack.pop()
-        if fn is None or TAG in _metadata(fn) or type(fn).__name__ == "AccumulateGrad":
+        if fn is None or TAG in metadata(fn) or type(fn).__name__ == "AccumulateGrad":
             continue
-        _metadata(fn)[TAG] = node
+        metadata(fn)[TAG] = node
         stack.extend(next_fn for next_fn, _ in fn.next_functions)
 
 
@@ -72,7 +72,7 @@ class BackwardRecorder(OpRecorder):
     def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
         if not self._in_pending:  # a custom op's implementation tallies into the node it ran in
             fn = torch._C._current_autograd_node()
-            tag = _metadata(fn).get(TAG) if fn is not None else None
+            tag = metadata(fn).get(TAG) if fn is not None else None
             if tag is not None:
                 self._last = tag
             self._tally = self.tallies.setdefault(tag or self._last, {})
@@ -98,13 +98,13 @@ def _producer(loss: torch.Tensor) -> str:
         fn = stack.pop()
         if fn is None or type(fn).__name__ == "AccumulateGrad":
             continue
-        if TAG in _metadata(fn):
-            producer = _metadata(fn)[TAG]
+        if TAG in metadata(fn):
+            producer = metadata(fn)[TAG]
             break
         untagged.append(fn)
         stack.extend(next_fn for next_fn, _ in fn.next_functions)
     for fn in untagged:
-        _metadata(fn)[TAG] = producer
+        metadata(fn)[TAG] = producer
     return str(producer)
 
 

@@ -38,7 +38,7 @@ def _data_free_non_bf16(args: Sequence[Any]) -> bool:
             and (a.device.type == "meta" or isinstance(a, FakeTensor)))
 
 
-def _tagged(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+def run_tagged(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     """``func(*args, **kwargs)``; an exception it raises carries the op, as this mode saw it
     dispatched, with its operands' shapes (for the diagnosis). The first op to tag it keeps it."""
     try:
@@ -62,7 +62,7 @@ class OpTagger(TorchDispatchMode):
     first run)."""
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
-        return _tagged(func, args, kwargs or {})
+        return run_tagged(func, args, kwargs or {})
 
 
 class OpRecorder(TorchDispatchMode):
@@ -116,7 +116,7 @@ class OpRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
-        out = _tagged(func, args, kwargs)
+        out = run_tagged(func, args, kwargs)
         fate_entry = self._fates.get(func)
         if fate_entry is None:
             name = func._schema.name

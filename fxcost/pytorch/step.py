@@ -15,7 +15,7 @@ throughout; a parameter's gradient (from the moment it is accumulated); the opti
 activations (made by the forward and the loss, alive until the backward frees them) and
 temporaries (made by the backward: the gradients of activations, the buffers of backward
 kernels). After each op the live bytes are summed; their peak, with its breakdown, the phase and
-the innermost module running then (PyTorch's ``ModuleTracker``, also in the backward), is the
+the innermost module running then (:class:`Modules`, also in the backward), is the
 step's peak memory. PyTorch's ``MemTracker`` categorizes the same way (issue 12's reference); the
 tests also check a real CPU step.
 """
@@ -32,10 +32,10 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.module_tracker import ModuleTracker
 
 from fxcost.errors import InputSpecError
-from fxcost.pytorch.backward import loss_of
+from fxcost.pytorch.backward import loss_of, metadata
+from fxcost.pytorch.recorder import run_tagged
 from fxcost.pytorch.tensors import tensors_in
 from fxcost.report.records import Fit, PeakMemory, Shard
 
@@ -105,10 +105,62 @@ class StepPeak:
     final: dict[str, int] = field(default_factory=dict)  # by category, after the step
 
 
+_WHERE = "fxcost.step_module"  # an autograd node's metadata key: the module whose forward made it
+
+
+class Modules:
+    """Which module is running, in the forward (global forward hooks keep a stack) and in the
+    backward (each module's autograd nodes are tagged with its path as its forward returns,
+    innermost first, and the backward reads the node it is running). It keeps no tensor and no
+    autograd node alive: a tag is the node's own metadata. (PyTorch's ModuleTracker registers
+    gradient hooks on every module's outputs, which keeps recomputed activations of a
+    checkpointed module alive for as long as the loss is.)"""
+
+    def __init__(self, model: nn.Module) -> None:
+        self._paths = {id(m): p for p, m in model.named_modules()}
+        self._stack: list[str] = []
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> Modules:
+        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+        self._handles = [register_module_forward_pre_hook(self._pre), register_module_forward_hook(self._post, always_call=True)]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self._handles:
+            h.remove()
+
+    def _pre(self, module: nn.Module, args: Any) -> None:
+        path = self._paths.get(id(module))
+        if path is not None:
+            self._stack.append(path)
+
+    def _post(self, module: nn.Module, args: Any, out: Any) -> None:
+        path = self._paths.get(id(module))
+        if path is None:
+            return
+        if self._stack and self._stack[-1] == path:
+            self._stack.pop()
+        todo: list[Any] = [t.grad_fn for t in tensors_in(out) if t.grad_fn is not None]
+        while todo:
+            fn = todo.pop()
+            if fn is None or _WHERE in metadata(fn):
+                continue
+            metadata(fn)[_WHERE] = path
+            todo.extend(f for f, _ in fn.next_functions)
+
+    def innermost(self) -> str:
+        if torch._C._current_graph_task_id() != -1:  # in the backward
+            fn = torch._C._current_autograd_node()
+            return str(metadata(fn).get(_WHERE, "")) if fn is not None else ""
+        return self._stack[-1] if self._stack else ""
+
+
 class StepTracker(TorchDispatchMode):
     """Live bytes by category over the ops of a step, and their peak."""
 
-    def __init__(self, modules: ModuleTracker, root: str) -> None:
+    def __init__(self, modules: Modules) -> None:
         super().__init__()
         self._live: dict[int, _Storage] = {}
         self.bytes = dict.fromkeys(CATEGORIES, 0)
@@ -117,7 +169,6 @@ class StepTracker(TorchDispatchMode):
         self.peak = StepPeak(0, dict(self.bytes), self.phase, "")
         self.record = False  # keep a timeline (the measured step)
         self._modules = modules
-        self._root = root
 
     def track(self, t: torch.Tensor, category: str, force: bool = False) -> None:
         """Count ``t``'s storage in ``category`` if it is new; ``force``: move it there if not."""
@@ -158,14 +209,10 @@ class StepTracker(TorchDispatchMode):
         self.record = True
 
     def _innermost(self) -> str:
-        running = [p for p in self._modules.parents if p != "Global"]
-        if not running:
-            return ""
-        inner = max(running, key=lambda p: p.count("."))
-        return inner.split(".", 1)[1] if "." in inner else ""
+        return self._modules.innermost()
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
-        out = func(*args, **(kwargs or {}))
+        out = run_tagged(func, args, kwargs or {})  # _grouped_mm's data-free stand-in included
         category = self._category()
         for t in tensors_in(out):
             self.track(t, category)
@@ -227,8 +274,8 @@ class StepRunner:
 
     def peak(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepPeak:
         """The peak of one step on ``args``/``kwargs`` (after a first one, if none ran yet)."""
-        modules = ModuleTracker()
-        tracker = StepTracker(modules, type(self.model).__name__)
+        modules = Modules(self.model)
+        tracker = StepTracker(modules)
         with self.context:
             for t in self.params:
                 tracker.track(t, PARAMS)
