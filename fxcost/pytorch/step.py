@@ -86,10 +86,13 @@ def optimizer_for(name: str) -> Callable[[list[torch.Tensor]], torch.optim.Optim
     return OPTIMIZERS[name]
 
 
+_INDEX = {c: i for i, c in enumerate(CATEGORIES)}
+
+
 @dataclass
 class _Storage:
     nbytes: int
-    category: str
+    category: int  # an index into CATEGORIES
     ref: Any
 
 
@@ -158,64 +161,78 @@ class Modules:
 
 
 class StepTracker(TorchDispatchMode):
-    """Live bytes by category over the ops of a step, and their peak."""
+    """Live bytes by category over the ops of a step, and their peak. ``phase`` is set by the
+    step as it goes; what an op allocates is the phase's category (see the module's docs)."""
 
     def __init__(self, modules: Modules) -> None:
         super().__init__()
         self._live: dict[int, _Storage] = {}
-        self.bytes = dict.fromkeys(CATEGORIES, 0)
+        self._bytes = [0] * len(CATEGORIES)  # by category index
         self.total = 0
-        self.phase = PHASES[0]
-        self.peak = StepPeak(0, dict(self.bytes), self.phase, "")
+        self._phase = 0
+        self._made = _INDEX[ACTIVATIONS]  # what the ops of the phase allocate
+        self.peak = StepPeak(0, self.bytes, PHASES[0], "")
         self.record = False  # keep a timeline (the measured step)
         self._modules = modules
 
+    @property
+    def phase(self) -> str:
+        return PHASES[self._phase]
+
+    @phase.setter
+    def phase(self, name: str) -> None:
+        self._phase = PHASES.index(name)
+        self._made = _INDEX[{"forward": ACTIVATIONS, "optimizer": OPTIMIZER}.get(name, TEMPORARIES)]
+
+    @property
+    def bytes(self) -> dict[str, int]:
+        return dict(zip(CATEGORIES, self._bytes, strict=True))
+
     def track(self, t: torch.Tensor, category: str, force: bool = False) -> None:
         """Count ``t``'s storage in ``category`` if it is new; ``force``: move it there if not."""
+        self._track(t, _INDEX[category], force)
+
+    def _track(self, t: torch.Tensor, category: int, force: bool = False) -> None:
         if t.layout != torch.strided:
             return
         st = t.untyped_storage()
-        entry = self._live.get(id(st))
+        key = id(st)
+        entry = self._live.get(key)
         if entry is not None and entry.ref() is st:
             if force and entry.category != category:
-                self.bytes[entry.category] -= entry.nbytes
-                self.bytes[category] += entry.nbytes
+                self._bytes[entry.category] -= entry.nbytes
+                self._bytes[category] += entry.nbytes
                 entry.category = category
             return
         n = st.nbytes()
-        ref = weakref.ref(st, functools.partial(self._freed, id(st)))
-        self._live[id(st)] = _Storage(n, category, ref)
-        self.bytes[category] += n
+        self._live[key] = _Storage(n, category, weakref.ref(st, functools.partial(self._freed, key)))
+        self._bytes[category] += n
         self.total += n
 
     def _freed(self, key: int, ref: Any) -> None:
         entry = self._live.get(key)
         if entry is not None and entry.ref is ref:
             del self._live[key]
-            self.bytes[entry.category] -= entry.nbytes
+            self._bytes[entry.category] -= entry.nbytes
             self.total -= entry.nbytes
-
-    def _category(self) -> str:
-        return {"forward": ACTIVATIONS, "backward": TEMPORARIES, "optimizer": OPTIMIZER}.get(self.phase, TEMPORARIES)
 
     def sample(self) -> None:
         if self.record:
-            self.peak.timeline.append((PHASES.index(self.phase), tuple(self.bytes[c] for c in CATEGORIES)))
+            self.peak.timeline.append((self._phase, tuple(self._bytes)))
         if self.total > self.peak.peak_bytes:
-            self.peak = StepPeak(self.total, dict(self.bytes), self.phase, self._innermost(), self.peak.timeline)
+            self.peak = StepPeak(self.total, self.bytes, self.phase, self._modules.innermost(), self.peak.timeline)
 
     def reset_peak(self) -> None:
-        self.peak = StepPeak(self.total, dict(self.bytes), self.phase, self._innermost())
+        self.peak = StepPeak(self.total, self.bytes, self.phase, self._modules.innermost())
         self.record = True
-
-    def _innermost(self) -> str:
-        return self._modules.innermost()
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
         out = run_tagged(func, args, kwargs or {})  # _grouped_mm's data-free stand-in included
-        category = self._category()
-        for t in tensors_in(out):
-            self.track(t, category)
+        if isinstance(out, torch.Tensor):
+            self._track(out, self._made)
+        else:
+            for t in tensors_in(out):
+                self._track(t, self._made)
         self.sample()
         return out
 
