@@ -453,13 +453,18 @@ def _analyze(
     peak = run.peak
     if train or step.fit is not None:
         peak = _step_peak(model, args, kwargs, skipped, prepare, as_dtype, run.mode, train, step, job.recompute, peak)
-        if train:
-            notes.append(f"peak memory: the second of two training steps ({peak.optimizer}"
-                         + (f", autocast {peak.amp}" if peak.amp else "") + ") on fake tensors; the step as a function "
-                         "whose output and loss live until it returns")
-        if job.recompute:
-            notes.append(f"activation checkpointing: {', '.join(job.recompute)} recomputed in the backward (their forward "
-                         "ops counted again, in the backward columns)")
+    elif peak is None:  # measured on its own forward run (the export and eager tracers'); where it cannot run, none
+        try:
+            peak = _step_peak(model, args, kwargs, skipped, prepare, as_dtype, run.mode, False, step, (), None)
+        except FxcostError as e:
+            notes.append(f"no peak memory: the forward could not run eagerly on fake tensors ({first_line(e)})")
+    if train and peak is not None:
+        notes.append(f"peak memory: the second of two training steps ({peak.optimizer}"
+                     + (f", autocast {peak.amp}" if peak.amp else "") + ") on fake tensors; the step as a function "
+                     "whose output and loss live until it returns")
+    if job.recompute:
+        notes.append(f"activation checkpointing: {', '.join(job.recompute)} recomputed in the backward (their forward "
+                     "ops counted again, in the backward columns)")
     trace = replace(run.trace, fallbacks=tuple(fallbacks), notes=(*run.trace.notes, *notes))
     unsupported = unsupported_ops(run.rows, strict)
     return Report(
@@ -509,7 +514,8 @@ class _Step:
 def _step_peak(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], skipped: dict[Hook, str],
                prepare: Callable[..., Any], as_dtype: torch.dtype | None, mode: Mode, train: bool, step: _Step,
                recompute: tuple[str, ...], inference: PeakMemory | None) -> PeakMemory:
-    """A training step's peak memory (``train``), and the largest batch that fits (``fit``), on a
+    """A training step's peak memory (``train``), or the forward's where ``inference`` (the
+    peak measured while counting) is not given, and the largest batch that fits (``fit``), on a
     fresh working copy whose tensors are fake (real where the analysis ran on values)."""
     shadow, a, kw = cast(prepare(model, args, kwargs, skipped), as_dtype)
     if train:
@@ -528,18 +534,16 @@ def _step_peak(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], 
     doing = "measuring a training step's memory" if train else "measuring the forward's memory"
     try:
         with naming_module(doing):
-            found = runner.peak(a, kw) if train else None
+            found = runner.peak(a, kw) if train or inference is None else None
             fitted = fit_batch(runner, a, kw, step.fit) if step.fit is not None else None
     except FxcostError:
         raise
     except Exception as e:
         raise ShapeError(f"{doing} failed on fake tensors: {first_line(e)}", source=user_line(e),
                          hint="the counts need only shapes, the memory a real step: --real runs it on real tensors") from e
-    if found is None:
-        if inference is None:
-            found = runner.peak(a, kw)
-        else:
-            return replace(inference, fit=fitted)
+    if found is None and inference is not None:
+        return replace(inference, fit=fitted)
+    assert found is not None
     sharded = shard(found, *step.shard) if step.shard else None
     return peak_memory(found, train=train, optimizer=step.optimizer, amp=step.amp, checkpointed=recompute, fit=fitted,
                        sharded=sharded)
@@ -715,15 +719,15 @@ def _export(job: _Job) -> _Counted:
     if len(flat) != len(placeholders):
         raise TraceError(f"torch.export's graph takes {len(placeholders)} inputs where fxcost has {len(flat)}")
     interp = RecordingInterpreter(traced.runner or shadow, traced.graph, recorder, train=job.train)
-    peak: list[PeakMemory] = []
-    with naming_module("propagating shapes"), job.grad(), _measured(job, [traced.runner or shadow, shadow], flat, peak), recorder:
+    with naming_module("propagating shapes"), job.grad(), recorder:
         out = interp.run(*flat)
     with naming_module("running the backward"):
         records = job.with_backward(interp.records, out)
     calls, flow = calls_from_export(shadow, records, job.leaves)
     rows, edges = call_graph_rows(shadow, job.inputs, calls, flow, job.convention)
-    return _Counted(rows, edges, output_specs(out), TraceInfo(Method.EXPORT, graph_nodes=len(traced.graph.nodes)), job.mode,
-                    peak[0] if peak else None)
+    # its peak memory is measured on the forward run eagerly on fake tensors (_step_peak): the
+    # graph frees values Python would still hold, and on meta tensors attention takes its math path
+    return _Counted(rows, edges, output_specs(out), TraceInfo(Method.EXPORT, graph_nodes=len(traced.graph.nodes)), job.mode)
 
 
 def _eager(job: _Job) -> _Counted:

@@ -51,7 +51,6 @@ class RecordingInterpreter(fx.Interpreter):
         self.recorder = recorder
         self.opaque = opaque
         self.train = train
-        self._frames: list[tuple[str, list[Any]]] = []  # module calls entered, with the arguments they hold
         self.records: list[NodeRecord] = []
         self._calls: tuple[ModuleCall, ...] = ()
         self._edges: tuple[tuple[int, int, TensorSpec], ...] = ()
@@ -67,34 +66,10 @@ class RecordingInterpreter(fx.Interpreter):
         self._calls, self._edges = tuple(tracker.calls), tuple(tracker.edges)
         return result
 
-    def _hold_arguments(self, n: fx.Node) -> None:
-        """Keep tensors alive as eager Python does, for the memory count: a module's forward
-        holds its arguments (its parameters' names, and the caller's frame, hold them) until it
-        returns, however early the graph reads them last. So a value made outside a module and
-        read inside it lives until the graph leaves that module."""
-        path = "" if n.op == "output" else n.meta.get(META_KEY, {}).get("module_path", "")
-        frames = self._frames
-        while frames and not _inside(path, frames[-1][0]):
-            frames.pop()
-        entered = {f[0] for f in frames}
-        parts = path.split(".") if path else []
-        for i in range(1, len(parts) + 1):
-            prefix = ".".join(parts[:i])
-            if prefix not in entered:
-                frames.append((prefix, []))
-        for a in n.all_input_nodes:
-            made_in = a.meta.get(META_KEY, {}).get("module_path", "")
-            outer = next((f for f in frames if not _inside(made_in, f[0])), None)
-            if outer is not None and a in self.env:
-                outer[1].append(self.env[a])
-
     def run_node(self, n: fx.Node) -> Any:
         inputs = [self.env[a] for a in n.all_input_nodes]
         input_tensors = [t for v in inputs for t in tensors_in(v)]
         self.recorder.take()
-        if self.recorder.memory is not None:
-            self.recorder.memory.where = n.meta.get(META_KEY, {}).get("module_path") or n.name
-            self._hold_arguments(n)
         try:
             if self.train:
                 with torch.autograd.graph.saved_tensors_hooks(self._pack, _same):
