@@ -141,7 +141,8 @@ class RowBuilder:
         backward = [o for o in ops if o.backward]
         work = Counts(macs=sum(o.macs for o in forward), flops=sum(o.flops for o in forward),
                       backward_macs=sum(o.macs for o in backward), backward_flops=sum(o.flops for o in backward),
-                      activation_elements=elements, activation_bytes=nbytes, saved_bytes=saved)
+                      activation_elements=elements, activation_bytes=nbytes, saved_bytes=saved,
+                      bytes_moved=sum(o.bytes_moved for o in forward))
         row = Row(id=len(self.rows), name=name, type=type, kind=kind, module_path=module_path, output=output,
                   kernel_size=kernel_size, stride=stride, counts=claimed + self.claim(weights) + work, ops=ops, hparams=hparams)
         self.rows.append(row)

@@ -16,6 +16,7 @@ from typing import Any
 from fxcost.report.compare import Comparison
 from fxcost.report.crosscheck import CrossCheck
 from fxcost.report.kinds import Method
+from fxcost.report.llm import LLMReport
 from fxcost.report.report import Report, Sweep
 from fxcost.report.review import Review
 
@@ -277,3 +278,51 @@ def crosscheck_table(check: CrossCheck) -> Table:
     table.notes.append(("onnxruntime vs PyTorch", (f"max abs diff {diff:.3g}; " if diff is not None else "") + ort["note"]))
     table.notes += [("difference", e) for e in x["explanations"]]
     return table
+
+
+def _seconds(s: float) -> str:
+    for div, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us")):
+        if s >= div:
+            return f"{s / div:.3g} {unit}"
+    return f"{s * 1e9:.3g} ns"
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.2f} MiB"
+
+
+@table_of.register
+def llm_table(report: LLMReport) -> Table:
+    """One row per layer type and step (prefill, first decode step), then the serving figures."""
+    d = report.to_dict()
+    roofline = "roofline" in d
+    columns = ["step", "layer type", "count", "MACs", "FLOPs", *(["bytes moved", "time", "bound"] if roofline else [])]
+    rows = []
+    for step, types in (("prefill", d["prefill"]["by_type"]), (f"decode @ {d['decode']['first']['context']:,}", d["decode"]["by_type"])):
+        for t in types:
+            rows.append([step, t["type"], count(t["count"]), count(t["macs"]), count(t["flops"]),
+                         *([count(t["bytes_moved"]), _seconds(t["seconds"]), t["bound"]] if roofline else [])])
+    kv, pre, dec, mem = d["kv_cache"], d["prefill"], d["decode"], d["memory"]
+    notes = [
+        ("Params", f"{count(d['params'])} total, {count(d['active_params'])} active per token"),
+        ("Weights", f"{count(d['weights_bytes'])} bytes ({_gib(d['weights_bytes'])}) in {d['dtype']}"),
+        ("KV cache", f"{count(kv['bytes_per_token'])} bytes per token per sequence ({kv['dtype']}); "
+                     f"{count(kv['bytes'])} bytes ({_gib(kv['bytes'])}) at {d['prompt'] + d['generate']:,} tokens x {d['batch']}"),
+        ("Prefill", f"{d['batch']} x {d['prompt']:,} tokens: {count(pre['macs'])} MACs ({human(pre['macs'], 'MACs')}), "
+                    f"{count(pre['flops'])} FLOPs; logits of {'the last position' if pre['logits'] == 'last' else 'every position'}"),
+        ("Decode, first step", f"context {dec['first']['context']:,}: {count(dec['first']['macs'])} MACs, {count(dec['first']['flops'])} FLOPs"),
+        ("Decode, last step", f"context {dec['last']['context']:,}: {count(dec['last']['macs'])} MACs, {count(dec['last']['flops'])} FLOPs"),
+        ("Decode, all steps", f"{d['generate']:,} steps: {count(dec['total_macs'])} MACs ({human(dec['total_macs'], 'MACs')}), "
+                              f"{count(dec['total_flops'])} FLOPs"),
+        ("Memory", f"{_gib(mem['total_bytes'])}: weights {_gib(mem['weights_bytes'])} + KV cache {_gib(mem['kv_cache_bytes'])} + "
+                   f"peak activations {_gib(max(mem['prefill_activation_bytes'], mem['decode_activation_bytes']))}"),
+    ]
+    if roofline:
+        r = d["roofline"]
+        notes += [("Device", f"{r['device']}: {human(r['peak_flops'], 'FLOP/s')} ({d['dtype']}), {human(r['bandwidth_bytes_s'], 'B/s')}"),
+                  ("Estimate", f"prefill {_seconds(r['prefill_s'])}, decode {_seconds(r['decode_s_per_token'])} per token, "
+                               f"{r['tokens_per_s']:,.1f} tokens/s at batch {d['batch']} (an upper bound on speed)")]
+        notes += [("Assumes", a) for a in d["assumptions"]]
+    notes += [("Note", n) for n in d["notes"]]
+    title = f"{d['model']}  ·  batch {d['batch']}, prompt {d['prompt']:,}, generate {d['generate']:,}  ·  {d['dtype']}"
+    return Table(title, columns, rows, numeric={"count", "MACs", "FLOPs", "bytes moved", "time"}, notes=notes)

@@ -61,7 +61,7 @@ from fxcost.pytorch.step import (
     shard,
     wrap_checkpoints,
 )
-from fxcost.pytorch.tensors import dtype_name, fake_tensor, output_specs, parse_dtype
+from fxcost.pytorch.tensors import dtype_name, fake_tensor, output_specs, parse_dtype, with_tensors
 from fxcost.pytorch.tracers import META_KEY, HierarchyTracer, Traced, export, symbolic
 from fxcost.pytorch.working_copy import Hook, dense_encoders, fakeify, has_meta_weights, hook_in, hooks_of
 from fxcost.report.kinds import TRACERS, Method, Mode
@@ -188,6 +188,7 @@ def analyze(
     checkpoint: Sequence[str] = (),
     shard: str | None = None,
     fit: int | str | None = None,
+    traffic: bool = False,
 ) -> Report:
     """Analyze ``model`` without running it for real, and return a :class:`Report`.
 
@@ -217,7 +218,9 @@ def analyze(
     counted again in the backward. ``shard`` (``"zero2:8"``): the peak per rank when data-parallel
     ranks shard the model states (ZeRO stages 1-3, ``fsdp`` = stage 3). ``fit`` (``"80GiB"`` or
     bytes): the largest batch (the first dimension of every input) whose peak fits, with or
-    without ``train``.
+    without ``train``. ``traffic=True`` also counts the bytes each forward op reads and writes
+    (``bytes_moved`` per op, row and in total: each tensor argument read, each output written,
+    views free), what a roofline (``fxcost llm --device``) prices.
 
     ``tracer`` picks how the model becomes a graph: ``"auto"`` (symbolic tracing, keeping
     untraceable submodules opaque; else ``torch.export``; else running op by op),
@@ -237,7 +240,7 @@ def analyze(
             def run(real: bool) -> Report:
                 return _analyze(model, input_size, example_inputs, example_kwargs, convention, real=real, strict=strict,
                                 name=name, tracer=tracer, leaves=leaves, registry=registry, dtype=dtype, train=train,
-                                step=_Step.of(train, optimizer, amp, checkpoint, shard, fit))
+                                step=_Step.of(train, optimizer, amp, checkpoint, shard, fit), traffic=traffic)
 
             try:
                 return run(real)
@@ -375,6 +378,7 @@ def _analyze(
     dtype: torch.dtype | str | None,
     train: bool = False,
     step: _Step | None = None,
+    traffic: bool = False,
 ) -> Report:
     step = step or _Step.of(train, None, None, (), None, None)
     if not isinstance(model, nn.Module):
@@ -397,6 +401,7 @@ def _analyze(
     as_dtype = _dtype(dtype)
     leaf_set = leaf_paths(model, leaves)
     recorder = OpRecorder(registry or ATEN)
+    recorder.traffic = traffic
     methods = list(TRACERS) if tracer == "auto" else [Method(tracer)]
     if train:
         if methods == [Method.EAGER]:
@@ -526,7 +531,7 @@ def _step_peak(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], 
     if mode is not Mode.REAL:
         context = FakeTensorMode(allow_non_fake_inputs=True)
         fakeify(shadow, context)
-        a, kw = tree_map(lambda x: _keep_grad(x, fake_tensor(x, context)), (a, kw))
+        a, kw = tree_map(lambda x: with_tensors(x, lambda t: _keep_grad(t, fake_tensor(t, context))), (a, kw))
     elif step.fit is not None:
         raise InputSpecError("--fit sizes batches on data-free tensors, and this analysis ran on real values",
                              hint="drop --fit, or give input shapes rather than real inputs")

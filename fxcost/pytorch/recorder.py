@@ -16,7 +16,7 @@ from torch.utils._pytree import tree_map
 from fxcost.counting.registry import FormulaRegistry
 from fxcost.errors import FxcostError, first_line
 from fxcost.pytorch.diagnosis import OP_ATTRIBUTE, FailedOp, OperandDtypeError
-from fxcost.pytorch.tensors import formula_view
+from fxcost.pytorch.tensors import formula_view, tensors_in
 from fxcost.report.kinds import Fate
 from fxcost.report.records import OpCost
 
@@ -65,6 +65,22 @@ class OpTagger(TorchDispatchMode):
         return run_tagged(func, args, kwargs or {})
 
 
+def _moved(func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> int:
+    """The bytes an op reads and writes, unfused: each tensor argument read once, each output
+    written once (an in-place op's too); a view moves nothing."""
+    if func.is_view:
+        return 0
+    written = sum(t.numel() * t.element_size() for t in tensors_in(out))
+    if func in _GATHERS:  # reads the rows it picks (as many bytes as it writes) and its indices, not the whole table
+        indices = [t for t in tensors_in((args, kwargs)) if not (t.is_floating_point() or t.is_complex())]
+        return 2 * written + sum(t.numel() * t.element_size() for t in indices)
+    return written + sum(t.numel() * t.element_size() for t in tensors_in((args, kwargs)))
+
+
+_GATHERS = {torch.ops.aten.embedding.default, torch.ops.aten.index_select.default, torch.ops.aten.gather.default,
+            torch.ops.aten.index.Tensor}
+
+
 class OpRecorder(TorchDispatchMode):
     """Counts every aten op dispatched while it is active into the current node's tally."""
 
@@ -77,12 +93,14 @@ class OpRecorder(TorchDispatchMode):
         self._pending: list[tuple[str, Any, tuple[Any, ...], dict[str, Any], dict[str, list[Any]]]] = []
         self._in_pending = False  # running one of them: its ops go to its tally
         self.memory: Any = None  # a LiveBytes (fxcost.pytorch.memory) while a run's memory is measured
+        self.traffic = False  # tally the bytes each op reads and writes (a roofline's)
 
     def take(self) -> tuple[OpCost, ...]:
         """The ops tallied so far, and a fresh tally."""
         self._run_pending()
         tally, self._tally = self._tally, {}
-        return tuple(OpCost(name, n, macs, flops, fate, reason) for name, (n, macs, flops, fate, reason) in tally.items())
+        return tuple(OpCost(name, n, macs, flops, fate, reason, bytes_moved=moved)
+                     for name, (n, macs, flops, fate, reason, moved) in tally.items())
 
     def _through_implementation(self, name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Fate, str]:
         """A custom op (``torch.library.custom_op``) with no formula is priced through its Python
@@ -141,13 +159,15 @@ class OpRecorder(TorchDispatchMode):
             macs, flops = cost.macs, cost.flops
         elif fate is Fate.UNSUPPORTED:
             fate, reason = self._through_implementation(name, args, kwargs)
+        moved = _moved(func, args, kwargs, out) if self.traffic else 0
         entry = self._tally.get(name)
         if entry is None:
-            self._tally[name] = [1, macs, flops, fate, reason]
+            self._tally[name] = [1, macs, flops, fate, reason, moved]
         else:
             entry[0] += 1
             entry[1] += macs
             entry[2] += flops
+            entry[5] += moved
         if self.memory is not None:
             self.memory.seen(out)
         return out

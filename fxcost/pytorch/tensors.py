@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -92,6 +92,46 @@ def fake_tensor(x: Any, fake_mode: FakeTensorMode) -> Any:
         return x
     with fake_mode:
         return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="cpu")
+
+
+def tensors_within(obj: Any, depth: int = 6) -> list[torch.Tensor]:
+    """The tensors an object holds (a KV cache's keys and values): in its attributes, lists,
+    tuples and dicts, ``depth`` levels down, each once."""
+    found: dict[int, torch.Tensor] = {}
+    seen: set[int] = set()
+
+    def walk(x: Any, d: int) -> None:
+        if isinstance(x, torch.Tensor):
+            found.setdefault(id(x), x)
+            return
+        if d == 0 or id(x) in seen or x is None or isinstance(x, (str, bytes, int, float, bool, type)):
+            return
+        seen.add(id(x))
+        if isinstance(x, dict):
+            items: Any = x.values()
+        elif isinstance(x, (list, tuple, set)):
+            items = x
+        elif hasattr(x, "__dict__") and not callable(x):
+            items = vars(x).values()
+        else:
+            return
+        for v in items:
+            walk(v, d - 1)
+
+    walk(obj, depth)
+    return list(found.values())
+
+
+def with_tensors(obj: Any, convert: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``obj`` (a tensor, or an object holding tensors) copied with each tensor converted."""
+    if isinstance(obj, torch.Tensor):
+        return convert(obj)
+    inner = tensors_within(obj)
+    if not inner:
+        return obj
+    import copy
+
+    return copy.deepcopy(obj, {id(t): convert(t) for t in inner})
 
 
 def realize(x: Any) -> Any:

@@ -130,8 +130,11 @@ class OpCost(Record):
     reason: str = ""
     #: dispatched by the backward of a training step (``train=True``), not the forward
     backward: bool = False
+    #: bytes the ops read and wrote, each reading its tensor arguments and writing its outputs
+    #: (views move nothing), where a roofline asked for them (``fxcost llm``, ``--device``)
+    bytes_moved: int = 0
 
-    OMIT_DEFAULT = ("reason", "backward")
+    OMIT_DEFAULT = ("reason", "backward", "bytes_moved")
 
 
 def merge_ops(ops: Iterable[OpCost]) -> tuple[OpCost, ...]:
@@ -143,7 +146,8 @@ def merge_ops(ops: Iterable[OpCost]) -> tuple[OpCost, ...]:
         merged[o.op, o.backward] = (
             o
             if prev is None
-            else dataclasses.replace(prev, count=prev.count + o.count, macs=prev.macs + o.macs, flops=prev.flops + o.flops)
+            else dataclasses.replace(prev, count=prev.count + o.count, macs=prev.macs + o.macs, flops=prev.flops + o.flops,
+                                     bytes_moved=prev.bytes_moved + o.bytes_moved)
         )
     return tuple(merged.values())
 
@@ -176,9 +180,13 @@ class Counts(Record):
     #: bytes of the tensors the row's ops save for the backward (each storage once, in the first
     #: row that saves it; parameters and buffers aside): a training step's
     saved_bytes: int = 0
+    #: bytes the forward's ops read and wrote (see :class:`OpCost`), where a roofline asked for them
+    bytes_moved: int = 0
 
     #: present only in training reports (and absent from fxcost 0.1's JSON)
     BACKWARD: ClassVar[tuple[str, ...]] = ("backward_macs", "backward_flops", "saved_bytes")
+    #: present only where a roofline asked for them
+    TRAFFIC: ClassVar[tuple[str, ...]] = ("bytes_moved",)
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(*(getattr(self, n) + getattr(other, n) for n in self.names()))
@@ -199,7 +207,7 @@ class Counts(Record):
     def present(self) -> tuple[str, ...]:
         """The metrics a report shows: all, the backward's only where there is one (``train``)."""
         trained = self.backward_macs or self.backward_flops
-        return tuple(n for n in self.names() if trained or n not in self.BACKWARD)
+        return tuple(n for n in self.names() if (trained or n not in self.BACKWARD) and (self.bytes_moved or n not in self.TRAFFIC))
 
     @property
     def non_trainable_params(self) -> int:

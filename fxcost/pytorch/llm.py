@@ -1,0 +1,253 @@
+"""The serving costs of a causal language model, from its own code on meta tensors.
+
+- **Prefill**: :func:`fxcost.analyze` over ``batch x prompt`` token ids with the cache on.
+- **Decode at context L**: the model's own cache object, built by a prefill of ``L`` tokens on
+  meta tensors, is passed to one step of one new token per sequence, which is analyzed like any
+  forward: the new token attends to ``L + 1`` positions. The first step is at ``L = prompt``, the
+  last at ``prompt + generate - 1``. The total over all steps is exact: the step's MACs and
+  FLOPs are measured at the ends and the middle of the range, and a range whose cost is not one
+  straight line through them (a sliding window that fills) is halved until it is, down to steps
+  measured one by one.
+- **KV cache**: the bytes of the tensors in the cache the model itself makes (so grouped-query,
+  multi-query, sliding-window and shared caches are what the model keeps), after a prefill of
+  ``prompt`` tokens (per token: divided by the prompt and the batch) and of ``prompt + generate``.
+- **Active parameters** of a mixture of experts: the total, less, in every ``experts`` module,
+  the share of experts a token does not use (``1 - top_k / experts`` from the config).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from fxcost.counting.devices import Device, device, roof
+from fxcost.errors import InputSpecError
+from fxcost.pytorch.tensors import dtype_name, parse_dtype, tensors_within
+from fxcost.pytorch.working_copy import meta_copy
+from fxcost.report.llm import LayerType, LLMReport, Roofline, Step
+from fxcost.report.report import Report
+
+ASSUMPTIONS = (
+    "roofline: time = max(FLOPs / peak FLOP/s, bytes moved / bandwidth) per layer, summed; the datasheet's dense peaks",
+    "no kernel launch overheads, perfect overlap of compute and memory traffic, no fusion (each op reads its inputs "
+    "and writes its outputs): an upper bound on speed, a lower bound on time",
+    "decode seconds per token: the mean of the first and the last step's estimates",
+    "attention as PyTorch's math path on data-free tensors (its scores written and read, grouped K and V copied): a "
+    "fused flash kernel moves less, so attention's estimate is the unfused one",
+)
+
+
+def _is_causal_lm(model: nn.Module) -> bool:
+    name = type(model).__name__
+    can = getattr(model, "can_generate", None)
+    return bool(name.endswith(("ForCausalLM", "LMHeadModel")) or (callable(can) and can())) and _cache_name(model) is not None
+
+
+def _cache_name(model: nn.Module) -> str | None:
+    params = inspect.signature(model.forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return name
+    return None
+
+
+def _position_limit(model: nn.Module) -> int | None:
+    config = getattr(model, "config", None)
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _cache_of(out: Any) -> Any:
+    for key in ("cache", "past_key_values"):
+        c = getattr(out, key, None)
+        if c is not None:
+            return c
+    raise InputSpecError("the model returned no cache with use_cache=True", hint="fxcost llm needs a model that returns its KV cache")
+
+
+def kv_bytes(cache: Any) -> tuple[int, str]:
+    """The bytes of the distinct storages a cache holds, and their dtype."""
+    tensors = tensors_within(cache)
+    seen: dict[int, int] = {}
+    for t in tensors:
+        seen.setdefault(id(t.untyped_storage()), t.untyped_storage().nbytes())
+    dtypes = sorted({dtype_name(t.dtype) for t in tensors if t.is_floating_point()})
+    return sum(seen.values()), ",".join(dtypes)
+
+
+def active_params(model: nn.Module) -> tuple[int, int, str]:
+    """Total unique parameters, those a token uses, and how the active count was found."""
+    unique = {id(p): p for p in model.parameters()}
+    total = sum(p.numel() for p in unique.values())
+    config = getattr(model, "config", None)
+    experts = next((getattr(config, k) for k in ("num_local_experts", "num_experts", "n_routed_experts")
+                    if isinstance(getattr(config, k, None), int)), None)
+    top_k = getattr(config, "num_experts_per_tok", None)
+    if not experts or not isinstance(top_k, int):
+        return total, total, "dense: every parameter is used by every token"
+    inactive = 0
+    found = 0
+    for path, m in model.named_modules():
+        if path.split(".")[-1] != "experts":
+            continue
+        found += 1
+        n = sum(p.numel() for p in {id(p): p for p in m.parameters()}.values())
+        inactive += n * (experts - top_k) // experts
+    if not found:
+        return total, total, f"{experts} experts in the config but no module named experts: active counted as total"
+    return total, total - inactive, (f"mixture of experts: {top_k} of {experts} experts per token in each of {found} experts "
+                                     f"modules; everything else (embeddings, attention, routers, shared experts) active")
+
+
+def llm(model: nn.Module, prompt: int, generate: int, *, batch: int = 1, dtype: torch.dtype | str | None = None,
+        kv_dtype: torch.dtype | str | None = None, device_name: str | None = None, last_logits: bool = False,
+        name: str | None = None, progress: Callable[[str], None] | None = None) -> LLMReport:
+    """The serving costs of a causal LM at ``batch`` sequences of ``prompt`` tokens generating
+    ``generate`` more (see the module's docs); ``device_name`` adds the roofline estimate."""
+    import fxcost
+
+    say = progress or (lambda _: None)
+    title = name or type(model).__name__
+    if not isinstance(model, nn.Module) or not _is_causal_lm(model):
+        raise InputSpecError(f"{title} is not a causal language model fxcost llm can drive: it needs a forward that takes a KV "
+                             f"cache (cache= or past_key_values=) and returns it",
+                             hint="a transformers *ForCausalLM (hf:LlamaForCausalLM), or fxcost analyze for any other model")
+    for what, v in (("--prompt", prompt), ("--generate", generate), ("--batch", batch)):
+        if not isinstance(v, int) or v < 1:
+            raise InputSpecError(f"{what} must be a positive number of tokens, got {v}", hint=f"e.g. {what} 128")
+    limit = _position_limit(model)
+    if limit is not None and prompt + generate > limit:
+        raise InputSpecError(f"{title} attends to at most {limit:,} positions; prompt {prompt:,} + generate {generate:,} = "
+                             f"{prompt + generate:,} is beyond it", hint=f"keep --prompt + --generate within {limit:,}")
+    dev = device(device_name) if device_name else None
+    as_dtype = parse_dtype(dtype) if isinstance(dtype, str) else dtype
+    kv_as = parse_dtype(kv_dtype) if isinstance(kv_dtype, str) else kv_dtype
+    if last_logits and "logits_to_keep" not in inspect.signature(model.forward).parameters:
+        raise InputSpecError(f"{title}.forward has no logits_to_keep argument: --last-logits cannot ask for the last "
+                             f"position's logits alone", hint="drop --last-logits")
+    meta = meta_copy(model).eval()
+    if as_dtype is not None:
+        meta.to(as_dtype)
+    cache_kw = _cache_name(meta)
+    assert cache_kw is not None
+    model_dtype = dtype_name(next((p.dtype for p in meta.parameters() if p.is_floating_point()), torch.float32))
+    traffic = dev is not None
+
+    def ids(n: int, rows: int = batch) -> torch.Tensor:
+        return torch.empty(rows, n, dtype=torch.long, device="meta")
+
+    def cache_at(length: int) -> Any:
+        with torch.no_grad():
+            return _cache_of(meta(ids(length), use_cache=True))
+
+    extra = {"logits_to_keep": 1} if last_logits else {}
+    say(f"prefill: {batch} x {prompt} tokens")
+    pre = fxcost.analyze(meta, example_inputs=(ids(prompt),), example_kwargs={"use_cache": True, **extra}, name=title,
+                         traffic=traffic)
+    decoded: dict[int, Report] = {}
+
+    def decode(context: int) -> Report:
+        if context not in decoded:
+            say(f"decode step at context {context:,}")
+            decoded[context] = fxcost.analyze(meta, example_inputs=(ids(1),),
+                                              example_kwargs={cache_kw: cache_at(context), "use_cache": True, **extra},
+                                              name=title, traffic=traffic)
+        return decoded[context]
+
+    first, last = prompt, prompt + generate - 1
+    total_macs, total_flops = _exact_total(lambda c: (decode(c).total().macs, decode(c).total().flops), first, last)
+    per_token, cache_dtype = kv_bytes(cache_at(prompt))
+    full, _ = kv_bytes(cache_at(prompt + generate))
+    notes = [f"KV cache: {type(cache_at(1)).__name__}, {cache_dtype}, read from the tensors the model makes"]
+    if kv_as is not None:
+        item = torch.empty((), dtype=kv_as).element_size()
+        have = torch.empty((), dtype=parse_dtype(cache_dtype.split(",")[0])).element_size() if cache_dtype else item
+        per_token, full = per_token * item // have, full * item // have
+        notes.append(f"KV cache as {dtype_name(kv_as)}: the model's cache bytes x {item}/{have}")
+        cache_dtype = dtype_name(kv_as)
+    total, active, how = active_params(meta)
+    notes.append(f"active parameters: {how}")
+    notes.append(f"prefill computes the logits of {'the last position' if last_logits else 'every position'}"
+                 + ("" if last_logits else " (--last-logits: only the last, as generate does)"))
+    weights = sum(p.numel() * p.element_size() for p in {id(p): p for p in meta.parameters()}.values())
+    report = LLMReport(
+        model=title, batch=batch, prompt=prompt, generate=generate, dtype=model_dtype, params=total, active_params=active,
+        weights_bytes=weights, kv_bytes_per_token=per_token // (batch * prompt), kv_bytes=full, kv_dtype=cache_dtype,
+        prefill=_step(pre, prompt, 0), decode_first=_step(decode(first), 1, first), decode_last=_step(decode(last), 1, last),
+        decode_total_macs=total_macs, decode_total_flops=total_flops, last_logits=last_logits,
+        prefill_types=_types(pre, dev, model_dtype), decode_types=_types(decode(first), dev, model_dtype),
+        notes=tuple(notes), assumptions=ASSUMPTIONS if dev else ())
+    if dev is not None:
+        pre_s = _seconds(pre, dev, model_dtype)
+        step_s = (_seconds(decode(first), dev, model_dtype) + _seconds(decode(last), dev, model_dtype)) / 2
+        report = _with_roofline(report, Roofline(dev.name, dev.peak(model_dtype), dev.bandwidth_bytes_s, pre_s, step_s,
+                                                 batch / step_s if step_s else float("inf"), dev.source))
+    return report
+
+
+def _with_roofline(report: LLMReport, r: Roofline) -> LLMReport:
+    from dataclasses import replace
+
+    return replace(report, roofline=r)
+
+
+def _step(r: Report, tokens: int, context: int) -> Step:
+    t = r.total()
+    p = r.peak_memory
+    act = p.peak_bytes - p.params_bytes - p.buffers_bytes - p.inputs_bytes if p is not None else 0
+    return Step(tokens, context, t.macs, t.flops, t.bytes_moved, act)
+
+
+def _seconds(r: Report, dev: Device, dtype: str) -> float:
+    return sum(roof(row.flops, row.bytes_moved, dev, dtype).seconds for row in r.layers)
+
+
+def _types(r: Report, dev: Device | None, dtype: str) -> tuple[LayerType, ...]:
+    """The step's rows by type, with their roofline time (each row's, summed) where a device is given."""
+    acc: dict[str, list[Any]] = {}
+    for row in r.layers:
+        if not (row.macs or row.flops or row.bytes_moved):
+            continue
+        a = acc.setdefault(row.type, [0, 0, 0, 0, 0.0, 0.0, 0.0])
+        a[0] += 1
+        a[1] += row.macs
+        a[2] += row.flops
+        a[3] += row.bytes_moved
+        if dev is not None:
+            est = roof(row.flops, row.bytes_moved, dev, dtype)
+            a[4] += est.seconds
+            a[5 if est.bound == "compute" else 6] += est.seconds
+    out = [LayerType(t, n, macs, flops, moved, secs, ("compute" if c >= m else "memory") if dev else "")
+           for t, (n, macs, flops, moved, secs, c, m) in acc.items()]
+    return tuple(sorted(out, key=lambda x: -x.flops))
+
+
+def _exact_total(cost: Callable[[int], tuple[int, int]], first: int, last: int) -> tuple[int, int]:
+    """The sum of ``cost(c)`` for every context ``c`` from ``first`` to ``last``: a range whose
+    costs lie on one line (checked at its two ends, its second point and its middle) is summed
+    as an arithmetic series; any other is halved, down to ranges of three measured one by one."""
+    if last - first < 3:
+        sums = [cost(c) for c in range(first, last + 1)]
+        return sum(s[0] for s in sums), sum(s[1] for s in sums)
+    mid = (first + last) // 2
+    a, a1, m, b = cost(first), cost(first + 1), cost(mid), cost(last)
+    n = last - first + 1
+    totals = []
+    for i in range(2):
+        step = a1[i] - a[i]
+        if m[i] != a[i] + step * (mid - first) or b[i] != a[i] + step * (last - first):
+            break
+        totals.append(n * a[i] + step * n * (n - 1) // 2)
+    else:
+        return totals[0], totals[1]
+    left, right = _exact_total(cost, first, mid), _exact_total(cost, mid + 1, last)
+    return left[0] + right[0], left[1] + right[1]
+
+
