@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import fxcost
 from fxcost.cli import main
-from fxcost.counting.devices import DEVICES, device, roof
+from fxcost.counting.devices import DEVICES, device
 from fxcost.errors import InputSpecError
 from fxcost.pytorch.llm import active_params, llm
 
@@ -131,11 +131,13 @@ def test_llama2_7b_cache_and_weights_in_bfloat16() -> None:
 
 def test_roofline_arithmetic() -> None:
     h100 = DEVICES["h100"]
+    hw = h100.at("bfloat16")
     # 2 TFLOPs and 1 GB: 2e12 / 989.4e12 s of compute against 1e9 / 3.35e12 s of traffic
-    r = roof(2 * 10**12, 10**9, h100, "bfloat16")
-    assert r.bound == "compute" and r.seconds == pytest.approx(2e12 / 989.4e12)
-    r = roof(10**9, 10**9, h100, "bfloat16")  # intensity 1 FLOP/byte, far below the ridge (~295)
+    r = hw.roof(0, 2 * 10**12, 10**9)
+    assert r.bound == "compute" and r.seconds == pytest.approx(2e12 / 989.4e12) and r.intensity == 2000
+    r = hw.roof(0, 10**9, 10**9)  # intensity 1 FLOP/byte, far below the ridge (~295)
     assert r.bound == "memory" and r.seconds == pytest.approx(1e9 / 3.35e12)
+    assert hw.ridge == pytest.approx(989.4e12 / 3.35e12)
     assert h100.ridge("bfloat16") == pytest.approx(989.4e12 / 3.35e12)
     assert h100.peak("float32") == pytest.approx(67e12)
 
@@ -218,3 +220,32 @@ def test_the_callers_model_is_untouched() -> None:
     before = copy.deepcopy(model.state_dict())
     llm(model, prompt=4, generate=2)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_analyze_draws_a_roofline_per_layer(capsys: pytest.CaptureFixture[str]) -> None:
+    from examples.resnet import resnet18
+
+    report = fxcost.analyze(resnet18(), input_size=(1, 3, 224, 224), device="a100-80g")
+    hw = report.hardware
+    assert hw is not None and (hw.device, hw.dtype, hw.peak_flops, hw.bandwidth_bytes_s) == ("a100-80g", "float32", 19.5e12, 2.039e12)
+    roofs = {r.id: r for r in report.roofline()}
+    for row in report.layers:
+        r = roofs[row.id]
+        assert r.seconds == pytest.approx(max(row.flops / 19.5e12, row.bytes_moved / 2.039e12))
+    conv1 = next(r for r in report.layers if r.name == "conv1")
+    # conv1 reads the image (3 x 224 x 224) and its weight (64 x 3 x 7 x 7), writes 64 x 112 x 112, in float32
+    assert conv1.bytes_moved == 4 * (3 * 224 * 224 + 64 * 3 * 7 * 7 + 64 * 112 * 112)
+    # a roll-up's time is its layers' times added
+    blocks = {r.id: r for r in report.by_module(1).roofline()}
+    assert sum(r.seconds for r in blocks.values()) == pytest.approx(sum(r.seconds for r in roofs.values()))
+    assert main(["analyze", "examples/resnet.py:resnet18", "--input", "1x3x224x224", "--device", "h100", "--depth", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "time" in out and "bound" in out and "Roofline:" in out
+
+
+def test_the_html_report_plots_the_roofline() -> None:
+    from examples.resnet import resnet18
+    from fxcost.exporters.html import to_html
+
+    page = to_html(fxcost.analyze(resnet18(), input_size=(1, 3, 64, 64), device="h100"), None)
+    assert 'class="chart roofline"' in page and "ridge" in page

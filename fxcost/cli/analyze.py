@@ -40,6 +40,7 @@ examples:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_analysis(p)
+    options.add_device(p)
     options.add_output(p)
     g = p.add_argument_group("view")
     g.add_argument("--depth", "-d", type=int, metavar="N", help="roll layers up into their modules N levels below the root")

@@ -121,6 +121,15 @@ def add_memory(p: argparse.ArgumentParser) -> None:
                         "or 24GB; a training step's peak with --train, the forward's without")
 
 
+def add_device(p: argparse.ArgumentParser) -> None:
+    from fxcost.counting.devices import DEVICES
+
+    p.add_argument_group("roofline").add_argument(
+        "--device", metavar="NAME", default=None,
+        help=f"each layer's time at best on a device, max(FLOPs / peak, bytes moved / bandwidth), and whether compute or "
+             f"memory bounds it: {', '.join(DEVICES)}, or a profile.toml (docs/commands/llm.md)")
+
+
 def add_output(p: argparse.ArgumentParser, output: bool = True) -> None:
     from fxcost.exporters import FORMATS
 
@@ -191,7 +200,7 @@ def load(spec: str, args: argparse.Namespace) -> tuple[Any, str]:
                                        ("--dtype", getattr(args, "dtype", None)), ("--train", getattr(args, "train", False)),
                                        ("--optimizer", getattr(args, "optimizer", None)), ("--amp", getattr(args, "amp", None)),
                                        ("--checkpoint", getattr(args, "checkpoint", [])), ("--shard", getattr(args, "shard", None)),
-                                       ("--fit", getattr(args, "fit", None)),
+                                       ("--fit", getattr(args, "fit", None)), ("--device", getattr(args, "device", None)),
                                        ("--leaf", getattr(args, "leaf", [])), ("--real", getattr(args, "real", False)),
                                        ("--tracer", getattr(args, "tracer", "auto") != "auto"))
                  if on]
@@ -222,6 +231,7 @@ def analyze_one(model: Any, name: str, call: Call, args: argparse.Namespace) -> 
             strict=args.strict, name=name, tracer=args.tracer, leaves=args.leaf, dtype=getattr(args, "dtype", None),
             train=getattr(args, "train", False), optimizer=getattr(args, "optimizer", None), amp=getattr(args, "amp", None),
             checkpoint=getattr(args, "checkpoint", []), shard=getattr(args, "shard", None), fit=getattr(args, "fit", None),
+            device=getattr(args, "device", None),
         )
 
 

@@ -24,6 +24,7 @@ examples:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_analysis(p)
+    options.add_device(p)
     options.add_drawing(p)
     p.add_argument("--output", "-o", metavar="FILE", required=True, help="the .html file to write (atomically)")
 

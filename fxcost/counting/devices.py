@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-T = 10**12
-G = 10**9
+from fxcost.report.records import Hardware
 
 
 @dataclass(frozen=True)
@@ -43,37 +42,41 @@ class Device:
         """The arithmetic intensity (FLOPs per byte) above which an op is compute-bound."""
         return self.peak(dtype) / self.bandwidth_bytes_s
 
+    def at(self, dtype: str) -> Hardware:
+        """The device as a report records it: its peak at ``dtype``, its bandwidth, its source."""
+        return Hardware(self.name, dtype, self.peak(dtype), self.bandwidth_bytes_s, self.source)
+
 
 #: the named profiles: dense (no structured sparsity) tensor-core peaks for 16-bit types,
 #: the plain FP32 (non-tensor-core) peak for float32, as PyTorch runs float32 matmuls by default
 DEVICES: dict[str, Device] = {
     "h100": Device(
-        "h100", {"bfloat16": 989.4 * T, "float16": 989.4 * T, "float32": 67 * T}, 3.35 * T,
+        "h100", {"bfloat16": 989.4e12, "float16": 989.4e12, "float32": 67e12}, 3.35e12,
         source="NVIDIA H100 Tensor Core GPU datasheet, H100 SXM column: BF16/FP16 Tensor Core 1,979 TFLOPS with "
                "sparsity (989.4 dense, the H100 whitepaper), FP32 67 TFLOPS, GPU memory bandwidth 3.35 TB/s, 80 GB",
-        memory_bytes=80 * G),
+        memory_bytes=80 * 10**9),
     "h200": Device(
-        "h200", {"bfloat16": 989.4 * T, "float16": 989.4 * T, "float32": 67 * T}, 4.8 * T,
+        "h200", {"bfloat16": 989.4e12, "float16": 989.4e12, "float32": 67e12}, 4.8e12,
         source="NVIDIA H200 Tensor Core GPU datasheet, H200 SXM column: BF16/FP16 Tensor Core 1,979 TFLOPS with "
                "sparsity (989.4 dense, the H100 whitepaper), FP32 67 TFLOPS, GPU memory bandwidth 4.8 TB/s, 141 GB",
-        memory_bytes=141 * G),
+        memory_bytes=141 * 10**9),
     "a100-80g": Device(
-        "a100-80g", {"bfloat16": 312 * T, "float16": 312 * T, "float32": 19.5 * T}, 2.039 * T,
+        "a100-80g", {"bfloat16": 312e12, "float16": 312e12, "float32": 19.5e12}, 2.039e12,
         source="NVIDIA A100 Tensor Core GPU datasheet, A100 80GB SXM column: BF16/FP16 Tensor Core 312 TFLOPS "
                "(624 with sparsity), FP32 19.5 TFLOPS, GPU memory bandwidth 2,039 GB/s, 80 GB",
-        memory_bytes=80 * G),
+        memory_bytes=80 * 10**9),
     "l4": Device(
-        "l4", {"bfloat16": 121 * T, "float16": 121 * T, "float32": 30.3 * T}, 300 * G,
+        "l4", {"bfloat16": 121e12, "float16": 121e12, "float32": 30.3e12}, 300e9,
         source="NVIDIA L4 Tensor Core GPU datasheet: BF16/FP16 Tensor Core 242 TFLOPS with sparsity (121 dense), "
                "FP32 30.3 TFLOPS, GPU memory bandwidth 300 GB/s, 24 GB",
-        memory_bytes=24 * G),
+        memory_bytes=24 * 10**9),
     "mi300x": Device(
-        "mi300x", {"bfloat16": 1307.4 * T, "float16": 1307.4 * T, "float32": 163.4 * T}, 5.3 * T,
+        "mi300x", {"bfloat16": 1307.4e12, "float16": 1307.4e12, "float32": 163.4e12}, 5.3e12,
         source="AMD Instinct MI300X accelerator datasheet: peak BF16/FP16 1,307.4 TFLOPS dense (2,614.9 with "
                "sparsity), peak FP32 matrix 163.4 TFLOPS, peak memory bandwidth 5.3 TB/s, 192 GB HBM3",
-        memory_bytes=192 * G),
+        memory_bytes=192 * 10**9),
     "cpu": Device(
-        "cpu", {"bfloat16": 114.7 * T, "float16": 7.17 * T, "float32": 7.17 * T}, 307.2 * G,
+        "cpu", {"bfloat16": 114.7e12, "float16": 7.17e12, "float32": 7.17e12}, 307.2e9,
         source="Intel Xeon Platinum 8480+ (one socket), from Intel's specifications by arithmetic: 56 cores at the "
                "2.0 GHz base clock; FP32 56 x 2.0 GHz x 2 AVX-512 FMA units x 16 lanes x 2 = 7.17 TFLOPS; BF16 "
                "on AMX 56 x 2.0 GHz x 1,024 = 114.7 TFLOPS; 8 channels of DDR5-4800 x 38.4 GB/s = 307.2 GB/s",
@@ -121,23 +124,3 @@ def device(spec: str) -> Device:
     except (TypeError, ValueError) as e:
         raise InputSpecError(f"the device profile {spec} has a value that is not a number: {e}",
                              hint="peaks in FLOP/s and bandwidth in bytes/s, as numbers (2.0e12)") from None
-
-
-@dataclass(frozen=True)
-class Roof:
-    """One layer's roofline estimate."""
-
-    flops: int
-    bytes_moved: int
-    seconds: float
-    bound: str  # "compute" or "memory"
-
-    @property
-    def intensity(self) -> float:
-        return self.flops / self.bytes_moved if self.bytes_moved else float("inf")
-
-
-def roof(flops: int, bytes_moved: int, dev: Device, dtype: str) -> Roof:
-    """``max(flops / peak, bytes / bandwidth)`` and which term is the larger."""
-    compute, memory = flops / dev.peak(dtype), bytes_moved / dev.bandwidth_bytes_s
-    return Roof(flops, bytes_moved, max(compute, memory), "compute" if compute >= memory else "memory")

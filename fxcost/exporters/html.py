@@ -202,6 +202,54 @@ def memory_timeline(p: dict[str, Any], width: int = 900, height: int = 260) -> s
     return "".join(out)
 
 
+def roofline_plot(d: dict[str, Any], width: int = 560, height: int = 340) -> str:
+    """Arithmetic intensity (FLOPs per byte moved) against attainable FLOP/s, both on log
+    scales: the device's roof (bandwidth x intensity up to the ridge, the peak after it) and one
+    dot per layer at the rate its estimate gives it."""
+    import math
+
+    hw, roofs = d["roofline"]["hardware"], d["roofline"]["layers"]
+    names = {r["id"]: r["name"] for r in d["layers"]}
+    dots = [(r["intensity"], (next(x["flops"] for x in d["layers"] if x["id"] == r["id"]) / r["seconds"]), r)
+            for r in roofs if r["seconds"] > 0 and r["intensity"] > 0]
+    peak, bw = hw["peak_flops"], hw["bandwidth_bytes_s"]
+    ridge = peak / bw
+    xs = [x for x, _, _ in dots] + [ridge]
+    x_lo, x_hi = math.floor(math.log10(min(xs))) - 0.5, math.ceil(math.log10(max(xs))) + 0.5
+    y_hi = math.log10(peak) + 0.3
+    y_lo = min([math.log10(bw * 10**x_lo)] + [math.log10(y) for _, y, _ in dots if y > 0]) - 0.3
+    left, right, bottom, top = 60, 20, 40, 24
+
+    def px(x: float) -> float:
+        return left + (width - left - right) * (math.log10(x) - x_lo) / (x_hi - x_lo)
+
+    def py(y: float) -> float:
+        return top + (height - top - bottom) * (1 - (math.log10(y) - y_lo) / (y_hi - y_lo))
+
+    out = [f'<svg class="chart roofline" width="{width}" height="{height}" role="img" aria-label="roofline">',
+           f'<text x="0" y="14" font-size="12" font-weight="bold">Roofline on {_e(hw["device"])} ({_e(hw["dtype"])}): '
+           f'FLOP/s against FLOPs per byte</text>',
+           f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#999"/>',
+           f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#999"/>']
+    lo_x = 10**x_lo
+    out.append(f'<polyline fill="none" stroke="#000" stroke-width="2" points="{px(lo_x):.1f},{py(bw * lo_x):.1f} '
+               f'{px(ridge):.1f},{py(peak):.1f} {px(10**x_hi):.1f},{py(peak):.1f}"/>')
+    out.append(f'<line x1="{px(ridge):.1f}" y1="{py(peak):.1f}" x2="{px(ridge):.1f}" y2="{height - bottom}" stroke="#666" '
+               f'stroke-dasharray="3,2"/><text x="{px(ridge) + 4:.1f}" y="{height - bottom - 6}" font-size="9">ridge '
+               f'{ridge:.0f} FLOPs/byte</text>')
+    for e in range(math.ceil(x_lo), math.floor(x_hi) + 1):
+        out.append(f'<text x="{px(10**e):.1f}" y="{height - bottom + 14}" font-size="9" text-anchor="middle">1e{e}</text>')
+    for e in range(math.ceil(y_lo), math.floor(y_hi) + 1):
+        out.append(f'<text x="{left - 4}" y="{py(10**e) + 3:.1f}" font-size="9" text-anchor="end">1e{e}</text>')
+    for x, y, r in dots:
+        color = "#d7301f" if r["bound"] == "compute" else "#4575b4"
+        out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}" fill-opacity="0.7"><title>'
+                   f'{_e(names.get(r["id"], ""))}: {x:.3g} FLOPs/byte, {human(y, "FLOP/s")}, {r["bound"]}-bound</title></circle>')
+    out.append(f'<text x="{width / 2:.0f}" y="{height - 6}" font-size="10" text-anchor="middle">FLOPs per byte moved '
+               f'(red: compute-bound, blue: memory-bound)</text></svg>')
+    return "".join(out)
+
+
 def _charts(report: Report, d: dict[str, Any]) -> str:
     layers = [r for r in d["layers"] if r["kind"] not in ("input",)]
     by_type = report.by_type().to_dict()["layers"]
@@ -246,6 +294,10 @@ def to_html(report: Report, svg: str | None, sweep: Sweep | None = None) -> str:
         parts += ["<h2>Against input size</h2>", _sweep(sweep),
                   f'<p class="meta">Below: the first input size ({_e(", ".join(dims(list(i.shape)) for i in report.inputs))}).</p>']
     parts += ["<h2>Where the params and MACs sit</h2>", _charts(report, d)]
+    if "roofline" in d:
+        parts += ["<h2>Roofline</h2>", f'<p class="meta">Each layer at the rate its estimate gives it, '
+                  f'max(FLOPs / peak, bytes moved / bandwidth): a bound, not a measurement. '
+                  f'{_e(d["roofline"]["hardware"].get("source", ""))}</p>', f'<div class="charts">{roofline_plot(d)}</div>']
     if (p := d.get("peak_memory")) and p.get("timeline"):
         parts += ["<h2>Memory of a training step</h2>",
                   f'<p class="meta">The second of two steps ({_e(p.get("optimizer", ""))}), op by op: what is alive, '

@@ -113,8 +113,19 @@ def layer_table(report: Report) -> Table:
         for row, r in zip(rows, [*d["layers"], t], strict=True):
             row += [count(r.get("backward_macs", 0)), share(r.get("backward_macs", 0), t["backward_macs"]),
                     mb(r.get("saved_bytes", 0))]
+    if "roofline" in d:  # a device: each layer's time at best, and what bounds it
+        roofs = d["roofline"]["layers"]
+        columns = [*columns, "time", "bound"]
+        numeric |= {"time"}
+        for row, r in zip(rows, [*roofs, None], strict=True):
+            row += [_seconds(r["seconds"]), r["bound"]] if r is not None else [_seconds(d["roofline"]["seconds"]), ""]
     table = Table(header_line(d), columns, rows, numeric=numeric, total_last=True)
     table.notes = totals_notes(d) + trace_notes(d.get("trace", {}))
+    if "roofline" in d:
+        hw = d["roofline"]["hardware"]
+        table.notes += [("Roofline", f"{hw['device']}: {human(hw['peak_flops'], 'FLOP/s')} ({hw['dtype']}), "
+                                     f"{human(hw['bandwidth_bytes_s'], 'B/s')}; time = max(FLOPs / peak, bytes moved / "
+                                     f"bandwidth) per layer, no overheads, no fusion: a lower bound on the time")]
     table.warnings = [
         f"unsupported op {u['op']} in {u['where']!r} x{u['count']}: not counted" for u in d.get("unsupported", [])
     ]

@@ -189,6 +189,7 @@ def analyze(
     shard: str | None = None,
     fit: int | str | None = None,
     traffic: bool = False,
+    device: str | None = None,
 ) -> Report:
     """Analyze ``model`` without running it for real, and return a :class:`Report`.
 
@@ -220,7 +221,9 @@ def analyze(
     bytes): the largest batch (the first dimension of every input) whose peak fits, with or
     without ``train``. ``traffic=True`` also counts the bytes each forward op reads and writes
     (``bytes_moved`` per op, row and in total: each tensor argument read, each output written,
-    views free), what a roofline (``fxcost llm --device``) prices.
+    views free), what a roofline prices; ``device`` (``"h100"``, ``"a100-80g"``... or a profile
+    ``.toml``) draws it: the report's ``hardware``, each row's time ``max(FLOPs / peak, bytes /
+    bandwidth)`` in ``report.roofline()`` (docs/commands/llm.md).
 
     ``tracer`` picks how the model becomes a graph: ``"auto"`` (symbolic tracing, keeping
     untraceable submodules opaque; else ``torch.export``; else running op by op),
@@ -235,9 +238,18 @@ def analyze(
     caller's (set aside while fxcost runs), or from several threads at once (analyses take turns:
     torch.fx's tracing patches ``nn.Module.__call__`` for the whole process while it runs).
     """
+    from fxcost.counting.devices import device as device_profile
+
+    profile = device_profile(device) if device else None
+    traffic = traffic or profile is not None
     with _ONE_AT_A_TIME, isolated(), _callers_rng_kept(real):
         try:
             def run(real: bool) -> Report:
+                if profile is not None:
+                    return _on(profile, _analyze(
+                        model, input_size, example_inputs, example_kwargs, convention, real=real, strict=strict, name=name,
+                        tracer=tracer, leaves=leaves, registry=registry, dtype=dtype, train=train,
+                        step=_Step.of(train, optimizer, amp, checkpoint, shard, fit), traffic=traffic))
                 return _analyze(model, input_size, example_inputs, example_kwargs, convention, real=real, strict=strict,
                                 name=name, tracer=tracer, leaves=leaves, registry=registry, dtype=dtype, train=train,
                                 step=_Step.of(train, optimizer, amp, checkpoint, shard, fit), traffic=traffic)
@@ -486,6 +498,14 @@ def _analyze(
         edges=tuple(run.edges),
         peak_memory=peak,
     )
+
+
+def _on(profile: Any, report: Report) -> Report:
+    """The report with its roofline drawn on ``profile`` at the dtype its heaviest layer computes in
+    (the dtype of that row's output)."""
+    heaviest = max(report.layers, key=lambda r: r.flops, default=None)
+    floats = [o.dtype for o in (heaviest.output if heaviest else ()) if o.dtype.startswith(("float", "bfloat"))]
+    return replace(report, hardware=profile.at(floats[0] if floats else "float32"))
 
 
 @dataclass(frozen=True)

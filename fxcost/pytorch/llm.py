@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fxcost.counting.devices import Device, device, roof
+from fxcost.counting.devices import Device, device
 from fxcost.errors import InputSpecError
 from fxcost.pytorch.tensors import dtype_name, parse_dtype, tensors_within
 from fxcost.pytorch.working_copy import meta_copy
@@ -206,7 +206,8 @@ def _step(r: Report, tokens: int, context: int) -> Step:
 
 
 def _seconds(r: Report, dev: Device, dtype: str) -> float:
-    return sum(roof(row.flops, row.bytes_moved, dev, dtype).seconds for row in r.layers)
+    hw = dev.at(dtype)
+    return sum(hw.roof(row.id, row.flops, row.bytes_moved).seconds for row in r.layers)
 
 
 def _types(r: Report, dev: Device | None, dtype: str) -> tuple[LayerType, ...]:
@@ -221,7 +222,7 @@ def _types(r: Report, dev: Device | None, dtype: str) -> tuple[LayerType, ...]:
         a[2] += row.flops
         a[3] += row.bytes_moved
         if dev is not None:
-            est = roof(row.flops, row.bytes_moved, dev, dtype)
+            est = dev.at(dtype).roof(row.id, row.flops, row.bytes_moved)
             a[4] += est.seconds
             a[5 if est.bound == "compute" else 6] += est.seconds
     out = [LayerType(t, n, macs, flops, moved, secs, ("compute" if c >= m else "memory") if dev else "")

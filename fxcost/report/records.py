@@ -373,6 +373,38 @@ class PeakMemory(Record):
 
 
 @dataclass(frozen=True)
+class Roof(Record):
+    """One layer on a device's roofline: ``max(FLOPs / peak, bytes moved / bandwidth)``."""
+
+    id: int  # the row's
+    seconds: float
+    bound: str  # "compute" or "memory"
+    intensity: float  # FLOPs per byte moved
+
+
+@dataclass(frozen=True)
+class Hardware(Record):
+    """The device a report's roofline is drawn for (``--device``): its peak FLOP/s at the
+    report's dtype and its memory bandwidth, from ``source``."""
+
+    device: str
+    dtype: str
+    peak_flops: float
+    bandwidth_bytes_s: float
+    source: str = ""
+
+    @property
+    def ridge(self) -> float:
+        """The arithmetic intensity (FLOPs per byte) where compute becomes the bound."""
+        return self.peak_flops / self.bandwidth_bytes_s
+
+    def roof(self, row_id: int, flops: int, bytes_moved: int) -> Roof:
+        compute, memory = flops / self.peak_flops, bytes_moved / self.bandwidth_bytes_s
+        return Roof(row_id, max(compute, memory), "compute" if compute >= memory else "memory",
+                    flops / bytes_moved if bytes_moved else 0.0)
+
+
+@dataclass(frozen=True)
 class Edge(Record):
     """A tensor that flows from one row to another (row ids of the same view)."""
 

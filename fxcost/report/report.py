@@ -11,9 +11,11 @@ from fxcost.report.records import (
     SCHEMA_VERSION,
     Counts,
     Edge,
+    Hardware,
     InputSpec,
     MemorySummary,
     PeakMemory,
+    Roof,
     Row,
     TensorSpec,
     TraceInfo,
@@ -50,6 +52,10 @@ class Report:
     #: the inference forward's peak of live bytes (None for an ONNX file, or a report read from
     #: the JSON of a fxcost without it)
     peak_memory: PeakMemory | None = None
+    #: the device of a roofline (``--device``): each row's time from its FLOPs and bytes moved
+    hardware: Hardware | None = None
+    #: a rolled-up view's roofline: each group's time is its layers' times added (set by the roll-up)
+    roofs: tuple[Roof, ...] = ()
 
     def total(self) -> Counts:
         return Counts.total(r.counts for r in self.layers)
@@ -118,7 +124,12 @@ class Report:
                 src, dst = new_id.get(e.src), new_id.get(e.dst)
                 if src is not None and dst is not None and src != dst:
                     edges.setdefault((src, dst), replace(e, src=src, dst=dst))
-        return replace(self, layers=tuple(rows), edges=tuple(edges.values()), view=view, depth=depth)
+        roofs: tuple[Roof, ...] = ()
+        if self.hardware is not None:  # a group's time is its layers' times, not the roof of its sums
+            by_id = {r.id: r for r in self.roofline()}
+            roofs = tuple(_added(row.id, [by_id[m.id] for m in members], row)
+                          for row, members in zip(rows, groups.values(), strict=True))
+        return replace(self, layers=tuple(rows), edges=tuple(edges.values()), view=view, depth=depth, roofs=roofs)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Report:
@@ -144,6 +155,7 @@ class Report:
             layers=tuple(Row.from_dict(r) for r in d["layers"]),
             memory=MemorySummary.from_dict(d["memory"]),
             peak_memory=PeakMemory.from_dict(d["peak_memory"]) if "peak_memory" in d else None,
+            hardware=Hardware.from_dict(d["roofline"]["hardware"]) if "roofline" in d else None,
             unsupported=tuple(UnsupportedOp.from_dict(u) for u in d["unsupported"]),
             trace=TraceInfo.from_dict(d["trace"]),
             module_types=dict(d["module_types"]),
@@ -152,6 +164,18 @@ class Report:
             edges=tuple(Edge.from_dict(e) for e in d["edges"]),
             view=View(view["group_by"]), depth=view["depth"],
         )
+
+    def roofline(self) -> tuple[Roof, ...]:
+        """Each row on the device's roofline (``hardware``; none without one)."""
+        if self.hardware is None:
+            return ()
+        return self.roofs or tuple(self.hardware.roof(r.id, r.flops, r.bytes_moved) for r in self.layers)
+
+    def _roofline_dict(self) -> dict[str, Any]:
+        assert self.hardware is not None
+        roofs = self.roofline()
+        return {"hardware": self.hardware.to_dict(), "seconds": sum(r.seconds for r in roofs),
+                "layers": [r.to_dict() for r in roofs]}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -166,11 +190,20 @@ class Report:
             "totals": self.total().to_dict(),
             "memory": self.memory.to_dict(),
             **({"peak_memory": self.peak_memory.to_dict()} if self.peak_memory is not None else {}),
+            **({"roofline": self._roofline_dict()} if self.hardware is not None else {}),
             "layers": [r.to_dict() for r in self.layers],
             "unsupported": [u.to_dict() for u in self.unsupported],
             "edges": [e.to_dict() for e in self.edges],
             "module_types": dict(self.module_types),
         }
+
+
+def _added(row_id: int, members: list[Roof], row: Row) -> Roof:
+    """A group on the roofline: its members' times added, bound by what bounds most of that time."""
+    seconds = sum(m.seconds for m in members)
+    compute = sum(m.seconds for m in members if m.bound == "compute")
+    return Roof(row_id, seconds, "compute" if compute >= seconds - compute else "memory",
+                row.flops / row.bytes_moved if row.bytes_moved else 0.0)
 
 
 @dataclass(frozen=True)
