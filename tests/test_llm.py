@@ -249,3 +249,18 @@ def test_the_html_report_plots_the_roofline() -> None:
 
     page = to_html(fxcost.analyze(resnet18(), input_size=(1, 3, 64, 64), device="h100"), None)
     assert 'class="chart roofline"' in page and "ridge" in page
+
+
+def test_fit_finds_the_largest_batch() -> None:
+    """The batch --fit finds is the largest whose memory (as the report at that batch states it:
+    weights, the cache at prompt + generate, the larger peak activation) fits."""
+    model = small_llama()
+    r = llm(model, prompt=16, generate=4, fit="2MiB")
+    f = r.fit
+    assert f is not None and f.limit_bytes == 2 * 2**20
+    at = llm(model, prompt=16, generate=4, batch=f.batch).memory()["total_bytes"]
+    after = llm(model, prompt=16, generate=4, batch=f.batch + 1).memory()["total_bytes"]
+    assert (f.peak_bytes, f.next_peak_bytes) == (at, after)
+    assert at <= 2 * 2**20 < after
+    with pytest.raises(InputSpecError, match="the weights alone take"):
+        llm(model, prompt=16, generate=4, fit="100KB")

@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the KV cache's dtype, if not the model's (the cache's bytes scaled by the item size)")
     g.add_argument("--device", metavar="NAME", default=None,
                    help="a roofline estimate on a device: h100, h200, a100-80g, l4, mi300x, cpu, or a profile.toml")
+    g.add_argument("--fit", metavar="SIZE", default=None,
+                   help="the largest batch whose memory fits SIZE (80GiB, 24GB): weights + KV cache at prompt + generate "
+                        "+ the larger peak activation of prefill and decode, each measured")
     g.add_argument("--last-logits", action="store_true",
                    help="the prefill computes the last position's logits only (logits_to_keep=1, as generate does)")
     options.add_output(p)
@@ -53,6 +56,6 @@ def run(args: argparse.Namespace) -> int:
     model, name = options.load(args.spec, args)
     with options.progress(f"analyzing {name} as it serves ...") as say:
         report = llm(model, args.prompt, args.generate, batch=args.batch, dtype=args.dtype, kv_dtype=args.kv_dtype,
-                     device_name=args.device, last_logits=args.last_logits, name=name, progress=say)
+                     device_name=args.device, last_logits=args.last_logits, name=name, progress=say, fit=args.fit)
     options.emit(report, args)
     return 0

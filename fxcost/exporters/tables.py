@@ -328,6 +328,9 @@ def llm_table(report: LLMReport) -> Table:
         ("Memory", f"{_gib(mem['total_bytes'])}: weights {_gib(mem['weights_bytes'])} + KV cache {_gib(mem['kv_cache_bytes'])} + "
                    f"peak activations {_gib(max(mem['prefill_activation_bytes'], mem['decode_activation_bytes']))}"),
     ]
+    if f := d.get("fit"):
+        notes.append((f"Largest batch in {_gib(f['limit_bytes'])}", f"{f['batch']:,} ({_gib(f['peak_bytes'])}; batch {f['batch'] + 1:,}: "
+                                                                    f"{_gib(f['next_peak_bytes'])})"))
     if roofline:
         r = d["roofline"]
         notes += [("Device", f"{r['device']}: {human(r['peak_flops'], 'FLOP/s')} ({d['dtype']}), {human(r['bandwidth_bytes_s'], 'B/s')}"),

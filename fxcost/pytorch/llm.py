@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -26,9 +27,11 @@ from torch import nn
 
 from fxcost.counting.devices import Device, device
 from fxcost.errors import InputSpecError
+from fxcost.pytorch.step import parse_size, size_text
 from fxcost.pytorch.tensors import dtype_name, parse_dtype, tensors_within
 from fxcost.pytorch.working_copy import meta_copy
 from fxcost.report.llm import LayerType, LLMReport, Roofline, Step
+from fxcost.report.records import Fit
 from fxcost.report.report import Report
 
 ASSUMPTIONS = (
@@ -108,9 +111,10 @@ def active_params(model: nn.Module) -> tuple[int, int, str]:
 
 def llm(model: nn.Module, prompt: int, generate: int, *, batch: int = 1, dtype: torch.dtype | str | None = None,
         kv_dtype: torch.dtype | str | None = None, device_name: str | None = None, last_logits: bool = False,
-        name: str | None = None, progress: Callable[[str], None] | None = None) -> LLMReport:
+        name: str | None = None, progress: Callable[[str], None] | None = None, fit: int | str | None = None) -> LLMReport:
     """The serving costs of a causal LM at ``batch`` sequences of ``prompt`` tokens generating
-    ``generate`` more (see the module's docs); ``device_name`` adds the roofline estimate."""
+    ``generate`` more (see the module's docs); ``device_name`` adds the roofline estimate; ``fit``
+    (``"80GiB"``) the largest batch whose memory fits."""
     import fxcost
 
     say = progress or (lambda _: None)
@@ -127,6 +131,7 @@ def llm(model: nn.Module, prompt: int, generate: int, *, batch: int = 1, dtype: 
         raise InputSpecError(f"{title} attends to at most {limit:,} positions; prompt {prompt:,} + generate {generate:,} = "
                              f"{prompt + generate:,} is beyond it", hint=f"keep --prompt + --generate within {limit:,}")
     dev = device(device_name) if device_name else None
+    limit = parse_size(fit) if fit is not None else None
     as_dtype = parse_dtype(dtype) if isinstance(dtype, str) else dtype
     kv_as = parse_dtype(kv_dtype) if isinstance(kv_dtype, str) else kv_dtype
     if last_logits and "logits_to_keep" not in inspect.signature(model.forward).parameters:
@@ -148,6 +153,11 @@ def llm(model: nn.Module, prompt: int, generate: int, *, batch: int = 1, dtype: 
             return _cache_of(meta(ids(length), use_cache=True))
 
     extra = {"logits_to_keep": 1} if last_logits else {}
+
+    def cache_at_batch(length: int, rows: int) -> Any:
+        with torch.no_grad():
+            return _cache_of(meta(ids(length, rows), use_cache=True))
+
     say(f"prefill: {batch} x {prompt} tokens")
     pre = fxcost.analyze(meta, example_inputs=(ids(prompt),), example_kwargs={"use_cache": True, **extra}, name=title,
                          traffic=traffic)
@@ -184,6 +194,9 @@ def llm(model: nn.Module, prompt: int, generate: int, *, batch: int = 1, dtype: 
         decode_total_macs=total_macs, decode_total_flops=total_flops, last_logits=last_logits,
         prefill_types=_types(pre, dev, model_dtype), decode_types=_types(decode(first), dev, model_dtype),
         notes=tuple(notes), assumptions=ASSUMPTIONS if dev else ())
+    if limit is not None:
+        report = replace(report, fit=_fit(limit, report, lambda b: _memory_at(meta, b, prompt, last, cache_at_batch, extra,
+                                                                               cache_kw, title)))
     if dev is not None:
         pre_s = _seconds(pre, dev, model_dtype)
         step_s = (_seconds(decode(first), dev, model_dtype) + _seconds(decode(last), dev, model_dtype)) / 2
@@ -193,9 +206,56 @@ def llm(model: nn.Module, prompt: int, generate: int, *, batch: int = 1, dtype: 
 
 
 def _with_roofline(report: LLMReport, r: Roofline) -> LLMReport:
-    from dataclasses import replace
-
     return replace(report, roofline=r)
+
+
+def _memory_at(meta: nn.Module, batch: int, prompt: int, last: int, cache_at: Callable[[int, int], Any],
+               extra: dict[str, Any], cache_kw: str, title: str) -> int:
+    """What serving ``batch`` sequences needs, measured: the weights, the cache at the last
+    step's end, and the larger of the prefill's and the last decode step's peak activations."""
+    import fxcost
+
+    def ids(n: int) -> torch.Tensor:
+        return torch.empty(batch, n, dtype=torch.long, device="meta")
+
+    pre = fxcost.analyze(meta, example_inputs=(ids(prompt),), example_kwargs={"use_cache": True, **extra}, name=title)
+    step = fxcost.analyze(meta, example_inputs=(ids(1),), example_kwargs={cache_kw: cache_at(last, batch), "use_cache": True,
+                                                                         **extra}, name=title)
+    weights = sum(p.numel() * p.element_size() for p in {id(p): p for p in meta.parameters()}.values())
+    kv, _ = kv_bytes(cache_at(last + 1, batch))
+    return weights + kv + max(_step(pre, prompt, 0).peak_activation_bytes, _step(step, 1, last).peak_activation_bytes)
+
+
+def _fit(limit: int, report: LLMReport, memory: Callable[[int], int]) -> Fit:
+    """The largest batch whose measured memory is at most ``limit``: the memory is measured at
+    batches 1, 2 and 3; where those lie on a line the line gives the answer, which is then
+    measured (it and the next batch) to confirm; otherwise, or if the line was wrong, doubling
+    and bisection on measurements."""
+    if report.weights_bytes > limit:
+        raise InputSpecError(f"the weights alone take {size_text(report.weights_bytes)}; nothing fits in {size_text(limit)}",
+                             hint="a larger --fit, or a lower-precision --dtype")
+    seen: dict[int, int] = {}
+
+    def mem(b: int) -> int:
+        if b not in seen:
+            seen[b] = memory(b)
+        return seen[b]
+
+    if mem(1) > limit:
+        raise InputSpecError(f"one sequence already needs {size_text(mem(1))}, more than {size_text(limit)}",
+                             hint="a larger --fit, a shorter --prompt or --generate, or a lower-precision --dtype or --kv-dtype")
+    slope = mem(2) - mem(1)
+    if slope > 0 and mem(3) - mem(2) == slope:
+        b = 1 + (limit - mem(1)) // slope
+        if mem(b) <= limit < mem(b + 1):
+            return Fit(limit, b, mem(b), mem(b + 1))
+    lo, hi = 1, 2
+    while hi <= 2**20 and mem(hi) <= limit:
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if mem(mid) <= limit else (lo, mid)
+    return Fit(limit, lo, mem(lo), mem(lo + 1))
 
 
 def _step(r: Report, tokens: int, context: int) -> Step:

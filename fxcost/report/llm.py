@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fxcost.report.records import Record
+from fxcost.report.records import Fit, Record
 
 SCHEMA_VERSION = 1
 
@@ -71,6 +71,7 @@ class LLMReport(Record):
     prefill_types: tuple[LayerType, ...] = ()
     decode_types: tuple[LayerType, ...] = ()  # at the first decode step
     roofline: Roofline | None = None
+    fit: Fit | None = None  # --fit: the largest batch whose memory (weights + KV cache + activations) fits
     notes: tuple[str, ...] = ()
     assumptions: tuple[str, ...] = ()
 
@@ -102,6 +103,8 @@ class LLMReport(Record):
         }
         if self.roofline is not None:
             d["roofline"] = self.roofline.to_dict()
+        if self.fit is not None:
+            d["fit"] = self.fit.to_dict()
         d["notes"] = list(self.notes)
         d["assumptions"] = list(self.assumptions)
         return d
