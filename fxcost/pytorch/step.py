@@ -94,6 +94,7 @@ class _Storage:
     nbytes: int
     category: int  # an index into CATEGORIES
     ref: Any
+    made_in: str = ""  # the innermost module running when the forward made it
 
 
 @dataclass
@@ -106,6 +107,7 @@ class StepPeak:
     at: str  # the innermost module running then ("" outside any)
     timeline: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # (phase index, bytes by category) per op
     final: dict[str, int] = field(default_factory=dict)  # by category, after the step
+    own_bytes: int = 0  # of the activations at the peak, those the module running then (``at``) made
 
 
 _WHERE = "fxcost.step_module"  # an autograd node's metadata key: the module whose forward made it
@@ -174,6 +176,7 @@ class StepTracker(TorchDispatchMode):
         self.peak = StepPeak(0, self.bytes, PHASES[0], "")
         self.record = False  # keep a timeline (the measured step)
         self._modules = modules
+        self._made_in: dict[str, int] = {}  # the forward's live bytes by the module that made them
 
     @property
     def phase(self) -> str:
@@ -205,9 +208,12 @@ class StepTracker(TorchDispatchMode):
                 entry.category = category
             return
         n = st.nbytes()
-        self._live[key] = _Storage(n, category, weakref.ref(st, functools.partial(self._freed, key)))
+        where = self._modules.innermost() if category == _INDEX[ACTIVATIONS] else ""
+        self._live[key] = _Storage(n, category, weakref.ref(st, functools.partial(self._freed, key)), where)
         self._bytes[category] += n
         self.total += n
+        if where:
+            self._made_in[where] = self._made_in.get(where, 0) + n
 
     def _freed(self, key: int, ref: Any) -> None:
         entry = self._live.get(key)
@@ -215,12 +221,15 @@ class StepTracker(TorchDispatchMode):
             del self._live[key]
             self._bytes[entry.category] -= entry.nbytes
             self.total -= entry.nbytes
+            if entry.made_in:
+                self._made_in[entry.made_in] -= entry.nbytes
 
     def sample(self) -> None:
         if self.record:
             self.peak.timeline.append((self._phase, tuple(self._bytes)))
         if self.total > self.peak.peak_bytes:
-            self.peak = StepPeak(self.total, self.bytes, self.phase, self._modules.innermost(), self.peak.timeline)
+            at = self._modules.innermost()
+            self.peak = StepPeak(self.total, self.bytes, self.phase, at, self.peak.timeline, own_bytes=self._made_in.get(at, 0))
 
     def reset_peak(self) -> None:
         self.peak = StepPeak(self.total, self.bytes, self.phase, self._modules.innermost())
@@ -497,7 +506,9 @@ def timeline(points: Sequence[tuple[int, tuple[int, ...]]], most: int = 300) -> 
 def peak_memory(peak: StepPeak, *, train: bool, optimizer: str, amp: str | None, checkpointed: Sequence[str],
                 fit: Fit | None = None, sharded: Shard | None = None) -> PeakMemory:
     b = peak.bytes
-    return PeakMemory("train" if train else "inference", peak.peak_bytes, b[PARAMS], b[BUFFERS], b[INPUTS], b[ACTIVATIONS],
-                      b[TEMPORARIES], peak.at, grads_bytes=b[GRADS], optimizer_bytes=b[OPTIMIZER], phase=peak.phase,
+    # an inference's split: earlier layers' outputs still alive, and what the layer running made
+    activations, temporaries = (b[ACTIVATIONS], b[TEMPORARIES]) if train else (b[ACTIVATIONS] - peak.own_bytes, peak.own_bytes)
+    return PeakMemory("train" if train else "inference", peak.peak_bytes, b[PARAMS], b[BUFFERS], b[INPUTS], activations,
+                      temporaries, peak.at, grads_bytes=b[GRADS], optimizer_bytes=b[OPTIMIZER], phase=peak.phase,
                       optimizer=optimizer if train else "", amp=amp or "", checkpointed=tuple(checkpointed), fit=fit,
                       shard=sharded, timeline=timeline(peak.timeline) if train else ())

@@ -222,7 +222,7 @@ class Counts(Record):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Counts:
-        missing = [n for n in cls.names() if n not in d and n not in cls.BACKWARD]
+        missing = [n for n in cls.names() if n not in d and n not in (*cls.BACKWARD, *cls.TRAFFIC)]
         if missing:
             raise ValueError(f"no {', '.join(missing)} among the counts")
         return cls(**{n: int(d.get(n, 0)) for n in cls.names()})

@@ -201,7 +201,7 @@ def load_baseline(path: str | Path) -> Baseline:
         raise SpecError(f"the baseline {str(p)!r} is not a single fxcost report (schema_version "
                         f"{' or '.join(map(str, BASELINE_SCHEMAS))} with totals)", hint=hint)
     for metric in Counts.names():
-        v = d["totals"].get(metric, 0 if metric in Counts.BACKWARD else None)  # absent from forward-only reports
+        v = d["totals"].get(metric, 0 if metric in (*Counts.BACKWARD, *Counts.TRAFFIC) else None)  # absent unless asked for
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise SpecError(f"the baseline {str(p)!r} has no integer totals.{metric} (found {v!r})", hint=hint)
     try:
