@@ -335,7 +335,7 @@ def llm_table(report: LLMReport) -> Table:
         r = d["roofline"]
         notes += [("Device", f"{r['device']}: {human(r['peak_flops'], 'FLOP/s')} ({d['dtype']}), {human(r['bandwidth_bytes_s'], 'B/s')}"),
                   ("Estimate", f"prefill {_seconds(r['prefill_s'])}, decode {_seconds(r['decode_s_per_token'])} per token, "
-                               f"{r['tokens_per_s']:,.1f} tokens/s at batch {d['batch']} (an upper bound on speed)")]
+                               f"{r['tokens_per_s']:,.1f} tokens/s at batch {d['batch']} (a best case: see Assumes)")]
         notes += [("Assumes", a) for a in d["assumptions"]]
     notes += [("Note", n) for n in d["notes"]]
     title = f"{d['model']}  ·  batch {d['batch']}, prompt {d['prompt']:,}, generate {d['generate']:,}  ·  {d['dtype']}"

@@ -36,8 +36,8 @@ from fxcost.report.report import Report
 
 ASSUMPTIONS = (
     "roofline: time = max(FLOPs / peak FLOP/s, bytes moved / bandwidth) per layer, summed; the datasheet's dense peaks",
-    "no kernel launch overheads, perfect overlap of compute and memory traffic, no fusion (each op reads its inputs "
-    "and writes its outputs): an upper bound on speed, a lower bound on time",
+    "no kernel launch overheads and perfect overlap of compute and memory traffic: the best case for the bytes counted, "
+    "which are unfused (each op reads its inputs and writes its outputs; a fused kernel moves less)",
     "decode seconds per token: the mean of the first and the last step's estimates",
     "attention as PyTorch's math path on data-free tensors (its scores written and read, grouped K and V copied): a "
     "fused flash kernel moves less, so attention's estimate is the unfused one",
