@@ -24,6 +24,7 @@ from fxcost.errors import (
 from fxcost.onnx.analyze import analyze_onnx
 from fxcost.pytorch.analyze import analyze, sweep
 from fxcost.pytorch.aten import ATEN as DEFAULT_REGISTRY
+from fxcost.pytorch.llm import llm
 from fxcost.report import (
     Comparison,
     Counts,
@@ -40,6 +41,7 @@ from fxcost.report import (
     View,
     compare,
 )
+from fxcost.report.llm import LLMReport
 
 #: the names fxcost 0.1 used for the row and the totals
 NodeCost = Row
@@ -49,5 +51,6 @@ __all__ = [
     "CONVENTIONS", "Comparison", "Convention", "Cost", "Counts", "DEFAULT_REGISTRY", "ExportError", "Fate", "FormulaRegistry",
     "Free", "FxcostError", "InputSpecError", "Method", "Mode", "NodeCost", "OnnxFileError", "OpCost", "OutputError",
     "Report", "Row", "RowKind", "Rule", "ShapeError", "SpecError", "Sweep", "TensorSpec", "Totals", "TraceError",
-    "TraceInfo", "UnsupportedOpError", "View", "__version__", "analyze", "analyze_onnx", "compare", "sweep",
+    "TraceInfo", "UnsupportedOpError", "View", "__version__", "analyze", "analyze_onnx", "compare", "sweep", "llm",
+    "LLMReport",
 ]

@@ -264,3 +264,52 @@ def test_fit_finds_the_largest_batch() -> None:
     assert at <= 2 * 2**20 < after
     with pytest.raises(InputSpecError, match="the weights alone take"):
         llm(model, prompt=16, generate=4, fit="100KB")
+
+
+class TinyDecoder(torch.nn.Module):
+    """A user's own causal LM: one attention layer with a cache of its own making (a list of
+    (keys, values) per layer), returned in a dataclass; no transformers in it."""
+
+    def __init__(self, vocab: int = 50, d: int = 32) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, d)
+        self.qkv = torch.nn.Linear(d, 3 * d)
+        self.head = torch.nn.Linear(d, vocab)
+
+    def forward(self, ids: torch.Tensor, past_key_values: Any = None, use_cache: bool = False) -> Any:
+        from dataclasses import dataclass
+
+        @dataclass
+        class Out:
+            logits: torch.Tensor
+            past_key_values: Any
+
+        x = self.embed(ids)
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        if past_key_values is not None:
+            k, v = torch.cat([past_key_values[0][0], k], 1), torch.cat([past_key_values[0][1], v], 1)
+        scores = (q @ k.transpose(1, 2)).softmax(-1)
+        return Out(self.head(scores @ v), [(k, v)] if use_cache else None)
+
+
+def test_a_users_own_model_with_its_own_cache() -> None:
+    torch.manual_seed(0)
+    model = TinyDecoder().eval()
+    r = llm(model, prompt=10, generate=3)
+    # by hand, one new token at context 10: qkv 32 x 96, scores 1 x 11 x 32, mixing 11 x 32, head 32 x 50
+    assert r.decode_first.macs == 32 * 96 + 11 * 32 + 11 * 32 + 32 * 50 == real_decode_macs_of(model, 10)
+    # after the prefill the cache's keys and values are views (chunk) into the qkv projection's
+    # output, which stays alive whole, queries included: 3 x 32 floats a token, what the model
+    # really keeps (storages, not the views' sizes, are what memory holds)
+    assert r.kv_bytes_per_token == 3 * 32 * 4
+    # the cache at prompt + generate = 13 tokens is the one a prefill of 13 leaves: views again
+    assert r.kv_bytes == 13 * 3 * 32 * 4
+
+
+def real_decode_macs_of(model: Any, context: int) -> int:
+    with torch.no_grad():
+        cache = model(torch.randint(0, 50, (1, context)), use_cache=True).past_key_values
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.randint(0, 50, (1, 1)), past_key_values=cache, use_cache=True)
+    return int(counter.get_total_flops()) // 2

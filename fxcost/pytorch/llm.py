@@ -45,9 +45,10 @@ ASSUMPTIONS = (
 
 
 def _is_causal_lm(model: nn.Module) -> bool:
-    name = type(model).__name__
-    can = getattr(model, "can_generate", None)
-    return bool(name.endswith(("ForCausalLM", "LMHeadModel")) or (callable(can) and can())) and _cache_name(model) is not None
+    """A model whose forward takes a KV cache (``cache=`` or ``past_key_values=``) and a switch to
+    return one (``use_cache=``): transformers' causal LMs, and a user's model that does the same."""
+    params = inspect.signature(model.forward).parameters
+    return _cache_name(model) is not None and ("use_cache" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()))
 
 
 def _cache_name(model: nn.Module) -> str | None:
