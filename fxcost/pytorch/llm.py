@@ -10,7 +10,9 @@
   measured one by one.
 - **KV cache**: the bytes of the tensors in the cache the model itself makes (so grouped-query,
   multi-query, sliding-window and shared caches are what the model keeps), after a prefill of
-  ``prompt`` tokens (per token: divided by the prompt and the batch) and of ``prompt + generate``.
+  ``prompt`` tokens (per token: divided by the prompt and the batch), and at ``prompt + generate``
+  as the last decode step leaves it (a prefill's cache may hold views into a fused projection's
+  output, a decode step's concatenation does not).
 - **Active parameters** of a mixture of experts: the total, less, in every ``experts`` module,
   the share of experts a token does not use (``1 - top_k / experts`` from the config).
 """
@@ -175,7 +177,9 @@ def llm(model: nn.Module, prompt: int, generate: int, *, batch: int = 1, dtype: 
     first, last = prompt, prompt + generate - 1
     total_macs, total_flops = _exact_total(lambda c: (decode(c).total().macs, decode(c).total().flops), first, last)
     per_token, cache_dtype = kv_bytes(cache_at(prompt))
-    full, _ = kv_bytes(cache_at(prompt + generate))
+    with torch.no_grad():  # the cache as generation leaves it: the last step's output (a prefill's may hold views)
+        after = _cache_of(meta(ids(1), **{cache_kw: cache_at(last), "use_cache": True}))
+    full, _ = kv_bytes(after)
     notes = [f"KV cache: {type(cache_at(1)).__name__}, {cache_dtype}, read from the tensors the model makes"]
     if kv_as is not None:
         item = torch.empty((), dtype=kv_as).element_size()
