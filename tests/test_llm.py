@@ -318,3 +318,9 @@ def real_decode_macs_of(model: Any, context: int) -> int:
     with torch.no_grad(), counter:
         model(torch.randint(0, 50, (1, 1)), past_key_values=cache, use_cache=True)
     return int(counter.get_total_flops()) // 2
+
+
+def test_every_format_renders(capsys: pytest.CaptureFixture[str]) -> None:
+    for fmt in ("table", "markdown", "csv", "json"):
+        assert main(["llm", "examples/hf_models.py:llama_small", "--prompt", "8", "--generate", "2", "-f", fmt]) == 0
+        assert capsys.readouterr().out.strip()

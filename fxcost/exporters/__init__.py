@@ -19,6 +19,7 @@ from fxcost.errors import printable
 from fxcost.exporters.tables import Table, table_of
 from fxcost.report.compare import Comparison
 from fxcost.report.crosscheck import CrossCheck
+from fxcost.report.llm import LLMReport
 from fxcost.report.report import Report, Sweep
 from fxcost.report.review import Review
 
@@ -97,6 +98,17 @@ def _compare_csv(comparison: Comparison) -> str:
 
 
 #: a layer's identity; every metric of Counts follows, in its order
+@to_csv.register
+def _llm_csv(report: LLMReport) -> str:
+    """One line per step and layer type: exact integers, with the roofline's time where there is one."""
+    d = report.to_dict()
+    steps = [("prefill", d["prefill"]["by_type"]), ("decode", d["decode"]["by_type"])]
+    context = {"prefill": 0, "decode": d["decode"]["first"]["context"]}
+    return _csv(["step", "context", "type", "count", "macs", "flops", "bytes_moved", "seconds", "bound"],
+                ([step, context[step], t["type"], t["count"], t["macs"], t["flops"], t["bytes_moved"], t["seconds"], t["bound"]]
+                 for step, types in steps for t in types))
+
+
 _LAYER_CSV = ["id", "name", "type", "kind", "module_path", "kernel_size", "stride", "output_shape", "H", "W", "C"]
 
 
