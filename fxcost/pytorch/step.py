@@ -94,7 +94,7 @@ class _Storage:
     nbytes: int
     category: int  # an index into CATEGORIES
     ref: Any
-    made_in: str = ""  # the innermost module running when the forward made it
+    made_in: str | None = None  # the innermost module running when the forward made it ("" the root)
 
 
 @dataclass
@@ -208,11 +208,11 @@ class StepTracker(TorchDispatchMode):
                 entry.category = category
             return
         n = st.nbytes()
-        where = self._modules.innermost() if category == _INDEX[ACTIVATIONS] else ""
+        where = self._modules.innermost() if category == _INDEX[ACTIVATIONS] else None
         self._live[key] = _Storage(n, category, weakref.ref(st, functools.partial(self._freed, key)), where)
         self._bytes[category] += n
         self.total += n
-        if where:
+        if where is not None:
             self._made_in[where] = self._made_in.get(where, 0) + n
 
     def _freed(self, key: int, ref: Any) -> None:
@@ -221,7 +221,7 @@ class StepTracker(TorchDispatchMode):
             del self._live[key]
             self._bytes[entry.category] -= entry.nbytes
             self.total -= entry.nbytes
-            if entry.made_in:
+            if entry.made_in is not None:
                 self._made_in[entry.made_in] -= entry.nbytes
 
     def sample(self) -> None:
