@@ -15,7 +15,7 @@ upper bound on the speed a real kernel reaches.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +31,11 @@ class Device:
     bandwidth_bytes_s: float
     source: str = ""
     memory_bytes: int = 0
-    notes: tuple[str, ...] = field(default=())
 
     def peak(self, dtype: str) -> float:
         """The peak FLOP/s for ``dtype`` (float16 and bfloat16 run at the same rate on every
         profile here; a dtype the profile lacks runs at float32's)."""
         return self.peak_flops.get(dtype) or self.peak_flops["float32"]
-
-    def ridge(self, dtype: str) -> float:
-        """The arithmetic intensity (FLOPs per byte) above which an op is compute-bound."""
-        return self.peak(dtype) / self.bandwidth_bytes_s
 
     def at(self, dtype: str) -> Hardware:
         """The device as a report records it: its peak at ``dtype``, its bandwidth, its source."""
@@ -79,8 +74,8 @@ DEVICES: dict[str, Device] = {
         "cpu", {"bfloat16": 114.7e12, "float16": 7.17e12, "float32": 7.17e12}, 307.2e9,
         source="Intel Xeon Platinum 8480+ (one socket), from Intel's specifications by arithmetic: 56 cores at the "
                "2.0 GHz base clock; FP32 56 x 2.0 GHz x 2 AVX-512 FMA units x 16 lanes x 2 = 7.17 TFLOPS; BF16 "
-               "on AMX 56 x 2.0 GHz x 1,024 = 114.7 TFLOPS; 8 channels of DDR5-4800 x 38.4 GB/s = 307.2 GB/s",
-        notes=("a CPU's AVX-512 and AMX clocks are below its base clock under load: a generous peak",)),
+               "on AMX 56 x 2.0 GHz x 1,024 = 114.7 TFLOPS; 8 channels of DDR5-4800 x 38.4 GB/s = 307.2 GB/s (a "
+               "generous peak: AVX-512 and AMX clocks fall below the base clock under load)"),
 }
 
 _FIELDS = ("name", "bandwidth_bytes_s", "peak_flops")

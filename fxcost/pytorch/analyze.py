@@ -145,9 +145,9 @@ class _Counted:
 @contextlib.contextmanager
 def _measured(job: _Job, modules: Sequence[nn.Module], inputs: Any, found: list[PeakMemory],
               recorder: OpRecorder | None = None) -> Iterator[None]:
-    """Measure the live bytes of the forward run inside (not of a training step's: its backward
-    and optimizer are issue 12's next part); the result lands in ``found``, unless a measure is
-    there already."""
+    """Measure the live bytes of the inference forward run inside (a training step's peak is
+    measured on a step of its own: :func:`_step_peak`); the result lands in ``found``, unless a
+    measure is there already."""
     if job.train or found:
         yield
         return
@@ -245,14 +245,10 @@ def analyze(
     with _ONE_AT_A_TIME, isolated(), _callers_rng_kept(real):
         try:
             def run(real: bool) -> Report:
-                if profile is not None:
-                    return _on(profile, _analyze(
-                        model, input_size, example_inputs, example_kwargs, convention, real=real, strict=strict, name=name,
-                        tracer=tracer, leaves=leaves, registry=registry, dtype=dtype, train=train,
-                        step=_Step.of(train, optimizer, amp, checkpoint, shard, fit), traffic=traffic))
-                return _analyze(model, input_size, example_inputs, example_kwargs, convention, real=real, strict=strict,
+                report = _analyze(model, input_size, example_inputs, example_kwargs, convention, real=real, strict=strict,
                                 name=name, tracer=tracer, leaves=leaves, registry=registry, dtype=dtype, train=train,
                                 step=_Step.of(train, optimizer, amp, checkpoint, shard, fit), traffic=traffic)
+                return _on(profile, report) if profile is not None else report
 
             try:
                 return run(real)

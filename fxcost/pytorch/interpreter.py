@@ -131,8 +131,3 @@ def _storage_key(t: torch.Tensor) -> int | None:
         return int(t.untyped_storage()._cdata) if t.layout == torch.strided else None
     except Exception:  # a tensor without a storage of its own (a subclass wrapping others)
         return None
-
-
-def _inside(path: str, module: str) -> bool:
-    """``path`` is ``module`` or within it."""
-    return path == module or path.startswith(module + ".")

@@ -29,6 +29,7 @@ from torch import nn
 
 from fxcost.counting.devices import Device, device
 from fxcost.errors import InputSpecError
+from fxcost.pytorch.memory import storage_bytes
 from fxcost.pytorch.step import parse_size, size_text
 from fxcost.pytorch.tensors import dtype_name, parse_dtype, tensors_within
 from fxcost.pytorch.working_copy import meta_copy
@@ -81,11 +82,8 @@ def _cache_of(out: Any) -> Any:
 def kv_bytes(cache: Any) -> tuple[int, str]:
     """The bytes of the distinct storages a cache holds, and their dtype."""
     tensors = tensors_within(cache)
-    seen: dict[int, int] = {}
-    for t in tensors:
-        seen.setdefault(id(t.untyped_storage()), t.untyped_storage().nbytes())
     dtypes = sorted({dtype_name(t.dtype) for t in tensors if t.is_floating_point()})
-    return sum(seen.values()), ",".join(dtypes)
+    return storage_bytes(tensors), ",".join(dtypes)
 
 
 def active_params(model: nn.Module) -> tuple[int, int, str]:
@@ -151,47 +149,62 @@ def llm(model: nn.Module, prompt: int, generate: int, *, batch: int = 1, dtype: 
     def ids(n: int, rows: int = batch) -> torch.Tensor:
         return torch.empty(rows, n, dtype=torch.long, device="meta")
 
-    def cache_at(length: int) -> Any:
-        with torch.no_grad():
-            return _cache_of(meta(ids(length), use_cache=True))
-
-    extra = {"logits_to_keep": 1} if last_logits else {}
-
-    def cache_at_batch(length: int, rows: int) -> Any:
+    def cache_at(length: int, rows: int = batch) -> Any:
         with torch.no_grad():
             return _cache_of(meta(ids(length, rows), use_cache=True))
 
-    say(f"prefill: {batch} x {prompt} tokens")
-    pre = fxcost.analyze(meta, example_inputs=(ids(prompt),), example_kwargs={"use_cache": True, **extra}, name=title,
-                         traffic=traffic)
-    decoded: dict[int, Report] = {}
+    extra = {"logits_to_keep": 1} if last_logits else {}
+    prefills: dict[int, Report] = {}
+    decoded: dict[tuple[int, int], Report] = {}
 
-    def decode(context: int) -> Report:
-        if context not in decoded:
+    def prefill(rows: int = batch) -> Report:
+        if rows not in prefills:
+            say(f"prefill: {rows} x {prompt} tokens")
+            prefills[rows] = fxcost.analyze(meta, example_inputs=(ids(prompt, rows),), example_kwargs={"use_cache": True, **extra},
+                                            name=title, traffic=traffic)
+        return prefills[rows]
+
+    def decode(context: int, rows: int = batch) -> Report:
+        if (context, rows) not in decoded:
             say(f"decode step at context {context:,}")
-            decoded[context] = fxcost.analyze(meta, example_inputs=(ids(1),),
-                                              example_kwargs={cache_kw: cache_at(context), "use_cache": True, **extra},
-                                              name=title, traffic=traffic)
-        return decoded[context]
+            decoded[context, rows] = fxcost.analyze(
+                meta, example_inputs=(ids(1, rows),), example_kwargs={cache_kw: cache_at(context, rows), "use_cache": True, **extra},
+                name=title, traffic=traffic)
+        return decoded[context, rows]
 
     first, last = prompt, prompt + generate - 1
-    total_macs, total_flops = _exact_total(lambda c: (decode(c).total().macs, decode(c).total().flops), first, last)
     per_token, cache_dtype = kv_bytes(cache_at(prompt))
-    with torch.no_grad():  # the cache as generation leaves it: the last step's output (a prefill's may hold views)
-        after = _cache_of(meta(ids(1), **{cache_kw: cache_at(last), "use_cache": True}))
-    full, _ = kv_bytes(after)
-    notes = [f"KV cache: {type(cache_at(1)).__name__}, {cache_dtype}, read from the tensors the model makes"]
+    scale = (1, 1)
+    notes = []
     if kv_as is not None:
-        item = torch.empty((), dtype=kv_as).element_size()
-        have = torch.empty((), dtype=parse_dtype(cache_dtype.split(",")[0])).element_size() if cache_dtype else item
-        per_token, full = per_token * item // have, full * item // have
-        notes.append(f"KV cache as {dtype_name(kv_as)}: the model's cache bytes x {item}/{have}")
-        cache_dtype = dtype_name(kv_as)
+        have = parse_dtype(cache_dtype.split(",")[0]) if cache_dtype else kv_as
+        scale = (torch.empty((), dtype=kv_as).element_size(), torch.empty((), dtype=have).element_size())
+        notes.append(f"KV cache as {dtype_name(kv_as)}: the model's cache bytes x {scale[0]}/{scale[1]}")
+
+    def cache_after(rows: int = batch) -> tuple[Any, int]:
+        """The cache as generating leaves it (the last step's output: a prefill's may hold views
+        into a fused projection's output), and its bytes (at --kv-dtype)."""
+        with torch.no_grad():
+            cache = _cache_of(meta(ids(1, rows), **{cache_kw: cache_at(last, rows), "use_cache": True}))
+        return cache, kv_bytes(cache)[0] * scale[0] // scale[1]
+
+    weights = storage_bytes(meta.parameters())
+
+    def memory_at(rows: int) -> int:
+        """What serving ``rows`` sequences needs, measured (LLMReport.memory's total)."""
+        return weights + cache_after(rows)[1] + max(_step(prefill(rows), prompt, 0).peak_activation_bytes,
+                                                    _step(decode(last, rows), 1, last).peak_activation_bytes)
+
+    total_macs, total_flops = _exact_total(lambda c: (decode(c).total().macs, decode(c).total().flops), first, last)
+    cache, full = cache_after()
+    notes.insert(0, f"KV cache: {type(cache).__name__}, {cache_dtype}, read from the tensors the model makes")
+    if kv_as is not None:
+        per_token, cache_dtype = per_token * scale[0] // scale[1], dtype_name(kv_as)
     total, active, how = active_params(meta)
     notes.append(f"active parameters: {how}")
     notes.append(f"prefill computes the logits of {'the last position' if last_logits else 'every position'}"
                  + ("" if last_logits else " (--last-logits: only the last, as generate does)"))
-    weights = sum(p.numel() * p.element_size() for p in {id(p): p for p in meta.parameters()}.values())
+    pre = prefill()
     report = LLMReport(
         model=title, batch=batch, prompt=prompt, generate=generate, dtype=model_dtype, params=total, active_params=active,
         weights_bytes=weights, kv_bytes_per_token=per_token // (batch * prompt), kv_bytes=full, kv_dtype=cache_dtype,
@@ -200,35 +213,13 @@ def llm(model: nn.Module, prompt: int, generate: int, *, batch: int = 1, dtype: 
         prefill_types=_types(pre, dev, model_dtype), decode_types=_types(decode(first), dev, model_dtype),
         notes=tuple(notes), assumptions=ASSUMPTIONS if dev else ())
     if limit is not None:
-        report = replace(report, fit=_fit(limit, report, lambda b: _memory_at(meta, b, prompt, last, cache_at_batch, extra,
-                                                                               cache_kw, title)))
+        report = replace(report, fit=_fit(limit, report, memory_at))
     if dev is not None:
         pre_s = _seconds(pre, dev, model_dtype)
         step_s = (_seconds(decode(first), dev, model_dtype) + _seconds(decode(last), dev, model_dtype)) / 2
-        report = _with_roofline(report, Roofline(dev.name, dev.peak(model_dtype), dev.bandwidth_bytes_s, pre_s, step_s,
-                                                 batch / step_s if step_s else float("inf"), dev.source))
+        report = replace(report, roofline=Roofline(dev.name, dev.peak(model_dtype), dev.bandwidth_bytes_s, pre_s, step_s,
+                                                   batch / step_s if step_s else float("inf"), dev.source))
     return report
-
-
-def _with_roofline(report: LLMReport, r: Roofline) -> LLMReport:
-    return replace(report, roofline=r)
-
-
-def _memory_at(meta: nn.Module, batch: int, prompt: int, last: int, cache_at: Callable[[int, int], Any],
-               extra: dict[str, Any], cache_kw: str, title: str) -> int:
-    """What serving ``batch`` sequences needs, measured: the weights, the cache at the last
-    step's end, and the larger of the prefill's and the last decode step's peak activations."""
-    import fxcost
-
-    def ids(n: int) -> torch.Tensor:
-        return torch.empty(batch, n, dtype=torch.long, device="meta")
-
-    pre = fxcost.analyze(meta, example_inputs=(ids(prompt),), example_kwargs={"use_cache": True, **extra}, name=title)
-    step = fxcost.analyze(meta, example_inputs=(ids(1),), example_kwargs={cache_kw: cache_at(last, batch), "use_cache": True,
-                                                                         **extra}, name=title)
-    weights = sum(p.numel() * p.element_size() for p in {id(p): p for p in meta.parameters()}.values())
-    kv, _ = kv_bytes(cache_at(last + 1, batch))
-    return weights + kv + max(_step(pre, prompt, 0).peak_activation_bytes, _step(step, 1, last).peak_activation_bytes)
 
 
 def _fit(limit: int, report: LLMReport, memory: Callable[[int], int]) -> Fit:

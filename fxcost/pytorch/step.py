@@ -35,6 +35,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from fxcost.errors import InputSpecError
 from fxcost.pytorch.backward import loss_of, metadata
+from fxcost.pytorch.memory import storage_bytes
 from fxcost.pytorch.recorder import run_tagged
 from fxcost.pytorch.tensors import tensors_in
 from fxcost.report.records import Fit, PeakMemory, Shard
@@ -106,7 +107,6 @@ class StepPeak:
     phase: str
     at: str  # the innermost module running then ("" outside any)
     timeline: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # (phase index, bytes by category) per op
-    final: dict[str, int] = field(default_factory=dict)  # by category, after the step
     own_bytes: int = 0  # of the activations at the peak, those the module running then (``at``) made
 
 
@@ -246,13 +246,6 @@ class StepTracker(TorchDispatchMode):
         return out
 
 
-def _unique(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    seen: dict[int, torch.Tensor] = {}
-    for t in tensors:
-        seen.setdefault(id(t), t)
-    return list(seen.values())
-
-
 def checkpoint_paths(model: nn.Module, names: Sequence[str]) -> tuple[str, ...]:
     """The modules ``names`` names (paths, or class names: every module of that class), the
     outermost of each nest: the ones ``--checkpoint`` recomputes."""
@@ -291,8 +284,8 @@ class StepRunner:
         self.model, self.amp, self.train = model, amp, train
         self.context_mode = context
         self.context = context or contextlib.nullcontext()
-        self.params = _unique(list(model.parameters()))
-        self.buffers = _unique(list(model.buffers()))
+        self.params: list[torch.Tensor] = list(model.parameters())  # each tensor once, a tied one too
+        self.buffers: list[torch.Tensor] = list(model.buffers())
         self.trainable = [p for p in self.params if p.requires_grad]
         with self.context:
             self.optimizer = make(self.trainable) if make is not None and self.trainable else None
@@ -329,16 +322,7 @@ class StepRunner:
             finally:
                 for h in hooks:
                     h.remove()
-        tracker.peak.final = dict(tracker.bytes)
         return tracker.peak
-
-
-def measure_step(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, optimizer: str = DEFAULT_OPTIMIZER,
-                 amp: str | None = None, context: Any = None, train: bool = True) -> StepPeak:
-    """The peak memory of the second of two training steps of ``model`` on ``args``/``kwargs``
-    (tensors with or without data, all on one device: fxcost's copy). ``train=False``: one
-    forward without gradients instead (an inference's peak, the way ``--fit`` sizes it)."""
-    return StepRunner(model, optimizer=optimizer, amp=amp, context=context, train=train).peak(args, kwargs)
 
 
 def _states(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -430,7 +414,7 @@ def fit_batch(runner: StepRunner, args: tuple[Any, ...], kwargs: dict[str, Any],
     """The largest batch whose step peak is at most ``limit`` bytes: doubling from 1 until one does
     not fit, then bisecting (each probe one step: the time grows with the model's ops, not the
     batch)."""
-    resident = sum(storage_bytes_of(runner.params)) + sum(storage_bytes_of(runner.buffers))
+    resident = storage_bytes([*runner.params, *runner.buffers])
     if resident > limit:
         raise InputSpecError(f"the parameters and buffers alone take {size_text(resident)}; nothing fits in {size_text(limit)}",
                              hint="a larger --fit, a lower-precision --dtype, or --shard to divide the states among ranks")
@@ -453,14 +437,6 @@ def fit_batch(runner: StepRunner, args: tuple[Any, ...], kwargs: dict[str, Any],
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if peak(mid) <= limit else (lo, mid)
     return Fit(limit, lo, peak(lo), peak(lo + 1))
-
-
-def storage_bytes_of(tensors: Sequence[torch.Tensor]) -> list[int]:
-    seen: dict[int, int] = {}
-    for t in tensors:
-        st = t.untyped_storage()
-        seen.setdefault(id(st), st.nbytes())
-    return list(seen.values())
 
 
 SHARDS = ("zero1", "zero2", "zero3", "fsdp")
