@@ -27,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import fxcost
 from examples.zoo import HF_ZOO, ZOO, ZooModel
+from fxcost.pytorch.recorder import OpRecorder
 from tests.conftest import unique_param_count
 
 # Forwards that branch on tensor values: meta tensors have none, so these run with real=True
@@ -96,3 +97,41 @@ def test_resnet50_published_gmacs() -> None:
 
 def test_zoo_has_30_architectures() -> None:
     assert len({e.name for e in [*ZOO, *HF_ZOO]}) >= 30
+
+
+def _both_ways(analysis: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The report's JSON with the recorder's shape cache (the default) and without it."""
+    cached = analysis().to_dict()
+    OpRecorder.REUSE = False
+    try:
+        uncached = analysis().to_dict()
+    finally:
+        OpRecorder.REUSE = True
+    return cached, uncached
+
+
+@pytest.mark.parametrize("entry", [*ZOO, *HF_ZOO], ids=lambda e: e.name)
+def test_shape_cache_changes_nothing(entry: ZooModel) -> None:
+    # the recorder answers a repeated call (same op, same argument metadata: the second of
+    # twelve identical blocks) from its cache instead of running the meta kernel and the formula
+    # again; every figure, row, edge and the peak memory must be what running every op gives
+    if entry in HF_ZOO:
+        pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = entry.build()
+    args, kwargs = entry.inputs()
+    cached, uncached = _both_ways(lambda: fxcost.analyze(model, example_inputs=args, example_kwargs=kwargs,
+                                                         real=entry.name in NEEDS_REAL, traffic=True))
+    assert cached == uncached
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vit_tiny", "hf_llama_small", "lstm_lm", "mha_model"])
+def test_shape_cache_changes_nothing_in_training(name: str) -> None:
+    # the backward's ops go through the same cache (fxcost.pytorch.backward.BackwardRecorder)
+    entry = next(e for e in [*ZOO, *HF_ZOO] if e.name == name)
+    if entry in HF_ZOO:
+        pytest.importorskip("transformers")
+    model = entry.build()
+    args, kwargs = entry.inputs()
+    cached, uncached = _both_ways(lambda: fxcost.analyze(model, example_inputs=args, example_kwargs=kwargs, train=True))
+    assert cached == uncached

@@ -65,7 +65,7 @@ class BackwardRecorder(OpRecorder):
 
     def __init__(self, recorder: OpRecorder, first: str) -> None:
         """``first``: the node the ops before any autograd node runs belong to (the loss's seed)."""
-        super().__init__(recorder.registry)
+        super().__init__(recorder.registry, recorder.shapes)
         self.tallies: dict[str, dict[str, list[Any]]] = {}
         self._last = first
 

@@ -31,12 +31,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from fxcost.errors import InputSpecError
 from fxcost.pytorch.backward import loss_of, metadata
 from fxcost.pytorch.memory import storage_bytes
-from fxcost.pytorch.recorder import run_tagged
+from fxcost.pytorch.recorder import DispatchMode, run_tagged
 from fxcost.pytorch.tensors import tensors_in
 from fxcost.report.records import Fit, PeakMemory, Shard
 
@@ -162,7 +161,7 @@ class Modules:
         return self._stack[-1] if self._stack else ""
 
 
-class StepTracker(TorchDispatchMode):
+class StepTracker(DispatchMode):
     """Live bytes by category over the ops of a step, and their peak. ``phase`` is set by the
     step as it goes; what an op allocates is the phase's category (see the module's docs)."""
 
