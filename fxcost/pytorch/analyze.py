@@ -46,7 +46,7 @@ from fxcost.pytorch.inputs import (
 )
 from fxcost.pytorch.interpreter import NodeRecord, RecordingInterpreter
 from fxcost.pytorch.memory import LiveBytes, storage_bytes
-from fxcost.pytorch.recorder import OpRecorder
+from fxcost.pytorch.recorder import OpRecorder, OpTagger
 from fxcost.pytorch.rows import call_graph_rows, calls_from_export, class_name, graph_rows
 from fxcost.pytorch.step import (
     AMP_DTYPES,
@@ -655,7 +655,7 @@ def _same_path(job: _Job, traced: Traced, records: list[NodeRecord], folded: tup
     for o in (*folded, *(o for r in records for o in (*r.ops, *(o for c in r.calls for o in c.ops)))):
         graph_ops[_plain(o.op)] += o.count  # an opaque module's ops are in its calls
     leaves = Counter(str(r.node.target) for r in records if r.node.op == "call_module")
-    counter = OpRecorder(job.recorder.registry)
+    counter = OpRecorder(job.recorder.registry, job.recorder.shapes)
     calls: Counter[str] = Counter()
     watched = _leaves_of(job.shadow, HierarchyTracer(traced.opaque, job.leaves))
     handles = [m.register_forward_pre_hook(lambda *_, p=path: calls.update([p])) for path, m in watched]
@@ -697,13 +697,23 @@ def _leaves_of(model: nn.Module, tracer: HierarchyTracer) -> list[tuple[str, nn.
     """The modules the graph calls as single nodes (standard layers, opaque and --leaf modules),
     none inside another."""
     found: list[tuple[str, nn.Module]] = []
+    paths: set[str] = set()
     containers = (nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)  # never called: not nodes
     for path, m in model.named_modules():
-        if not path or isinstance(m, containers) or any(path.startswith(p + ".") for p, _ in found):
+        if not path or isinstance(m, containers) or any(a in paths for a in _ancestors(path)):
             continue
         if tracer.is_leaf_module(m, path):
             found.append((path, m))
+            paths.add(path)
     return found
+
+
+def _ancestors(path: str) -> Iterator[str]:
+    """``a.b.c`` -> ``a``, ``a.b``: the paths of the modules around it."""
+    at = path.find(".")
+    while at != -1:
+        yield path[:at]
+        at = path.find(".", at + 1)
 
 
 def _plain(op: str) -> str:
@@ -727,21 +737,51 @@ def _at_its_line(e: ShapeError, job: _Job, concrete: dict[str, Any]) -> ShapeErr
     return e
 
 
+def _refuse_data_dependent(traced: Traced) -> None:
+    """torch.export traces an op whose output shape depends on values (``nonzero``,
+    ``torch.where(mask)``) with an unbacked size; data-free tensors cannot price what follows,
+    so the export fails as a trace, and ``auto`` moves on to running the model op by op."""
+    for node in traced.graph.nodes:
+        val = node.meta.get("val")
+        if isinstance(val, torch.Tensor) and any(isinstance(d, torch.SymInt) for d in val.shape):
+            raise TraceError(f"torch.export's graph has a shape that depends on tensor values: {node.target} "
+                             f"(node {node.name}) has shape {tuple(val.shape)}",
+                             hint="--real runs real tensors on a copy of a model with weights")
+
+
+def _exported_line(e: ShapeError, job: _Job, kwargs: dict[str, Any]) -> ShapeError:
+    """``e`` with the user's line of the exported node that failed: exported again, recording each
+    node's source line (only for the error the user gets: it costs a quarter of the export)."""
+    if not e.node or e.source or e.__cause__ is None:
+        return e
+    try:
+        with OpTagger():
+            traced = export(job.shadow, job.args, kwargs, stack_traces=True)
+    except FxcostError:
+        return e
+    node = next((n for n in traced.graph.nodes if n.name == e.node), None)
+    e.source = user_line(e.__cause__, node.stack_trace if node is not None else None)
+    return e
+
+
 def _export(job: _Job) -> _Counted:
     shadow, recorder = job.shadow, job.recorder
     # export flattens keyword arguments in forward's order
     order = list(signature(shadow.forward).parameters)
     kwargs = {k: job.kwargs[k] for k in sorted(job.kwargs, key=lambda k: order.index(k) if k in order else len(order))}
-    with recorder:
+    with OpTagger():  # export runs the forward to trace it: not counted, only an op that fails is named
         traced = export(shadow, job.args, kwargs)
-    recorder.take()  # export runs the forward once to trace it; that run is not the analysis
+    _refuse_data_dependent(traced)
     flat = tree_flatten((job.args, kwargs))[0]
     placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
     if len(flat) != len(placeholders):
         raise TraceError(f"torch.export's graph takes {len(placeholders)} inputs where fxcost has {len(flat)}")
     interp = RecordingInterpreter(traced.runner or shadow, traced.graph, recorder, train=job.train)
-    with naming_module("propagating shapes"), job.grad(), recorder:
-        out = interp.run(*flat)
+    try:
+        with naming_module("propagating shapes"), job.grad(), recorder:
+            out = interp.run(*flat)
+    except ShapeError as e:
+        raise _exported_line(e, job, kwargs) from e.__cause__
     with naming_module("running the backward"):
         records = job.with_backward(interp.records, out)
     calls, flow = calls_from_export(shadow, records, job.leaves)

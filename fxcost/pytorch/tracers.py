@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 from torch import nn
+from torch.fx import config as fx_config
 
 from fxcost.errors import TraceError, first_line
 from fxcost.pytorch.diagnosis import user_line
@@ -173,20 +174,35 @@ def _quiet_export() -> Iterator[None]:
             lg.setLevel(level)
 
 
+@contextlib.contextmanager
+def _stack_traces(record: bool) -> Iterator[None]:
+    """torch.fx's switch for recording each node's traceback, set for the block."""
+    was = fx_config.do_not_emit_stack_traces
+    fx_config.do_not_emit_stack_traces = not record
+    try:
+        yield
+    finally:
+        fx_config.do_not_emit_stack_traces = was
+
+
 # loggers that write to the terminal while torch.export fails (guards, fake-tensor tracebacks)
 _EXPORT_LOGGERS = ("torch.fx.experimental.symbolic_shapes", "torch._subclasses.fake_tensor", "torch.export",
                    "torch._export", "torch._dynamo", "torch.fx.experimental.recording")
 
 
-def export(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Traced:
+def export(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], stack_traces: bool = False) -> Traced:
     """``torch.export`` (non-strict) of ``model`` on meta inputs.
+
+    ``stack_traces`` records each node's source line (``node.stack_trace``): capturing and
+    symbolizing a traceback per node is a quarter of export's time on a transformer, so it is
+    done only to place an error (:func:`fxcost.pytorch.analyze._export`).
 
     The exported program is unlifted so parameters are ``get_attr`` nodes named by their paths
     in ``model``: the graph then runs against ``model`` itself, and tied weights stay one tensor.
     The graph's placeholders are the flattened user inputs, ``(args, kwargs)`` in pytree order.
     """
     try:
-        with torch.no_grad(), _quiet_export():
+        with torch.no_grad(), _quiet_export(), _stack_traces(stack_traces):
             program = torch.export.export(model, args, kwargs, strict=False)
         program_module = program.module()
         graph = program_module.graph
