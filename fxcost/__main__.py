@@ -1,7 +1,5 @@
 """``python -m fxcost`` runs the command line."""
 
-import sys
+from fxcost.cli import entry
 
-from fxcost.cli import main
-
-sys.exit(main())
+entry()

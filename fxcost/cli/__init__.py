@@ -85,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fxcost.errors import FxcostError
 
     module = args.module
+    options.without_dynamo()
     try:
         # the model's code may print: its output goes to stderr, so that stdout holds fxcost's alone
         with options.results_to(sys.stdout), contextlib.redirect_stdout(sys.stderr), _terminated_raises():
@@ -116,6 +117,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(module.internal_error(args)) if hasattr(module, "internal_error") else 1
 
 
+def entry() -> None:
+    """The ``fxcost`` command and ``python -m fxcost``: :func:`main`, then exit at once. Its files
+    are written and closed by then; the exit handlers run and the streams are flushed, but the
+    interpreter's teardown, which frees every module of torch one by one (a second here, a
+    quarter of a small analysis), is skipped."""
+    import atexit
+    import os
+
+    code = main()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 class Terminated(BaseException):
     """SIGTERM, raised where the work is so that its clean-up runs (no staging file is left)."""
 
@@ -137,4 +154,4 @@ def _terminated_raises() -> Iterator[None]:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

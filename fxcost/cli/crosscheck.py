@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     calls = options.inputs(args)
     if len(calls) != 1:
         raise InputSpecError("fxcost crosscheck takes one input size", hint="give one --input")
-    model, name = options.load(args.spec, args)
+    model, name = options.load(args.spec, args, meta=False)
     with options.progress(f"cross-checking {name}") as update:
         result = check(args, model, name, calls[0], update, args.onnx_file, exported=None, optimize=args.optimize)
     options.emit(result, args)

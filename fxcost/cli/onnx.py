@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     calls = options.inputs(args)
     if len(calls) != 1:
         raise InputSpecError("fxcost onnx takes one input size", hint="give one --input; --dynamic-batch makes the batch dimension dynamic")
-    model, name = options.load(args.spec, args)
+    model, name = options.load(args.spec, args, meta=False)
     inputs, kwargs = calls[0]
     with options.progress(f"exporting {name} to {args.output}") as update:
         result = export_onnx(model, inputs, kwargs, args.output, opset=args.opset, dynamic_batch=args.dynamic_batch,

@@ -190,8 +190,37 @@ def inputs(args: argparse.Namespace) -> list[Call]:
     ]
 
 
-def load(spec: str, args: argparse.Namespace) -> tuple[Any, str]:
-    """The model a spec names (an ONNX file stays a path), and its display name."""
+def without_dynamo() -> None:
+    """Spare this process torch._dynamo's import (1.4-2.3 s here): torch wraps its Python meta
+    kernels (the elementwise type-promotion wrapper of ``torch._refs``) in ``torch._disable_dynamo``,
+    which imports ``torch._dynamo`` on a kernel's first call just to mark it "never compile". The
+    ``fxcost`` command owns its process and never compiles (non-strict ``torch.export`` traces
+    with make_fx, not with Dynamo's frame evaluation), so each such kernel is marked as its own
+    disabled form, exactly what the wrapper looks up before importing. Not done by the library,
+    whose caller may compile. Needs torch's ``__dynamo_disable`` attribute; without it, nothing
+    changes."""
+    import gc
+    import types
+
+    import torch
+
+    if "torch._dynamo" in sys.modules:
+        return
+    code = torch._disable_dynamo(lambda: None).__code__
+    if "fn" not in code.co_freevars:
+        return
+    cell = code.co_freevars.index("fn")
+    for f in gc.get_objects():
+        if type(f) is types.FunctionType and f.__code__ is code and f.__closure__ is not None:
+            fn = f.__closure__[cell].cell_contents
+            if getattr(fn, "__dynamo_disable", None) is None:
+                fn.__dynamo_disable = fn
+
+
+def load(spec: str, args: argparse.Namespace, meta: bool = True) -> tuple[Any, str]:
+    """The model a spec names (an ONNX file stays a path), and its display name. ``meta``: built
+    on the meta device (no weight values: a static analysis reads none), unless ``--real``;
+    commands that run the model for real (crosscheck, onnx) pass False."""
     from fxcost.errors import InputSpecError
     from fxcost.loading.specs import load_model, parse_kv
 
@@ -209,7 +238,7 @@ def load(spec: str, args: argparse.Namespace) -> tuple[Any, str]:
                                  hint="an ONNX file is analyzed from its graph; give only --input to pin dynamic dimensions")
         return Path(spec), Path(spec).stem
     return load_model(spec, parse_kv(args.arg), parse_kv(args.config, "--config"),
-                      hf_weights=getattr(args, "random_weights", False))
+                      hf_weights=getattr(args, "random_weights", False), meta=meta and not getattr(args, "real", False))
 
 
 def analyze_one(model: Any, name: str, call: Call, args: argparse.Namespace) -> Any:

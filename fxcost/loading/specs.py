@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fxcost.errors import InputSpecError, SpecError, first_line
+from fxcost.errors import InputSpecError, SpecError, first_line, printable
 from fxcost.pytorch.tensors import check_input_size, parse_dtype
 
 
@@ -162,10 +162,15 @@ def _candidates(module: Any) -> list[str]:
 
 
 def load_model(spec: str, args: dict[str, Any] | None = None, config: dict[str, Any] | None = None, *,
-               hf_weights: bool = False) -> tuple[nn.Module, str]:
+               hf_weights: bool = False, meta: bool = False) -> tuple[nn.Module, str]:
     """Build the model a spec names. Returns the module and a display name. ``config`` sets
     fields of an ``hf:`` model's config; ``args`` are other models' constructor arguments.
-    ``hf_weights`` builds an ``hf:`` model with real random weights instead of on meta."""
+    ``hf_weights`` builds an ``hf:`` model with real random weights instead of on meta.
+
+    ``meta`` builds a class or factory under ``torch.device("meta")``: its weights get a shape
+    and no values, so building costs nothing (a static analysis never reads them; an ``hf:`` model
+    is built so unless ``hf_weights``). A constructor that cannot run on meta (it reads a tensor's
+    value: ``.item()``, ``.tolist()``, NumPy) is built again on the CPU, and a note on stderr says so."""
     if spec.startswith("hf:"):
         if args:
             raise SpecError("--arg passes constructor arguments; an hf: model takes --config key=value", hint="e.g. --config n_layer=6")
@@ -185,17 +190,27 @@ def load_model(spec: str, args: dict[str, Any] | None = None, config: dict[str, 
     if not hasattr(module, attr):
         found = ", ".join(_candidates(module)) or "none"
         raise SpecError(f"{target!r} has no {attr!r}", hint=f"models and factories found there: {found}")
-    return _build(getattr(module, attr), attr, spec, args or {}, module)
+    return _build(getattr(module, attr), attr, spec, args or {}, module, meta)
 
 
-def _build(obj: Any, attr: str, spec: str, args: dict[str, Any], module: Any) -> tuple[nn.Module, str]:
-    """The model ``obj`` is (an instance) or makes (a class or factory called with ``args``)."""
+def _build(obj: Any, attr: str, spec: str, args: dict[str, Any], module: Any, meta: bool = False) -> tuple[nn.Module, str]:
+    """The model ``obj`` is (an instance) or makes (a class or factory called with ``args``, on
+    meta where ``meta`` and the constructor allows it)."""
     if isinstance(obj, nn.Module):
         if args:
             raise SpecError(f"{spec!r} is a module instance; --arg needs a class or a factory", hint="drop --arg, or name the class or factory that builds it")
         return obj, attr
     if not callable(obj):
         raise SpecError(f"{spec!r} is a {type(obj).__name__}, not a model, class or factory", hint=f"models and factories found there: {', '.join(_candidates(module)) or 'none'}")
+    on_meta: Exception | None = None  # why the constructor could not run on meta
+    if meta:
+        try:
+            with torch.device("meta"):
+                model = obj(**args)
+            if isinstance(model, nn.Module):
+                return model, attr
+        except Exception as e:  # e.g. .item() on a meta tensor: the constructor needs values
+            on_meta = e
     try:
         model = obj(**args)
     except TypeError as e:
@@ -207,6 +222,9 @@ def _build(obj: Any, attr: str, spec: str, args: dict[str, Any], module: Any) ->
         raise SpecError(f"building {attr} failed: {type(e).__name__}: {first_line(e)}", hint="pass --debug for the traceback") from e
     if not isinstance(model, nn.Module):
         raise SpecError(f"{attr}(...) returned a {type(model).__name__}, not an nn.Module", hint="name a class or factory that returns an nn.Module")
+    if on_meta is not None:
+        print(printable(f"fxcost: note: {attr} cannot be built on the meta device ({type(on_meta).__name__}: "
+                        f"{first_line(on_meta)}); built on the CPU, with real weights"), file=sys.stderr)
     return model, attr
 
 
