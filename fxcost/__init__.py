@@ -42,6 +42,7 @@ from fxcost.report import (
     compare,
 )
 from fxcost.report.llm import LLMReport
+from fxcost.summary import summary
 
 #: the names fxcost 0.1 used for the row and the totals
 NodeCost = Row
@@ -52,5 +53,5 @@ __all__ = [
     "Free", "FxcostError", "InputSpecError", "Method", "Mode", "NodeCost", "OnnxFileError", "OpCost", "OutputError",
     "Report", "Row", "RowKind", "Rule", "ShapeError", "SpecError", "Sweep", "TensorSpec", "Totals", "TraceError",
     "TraceInfo", "UnsupportedOpError", "View", "__version__", "analyze", "analyze_onnx", "compare", "sweep", "llm",
-    "LLMReport",
+    "LLMReport", "summary",
 ]

@@ -33,6 +33,7 @@ ALLOWED = {
     "pytorch": {"counting", "report", "errors"},
     "onnx": {"counting", "report", "errors", "io"},
     "exporters": {"report", "errors"},
+    "summary": {"pytorch", "exporters", "report", "errors"},  # torchinfo's call: analyze, then print the table
     "cli": None,  # the command line calls everything
     "__init__": None,  # the public API re-exports everything
     "__main__": None,
