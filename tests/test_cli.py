@@ -184,3 +184,57 @@ def test_module_entry_point_runs() -> None:
     bad = subprocess.run([sys.executable, "-m", "fxcost", "analyze", ALEX, "-i", "1x3x2x2"],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "net.0" in bad.stderr
+
+
+def test_latex_and_html_escape_what_they_would_read_as_markup(capsys: pytest.CaptureFixture[str]) -> None:
+    # a model's names are data: TeX's specials and HTML's tags come out as text
+    import html.parser
+
+    import fxcost
+    from fxcost.exporters import render
+
+    report = fxcost.analyze(torch_linear(), input_size=(2, 4), name="my_net <b>100%</b> & $x^2$ #1 {a} ~ \\")
+    tex = render(report, "latex")
+    caption = next(line for line in tex.splitlines() if line.startswith("\\caption"))
+    assert r"my\_net <b>100\%</b> \& \$x\textasciicircum{}2\$ \#1 \{a\} \textasciitilde{} \textbackslash{}" in caption
+    assert tex.count("\\begin{tabular}") == tex.count("\\end{tabular}") == 2 and "\\toprule" in tex and "\\bottomrule" in tex
+    page = render(report, "html")
+    assert "<b>" not in page and "&lt;b&gt;100%&lt;/b&gt; &amp; $x^2$" in page
+
+    class Tags(html.parser.HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.open: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: object) -> None:
+            self.open.append(tag)
+
+        def handle_endtag(self, tag: str) -> None:
+            assert self.open.pop() == tag
+
+    parser = Tags()
+    parser.feed(page)
+    assert parser.open == []  # every tag closed, in order
+
+
+def torch_linear() -> object:
+    from torch import nn
+
+    return nn.Sequential(nn.Linear(4, 3))
+
+
+def test_format_from_a_tex_or_html_extension(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, first in (("t.tex", "\\begin{table}[ht]"), ("t.html", '<table class="fxcost">')):
+        code, _, _ = run(capsys, "analyze", ALEX, "-i", "1x3x224x224", "-o", str(tmp_path / name))
+        assert code == 0 and (tmp_path / name).read_text().splitlines()[0] == first
+
+
+def test_a_notebook_shows_a_report_as_its_table() -> None:
+    # Jupyter calls _repr_html_ (rich display) or _repr_markdown_: the same table as -f html / -f markdown
+    import fxcost
+    from fxcost.exporters import render
+
+    report = fxcost.analyze(torch_linear(), input_size=(2, 4), name="tiny")
+    assert report._repr_html_() == render(report, "html")
+    assert report._repr_markdown_() == render(report, "markdown")
+    assert "<td class=num>15</td>" in report._repr_html_()  # by hand: 4 x 3 weights + 3 biases

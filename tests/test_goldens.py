@@ -24,6 +24,8 @@ INPUT = (1, 3, 224, 224)
         ("d2l_vgg11_depth2.json", lambda: fxcost.analyze(d2l_vgg11(), input_size=INPUT, name="d2l_vgg11").by_module(2), "json"),
         ("d2l_vgg11_types_torchsummary.md", lambda: fxcost.analyze(d2l_vgg11(), input_size=INPUT, convention="torchsummary", name="d2l_vgg11").by_type(), "markdown"),
         ("alexnet.csv", lambda: fxcost.analyze(alexnet(), input_size=INPUT, name="alexnet"), "csv"),
+        ("d2l_vgg11_depth2.tex", lambda: fxcost.analyze(d2l_vgg11(), input_size=INPUT, name="d2l_vgg11").by_module(2), "latex"),
+        ("d2l_vgg11_depth2.html", lambda: fxcost.analyze(d2l_vgg11(), input_size=INPUT, name="d2l_vgg11").by_module(2), "html"),
         ("compare_vgg11_alexnet.md", lambda: fxcost.compare(
             fxcost.analyze(d2l_vgg11(), input_size=INPUT, name="d2l_vgg11"), fxcost.analyze(alexnet(), input_size=INPUT, name="alexnet")), "markdown"),
         ("sweep_q4.csv", lambda: fxcost.sweep(D2LVGG(arch=((3, 128), (3, 256))), [(1, 3, s, s) for s in (28, 56, 84)], name="D2LVGG"), "csv"),

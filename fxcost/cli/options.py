@@ -337,7 +337,8 @@ def _format_for(args: argparse.Namespace) -> str:
         return str(args.format)
     output = getattr(args, "output", None)
     suffix = Path(output).suffix.lower() if output else ""
-    return {".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown"}.get(suffix, "table")
+    return {".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown", ".tex": "latex",
+            ".html": "html", ".htm": "html"}.get(suffix, "table")
 
 
 #: where results go: the command's standard output, kept apart while the model's own code runs

@@ -20,10 +20,11 @@ from fxcost.exporters.tables import Table, table_of
 from fxcost.report.compare import Comparison
 from fxcost.report.crosscheck import CrossCheck
 from fxcost.report.llm import LLMReport
+from fxcost.report.report import NOTEBOOK as _NOTEBOOK
 from fxcost.report.report import Report, Sweep
 from fxcost.report.review import Review
 
-FORMATS = ("table", "markdown", "csv", "json")
+FORMATS = ("table", "markdown", "csv", "json", "latex", "html")
 
 
 def to_json(obj: Any) -> str:
@@ -49,6 +50,60 @@ def to_markdown(t: Table) -> str:
         out += ["", "| | |", "| --- | ---: |"] + [f"| {k} | {v} |" for k, v in t.notes]
     if t.warnings:
         out += [""] + [f"> warning: {w}" for w in t.warnings]
+    return "\n".join(out) + "\n"
+
+
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex(text: str) -> str:
+    return "".join(_LATEX.get(ch, ch) for ch in text)
+
+
+def to_latex(t: Table) -> str:
+    """A booktabs table, ready for a paper (``\\usepackage{booktabs}``): the title as its
+    caption, numbers right-aligned, the totals row ruled apart, the size block as a second
+    tabular under it. Every character TeX treats as markup is escaped."""
+    t = _printable(t)
+    spec = "".join("r" if c in t.numeric else "l" for c in t.columns)
+    out = ["\\begin{table}[ht]", "\\centering", f"\\caption{{{_tex(t.title)}}}", f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
+           " & ".join(_tex(c) for c in t.columns) + r" \\", "\\midrule"]
+    for i, row in enumerate(t.rows):
+        if t.total_last and i == len(t.rows) - 1:
+            out.append("\\midrule")
+        out.append(" & ".join(_tex(c) for c in row) + r" \\")
+    out += ["\\bottomrule", "\\end{tabular}"]
+    if t.notes:
+        out += ["", "\\smallskip", "\\begin{tabular}{lr}"] + [f"{_tex(k)} & {_tex(v)} \\\\" for k, v in t.notes] + ["\\end{tabular}"]
+    if t.warnings:
+        out += ["", *(f"\\par\\emph{{warning: {_tex(w)}}}" for w in t.warnings)]
+    out.append("\\end{table}")
+    return "\n".join(out) + "\n"
+
+
+def to_html(t: Table) -> str:
+    """The table alone as an HTML fragment (what a notebook or a page embeds; ``fxcost report``
+    writes the whole report): a ``<table class="fxcost">`` with the title as its caption, then
+    the size block as a second table. Every cell is escaped."""
+    from html import escape
+
+    t = _printable(t)
+
+    def cells(row: list[str], tag: str) -> str:
+        return "".join(f'<{tag}{" class=num" if c in t.numeric else ""}>{escape(v)}</{tag}>'
+                       for c, v in zip(t.columns, row, strict=True))
+
+    out = ['<table class="fxcost">', f"<caption>{escape(t.title)}</caption>", f"<thead><tr>{cells(t.columns, 'th')}</tr></thead>",
+           "<tbody>"]
+    for i, row in enumerate(t.rows):
+        total = t.total_last and i == len(t.rows) - 1
+        out.append(f"<tr{' class=total' if total else ''}>{cells(row, 'td')}</tr>")
+    out += ["</tbody>", "</table>"]
+    if t.notes:
+        out += ['<table class="fxcost-notes">'] + [f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in t.notes]
+        out += ["</table>"]
+    out += [f'<p class="fxcost-warning">warning: {escape(w)}</p>' for w in t.warnings]
     return "\n".join(out) + "\n"
 
 
@@ -170,7 +225,14 @@ def render(obj: Any, fmt: str = "table", *, width: int = 160, color: bool = Fals
         return to_markdown(table_of(obj))
     if fmt == "table":
         return to_text(table_of(obj), width=width, color=color)
+    if fmt == "latex":
+        return to_latex(table_of(obj))
+    if fmt == "html":
+        return to_html(table_of(obj))
     raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
 
 
-__all__ = ["FORMATS", "Table", "render", "table_of", "to_csv", "to_json", "to_markdown", "to_text"]
+if not _NOTEBOOK:  # a notebook shows a Report through these
+    _NOTEBOOK.append(render)
+
+__all__ = ["FORMATS", "Table", "render", "table_of", "to_csv", "to_html", "to_json", "to_latex", "to_markdown", "to_text"]

@@ -24,6 +24,10 @@ from fxcost.report.records import (
     within,
 )
 
+#: how a notebook shows a report: ``fxcost.exporters`` puts its renderer here when imported (the
+#: data model does not import the code that draws it)
+NOTEBOOK: list[Callable[[Any, str], str]] = []
+
 
 @dataclass(frozen=True, kw_only=True)
 class Report:
@@ -56,6 +60,14 @@ class Report:
     hardware: Hardware | None = None
     #: a rolled-up view's roofline: each group's time is its layers' times added (set by the roll-up)
     roofs: tuple[Roof, ...] = ()
+
+    def _repr_markdown_(self) -> str | None:
+        """Jupyter shows the report as its Markdown table and size block."""
+        return NOTEBOOK[0](self, "markdown") if NOTEBOOK else None
+
+    def _repr_html_(self) -> str | None:
+        """Jupyter's rich display: the table and size block as HTML (``-f html``)."""
+        return NOTEBOOK[0](self, "html") if NOTEBOOK else None
 
     def total(self) -> Counts:
         return Counts.total(r.counts for r in self.layers)
