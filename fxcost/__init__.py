@@ -24,6 +24,7 @@ from fxcost.errors import (
 from fxcost.onnx.analyze import analyze_onnx
 from fxcost.pytorch.analyze import analyze, sweep
 from fxcost.pytorch.aten import ATEN as DEFAULT_REGISTRY
+from fxcost.pytorch.aten import register_formula
 from fxcost.pytorch.llm import llm
 from fxcost.report import (
     Comparison,
@@ -53,5 +54,5 @@ __all__ = [
     "Free", "FxcostError", "InputSpecError", "Method", "Mode", "NodeCost", "OnnxFileError", "OpCost", "OutputError",
     "Report", "Row", "RowKind", "Rule", "ShapeError", "SpecError", "Sweep", "TensorSpec", "Totals", "TraceError",
     "TraceInfo", "UnsupportedOpError", "View", "__version__", "analyze", "analyze_onnx", "compare", "sweep", "llm",
-    "LLMReport", "summary",
+    "LLMReport", "register_formula", "summary",
 ]

@@ -94,6 +94,9 @@ def add_counting(p: argparse.ArgumentParser, group: Any = None) -> None:
     g.add_argument("--convention", "-c", default="fxcost", metavar="NAME",
                    help=f"counting convention: {', '.join(CONVENTIONS)} (default fxcost; docs/conventions.md)")
     g.add_argument("--strict", action="store_true", help="fail when an op has no cost formula")
+    g.add_argument("--formulas", action="append", default=[], metavar="FILE.py",
+                   help="a Python file that prices your own ops with fxcost.register_formula(\"mylib::op\", fn); "
+                        "repeatable (docs/api.md)")
     g.add_argument("--train", action="store_true",
                    help="count a training step: the forward in train mode, then the backward of the first float output "
                         "summed (backward MACs and FLOPs per layer; frozen parameters get no gradient), and measure its "
@@ -217,6 +220,28 @@ def without_dynamo() -> None:
                 fn.__dynamo_disable = fn
 
 
+def formulas(args: argparse.Namespace) -> None:
+    """Import each ``--formulas`` file once: its ``fxcost.register_formula`` calls price the user's
+    ops. A file that does not import, or registers what fxcost refuses, is bad input (exit 2)."""
+    from fxcost.errors import FxcostError, InputSpecError
+    from fxcost.loading.specs import import_file
+
+    for path in getattr(args, "formulas", None) or []:
+        if path in _FORMULAS_READ:
+            continue
+        if not Path(path).is_file():
+            raise InputSpecError(f"--formulas {path}: no such file", hint="give the path of a .py file that calls "
+                                 "fxcost.register_formula")
+        try:
+            import_file(Path(path))  # register_formula's refusals (ValueError) come out as SpecError, exit 2
+        except FxcostError as e:
+            raise InputSpecError(f"--formulas {e.message}", hint="see fxcost.register_formula in docs/api.md") from e
+        _FORMULAS_READ.add(path)
+
+
+_FORMULAS_READ: set[str] = set()
+
+
 def load(spec: str, args: argparse.Namespace, meta: bool = True) -> tuple[Any, str]:
     """The model a spec names (an ONNX file stays a path), and its display name. ``meta``: built
     on the meta device (no weight values: a static analysis reads none), unless ``--real``;
@@ -224,6 +249,7 @@ def load(spec: str, args: argparse.Namespace, meta: bool = True) -> tuple[Any, s
     from fxcost.errors import InputSpecError
     from fxcost.loading.specs import load_model, parse_kv
 
+    formulas(args)
     if is_onnx(spec):
         given = [flag for flag, on in (("--arg", args.arg), ("--config", args.config), ("--kwarg", args.kwarg),
                                        ("--dtype", getattr(args, "dtype", None)), ("--train", getattr(args, "train", False)),

@@ -139,6 +139,12 @@ def _import_file(path: Path) -> Any:
     return module
 
 
+def import_file(path: Path) -> Any:
+    """Run a Python file as a module of its own (its folder on ``sys.path`` while it runs); a
+    file that does not import is a :class:`SpecError` naming the exception."""
+    return _import_file(path)
+
+
 def _import_module(name: str) -> Any:
     try:
         return importlib.import_module(name)

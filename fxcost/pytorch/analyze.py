@@ -29,7 +29,7 @@ from fxcost.counting.conventions import Convention, get_convention
 from fxcost.counting.registry import FormulaRegistry
 from fxcost.counting.rows import memory_summary, unsupported_ops
 from fxcost.errors import FxcostError, InputSpecError, ShapeError, TraceError, UnsupportedOpError, first_line
-from fxcost.pytorch.aten import ATEN
+from fxcost.pytorch.aten import default_registry
 from fxcost.pytorch.backward import run_backward
 from fxcost.pytorch.diagnosis import Cause, all_failed, classify, failed_op, naming_module, needs_fake, user_line
 from fxcost.pytorch.eager import run_eager
@@ -408,7 +408,7 @@ def _analyze(
     prepare = prepare_real if real else prepare_meta
     as_dtype = _dtype(dtype)
     leaf_set = leaf_paths(model, leaves)
-    recorder = OpRecorder(registry or ATEN)
+    recorder = OpRecorder(registry or default_registry())
     recorder.traffic = traffic
     methods = list(TRACERS) if tracer == "auto" else [Method(tracer)]
     if train:

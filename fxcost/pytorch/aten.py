@@ -22,6 +22,7 @@ from fxcost.counting import arithmetic as A
 from fxcost.counting.arithmetic import Cost, Shape, prod
 from fxcost.counting.registry import Formula, FormulaRegistry, Free
 from fxcost.pytorch.tensors import SHAPES, SparseSize
+from fxcost.report.kinds import Fate
 
 ATEN = FormulaRegistry()
 _reg = ATEN
@@ -1006,3 +1007,54 @@ _reg.free(
 )
 
 ATEN.freeze()  # the route's table is written: from here on, copies change, it does not
+
+
+#: formulas users registered for their own ops (fxcost.register_formula, --formulas), on top of ATEN
+_USER: dict[str, Formula] = {}
+_WITH_USER: list[FormulaRegistry] = []  # ATEN with them, made once per registration
+
+
+def _op_exists(name: str) -> bool:
+    """Whether ``ns::op`` names an operator torch knows (every overload of it: the recorder
+    looks formulas up by the schema's name, which has no overload)."""
+    ns, sep, op = name.partition("::")
+    if not sep or not ns or not op or "." in op:
+        return False
+    try:
+        getattr(getattr(torch.ops, ns), op)
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
+def register_formula(name: str, fn: Formula) -> None:
+    """Price the op ``name`` (``"mylib::op"``, as torch names it in its schema) with ``fn`` in
+    every analysis that does not pass its own ``registry``: ``fn(*shapes, out=shape, **kwargs)``
+    gets each tensor argument as its shape (``torch.Size``), the output as ``out``, and returns
+    :class:`~fxcost.counting.registry.Cost` ``(macs, flops)``. Refused (``ValueError``): an op
+    torch does not know (define it with ``torch.library`` first), one fxcost already prices or
+    declares free, one registered before, and a ``fn`` that is not callable."""
+    if not callable(fn):
+        raise ValueError(f"the formula for {name} must be a function of shapes, got a {type(fn).__name__}")
+    if not _op_exists(name):
+        raise ValueError(f"{name} is not an operator torch knows: define it first (torch.library.custom_op), "
+                         f"and name it as its schema does, without an overload (namespace::name)")
+    if ATEN.lookup(name).fate is not Fate.UNSUPPORTED:
+        raise ValueError(f"{name} already has a fate in fxcost's table; to count it differently pass "
+                         f"analyze(..., registry=...) with a copy whose replace() changes it")
+    if name in _USER:
+        raise ValueError(f"{name} already has a registered formula ({getattr(_USER[name], '__qualname__', _USER[name])})")
+    _USER[name] = fn
+    _WITH_USER.clear()
+
+
+def default_registry() -> FormulaRegistry:
+    """The table an analysis counts with when it is given none: ATEN, plus the registered formulas."""
+    if not _USER:
+        return ATEN
+    if not _WITH_USER:
+        table = ATEN.copy()
+        for name, fn in _USER.items():
+            table.formula(name)(fn)
+        _WITH_USER.append(table.freeze())
+    return _WITH_USER[0]
