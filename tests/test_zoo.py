@@ -99,6 +99,15 @@ def test_zoo_has_30_architectures() -> None:
     assert len({e.name for e in [*ZOO, *HF_ZOO]}) >= 30
 
 
+def _built(entry: ZooModel) -> tuple[torch.nn.Module, tuple[Any, ...], dict[str, Any]]:
+    """The entry's model and inputs (a transformers one skipped where transformers is missing)."""
+    if entry in HF_ZOO:
+        pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    args, kwargs = entry.inputs()
+    return entry.build(), args, kwargs
+
+
 def _both_ways(analysis: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The report's JSON with the recorder's shape cache (the default) and without it."""
     cached = analysis().to_dict()
@@ -115,11 +124,7 @@ def test_shape_cache_changes_nothing(entry: ZooModel) -> None:
     # the recorder answers a repeated call (same op, same argument metadata: the second of
     # twelve identical blocks) from its cache instead of running the meta kernel and the formula
     # again; every figure, row, edge and the peak memory must be what running every op gives
-    if entry in HF_ZOO:
-        pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    model = entry.build()
-    args, kwargs = entry.inputs()
+    model, args, kwargs = _built(entry)
     cached, uncached = _both_ways(lambda: fxcost.analyze(model, example_inputs=args, example_kwargs=kwargs,
                                                          real=entry.name in NEEDS_REAL, traffic=True))
     assert cached == uncached
@@ -128,10 +133,20 @@ def test_shape_cache_changes_nothing(entry: ZooModel) -> None:
 @pytest.mark.parametrize("name", ["resnet18", "vit_tiny", "hf_llama_small", "lstm_lm", "mha_model"])
 def test_shape_cache_changes_nothing_in_training(name: str) -> None:
     # the backward's ops go through the same cache (fxcost.pytorch.backward.BackwardRecorder)
-    entry = next(e for e in [*ZOO, *HF_ZOO] if e.name == name)
-    if entry in HF_ZOO:
-        pytest.importorskip("transformers")
-    model = entry.build()
-    args, kwargs = entry.inputs()
+    model, args, kwargs = _built(next(e for e in [*ZOO, *HF_ZOO] if e.name == name))
     cached, uncached = _both_ways(lambda: fxcost.analyze(model, example_inputs=args, example_kwargs=kwargs, train=True))
     assert cached == uncached
+
+
+def test_a_factory_call_is_not_answered_from_the_cache() -> None:
+    # a call with no tensor argument takes its dtype (and device) from the defaults in force, not
+    # from its arguments: torch itself gives float64 after set_default_dtype, and so must the recorder
+    recorder = OpRecorder(fxcost.DEFAULT_REGISTRY)
+    try:
+        with recorder:
+            first = torch.zeros(3, device="meta")
+            torch.set_default_dtype(torch.float64)
+            second = torch.zeros(3, device="meta")
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert (first.dtype, second.dtype) == (torch.float32, torch.float64)

@@ -20,6 +20,7 @@ from fxcost.errors import FxcostError, ShapeError
 from fxcost.pytorch.backward import tag_autograd
 from fxcost.pytorch.diagnosis import ModuleRunError, failure_message, hint_for, user_line
 from fxcost.pytorch.eager import CallTracker, ModuleCall
+from fxcost.pytorch.memory import storage_key
 from fxcost.pytorch.recorder import OpRecorder
 from fxcost.pytorch.tensors import spec_of, storage_of, tensors_in
 from fxcost.pytorch.tracers import META_KEY
@@ -114,8 +115,8 @@ class RecordingInterpreter(fx.Interpreter):
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
         """A tensor an op saves for the backward: its storage's bytes, if new (and not a weight's)."""
         if self._saved is None:
-            self._saved = {k for w in [*self.module.parameters(), *self.module.buffers()] if (k := _storage_key(w)) is not None}
-        key = _storage_key(t)
+            self._saved = {k for w in [*self.module.parameters(), *self.module.buffers()] if (k := storage_key(w)) is not None}
+        key = storage_key(t)
         if key is not None and key not in self._saved:
             self._saved.add(key)
             self._saved_now += t.untyped_storage().nbytes()
@@ -125,9 +126,3 @@ class RecordingInterpreter(fx.Interpreter):
 def _same(t: torch.Tensor) -> torch.Tensor:
     return t
 
-
-def _storage_key(t: torch.Tensor) -> int | None:
-    try:
-        return int(t.untyped_storage()._cdata) if t.layout == torch.strided else None
-    except Exception:  # a tensor without a storage of its own (a subclass wrapping others)
-        return None

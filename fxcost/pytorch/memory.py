@@ -24,6 +24,15 @@ def _key(t: torch.Tensor) -> int:
     return int(t.untyped_storage()._cdata)
 
 
+def storage_key(t: torch.Tensor) -> int | None:
+    """The identity of the storage behind ``t`` (two views of one storage share it); None for a
+    tensor without a strided storage of its own (sparse, or a subclass wrapping others)."""
+    try:
+        return int(t.untyped_storage()._cdata) if t.layout == torch.strided else None
+    except Exception:
+        return None
+
+
 def storage_bytes(tensors: Iterable[torch.Tensor]) -> int:
     """The bytes of the distinct storages behind ``tensors`` (a tied weight once)."""
     seen: dict[int, int] = {}

@@ -6,6 +6,7 @@ Costs are computed from shapes as each op runs; no tensor is kept."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from torch.utils._pytree import tree_map
 from fxcost.counting.registry import FormulaRegistry
 from fxcost.errors import FxcostError, first_line
 from fxcost.pytorch.diagnosis import OP_ATTRIBUTE, FailedOp, OperandDtypeError
+from fxcost.pytorch.memory import storage_key
 from fxcost.pytorch.tensors import formula_view, tensors_in
 from fxcost.report.kinds import Fate
 from fxcost.report.records import OpCost
@@ -98,17 +100,19 @@ class _Uncached(Exception):
     """An argument the shape cache cannot key on: the op runs."""
 
 
-def _frozen(x: Any) -> Any:
+def _frozen(x: Any, tensors: list[int]) -> Any:
     """A hashable stand-in for an op argument that holds all a meta kernel reads of it: a plain
-    meta tensor's dtype, shape, strides and layout (it has no values), a plain value's type and
-    value (``1``, ``1.0`` and ``True`` hash alike). Anything else is not cached."""
+    meta tensor's dtype, shape, strides and layout (it has no values; each one found is counted
+    into ``tensors``), a plain value's type and value (``1``, ``1.0`` and ``True`` hash alike).
+    Anything else is not cached."""
     t = type(x)
     if t is torch.Tensor or t is nn.Parameter:
         if x.device.type != "meta":
             raise _Uncached
+        tensors.append(1)
         return (x.dtype, x.shape, x.stride(), x.layout, x.is_conj(), x.is_neg())
     if t is tuple or t is list:
-        return (t, *map(_frozen, x))
+        return (t, *(_frozen(v, tensors) for v in x))
     if x is None or t in _PLAIN:
         return (t, x)
     raise _Uncached
@@ -117,6 +121,7 @@ def _frozen(x: Any) -> Any:
 _PLAIN = frozenset({int, float, bool, str, torch.dtype, torch.device, torch.layout, torch.memory_format})
 
 
+@functools.cache
 def _cacheable(func: Any) -> bool:
     """An op whose outputs are fresh tensors determined by its arguments' metadata: no argument
     written or aliased, no output a view, every return a tensor or a list of them, no output
@@ -136,15 +141,15 @@ def _described(out: Any, args: Any) -> Any:
     views of one, or its input's storage (``aten::_unsafe_view``, which its schema does not
     mark as a view) is not cached. ``None``: not cached."""
     outs = [out] if type(out) is torch.Tensor else list(out) if type(out) in (tuple, list) and out else []
-    storages = {t.untyped_storage()._cdata for t in tensors_in(args) if t.layout == torch.strided}
+    storages = {storage_key(t) for t in tensors_in(args)}
     for o in outs:
         if type(o) is not torch.Tensor or o.device.type != "meta" or o.layout != torch.strided or o.storage_offset():
             return None
-        storage = o.untyped_storage()
         extent = 1 + sum((n - 1) * s for n, s in zip(o.shape, o.stride(), strict=True)) if o.numel() else 0
-        if storage.nbytes() != extent * o.element_size() or storage._cdata in storages:
+        key = storage_key(o)
+        if o.untyped_storage().nbytes() != extent * o.element_size() or key in storages:
             return None
-        storages.add(storage._cdata)
+        storages.add(key)
     if not outs:
         return None
     if type(out) is torch.Tensor:
@@ -176,7 +181,6 @@ class OpRecorder(DispatchMode):
         super().__init__()
         self.registry = registry
         self.shapes: dict[Any, Any] = {} if shapes is None else shapes
-        self._cacheable: dict[Any, bool] = {}
         self._tally: dict[str, list[Any]] = {}
         self._fates: dict[Any, tuple[str, Fate, Any, str]] = {}
         # custom ops to run through, each with the tally it was dispatched into
@@ -266,18 +270,18 @@ class OpRecorder(DispatchMode):
         return out
 
     def _key(self, func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-        """The shape cache's key for this call, or None where it is not cached."""
-        if not self.REUSE:
+        """The shape cache's key for this call, or None where it is not cached. A call with no
+        tensor argument (a factory: ``aten::empty``, ``aten::arange``) is not: its output's device
+        and dtype may come from the defaults in force (a ``torch.device`` block), not from its
+        arguments."""
+        if not self.REUSE or not _cacheable(func):
             return None
-        ok = self._cacheable.get(func)
-        if ok is None:
-            ok = self._cacheable[func] = _cacheable(func)
-        if not ok:
-            return None
+        tensors: list[int] = []
         try:
-            return (func, self.traffic, _frozen(args), _frozen(tuple(sorted(kwargs.items()))) if kwargs else ())
+            key = (func, self.traffic, _frozen(args, tensors), _frozen(tuple(sorted(kwargs.items())), tensors) if kwargs else ())
         except _Uncached:
             return None
+        return key if tensors else None
 
     def _add(self, name: str, macs: int, flops: int, fate: Fate, reason: str, moved: int, out: Any) -> None:
         entry = self._tally.get(name)
