@@ -636,7 +636,8 @@ def _symbolic(job: _Job) -> _Counted:
     try:
         return _with_fake_retry(job, attempt)
     except ShapeError as e:
-        raise _at_its_line(e, job, concrete) from e.__cause__
+        raise _at_its_line(e, lambda: symbolic(job.shadow, concrete_args=concrete or None, leaves=job.leaves,
+                                               stack_traces=True)) from e.__cause__
 
 
 def _same_path(job: _Job, traced: Traced, records: list[NodeRecord], folded: tuple[OpCost, ...],
@@ -722,14 +723,14 @@ def _plain(op: str) -> str:
     return op[:-1] if op.endswith("_") and not op.endswith("__") else op
 
 
-def _at_its_line(e: ShapeError, job: _Job, concrete: dict[str, Any]) -> ShapeError:
+def _at_its_line(e: ShapeError, retrace: Callable[[], Traced]) -> ShapeError:
     """``e`` with the user's line of the node that failed, when its traceback has none (a
-    standard layer's call): the graph is traced again, recording each node's source line (which
-    costs as much as the trace itself, so only once, for the error the user gets)."""
+    standard layer's call, an exported node): ``retrace`` traces the graph again, recording each
+    node's source line (a second trace, so only for the error the user gets)."""
     if not e.node or e.source or e.__cause__ is None:
         return e
     try:
-        traced = symbolic(job.shadow, concrete_args=concrete or None, leaves=job.leaves, stack_traces=True)
+        traced = retrace()
     except FxcostError:
         return e
     node = next((n for n in traced.graph.nodes if n.name == e.node), None)
@@ -749,19 +750,11 @@ def _refuse_data_dependent(traced: Traced) -> None:
                              hint="--real runs real tensors on a copy of a model with weights")
 
 
-def _exported_line(e: ShapeError, job: _Job, kwargs: dict[str, Any]) -> ShapeError:
-    """``e`` with the user's line of the exported node that failed: exported again, recording each
-    node's source line (only for the error the user gets: it costs a quarter of the export)."""
-    if not e.node or e.source or e.__cause__ is None:
-        return e
-    try:
-        with OpTagger():
-            traced = export(job.shadow, job.args, kwargs, stack_traces=True)
-    except FxcostError:
-        return e
-    node = next((n for n in traced.graph.nodes if n.name == e.node), None)
-    e.source = user_line(e.__cause__, node.stack_trace if node is not None else None)
-    return e
+def _exported(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], stack_traces: bool = False) -> Traced:
+    """torch.export's graph; the forward it runs to trace is not counted, only an op that fails
+    in it is named."""
+    with OpTagger():
+        return export(model, args, kwargs, stack_traces=stack_traces)
 
 
 def _export(job: _Job) -> _Counted:
@@ -769,8 +762,7 @@ def _export(job: _Job) -> _Counted:
     # export flattens keyword arguments in forward's order
     order = list(signature(shadow.forward).parameters)
     kwargs = {k: job.kwargs[k] for k in sorted(job.kwargs, key=lambda k: order.index(k) if k in order else len(order))}
-    with OpTagger():  # export runs the forward to trace it: not counted, only an op that fails is named
-        traced = export(shadow, job.args, kwargs)
+    traced = _exported(shadow, job.args, kwargs)
     _refuse_data_dependent(traced)
     flat = tree_flatten((job.args, kwargs))[0]
     placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
@@ -781,7 +773,7 @@ def _export(job: _Job) -> _Counted:
         with naming_module("propagating shapes"), job.grad(), recorder:
             out = interp.run(*flat)
     except ShapeError as e:
-        raise _exported_line(e, job, kwargs) from e.__cause__
+        raise _at_its_line(e, lambda: _exported(job.shadow, job.args, kwargs, stack_traces=True)) from e.__cause__
     with naming_module("running the backward"):
         records = job.with_backward(interp.records, out)
     calls, flow = calls_from_export(shadow, records, job.leaves)
