@@ -33,12 +33,10 @@ class Gate(nn.Module):
 @pytest.fixture(autouse=True)
 def fresh() -> Iterator[None]:
     """Each test starts with no registered formula, and leaves none."""
-    aten._USER.clear()
-    aten._WITH_USER.clear()
+    aten._DEFAULT[:] = [aten.ATEN]
     options._FORMULAS_READ.clear()
     yield
-    aten._USER.clear()
-    aten._WITH_USER.clear()
+    aten._DEFAULT[:] = [aten.ATEN]
     options._FORMULAS_READ.clear()
 
 

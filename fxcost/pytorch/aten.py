@@ -1009,9 +1009,9 @@ _reg.free(
 ATEN.freeze()  # the route's table is written: from here on, copies change, it does not
 
 
-#: formulas users registered for their own ops (fxcost.register_formula, --formulas), on top of ATEN
-_USER: dict[str, Formula] = {}
-_WITH_USER: list[FormulaRegistry] = []  # ATEN with them, made once per registration
+#: the table an analysis given no registry counts with: ATEN, then ATEN plus the formulas users
+#: registered for their own ops (fxcost.register_formula, --formulas), each registration a new copy
+_DEFAULT: list[FormulaRegistry] = [ATEN]
 
 
 def _op_exists(name: str) -> bool:
@@ -1042,19 +1042,14 @@ def register_formula(name: str, fn: Formula) -> None:
     if ATEN.lookup(name).fate is not Fate.UNSUPPORTED:
         raise ValueError(f"{name} already has a fate in fxcost's table; to count it differently pass "
                          f"analyze(..., registry=...) with a copy whose replace() changes it")
-    if name in _USER:
-        raise ValueError(f"{name} already has a registered formula ({getattr(_USER[name], '__qualname__', _USER[name])})")
-    _USER[name] = fn
-    _WITH_USER.clear()
+    known = _DEFAULT[0].lookup(name).formula
+    if known is not None:
+        raise ValueError(f"{name} already has a registered formula ({getattr(known, '__qualname__', known)})")
+    table = _DEFAULT[0].copy()
+    table.formula(name)(fn)
+    _DEFAULT[0] = table.freeze()
 
 
 def default_registry() -> FormulaRegistry:
     """The table an analysis counts with when it is given none: ATEN, plus the registered formulas."""
-    if not _USER:
-        return ATEN
-    if not _WITH_USER:
-        table = ATEN.copy()
-        for name, fn in _USER.items():
-            table.formula(name)(fn)
-        _WITH_USER.append(table.freeze())
-    return _WITH_USER[0]
+    return _DEFAULT[0]
