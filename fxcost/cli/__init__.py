@@ -85,7 +85,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fxcost.errors import FxcostError
 
     module = args.module
-    options.without_dynamo()
     try:
         # the model's code may print: its output goes to stderr, so that stdout holds fxcost's alone
         with options.results_to(sys.stdout), contextlib.redirect_stdout(sys.stderr), _terminated_raises():
@@ -125,6 +124,9 @@ def entry() -> None:
     import atexit
     import os
 
+    from fxcost.cli.options import without_dynamo
+
+    without_dynamo()  # this process is the command's own: nothing in it compiles
     code = main()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):

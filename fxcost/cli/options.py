@@ -199,8 +199,9 @@ def without_dynamo() -> None:
     which imports ``torch._dynamo`` on a kernel's first call just to mark it "never compile". The
     ``fxcost`` command owns its process and never compiles (non-strict ``torch.export`` traces
     with make_fx, not with Dynamo's frame evaluation), so each such kernel is marked as its own
-    disabled form, exactly what the wrapper looks up before importing. Not done by the library,
-    whose caller may compile. Needs torch's ``__dynamo_disable`` attribute; without it, nothing
+    disabled form, exactly what the wrapper looks up before importing. Called by the command's
+    entry point alone, not by :func:`fxcost.cli.main` (which another program may call in its own
+    process) nor by the library, whose caller may compile. Needs torch's ``__dynamo_disable`` attribute; without it, nothing
     changes."""
     import gc
     import types

@@ -113,7 +113,9 @@ def parse_kv(items: Iterable[str], flag: str = "--arg") -> dict[str, Any]:
     return out
 
 
-def _import_file(path: Path) -> Any:
+def import_file(path: Path) -> Any:
+    """Run a Python file as a module of its own (its folder on ``sys.path`` while it runs); a
+    file that does not import is a :class:`SpecError` naming the exception."""
     if not path.exists():
         raise SpecError(f"model file {str(path)!r} does not exist", hint="check the path before ':'")
     mod_name = f"_fxcost_spec_{path.stem}_{abs(hash(str(path.resolve())))}"
@@ -137,12 +139,6 @@ def _import_file(path: Path) -> Any:
         if sys.path and sys.path[0] == folder:
             sys.path.pop(0)
     return module
-
-
-def import_file(path: Path) -> Any:
-    """Run a Python file as a module of its own (its folder on ``sys.path`` while it runs); a
-    file that does not import is a :class:`SpecError` naming the exception."""
-    return _import_file(path)
 
 
 def _import_module(name: str) -> Any:
@@ -192,7 +188,7 @@ def load_model(spec: str, args: dict[str, Any] | None = None, config: dict[str, 
             hint="write path/to/file.py:name or package.module:name, e.g. examples/vgg.py:vgg19",
         )
     is_file = target.endswith(".py") or "/" in target or "\\" in target
-    module = _import_file(Path(target)) if is_file else _import_module(target)
+    module = import_file(Path(target)) if is_file else _import_module(target)
     if not hasattr(module, attr):
         found = ", ".join(_candidates(module)) or "none"
         raise SpecError(f"{target!r} has no {attr!r}", hint=f"models and factories found there: {found}")
