@@ -22,7 +22,8 @@ from fxcost.errors import (
     UnsupportedOpError,
 )
 from fxcost.onnx.analyze import analyze_onnx
-from fxcost.pytorch.analyze import analyze, sweep
+from fxcost.peers.apply import analyze
+from fxcost.pytorch.analyze import sweep
 from fxcost.pytorch.aten import ATEN as DEFAULT_REGISTRY
 from fxcost.pytorch.aten import register_formula
 from fxcost.pytorch.llm import llm

@@ -34,6 +34,7 @@ ALLOWED = {
     "onnx": {"counting", "report", "errors", "io"},
     "exporters": {"report", "errors"},
     "summary": {"pytorch", "exporters", "report", "errors"},  # torchinfo's call: analyze, then print the table
+    "peers": {"pytorch", "counting", "report", "errors"},  # other tools' counts, reproduced on fxcost's meta copy
     "cli": None,  # the command line calls everything
     "__init__": None,  # the public API re-exports everything
     "__main__": None,

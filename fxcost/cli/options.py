@@ -26,6 +26,8 @@ CONVENTIONS_NOTE = """\
 conventions (docs/conventions.md): MACs count multiply-accumulates of conv/matmul ops; FLOPs are
 2 per MAC plus bias adds and per-element costs of other ops; activations are the tensors each
 layer newly allocates (in-place ops and views are free), the input included.
+--convention fvcore|ptflops|thop|torchinfo|calflops|deepspeed|flop_counter gives that tool's MACs
+and params exactly, blind spots included; fxcost explain --vs TOOL names each difference.
 """
 
 #: a model's inputs for one call: positional tensors and keyword values
@@ -88,11 +90,12 @@ def add_tracing(p: argparse.ArgumentParser, real: bool = True, group: Any = None
 
 def add_counting(p: argparse.ArgumentParser, group: Any = None) -> None:
     """--convention and --strict; into ``group`` when given."""
-    from fxcost.counting.conventions import CONVENTIONS
+    from fxcost.counting.conventions import CONVENTIONS, TOOL_PRESETS
 
     g = group if group is not None else p.add_argument_group("counting")
     g.add_argument("--convention", "-c", default="fxcost", metavar="NAME",
-                   help=f"counting convention: {', '.join(CONVENTIONS)} (default fxcost; docs/conventions.md)")
+                   help=f"counting convention: {', '.join(CONVENTIONS)} (default fxcost), or another tool's count "
+                        f"reproduced exactly: {', '.join(TOOL_PRESETS)} (docs/conventions.md)")
     g.add_argument("--strict", action="store_true", help="fail when an op has no cost formula")
     g.add_argument("--formulas", action="append", default=[], metavar="FILE.py",
                    help="a Python file that prices your own ops with fxcost.register_formula(\"mylib::op\", fn); "

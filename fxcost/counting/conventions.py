@@ -67,13 +67,26 @@ CONVENTIONS: dict[str, Convention] = {
 }
 
 
+#: other tools whose counts fxcost reproduces (fxcost.peers): a preset of each, for the PyTorch
+#: route of ``fxcost.analyze`` and the command line (their hooks and traced ops need the module)
+TOOL_PRESETS = ("fvcore", "ptflops", "thop", "torchinfo", "calflops", "deepspeed", "flop_counter")
+ALL_CONVENTIONS = (*CONVENTIONS, *TOOL_PRESETS)
+
+
 def get_convention(convention: str | Convention) -> Convention:
     """A convention by name (or the one given); :class:`InputSpecError` naming the known ones."""
     if isinstance(convention, Convention):
         return convention
+    if convention in TOOL_PRESETS:
+        raise InputSpecError(
+            f"the {convention} preset reproduces {convention}'s count of a PyTorch model (its hooks and traced ops), "
+            "which this route cannot apply",
+            hint=f"analyze the PyTorch model with fxcost.analyze(..., convention={convention!r}) or fxcost analyze "
+            f"--convention {convention}",
+        )
     try:
         return CONVENTIONS[convention]
     except KeyError:
         raise InputSpecError(
-            f"unknown convention {convention!r}", hint=f"one of: {', '.join(sorted(CONVENTIONS))}"
+            f"unknown convention {convention!r}", hint=f"one of: {', '.join(ALL_CONVENTIONS)}"
         ) from None

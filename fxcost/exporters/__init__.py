@@ -19,6 +19,7 @@ from fxcost.errors import printable
 from fxcost.exporters.tables import Table, table_of
 from fxcost.report.compare import Comparison
 from fxcost.report.crosscheck import CrossCheck
+from fxcost.report.explain import Explanation
 from fxcost.report.llm import LLMReport
 from fxcost.report.report import NOTEBOOK as _NOTEBOOK
 from fxcost.report.report import Report, Sweep
@@ -130,6 +131,16 @@ def _sweep_csv(sweep: Sweep) -> str:
 
     return _csv(["input", "params", "macs", "flops", "activation_elements", "activation_bytes"],
                 (line(r) for r in sweep.to_dict()["sweep"]))
+
+
+@to_csv.register
+def _explain_csv(explained: Explanation) -> str:
+    x = explained.to_dict()["explain"]
+    return _csv(["kind", "module_type", "reason", "modules", "fxcost", x["tool"], "diff"],
+                [*(["type", t["module_type"], "", t["modules"], t["fxcost"], t["tool"], t["diff"]] for t in x["by_type"]),
+                 *(["difference", d["module_type"], d["reason"], d["modules"], d["fxcost"], d["tool"], d["diff"]]
+                   for d in x["differences"]),
+                 ["total", "", "", "", x["fxcost"]["macs"], x["reproduced"]["macs"], x["gap"]]])
 
 
 @to_csv.register

@@ -15,6 +15,7 @@ from typing import Any
 
 from fxcost.report.compare import Comparison
 from fxcost.report.crosscheck import CrossCheck
+from fxcost.report.explain import Explanation
 from fxcost.report.kinds import Method
 from fxcost.report.llm import LLMReport
 from fxcost.report.report import Report, Sweep
@@ -288,6 +289,42 @@ def crosscheck_table(check: CrossCheck) -> Table:
     diff = ort["max_abs_diff"]
     table.notes.append(("onnxruntime vs PyTorch", (f"max abs diff {diff:.3g}; " if diff is not None else "") + ort["note"]))
     table.notes += [("difference", e) for e in x["explanations"]]
+    return table
+
+
+@table_of.register
+def explain_table(explained: Explanation) -> Table:
+    """fxcost's MACs and the tool's by layer type, then each named difference with the MACs it
+    moves (they add up to the gap), the params, and the installed tool's own figure."""
+    x = explained.to_dict()["explain"]
+    tool = f"{x['tool']} {x['version']}"
+    rows = [[t["module_type"], count(t["modules"]), count(t["fxcost"]), count(t["tool"]),
+             f"{t['diff']:+,}" if t["diff"] else "0"] for t in x["by_type"]]
+    rows.append(["total", "", count(x["fxcost"]["macs"]), count(x["reproduced"]["macs"]),
+                 f"{x['gap']:+,}" if x["gap"] else "0"])
+    ins = ", ".join(dims(s) for s in x["inputs"])
+    table = Table(f"{x['model']} ({ins}): fxcost vs {tool} ({x['headline']}, reproduced)",
+                  ["layer type", "modules", "fxcost MACs", f"{x['tool']} MACs", "difference"], rows,
+                  numeric={"modules", "fxcost MACs", f"{x['tool']} MACs", "difference"}, total_last=True)
+    for d in x["differences"]:
+        n = f"{d['modules']} module{'s' if d['modules'] != 1 else ''}"
+        table.notes.append((f"{d['diff']:+,}", f"{d['module_type']} ({n}): {d['reason']}"))
+    table.notes.append(("= gap", f"{x['gap']:+,} MACs: {tool} {count(x['reproduced']['macs'])}, fxcost "
+                        f"{count(x['fxcost']['macs'])}" + ("" if x["differences"] else ": no differences")))
+    params = x["reproduced"]["params"]
+    table.notes.append(("params", f"{x['tool']} {count(params)}, fxcost {count(x['fxcost']['params'])}"
+                        + (f" ({x['params_reason']})" if x["params_reason"] else "")))
+    table.notes += [(f"{x['tool']} does not count", u) for u in x["unseen"]]
+    m = x["measured"]
+    if m["macs"] is not None:
+        same = "the same as the reproduction" if m["matches"] else "DIFFERENT from the reproduction"
+        table.notes.append((f"{x['tool']} itself", f"{count(m['macs'])} MACs, {count(m['params'])} params: {same} "
+                            f"({m['note']})"))
+    elif m["note"]:
+        table.notes.append((f"{x['tool']} itself", m["note"]))
+    table.notes += [(f"{x['tool']} in general", miss) for miss in x["misses"]]
+    if m["matches"] is False:
+        table.warnings.append(f"{x['tool']} reported other figures than its reproduction: please file an issue")
     return table
 
 

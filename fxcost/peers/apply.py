@@ -1,0 +1,208 @@
+"""A reproduction applied: a report whose MACs are another tool's (``--convention TOOL``), and
+the explanation of a tool's figure against fxcost's (``fxcost explain --vs TOOL``)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from fxcost.errors import FxcostError, InputSpecError, first_line
+from fxcost.peers import TOOLS, peer
+from fxcost.peers.base import Charge, PeerTool, Reproduction
+from fxcost.report import Report, Row, RowKind
+from fxcost.report.explain import Difference, Explanation, TypeLine
+
+
+def _row_of(report: Report, path: str) -> int:
+    """The index of the row a charge on module ``path`` goes to: the module's own row, else the
+    first row of an op that ran directly in it, else the same for its nearest ancestor with one."""
+    rows = report.layers
+    while True:
+        for i, r in enumerate(rows):
+            if r.kind == RowKind.MODULE and r.name == path:
+                return i
+        for i, r in enumerate(rows):
+            if r.kind != RowKind.INPUT and r.module_path == path:
+                return i
+        if not path:
+            break
+        path = path.rsplit(".", 1)[0] if "." in path else ""
+    return next(i for i, r in enumerate(rows) if r.kind != RowKind.INPUT)
+
+
+def counted_as(report: Report, repro: Reproduction) -> Report:
+    """``report`` with each row's MACs (and FLOPs, 2 x MACs where the tool reports none) as the
+    tool counts them, its totals the tool's, and a note saying so. Params stay fxcost's per row;
+    where the tool's total differs (a tied weight counted twice), the note says by how much."""
+    macs: dict[int, int] = defaultdict(int)
+    for c in repro.charges:
+        macs[_row_of(report, c.module_path)] += c.macs
+    flops = {i: 2 * m for i, m in macs.items()}
+    if repro.flops is not None and repro.flops != 2 * repro.macs:
+        # the tool's FLOPs are not 2 x its MACs (calflops, DeepSpeed price pointwise ops): the total
+        # is the tool's, attributed to the rows in proportion is not exact, so the rows keep 2 x MACs
+        # and the difference goes to the first row, named in the note
+        first = next(i for i, r in enumerate(report.layers) if r.kind != RowKind.INPUT)
+        flops[first] = flops.get(first, 0) + repro.flops - 2 * repro.macs
+    layers = tuple(replace(r, counts=replace(r.counts, macs=macs.get(i, 0), flops=flops.get(i, 0)))
+                   for i, r in enumerate(report.layers))
+    fxcost_total = report.total()
+    notes = [f"MACs as {repro.tool} {repro.version} counts them ({repro.headline}), reproduced on fxcost's data-free "
+             f"copy: {repro.macs:,}; fxcost's own count is {fxcost_total.macs:,} (fxcost explain --vs {repro.tool} "
+             f"names each difference)"]
+    if repro.params != fxcost_total.params:
+        notes.append(f"{repro.tool} reports {repro.params:,} params; fxcost counts {fxcost_total.params:,} "
+                     f"(each tensor once){_params_reason(repro, fxcost_total.params)}")
+    if repro.unseen:
+        notes.append(f"{repro.tool} does not count: " + "; ".join(repro.unseen))
+    return replace(report, layers=layers, convention=repro.tool,
+                   trace=replace(report.trace, notes=(*report.trace.notes, *notes)))
+
+
+def _params_reason(repro: Reproduction, truth: int) -> str:
+    if repro.params > truth:
+        return ": a weight shared by several modules is counted in each of them"
+    return ": frozen (requires_grad=False) parameters left out" if repro.params < truth else ""
+
+
+def _truth_by_module(report: Report) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for r in report.layers:
+        if r.kind != RowKind.INPUT:
+            out[r.module_path] += r.macs
+    return out
+
+
+def _fxcost_ops(rows: Iterable[Row]) -> str:
+    ops: dict[str, int] = defaultdict(int)
+    for r in rows:
+        for o in r.ops:
+            if o.macs:
+                ops[o.op] += o.count
+    return ", ".join(f"{op} x{n}" if n > 1 else op for op, n in sorted(ops.items()))
+
+
+def explanation(report: Report, repro: Reproduction, tool: PeerTool) -> Explanation:
+    """fxcost's count (``report``) beside the tool's (``repro``), per module, grouped by layer type
+    and by the reason the two differ there."""
+    truth = _truth_by_module(report)
+    charged: dict[str, list[Charge]] = defaultdict(list)
+    for c in repro.charges:
+        charged[c.module_path].append(c)
+    types = dict(report.module_types)
+    root_type = types.get("") or next((c.module_type for c in repro.charges if not c.module_path), report.model)
+
+    def type_of(path: str) -> str:
+        return types.get(path, root_type if not path else path.rsplit(".", 1)[-1])
+
+    lines: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    reasons: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for path in sorted(set(truth) | set(charged)):
+        mine, theirs = truth.get(path, 0), sum(c.macs for c in charged.get(path, []))
+        t = type_of(path)
+        line = lines[t]
+        line[0] += mine
+        line[1] += theirs
+        line[2] += 1
+        if mine == theirs:
+            continue
+        if charged.get(path):
+            why = "; ".join(sorted({c.rule for c in charged[path]}))
+        else:
+            ops = _fxcost_ops(r for r in report.layers if r.kind != RowKind.INPUT and r.module_path == path)
+            why = f"not counted by {repro.tool}" + (f": {ops}" if ops else "")
+        if not charged.get(path) and not mine:
+            continue
+        key = reasons[(t, why)]
+        key[0] += mine
+        key[1] += theirs
+        key[2] += 1
+    total = report.total()
+    return Explanation(
+        model=report.model,
+        inputs=tuple(tuple(i.shape) for i in report.inputs),
+        tool=repro.tool, version=repro.version, headline=repro.headline,
+        fxcost_macs=total.macs, tool_macs=repro.macs, fxcost_params=total.params, tool_params=repro.params,
+        by_type=tuple(TypeLine(t, a, b, n) for t, (a, b, n) in sorted(lines.items(), key=lambda kv: -max(kv[1][:2]))),
+        differences=tuple(Difference(t, why, a, b, n) for (t, why), (a, b, n)
+                          in sorted(reasons.items(), key=lambda kv: -abs(kv[1][1] - kv[1][0]))),
+        params_reason=_params_reason(repro, total.params).lstrip(": ") if repro.params != total.params else "",
+        unseen=repro.unseen, misses=tool.misses, install=tool.install,
+    )
+
+
+def installed(tool: PeerTool) -> bool:
+    import importlib.util
+
+    return tool.package == "torch" or importlib.util.find_spec(tool.package.replace("-", "_")) is not None
+
+
+def measured(explained: Explanation, tool: PeerTool, model: nn.Module, args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> Explanation:
+    """``explained`` with the installed tool's own figures beside (run on the real CPU model),
+    or the reason it could not run."""
+    if tool.run_tool is None:
+        return replace(explained, measured_note=f"{tool.name} cannot be run by fxcost")
+    if not installed(tool):
+        return replace(explained, measured_note=f"{tool.package} is not installed: {tool.install}")
+    if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
+        return replace(explained, measured_note=f"the model has no weights (meta): {tool.name} runs a real forward")
+    try:
+        with torch.random.fork_rng():
+            own = tool.run_tool(model, args, kwargs)
+    except Exception as e:  # noqa: BLE001 - the tool's own failure is reported, not raised
+        return replace(explained, measured_note=f"{tool.name} itself failed: {type(e).__name__}: {first_line(e)}")
+    return replace(explained, measured_macs=own.macs, measured_params=own.params,
+                   measured_note=f"{tool.name} {tool.version}, installed, run on the real model")
+
+
+def reproduce(name: str, model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Reproduction:
+    """The tool ``name``'s figures for ``model`` at these inputs, reproduced."""
+    tool = peer(name)
+    try:
+        return tool.reproduce(model, args, kwargs)
+    except FxcostError:
+        raise
+    except Exception as e:
+        raise FxcostError(f"cannot reproduce {name}'s count of {type(model).__name__}: {type(e).__name__}: {first_line(e)}",
+                          hint="the forward may depend on tensor values (the reproduction has none); "
+                          "fxcost analyze still counts it") from e
+
+
+
+def analyze(model: nn.Module, input_size: Any = None, example_inputs: Any = None,
+            example_kwargs: dict[str, Any] | None = None, convention: Any = "fxcost", **options: Any) -> Report:
+    """:func:`fxcost.analyze`: fxcost's analysis, and with ``convention`` naming another tool
+    (``"fvcore"``, ``"thop"``...), its MACs and params as that tool counts them, reproduced."""
+    from fxcost.pytorch.analyze import analyze as count
+    from fxcost.pytorch.inputs import normalize_inputs
+
+    if not isinstance(convention, str) or convention not in TOOLS:
+        return count(model, input_size, example_inputs, example_kwargs, convention, **options)
+    if options.get("train"):
+        raise InputSpecError(f"the {convention} preset reproduces that tool's count of a forward",
+                             hint="drop train=True, or count the training step with convention='fxcost'")
+    report = count(model, input_size, example_inputs, example_kwargs, "fxcost", **options)
+    args = normalize_inputs(input_size, example_inputs)
+    return counted_as(report, reproduce(convention, model, args, dict(example_kwargs or {})))
+
+
+def _documented() -> None:
+    import inspect
+
+    from fxcost.pytorch.analyze import analyze as count
+
+    analyze.__doc__ = (count.__doc__ or "") + (
+        "\n    ``convention`` may also name another tool (``fvcore``, ``ptflops``, ``thop``, ``torchinfo``,\n"
+        "    ``calflops``, ``deepspeed``, ``flop_counter``): the report's MACs are then that tool's, per row and\n"
+        "    in total, reproduced on the data-free copy (docs/conventions.md), and its notes name what the tool\n"
+        "    does not count.\n")
+    analyze.__signature__ = inspect.signature(count)  # type: ignore[attr-defined]
+
+
+_documented()

@@ -1,0 +1,114 @@
+"""What a reproduction of another tool's count is made of.
+
+A peer tool (fvcore, ptflops, thop, torchinfo, calflops, DeepSpeed's profiler, PyTorch's
+FlopCounterMode) is reproduced by running its counting *mechanism* on fxcost's weightless meta
+copy of the model: the same hooks, the same traced ops, the same per-layer formulas, with their
+blind spots. Each priced item is a :class:`Charge` on the module the tool would attribute it to,
+so ``fxcost explain`` can set it beside fxcost's own count of the same module.
+
+A reproduction never imports the tool: it works where the tool is not installed. ``run_tool``
+(where a tool module has one) calls the installed tool the way its README does, on a real CPU
+copy, and is used by the tests and by ``explain --vs`` to show the tool's own figure beside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from torch import nn
+from torch.utils._pytree import tree_map
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One item the tool prices."""
+
+    module_path: str  # the module it is charged to, as named_modules() names it ('' = the root)
+    module_type: str  # that module's class name
+    what: str  # what the tool priced: a module class ("Conv2d"), a function ("F.linear"), a jit op ("aten::matmul")
+    macs: int  # the tool's headline figure for it, as MACs (or the tool's own unit, see Reproduction.headline)
+    rule: str  # the tool's formula in words: "output elements x in_features; bias not counted"
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """A tool's figures for one model and input, reproduced."""
+
+    tool: str  # the preset's name: "fvcore", "thop", ...
+    version: str  # the release of the tool whose code this reproduces
+    headline: str  # what the tool calls its figure: "flops (MACs)", "Mult-Adds", "MACs"
+    macs: int  # the tool's headline figure (MACs; FlopCounterMode's FLOPs / 2)
+    params: int  # the parameter count as the tool reports it
+    charges: tuple[Charge, ...] = ()
+    #: what the tool does not price at all in this model, named (an op it has no handler for, a
+    #: function outside every module it hooks), each with how often it was seen
+    unseen: tuple[str, ...] = ()
+    #: the tool's own second figure where it reports one (calflops' and DeepSpeed's FLOPs)
+    flops: int | None = None
+
+
+@dataclass(frozen=True)
+class ToolFigures:
+    """What the installed tool itself printed or returned."""
+
+    macs: int
+    params: int
+    flops: int | None = None
+
+
+@dataclass(frozen=True)
+class PeerTool:
+    """One reproducible tool."""
+
+    name: str  # the --convention name
+    package: str  # the distribution to pip install
+    version: str  # the release reproduced and tested
+    headline: str
+    reproduce: Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], Reproduction]
+    #: run the installed tool on a real CPU model the way its README does (None: not runnable here)
+    run_tool: Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], ToolFigures] | None = None
+    #: a line per op family the tool misses or prices unlike the truth, for the docs and explain
+    misses: tuple[str, ...] = field(default=())
+
+    @property
+    def install(self) -> str:
+        return f"pip install {self.package}=={self.version}"
+
+
+def run_static(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+               watch: Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], T], *, cpu: bool = False) -> T:
+    """``watch(copy, args, kwargs)`` on fxcost's weightless meta copy of ``model`` (eval mode, lazy
+    layers materialized, inputs as meta tensors); ``watch`` runs the forward under its hooks or
+    modes and takes them off again, and decides whether gradients are on (as the tool has them).
+
+    A forward that reads a value (transformers' mask checks call ``.all()``) or makes CPU tensors
+    of its own cannot run on meta tensors, so it runs again on a fresh copy on fake tensors (a
+    device, no data; transformers skips its value checks on them), inside the fake mode. A genuine
+    error fails there again and is raised from that run.
+
+    ``cpu=True`` goes to fake CPU tensors at once: a tool that ran on the CPU took the CPU's kernels
+    (fused attention, MKL-DNN RNNs, nn.MultiheadAttention's fast path), which meta tensors do not
+    choose, and a tool whose count depends on which kernel ran is reproduced on the same choice.
+    """
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from fxcost.pytorch.inputs import prepare_meta
+    from fxcost.pytorch.tensors import fake_tensor
+    from fxcost.pytorch.working_copy import fakeify
+
+    if not cpu:
+        shadow, margs, mkwargs = prepare_meta(model, args, kwargs)
+        try:
+            return watch(shadow, margs, mkwargs)
+        except Exception:  # noqa: BLE001 - any failure on meta is retried on fake tensors, which raise the real one
+            pass
+    shadow, margs, mkwargs = prepare_meta(model, args, kwargs)
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    fakeify(shadow, fake_mode)
+    fargs, fkwargs = tree_map(lambda x: fake_tensor(x, fake_mode), (margs, mkwargs))
+    with fake_mode:
+        return watch(shadow, fargs, fkwargs)
