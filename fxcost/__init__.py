@@ -22,7 +22,7 @@ from fxcost.errors import (
     UnsupportedOpError,
 )
 from fxcost.onnx.analyze import analyze_onnx
-from fxcost.peers.apply import analyze
+from fxcost.peers.apply import analyze, explain
 from fxcost.pytorch.analyze import sweep
 from fxcost.pytorch.aten import ATEN as DEFAULT_REGISTRY
 from fxcost.pytorch.aten import register_formula
@@ -54,6 +54,6 @@ __all__ = [
     "CONVENTIONS", "Comparison", "Convention", "Cost", "Counts", "DEFAULT_REGISTRY", "ExportError", "Fate", "FormulaRegistry",
     "Free", "FxcostError", "InputSpecError", "Method", "Mode", "NodeCost", "OnnxFileError", "OpCost", "OutputError",
     "Report", "Row", "RowKind", "Rule", "ShapeError", "SpecError", "Sweep", "TensorSpec", "Totals", "TraceError",
-    "TraceInfo", "UnsupportedOpError", "View", "__version__", "analyze", "analyze_onnx", "compare", "sweep", "llm",
+    "TraceInfo", "UnsupportedOpError", "View", "__version__", "analyze", "analyze_onnx", "compare", "explain", "sweep", "llm",
     "LLMReport", "register_formula", "summary",
 ]

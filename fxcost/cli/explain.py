@@ -52,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
     import fxcost
     from fxcost.errors import InputSpecError
     from fxcost.peers import peer
-    from fxcost.peers.apply import explanation, installed, measured, reproduce
-    from fxcost.pytorch.tensors import realize
+    from fxcost.peers.apply import installed
 
     options.torch_spec(args)
     options.check_output(args.output, args)
@@ -65,16 +64,10 @@ def run(args: argparse.Namespace) -> int:
     live = have and not args.no_run and tool.run_tool is not None
     model, name = options.load(args.spec, args, meta=not live)
     inputs, kwargs = calls[0]
-    with options.progress(f"counting {name} as fxcost and as {tool.name} do ..."):
-        report = fxcost.analyze(model, example_inputs=inputs, example_kwargs=kwargs, name=name, tracer=args.tracer,
-                                leaves=args.leaf)
-        explained = explanation(report, reproduce(tool.name, model, inputs, kwargs), tool)
-    if live:
-        with options.progress(f"running {tool.name} itself on a real copy of {name} ..."):
-            real = [realize(x) for x in (*inputs, *kwargs.values())]
-            explained = measured(explained, tool, model, tuple(real[:len(inputs)]), dict(zip(kwargs, real[len(inputs):], strict=True)))
-    elif not have:
-        explained = measured(explained, tool, model, inputs, kwargs)
+    doing = f"counting {name} as fxcost and as {tool.name} do" + (f", then running {tool.name} itself" if live else "")
+    with options.progress(doing + " ..."):
+        explained = fxcost.explain(model, example_inputs=inputs, example_kwargs=kwargs, vs=tool.name,
+                                   run=live or not have, name=name, tracer=args.tracer, leaves=args.leaf)
     options.emit(explained, args)
     if not have:
         print(f"fxcost: error: {tool.package} is not installed, so only its reproduction is shown above\n"

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_map
 
 from fxcost.errors import FxcostError, InputSpecError, first_line
 from fxcost.peers import TOOLS, peer
@@ -190,6 +191,27 @@ def analyze(model: nn.Module, input_size: Any = None, example_inputs: Any = None
     report = count(model, input_size, example_inputs, example_kwargs, "fxcost", **options)
     args = normalize_inputs(input_size, example_inputs)
     return counted_as(report, reproduce(convention, model, args, dict(example_kwargs or {})))
+
+
+def explain(model: nn.Module, input_size: Any = None, example_inputs: Any = None,
+            example_kwargs: dict[str, Any] | None = None, *, vs: str, run: bool = True, **options: Any) -> Explanation:
+    """Why the tool ``vs`` reports other MACs or params for ``model`` than fxcost: its count
+    reproduced, set beside fxcost's by layer type, each difference named with the MACs it moves
+    (they add up to the gap). With ``run`` and the tool installed, the tool also runs on the model
+    (which then needs real weights) and its own figures are kept beside (``measured_macs``).
+    ``options`` are :func:`analyze`'s (tracer, leaves, name)."""
+    from fxcost.pytorch.inputs import normalize_inputs
+    from fxcost.pytorch.tensors import realize
+
+    tool = peer(vs)
+    args = normalize_inputs(input_size, example_inputs)
+    kwargs = dict(example_kwargs or {})
+    report = analyze(model, None, args, kwargs, "fxcost", **options)
+    explained = explanation(report, reproduce(vs, model, args, kwargs), tool)
+    if not run:
+        return explained
+    real = tree_map(realize, (args, kwargs))
+    return measured(explained, tool, model, *real)
 
 
 def _documented() -> None:

@@ -72,6 +72,25 @@ class Report:
     def total(self) -> Counts:
         return Counts.total(r.counts for r in self.layers)
 
+    def to_pandas(self) -> Any:
+        """The rows as a ``pandas.DataFrame``: one row per layer (or group, in a rolled-up view),
+        its name, type, kind, module path and output shape, then every metric as an exact integer
+        column (``int64``). pandas is optional: without it this raises :class:`FxcostError` saying
+        how to install it. ``report.to_pandas().groupby("type").macs.sum()`` is :meth:`by_type`."""
+        try:
+            import pandas as pd
+        except ImportError:
+            from fxcost.errors import FxcostError
+
+            raise FxcostError("Report.to_pandas() needs pandas, which is not installed",
+                              hint="pip install pandas (or read report.to_dict()['layers'], the same rows as dicts)") from None
+        metrics = Counts.names()
+        records = [{"name": r.name, "type": r.type, "kind": r.kind.value, "module_path": r.module_path,
+                    "output_shape": "x".join(map(str, r.output_shape)),
+                    **{m: int(getattr(r.counts, m)) for m in metrics}} for r in self.layers]
+        frame = pd.DataFrame.from_records(records, columns=["name", "type", "kind", "module_path", "output_shape", *metrics])
+        return frame.astype({m: "int64" for m in metrics})
+
     def by_module(self, depth: int) -> Report:
         """Roll rows up into their enclosing modules ``depth`` levels below the root."""
         if depth < 1:
