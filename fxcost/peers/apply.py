@@ -88,15 +88,16 @@ def _fxcost_ops(rows: Iterable[Row]) -> str:
     return ", ".join(f"{op} x{n}" if n > 1 else op for op, n in sorted(ops.items()))
 
 
-def explanation(report: Report, repro: Reproduction, tool: PeerTool) -> Explanation:
+def explanation(report: Report, repro: Reproduction, tool: PeerTool, root_type: str = "") -> Explanation:
     """fxcost's count (``report``) beside the tool's (``repro``), per module, grouped by layer type
-    and by the reason the two differ there."""
+    (``root_type``: the model's class) and by the reason the two differ there."""
     truth = _truth_by_module(report)
     charged: dict[str, list[Charge]] = defaultdict(list)
     for c in repro.charges:
         charged[c.module_path].append(c)
     types = dict(report.module_types)
-    root_type = types.get("") or next((c.module_type for c in repro.charges if not c.module_path), report.model)
+    root_type = root_type or types.get("") or next((c.module_type for c in repro.charges if not c.module_path),
+                                                   report.model)
 
     def type_of(path: str) -> str:
         return types.get(path, root_type if not path else path.rsplit(".", 1)[-1])
@@ -207,7 +208,7 @@ def explain(model: nn.Module, input_size: Any = None, example_inputs: Any = None
     args = normalize_inputs(input_size, example_inputs)
     kwargs = dict(example_kwargs or {})
     report = analyze(model, None, args, kwargs, "fxcost", **options)
-    explained = explanation(report, reproduce(vs, model, args, kwargs), tool)
+    explained = explanation(report, reproduce(vs, model, args, kwargs), tool, type(model).__name__)
     if not run:
         return explained
     real = tree_map(realize, (args, kwargs))

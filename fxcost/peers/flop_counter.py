@@ -10,10 +10,12 @@ over fxcost's meta copy: the same registry, the same modules (its ModuleTracker 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from fxcost.peers.base import Charge, PeerTool, Reproduction, ToolFigures, run_static
 
@@ -24,13 +26,36 @@ def _unique_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # parameters() yields a tied tensor once
 
 
+#: the fused kernels that do a layer's matmuls in one op: where FlopCounterMode has no formula for
+#: one, the layer's work is not counted, and the reproduction names it
+_FUSED = ("attention", "lstm", "gru", "rnn_", "mkldnn_rnn", "_transformer_encoder_layer")
+
+
+class _Unpriced(TorchDispatchMode):
+    """Notes each fused kernel that ran without a formula in FlopCounterMode's registry."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torch.utils.flop_counter import flop_registry
+
+        self.priced = set(flop_registry)
+        self.seen: dict[str, int] = {}
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        packet = func.overloadpacket
+        if packet not in self.priced and any(k in packet.__name__ for k in _FUSED):
+            name = f"aten::{packet.__name__}"
+            self.seen[name] = self.seen.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
 def _counted(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
-             grad: bool = False) -> tuple[int, dict[str, dict[str, int]]]:
+             grad: bool = False, unpriced: _Unpriced | None = None) -> tuple[int, dict[str, dict[str, int]]]:
     """FlopCounterMode over one forward. Its docs run it without no_grad, which matters: with
     gradients on, nn.MultiheadAttention and nn.TransformerEncoderLayer skip their fused fast paths."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.set_grad_enabled(grad), FlopCounterMode(display=False) as counter:
+    with torch.set_grad_enabled(grad), unpriced or contextlib.nullcontext(), FlopCounterMode(display=False) as counter:
         model(*args, **kwargs)
     per_module = {name: {str(op): int(n) for op, n in ops.items()} for name, ops in counter.get_flop_counts().items()}
     return int(counter.get_total_flops()), per_module
@@ -55,8 +80,11 @@ def _own_ops(per_module: dict[str, dict[str, int]], root: str) -> dict[str, dict
 
 
 def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Reproduction:
+    unpriced = _Unpriced()
+
     def watch(shadow: nn.Module, margs: tuple[Any, ...], mkwargs: dict[str, Any]) -> tuple[nn.Module, int, Any]:
-        return (shadow, *_counted(shadow, margs, mkwargs, grad=True))
+        unpriced.seen.clear()
+        return (shadow, *_counted(shadow, margs, mkwargs, grad=True, unpriced=unpriced))
 
     shadow, total, per_module = run_static(model, args, kwargs, watch, cpu=True)
     types = {name: type(m).__name__ for name, m in shadow.named_modules()}
@@ -68,6 +96,7 @@ def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     return Reproduction(
         tool="flop_counter", version=torch.__version__.split("+")[0], headline="FLOPs / 2",
         macs=total // 2, params=_unique_params(shadow), charges=charges, flops=total,
+        unseen=tuple(f"{op} x{n} (no formula in flop_registry)" for op, n in sorted(unpriced.seen.items())),
     )
 
 
