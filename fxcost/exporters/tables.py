@@ -15,7 +15,7 @@ from typing import Any
 
 from fxcost.report.compare import Comparison
 from fxcost.report.crosscheck import CrossCheck
-from fxcost.report.explain import Explanation
+from fxcost.report.explain import Explanation, noteworthy
 from fxcost.report.kinds import Method
 from fxcost.report.llm import LLMReport
 from fxcost.report.report import Report, Sweep
@@ -314,7 +314,11 @@ def explain_table(explained: Explanation) -> Table:
     params = x["reproduced"]["params"]
     table.notes.append(("params", f"{x['tool']} {count(params)}, fxcost {count(x['fxcost']['params'])}"
                         + (f" ({x['params_reason']})" if x["params_reason"] else "")))
-    table.notes += [(f"{x['tool']} does not count", u) for u in x["unseen"]]
+    worth = noteworthy(x["unseen"])
+    table.notes += [(f"{x['tool']} does not count", u) for u in worth]
+    if len(x["unseen"]) > len(worth):
+        table.notes.append((f"{x['tool']} does not count", f"{len(x['unseen']) - len(worth)} cheaper ops "
+                            "(pointwise, indexing; -f json lists them)"))
     m = x["measured"]
     if m["macs"] is not None:
         same = "the same as the reproduction" if m["matches"] else "DIFFERENT from the reproduction"

@@ -16,7 +16,7 @@ from fxcost.errors import FxcostError, InputSpecError, first_line
 from fxcost.peers import TOOLS, peer
 from fxcost.peers.base import Charge, PeerTool, Reproduction
 from fxcost.report import Report, Row, RowKind
-from fxcost.report.explain import Difference, Explanation, TypeLine
+from fxcost.report.explain import Difference, Explanation, TypeLine, noteworthy
 
 
 def _row_of(report: Report, path: str) -> int:
@@ -36,10 +36,26 @@ def _row_of(report: Report, path: str) -> int:
     return next(i for i, r in enumerate(rows) if r.kind != RowKind.INPUT)
 
 
-def counted_as(report: Report, repro: Reproduction) -> Report:
+def _second_owners(model: nn.Module | None) -> list[tuple[str, int]]:
+    """Each module that holds a parameter another module holds too (a tied head), with that
+    parameter's size: where a tool that counts per module counts it again."""
+    if model is None:
+        return []
+    first: dict[int, str] = {}
+    again: list[tuple[str, int]] = []
+    for path, m in model.named_modules(remove_duplicate=False):
+        for p in m.parameters(recurse=False):
+            if id(p) in first and first[id(p)] != path:
+                again.append((path, p.numel()))
+            first.setdefault(id(p), path)
+    return again
+
+
+def counted_as(report: Report, repro: Reproduction, model: nn.Module | None = None) -> Report:
     """``report`` with each row's MACs (and FLOPs, 2 x MACs where the tool reports none) as the
-    tool counts them, its totals the tool's, and a note saying so. Params stay fxcost's per row;
-    where the tool's total differs (a tied weight counted twice), the note says by how much."""
+    tool counts them, its totals the tool's, and a note saying so. Where the tool's params differ
+    from fxcost's by exactly the weights some module shares with another (``model`` tells), those
+    go to the sharing module's row, so the totals are the tool's; otherwise the note says by how much."""
     macs: dict[int, int] = defaultdict(int)
     for c in repro.charges:
         macs[_row_of(report, c.module_path)] += c.macs
@@ -50,17 +66,27 @@ def counted_as(report: Report, repro: Reproduction) -> Report:
         # and the difference goes to the first row, named in the note
         first = next(i for i, r in enumerate(report.layers) if r.kind != RowKind.INPUT)
         flops[first] = flops.get(first, 0) + repro.flops - 2 * repro.macs
-    layers = tuple(replace(r, counts=replace(r.counts, macs=macs.get(i, 0), flops=flops.get(i, 0)))
-                   for i, r in enumerate(report.layers))
     fxcost_total = report.total()
+    extra: dict[int, int] = defaultdict(int)
+    again = _second_owners(model)
+    if again and repro.params - fxcost_total.params == sum(n for _, n in again):
+        for path, n in again:
+            extra[_row_of(report, path)] += n
+    layers = tuple(replace(r, counts=replace(r.counts, macs=macs.get(i, 0), flops=flops.get(i, 0),
+                                             params=r.params + extra.get(i, 0)))
+                   for i, r in enumerate(report.layers))
     notes = [f"MACs as {repro.tool} {repro.version} counts them ({repro.headline}), reproduced on fxcost's data-free "
              f"copy: {repro.macs:,}; fxcost's own count is {fxcost_total.macs:,} (fxcost explain --vs {repro.tool} "
              f"names each difference)"]
     if repro.params != fxcost_total.params:
+        where = ("; the rows show the tool's" if extra else "; the rows and totals show fxcost's")
         notes.append(f"{repro.tool} reports {repro.params:,} params; fxcost counts {fxcost_total.params:,} "
-                     f"(each tensor once){_params_reason(repro, fxcost_total.params)}")
-    if repro.unseen:
-        notes.append(f"{repro.tool} does not count: " + "; ".join(repro.unseen))
+                     f"(each tensor once){_params_reason(repro, fxcost_total.params)}{where}")
+    worth = noteworthy(repro.unseen)
+    if worth:
+        more = len(repro.unseen) - len(worth)
+        notes.append(f"{repro.tool} does not count: " + "; ".join(worth)
+                     + (f" (and {more} cheaper ops: fxcost explain --vs {repro.tool} -f json lists them)" if more else ""))
     return replace(report, layers=layers, convention=repro.tool,
                    trace=replace(report.trace, notes=(*report.trace.notes, *notes)))
 
@@ -191,7 +217,7 @@ def analyze(model: nn.Module, input_size: Any = None, example_inputs: Any = None
                              hint="drop train=True, or count the training step with convention='fxcost'")
     report = count(model, input_size, example_inputs, example_kwargs, "fxcost", **options)
     args = normalize_inputs(input_size, example_inputs)
-    return counted_as(report, reproduce(convention, model, args, dict(example_kwargs or {})))
+    return counted_as(report, reproduce(convention, model, args, dict(example_kwargs or {})), model)
 
 
 def explain(model: nn.Module, input_size: Any = None, example_inputs: Any = None,

@@ -3,10 +3,20 @@ difference named."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from fxcost.report.records import SCHEMA_VERSION, Record
+
+#: the ops whose absence from a tool's count moves MACs: matmuls, convolutions, attention, RNNs
+_COMPUTE = ("mm", "matmul", "conv", "linear", "attention", "lstm", "gru", "rnn", "einsum", "bmm")
+
+
+def noteworthy(unseen: Iterable[str]) -> list[str]:
+    """The entries of a reproduction's ``unseen`` list (``"aten::op xN (why)"``) that name a
+    matmul-like op; the rest (pointwise, indexing, metadata) are cheap and only counted."""
+    return [u for u in unseen if any(k in u.split(" ", 1)[0].lower() for k in _COMPUTE)]
 
 
 @dataclass(frozen=True)
