@@ -13,11 +13,14 @@ copy, and is used by the tests and by ``explain --vs`` to show the tool's own fi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
 T = TypeVar("T")
@@ -112,3 +115,40 @@ def run_static(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
     fargs, fkwargs = tree_map(lambda x: fake_tensor(x, fake_mode), (margs, mkwargs))
     with fake_mode:
         return watch(shadow, fargs, fkwargs)
+
+
+class UnseenOps(TorchDispatchMode):
+    """Counts the aten ops fxcost prices (a formula in its ATEN table) that run while ``priced()``
+    is false: the arithmetic a module-hook tool never sees."""
+
+    def __init__(self, priced: Callable[[], bool]) -> None:
+        super().__init__()
+        self.priced = priced
+        self.seen: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        from fxcost.pytorch.aten import ATEN
+        from fxcost.report.kinds import Fate
+
+        name = func._schema.name
+        if not self.priced() and ATEN.lookup(name).fate is Fate.FORMULA:
+            self.seen[name] += 1
+        return func(*args, **(kwargs or {}))
+
+    def named(self, why: str) -> list[str]:
+        return [f"{op} x{n} ({why})" for op, n in sorted(self.seen.items())]
+
+
+@contextlib.contextmanager
+def hooked(modules: list[nn.Module], on_enter: Callable[[nn.Module, tuple[Any, ...]], None],
+           on_exit: Callable[[nn.Module, tuple[Any, ...], Any], None]) -> Iterator[None]:
+    """Forward pre-hooks and hooks on ``modules``, taken off again however the block ends."""
+    handles = []
+    try:
+        for m in modules:
+            handles.append(m.register_forward_pre_hook(on_enter))
+            handles.append(m.register_forward_hook(on_exit))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
