@@ -18,7 +18,7 @@ from examples.zoo import HF_ZOO, ZOO
 from fxcost.cli import main
 from fxcost.counting.conventions import TOOL_PRESETS
 from fxcost.peers import peer
-from fxcost.peers.apply import explanation, installed, measured
+from fxcost.peers.apply import counted_as, explanation, installed, measured
 from tests.conftest import ROOT
 
 #: the four models the issue names, from the zoo
@@ -60,6 +60,9 @@ def test_named_differences_add_up_to_the_gap(tool_name: str, model_name: str, co
     assert sum(t.diff for t in explained.by_type) == explained.gap
     assert all(d.diff for d in explained.differences)  # a difference of 0 is not a difference
     assert all(d.reason for d in explained.differences)
+    # --convention TOOL: the report's totals are the tool's, MACs and params
+    as_tool = counted_as(report, repro, model).total()
+    assert (as_tool.macs, as_tool.params) == (repro.macs, repro.params)
     if not installed(tool):
         pytest.skip(f"{tool.package} is not installed: the tool's own figure is not compared")
     explained = measured(explained, tool, model, args, kwargs)

@@ -67,19 +67,24 @@ def counted_as(report: Report, repro: Reproduction, model: nn.Module | None = No
         first = next(i for i, r in enumerate(report.layers) if r.kind != RowKind.INPUT)
         flops[first] = flops.get(first, 0) + repro.flops - 2 * repro.macs
     fxcost_total = report.total()
-    extra: dict[int, int] = defaultdict(int)
+    params = {i: r.params for i, r in enumerate(report.layers)}
     again = _second_owners(model)
-    if again and repro.params - fxcost_total.params == sum(n for _, n in again):
+    if repro.params_by_module:  # the tool counts per module: each row gets what it counts there
+        params = defaultdict(int)
+        for path, n in repro.params_by_module:
+            params[_row_of(report, path)] += n
+    elif again and repro.params - fxcost_total.params == sum(n for _, n in again):
         for path, n in again:
-            extra[_row_of(report, path)] += n
+            params[_row_of(report, path)] += n
+    as_tool = sum(params.values()) == repro.params
     layers = tuple(replace(r, counts=replace(r.counts, macs=macs.get(i, 0), flops=flops.get(i, 0),
-                                             params=r.params + extra.get(i, 0)))
+                                             params=params.get(i, 0) if as_tool else r.params))
                    for i, r in enumerate(report.layers))
     notes = [f"MACs as {repro.tool} {repro.version} counts them ({repro.headline}), reproduced on fxcost's data-free "
              f"copy: {repro.macs:,}; fxcost's own count is {fxcost_total.macs:,} (fxcost explain --vs {repro.tool} "
              f"names each difference)"]
     if repro.params != fxcost_total.params:
-        where = ("; the rows show the tool's" if extra else "; the rows and totals show fxcost's")
+        where = "; the rows show the tool's" if as_tool else "; the rows and totals show fxcost's"
         notes.append(f"{repro.tool} reports {repro.params:,} params; fxcost counts {fxcost_total.params:,} "
                      f"(each tensor once){_params_reason(repro, fxcost_total.params)}{where}")
     worth = noteworthy(repro.unseen)

@@ -52,6 +52,9 @@ class Reproduction:
     unseen: tuple[str, ...] = ()
     #: the tool's own second figure where it reports one (calflops' and DeepSpeed's FLOPs)
     flops: int | None = None
+    #: where the tool counts params per module (thop): each module path and the params counted
+    #: there, adding up to ``params``; empty where it counts the model's parameters as a whole
+    params_by_module: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -293,6 +293,7 @@ def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     shadow, calls, unseen = run_static(model, args, kwargs, watch)
     charges: list[Charge] = []
     params = 0
+    by_module: list[tuple[str, int]] = []
     for path, m, whole in _walk(shadow, "", calls, root=True):
         if id(m) not in calls:
             continue
@@ -300,10 +301,12 @@ def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
             charges.append(Charge(path, type(m).__name__, type(m).__name__, macs, rule))
         if whole and calls[id(m)].called:  # count_parameters (basic_hooks.py:11) sets it on each call
             params += sum(p.numel() for p in m.parameters())
+            by_module.append((path, sum(p.numel() for p in m.parameters())))
     missing = _unruled(model, shadow, types_before)
     return Reproduction(
         tool="thop", version=VERSION, headline=HEADLINE, macs=sum(c.macs for c in charges), params=params,
         charges=tuple(charges), unseen=tuple(missing + unseen.named("outside every hooked module")),
+        params_by_module=tuple(by_module),
     )
 
 
