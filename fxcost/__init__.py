@@ -22,8 +22,7 @@ from fxcost.errors import (
     UnsupportedOpError,
 )
 from fxcost.onnx.analyze import analyze_onnx
-from fxcost.peers.apply import analyze, explain
-from fxcost.pytorch.analyze import sweep
+from fxcost.peers.apply import analyze, explain, sweep
 from fxcost.pytorch.aten import ATEN as DEFAULT_REGISTRY
 from fxcost.pytorch.aten import register_formula
 from fxcost.pytorch.llm import llm

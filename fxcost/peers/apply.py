@@ -225,6 +225,13 @@ def analyze(model: nn.Module, input_size: Any = None, example_inputs: Any = None
     return counted_as(report, reproduce(convention, model, args, dict(example_kwargs or {})), model)
 
 
+def sweep(model: nn.Module, input_sizes: Any, **options: Any) -> Any:
+    """:func:`fxcost.sweep`: one model at several input sizes; ``convention`` may name another tool."""
+    from fxcost.pytorch.analyze import sweep as at_sizes
+
+    return at_sizes(model, input_sizes, using=analyze, **options)
+
+
 def explain(model: nn.Module, input_size: Any = None, example_inputs: Any = None,
             example_kwargs: dict[str, Any] | None = None, *, vs: str, run: bool = True, **options: Any) -> Explanation:
     """Why the tool ``vs`` reports other MACs or params for ``model`` than fxcost: its count

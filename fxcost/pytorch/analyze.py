@@ -798,12 +798,16 @@ _STRATEGIES: dict[Method, Callable[[_Job], _Counted]] = {Method.SYMBOLIC: _symbo
 assert set(_STRATEGIES) == set(TRACERS)
 
 
-def sweep(model: nn.Module, input_sizes: Sequence[Any], **kwargs: Any) -> Sweep:
-    """Analyze one model at several input sizes (each item: a shape or a tuple of inputs)."""
+def sweep(model: nn.Module, input_sizes: Sequence[Any], *, using: Callable[..., Report] | None = None,
+          **kwargs: Any) -> Sweep:
+    """Analyze one model at several input sizes (each item: a shape or a tuple of inputs) with
+    ``using`` (default :func:`analyze`; ``fxcost.sweep`` passes the one that knows other tools'
+    presets, so ``convention="thop"`` sweeps too)."""
+    count = using or analyze
     reports = []
     for item in input_sizes:
         if isinstance(item, torch.Tensor) or (isinstance(item, (tuple, list)) and item and isinstance(item[0], torch.Tensor)):
-            reports.append(analyze(model, example_inputs=item, **kwargs))
+            reports.append(count(model, example_inputs=item, **kwargs))
         else:
-            reports.append(analyze(model, input_size=item, **kwargs))
+            reports.append(count(model, input_size=item, **kwargs))
     return Sweep(tuple(reports))
