@@ -7,45 +7,20 @@ import pytest
 import torch
 from torch import nn
 
-from examples.zoo import HF_ZOO, ZOO, ZooModel
+from examples.zoo import ZooModel
 from fxcost.peers.thop import TOOL, reproduce
+from tests.peers_zoo import check_on_zoo, zoo
 
-#: zoo models thop itself cannot be called on, with why; the test checks it still fails
+#: zoo models thop itself cannot be called on, with (a part of) its error
 TOOL_FAILS = {
-    "keyword_only": "thop.profile calls model(*inputs): keyword-only scale/bias/flag cannot be passed",
-}
-#: models fxcost's data-free run cannot follow (it reads a tensor's value), with why
-STATIC_FAILS = {
-    "data_dependent_branch": "`if x.sum() > 0` needs values: meta and fake tensors have none",
-    "root_data_dependent": "`if h.mean() > 0.5` needs values: meta and fake tensors have none",
+    "keyword_only": "keyword-only parameter 'scale' cannot be given positionally",  # thop calls model(*inputs)
 }
 SLOW = {"vgg11", "vgg13", "vgg16", "vgg19_paper", "hf_gpt2", "hf_bert_base", "hf_t5_small"}
 
 
-def _case(entry: ZooModel) -> object:
-    return pytest.param(entry, id=entry.name, marks=[pytest.mark.slow] if entry.name in SLOW else [])
-
-
-@pytest.mark.parametrize("entry", [_case(e) for e in ZOO + HF_ZOO])
+@pytest.mark.parametrize("entry", zoo(SLOW))
 def test_reproduces_thop_on_the_zoo(entry: ZooModel) -> None:
-    pytest.importorskip("thop")
-    if entry in HF_ZOO:
-        pytest.importorskip("transformers")
-    model = entry.build()
-    args, kwargs = entry.inputs()
-    if entry.name in TOOL_FAILS:
-        with pytest.raises(Exception) as failed:
-            TOOL.run_tool(model, args, kwargs)  # type: ignore[misc]
-        pytest.skip(f"thop cannot run it ({TOOL_FAILS[entry.name]}): {type(failed.value).__name__}: {failed.value}")
-    tool = TOOL.run_tool(model, args, kwargs)  # type: ignore[misc]
-    if entry.name in STATIC_FAILS:
-        with pytest.raises(Exception) as failed:
-            reproduce(model, args, kwargs)
-        pytest.skip(f"no static reproduction ({STATIC_FAILS[entry.name]}): {type(failed.value).__name__}")
-    ours = reproduce(model, args, kwargs)
-    assert (ours.macs, ours.params) == (tool.macs, tool.params)
-    assert ours.macs == sum(c.macs for c in ours.charges)
-    assert all(isinstance(c.macs, int) and c.macs >= 0 for c in ours.charges)
+    check_on_zoo(TOOL, entry, imports="thop", tool_fails=TOOL_FAILS, reproduce=reproduce)
 
 
 class _Net(nn.Module):

@@ -10,47 +10,30 @@ import pytest
 import torch
 from torch import nn
 
-from examples.zoo import HF_ZOO, ZOO, ZooModel
+from examples.zoo import ZooModel
 from fxcost.errors import FxcostError
 from fxcost.peers import peer
 from fxcost.peers import torchinfo as ti
+from tests.peers_zoo import check_on_zoo, zoo
 
 TOOL = peer("torchinfo")
 
-#: where the reproduction cannot run: the forward's path depends on values, which meta tensors lack
-NOT_STATIC = {
-    "data_dependent_branch": "an `if` on a tensor's value decides the path",
-    "root_data_dependent": "`if h.mean() > 0.5` in the root forward",
-}
-#: where torchinfo itself fails; the reproduction must fail there too
-TOOL_FAILS = {
-    "dataclass_out": "the root returns a dataclass, which torchinfo's calculate_size refuses (TypeError)",
-}
+#: where torchinfo itself fails, with (a part of) its error; the reproduction must fail there too:
+#: the root returns a dataclass, which torchinfo's calculate_size refuses (a TypeError it re-raises)
+TOOL_FAILS = {"dataclass_out": "Failed to run torchinfo"}
 #: the real forwards that take the longest (4-6 s each on 2 cores); the rest of the zoo takes ~20 s
 HEAVY = {"hf_gpt2", "hf_bert_base", "vit_b_16"}
 
 
-@pytest.mark.parametrize(
-    "entry", [pytest.param(e, marks=pytest.mark.slow) if e.name in HEAVY else e for e in [*ZOO, *HF_ZOO]],
-    ids=lambda e: e.name)
+def _fails_too(entry: ZooModel) -> None:
+    with pytest.raises(FxcostError, match="as it does itself"):
+        TOOL.reproduce(entry.build(), *entry.inputs())
+
+
+@pytest.mark.parametrize("entry", zoo(HEAVY))
 def test_reproduces_torchinfo(entry: ZooModel) -> None:
-    pytest.importorskip("torchinfo")
-    if entry.name in NOT_STATIC:
-        pytest.skip(f"value-dependent path ({NOT_STATIC[entry.name]}): no static reproduction")
-    model = entry.build()
-    args, kwargs = entry.inputs()
-    assert TOOL.run_tool is not None
-    if entry.name in TOOL_FAILS:
-        with pytest.raises(RuntimeError) as failed:
-            TOOL.run_tool(model, args, kwargs)
-        with pytest.raises(FxcostError, match="as it does itself"):
-            TOOL.reproduce(model, args, kwargs)
-        pytest.skip(f"torchinfo fails ({TOOL_FAILS[entry.name]}): {failed.value} from {failed.value.__cause__!r:.200}")
-    own = TOOL.run_tool(model, args, kwargs)
-    got = ti.summarize(model, args, kwargs)
-    assert (got.macs, got.params) == (own.macs, own.params)
-    assert sum(c.macs for c in got.charges) == got.macs  # every counted leaf call is one charge
-    assert all(c.macs >= 0 for c in got.charges)
+    check_on_zoo(TOOL, entry, imports="torchinfo", tool_fails=TOOL_FAILS, fails_alike=lambda e: _fails_too(entry),
+                 reproduce=ti.summarize)
 
 
 def test_tied_head_counted_twice_as_torchinfo_does() -> None:

@@ -15,7 +15,7 @@ from torch.utils._pytree import tree_map
 from fxcost.errors import FxcostError, InputSpecError, first_line
 from fxcost.peers import TOOLS, peer
 from fxcost.peers.base import Charge, PeerTool, Reproduction
-from fxcost.report import Report, Row, RowKind
+from fxcost.report import Counts, Report, Row, RowKind
 from fxcost.report.explain import Difference, Explanation, TypeLine, noteworthy
 
 
@@ -77,8 +77,8 @@ def counted_as(report: Report, repro: Reproduction, model: nn.Module | None = No
         for path, n in again:
             params[_row_of(report, path)] += n
     as_tool = sum(params.values()) == repro.params
-    layers = tuple(replace(r, counts=replace(r.counts, macs=macs.get(i, 0), flops=flops.get(i, 0),
-                                             params=params.get(i, 0) if as_tool else r.params))
+    layers = tuple(replace(r, counts=_with_params(replace(r.counts, macs=macs.get(i, 0), flops=flops.get(i, 0)),
+                                                  params.get(i, 0) if as_tool else r.params))
                    for i, r in enumerate(report.layers))
     notes = [f"MACs as {repro.tool} {repro.version} counts them ({repro.headline}), reproduced on fxcost's data-free "
              f"copy: {repro.macs:,}; fxcost's own count is {fxcost_total.macs:,} (fxcost explain --vs {repro.tool} "
@@ -86,7 +86,7 @@ def counted_as(report: Report, repro: Reproduction, model: nn.Module | None = No
     if repro.params != fxcost_total.params:
         where = "; the rows show the tool's" if as_tool else "; the rows and totals show fxcost's"
         notes.append(f"{repro.tool} reports {repro.params:,} params; fxcost counts {fxcost_total.params:,} "
-                     f"(each tensor once){_params_reason(repro, fxcost_total.params)}{where}")
+                     f"(each tensor once); {repro.tool} counts {peer(repro.tool).params_rule}{where}")
     worth = noteworthy(repro.unseen)
     if worth:
         more = len(repro.unseen) - len(worth)
@@ -96,10 +96,15 @@ def counted_as(report: Report, repro: Reproduction, model: nn.Module | None = No
                    trace=replace(report.trace, notes=(*report.trace.notes, *notes)))
 
 
-def _params_reason(repro: Reproduction, truth: int) -> str:
-    if repro.params > truth:
-        return ": a weight shared by several modules is counted in each of them"
-    return ": frozen (requires_grad=False) parameters left out" if repro.params < truth else ""
+def _with_params(counts: Counts, params: int) -> Counts:
+    """``counts`` with ``params`` as the tool counts them for the row: the biases first as many as
+    fxcost has there, the rest weights; trainable as far as fxcost's row is."""
+    if params == counts.params:
+        return counts
+    bias = min(counts.bias_params, params)
+    frozen = counts.params - counts.trainable_params
+    return replace(counts, params=params, weight_params=params - bias, bias_params=bias,
+                   trainable_params=max(params - frozen, 0))
 
 
 def _truth_by_module(report: Report) -> dict[str, int]:
@@ -164,7 +169,7 @@ def explanation(report: Report, repro: Reproduction, tool: PeerTool, root_type: 
         by_type=tuple(TypeLine(t, a, b, n) for t, (a, b, n) in sorted(lines.items(), key=lambda kv: -max(kv[1][:2]))),
         differences=tuple(Difference(t, why, a, b, n) for (t, why), (a, b, n)
                           in sorted(reasons.items(), key=lambda kv: -abs(kv[1][1] - kv[1][0]))),
-        params_reason=_params_reason(repro, total.params).lstrip(": ") if repro.params != total.params else "",
+        params_reason=f"{repro.tool} counts {tool.params_rule}" if repro.params != total.params else "",
         unseen=repro.unseen, misses=tool.misses, install=tool.install,
     )
 

@@ -79,6 +79,8 @@ class PeerTool:
     run_tool: Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], ToolFigures] | None = None
     #: a line per op family the tool misses or prices unlike the truth, for the docs and explain
     misses: tuple[str, ...] = field(default=())
+    #: how the tool counts params, in a line: why its figure can differ from fxcost's (each tensor once)
+    params_rule: str = ""
 
     @property
     def install(self) -> str:

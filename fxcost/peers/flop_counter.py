@@ -121,4 +121,5 @@ TOOL = PeerTool(
         "RNN/LSTM/GRU on CPU: aten::lstm and friends have no formula, 0 (their matmuls run inside one kernel)",
         "bias adds fused in addmm are not counted (addmm's formula is the mm's)",
     ),
+    params_rule='FlopCounterMode counts none; the preset reports model.parameters(), each tensor once',
 )

@@ -493,6 +493,7 @@ TOOL = PeerTool(
     reproduce=reproduce,
     run_tool=run_tool,
     misses=MISSES,
+    params_rule='parameter_count(model)[""]: every named parameter, each tensor once',
 )
 
 __all__ = ["HANDLES", "IGNORED", "TOOL", "positional_inputs", "reproduce", "run_tool"]

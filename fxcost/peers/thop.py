@@ -391,4 +391,5 @@ TOOL = PeerTool(
         "params: a container's own parameters (class token, position embedding) are not counted; "
         "a weight tied between two hooked modules is counted twice",
     ),
+    params_rule="p.numel() over each hooked module's parameters(): a module thop has no rule for (Embedding, GroupNorm, transformers' Conv1D, a Lazy* layer) or a container's own parameter (a class token) is not counted, a weight shared by two hooked modules is counted in each",
 )

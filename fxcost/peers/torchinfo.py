@@ -462,4 +462,5 @@ TOOL = PeerTool(
         "params: a weight shared by two leaves (tied embeddings) is counted twice",
         "fails (TypeError) on a module whose output is not a tensor, sequence, dict or None (a dataclass)",
     ),
+    params_rule="each leaf module's own parameters (containers: what their leaves leave over): a weight shared by two leaves (a tied head) is counted twice",
 )
