@@ -131,3 +131,20 @@ def test_cli_tool_not_installed_still_shows_the_reproduction(capsys: pytest.Capt
     assert code == 2
     assert "19,632,062,464" in out  # the reproduction is shown
     assert "is not installed" in err and "pip install torch==" in err
+
+
+@pytest.mark.parametrize("model_name", ["vit_tiny", "mha_model", "gru_classifier", "unet"])
+@pytest.mark.parametrize("tool_name", TOOL_PRESETS)
+def test_differences_add_up_at_batch_2(tool_name: str, model_name: str) -> None:
+    """Small models at batch 2 (ptflops divides its modules' sum by the batch and truncates once:
+    the truncation is a named difference of its own)."""
+    e = _ENTRIES[model_name]
+    model = e.build()
+    args, kwargs = e.inputs()
+    report = fxcost.analyze(model, example_inputs=args, example_kwargs=kwargs)
+    tool = peer(tool_name)
+    repro = tool.reproduce(model, args, kwargs)
+    explained = explanation(report, repro, tool)
+    assert sum(d.diff for d in explained.differences) == explained.gap == repro.macs - report.total().macs
+    as_tool = counted_as(report, repro, model).total()
+    assert (as_tool.macs, as_tool.params) == (repro.macs, repro.params)

@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from examples.zoo import HF_ZOO, ZOO, ZooModel
+from examples.zoo import ZooModel
 from fxcost.peers import peer
+from tests.peers_zoo import check_on_zoo, zoo
 
 TOOL = peer("calflops")
 
@@ -24,29 +25,11 @@ TOOL_FAILS = {
     "dict_io": "'dict' object has no attribute 'to'",  # it calls .to(device) on every arg and kwarg
     "keyword_only": "'float' object has no attribute 'to'",
 }
-#: where the reproduction cannot run: the forward's path depends on values, which fake tensors lack
-NOT_STATIC = {
-    "data_dependent_branch": "an `if` on a tensor's value decides the path",
-    "root_data_dependent": "`if h.mean() > 0.5` in the root forward",
-}
 
 
-@pytest.mark.parametrize("entry", [*ZOO, *HF_ZOO], ids=lambda e: e.name)
+@pytest.mark.parametrize("entry", zoo())
 def test_reproduces_calflops(entry: ZooModel) -> None:
-    pytest.importorskip("calflops")
-    model = entry.build()
-    args, kwargs = entry.inputs()
-    if entry.name in TOOL_FAILS:
-        with pytest.raises(Exception, match=TOOL_FAILS[entry.name]) as failure:
-            TOOL.run_tool(model, args, kwargs)
-        pytest.skip(f"calflops itself fails: {failure.type.__name__}: {str(failure.value).splitlines()[0][:120]}")
-    if entry.name in NOT_STATIC:
-        pytest.skip(f"value-dependent path ({NOT_STATIC[entry.name]}): no static reproduction")
-    own = TOOL.run_tool(model, args, kwargs)
-    got = TOOL.reproduce(model, args, kwargs)
-    assert (got.macs, got.params, got.flops) == (own.macs, own.params, own.flops)
-    assert sum(c.macs for c in got.charges) == got.macs  # every counted call charged to one module
-    assert all(isinstance(c.macs, int) and c.macs >= 0 for c in got.charges)
+    check_on_zoo(TOOL, entry, imports="calflops", tool_fails=TOOL_FAILS)
 
 
 class _Hand(nn.Module):

@@ -12,30 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from examples.zoo import HF_ZOO, ZOO, ZooModel
+from examples.zoo import ZooModel
 from fxcost.peers import peer
+from tests.peers_zoo import check_on_zoo, zoo
 
 TOOL = peer("deepspeed")
 
-#: where the reproduction cannot run: the forward's path depends on values, which fake tensors lack
-NOT_STATIC = {
-    "data_dependent_branch": "an `if` on a tensor's value decides the path",
-    "root_data_dependent": "`if h.mean() > 0.5` in the root forward",
-}
-
-
-@pytest.mark.parametrize("entry", [*ZOO, *HF_ZOO], ids=lambda e: e.name)
+@pytest.mark.parametrize("entry", zoo())
 def test_reproduces_deepspeed(entry: ZooModel) -> None:
-    pytest.importorskip("deepspeed.profiling.flops_profiler")
-    if entry.name in NOT_STATIC:
-        pytest.skip(f"value-dependent path ({NOT_STATIC[entry.name]}): no static reproduction")
-    model = entry.build()
-    args, kwargs = entry.inputs()
-    own = TOOL.run_tool(model, args, kwargs)
-    got = TOOL.reproduce(model, args, kwargs)
-    assert (got.macs, got.params, got.flops) == (own.macs, own.params, own.flops)
-    assert sum(c.macs for c in got.charges) == got.macs  # every counted call charged to one module
-    assert all(isinstance(c.macs, int) and c.macs >= 0 for c in got.charges)
+    check_on_zoo(TOOL, entry, imports="deepspeed.profiling.flops_profiler")
 
 
 class _Hand(nn.Module):

@@ -8,49 +8,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from examples.zoo import HF_ZOO, ZOO, ZooModel
+from examples.zoo import ZooModel
 from fxcost.peers.ptflops import TOOL, reproduce
+from tests.peers_zoo import check_on_zoo, zoo
 
-#: zoo models ptflops itself fails on or cannot be called on, with why; the test checks it still fails
+#: zoo models ptflops itself fails on or cannot be called on, with (a part of) its error; the
+#: reproduction must fail the same way
 TOOL_FAILS = {
-    "d2l_vgg11": "lazy layers: accumulate_flops reads __flops__, which the materialized Conv2d never got",
-    "alexnet": "lazy layers: accumulate_flops reads __flops__, which the materialized Conv2d never got",
-    "lazy_3d": "lazy layers: accumulate_flops reads __flops__, which the materialized Conv3d never got",
-    "var_args": "input_constructor gives model(batch) or model(**batch): forward(*xs) takes neither",
-}
-#: models fxcost's data-free run cannot follow (it reads a tensor's value), with why
-STATIC_FAILS = {
-    "data_dependent_branch": "`if x.sum() > 0` needs values: meta and fake tensors have none",
-    "root_data_dependent": "`if h.mean() > 0.5` needs values: meta and fake tensors have none",
+    "d2l_vgg11": "has no attribute '__flops__'",  # lazy layers: accumulate_flops reads __flops__, never set
+    "alexnet": "has no attribute '__flops__'",
+    "lazy_3d": "has no attribute '__flops__'",
+    "var_args": "variadic positional parameter 'xs'",  # input_constructor gives model(batch) or model(**batch)
 }
 SLOW = {"vgg11", "vgg13", "vgg16", "vgg19_paper", "hf_gpt2", "hf_bert_base", "hf_t5_small"}
 
 
-def _case(entry: ZooModel) -> object:
-    return pytest.param(entry, id=entry.name, marks=[pytest.mark.slow] if entry.name in SLOW else [])
-
-
-@pytest.mark.parametrize("entry", [_case(e) for e in ZOO + HF_ZOO])
+@pytest.mark.parametrize("entry", zoo(SLOW))
 def test_reproduces_ptflops_on_the_zoo(entry: ZooModel) -> None:
-    pytest.importorskip("ptflops")
-    if entry in HF_ZOO:
-        pytest.importorskip("transformers")
-    model = entry.build()
-    args, kwargs = entry.inputs()
-    if entry.name in TOOL_FAILS:
-        with pytest.raises(Exception) as failed:
-            TOOL.run_tool(model, args, kwargs)  # type: ignore[misc]
-        with pytest.raises(type(failed.value)):  # the reproduction fails the same way
-            reproduce(model, args, kwargs)
-        pytest.skip(f"ptflops cannot run it ({TOOL_FAILS[entry.name]}): {type(failed.value).__name__}: {failed.value}")
-    tool = TOOL.run_tool(model, args, kwargs)  # type: ignore[misc]
-    if entry.name in STATIC_FAILS:
-        with pytest.raises(Exception) as failed:
-            reproduce(model, args, kwargs)
-        pytest.skip(f"no static reproduction ({STATIC_FAILS[entry.name]}): {type(failed.value).__name__}")
-    ours = reproduce(model, args, kwargs)
-    assert (ours.macs, ours.params) == (tool.macs, tool.params)
-    assert all(isinstance(c.macs, int) and c.macs >= 0 for c in ours.charges)
+    def alike(e: BaseException) -> None:
+        with pytest.raises(type(e)):
+            reproduce(entry.build(), *entry.inputs())
+
+    check_on_zoo(TOOL, entry, imports="ptflops", tool_fails=TOOL_FAILS, fails_alike=alike, reproduce=reproduce)
 
 
 class _Net(nn.Module):
