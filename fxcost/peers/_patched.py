@@ -15,7 +15,7 @@ differently from a mode, each mirrored:
 * a patch replaces a *name*: ``x.add(y)`` looks ``Tensor.add`` up and is priced, ``x + y`` goes to
   the C slot ``__add__`` and is not; a mode is handed ``Tensor.add`` for both. And a function
   object kept before the patch (``self.act = F.gelu``) calls the original. The caller's source
-  expression at its current instruction tells them apart (:func:`through_patched_name`).
+  expression at its current instruction tells them apart (:mod:`fxcost.peers._callsite`).
 * a patched name is looked up inside torch's own Python too: ``F.multi_head_attention_forward``
   calls the patched ``linear``, ``softmax``, ``torch.bmm``; a mode does not see calls nested in a
   torch function it was handed, so those are priced here from the shapes they would get.
@@ -29,11 +29,7 @@ functions it patches, how params and totals are summed) is a :class:`Convention`
 
 from __future__ import annotations
 
-import ast
-import builtins
-import dis
 import inspect
-import linecache
 import sys
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -45,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from fxcost.peers._callsite import CallSites
 from fxcost.peers.base import Charge, Reproduction, run_static
 
 Shape = Sequence[int]
@@ -373,93 +370,6 @@ def common_rules(conv_transpose: Callable[..., Cost], upsample: Callable[[Shape,
 #: methods a TorchFunctionMode is also handed for an operator (``x + y``, ``x * y``, ``x @ y``),
 #: which goes to the C slot and not through the patched name
 _OPERATOR_TWINS = {torch.Tensor.add: "+", torch.Tensor.mul: "*", torch.Tensor.matmul: "@"}
-_BINARY_OPCODES = {dis.opmap[n] for n in ("BINARY_OP", "BINARY_ADD", "BINARY_MULTIPLY", "BINARY_MATRIX_MULTIPLY")
-                   if n in dis.opmap}
-_OVERRIDES_FILE = torch.overrides.__file__
-#: where each tool's patch lives: (the owner of the replaced attribute, the globals that see it by bare name)
-_OWNERS: dict[str, tuple[Any, dict[str, Any] | None]] = {"F": (F, vars(F)), "torch": (torch, vars(torch)), "Tensor": (torch.Tensor, None)}
-
-
-def _codes_of(func: Any) -> set[Any]:
-    """The code objects a call of ``func`` runs before it reaches the mode (its own, and for a
-    ``boolean_dispatch`` wrapper such as F.max_pool2d the two functions it chooses from)."""
-    codes = {func.__code__} if hasattr(func, "__code__") else set()
-    for cell in getattr(func, "__closure__", None) or ():
-        try:
-            inner = cell.cell_contents
-        except ValueError:  # an empty cell
-            continue
-        if hasattr(inner, "__code__"):
-            codes.add(inner.__code__)
-    return codes
-
-
-def call_site(func: Any, frame: Any) -> Any:
-    """The frame of the Python code that called ``func``: ``frame`` (the one just outside
-    ``__torch_function__``) less torch.overrides' dispatch and ``func``'s own frames."""
-    codes = _codes_of(func)
-    while frame is not None and (frame.f_code.co_filename == _OVERRIDES_FILE or frame.f_code in codes):
-        frame = frame.f_back
-    return frame
-
-
-def expression_at(code: Any, lasti: int) -> ast.expr | None:
-    """The source expression of the instruction at byte ``lasti`` of ``code`` (a call, an operator),
-    parsed; None where the source or the position is not known."""
-    try:
-        lineno, end_lineno, col, end_col = list(code.co_positions())[lasti // 2]
-    except (IndexError, ValueError):
-        return None
-    lines = linecache.getlines(code.co_filename)
-    if None in (lineno, end_lineno, col, end_col) or not lines or end_lineno > len(lines):
-        return None
-    chunk = [line.encode() for line in lines[lineno - 1:end_lineno]]  # positions count UTF-8 bytes
-    chunk[-1] = chunk[-1][:end_col]
-    chunk[0] = chunk[0][col:]
-    try:
-        return ast.parse(b"(" + b"".join(chunk) + b"\n)", mode="eval").body
-    except (SyntaxError, ValueError):
-        return None
-
-
-def _resolve(node: ast.expr, frame: Any) -> Any:
-    """The value of a ``name.attr.attr`` chain in ``frame``; LookupError for anything else."""
-    if isinstance(node, ast.Name):
-        for space in (frame.f_locals, frame.f_globals, vars(builtins)):
-            if node.id in space:
-                return space[node.id]
-        raise LookupError(node.id)
-    if isinstance(node, ast.Attribute):
-        try:
-            return getattr(_resolve(node.value, frame), node.attr)
-        except AttributeError as e:
-            raise LookupError(node.attr) from e
-    raise LookupError(type(node).__name__)
-
-
-def through_patched_name(rule: Rule, site: ast.expr | None, frame: Any) -> bool:
-    """Whether the call at ``site`` (in ``frame``) looked the callable up where the tool patched it:
-    ``F.gelu(x)``, ``torch.nn.functional.gelu(x)``, ``x.add(y)``, ``getattr(F, "gelu")(x)``, a bare ``interpolate(...)``
-    inside torch.nn.functional itself. A callable kept from before the patch is not:
-    ``self.act = nn.functional.gelu`` then ``self.act(x)`` (transformers' GELUActivation),
-    ``ACT2FN["gelu"](x)``, ``from torch.nn.functional import gelu``. Unknown source: assumed patched."""
-    if not isinstance(site, ast.Call):
-        return site is None
-    owner_name, name = rule.what.split(".", 1)
-    owner, namespace = _OWNERS[owner_name]
-    callee = site.func
-    if (isinstance(callee, ast.Call) and isinstance(callee.func, ast.Name) and callee.func.id == "getattr"
-            and len(callee.args) >= 2 and isinstance(callee.args[1], ast.Constant) and isinstance(callee.args[1].value, str)):
-        callee = ast.Attribute(value=callee.args[0], attr=callee.args[1].value)  # getattr(F, "relu") looks up now
-    if isinstance(callee, ast.Name):
-        return namespace is not None and frame.f_globals is namespace and callee.id == name and callee.id not in frame.f_locals
-    if not isinstance(callee, ast.Attribute) or callee.attr != name:
-        return False
-    try:
-        base = _resolve(callee.value, frame)
-    except LookupError:
-        return True  # cannot tell: trust the name
-    return base is owner or (owner is torch.Tensor and isinstance(base, torch.Tensor))
 
 
 # --- reading a torch call: what is free, how a call is named ----------------------------------------
@@ -616,7 +526,7 @@ class _Counter(TorchFunctionMode):
         self.stack: list[nn.Module] = []  # the modules whose pre-hook ran and post-hook did not
         self.own: dict[int, dict[str, _Item]] = {}  # id(module) -> what -> its items, once per call
         self.unseen: Counter[str] = Counter()  # "what (why)" -> calls
-        self.sites: dict[tuple[Any, int], ast.expr | None] = {}  # (code, instruction) -> its source expression
+        self.sites = CallSites()
         self.rnn_depth = 0
         self.handles: list[Any] = []
         for m in model.modules():
@@ -658,25 +568,22 @@ class _Counter(TorchFunctionMode):
         rule = self.convention.rules.get(func) if known else None
         twin = known and func in _OPERATOR_TWINS
         if rule is not None or twin:
-            frame = call_site(func, sys._getframe(1))
-            site = self._site(frame)
-            if twin and self._operator(site, frame):
+            site = self.sites.of(func, sys._getframe(1))
+            if twin and site.by_operator():
                 op = _OPERATOR_TWINS[func]
                 rule = self.convention.operators.get(op)
                 if rule is None:
                     self.unseen[f"operator {op} (no handler)"] += 1
-            elif rule is not None and not through_patched_name(rule, site, frame):
+            elif rule is not None and not site.through(rule.what):
                 self.unseen[f"{rule.what} (called through a name kept from before the patch)"] += 1
                 rule = None
             if rule is not None:
                 cost = rule.price(*args, **kwargs)
                 self._charge(rule.what, rule.text, cost)
-                if func is F.interpolate and frame is not None and frame.f_code is F.upsample.__code__:
+                if func is F.interpolate and site.within(F.upsample) and self.sites.outer(site).through("F.upsample"):
                     # F.upsample has no torch-function dispatch of its own: the mode is handed the
                     # interpolate it calls; the tools price the patched upsample and that interpolate
-                    up = Rule("F.upsample", rule.price, rule.text)
-                    if through_patched_name(up, self._site(frame.f_back), frame.f_back):
-                        self._charge(up.what, up.text, cost)
+                    self._charge("F.upsample", rule.text, cost)
         elif known and func is F.multi_head_attention_forward:
             self._mha(args, kwargs)
         elif not self.rnn_depth:
@@ -684,21 +591,6 @@ class _Counter(TorchFunctionMode):
             if name.rsplit(".", 1)[-1] not in FREE:
                 self.unseen[f"{name} (no handler)"] += 1
         return func(*args, **kwargs)
-
-    def _site(self, frame: Any) -> ast.expr | None:
-        if frame is None:
-            return None
-        key = (frame.f_code, frame.f_lasti)
-        if key not in self.sites:
-            self.sites[key] = expression_at(*key)
-        return self.sites[key]
-
-    @staticmethod
-    def _operator(site: ast.expr | None, frame: Any) -> bool:
-        """``x + y`` rather than ``x.add(y)``: the source says so, else the caller's instruction."""
-        if site is not None:
-            return isinstance(site, ast.BinOp)
-        return frame is not None and frame.f_code.co_code[frame.f_lasti] in _BINARY_OPCODES
 
     def _mha(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
         for name, shapes in mha_calls(args, kwargs):

@@ -18,20 +18,19 @@ engine (ptflops/pytorch_engine.py:23), which runs the forward in eval mode, with
   (pytorch_engine.py:161): a tied weight once, every parameter counted, hooked or not.
 
 Here the patched names are watched by a TorchFunctionMode instead, which sees the same calls by
-function identity. Two things the patch sees differently are mirrored: a function a module bound
-to an attribute before the run (transformers' ``GELUActivation.act = F.gelu``) is called through
-that attribute, not through the patched name, so it is not counted; and the names
+function identity. What the patch sees differently is mirrored: a call counts only where it looked
+the patched name up (:mod:`fxcost.peers._callsite`), so neither an operator (``a + b`` goes to
+``Tensor.__add__``) nor a function a module bound to an attribute before the run (transformers'
+``GELUActivation.act = F.gelu``) is counted; and the names
 ``multi_head_attention_forward`` and ``upsample`` resolve *inside* torch.nn.functional (``softmax``,
 ``torch.bmm``, ``torch.baddbmm``, ``interpolate``) are counted as the patch counts them.
 """
 
 from __future__ import annotations
 
-import dis
 import inspect
 import math
 import sys
-import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +41,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from fxcost.peers._callsite import CallSites
 from fxcost.peers.base import Charge, PeerTool, Reproduction, ToolFigures, UnseenOps, hooked, run_static
 
 VERSION = "0.7.5"
@@ -294,7 +294,8 @@ def _elementwise(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
 
 Counted = Callable[[tuple[Any, ...], dict[str, Any]], "int | float"]
 
-#: the functions patch_functional replaces (pytorch_engine.py:348), each with its counter
+#: the functions patch_functional replaces (pytorch_engine.py:348), each with its counter; F.upsample
+#: never reaches a mode (it has no torch-function dispatch): the interpolate its body calls does
 FUNCTIONAL: dict[Any, tuple[str, Counted]] = {
     **{getattr(F, n): (f"F.{n}", _first) for n in (
         "relu", "prelu", "elu", "relu6", "gelu", "silu", "softmax",
@@ -314,10 +315,6 @@ TENSOR_OPS: dict[Any, tuple[str, Counted]] = {
     torch.mul: ("torch.mul", _elementwise), torch.Tensor.mul: ("Tensor.mul", _elementwise),
     torch.add: ("torch.add", _elementwise), torch.Tensor.add: ("Tensor.add", _elementwise),
 }
-
-#: torch.nn.functional bodies that call patched names through functional's own globals: the
-#: patch counts those inner calls too. upsample* call interpolate(input, size, scale_factor, ...).
-_CALLS_INTERPOLATE = {F.upsample, F.upsample_nearest, F.upsample_bilinear}
 
 
 class _InnerMHA(TorchDispatchMode):
@@ -359,18 +356,15 @@ def _needs_weights(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     return bool(bound.arguments["need_weights"])
 
 
-def _by_operator(caller: types.FrameType) -> bool:
-    """``a + b``, ``a * b``, ``a @ b`` reach a TorchFunctionMode as ``Tensor.add/mul/matmul``, but
-    through ``Tensor.__add__`` (a slot the patch leaves alone): the caller's instruction is a BINARY_OP."""
-    return dis.opname[caller.f_code.co_code[caller.f_lasti]].startswith(("BINARY_", "INPLACE_"))
-
-
 class _Patched(TorchFunctionMode):
-    """Sees the calls ptflops' patched names would see, and adds their counts to ``tally``."""
+    """Sees the calls ptflops' patched names would see, and adds their counts to ``tally``: a call
+    made through the patched name (:meth:`CallSite.through <fxcost.peers._callsite.CallSite.through>`),
+    not by an operator (``a + b`` goes to ``Tensor.__add__``, a slot the patch leaves alone)."""
 
     def __init__(self, tally: _Tally, running: list[tuple[str, nn.Module]]) -> None:
         super().__init__()
         self.tally, self.running = tally, running
+        self.sites = CallSites()
 
     def add(self, what: str, flops: int | float, kind: str) -> None:
         path = self.running[-1][0] if self.running else ""
@@ -378,15 +372,15 @@ class _Patched(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        bound_by_module = bool(self.running) and any(v is func for v in vars(self.running[-1][1]).values())
-        if func in FUNCTIONAL and not bound_by_module:
-            what, count = FUNCTIONAL[func]
-            self.add(what, count(args, kwargs), "functional")
-        elif func in TENSOR_OPS and not bound_by_module and not _by_operator(sys._getframe(1)):
-            what, count = TENSOR_OPS[func]
-            self.add(what, count(args, kwargs), "tensor")
-        if func in _CALLS_INTERPOLATE:
-            self.add("F.interpolate", _interp(args, kwargs), "functional")
+        kind = "functional" if func in FUNCTIONAL else "tensor" if func in TENSOR_OPS else None
+        if kind is not None:
+            what, count = (FUNCTIONAL if kind == "functional" else TENSOR_OPS)[func]
+            site = self.sites.of(func, sys._getframe(1))
+            if not site.by_operator() and site.through(what):
+                if func is F.interpolate and site.within(F.upsample) and self.sites.outer(site).through("F.upsample"):
+                    # the patched upsample counts its call, then the patched interpolate its body calls
+                    self.add("F.upsample", count(args, kwargs), "functional")
+                self.add(what, count(args, kwargs), kind)
         if func is F.multi_head_attention_forward and _needs_weights(args, kwargs):
             with _InnerMHA(self.add):
                 return func(*args, **kwargs)
@@ -452,7 +446,9 @@ def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     module_sum = 0
     for path, m in _accumulated(shadow, "", tally.hooks):
         for macs, rule in tally.hooks[id(m)]:
-            charges.append(Charge(path, type(m).__name__, type(m).__name__, macs, f"{rule}; / batch {tally.batch}"))
+            # each module's count as its share of the total: the engine divides the modules' sum by the batch
+            charges.append(Charge(path, type(m).__name__, type(m).__name__, macs // tally.batch,
+                                  f"{rule}; / batch {tally.batch}"))
             module_sum += macs
     kinds = {p: type(m).__name__ for p, m in shadow.named_modules()}
     for path, what, flops in [*tally.functional, *tally.tensor_ops]:
@@ -460,6 +456,10 @@ def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     total: float = module_sum / tally.batch  # compute_average_flops_cost (pytorch_engine.py:199)
     total += sum(f for _, _, f in tally.functional)  # pytorch_engine.py:70
     total += sum(f for _, _, f in tally.tensor_ops)
+    rounding = int(total) - sum(c.macs for c in charges)
+    if rounding:  # the engine adds floats (a batch that does not divide, a float scale) and truncates once
+        charges.append(Charge("", type(shadow).__name__, "int() of the float total", rounding,
+                              "ptflops divides by the batch and adds float counts, then truncates the total once"))
     params = sum(p.numel() for p in shadow.parameters() if p.requires_grad)
     return Reproduction(
         tool="ptflops", version=VERSION, headline=HEADLINE, macs=int(total), params=params,

@@ -75,15 +75,13 @@ class Report:
     def to_pandas(self) -> Any:
         """The rows as a ``pandas.DataFrame``: one row per layer (or group, in a rolled-up view),
         its name, type, kind, module path and output shape, then every metric as an exact integer
-        column (``int64``). pandas is optional: without it this raises :class:`FxcostError` saying
-        how to install it. ``report.to_pandas().groupby("type").macs.sum()`` is :meth:`by_type`."""
+        column (``int64``). pandas is optional: without it this raises ``ImportError`` saying how
+        to install it (the data model imports nothing of fxcost, its errors included). ``report.to_pandas().groupby("type").macs.sum()`` is :meth:`by_type`."""
         try:
             import pandas as pd
         except ImportError:
-            from fxcost.errors import FxcostError
-
-            raise FxcostError("Report.to_pandas() needs pandas, which is not installed",
-                              hint="pip install pandas (or read report.to_dict()['layers'], the same rows as dicts)") from None
+            raise ImportError("Report.to_pandas() needs pandas, which is not installed: pip install pandas "
+                              "(or read report.to_dict()['layers'], the same rows as dicts)") from None
         metrics = Counts.names()
         records = [{"name": r.name, "type": r.type, "kind": r.kind.value, "module_path": r.module_path,
                     "output_shape": "x".join(map(str, r.output_shape)),
