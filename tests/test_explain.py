@@ -63,6 +63,8 @@ def test_named_differences_add_up_to_the_gap(tool_name: str, model_name: str, co
     # --convention TOOL: the report's totals are the tool's, MACs and params
     as_tool = counted_as(report, repro, model).total()
     assert (as_tool.macs, as_tool.params) == (repro.macs, repro.params)
+    assert as_tool.flops == (2 * repro.macs if repro.flops is None else repro.flops)
+    assert as_tool.flops == (2 * repro.macs if repro.flops is None else repro.flops)
     if not installed(tool):
         pytest.skip(f"{tool.package} is not installed: the tool's own figure is not compared")
     explained = measured(explained, tool, model, args, kwargs)
@@ -148,3 +150,4 @@ def test_differences_add_up_at_batch_2(tool_name: str, model_name: str) -> None:
     assert sum(d.diff for d in explained.differences) == explained.gap == repro.macs - report.total().macs
     as_tool = counted_as(report, repro, model).total()
     assert (as_tool.macs, as_tool.params) == (repro.macs, repro.params)
+    assert as_tool.flops == (2 * repro.macs if repro.flops is None else repro.flops)

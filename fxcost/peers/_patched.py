@@ -643,7 +643,7 @@ def reproduce(convention: Convention, model: nn.Module, args: tuple[Any, ...], k
     for path, m in visits(shadow, convention.per_child_path):
         for item in counter.own.get(id(m), {}).values():
             flops += item.flops
-            charges.append(Charge(path, type(m).__name__, item.what, item.macs, f"{item.rule} ({item.flops:,} FLOPs)"))
+            charges.append(Charge(path, type(m).__name__, item.what, item.macs, item.rule, item.flops))
     params = sum(p.numel() for p in shadow.parameters() if p.requires_grad or not convention.trainable_only)
     return Reproduction(
         tool=convention.tool, version=convention.version, headline="MACs",

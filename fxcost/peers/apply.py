@@ -52,20 +52,16 @@ def _second_owners(model: nn.Module | None) -> list[tuple[str, int]]:
 
 
 def counted_as(report: Report, repro: Reproduction, model: nn.Module | None = None) -> Report:
-    """``report`` with each row's MACs (and FLOPs, 2 x MACs where the tool reports none) as the
+    """``report`` with each row's MACs and FLOPs (2 x MACs where the tool reports none) as the
     tool counts them, its totals the tool's, and a note saying so. Where the tool's params differ
     from fxcost's by exactly the weights some module shares with another (``model`` tells), those
     go to the sharing module's row, so the totals are the tool's; otherwise the note says by how much."""
     macs: dict[int, int] = defaultdict(int)
+    flops: dict[int, int] = defaultdict(int)
     for c in repro.charges:
-        macs[_row_of(report, c.module_path)] += c.macs
-    flops = {i: 2 * m for i, m in macs.items()}
-    if repro.flops is not None and repro.flops != 2 * repro.macs:
-        # the tool's FLOPs are not 2 x its MACs (calflops, DeepSpeed price pointwise ops): the total
-        # is the tool's, attributed to the rows in proportion is not exact, so the rows keep 2 x MACs
-        # and the difference goes to the first row, named in the note
-        first = next(i for i, r in enumerate(report.layers) if r.kind != RowKind.INPUT)
-        flops[first] = flops.get(first, 0) + repro.flops - 2 * repro.macs
+        i = _row_of(report, c.module_path)
+        macs[i] += c.macs
+        flops[i] += 2 * c.macs if c.flops is None else c.flops  # 2 x MACs where the tool reports no FLOPs
     fxcost_total = report.total()
     params = {i: r.params for i, r in enumerate(report.layers)}
     again = _second_owners(model)

@@ -35,6 +35,7 @@ class Charge:
     what: str  # what the tool priced: a module class ("Conv2d"), a function ("F.linear"), a jit op ("aten::matmul")
     macs: int  # the tool's headline figure for it, as MACs (or the tool's own unit, see Reproduction.headline)
     rule: str  # the tool's formula in words: "output elements x in_features; bias not counted"
+    flops: int | None = None  # the tool's FLOPs for it, where the tool reports FLOPs beside MACs
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     shadow, total, per_module = run_static(model, args, kwargs, watch, cpu=True)
     types = {name: type(m).__name__ for name, m in shadow.named_modules()}
     charges = tuple(
-        Charge(path, types.get(path, type(shadow).__name__), op.replace("aten.", "aten::"), n // 2, _RULE)
+        Charge(path, types.get(path, type(shadow).__name__), op.replace("aten.", "aten::"), n // 2, _RULE, n)
         for path, ops in _own_ops(per_module, type(shadow).__name__).items()
         for op, n in sorted(ops.items())
     )
