@@ -151,3 +151,9 @@ def test_differences_add_up_at_batch_2(tool_name: str, model_name: str) -> None:
     as_tool = counted_as(report, repro, model).total()
     assert (as_tool.macs, as_tool.params) == (repro.macs, repro.params)
     assert as_tool.flops == (2 * repro.macs if repro.flops is None else repro.flops)
+
+
+def test_cli_explain_refuses_dtype(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "explain", VGG, "--input", "1x3x224x224", "--vs", "thop", "--dtype", "float16")
+    assert code == 2 and not out
+    assert "--dtype" in err

@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     options.torch_spec(args)
     options.check_output(args.output, args)
     tool = peer(args.vs)
+    if getattr(args, "dtype", None):
+        raise InputSpecError(f"fxcost explain counts the model as built, as {tool.name} runs it: --dtype has no "
+                             "counterpart there", hint="drop --dtype (the counts of MACs do not depend on it)")
     calls = options.inputs(args)
     if len(calls) != 1:
         raise InputSpecError("fxcost explain takes one input size", hint="give one --input")
