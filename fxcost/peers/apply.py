@@ -146,7 +146,8 @@ def explanation(report: Report, repro: Reproduction, tool: PeerTool, root_type: 
         if mine == theirs:
             continue
         if charged.get(path):
-            why = "; ".join(sorted({c.rule for c in charged[path]}))
+            why = "; ".join(sorted({c.rule if c.what == c.module_type else f"{c.what}: {c.rule}"
+                                    for c in charged[path]}, key=lambda r: (":" in r.split(" ", 1)[0], r)))
         else:
             ops = _fxcost_ops(r for r in report.layers if r.kind != RowKind.INPUT and r.module_path == path)
             why = f"not counted by {repro.tool}" + (f": {ops}" if ops else "")
