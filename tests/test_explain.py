@@ -12,6 +12,8 @@ import json
 from typing import Any
 
 import pytest
+import torch
+from torch import nn
 
 import fxcost
 from examples.zoo import HF_ZOO, ZOO
@@ -157,3 +159,62 @@ def test_cli_explain_refuses_dtype(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "explain", VGG, "--input", "1x3x224x224", "--vs", "thop", "--dtype", "float16")
     assert code == 2 and not out
     assert "--dtype" in err
+
+
+class _Nested(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class _Shared(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        lin = nn.Linear(8, 8)
+        self.p = nn.Sequential(lin)
+        self.q = nn.Sequential(nn.ReLU(), lin)  # the same Linear under a second parent
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.q(self.p(x))
+
+
+@pytest.mark.parametrize("tool_name", ["thop", "flop_counter", "fvcore"])
+def test_a_module_kept_whole_takes_its_insides_charges(tool_name: str) -> None:
+    # with body kept whole, fxcost has one row for it; the tools charge body.0: the same 4*8*4 MACs
+    # (4 rows x 4 in x 8 out) must meet there, not show as a difference of +128 and -128
+    why = fxcost.explain(_Nested(), input_size=(4, 4), vs=tool_name, run=False, leaves=["body"])
+    assert why.fxcost_macs == why.tool_macs == 4 * 4 * 8 + 4 * 8 * 2
+    assert why.differences == ()
+
+
+def test_flop_counter_charges_a_shared_module_once_each_call() -> None:
+    got = peer("flop_counter").reproduce(_Shared(), (torch.randn(2, 8),), {})
+    # the Linear runs twice (in p and in q): 2 x (2 rows x 8 x 8) MACs, both on its first name p.0
+    assert [(c.module_path, c.macs) for c in got.charges] == [("p.0", 2 * 2 * 8 * 8)]
+    assert fxcost.explain(_Shared(), input_size=(2, 8), vs="flop_counter", run=False).differences == ()
+
+
+def test_running_the_tool_leaves_the_users_model_alone() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.LazyLinear(3)).train()
+    why = fxcost.explain(model, input_size=(2, 4), vs="flop_counter", run=True)
+    assert why.reproduced  # FlopCounterMode ran (on a copy)
+    assert model.training and isinstance(model[2], nn.LazyLinear)  # still in training mode, still lazy
+
+
+@pytest.mark.parametrize("tool_name", ["thop", "fvcore"])
+def test_a_call_the_tool_cannot_make_is_not_reproduced(tool_name: str) -> None:
+    class KeywordOnly(nn.Module):
+        def forward(self, x: torch.Tensor, *, scale: float = 1.0) -> torch.Tensor:
+            return x * scale
+
+    with pytest.raises(fxcost.InputSpecError, match="keyword-only parameter 'scale'"):
+        peer(tool_name).reproduce(KeywordOnly(), (torch.randn(2),), {"scale": 2.0})
+
+
+def test_a_tool_preset_refuses_options_it_has_no_counterpart_for() -> None:
+    with pytest.raises(fxcost.InputSpecError, match="device"):
+        fxcost.analyze(_Nested(), input_size=(4, 4), convention="thop", device="h100")

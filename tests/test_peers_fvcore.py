@@ -17,7 +17,7 @@ from fxcost.peers.fvcore import TOOL, einsum_macs, matmul_macs, positional_input
 
 #: zoo models fvcore itself cannot run, with its own error
 TOOL_FAILS = {
-    "keyword_only": "passes inputs positionally; scale, bias, flag can only be given by keyword",
+    "keyword_only": "keyword-only parameter 'scale' cannot be given positionally",
     "dataclass_out": "Only tuples, lists and Variables are supported as JIT inputs/outputs",
     "modern_block": "IndexError",  # matmul_flop_jit indexes [-2] of a 1-D operand (x @ v)
 }

@@ -30,7 +30,7 @@ examples:
 tools: fvcore, ptflops, thop, torchinfo, calflops, deepspeed, flop_counter (docs/conventions.md:
 each one's rule per op family, with the source line it comes from, and the versions reproduced).
 exit codes: 0 explained (and, where installed, the tool gave the reproduced figures), 1 the installed
-tool reported other figures than the reproduction, 2 bad input or the tool is not installed (the
+tool reported other figures than the reproduction or failed where it counted, 2 bad input or the tool is not installed (the
 reproduction is still shown; the message says how to install it), 3 internal error.
 """
 
@@ -76,4 +76,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"fxcost: error: {tool.package} is not installed, so only its reproduction is shown above\n"
               f"  hint: {tool.install} (the release reproduced), then run this again", file=sys.stderr)
         return 2
-    return 1 if explained.reproduced is False else 0
+    if explained.measured_failed:
+        print(f"fxcost: {tool.name} itself failed on the model, where its reproduction counted "
+              f"({explained.measured_note}): please file an issue", file=sys.stderr)
+    return 1 if explained.reproduced is False or explained.measured_failed else 0

@@ -19,21 +19,29 @@ from fxcost.report import Counts, Report, Row, RowKind
 from fxcost.report.explain import Difference, Explanation, TypeLine, noteworthy
 
 
-def _row_of(report: Report, path: str) -> int:
-    """The index of the row a charge on module ``path`` goes to: the module's own row, else the
-    first row of an op that ran directly in it, else the same for its nearest ancestor with one."""
-    rows = report.layers
-    while True:
-        for i, r in enumerate(rows):
-            if r.kind == RowKind.MODULE and r.name == path:
-                return i
-        for i, r in enumerate(rows):
-            if r.kind != RowKind.INPUT and r.module_path == path:
-                return i
-        if not path:
-            break
-        path = path.rsplit(".", 1)[0] if "." in path else ""
-    return next(i for i, r in enumerate(rows) if r.kind != RowKind.INPUT)
+class _Rows:
+    """Where a charge on a module path goes in a report: the module's own row, else the first row
+    of an op that ran directly in it, else the same for its nearest ancestor with one (a module
+    kept whole by ``leaves`` takes its descendants' charges), else the first row that is not an input."""
+
+    def __init__(self, report: Report) -> None:
+        self.own: dict[str, int] = {}
+        self.inside: dict[str, int] = {}
+        for i, r in enumerate(report.layers):
+            if r.kind == RowKind.MODULE:
+                self.own.setdefault(r.name, i)
+            if r.kind != RowKind.INPUT:
+                self.inside.setdefault(r.module_path, i)
+        self.first = next((i for i, r in enumerate(report.layers) if r.kind != RowKind.INPUT), 0)
+
+    def of(self, path: str) -> int:
+        while True:
+            found = self.own.get(path, self.inside.get(path))
+            if found is not None:
+                return found
+            if not path:
+                return self.first
+            path = path.rsplit(".", 1)[0] if "." in path else ""
 
 
 def _second_owners(model: nn.Module | None) -> list[tuple[str, int]]:
@@ -56,10 +64,11 @@ def counted_as(report: Report, repro: Reproduction, model: nn.Module | None = No
     tool counts them, its totals the tool's, and a note saying so. Where the tool's params differ
     from fxcost's by exactly the weights some module shares with another (``model`` tells), those
     go to the sharing module's row, so the totals are the tool's; otherwise the note says by how much."""
+    rows = _Rows(report)
     macs: dict[int, int] = defaultdict(int)
     flops: dict[int, int] = defaultdict(int)
     for c in repro.charges:
-        i = _row_of(report, c.module_path)
+        i = rows.of(c.module_path)
         macs[i] += c.macs
         flops[i] += 2 * c.macs if c.flops is None else c.flops  # 2 x MACs where the tool reports no FLOPs
     fxcost_total = report.total()
@@ -68,10 +77,10 @@ def counted_as(report: Report, repro: Reproduction, model: nn.Module | None = No
     if repro.params_by_module:  # the tool counts per module: each row gets what it counts there
         params = defaultdict(int)
         for path, n in repro.params_by_module:
-            params[_row_of(report, path)] += n
+            params[rows.of(path)] += n
     elif again and repro.params - fxcost_total.params == sum(n for _, n in again):
         for path, n in again:
-            params[_row_of(report, path)] += n
+            params[rows.of(path)] += n
     as_tool = sum(params.values()) == repro.params
     layers = tuple(replace(r, counts=_with_params(replace(r.counts, macs=macs.get(i, 0), flops=flops.get(i, 0)),
                                                   params.get(i, 0) if as_tool else r.params))
@@ -124,15 +133,19 @@ def explanation(report: Report, repro: Reproduction, tool: PeerTool, root_type: 
     """fxcost's count (``report``) beside the tool's (``repro``), per module, grouped by layer type
     (``root_type``: the model's class) and by the reason the two differ there."""
     truth = _truth_by_module(report)
+    rows = _Rows(report)
     charged: dict[str, list[Charge]] = defaultdict(list)
-    for c in repro.charges:
-        charged[c.module_path].append(c)
+    for c in repro.charges:  # each charge where counted_as puts it: a module kept whole takes its insides'
+        charged[report.layers[rows.of(c.module_path)].module_path].append(c)
     types = dict(report.module_types)
     root_type = root_type or types.get("") or next((c.module_type for c in repro.charges if not c.module_path),
                                                    report.model)
 
     def type_of(path: str) -> str:
-        return types.get(path, root_type if not path else path.rsplit(".", 1)[-1])
+        if not path:
+            return root_type
+        return types.get(path) or next((c.module_type for c in charged.get(path, ()) if c.module_path == path),
+                                       path.rsplit(".", 1)[-1])
 
     lines: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     reasons: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
@@ -188,10 +201,13 @@ def measured(explained: Explanation, tool: PeerTool, model: nn.Module, args: tup
     if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
         return replace(explained, measured_note=f"the model has no weights (meta): {tool.name} runs a real forward")
     try:
-        with torch.random.fork_rng():
-            own = tool.run_tool(model, args, kwargs)
+        import copy
+
+        with torch.random.fork_rng():  # on a copy: a tool runs the model for real (lazy layers, eval(), stats)
+            own = tool.run_tool(copy.deepcopy(model), args, kwargs)
     except Exception as e:  # noqa: BLE001 - the tool's own failure is reported, not raised
-        return replace(explained, measured_note=f"{tool.name} itself failed: {type(e).__name__}: {first_line(e)}")
+        return replace(explained, measured_note=f"{tool.name} itself failed: {type(e).__name__}: {first_line(e)}",
+                       measured_failed=True)
     return replace(explained, measured_macs=own.macs, measured_params=own.params,
                    measured_note=f"{tool.name} {tool.version}, installed, run on the real model")
 
@@ -204,9 +220,11 @@ def reproduce(name: str, model: nn.Module, args: tuple[Any, ...], kwargs: dict[s
     except FxcostError:
         raise
     except Exception as e:
+        values = any(k in str(e) for k in ("_local_scalar_dense", "item()", "data-dependent", "DataDependent"))
         raise FxcostError(f"cannot reproduce {name}'s count of {type(model).__name__}: {type(e).__name__}: {first_line(e)}",
-                          hint="the forward may depend on tensor values (the reproduction has none); "
-                          "fxcost analyze still counts it") from e
+                          hint=("the forward reads tensor values, which the data-free copy has none of; "
+                                if values else f"{name} itself may fail on this model too; ")
+                          + "fxcost analyze still counts it") from e
 
 
 
@@ -221,7 +239,12 @@ def analyze(model: nn.Module, input_size: Any = None, example_inputs: Any = None
         return count(model, input_size, example_inputs, example_kwargs, convention, **options)
     if options.get("train"):
         raise InputSpecError(f"the {convention} preset reproduces that tool's count of a forward",
-                             hint="drop train=True, or count the training step with convention='fxcost'")
+                             hint="drop --train (train=True), or count the training step with fxcost's own convention")
+    asked = [k for k in ("device", "traffic", "real", "dtype", "registry") if options.get(k)]
+    if asked:
+        raise InputSpecError(f"the {convention} preset reproduces {convention}'s count of the model as built, on "
+                             f"data-free tensors: {', '.join(asked)} has no counterpart there",
+                             hint=f"drop {', '.join(asked)}, or use fxcost's own convention with it")
     report = count(model, input_size, example_inputs, example_kwargs, "fxcost", **options)
     args = normalize_inputs(input_size, example_inputs)
     return counted_as(report, reproduce(convention, model, args, dict(example_kwargs or {})), model)

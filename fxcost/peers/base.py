@@ -158,3 +158,25 @@ def hooked(modules: list[nn.Module], on_enter: Callable[[nn.Module, tuple[Any, .
     finally:
         for h in handles:
             h.remove()
+
+
+def positional_call(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], how: str) -> tuple[Any, ...]:
+    """The inputs as the one positional tuple a tool that calls ``model(*inputs)`` takes (thop,
+    fvcore): keyword inputs go to their slots, skipped slots get their defaults. ``how`` says how
+    the tool calls the model; an input only a keyword can give is an :class:`InputSpecError`
+    naming it, in the reproduction as in the tool's own run (the tool cannot be called so)."""
+    import inspect
+
+    from fxcost.errors import InputSpecError
+
+    if not kwargs:
+        return tuple(args)
+    signature = inspect.signature(model.forward)
+    bound = signature.bind(*args, **kwargs)
+    slots = [p for p in signature.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    for p in signature.parameters.values():
+        if p.name in bound.arguments and p not in slots:
+            raise InputSpecError(f"{how}: forward's {p.kind.description} parameter {p.name!r} cannot be given positionally",
+                                 hint="the tool itself cannot be called on this model; fxcost analyze counts it")
+    last = max(i for i, p in enumerate(slots) if p.name in bound.arguments)
+    return tuple(bound.arguments.get(p.name, p.default) for p in slots[: last + 1])

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from fxcost.peers.base import Charge, PeerTool, Reproduction, ToolFigures, run_static
+from fxcost.peers.base import Charge, PeerTool, Reproduction, ToolFigures, hooked, run_static
 
 _RULE = "FLOPs / 2 of its registered formula (torch/utils/flop_counter.py flop_registry); ops without one cost 0"
 
@@ -49,34 +49,50 @@ class _Unpriced(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _counted(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
-             grad: bool = False, unpriced: _Unpriced | None = None) -> tuple[int, dict[str, dict[str, int]]]:
-    """FlopCounterMode over one forward. Its docs run it without no_grad, which matters: with
-    gradients on, nn.MultiheadAttention and nn.TransformerEncoderLayer skip their fused fast paths."""
+class _Attributed(TorchDispatchMode):
+    """Entered inside FlopCounterMode, so it sees each op first and the counter's total after the
+    op is priced: the difference is the op's FLOPs, charged to the innermost module running it
+    (``running``, kept by forward hooks) under the op's name."""
+
+    def __init__(self, counter: Any, running: list[str]) -> None:
+        super().__init__()
+        self.counter, self.running = counter, running
+        self.own: dict[tuple[str, str], int] = {}
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        before = self.counter.get_total_flops()
+        out = func(*args, **(kwargs or {}))
+        priced = self.counter.get_total_flops() - before
+        if priced:
+            key = (self.running[-1] if self.running else "", f"aten::{func.overloadpacket.__name__}")
+            self.own[key] = self.own.get(key, 0) + int(priced)
+        return out
+
+
+def _counted(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], grad: bool = False,
+             unpriced: _Unpriced | None = None) -> tuple[int, dict[tuple[str, str], int]]:
+    """FlopCounterMode over one forward, and its FLOPs by (innermost module, op). Its docs run it
+    without no_grad, which matters: with gradients on, nn.MultiheadAttention and
+    nn.TransformerEncoderLayer skip their fused fast paths."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.set_grad_enabled(grad), unpriced or contextlib.nullcontext(), FlopCounterMode(display=False) as counter:
+    paths: dict[int, str] = {}
+    for path, m in model.named_modules():
+        paths.setdefault(id(m), path)  # a module registered twice is charged under its first name
+    running: list[str] = []
+
+    def enter(m: nn.Module, x: Any) -> None:
+        running.append(paths[id(m)])
+
+    def leave(m: nn.Module, x: Any, y: Any) -> None:  # returns None: a forward hook's value would replace the output
+        running.pop()
+
+    counter = FlopCounterMode(display=False)
+    attributed = _Attributed(counter, running)
+    with (torch.set_grad_enabled(grad), unpriced or contextlib.nullcontext(),
+          hooked(list(dict.fromkeys(model.modules())), enter, leave), counter, attributed):
         model(*args, **kwargs)
-    per_module = {name: {str(op): int(n) for op, n in ops.items()} for name, ops in counter.get_flop_counts().items()}
-    return int(counter.get_total_flops()), per_module
-
-
-def _own_ops(per_module: dict[str, dict[str, int]], root: str) -> dict[str, dict[str, int]]:
-    """Each module's FLOPs less those of the modules tracked inside it (keys as named_modules()
-    names): what ran in the module itself. A container that is never called (ModuleList) is not
-    tracked, so a module is subtracted from its nearest tracked ancestor."""
-    tracked = {name: ops for name, ops in per_module.items() if name == root or name.startswith(root + ".")}
-    own = {name: dict(ops) for name, ops in tracked.items()}
-    for name, ops in tracked.items():
-        parent = name
-        while "." in parent:
-            parent = parent.rsplit(".", 1)[0]
-            if parent in tracked:
-                for op, n in ops.items():
-                    own[parent][op] = own[parent].get(op, 0) - n
-                break
-    return {(name[len(root) + 1:] if name != root else ""): {op: n for op, n in ops.items() if n}
-            for name, ops in own.items()}
+    return int(counter.get_total_flops()), attributed.own
 
 
 def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Reproduction:
@@ -86,13 +102,9 @@ def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
         unpriced.seen.clear()
         return (shadow, *_counted(shadow, margs, mkwargs, grad=True, unpriced=unpriced))
 
-    shadow, total, per_module = run_static(model, args, kwargs, watch, cpu=True)
+    shadow, total, own = run_static(model, args, kwargs, watch, cpu=True)
     types = {name: type(m).__name__ for name, m in shadow.named_modules()}
-    charges = tuple(
-        Charge(path, types.get(path, type(shadow).__name__), op.replace("aten.", "aten::"), n // 2, _RULE, n)
-        for path, ops in _own_ops(per_module, type(shadow).__name__).items()
-        for op, n in sorted(ops.items())
-    )
+    charges = tuple(Charge(path, types[path], op, n // 2, _RULE, n) for (path, op), n in sorted(own.items()))
     return Reproduction(
         tool="flop_counter", version=torch.__version__.split("+")[0], headline="FLOPs / 2",
         macs=total // 2, params=_unique_params(shadow), charges=charges, flops=total,
@@ -102,7 +114,7 @@ def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
 
 def run_tool(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolFigures:
     """FlopCounterMode over a real forward (the counter ships with torch: always installed)."""
-    total, _ = _counted(model.eval(), args, kwargs, grad=True)
+    total, _ = _counted(model.eval(), args, kwargs, grad=True)  # the caller's copy: eval() is on it
     return ToolFigures(macs=total // 2, params=_unique_params(model), flops=total)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -35,7 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from fxcost.errors import FxcostError
-from fxcost.peers.base import Charge, PeerTool, Reproduction, ToolFigures
+from fxcost.peers.base import Charge, PeerTool, Reproduction, ToolFigures, positional_call
 
 VERSION = "0.1.5.post20221221"
 HEADLINE = "flops (MACs)"
@@ -382,6 +381,8 @@ def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     """fvcore's total and parameter count for ``model(*args, **kwargs)``, on a meta copy."""
     from fxcost.pytorch.inputs import prepare_meta
 
+    positional_inputs(model, args, kwargs)  # fvcore cannot call the model otherwise: neither can its reproduction
+
     shadow, margs, mkwargs = prepare_meta(model, args, kwargs)
     _as_the_user_left_it(shadow, model)
     try:
@@ -435,22 +436,9 @@ def _first_line(e: BaseException) -> str:
 
 
 def positional_inputs(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    """``args`` and ``kwargs`` as the one positional tuple fvcore's ``inputs`` is: keyword arguments
-    go to their positional slots, skipped slots get their defaults. TypeError where a keyword has
-    no positional slot (fvcore's tracer takes no keyword arguments, jit/_trace.py ONNXTracedModule)."""
-    if not kwargs:
-        return tuple(args)
-    signature = inspect.signature(model.forward)
-    bound = signature.bind(*args, **kwargs)
-    slots = [p for p in signature.parameters.values()
-             if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    names = [p.name for p in slots]
-    stray = [k for k in kwargs if k not in names]
-    if stray:
-        raise TypeError(f"fvcore's FlopCountAnalysis(model, inputs) passes inputs positionally; "
-                        f"{', '.join(stray)} can only be given by keyword")
-    last = max(names.index(k) for k in bound.arguments if k in names)
-    return tuple(bound.arguments.get(p.name, p.default) for p in slots[: last + 1])
+    """``args`` and ``kwargs`` as the one positional tuple fvcore's ``inputs`` is (its tracer takes
+    no keyword arguments, jit/_trace.py ONNXTracedModule)."""
+    return positional_call(model, args, kwargs, "fvcore's FlopCountAnalysis(model, inputs) passes inputs positionally")
 
 
 def run_tool(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolFigures:

@@ -21,7 +21,6 @@ The headline is ``total_ops`` (MACs), returned as a float; the reproduction keep
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -30,7 +29,19 @@ from typing import Any
 
 from torch import nn
 
-from fxcost.peers.base import Charge, PeerTool, Reproduction, ToolFigures, UnseenOps, hooked, run_static
+from fxcost.peers.base import (
+    Charge,
+    PeerTool,
+    Reproduction,
+    ToolFigures,
+    UnseenOps,
+    hooked,
+    positional_call,
+    run_static,
+)
+
+#: how thop calls the model
+_CALLS = "thop.profile(model, inputs) calls model(*inputs)"
 
 VERSION = "0.1.1.post2209072238"
 HEADLINE = "MACs (total_ops)"
@@ -267,6 +278,7 @@ def _walk(module: nn.Module, prefix: str, hooked_at: dict[int, _Calls], root: bo
 
 def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Reproduction:
     """thop.profile's figures for ``model(*args, **kwargs)``, from hooks on fxcost's meta copy."""
+    positional_call(model, args, kwargs, _CALLS)  # thop cannot call the model otherwise: neither can its reproduction
     # hooks go on by type *before* the forward: a lazy layer is still Lazy* then, so gets none
     types_before = {path: type(m) for path, m in model.named_modules()}
 
@@ -328,25 +340,6 @@ def _unruled(model: nn.Module, shadow: nn.Module, types_before: dict[str, type[n
 
 # --- the tool itself ---------------------------------------------------------------------------
 
-def positional(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    """The inputs as one positional tuple, as ``thop.profile(model, inputs)`` takes them
-    (``model(*inputs)``): keyword inputs go to their place, skipped parameters get their defaults.
-    TypeError for a keyword-only input, which no positional call can give."""
-    if not kwargs:
-        return tuple(args)
-    sig = inspect.signature(model.forward)
-    bound = sig.bind(*args, **kwargs)
-    out: list[Any] = []
-    params = list(sig.parameters.values())
-    last = max(i for i, p in enumerate(params) if p.name in bound.arguments)
-    for p in params[: last + 1]:
-        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            raise TypeError(f"thop.profile calls model(*inputs): forward's {p.kind.description} "
-                            f"parameter {p.name!r} cannot be given positionally")
-        out.append(bound.arguments.get(p.name, p.default))
-    return tuple(out)
-
-
 def run_tool(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolFigures:
     """``thop.profile(model, inputs=..., verbose=False)`` on a deep copy (it leaves the model in
     its training mode but registers and pops buffers on it)."""
@@ -355,7 +348,7 @@ def run_tool(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
 
     import thop
 
-    inputs = positional(model, args, kwargs)
+    inputs = positional_call(model, args, kwargs, _CALLS)
     quiet = logging.getLogger()
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # count_upsample logs a warning for trilinear

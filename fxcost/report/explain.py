@@ -77,6 +77,8 @@ class Explanation:
     measured_macs: int | None = None
     measured_params: int | None = None
     measured_note: str = ""
+    #: the installed tool raised where the reproduction counted (``measured_note`` has its error)
+    measured_failed: bool = False
     install: str = ""
 
     def __post_init__(self) -> None:
@@ -113,7 +115,7 @@ class Explanation:
                 "unseen": list(self.unseen),
                 "misses": list(self.misses),
                 "measured": {"macs": self.measured_macs, "params": self.measured_params, "note": self.measured_note,
-                             "matches": self.reproduced},
+                             "matches": self.reproduced, "failed": self.measured_failed},
                 "install": self.install,
             },
         }
