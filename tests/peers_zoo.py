@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from examples.zoo import HF_ZOO, ZOO, ZooModel
@@ -64,3 +65,44 @@ def check_on_zoo(tool: PeerTool, entry: ZooModel, *, imports: str, tool_fails: d
     assert sum(c.macs for c in got.charges) == got.macs  # every counted item charged to one module
     assert all(isinstance(c.macs, int) and c.macs >= 0 for c in got.charges)
     return model, got
+
+
+class Hand(nn.Module):
+    """The patched-functional tools' rules in one model (calflops and DeepSpeed price it differently)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3)  # with bias
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(16 * 15 * 15, 10, bias=False)
+        self.act = F.gelu  # the function object, kept before the tool patches F.gelu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.pool(self.relu(self.conv(x)))  # [2, 16, 15, 15]
+        h = h + h  # an operator: not a patched name
+        h = h.add(h)  # Tensor.add: patched
+        h = self.act(h)
+        q = h.flatten(2)  # [2, 16, 225]
+        s = q @ q.transpose(1, 2)  # Tensor.__matmul__: patched by DeepSpeed, not by calflops
+        y = torch.matmul(q, q.transpose(1, 2))
+        return self.fc(h.flatten(1)) + s.sum() + y.sum()
+
+
+class Odd(nn.Module):
+    """Rules calflops kept and DeepSpeed fixed: grouped ConvTranspose, interpolate by scale,
+    broadcast mul, a module under two parents, the LSTM hook."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(4, 8, 3, stride=2, groups=2)  # W [4, 8/2, 3, 3]
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Sequential(self.a)  # the same Linear under a second parent
+        self.lstm = nn.LSTM(4, 6, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.up(x)
+        i = F.interpolate(x, scale_factor=2)
+        m = torch.mul(torch.ones(2, 3, 4), x[0, 0, 0, :4])
+        h, _ = self.lstm(self.b(x[:, 0, :3, :4]))
+        return u.sum() + i.sum() + m.sum() + h.sum()

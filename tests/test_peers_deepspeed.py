@@ -14,7 +14,7 @@ from torch import nn
 
 from examples.zoo import ZooModel
 from fxcost.peers import peer
-from tests.peers_zoo import check_on_zoo, zoo
+from tests.peers_zoo import Hand, Odd, check_on_zoo, zoo
 
 TOOL = peer("deepspeed")
 
@@ -23,28 +23,8 @@ def test_reproduces_deepspeed(entry: ZooModel) -> None:
     check_on_zoo(TOOL, entry, imports="deepspeed.profiling.flops_profiler")
 
 
-class _Hand(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 16, 3)  # with bias
-        self.relu = nn.ReLU()
-        self.pool = nn.MaxPool2d(2)
-        self.fc = nn.Linear(16 * 15 * 15, 10, bias=False)
-        self.act = F.gelu  # the function object, kept before the profiler patches F.gelu
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.pool(self.relu(self.conv(x)))  # [2, 16, 15, 15]
-        h = h + h  # an operator: not a patched name
-        h = h.add(h)  # Tensor.add: patched
-        h = self.act(h)
-        q = h.flatten(2)  # [2, 16, 225]
-        s = q @ q.transpose(1, 2)  # Tensor.__matmul__: patched here
-        y = torch.matmul(q, q.transpose(1, 2))
-        return self.fc(h.flatten(1)) + s.sum() + y.sum()
-
-
 def test_what_deepspeed_counts_by_hand() -> None:
-    model = _Hand()
+    model = Hand()
     model.fc.weight.requires_grad_(False)
     got = TOOL.reproduce(model, (torch.randn(2, 3, 32, 32),), {})
     by = {(c.module_path, c.what): c.macs for c in got.charges}
@@ -65,24 +45,8 @@ def test_what_deepspeed_counts_by_hand() -> None:
     assert any(u.startswith("F.gelu x1 (called through a name kept") for u in got.unseen)
 
 
-class _Odd(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.up = nn.ConvTranspose2d(4, 8, 3, stride=2, groups=2)  # W [4, 8/2, 3, 3]
-        self.a = nn.Linear(4, 4)
-        self.b = nn.Sequential(self.a)  # the same Linear under a second parent
-        self.lstm = nn.LSTM(4, 6, batch_first=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = self.up(x)
-        i = F.interpolate(x, scale_factor=2)
-        m = torch.mul(torch.ones(2, 3, 4), x[0, 0, 0, :4])
-        h, _ = self.lstm(self.b(x[:, 0, :3, :4]))
-        return u.sum() + i.sum() + m.sum() + h.sum()
-
-
 def test_deepspeed_rules_by_hand() -> None:
-    got = TOOL.reproduce(_Odd(), (torch.randn(1, 4, 5, 5),), {})
+    got = TOOL.reproduce(Odd(), (torch.randn(1, 4, 5, 5),), {})
     # ConvTranspose2d: input positions 5*5 x k 9 x C_in 4 x C_out/g 4; its bias: C_out 8 x the
     # transposed output (5-1)*2 + (3-1) + 1 = 11, so 11*11
     conv_t = 5 * 5 * 9 * 4 * 4
