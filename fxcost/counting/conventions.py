@@ -81,8 +81,8 @@ def get_convention(convention: str | Convention) -> Convention:
         raise InputSpecError(
             f"the {convention} preset reproduces {convention}'s count of a PyTorch model (its hooks and traced ops), "
             "which this route cannot apply",
-            hint=f"analyze the PyTorch model with fxcost.analyze(..., convention={convention!r}) or fxcost analyze "
-            f"--convention {convention}",
+            hint=f"give the PyTorch model (its spec: file.py:name, hf:Class), not an ONNX file: "
+            f"fxcost.analyze(model, ..., convention={convention!r})",
         )
     try:
         return CONVENTIONS[convention]
