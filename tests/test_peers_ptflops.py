@@ -92,3 +92,14 @@ def test_ptflops_interpolate_and_mha_by_hand() -> None:
     # need_weights=True: torch.bmm twice and softmax inside multi_head_attention_forward, patched
     inner = (h * L * (E // h)) * L + h * L * L + (h * L * L) * (E // h)
     assert r.macs == hook + inner
+
+
+def test_an_op_ptflops_prices_through_a_patched_name_is_not_listed_unseen() -> None:
+    class Scores(nn.Module):
+        def forward(self, q: torch.Tensor) -> torch.Tensor:
+            s = torch.matmul(q, q.transpose(1, 2))  # patched: priced, so its aten::bmm is seen
+            return s @ q  # an operator: not patched, its aten::bmm unseen
+
+    got = reproduce(Scores(), (torch.randn(2, 4, 8),), {})
+    assert got.macs == 2 * 4 * 8 * 4  # torch.matmul: prod(q) x 4; the @ costs nothing in ptflops
+    assert [u for u in got.unseen if u.startswith("aten::bmm")] == ["aten::bmm x1 (outside every hooked module, through no patched name)"]

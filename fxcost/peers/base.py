@@ -113,7 +113,7 @@ def run_static(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
         shadow, margs, mkwargs = prepare_meta(model, args, kwargs)
         try:
             return watch(shadow, margs, mkwargs)
-        except Exception:  # noqa: BLE001 - any failure on meta is retried on fake tensors, which raise the real one
+        except (RuntimeError, NotImplementedError):  # a value read, a device mix, an op without a meta kernel
             pass
     shadow, margs, mkwargs = prepare_meta(model, args, kwargs)
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True)

@@ -365,6 +365,7 @@ class _Patched(TorchFunctionMode):
         super().__init__()
         self.tally, self.running = tally, running
         self.sites = CallSites()
+        self.pricing = 0  # > 0 while a call it priced runs: its aten ops are counted, not unseen
 
     def add(self, what: str, flops: int | float, kind: str) -> None:
         path = self.running[-1][0] if self.running else ""
@@ -381,6 +382,11 @@ class _Patched(TorchFunctionMode):
                     # the patched upsample counts its call, then the patched interpolate its body calls
                     self.add("F.upsample", count(args, kwargs), "functional")
                 self.add(what, count(args, kwargs), kind)
+                self.pricing += 1
+                try:
+                    return func(*args, **kwargs)
+                finally:
+                    self.pricing -= 1
         if func is F.multi_head_attention_forward and _needs_weights(args, kwargs):
             with _InnerMHA(self.add):
                 return func(*args, **kwargs)
@@ -434,10 +440,11 @@ def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
             if m is shadow:  # batch_counter_hook (pytorch_engine.py:267)
                 tally.batch += len(x[0]) if len(x) > 0 else 1
 
-        unseen = UnseenOps(lambda: any(id(m) in hooks for _, m in running))
+        patched = _Patched(tally, running)
+        unseen = UnseenOps(lambda: patched.pricing > 0 or any(id(m) in hooks for _, m in running))
         fargs, fkwargs = call_form(shadow, margs, mkwargs)
         modules = list(dict.fromkeys(m for _, m in shadow.named_modules()))
-        with torch.enable_grad(), hooked(modules, enter, leave), unseen, _Patched(tally, running):
+        with torch.enable_grad(), hooked(modules, enter, leave), unseen, patched:
             shadow(*fargs, **fkwargs)
         return shadow, tally, unseen
 
