@@ -44,26 +44,11 @@ class _Rows:
             path = path.rsplit(".", 1)[0] if "." in path else ""
 
 
-def _second_owners(model: nn.Module | None) -> list[tuple[str, int]]:
-    """Each module that holds a parameter another module holds too (a tied head), with that
-    parameter's size: where a tool that counts per module counts it again."""
-    if model is None:
-        return []
-    first: dict[int, str] = {}
-    again: list[tuple[str, int]] = []
-    for path, m in model.named_modules(remove_duplicate=False):
-        for p in m.parameters(recurse=False):
-            if id(p) in first and first[id(p)] != path:
-                again.append((path, p.numel()))
-            first.setdefault(id(p), path)
-    return again
-
-
-def counted_as(report: Report, repro: Reproduction, model: nn.Module | None = None) -> Report:
+def counted_as(report: Report, repro: Reproduction) -> Report:
     """``report`` with each row's MACs and FLOPs (2 x MACs where the tool reports none) as the
-    tool counts them, its totals the tool's, and a note saying so. Where the tool's params differ
-    from fxcost's by exactly the weights some module shares with another (``model`` tells), those
-    go to the sharing module's row, so the totals are the tool's; otherwise the note says by how much."""
+    tool counts them, its totals the tool's, and a note saying so. Where the tool counts params
+    per module (``params_by_module``) the rows carry them too; otherwise they stay fxcost's and,
+    where the tool's total differs, the note says by how much."""
     rows = _Rows(report)
     macs: dict[int, int] = defaultdict(int)
     flops: dict[int, int] = defaultdict(int)
@@ -73,13 +58,9 @@ def counted_as(report: Report, repro: Reproduction, model: nn.Module | None = No
         flops[i] += 2 * c.macs if c.flops is None else c.flops  # 2 x MACs where the tool reports no FLOPs
     fxcost_total = report.total()
     params = {i: r.params for i, r in enumerate(report.layers)}
-    again = _second_owners(model)
     if repro.params_by_module:  # the tool counts per module: each row gets what it counts there
         params = defaultdict(int)
         for path, n in repro.params_by_module:
-            params[rows.of(path)] += n
-    elif again and repro.params - fxcost_total.params == sum(n for _, n in again):
-        for path, n in again:
             params[rows.of(path)] += n
     as_tool = sum(params.values()) == repro.params
     layers = tuple(replace(r, counts=_with_params(replace(r.counts, macs=macs.get(i, 0), flops=flops.get(i, 0)),
@@ -247,7 +228,7 @@ def analyze(model: nn.Module, input_size: Any = None, example_inputs: Any = None
                              hint=f"drop {', '.join(asked)}, or use fxcost's own convention with it")
     report = count(model, input_size, example_inputs, example_kwargs, "fxcost", **options)
     args = normalize_inputs(input_size, example_inputs)
-    return counted_as(report, reproduce(convention, model, args, dict(example_kwargs or {})), model)
+    return counted_as(report, reproduce(convention, model, args, dict(example_kwargs or {})))
 
 
 def sweep(model: nn.Module, input_sizes: Any, **options: Any) -> Any:

@@ -263,23 +263,26 @@ class Totals:
     trainable: int  # trainable_params
     charges: tuple[Charge, ...]
     unseen: tuple[str, ...]
+    params_by_module: tuple[tuple[str, int], ...]  # where each of ``params`` is counted
 
 
-def _totals(rows: list[_Row]) -> tuple[int, int, int]:
+def _totals(rows: list[_Row]) -> tuple[int, int, list[tuple[str, int]]]:
     """ModelStatistics.__init__ (torchinfo/model_statistics.py:31-48): MACs of every leaf row
-    (recursive ones too); params of non-recursive leaves plus containers' leftovers, each >= 0."""
-    macs = params = trainable = 0
+    (recursive ones too); params of non-recursive leaves plus containers' leftovers, each >= 0,
+    by the module each is counted at; trainable params the same way."""
+    macs = trainable = 0
+    by_module: list[tuple[str, int]] = []
     memo: dict[tuple[int, str], int] = {}
     for row in rows:
         if row.leaf:
             macs += row.macs
             if not row.recursive:
-                params += max(row.num_params, 0)
+                by_module.append((row.path, max(row.num_params, 0)))
                 trainable += max(row.trainable, 0)
         elif not row.recursive:
-            params += max(_leftover(row, "num_params", memo), 0)
+            by_module.append((row.path, max(_leftover(row, "num_params", memo), 0)))
             trainable += max(_leftover(row, "trainable", memo), 0)
-    return macs, params, trainable
+    return macs, trainable, [(path, n) for path, n in by_module if n]
 
 
 # --- what the hooks never see -----------------------------------------------------------------------
@@ -396,7 +399,7 @@ def summarize(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
         ) from e
     _missing_containers(rows)
     _set_children(rows)
-    macs, params, trainable = _totals(rows)
+    macs, trainable, by_module = _totals(rows)
     charges = tuple(
         Charge(r.path, type(r.module).__name__, r.class_name, r.macs, "; ".join(r.rules))
         for r in rows if r.leaf and r.rules)
@@ -405,7 +408,7 @@ def summarize(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
                       for r in rows if not r.leaf and _own(r.module)})
     unseen += sorted({f"{r.class_name} {r.path}: pruned {p} counted in full (torchinfo counts its mask's ones)"
                       for r in rows for p in r.pruned})
-    return Totals(macs, params, trainable, charges, tuple(unseen))
+    return Totals(macs, sum(n for _, n in by_module), trainable, charges, tuple(unseen), tuple(by_module))
 
 
 def _own(module: nn.Module) -> str:
@@ -415,7 +418,8 @@ def _own(module: nn.Module) -> str:
 def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Reproduction:
     """torchinfo 1.8.0's Mult-Adds and params for ``model(*args, **kwargs)``, without torchinfo."""
     t = summarize(model, args, kwargs)
-    return Reproduction("torchinfo", VERSION, HEADLINE, t.macs, t.params, t.charges, t.unseen)
+    return Reproduction("torchinfo", VERSION, HEADLINE, t.macs, t.params, t.charges, t.unseen,
+                        params_by_module=t.params_by_module)
 
 
 def trainable_params(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
