@@ -93,14 +93,6 @@ def _with_params(counts: Counts, params: int) -> Counts:
                    trainable_params=max(params - frozen, 0))
 
 
-def _truth_by_module(report: Report) -> dict[str, int]:
-    out: dict[str, int] = defaultdict(int)
-    for r in report.layers:
-        if r.kind != RowKind.INPUT:
-            out[r.module_path] += r.macs
-    return out
-
-
 def _fxcost_ops(rows: Iterable[Row]) -> str:
     ops: dict[str, int] = defaultdict(int)
     for r in rows:
@@ -113,7 +105,11 @@ def _fxcost_ops(rows: Iterable[Row]) -> str:
 def explanation(report: Report, repro: Reproduction, tool: PeerTool, root_type: str = "") -> Explanation:
     """fxcost's count (``report``) beside the tool's (``repro``), per module, grouped by layer type
     (``root_type``: the model's class) and by the reason the two differ there."""
-    truth = _truth_by_module(report)
+    inside: dict[str, list[Row]] = defaultdict(list)  # fxcost's rows by the module they ran in
+    for r in report.layers:
+        if r.kind != RowKind.INPUT:
+            inside[r.module_path].append(r)
+    truth = {path: sum(r.macs for r in rs) for path, rs in inside.items()}
     rows = _Rows(report)
     charged: dict[str, list[Charge]] = defaultdict(list)
     for c in repro.charges:  # each charge where counted_as puts it: a module kept whole takes its insides'
@@ -142,11 +138,9 @@ def explanation(report: Report, repro: Reproduction, tool: PeerTool, root_type: 
         if charged.get(path):
             why = "; ".join(sorted({c.rule if c.what == c.module_type else f"{c.what}: {c.rule}"
                                     for c in charged[path]}, key=lambda r: (":" in r.split(" ", 1)[0], r)))
-        else:
-            ops = _fxcost_ops(r for r in report.layers if r.kind != RowKind.INPUT and r.module_path == path)
+        else:  # the tool charged nothing here, so fxcost's count is the difference
+            ops = _fxcost_ops(inside.get(path, ()))
             why = f"not counted by {repro.tool}" + (f": {ops}" if ops else "")
-        if not charged.get(path) and not mine:
-            continue
         key = reasons[(t, why)]
         key[0] += mine
         key[1] += theirs
