@@ -212,14 +212,11 @@ def analyze(model: nn.Module, input_size: Any = None, example_inputs: Any = None
 
     if not isinstance(convention, str) or convention not in TOOLS:
         return count(model, input_size, example_inputs, example_kwargs, convention, **options)
-    if options.get("train"):
-        raise InputSpecError(f"the {convention} preset reproduces that tool's count of a forward",
-                             hint="drop --train (train=True), or count the training step with fxcost's own convention")
-    asked = [k for k in ("device", "traffic", "real", "dtype", "registry") if options.get(k)]
+    asked = [k for k in ("train", "device", "traffic", "real", "dtype", "registry") if options.get(k)]
     if asked:
-        raise InputSpecError(f"the {convention} preset reproduces {convention}'s count of the model as built, on "
-                             f"data-free tensors: {', '.join(asked)} has no counterpart there",
-                             hint=f"drop {', '.join(asked)}, or use fxcost's own convention with it")
+        raise InputSpecError(f"the {convention} preset reproduces {convention}'s count of one forward of the model as "
+                             f"built, on data-free tensors: {', '.join(asked)} has no counterpart there",
+                             hint=f"drop {', '.join(asked)} (the command's --{asked[0]}), or use fxcost's own convention")
     report = count(model, input_size, example_inputs, example_kwargs, "fxcost", **options)
     args = normalize_inputs(input_size, example_inputs)
     return counted_as(report, reproduce(convention, model, args, dict(example_kwargs or {})))
