@@ -3,6 +3,8 @@ the tool's own figures on the zoo, and its rules pinned by hand arithmetic (no p
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -103,3 +105,20 @@ def test_an_op_ptflops_prices_through_a_patched_name_is_not_listed_unseen() -> N
     got = reproduce(Scores(), (torch.randn(2, 4, 8),), {})
     assert got.macs == 2 * 4 * 8 * 4  # torch.matmul: prod(q) x 4; the @ costs nothing in ptflops
     assert [u for u in got.unseen if u.startswith("aten::bmm")] == ["aten::bmm x1 (outside every hooked module, through no patched name)"]
+
+
+def test_extra_keywords_reach_the_forward_as_given() -> None:
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor, **kw: Any) -> torch.Tensor:
+            return self.fc(x) * kw["scale"]  # a KeyError if ptflops' batch nested the keywords
+
+    got = reproduce(Scaled(), (torch.randn(2, 4),), {"scale": 2.0})
+    # the Linear over 2 rows: 2 x (4 x 3 + 3 bias) = 30, divided by ptflops' batch of 1 (keyword inputs)
+    assert got.macs == 2 * (4 * 3 + 3)
+    pytest.importorskip("ptflops")
+    assert TOOL.run_tool is not None
+    assert TOOL.run_tool(Scaled(), (torch.randn(2, 4),), {"scale": 2.0}).macs == got.macs  # ptflops itself

@@ -42,16 +42,12 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fxcost.peers._callsite import CallSites
-from fxcost.peers.base import Charge, PeerTool, Reproduction, ToolFigures, UnseenOps, hooked, run_static
+from fxcost.peers.base import Charge, PeerTool, Reproduction, ToolFigures, UnseenOps, hooked, run_static, shape_of
 
 VERSION = "0.7.5"
 HEADLINE = "MACs"
 
 Shape = tuple[int, ...]
-
-
-def _shape(t: Any) -> Shape:
-    return tuple(int(d) for d in t.shape)
 
 
 # --- module hooks (ptflops/pytorch_ops.py) ------------------------------------------------------
@@ -141,26 +137,26 @@ Hook = Callable[[Any, tuple[Any, ...], Any], tuple[int, str]]
 
 def _conv(transpose: bool) -> Hook:
     def hook(m: Any, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
-        return (conv_macs(_shape(x[0]), _shape(y), tuple(m.kernel_size), m.in_channels, m.out_channels, m.groups,
+        return (conv_macs(shape_of(x[0]), shape_of(y), tuple(m.kernel_size), m.in_channels, m.out_channels, m.groups,
                           m.bias is not None, transpose),
                 "prod(k) x C_in x C_out/g per " + ("input" if transpose else "output") + " position + bias adds")
     return hook
 
 
 def _act(m: Any, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
-    return numel(_shape(y)), "output elements"
+    return numel(shape_of(y)), "output elements"
 
 
 def _pool(m: Any, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
-    return numel(_shape(x[0])), "input elements"
+    return numel(shape_of(x[0])), "input elements"
 
 
 def _bn(m: Any, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
-    return norm_macs(_shape(x[0]), bool(getattr(m, "affine", False))), "input elements, x 2 if affine"
+    return norm_macs(shape_of(x[0]), bool(getattr(m, "affine", False))), "input elements, x 2 if affine"
 
 
 def _linear(m: Any, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
-    return linear_macs(_shape(x[0]), int(y.shape[-1]), m.bias is not None), "prod(*) x (in x out + out bias)"
+    return linear_macs(shape_of(x[0]), int(y.shape[-1]), m.bias is not None), "prod(*) x (in x out + out bias)"
 
 
 def _upsample_out(y: Any) -> int:
@@ -168,27 +164,27 @@ def _upsample_out(y: Any) -> int:
 
     # ptflops/pytorch_ops.py:21 upsample_flops_counter_hook (0.7.5)
     """
-    return numel(_shape(y[0]))
+    return numel(shape_of(y[0]))
 
 
 def _rnn(kind: str) -> Hook:
     def hook(m: Any, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
-        weights = [(_shape(getattr(m, f"weight_ih_l{i}")), _shape(getattr(m, f"weight_hh_l{i}"))) for i in range(m.num_layers)]
-        return rnn_macs(kind, _shape(x[0]), weights, m.hidden_size, bool(m.bias), m.bidirectional), \
+        weights = [(shape_of(getattr(m, f"weight_ih_l{i}")), shape_of(getattr(m, f"weight_hh_l{i}"))) for i in range(m.num_layers)]
+        return rnn_macs(kind, shape_of(x[0]), weights, m.hidden_size, bool(m.bias), m.bidirectional), \
             "weights + gate terms per layer, x x[0] x x[1] (x 2 bidirectional)"
     return hook
 
 
 def _cell(kind: str) -> Hook:
     def hook(m: Any, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
-        return rnn_cell_macs(kind, _shape(x[0]), _shape(m.weight_ih), _shape(m.weight_hh), m.hidden_size, bool(m.bias)), \
+        return rnn_cell_macs(kind, shape_of(x[0]), shape_of(m.weight_ih), shape_of(m.weight_hh), m.hidden_size, bool(m.bias)), \
             "weights + gate terms, x batch"
     return hook
 
 
 def _mha(m: Any, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
     q, k, v = x  # ptflops unpacks exactly three positional inputs (pytorch_ops.py:183)
-    return mha_macs(_shape(q), _shape(k), _shape(v), m.embed_dim, m.num_heads, bool(getattr(m, "batch_first", False)),
+    return mha_macs(shape_of(q), shape_of(k), shape_of(v), m.embed_dim, m.num_heads, bool(getattr(m, "batch_first", False)),
                     m.in_proj_bias is not None), "projections + heads (QK^T, softmax, AV) + out projection"
 
 
@@ -268,24 +264,24 @@ def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], i: int, name: str, defau
 
 
 def _sh(t: Any) -> Shape | None:
-    return _shape(t) if isinstance(t, torch.Tensor) else None
+    return shape_of(t) if isinstance(t, torch.Tensor) else None
 
 
 def _first(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
-    return numel(_shape(_arg(args, kwargs, 0, "input")))
+    return numel(shape_of(_arg(args, kwargs, 0, "input")))
 
 
 def _interp(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int | float:
-    return interpolate_macs(_shape(_arg(args, kwargs, 0, "input")), _arg(args, kwargs, 1, "size"),
+    return interpolate_macs(shape_of(_arg(args, kwargs, 0, "input")), _arg(args, kwargs, 1, "size"),
                             _arg(args, kwargs, 2, "scale_factor"))
 
 
 def _mm(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
-    return matmul_macs(_shape(args[0]), _shape(args[1]))
+    return matmul_macs(shape_of(args[0]), shape_of(args[1]))
 
 
 def _addmm(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
-    return addmm_macs(_shape(args[0]), _shape(args[1]), _shape(args[2]), kwargs.get("beta", 1))
+    return addmm_macs(shape_of(args[0]), shape_of(args[1]), shape_of(args[2]), kwargs.get("beta", 1))
 
 
 def _elementwise(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
@@ -329,12 +325,12 @@ class _InnerMHA(TorchDispatchMode):
         kwargs = kwargs or {}
         name = func._schema.name
         if name == "aten::bmm":
-            self.add("torch.bmm", matmul_macs(_shape(args[0]), _shape(args[1])), "tensor")
+            self.add("torch.bmm", matmul_macs(shape_of(args[0]), shape_of(args[1])), "tensor")
         elif name == "aten::baddbmm":
-            self.add("torch.baddbmm", addmm_macs(_shape(args[0]), _shape(args[1]), _shape(args[2]),
+            self.add("torch.baddbmm", addmm_macs(shape_of(args[0]), shape_of(args[1]), shape_of(args[2]),
                                                  kwargs.get("beta", args[3] if len(args) > 3 else 1)), "tensor")
         elif name == "aten::_softmax":
-            self.add("F.softmax", numel(_shape(args[0])), "functional")
+            self.add("F.softmax", numel(shape_of(args[0])), "functional")
         return func(*args, **kwargs)
 
 
@@ -408,7 +404,11 @@ def call_form(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
         if p.kind in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY) and p.name in bound.arguments:
             raise TypeError(f"ptflops calls model(batch) or model(**batch): forward's {p.kind.description} "
                             f"parameter {p.name!r} cannot be given that way")
-    return (), dict(bound.arguments)
+    batch = dict(bound.arguments)
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_KEYWORD:  # bind() gathers the extra keywords under **kw's name: they go in as they came
+            batch.update(batch.pop(p.name, {}))
+    return (), batch
 
 
 def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Reproduction:
@@ -442,10 +442,9 @@ def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
 
         patched = _Patched(tally, running)
         unseen = UnseenOps(lambda: patched.pricing > 0 or any(id(m) in hooks for _, m in running))
-        fargs, fkwargs = call_form(shadow, margs, mkwargs)
         modules = list(dict.fromkeys(m for _, m in shadow.named_modules()))
         with torch.enable_grad(), hooked(modules, enter, leave), unseen, patched:
-            shadow(*fargs, **fkwargs)
+            shadow(*margs, **mkwargs)  # already in the form call_form gave them
         return shadow, tally, unseen
 
     shadow, tally, unseen = run_static(model, cargs, ckwargs, watch)
