@@ -32,7 +32,7 @@ from __future__ import annotations
 import inspect
 import sys
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from fxcost.counting.arithmetic import prod
 from fxcost.peers._callsite import CallSites
 from fxcost.peers.base import Charge, Reproduction, run_static
 
@@ -49,19 +50,12 @@ Shape = Sequence[int]
 Cost = tuple[int, int]
 
 
-def _prod(dims: Iterable[int]) -> int:
-    p = 1
-    for d in dims:
-        p *= int(d)
-    return p
-
-
 # --- formulas: pure functions of shapes --------------------------------------------------------
 
 def linear(x: Shape, out_features: int) -> Cost:
     """[*, out] = linear(x[*, in], W[out, in], b?); MACs = prod(x) x out, FLOPs = 2 x MACs, bias not counted.
     calflops/pytorch_ops.py:37, deepspeed profiler.py:523"""
-    macs = _prod(x) * out_features
+    macs = prod(x) * out_features
     return 2 * macs, macs
 
 
@@ -70,7 +64,7 @@ def per_element(x: Shape, flops_per_element: int = 1) -> Cost:
     deepspeed:529-553), pooling of every kind (the *input* size; calflops:71, deepspeed:557),
     softmax (calflops:254, deepspeed:749), batch norm 1|2 in eval and 4|5 in training, layer /
     group / instance norm 4|5 (without|with affine; calflops:174-226, deepspeed:665-718)."""
-    return _prod(x) * flops_per_element, 0
+    return prod(x) * flops_per_element, 0
 
 
 def _conv_out(size: int, k: int, stride: int, pad: int, dilation: int) -> int:
@@ -93,8 +87,8 @@ def conv(x: Shape, w: Shape, has_bias: bool, stride: Any, padding: Any, dilation
     else:
         pads = padding if isinstance(padding, tuple) else (padding,) * rank
     out = [_conv_out(s, k, st, p, d) for s, k, st, p, d in zip(spatial, kernel, strides, pads, dilations, strict=False)]
-    active = n * _prod(out)
-    macs = _prod(kernel) * c_in * (c_out // groups) * active
+    active = n * prod(out)
+    macs = prod(kernel) * c_in * (c_out // groups) * active
     return 2 * macs + (c_out * active if has_bias else 0), macs
 
 
@@ -111,8 +105,8 @@ def conv_transpose_calflops(x: Shape, w: Shape, has_bias: bool, stride: Any, pad
     strides = stride if type(stride) is tuple else (stride,) * rank
     dilations = dilation if type(dilation) is tuple else (dilation,) * rank
     out = [_conv_out(s, k, st, p, d) for s, k, st, p, d in zip(spatial, kernel, strides, pads, dilations, strict=False)]
-    macs = _prod(kernel) * c_in * (c_out // groups) * n * _prod(spatial)
-    return 2 * macs + (c_out * n * _prod(out) if has_bias else 0), macs
+    macs = prod(kernel) * c_in * (c_out // groups) * n * prod(spatial)
+    return 2 * macs + (c_out * n * prod(out) if has_bias else 0), macs
 
 
 def conv_transpose_deepspeed(x: Shape, w: Shape, has_bias: bool, stride: Any, padding: Any, output_padding: Any,
@@ -128,22 +122,22 @@ def conv_transpose_deepspeed(x: Shape, w: Shape, has_bias: bool, stride: Any, pa
     extra = output_padding if isinstance(output_padding, (tuple, list)) else (output_padding,) * rank
     out = [(s - 1) * st - 2 * p + d * (k - 1) + e + 1
            for s, st, p, d, k, e in zip(spatial, strides, pads, dilations, kernel, extra, strict=False)]
-    macs = _prod(kernel) * c_in * per_group * n * _prod(spatial)
-    return 2 * macs + (per_group * groups * n * _prod(out) if has_bias else 0), macs
+    macs = prod(kernel) * c_in * per_group * n * prod(spatial)
+    return 2 * macs + (per_group * groups * n * prod(out) if has_bias else 0), macs
 
 
 def matmul(a: Shape, b: Shape) -> Cost:
     """[*, n, p] = a[*, n, m] @ b[*, m, p]; MACs = prod(a) x p (the last dim of b), FLOPs = 2 x MACs.
     calflops/pytorch_ops.py:274, deepspeed profiler.py:769"""
-    macs = _prod(a) * b[-1]
+    macs = prod(a) * b[-1]
     return 2 * macs, macs
 
 
 def addmm(c: Shape, a: Shape, b: Shape) -> Cost:
     """[n, p] = c + a[n, m] @ b[m, p] (addmm, baddbmm); MACs = prod(a) x p, FLOPs = 2 x MACs + prod(c).
     calflops/pytorch_ops.py:282,312, deepspeed profiler.py:777,830"""
-    macs = _prod(a) * b[-1]
-    return 2 * macs + _prod(c), macs
+    macs = prod(a) * b[-1]
+    return 2 * macs + prod(c), macs
 
 
 def elementwise_calflops(a: Shape | None, b: Shape | None) -> Cost:
@@ -151,15 +145,15 @@ def elementwise_calflops(a: Shape | None, b: Shape | None) -> Cost:
     broadcast, so [2, 3, 4] * [4] counts [4, 3, 4]); a scalar side takes the other's size, two
     scalars 1; MACs 0. calflops/pytorch_ops.py:328"""
     if a is None or b is None:
-        return (1 if a is None and b is None else _prod(b if a is None else a)), 0  # type: ignore[arg-type]
-    return _prod(max(a[i] if i < len(a) else 1, b[i] if i < len(b) else 1) for i in range(max(len(a), len(b)))), 0
+        return (1 if a is None and b is None else prod(b if a is None else a)), 0  # type: ignore[arg-type]
+    return prod([max(a[i] if i < len(a) else 1, b[i] if i < len(b) else 1) for i in range(max(len(a), len(b)))]), 0
 
 
 def elementwise_deepspeed(a: Shape | None, b: Shape | None) -> Cost:
     """add / mul; FLOPs = elements of the broadcast result, MACs 0. deepspeed profiler.py:846 (0.19.8)"""
     if a is None or b is None:
-        return (1 if a is None and b is None else _prod(b if a is None else a)), 0  # type: ignore[arg-type]
-    return _prod(torch.broadcast_shapes(torch.Size(a), torch.Size(b))), 0
+        return (1 if a is None and b is None else prod(b if a is None else a)), 0  # type: ignore[arg-type]
+    return prod(torch.broadcast_shapes(torch.Size(a), torch.Size(b))), 0
 
 
 def einsum(equation: str, shapes: Sequence[Shape]) -> Cost:
@@ -185,17 +179,17 @@ def upsample_calflops(x: Shape, size: Any, scale_factor: Any) -> Cost:
     prod(x): the scale factor's product is computed and dropped (``flops * ...`` not assigned).
     calflops/pytorch_ops.py:229,248-250"""
     if size is not None:
-        return (_prod(size) if isinstance(size, (tuple, list)) else int(size)), 0
+        return (prod(size) if isinstance(size, (tuple, list)) else int(size)), 0
     if scale_factor is None:
         raise AssertionError("either size or scale_factor should be defined")
-    return _prod(x), 0
+    return prod(x), 0
 
 
 def upsample_deepspeed(x: Shape, size: Any, scale_factor: Any) -> Cost:
     """interpolate(x[N, C, *in], size | scale_factor); FLOPs = prod(size) when given (no N, C), else
     int(prod(x) x prod(scale)) (a number as scale^(ndim-2)), MACs 0. deepspeed profiler.py:720"""
     if size is not None:
-        return (_prod(size) if isinstance(size, (tuple, list)) else int(size)), 0
+        return (prod(size) if isinstance(size, (tuple, list)) else int(size)), 0
     if scale_factor is None:
         raise AssertionError("either size or scale_factor should be defined")
     if isinstance(scale_factor, (list, tuple)):
@@ -204,13 +198,13 @@ def upsample_deepspeed(x: Shape, size: Any, scale_factor: Any) -> Cost:
             factor *= s
     else:
         factor = scale_factor ** (len(x) - 2)
-    return int(_prod(x) * factor), 0
+    return int(prod(x) * factor), 0
 
 
 def sdpa(q: Shape, k: Shape, v: Shape) -> Cost:
     """[*, L, Ev] = sdpa(q[*, L, E], k[*, S, E], v[*, S, Ev]); MACs = prod(q) x S + prod(q[:-1]) x S x Ev,
     FLOPs = 2 x MACs; softmax and scaling not counted. deepspeed profiler.py:863"""
-    macs = _prod(q) * k[-2] + _prod(q[:-1]) * k[-2] * v[-1]
+    macs = prod(q) * k[-2] + prod(q[:-1]) * k[-2] * v[-1]
     return 2 * macs, macs
 
 

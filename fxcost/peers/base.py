@@ -88,6 +88,11 @@ class PeerTool:
         return f"pip install {self.package}=={self.version}"
 
 
+def shape_of(t: Any) -> tuple[int, ...]:
+    """A tensor's shape as plain ints (what a tool's hook reads off its input or output)."""
+    return tuple(int(d) for d in t.shape)
+
+
 def run_static(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
                watch: Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], T], *, cpu: bool = False) -> T:
     """``watch(copy, args, kwargs)`` on fxcost's weightless meta copy of ``model`` (eval mode, lazy

@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from fxcost.errors import FxcostError
+from fxcost.errors import FxcostError, first_line
 from fxcost.peers.base import Charge, PeerTool, Reproduction, ToolFigures, positional_call
 
 VERSION = "0.1.5.post20221221"
@@ -391,7 +391,7 @@ def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
         raise
     except Exception as e:
         raise FxcostError(
-            f"torch.jit cannot trace {type(model).__name__} on a meta copy, as fvcore traces it: {type(e).__name__}: {_first_line(e)}",
+            f"torch.jit cannot trace {type(model).__name__} on a meta copy, as fvcore traces it: {type(e).__name__}: {first_line(e)}",
             hint="fvcore needs a model torch.jit.trace can follow (no data-dependent `if`, tensor outputs)",
         ) from e
     modules = dict(shadow.named_modules())
@@ -426,10 +426,6 @@ def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
         charges=tuple(charges),
         unseen=tuple(f"{kind} x{n} (no handler)" for kind, n in unsupported.items()),
     )
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [""])[0]
 
 
 # --- the tool itself --------------------------------------------------------------------------

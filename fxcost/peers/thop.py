@@ -38,6 +38,7 @@ from fxcost.peers.base import (
     hooked,
     positional_call,
     run_static,
+    shape_of,
 )
 
 #: how thop calls the model
@@ -158,26 +159,22 @@ def rnn_macs(kind: str, input_size: int, hidden: int, layers: int, bidirectional
 Rule = Callable[[nn.Module, tuple[Any, ...], Any], tuple[int, str]]
 
 
-def _shape(t: Any) -> tuple[int, ...]:
-    return tuple(int(d) for d in t.shape)
-
-
 def _zero(m: nn.Module, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
     return 0, "zero_ops: 0"  # thop/vision/basic_hooks.py:18
 
 
 def _conv(m: Any, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
-    return (conv_macs(_shape(x[0]), _shape(y), _shape(m.weight), m.groups),
+    return (conv_macs(shape_of(x[0]), shape_of(y), shape_of(m.weight), m.groups),
             "output elements x C_in/g x prod(k); bias not counted")
 
 
 def _norm(m: nn.Module, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
     affine = bool(getattr(m, "affine", False) or getattr(m, "elementwise_affine", False))
-    return norm_macs(_shape(x[0]), affine), "2 x input elements, x 2 if affine"
+    return norm_macs(shape_of(x[0]), affine), "2 x input elements, x 2 if affine"
 
 
 def _prelu(m: nn.Module, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
-    return prelu_macs(_shape(x[0])), "input elements"
+    return prelu_macs(shape_of(x[0])), "input elements"
 
 
 def _leaky(m: nn.Module, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
@@ -185,23 +182,23 @@ def _leaky(m: nn.Module, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
 
 
 def _softmax(m: Any, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
-    return softmax_macs(_shape(x[0]), m.dim), "rows x (3 x features - 1)"
+    return softmax_macs(shape_of(x[0]), m.dim), "rows x (3 x features - 1)"
 
 
 def _avgpool(m: nn.Module, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
-    return avgpool_macs(_shape(y)), "output elements"
+    return avgpool_macs(shape_of(y)), "output elements"
 
 
 def _adaptive_avgpool(m: nn.Module, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
-    return adaptive_avgpool_macs(_shape(x[0]), _shape(y)), "(prod(in/out) + 1) x output elements"
+    return adaptive_avgpool_macs(shape_of(x[0]), shape_of(y)), "(prod(in/out) + 1) x output elements"
 
 
 def _upsample(m: Any, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
-    return upsample_macs(_shape(y), m.mode), f"output elements x {_UPSAMPLE_PER_ELEMENT.get(m.mode, 0)} ({m.mode})"
+    return upsample_macs(shape_of(y), m.mode), f"output elements x {_UPSAMPLE_PER_ELEMENT.get(m.mode, 0)} ({m.mode})"
 
 
 def _linear(m: Any, x: tuple[Any, ...], y: Any) -> tuple[int, str]:
-    return linear_macs(_shape(y), m.in_features), "output elements x in_features; bias not counted"
+    return linear_macs(shape_of(y), m.in_features), "output elements x in_features; bias not counted"
 
 
 def _cell(kind: str) -> Rule:
@@ -304,7 +301,6 @@ def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
 
     shadow, calls, unseen = run_static(model, args, kwargs, watch)
     charges: list[Charge] = []
-    params = 0
     by_module: list[tuple[str, int]] = []
     for path, m, whole in _walk(shadow, "", calls, root=True):
         if id(m) not in calls:
@@ -312,17 +308,16 @@ def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
         for macs, rule in calls[id(m)].charges:
             charges.append(Charge(path, type(m).__name__, type(m).__name__, macs, rule))
         if whole and calls[id(m)].called:  # count_parameters (basic_hooks.py:11) sets it on each call
-            params += sum(p.numel() for p in m.parameters())
             by_module.append((path, sum(p.numel() for p in m.parameters())))
-    missing = _unruled(model, shadow, types_before)
+    missing = _unruled(shadow, types_before)
     return Reproduction(
-        tool="thop", version=VERSION, headline=HEADLINE, macs=sum(c.macs for c in charges), params=params,
+        tool="thop", version=VERSION, headline=HEADLINE, macs=sum(c.macs for c in charges), params=sum(n for _, n in by_module),
         charges=tuple(charges), unseen=tuple(missing + unseen.named("outside every hooked module")),
         params_by_module=tuple(by_module),
     )
 
 
-def _unruled(model: nn.Module, shadow: nn.Module, types_before: dict[str, type[nn.Module]]) -> list[str]:
+def _unruled(shadow: nn.Module, types_before: dict[str, type[nn.Module]]) -> list[str]:
     """Module types thop has no rule for that hold parameters of their own, or are leaves."""
     found: Counter[str] = Counter()
     uncounted: Counter[str] = Counter()

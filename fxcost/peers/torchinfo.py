@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from fxcost.counting.arithmetic import prod
 from fxcost.errors import FxcostError
 from fxcost.peers.base import Charge, PeerTool, Reproduction, ToolFigures, run_static
 
@@ -41,14 +42,6 @@ HEADLINE = "Mult-Adds"
 
 
 # --- the per-parameter formulas -------------------------------------------------------------------
-
-def prod(dims: Sequence[int]) -> int:
-    """The product of ``dims`` (1 for none), as an exact int."""
-    out = 1
-    for d in dims:
-        out *= int(d)
-    return out
-
 
 def conv_macs(elements: int, output_size: Sequence[int]) -> int:
     """[N, C_out, *out] = <a class whose name contains "Conv">(...), for a parameter called
