@@ -646,12 +646,14 @@ def reproduce(convention: Convention, model: nn.Module, args: tuple[Any, ...], k
     )
 
 
-def restore_after_failure(patched: Any, reload: Callable[[], None]) -> None:
-    """After the tool raised mid-run, put back what it patched, with its own reload function: both
-    tools restore only on success, and a second wrapper on top would count every later call twice.
-    ``patched`` is ``F.linear`` as it is now; nothing is done if it is torch's own."""
-    if patched is not torch._C._nn.linear:
+def restore_after_failure(reload: Callable[[], None], *counts: Any) -> None:
+    """After the tool raised mid-run, put back what it patched with its own ``reload`` and empty
+    its per-module ``counts``: both tools restore only on success, and a second wrapper on top
+    would count every later call twice. Nothing is reloaded if ``F.linear`` is torch's own."""
+    if F.linear is not torch._C._nn.linear:
         reload()
+    for count in counts:
+        count.clear()
 
 
 __all__ = ["Convention", "Rule", "common_rules", "reproduce", "restore_after_failure"]

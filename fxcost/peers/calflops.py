@@ -58,7 +58,6 @@ def run_tool(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     as calflops' README calls it, on a copy of ``model`` (it leaves the model in eval mode)."""
     import calflops
     from calflops import calculate_pipline, pytorch_ops
-    from torch.nn import functional as F
 
     try:
         flops, macs, params = calflops.calculate_flops(
@@ -71,9 +70,7 @@ def run_tool(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
             pytorch_ops._reload_functionals(calculate_pipline.old_functions)
             pytorch_ops._reload_tensor_methods(calculate_pipline.old_functions)
 
-        _patched.restore_after_failure(F.linear, reload)
-        calculate_pipline.module_flop_count.clear()
-        calculate_pipline.module_mac_count.clear()
+        _patched.restore_after_failure(reload, calculate_pipline.module_flop_count, calculate_pipline.module_mac_count)
         raise
     return ToolFigures(macs=int(macs), params=int(params), flops=int(flops))
 

@@ -73,7 +73,6 @@ def run_tool(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     as DeepSpeed's docs call it, on a copy of ``model`` (it leaves the model in eval mode). Imports
     on a CPU-only machine (the accelerator falls back to CPU, with a warning in its log)."""
     from deepspeed.profiling.flops_profiler import get_model_profile, profiler
-    from torch.nn import functional as F
 
     quiet = logging.getLogger("DeepSpeed")
     level = quiet.level
@@ -89,9 +88,7 @@ def run_tool(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
             profiler._reload_tensor_methods()
             profiler._reload_miscellaneous_operations()
 
-        _patched.restore_after_failure(F.linear, reload)
-        profiler.module_flop_count.clear()
-        profiler.module_mac_count.clear()
+        _patched.restore_after_failure(reload, profiler.module_flop_count, profiler.module_mac_count)
         raise
     finally:
         quiet.setLevel(level)

@@ -11,6 +11,7 @@ over fxcost's meta copy: the same registry, the same modules (its ModuleTracker 
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from typing import Any
 
 import torch
@@ -19,6 +20,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from fxcost.peers.base import Charge, PeerTool, Reproduction, ToolFigures, hooked, run_static
 
+#: the torch release whose counter this is (the one installed: it ships with torch)
+VERSION = torch.__version__.split("+")[0]
 _RULE = "FLOPs / 2 of its registered formula (torch/utils/flop_counter.py flop_registry); ops without one cost 0"
 
 
@@ -39,13 +42,13 @@ class _Unpriced(TorchDispatchMode):
         from torch.utils.flop_counter import flop_registry
 
         self.priced = set(flop_registry)
-        self.seen: dict[str, int] = {}
+        self.seen: Counter[str] = Counter()
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         packet = func.overloadpacket
         if packet not in self.priced and any(k in packet.__name__ for k in _FUSED):
             name = f"aten::{packet.__name__}"
-            self.seen[name] = self.seen.get(name, 0) + 1
+            self.seen[name] += 1
         return func(*args, **(kwargs or {}))
 
 
@@ -69,7 +72,7 @@ class _Attributed(TorchDispatchMode):
         return out
 
 
-def _counted(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], grad: bool = False,
+def _counted(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
              unpriced: _Unpriced | None = None) -> tuple[int, dict[tuple[str, str], int]]:
     """FlopCounterMode over one forward, and its FLOPs by (innermost module, op). Its docs run it
     without no_grad, which matters: with gradients on, nn.MultiheadAttention and
@@ -89,7 +92,7 @@ def _counted(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], gr
 
     counter = FlopCounterMode(display=False)
     attributed = _Attributed(counter, running)
-    with (torch.set_grad_enabled(grad), unpriced or contextlib.nullcontext(),
+    with (torch.enable_grad(), unpriced or contextlib.nullcontext(),
           hooked(list(dict.fromkeys(model.modules())), enter, leave), counter, attributed):
         model(*args, **kwargs)
     return int(counter.get_total_flops()), attributed.own
@@ -100,13 +103,13 @@ def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
 
     def watch(shadow: nn.Module, margs: tuple[Any, ...], mkwargs: dict[str, Any]) -> tuple[nn.Module, int, Any]:
         unpriced.seen.clear()
-        return (shadow, *_counted(shadow, margs, mkwargs, grad=True, unpriced=unpriced))
+        return (shadow, *_counted(shadow, margs, mkwargs, unpriced=unpriced))
 
     shadow, total, own = run_static(model, args, kwargs, watch, cpu=True)
     types = {name: type(m).__name__ for name, m in shadow.named_modules()}
     charges = tuple(Charge(path, types[path], op, n // 2, _RULE, n) for (path, op), n in sorted(own.items()))
     return Reproduction(
-        tool="flop_counter", version=torch.__version__.split("+")[0], headline="FLOPs / 2",
+        tool="flop_counter", version=VERSION, headline="FLOPs / 2",
         macs=total // 2, params=_unique_params(shadow), charges=charges, flops=total,
         unseen=tuple(f"{op} x{n} (no formula in flop_registry)" for op, n in sorted(unpriced.seen.items())),
     )
@@ -114,14 +117,14 @@ def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
 
 def run_tool(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolFigures:
     """FlopCounterMode over a real forward (the counter ships with torch: always installed)."""
-    total, _ = _counted(model.eval(), args, kwargs, grad=True)  # the caller's copy: eval() is on it
+    total, _ = _counted(model.eval(), args, kwargs)  # the caller's copy: eval() is on it
     return ToolFigures(macs=total // 2, params=_unique_params(model), flops=total)
 
 
 TOOL = PeerTool(
     name="flop_counter",
     package="torch",
-    version=torch.__version__.split("+")[0],
+    version=VERSION,
     headline="FLOPs / 2",
     reproduce=reproduce,
     run_tool=run_tool,
