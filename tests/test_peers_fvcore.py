@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from examples.zoo import HF_ZOO, ZOO, ZooModel
+from examples.zoo import ZOO, ZooModel
 from fxcost.errors import FxcostError
 from fxcost.peers import peer
 from fxcost.peers.fvcore import TOOL, einsum_macs, matmul_macs, positional_inputs, reproduce
+from tests.peers_zoo import NOT_STATIC, check_on_zoo, zoo
 
 #: zoo models fvcore itself cannot run, with its own error
 TOOL_FAILS = {
@@ -21,58 +22,22 @@ TOOL_FAILS = {
     "dataclass_out": "Only tuples, lists and Variables are supported as JIT inputs/outputs",
     "modern_block": "IndexError",  # matmul_flop_jit indexes [-2] of a 1-D operand (x @ v)
 }
-#: zoo models fvcore runs but a meta copy cannot follow: torch.jit evaluates the `if` on values
-NEEDS_VALUES = {
-    "data_dependent_branch": "`if x.sum() > 0` in gate: the trace takes the branch the values pick",
-    "root_data_dependent": "`if h.mean() > 0.5` in the root: the trace takes the branch the values pick",
-}
 #: real forwards of a second or more here; the default run keeps VGG-19, ResNet-50, ViT-B/16 and GPT-2
 SLOW = {
     "vgg13", "vgg16", "vgg19_paper", "d2l_vgg11", "mobilenet_v2", "unet", "unet_bilinear", "hf_bert_base", "hf_t5_small",
 }
 
 
-def _params(entries: list[ZooModel]) -> list[Any]:
-    out = []
-    for e in entries:
-        marks: list[Any] = []
-        if e.name in TOOL_FAILS:
-            marks.append(pytest.mark.skip(reason=f"fvcore itself fails: {TOOL_FAILS[e.name]}"))
-        elif e.name in NEEDS_VALUES:
-            marks.append(pytest.mark.skip(reason=f"no values on the meta copy: {NEEDS_VALUES[e.name]}"))
-        if e.name in SLOW:
-            marks.append(pytest.mark.slow)
-        out.append(pytest.param(e, id=e.name, marks=marks))
-    return out
-
-
 def _fvcore() -> Any:
     return pytest.importorskip("fvcore.nn")
 
 
-def _hf(entry: ZooModel) -> None:
-    if entry in HF_ZOO:
-        pytest.importorskip("transformers")
-
-
-ZOO_PARAMS = _params(ZOO) + _params(HF_ZOO)
-
-
-@pytest.mark.parametrize("entry", ZOO_PARAMS)
+@pytest.mark.parametrize("entry", zoo(SLOW))
 def test_reproduction_equals_fvcore(entry: ZooModel) -> None:
-    _fvcore()
-    _hf(entry)
-    model = entry.build()
-    args, kwargs = entry.inputs()
-    tool = TOOL.run_tool
-    assert tool is not None
-    figures = tool(model, args, kwargs)
-    rep = reproduce(model, args, kwargs)
-    assert (rep.macs, rep.params) == (figures.macs, figures.params)
-    # invariants: the charges sum to the total, each a positive exact int on a real module
-    assert sum(c.macs for c in rep.charges) == rep.macs
+    model, rep = check_on_zoo(TOOL, entry, imports="fvcore.nn", tool_fails=TOOL_FAILS)
+    # and each charge is positive, on a module the model has (fvcore drops zero counts)
     paths = dict(model.named_modules())
-    assert all(isinstance(c.macs, int) and c.macs > 0 and c.module_path in paths for c in rep.charges)
+    assert all(c.macs > 0 and c.module_path in paths for c in rep.charges)
 
 
 # not the lazy models: fvcore's trace of a fresh lazy model also records its initialization
@@ -97,24 +62,13 @@ def test_charges_roll_up_to_fvcore_by_module(name: str) -> None:
         {u.split(" x")[0]: int(u.split(" x")[1].split(" ")[0]) for u in rep.unseen})
 
 
-@pytest.mark.parametrize("name", sorted(TOOL_FAILS))
-def test_fvcore_fails_as_listed(name: str) -> None:
-    _fvcore()
-    entry = next(e for e in ZOO if e.name == name)
-    tool = TOOL.run_tool
-    assert tool is not None
-    with pytest.raises(Exception) as caught:
-        tool(entry.build(), *entry.inputs())
-    assert TOOL_FAILS[name] in f"{type(caught.value).__name__}: {caught.value}"
-
-
 def test_reproduction_fails_where_fvcore_handler_fails() -> None:
     entry = next(e for e in ZOO if e.name == "modern_block")
     with pytest.raises(FxcostError, match=r"aten::matmul"):
         reproduce(entry.build(), *entry.inputs())
 
 
-@pytest.mark.parametrize("name", sorted(NEEDS_VALUES))
+@pytest.mark.parametrize("name", sorted(NOT_STATIC))
 def test_data_dependent_models_are_refused(name: str) -> None:
     entry = next(e for e in ZOO if e.name == name)
     with pytest.raises(FxcostError, match="cannot trace"):
