@@ -234,11 +234,8 @@ class Rule:
     text: str  # the rule in words, for Charge.rule
 
 
-def _act(input: Any, *args: Any, **kwargs: Any) -> Cost:
-    return per_element(input.shape)
-
-
-def _pool(input: Any, *args: Any, **kwargs: Any) -> Cost:
+def _per_input_element(input: Any, *args: Any, **kwargs: Any) -> Cost:
+    """An activation or a pooling call: 1 FLOP per input element, whatever the window."""
     return per_element(input.shape)
 
 
@@ -351,10 +348,10 @@ def common_rules(conv_transpose: Callable[..., Cost], upsample: Callable[[Shape,
     for name in ("conv_transpose1d", "conv_transpose2d", "conv_transpose3d"):
         rules[getattr(F, name)] = Rule(f"F.{name}", _conv_t(conv_transpose), "N x input positions x k x C_in x W[1] MACs; FLOPs 2 x MACs + bias adds")
     for name in ("relu", "prelu", "elu", "leaky_relu", "relu6", "silu", "gelu"):
-        rules[getattr(F, name)] = Rule(f"F.{name}", _act, _ACT)
+        rules[getattr(F, name)] = Rule(f"F.{name}", _per_input_element, _ACT)
     for kind in ("avg_pool", "max_pool", "adaptive_avg_pool", "adaptive_max_pool"):
         for d in (1, 2, 3):
-            rules[getattr(F, f"{kind}{d}d")] = Rule(f"F.{kind}{d}d", _pool, _POOL)
+            rules[getattr(F, f"{kind}{d}d")] = Rule(f"F.{kind}{d}d", _per_input_element, _POOL)
     for owner, prefix in ((torch, "torch"), (torch.Tensor, "Tensor")):
         rules[owner.add] = Rule(f"{prefix}.add", _elementwise(elementwise), "elements of the (tool's) broadcast shape; 0 MACs")
         rules[owner.mul] = Rule(f"{prefix}.mul", _elementwise(elementwise), "elements of the (tool's) broadcast shape; 0 MACs")
@@ -633,16 +630,15 @@ def reproduce(convention: Convention, model: nn.Module, args: tuple[Any, ...], k
 
     shadow, counter = run_static(model, args, kwargs, watch, cpu=True)
     charges: list[Charge] = []
-    flops = 0
     for path, m in visits(shadow, convention.per_child_path):
         for item in counter.own.get(id(m), {}).values():
-            flops += item.flops
             charges.append(Charge(path, type(m).__name__, item.what, item.macs, item.rule, item.flops))
     params = sum(p.numel() for p in shadow.parameters() if p.requires_grad or not convention.trainable_only)
     return Reproduction(
         tool=convention.tool, version=convention.version, headline="MACs",
         macs=sum(c.macs for c in charges), params=params, charges=tuple(charges),
-        unseen=tuple(f"{what.replace(' (', f' x{n} (', 1)}" for what, n in sorted(counter.unseen.items())), flops=flops,
+        unseen=tuple(f"{what.replace(' (', f' x{n} (', 1)}" for what, n in sorted(counter.unseen.items())),
+        flops=sum(c.flops or 0 for c in charges),
     )
 
 

@@ -76,7 +76,8 @@ class Report:
         """The rows as a ``pandas.DataFrame``: one row per layer (or group, in a rolled-up view),
         its name, type, kind, module path and output shape, then every metric as an exact integer
         column (``int64``). pandas is optional: without it this raises ``ImportError`` saying how
-        to install it (the data model imports nothing of fxcost, its errors included). ``report.to_pandas().groupby("type").macs.sum()`` is :meth:`by_type`."""
+        to install it (the data model imports nothing of fxcost, its errors included).
+        ``report.to_pandas().groupby("type").macs.sum()`` is :meth:`by_type`."""
         try:
             import pandas as pd
         except ImportError:
