@@ -1,7 +1,8 @@
 """fxcost's exceptions. Each carries what a user needs: where, which shapes, what to try.
 
-The CLI maps every :class:`FxcostError` to exit code 2 and prints ``str(error)``; library code
-never prints.
+The CLI maps every :class:`FxcostError` to exit code 2 and prints ``str(error)``; an
+:class:`InternalError`, like any other exception, is a bug in fxcost: exit 1, and the message says
+so. Library code never prints.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ class FxcostError(Exception):
 
     def __str__(self) -> str:
         return self.message + (f"\n  at {self.source}" if self.source else "") + (f"\n  try: {self.hint}" if self.hint else "")
+
+
+class InternalError(Exception):
+    """A bug in fxcost, never bad input: a formula that crashed on the shapes it was given. Not an
+    :class:`FxcostError`, so no fallback to another tracer and no retry on other tensors hides it."""
 
 
 class SpecError(FxcostError):

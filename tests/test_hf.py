@@ -33,7 +33,7 @@ def test_hf_spec_builds_from_config_on_meta() -> None:
     # + 50,257 x 768 = 38,597,376)
     report = fxcost.analyze(model, example_inputs=(torch.zeros(1, 8, dtype=torch.int64),))
     assert report.total().params == 124_439_808 == sum(p.numel() for p in model.parameters())
-    assert report.trace.method == "export"
+    assert report.trace.method == "eager"  # the fake run: torch.fx cannot take forward(**kwargs)
 
 
 def test_hf_config_overrides_and_local_config(tmp_path: Any) -> None:

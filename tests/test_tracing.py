@@ -84,18 +84,20 @@ def test_untraceable_submodule_stays_opaque_and_is_still_counted() -> None:
     assert 2 * report.total().macs == flop_counter_flops(model, torch.randn(2, 8))
 
 
-def test_root_that_fx_cannot_trace_goes_to_export() -> None:
+def test_root_that_fx_cannot_trace_goes_to_the_fake_run() -> None:
     report = fxcost.analyze(ShapeBranch(), input_size=(2, 8))
-    assert report.trace.method == "export"
+    assert report.trace.method == "eager" and report.mode == "fake"
     assert report.trace.fallbacks[0].tracer == "symbolic"
     assert report.total().macs == 2 * 8 * 8
 
 
-def test_when_export_fails_too_the_model_runs_op_by_op() -> None:
+def test_an_output_export_cannot_flatten_runs_op_by_op() -> None:
     model = Unexportable()
     report = fxcost.analyze(model, input_size=(2, 8))
     assert report.trace.method == "eager"
-    assert [f.tracer for f in report.trace.fallbacks] == ["symbolic", "export"]
+    assert [f.tracer for f in report.trace.fallbacks] == ["symbolic"]  # auto asks torch.export nothing
+    with pytest.raises(fxcost.TraceError, match="torch.export"):
+        fxcost.analyze(model, input_size=(2, 8), tracer="export")
     assert report.total().macs == 2 * 8 * 8 and report.total().params == 8 * 8 + 8
     # Holder is neither a container, a pytree nor a dataclass: fxcost does not look inside
     # arbitrary objects, so the report lists no outputs (the costs above are complete)
@@ -154,7 +156,7 @@ def test_var_args_forward() -> None:
     args, _ = entry.inputs()
     report = fxcost.analyze(entry.build(), example_inputs=args)
     assert [i.name for i in report.inputs] == ["xs.0", "xs.1", "xs.2"]
-    assert report.trace.method == "export"
+    assert report.trace.method == "eager"
 
 
 def test_dict_inputs_and_outputs_are_named_and_shaped() -> None:
@@ -370,8 +372,8 @@ def test_ops_that_need_values_suggest_real() -> None:
 
 
 def test_when_every_tracer_fails_each_says_why() -> None:
-    # a mask that does not fit the input: FX cannot trace the root, export hits the shape error,
-    # and the eager run stops at a value read; the message keeps export's reason
+    # a mask that does not fit the input: FX cannot trace the root and the fake run stops at a
+    # value read (the real run fxcost then tries meets the shape error): each tracer says why
     class Masked(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -387,7 +389,7 @@ def test_when_every_tracer_fails_each_says_why() -> None:
     with pytest.raises(ShapeError) as e:
         fxcost.analyze(Masked(), example_inputs=(torch.randn(2, 8), torch.ones(2, 9)))
     text = str(e.value)
-    assert "symbolic:" in text and "export:" in text and "eager:" in text
+    assert "symbolic:" in text and "eager:" in text and "export:" not in text
 
 
 def test_cli_failures_print_no_traceback() -> None:

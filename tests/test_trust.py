@@ -130,7 +130,7 @@ def test_a_branch_symbolic_tracing_cannot_see_falls_back_and_is_counted() -> Non
     report = fxcost.analyze(model, example_inputs=(x, cond))
     # both Linear layers ran: 2 * (16 * 16 + 4 * 16) = 640 MACs, as FlopCounterMode counts a real forward
     assert 2 * report.total().macs == flop_counter_flops(model, x, cond) == 2 * 640
-    assert report.trace.method == "export"
+    assert report.trace.method == "eager"
     [fallback] = report.trace.fallbacks
     assert fallback.tracer == "symbolic" and "module 'embed' called 0 time(s) in the graph, 1 in the forward" in fallback.error
     with pytest.raises(fxcost.TraceError, match="another path"):  # insisting on the graph is an error, not a wrong number

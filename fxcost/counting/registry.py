@@ -60,8 +60,12 @@ class FormulaRegistry:
         self._rules: dict[str, Rule] = {}
         self._frozen = False
 
-    def freeze(self) -> FormulaRegistry:
-        """No more changes (a route's own table, once its module has written it)."""
+    def freeze(self, known: Callable[[str], bool] | None = None) -> FormulaRegistry:
+        """No more changes (a route's own table, once its module has written it). ``known``: whether
+        the route has an op of that name; a table naming one it has not is refused (``ValueError``)."""
+        unknown = [n for n in self._rules if known is not None and not known(n)]
+        if unknown:
+            raise ValueError(f"ops that do not exist: {', '.join(sorted(unknown))}")
         self._frozen = True
         return self
 

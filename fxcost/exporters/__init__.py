@@ -180,7 +180,7 @@ _LAYER_CSV = ["id", "name", "type", "kind", "module_path", "kernel_size", "strid
 
 @to_csv.register
 def _report_csv(report: Report) -> str:
-    metrics = report.total().present()
+    metrics = report.metrics()
 
     def line(r: dict[str, Any]) -> list[Any]:
         shape = r["output_shape"]

@@ -28,11 +28,19 @@ from fxcost.counting.arithmetic import Shape
 from fxcost.counting.conventions import Convention, get_convention
 from fxcost.counting.registry import FormulaRegistry
 from fxcost.counting.rows import memory_summary, unsupported_ops
-from fxcost.errors import FxcostError, InputSpecError, ShapeError, TraceError, UnsupportedOpError, first_line
+from fxcost.errors import (
+    FxcostError,
+    InputSpecError,
+    InternalError,
+    ShapeError,
+    TraceError,
+    UnsupportedOpError,
+    first_line,
+)
 from fxcost.pytorch.aten import default_registry
 from fxcost.pytorch.backward import run_backward
 from fxcost.pytorch.diagnosis import Cause, all_failed, classify, failed_op, naming_module, needs_fake, user_line
-from fxcost.pytorch.eager import run_eager
+from fxcost.pytorch.eager import ModuleCall, run_eager
 from fxcost.pytorch.inputs import (
     cast,
     float_dtypes,
@@ -62,9 +70,9 @@ from fxcost.pytorch.step import (
     wrap_checkpoints,
 )
 from fxcost.pytorch.tensors import dtype_name, fake_tensor, output_specs, parse_dtype, with_tensors
-from fxcost.pytorch.tracers import META_KEY, HierarchyTracer, Traced, export, symbolic
+from fxcost.pytorch.tracers import META_KEY, HierarchyTracer, Traced, export, quiet_logs, symbolic
 from fxcost.pytorch.working_copy import Hook, dense_encoders, fakeify, has_meta_weights, hook_in, hooks_of
-from fxcost.report.kinds import TRACERS, Method, Mode
+from fxcost.report.kinds import AUTO, TRACERS, Analysis, Method, Mode
 from fxcost.report.records import (
     Edge,
     Fallback,
@@ -410,12 +418,7 @@ def _analyze(
     leaf_set = leaf_paths(model, leaves)
     recorder = OpRecorder(registry or default_registry())
     recorder.traffic = traffic
-    methods = list(TRACERS) if tracer == "auto" else [Method(tracer)]
-    if train:
-        if methods == [Method.EAGER]:
-            raise InputSpecError("train needs a graph of the forward to differentiate: the eager tracer has none",
-                                 hint="use --tracer auto, symbolic or export")
-        methods = [m for m in methods if m != Method.EAGER]
+    methods = list(AUTO) if tracer == "auto" else [Method(tracer)]
     fallbacks: list[Fallback] = []
     errors: list[FxcostError] = []
     skipped: dict[Hook, str] = {}  # hooks that fail on data-free tensors, and why
@@ -493,6 +496,8 @@ def _analyze(
         outputs=run.outputs,
         edges=tuple(run.edges),
         peak_memory=peak,
+        analysis=Analysis.TRAIN if train else Analysis.INFERENCE,
+        traffic=traffic,
     )
 
 
@@ -557,7 +562,7 @@ def _step_peak(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], 
         with naming_module(doing):
             found = runner.peak(a, kw) if train or inference is None else None
             fitted = fit_batch(runner, a, kw, step.fit) if step.fit is not None else None
-    except FxcostError:
+    except (FxcostError, InternalError):
         raise
     except Exception as e:
         raise ShapeError(f"{doing} failed on fake tensors: {first_line(e)}", source=user_line(e),
@@ -669,6 +674,8 @@ def _same_path(job: _Job, traced: Traced, records: list[NodeRecord], folded: tup
         saving = torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t) if job.train else contextlib.nullcontext()
         with counter, _measured(job, [job.shadow], (args, kwargs), peak, counter), saving:
             job.shadow(*args, **kwargs)
+    except InternalError:
+        raise
     except Exception as e:  # the graph ran where the forward does not: it took another path
         raise TraceError(f"torch.fx's graph ran, but the forward fails on these inputs: {first_line(e)}",
                          hint="the forward's own path is what counts: --tracer eager shows where it fails",
@@ -785,13 +792,60 @@ def _export(job: _Job) -> _Counted:
 
 def _eager(job: _Job) -> _Counted:
     def attempt(a: tuple[Any, ...], kw: dict[str, Any], context: Any) -> _Counted:
-        with naming_module("running the model op by op"), context, torch.no_grad(), job.recorder:
-            calls, flow, out = run_eager(job.shadow, a, kw, job.recorder, job.leaves)
+        with naming_module("running the model op by op"), context, job.grad(), job.recorder:
+            calls, flow, out = run_eager(job.shadow, a, kw, job.recorder, job.leaves, train=job.train)
         _refuse_lazy_forward(job.shadow, out)
+        if job.train:
+            with naming_module("running the backward"), context:
+                calls = _calls_with_backward(job, calls, out)
         rows, edges = call_graph_rows(job.shadow, job.inputs, calls, flow, job.convention)
         return _Counted(rows, edges, output_specs(out), TraceInfo(Method.EAGER, segments=len(calls)), job.mode)
 
-    return _with_fake_retry(job, attempt)
+    return _on_fake(job, attempt)
+
+
+def _calls_with_backward(job: _Job, calls: list[ModuleCall], output: Any) -> list[ModuleCall]:
+    """The calls, each with the backward ops of the autograd nodes it made (the fake run tagged
+    them with its key), and, in a module under activation checkpointing, its forward ops again."""
+    with torch.enable_grad():
+        found = run_backward(output, job.recorder)
+    out = []
+    for call in calls:
+        ops = found.pop(str(call.key), ())
+        if job.recompute and _inside_any(call.module_path, job.recompute):
+            ops = (*(replace(o, backward=True) for o in call.ops if not o.backward), *ops)
+        out.append(replace(call, ops=merge_ops((*call.ops, *ops))) if ops else call)
+    if found:  # a loss of an output no module call made (an input returned as it is)
+        raise TraceError(f"backward ops outside the model's calls: {', '.join(sorted(found))}")
+    return out
+
+
+def _on_fake(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, Any], Any], _Counted]) -> _Counted:
+    """The fake run: the model's forward once, on fake tensors, as PyTorch's own counter and
+    MemTracker run it. Fake tensors on the meta device first: they run the meta kernels (no data,
+    attention's math path, as a meta graph does), and code that asks (transformers' masks and
+    packed-sequence checks) sees fake tensors and takes its tracing branch instead of reading
+    values. A forward that makes CPU tensors of its own cannot mix them with meta ones: it runs
+    again on fake CPU tensors. Real tensors (``real``) run as they are."""
+    if job.real:
+        return attempt(job.args, job.kwargs, contextlib.nullcontext())
+    try:
+        return _fake_attempt(job, attempt, "meta")
+    except ShapeError as e:
+        if not needs_fake(e):
+            raise
+    return _fake_attempt(job, attempt, "cpu")
+
+
+def _fake_attempt(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, Any], Any], _Counted], device: str) -> _Counted:
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    fakeify(job.shadow, fake_mode, device)
+    a, kw = tree_map(lambda x: with_tensors(x, lambda t: _keep_grad(t, fake_tensor(t, fake_mode, device))),
+                     (job.args, job.kwargs))
+    with quiet_logs("torch._subclasses.fake_tensor"):
+        run = attempt(a, kw, fake_mode)
+    run.mode = Mode.FAKE
+    return run
 
 
 _STRATEGIES: dict[Method, Callable[[_Job], _Counted]] = {Method.SYMBOLIC: _symbolic, Method.EXPORT: _export, Method.EAGER: _eager}

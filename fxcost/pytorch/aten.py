@@ -48,9 +48,23 @@ def _first_shape(out: Any) -> Any:
     raise TypeError(f"no tensor in op output {out!r}")
 
 
+def _op_exists(name: str) -> bool:
+    """Whether ``ns::op`` names an operator torch knows (every overload of it: the recorder
+    looks formulas up by the schema's name, which has no overload)."""
+    ns, sep, op = name.partition("::")
+    if not sep or not ns or not op or "." in op:
+        return False
+    try:
+        getattr(getattr(torch.ops, ns), op)
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
 def _with_inplace(*names: str) -> tuple[str, ...]:
-    """``relu`` -> ``aten::relu``, ``aten::relu_``: an in-place variant costs the same."""
-    return tuple(f"aten::{n}{s}" for n in names for s in ("", "_"))
+    """``relu`` -> ``aten::relu``, ``aten::relu_``: an in-place variant costs the same (where torch
+    has one: ``aten::maximum`` has none)."""
+    return tuple(n for base in names for n in (f"aten::{base}", f"aten::{base}_") if not n.endswith("_") or _op_exists(n))
 
 
 # --- matmul family ------------------------------------------------------------------------
@@ -984,7 +998,7 @@ _reg.free("aten::repeat_interleave", reason=Free.INDEX)
 _reg.free("aten::nonzero", "aten::nonzero_static", "aten::argwhere", reason=Free.NONZERO)
 
 
-@_reg.formula("aten::where", "aten::where_")
+@_reg.formula("aten::where")
 def _where(*_: Any, out: Any = None, **__: Any) -> Cost:
     """[*] = where(cond, a, b): FLOPs = prod(*), one selection an element, as every pointwise op.
     where(cond) alone returns the indices of cond's non-zero elements (a tuple): nonzero's index,
@@ -1006,25 +1020,15 @@ _reg.free(
     reason=Free.RANDOM,
 )
 
-ATEN.freeze()  # the route's table is written: from here on, copies change, it does not
+# the route's table is written: from here on, copies change, it does not. Every aten and prim name
+# must be an operator torch has (a misspelt or removed name would never match a dispatched op);
+# other namespaces (transformers::) belong to libraries that define their ops when imported.
+ATEN.freeze(known=lambda name: not name.startswith(("aten::", "prim::")) or _op_exists(name))
 
 
 #: the table an analysis given no registry counts with: ATEN, then ATEN plus the formulas users
 #: registered for their own ops (fxcost.register_formula, --formulas), each registration a new copy
 _DEFAULT: list[FormulaRegistry] = [ATEN]
-
-
-def _op_exists(name: str) -> bool:
-    """Whether ``ns::op`` names an operator torch knows (every overload of it: the recorder
-    looks formulas up by the schema's name, which has no overload)."""
-    ns, sep, op = name.partition("::")
-    if not sep or not ns or not op or "." in op:
-        return False
-    try:
-        getattr(getattr(torch.ops, ns), op)
-    except (AttributeError, RuntimeError):
-        return False
-    return True
 
 
 def register_formula(name: str, fn: Formula) -> None:

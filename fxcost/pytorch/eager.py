@@ -19,8 +19,10 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from fxcost.errors import FxcostError
+from fxcost.errors import FxcostError, InternalError
+from fxcost.pytorch.backward import tag_autograd
 from fxcost.pytorch.diagnosis import ModuleRunError
+from fxcost.pytorch.memory import storage_key
 from fxcost.pytorch.recorder import OpRecorder
 from fxcost.pytorch.tensors import output_specs, spec_of, storage_of, tensors_in
 from fxcost.report.records import OpCost, TensorSpec, merge_ops
@@ -50,10 +52,11 @@ class _AllocationMode(TorchFunctionMode):
     share a storage already seen, so they allocate nothing. It also notes which of the model's
     parameters and buffers (``names``, by ``id``) each call used."""
 
-    def __init__(self, seen: Iterable[torch.Tensor], names: dict[int, str]) -> None:
+    def __init__(self, seen: Iterable[torch.Tensor], names: dict[int, str], train: bool = False) -> None:
         super().__init__()
         self.seen = {s for s in map(storage_of, seen) if s is not None}
         self.names = names
+        self.train = train  # tag the autograd nodes each call makes with the running frame's key
         self.new: list[TensorSpec] = []
         self.used: list[str] = []
         # data flow: which frame made each tensor (weakly: a real run frees its tensors), and
@@ -92,7 +95,10 @@ class _AllocationMode(TorchFunctionMode):
                 self.seen.add(s)
         self.consume(inputs)
         given = {id(t) for t in inputs}
-        for t in tensors_in(out):
+        outs = tensors_in(out)
+        if self.train:
+            tag_autograd(str(self.frame), outs)
+        for t in outs:
             if id(t) not in given:  # an op that hands back its input (x.to(x.dtype)) made nothing
                 self.produced(t, self.frame)
             s = storage_of(t)
@@ -110,6 +116,7 @@ class _Frame:
     ops: list[OpCost]
     allocations: list[TensorSpec]
     uses: list[str]
+    saved: int = 0
 
 
 def hookable_modules(module: nn.Module, prefix: str = "", stop_at: Collection[str] = ()) -> Iterator[tuple[str, nn.Module]]:
@@ -169,7 +176,7 @@ class ModuleStack:
     def naming_failures(self) -> Iterator[None]:
         try:
             yield
-        except (FxcostError, ModuleRunError):
+        except (FxcostError, InternalError, ModuleRunError):
             raise
         except Exception as e:
             if not self.running:
@@ -189,15 +196,22 @@ class CallTracker(ModuleStack):
     Modules at the paths in ``leaves`` count as leaves: their submodules are not told apart."""
 
     def __init__(self, module: nn.Module, prefix: str, recorder: OpRecorder, seen: Sequence[torch.Tensor] = (),
-                 leaves: Collection[str] = ()) -> None:
-        """``seen``: the tensors it is given; the i-th is edge key ``-(i + 1)``."""
+                 leaves: Collection[str] = (), train: bool = False) -> None:
+        """``seen``: the tensors it is given; the i-th is edge key ``-(i + 1)``. ``train``: tag the
+        autograd nodes each call makes with its key (:func:`fxcost.pytorch.backward.run_backward`
+        then names the call each backward op belongs to), and count the bytes its ops save for
+        the backward."""
         super().__init__(module, prefix, include_self=True, stop_at=leaves)
         self.recorder = recorder
         names: dict[int, str] = {}
         for name, t in [*module.named_parameters(prefix=prefix, remove_duplicate=False),
                         *module.named_buffers(prefix=prefix, remove_duplicate=False)]:
             names.setdefault(id(t), name)
-        self.alloc = _AllocationMode(seen, names)
+        self.alloc = _AllocationMode(seen, names, train)
+        self.train = train
+        # storages already saved for the backward (the weights' among them: saving one costs nothing)
+        self._saved = {k for k in map(storage_key, [*module.parameters(), *module.buffers()]) if k is not None}
+        self._saving: Any = None
         for i, t in enumerate(seen):
             self.alloc.produced(t, -(i + 1))
         self.leaves = leaves
@@ -239,7 +253,8 @@ class CallTracker(ModuleStack):
     def _emit(self, f: _Frame, output: Any) -> None:
         ops = merge_ops(f.ops)
         outputs = output_specs(output) if f.leaf else ()
-        self.calls.append(ModuleCall(f.path, f.leaf, ops, tuple(f.allocations), outputs, tuple(dict.fromkeys(f.uses)), f.key))
+        self.calls.append(ModuleCall(f.path, f.leaf, ops, tuple(f.allocations), outputs, tuple(dict.fromkeys(f.uses)), f.key,
+                                     f.saved))
 
     def _pop(self, path: str, m: nn.Module, output: Any) -> None:
         self._flush()
@@ -264,22 +279,42 @@ class CallTracker(ModuleStack):
         """Data flow between calls (by key; the i-th given tensor is ``-(i + 1)``)."""
         return [(a, b, spec) for (a, b), spec in self.alloc.edges.items()]
 
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        """A tensor an op saves for the backward: its storage's bytes, if new, go to the running call."""
+        key = storage_key(t)
+        if key is not None and key not in self._saved and self.frames:
+            self._saved.add(key)
+            self.frames[-1].saved += t.untyped_storage().nbytes()
+        return t
+
     def __enter__(self) -> CallTracker:
         super().__enter__()
         self.recorder.take()
+        if self.train:
+            self._saving = torch.autograd.graph.saved_tensors_hooks(self._pack, _same)
+            self._saving.__enter__()
         self.alloc.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.alloc.__exit__(None, None, None)
+        if self._saving is not None:
+            self._saving.__exit__(None, None, None)
+            self._saving = None
         super().__exit__(*exc)
 
 
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
 def run_eager(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder,
-              leaves: Collection[str] = ()) -> tuple[list[ModuleCall], list[tuple[int, int, TensorSpec]], Any]:
+              leaves: Collection[str] = (), train: bool = False) -> tuple[list[ModuleCall], list[tuple[int, int, TensorSpec]], Any]:
     """Run ``model`` once (with ``recorder`` active), attributing every op to its module call.
     Returns the calls, the data flow between them (input tensor i is key ``-(i + 1)``, in
-    the order of the tensors in ``(args, kwargs)``) and the model's output."""
-    with CallTracker(model, "", recorder, seen=tensors_in((args, kwargs)), leaves=leaves) as tracker, tracker.naming_failures():
+    the order of the tensors in ``(args, kwargs)``) and the model's output. ``train``: see
+    :class:`CallTracker` (the caller turns gradients on)."""
+    with CallTracker(model, "", recorder, seen=tensors_in((args, kwargs)), leaves=leaves, train=train) as tracker, \
+            tracker.naming_failures():
         out = model(*args, **kwargs)
     return tracker.calls, tracker.edges, out

@@ -16,7 +16,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from fxcost.errors import FxcostError, ShapeError
+from fxcost.errors import FxcostError, InternalError, ShapeError
 from fxcost.pytorch.backward import tag_autograd
 from fxcost.pytorch.diagnosis import ModuleRunError, failure_message, hint_for, user_line
 from fxcost.pytorch.eager import CallTracker, ModuleCall
@@ -77,7 +77,7 @@ class RecordingInterpreter(fx.Interpreter):
                     result = super().run_node(n)
             else:
                 result = super().run_node(n)
-        except (FxcostError, ModuleRunError):
+        except (FxcostError, InternalError, ModuleRunError):
             raise
         except Exception as e:
             shapes = tuple(tuple(t.shape) for t in input_tensors)

@@ -30,6 +30,7 @@ from torch import nn
 from fxcost.counting.devices import Device, device
 from fxcost.errors import InputSpecError
 from fxcost.pytorch.memory import storage_bytes
+from fxcost.pytorch.recorder import OpTagger
 from fxcost.pytorch.step import parse_size, size_text
 from fxcost.pytorch.tensors import dtype_name, parse_dtype, tensors_within
 from fxcost.pytorch.working_copy import meta_copy
@@ -149,9 +150,15 @@ def llm(model: nn.Module, prompt: int, generate: int, *, batch: int = 1, dtype: 
     def ids(n: int, rows: int = batch) -> torch.Tensor:
         return torch.empty(rows, n, dtype=torch.long, device="meta")
 
+    def run(*args: Any, **kwargs: Any) -> Any:
+        """The model's forward on its data-free copy, dispatched as the analysis dispatches it (the
+        same kernels: torch's meta kernel for ``_grouped_mm`` wants bfloat16 where the CPU takes any
+        float, which the analysis answers for MoE experts)."""
+        with torch.no_grad(), OpTagger():
+            return meta(*args, **kwargs)
+
     def cache_at(length: int, rows: int = batch) -> Any:
-        with torch.no_grad():
-            return _cache_of(meta(ids(length, rows), use_cache=True))
+        return _cache_of(run(ids(length, rows), use_cache=True))
 
     extra = {"logits_to_keep": 1} if last_logits else {}
     prefills: dict[int, Report] = {}
@@ -184,8 +191,7 @@ def llm(model: nn.Module, prompt: int, generate: int, *, batch: int = 1, dtype: 
     def cache_after(rows: int = batch) -> tuple[Any, int]:
         """The cache as generating leaves it (the last step's output: a prefill's may hold views
         into a fused projection's output), and its bytes (at --kv-dtype)."""
-        with torch.no_grad():
-            cache = _cache_of(meta(ids(1, rows), **{cache_kw: cache_at(last, rows), "use_cache": True}))
+        cache = _cache_of(run(ids(1, rows), **{cache_kw: cache_at(last, rows), "use_cache": True}))
         return cache, kv_bytes(cache)[0] * scale[0] // scale[1]
 
     weights = storage_bytes(meta.parameters())

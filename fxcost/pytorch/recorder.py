@@ -16,7 +16,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
 from fxcost.counting.registry import FormulaRegistry
-from fxcost.errors import FxcostError, first_line
+from fxcost.errors import FxcostError, InternalError, first_line
 from fxcost.pytorch.diagnosis import OP_ATTRIBUTE, FailedOp, OperandDtypeError
 from fxcost.pytorch.memory import storage_key
 from fxcost.pytorch.tensors import formula_view, tensors_in
@@ -31,6 +31,12 @@ _SAME_DTYPE = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"
 
 
 _GROUPED_MM = torch.ops.aten._grouped_mm.default
+
+# A tensor subclass's metadata, asked for through the dispatcher: a fake tensor answers ``.device``,
+# ``.layout`` and ``.dtype`` by dispatching these, where a plain meta tensor answers in C++ without
+# dispatching anything. They are not the model's work: not tallied, so the fake run and a meta
+# graph list the same ops.
+_METADATA = frozenset({torch.ops.prim.device.default, torch.ops.prim.layout.default, torch.ops.prim.dtype.default})
 
 
 def _data_free_non_bf16(args: Sequence[Any]) -> bool:
@@ -220,6 +226,8 @@ class OpRecorder(DispatchMode):
                 try:
                     with contextlib.nullcontext() if active else self:  # twice on the stack, it would count twice
                         fn(*args, **kwargs)
+                except InternalError:
+                    raise
                 except Exception as e:  # code that needs values: the op stays unsupported, saying why
                     entry = self._tally[name]
                     entry[3], entry[4] = Fate.UNSUPPORTED, f"custom op: its Python implementation does not run on data-free tensors ({first_line(e)})"
@@ -228,6 +236,8 @@ class OpRecorder(DispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
+        if func in _METADATA:
+            return func(*args, **kwargs)
         key = self._key(func, args, kwargs)
         if key is not None:
             seen = self.shapes.get(key)
@@ -254,10 +264,11 @@ class OpRecorder(DispatchMode):
             try:
                 cost = fn(*s_args, out=s_out, **s_kwargs)
             except Exception as e:  # a formula bug must not pass as a zero
-                raise FxcostError(
-                    f"fxcost's formula for {name} failed on shapes {s_args}: {type(e).__name__}: {first_line(e)}",
-                    hint="this is a bug in fxcost; please report it with the model",
-                ) from e
+                text = f"failed on shapes {s_args}: {type(e).__name__}: {first_line(e)}"
+                if getattr(fn, "__module__", "").startswith("fxcost."):
+                    raise InternalError(f"fxcost's formula for {name} {text}") from e
+                raise FxcostError(f"the formula registered for {name} ({getattr(fn, '__qualname__', fn)}) {text}",
+                                  hint="fix that formula (fxcost.register_formula, --formulas, or your registry's)") from e
             macs, flops = cost.macs, cost.flops
         elif fate is Fate.UNSUPPORTED:
             fate, reason = self._through_implementation(name, args, kwargs)

@@ -86,12 +86,15 @@ def meta_tensor(x: Any) -> Any:
     return meta.requires_grad_() if x.requires_grad and (x.is_floating_point() or x.is_complex()) else meta
 
 
-def fake_tensor(x: Any, fake_mode: FakeTensorMode) -> Any:
-    """``x`` as a fake CPU tensor of ``fake_mode`` (anything else as it is)."""
+def fake_tensor(x: Any, fake_mode: FakeTensorMode, device: str = "cpu") -> Any:
+    """``x`` as a fake tensor of ``fake_mode`` on ``device`` (anything else as it is). A fake
+    tensor on ``meta`` runs the meta kernels a plain meta tensor runs (attention's math path),
+    and reads as a fake tensor to code that asks (transformers takes its tracing branches, as
+    under torch.export, instead of reading values)."""
     if not isinstance(x, torch.Tensor):
         return x
     with fake_mode:
-        return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="cpu")
+        return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=device)
 
 
 def tensors_within(obj: Any, depth: int = 6) -> list[torch.Tensor]:

@@ -158,20 +158,27 @@ def _annotate(graph: fx.Graph) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_export() -> Iterator[None]:
-    """torch.export prints its partial graph to stderr when it fails, and logs a warning per
-    data-dependent guard; fxcost reports the failure itself (and falls back), so both are kept
-    from the user's terminal while export runs."""
-    loggers = [logging.getLogger(n) for n in _EXPORT_LOGGERS]
+def quiet_logs(*names: str) -> Iterator[None]:
+    """torch's loggers ``names`` silenced for the block: fxcost reports a failure itself (fake
+    tensors log a traceback for every kernel that raises, before fxcost classifies it)."""
+    loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
     try:
-        with contextlib.redirect_stderr(io.StringIO()):
-            yield
+        yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """torch.export prints its partial graph to stderr when it fails, and logs a warning per
+    data-dependent guard; fxcost reports the failure itself (and falls back), so both are kept
+    from the user's terminal while export runs."""
+    with quiet_logs(*_EXPORT_LOGGERS), contextlib.redirect_stderr(io.StringIO()):
+        yield
 
 
 @contextlib.contextmanager

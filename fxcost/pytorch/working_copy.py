@@ -148,8 +148,8 @@ def drop_hooks(model: nn.Module, hooks: Iterable[Hook]) -> None:
             getattr(m, d, {}).pop(h.key, None)
 
 
-def fakeify(model: nn.Module, fake_mode: FakeTensorMode) -> None:
-    """Replace each meta parameter and buffer of ``model`` (a copy) by a fake CPU tensor.
+def fakeify(model: nn.Module, fake_mode: FakeTensorMode, device: str = "cpu") -> None:
+    """Replace each meta parameter and buffer of ``model`` (a copy) by a fake tensor on ``device``.
 
     Tied tensors stay tied: each distinct tensor gets one fake twin.
     """
@@ -158,7 +158,7 @@ def fakeify(model: nn.Module, fake_mode: FakeTensorMode) -> None:
     def twin(t: torch.Tensor) -> torch.Tensor:
         if id(t) not in twins:
             with fake_mode:
-                fake = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="cpu")
+                fake = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=device)
             twins[id(t)] = nn.Parameter(fake, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else fake
         return twins[id(t)]
 

@@ -38,8 +38,20 @@ class Method(StrEnum):
     ONNX = "onnx"
 
 
-#: the tracers a user can ask for (``--tracer``), in the order ``auto`` tries them
+#: the tracers a user can ask for (``--tracer``)
 TRACERS = (Method.SYMBOLIC, Method.EXPORT, Method.EAGER)
+#: the order ``auto`` tries them in: torch.fx's code-level graph where it can follow the forward,
+#: else the fake run (the model's forward once on fake tensors); torch.export only when asked for
+AUTO = (Method.SYMBOLIC, Method.EAGER)
+
+
+class Analysis(StrEnum):
+    """What a report measures, as it declares it (the JSON's ``analysis``): which metrics it has is
+    read from this, never guessed from which numbers happen to be zero."""
+
+    INFERENCE = "inference"  # the forward alone
+    TRAIN = "train"  # a training step: the forward, the backward of its loss, their memory
+    LLM = "llm"  # a causal LM's serving costs: prefill and decode steps (fxcost llm)
 
 
 class Mode(StrEnum):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fxcost.report.kinds import Analysis
 from fxcost.report.records import Fit, Record
 
 SCHEMA_VERSION = 1
@@ -86,7 +87,7 @@ class LLMReport(Record):
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION, "model": self.model, "batch": self.batch, "prompt": self.prompt,
+            "schema_version": SCHEMA_VERSION, "analysis": Analysis.LLM.value, "model": self.model, "batch": self.batch, "prompt": self.prompt,
             "generate": self.generate, "dtype": self.dtype, "params": self.params, "active_params": self.active_params,
             "weights_bytes": self.weights_bytes,
             "kv_cache": {"bytes_per_token": self.kv_bytes_per_token, "bytes": self.kv_bytes, "dtype": self.kv_dtype},

@@ -152,6 +152,12 @@ def merge_ops(ops: Iterable[OpCost]) -> tuple[OpCost, ...]:
     return tuple(merged.values())
 
 
+#: the metrics every fxcost report has had since 0.1 (a report's totals without one is no report);
+#: an inference report without a roofline has exactly these
+ORIGINAL_METRICS = ("params", "weight_params", "bias_params", "trainable_params", "buffers", "param_bytes", "buffer_bytes",
+                    "macs", "flops", "activation_elements", "activation_bytes")
+
+
 @dataclass(frozen=True)
 class Counts(Record):
     """Every metric that adds up across rows, as exact integers: the one list of them.
@@ -204,28 +210,34 @@ class Counts(Record):
                 sums[n] += getattr(c, n)
         return cls(**sums)
 
-    def present(self) -> tuple[str, ...]:
-        """The metrics a report shows: all, the backward's only where there is one (``train``)."""
-        trained = self.backward_macs or self.backward_flops
-        return tuple(n for n in self.names() if (trained or n not in self.BACKWARD) and (self.bytes_moved or n not in self.TRAFFIC))
+    def present(self, train: bool, traffic: bool) -> tuple[str, ...]:
+        """The metrics a report of that kind has: the backward's in a training report (``train``),
+        the bytes moved where a roofline asked for them (``traffic``)."""
+        return tuple(n for n in self.names() if (train or n not in self.BACKWARD) and (traffic or n not in self.TRAFFIC))
 
     @property
     def non_trainable_params(self) -> int:
         return self.params - self.trainable_params
 
-    def to_dict(self) -> dict[str, int]:
-        """The totals' layout: torchinfo's order, trainable and non-trainable right after params."""
-        d = {n: getattr(self, n) for n in self.present()}
+    def to_dict(self, metrics: Iterable[str] = ORIGINAL_METRICS) -> dict[str, int]:
+        """The totals' layout (of ``metrics``, a report's :meth:`~fxcost.Report.metrics`): torchinfo's
+        order, trainable and non-trainable right after params."""
+        d = {n: getattr(self, n) for n in self.names() if n in metrics}
         head = {"params": d.pop("params"), "trainable_params": d.pop("trainable_params"),
                 "non_trainable_params": self.non_trainable_params}
         return {**head, **d}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Counts:
-        missing = [n for n in cls.names() if n not in d and n not in (*cls.BACKWARD, *cls.TRAFFIC)]
+        """Counts read back; a metric added after fxcost 0.1 (:data:`ORIGINAL` lists the first ones)
+        reads as 0 where an older file has none, so a new metric never breaks an older report."""
+        missing = [n for n in ORIGINAL_METRICS if n not in d]
         if missing:
             raise ValueError(f"no {', '.join(missing)} among the counts")
         return cls(**{n: int(d.get(n, 0)) for n in cls.names()})
+
+
+assert set(ORIGINAL_METRICS) <= set(Counts.names())
 
 
 #: the Counts names, for delegation from rows
@@ -266,7 +278,8 @@ class Row:
     def output_shape(self) -> tuple[int, ...]:
         return self.output[0].shape if self.output else ()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, metrics: Iterable[str] = ORIGINAL_METRICS) -> dict[str, Any]:
+        """The row's JSON, with ``metrics`` (its report's :meth:`~fxcost.Report.metrics`)."""
         return {
             "id": self.id,
             "name": self.name,
@@ -277,7 +290,7 @@ class Row:
             "outputs": plain(self.output),
             "kernel_size": plain(self.kernel_size),
             "stride": plain(self.stride),
-            **{n: getattr(self.counts, n) for n in self.counts.present()},
+            **{n: getattr(self.counts, n) for n in self.counts.names() if n in metrics},
             "members": self.members,
             "hparams": dict(self.hparams),
             "ops": plain(self.ops),

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fxcost.report.kinds import Mode, RowKind, View
+from fxcost.report.kinds import Analysis, Mode, RowKind, View
 from fxcost.report.records import (
     SCHEMA_VERSION,
     Counts,
@@ -60,6 +60,11 @@ class Report:
     hardware: Hardware | None = None
     #: a rolled-up view's roofline: each group's time is its layers' times added (set by the roll-up)
     roofs: tuple[Roof, ...] = ()
+    #: what the report measures, as the analysis declared it: a training step's report has the
+    #: backward's metrics (zero or not), an inference report none
+    analysis: Analysis = Analysis.INFERENCE
+    #: the bytes each op reads and writes were counted (a roofline's): the report has ``bytes_moved``
+    traffic: bool = False
 
     def _repr_markdown_(self) -> str | None:
         """Jupyter shows the report as its Markdown table and size block."""
@@ -71,6 +76,10 @@ class Report:
 
     def total(self) -> Counts:
         return Counts.total(r.counts for r in self.layers)
+
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics this report has (:meth:`Counts.present` for its declared kind)."""
+        return Counts().present(self.analysis is Analysis.TRAIN, self.traffic)
 
     def to_pandas(self) -> Any:
         """The rows as a ``pandas.DataFrame``: one row per layer (or group, in a rolled-up view),
@@ -193,6 +202,9 @@ class Report:
             outputs=tuple(TensorSpec.from_dict(o) for o in d["outputs"]),
             edges=tuple(Edge.from_dict(e) for e in d["edges"]),
             view=View(view["group_by"]), depth=view["depth"],
+            # declared since fxcost 0.3; an older file is read by the keys it has
+            analysis=Analysis(d.get("analysis") or (Analysis.TRAIN if "backward_macs" in d["totals"] else Analysis.INFERENCE)),
+            traffic=bool(d.get("traffic", "bytes_moved" in d["totals"])),
         )
 
     def roofline(self) -> tuple[Roof, ...]:
@@ -212,16 +224,18 @@ class Report:
             "schema_version": SCHEMA_VERSION,
             "model": self.model,
             "convention": self.convention,
+            "analysis": self.analysis.value,
+            "traffic": self.traffic,
             "mode": self.mode.value,
             "view": {"group_by": self.view.value, "depth": self.depth},
             "trace": self.trace.to_dict(),
             "inputs": [i.to_dict() for i in self.inputs],
             "outputs": [o.to_dict() for o in self.outputs],
-            "totals": self.total().to_dict(),
+            "totals": self.total().to_dict(self.metrics()),
             "memory": self.memory.to_dict(),
             **({"peak_memory": self.peak_memory.to_dict()} if self.peak_memory is not None else {}),
             **({"roofline": self._roofline_dict()} if self.hardware is not None else {}),
-            "layers": [r.to_dict() for r in self.layers],
+            "layers": [r.to_dict(self.metrics()) for r in self.layers],
             "unsupported": [u.to_dict() for u in self.unsupported],
             "edges": [e.to_dict() for e in self.edges],
             "module_types": dict(self.module_types),

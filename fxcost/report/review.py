@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fxcost.errors import InputSpecError, SpecError, first_line
-from fxcost.report.records import SCHEMA_VERSION, Counts, InputSpec, Record
+from fxcost.report.records import ORIGINAL_METRICS, SCHEMA_VERSION, Counts, InputSpec, Record
 from fxcost.report.report import Report
 
 
@@ -89,7 +89,7 @@ class Review:
                 "convention": self.report.convention,
                 "passed": self.passed,
                 "checks": [c.to_dict() for c in self.checks],
-                "totals": self.report.total().to_dict(),
+                "totals": self.report.total().to_dict(self.report.metrics()),
                 "unsupported": [u.to_dict() for u in self.report.unsupported],
             },
         }
@@ -201,7 +201,7 @@ def load_baseline(path: str | Path) -> Baseline:
         raise SpecError(f"the baseline {str(p)!r} is not a single fxcost report (schema_version "
                         f"{' or '.join(map(str, BASELINE_SCHEMAS))} with totals)", hint=hint)
     for metric in Counts.names():
-        v = d["totals"].get(metric, 0 if metric in (*Counts.BACKWARD, *Counts.TRAFFIC) else None)  # absent unless asked for
+        v = d["totals"].get(metric, None if metric in ORIGINAL_METRICS else 0)  # a later metric reads 0 where absent
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise SpecError(f"the baseline {str(p)!r} has no integer totals.{metric} (found {v!r})", hint=hint)
     try:
@@ -221,7 +221,7 @@ def review(
     that contribute most to that metric."""
     if isinstance(baseline, Report):
         baseline = Baseline.of(baseline)
-    totals = report.total().to_dict()
+    totals = report.total().to_dict(report.metrics())
     for metric in budgets or {}:
         if metric not in METRICS:
             raise InputSpecError(f"{metric!r} is not a metric a budget can name", hint=f"metrics: {', '.join(METRICS)}")
