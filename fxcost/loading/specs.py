@@ -206,13 +206,9 @@ def _build(obj: Any, attr: str, spec: str, args: dict[str, Any], module: Any, me
         raise SpecError(f"{spec!r} is a {type(obj).__name__}, not a model, class or factory", hint=f"models and factories found there: {', '.join(_candidates(module)) or 'none'}")
     on_meta: Exception | None = None  # why the constructor could not run on meta
     if meta:
-        try:
-            with torch.device("meta"):
-                model = obj(**args)
-            if isinstance(model, nn.Module):
-                return model, attr
-        except Exception as e:  # e.g. .item() on a meta tensor: the constructor needs values
-            on_meta = e
+        built, on_meta = _built_on_meta(obj, args)
+        if built is not None:
+            return built, attr
     try:
         model = obj(**args)
     except TypeError as e:
@@ -228,6 +224,16 @@ def _build(obj: Any, attr: str, spec: str, args: dict[str, Any], module: Any, me
         print(printable(f"fxcost: note: {attr} cannot be built on the meta device ({type(on_meta).__name__}: "
                         f"{first_line(on_meta)}); built on the CPU, with real weights"), file=sys.stderr)
     return model, attr
+
+
+def _built_on_meta(obj: Any, args: dict[str, Any]) -> tuple[nn.Module | None, Exception | None]:
+    """The model ``obj(**args)`` builds under ``torch.device("meta")``, or why it could not."""
+    try:
+        with torch.device("meta"):
+            model = obj(**args)
+    except Exception as e:  # e.g. .item() on a meta tensor: the constructor needs values
+        return None, e
+    return (model, None) if isinstance(model, nn.Module) else (None, None)
 
 
 def _signature(obj: Any) -> str:

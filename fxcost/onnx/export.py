@@ -497,6 +497,17 @@ def _retag_external(program: Any, staged: Path) -> None:
     onnx.save(proto, str(staged))
 
 
+def _stage(program: Any, staged: Path, *, structure_only: bool, external: bool) -> None:
+    """The exported program written to ``staged`` (and its data file beside it)."""
+    with _quiet(_StageWriter(None)):
+        if structure_only:
+            program.save(staged, include_initializers=False, keep_initializers_as_inputs=True, external_data=False)
+        else:
+            program.save(staged, external_data=external)
+    if external:
+        _retag_external(program, staged)
+
+
 def _save_atomic(program: Any, target: Path, folder: Path, *, structure_only: bool, external: bool) -> int:
     """Save into a temporary folder beside ``target``, then rename the file (and its data file)
     into place. The data file is named after the model file and referenced by that name, so both
@@ -506,35 +517,26 @@ def _save_atomic(program: Any, target: Path, folder: Path, *, structure_only: bo
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder))
     except OSError as e:
         raise OutputError(f"cannot write {str(target)!r}: {e.strerror or e}", hint="check the path and its permissions") from e
-    moved_data: Path | None = None
+    moved_data: list[Path] = []  # the data file once renamed into place: removed again if the model file is not
     try:
         staged = tmp / target.name
-        with _quiet(_StageWriter(None)):
-            if structure_only:
-                program.save(staged, include_initializers=False, keep_initializers_as_inputs=True, external_data=False)
-            else:
-                program.save(staged, external_data=external)
-        if external:
-            _retag_external(program, staged)
+        _stage(program, staged, structure_only=structure_only, external=external)
         size = staged.stat().st_size
         if (tmp / data_name).exists():
             size += (tmp / data_name).stat().st_size
-            moved_data = folder / data_name
-            os.replace(tmp / data_name, moved_data)
+            moved_data.append(folder / data_name)
+            os.replace(tmp / data_name, moved_data[0])
         os.replace(staged, target)
         return size
-    except OSError as e:
-        if moved_data is not None:
-            moved_data.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {str(target)!r}: {e.strerror or e}", hint="check the path, its permissions and the free space") from e
-    except Exception as e:
-        if moved_data is not None:
-            moved_data.unlink(missing_ok=True)
-        raise ExportError(f"torch.onnx could not save the exported graph to {str(target)!r}: {type(e).__name__}: {first_line(e)}",
-                          hint="run with --debug for the full error") from e
-    except BaseException:  # Ctrl-C, SIGTERM: nothing stays
-        if moved_data is not None:
-            moved_data.unlink(missing_ok=True)
+    except BaseException as e:  # Ctrl-C, SIGTERM included: nothing stays
+        for data in moved_data:
+            data.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OutputError(f"cannot write {str(target)!r}: {e.strerror or e}",
+                              hint="check the path, its permissions and the free space") from e
+        if isinstance(e, Exception):
+            raise ExportError(f"torch.onnx could not save the exported graph to {str(target)!r}: {type(e).__name__}: "
+                              f"{first_line(e)}", hint="run with --debug for the full error") from e
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

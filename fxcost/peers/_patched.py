@@ -402,6 +402,21 @@ def name_of(func: Any) -> str:
 _MHA_SIGNATURE = inspect.signature(F.multi_head_attention_forward)
 
 
+def _in_projections(a: dict[str, Any], q: tuple[int, ...], k: tuple[int, ...], v: tuple[int, ...],
+                    embed: int) -> list[tuple[str, Any]]:
+    """``F.multi_head_attention_forward``'s in-projection calls: one packed [3E, E] ``linear`` when
+    query, key and value are one tensor; [E, E] + [2E, E] when key is value; three otherwise."""
+    if a["use_separate_proj_weight"]:
+        return [("linear", (q, a["q_proj_weight"].shape[0])), ("linear", (k, a["k_proj_weight"].shape[0])),
+                ("linear", (v, a["v_proj_weight"].shape[0]))]
+    query, key, value = a["query"], a["key"], a["value"]
+    if key is value and query is key:
+        return [("linear", (q, 3 * embed))]
+    if key is value:
+        return [("linear", (q, embed)), ("linear", (k, 2 * embed))]
+    return [("linear", (q, embed)), ("linear", (k, embed)), ("linear", (v, embed))]
+
+
 def mha_calls(args: Sequence[Any], kwargs: dict[str, Any]) -> list[tuple[str, tuple[Any, ...]]]:
     """The patched calls ``F.multi_head_attention_forward`` (torch 2.13, torch/nn/functional.py) makes
     inside, each as (the patched name, its (FLOPs, MACs) under a convention's rule, left to the
@@ -419,17 +434,7 @@ def mha_calls(args: Sequence[Any], kwargs: dict[str, Any]) -> list[tuple[str, tu
     tgt, bsz, embed = q
     heads = a["num_heads"]
     head_dim = embed // heads
-    calls: list[tuple[str, Any]] = []
-    if not a["use_separate_proj_weight"]:
-        if key is value and query is key:
-            calls.append(("linear", (q, 3 * embed)))
-        elif key is value:
-            calls += [("linear", (q, embed)), ("linear", (k, 2 * embed))]
-        else:
-            calls += [("linear", (q, embed)), ("linear", (k, embed)), ("linear", (v, embed))]
-    else:
-        calls += [("linear", (q, a["q_proj_weight"].shape[0])), ("linear", (k, a["k_proj_weight"].shape[0])),
-                  ("linear", (v, a["v_proj_weight"].shape[0]))]
+    calls: list[tuple[str, Any]] = _in_projections(a, q, k, v, embed)
     src = a["static_k"].shape[1] if a["static_k"] is not None else k[0]
     mask = a["attn_mask"]
     mask_shape: tuple[int, ...] | None = None

@@ -15,6 +15,7 @@ from torch.utils._pytree import tree_map
 from fxcost.errors import FxcostError, InputSpecError, first_line
 from fxcost.peers import TOOLS, peer
 from fxcost.peers.base import Charge, PeerTool, Reproduction
+from fxcost.pytorch.diagnosis import is_data_dependent
 from fxcost.report import Counts, Report, Row, RowKind
 from fxcost.report.explain import Difference, Explanation, TypeLine, noteworthy
 
@@ -195,7 +196,7 @@ def reproduce(name: str, model: nn.Module, args: tuple[Any, ...], kwargs: dict[s
     except FxcostError:
         raise
     except Exception as e:
-        values = any(k in str(e) for k in ("_local_scalar_dense", "item()", "data-dependent", "DataDependent"))
+        values = is_data_dependent(e)  # by the exception's type and the op that raised it, never its words
         raise FxcostError(f"cannot reproduce {name}'s count of {type(model).__name__}: {type(e).__name__}: {first_line(e)}",
                           hint=("the forward reads tensor values, which the data-free copy has none of; "
                                 if values else f"{name} itself may fail on this model too; ")

@@ -411,17 +411,22 @@ def call_form(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     return (), batch
 
 
+def _fails_on_lazy_layers(model: nn.Module) -> None:
+    """ptflops fails on a model with lazy layers it hooks: hooks and counters go on them by type
+    before the forward, which turns them into hooked types; accumulate_flops then reads a counter
+    they never got (pytorch_engine.py:98). The reproduction fails as ptflops does."""
+    became = sorted({type(m).__name__ for p, m in model.named_modules()
+                     if isinstance(m, nn.modules.lazy.LazyModuleMixin) and getattr(m, "cls_to_become", None) in MODULES})
+    if became:
+        raise RuntimeError(f"ptflops returned None: AttributeError: lazy layers ({', '.join(became)}): the "
+                           f"materialized module has no attribute '__flops__'")
+
+
 def reproduce(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Reproduction:
     """ptflops' ``(macs, params)`` for the inputs ``run_tool`` hands it, from hooks and a
     TorchFunctionMode on fxcost's meta copy."""
     types_before = {path: type(m) for path, m in model.named_modules()}
-    became = sorted({type(m).__name__ for p, m in model.named_modules()
-                     if isinstance(m, nn.modules.lazy.LazyModuleMixin) and getattr(m, "cls_to_become", None) in MODULES})
-    if became:
-        # hooks and counters go on lazy layers by type before the forward, which turns them into
-        # hooked types; accumulate_flops then reads a counter they never got (pytorch_engine.py:98)
-        raise RuntimeError(f"ptflops returned None: AttributeError: lazy layers ({', '.join(became)}): the "
-                           f"materialized module has no attribute '__flops__'")
+    _fails_on_lazy_layers(model)
     cargs, ckwargs = call_form(model, args, kwargs)
 
     def watch(shadow: nn.Module, margs: tuple[Any, ...], mkwargs: dict[str, Any]) -> tuple[nn.Module, _Tally, UnseenOps]:

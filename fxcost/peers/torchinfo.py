@@ -312,6 +312,28 @@ class _Watch(TorchDispatchMode):
 
 # --- the run --------------------------------------------------------------------------------------
 
+def _walk(shadow: nn.Module, paths: dict[int, str]) -> Iterator[tuple[nn.Module, _Row]]:
+    """apply_hooks' depth-first walk (a module met twice comes twice), each module with its fallback row."""
+    stack: list[tuple[nn.Module, int, _Row | None]] = [(shadow, 0, None)]
+    while stack:
+        module, depth, parent = stack.pop()
+        fallback = _Row(module, paths.get(id(module), ""), depth, parent, _class_name(module), not any(module.children()))
+        yield module, fallback
+        stack += [(m, depth + 1, fallback) for m in reversed(module._modules.values()) if m is not None]
+
+
+def _priced_output(row: _Row, outputs: Any, where: list[_Row]) -> None:
+    """torchinfo's forward hook: the row priced by its module's output."""
+    if row.lazy:  # torchinfo/torchinfo.py:595-596
+        row.count_params()
+    try:
+        _price(row, output_size(outputs))
+    except (TypeError, IndexError) as e:  # what torchinfo's hook raises on the same output
+        raise ToolFails(f"{row.class_name} {row.path or '(root)'}: {e}") from e
+    if where and where[-1] is row:
+        where.pop()
+
+
 @contextmanager
 def _hooked(shadow: nn.Module, rows: list[_Row], where: list[_Row]) -> Iterator[None]:
     """torchinfo's ``apply_hooks`` (torchinfo/torchinfo.py:606-668) on the shadow: the walk, its
@@ -335,22 +357,10 @@ def _hooked(shadow: nn.Module, rows: list[_Row], where: list[_Row]) -> Iterator[
         return pre
 
     def post(module: nn.Module, _inputs: Any, outputs: Any) -> None:
-        row = current[id(module)]
-        if row.lazy:  # torchinfo/torchinfo.py:595-596
-            row.count_params()
-        try:
-            _price(row, output_size(outputs))
-        except (TypeError, IndexError) as e:  # what torchinfo's hook raises on the same output
-            raise ToolFails(f"{row.class_name} {row.path or '(root)'}: {e}") from e
-        if where and where[-1] is row:
-            where.pop()
+        _priced_output(current[id(module)], outputs, where)
 
-    stack: list[tuple[nn.Module, int, _Row | None]] = [(shadow, 0, None)]
     try:
-        while stack:
-            module, depth, parent = stack.pop()
-            fallback = _Row(module, paths.get(id(module), ""), depth, parent, _class_name(module),
-                            not any(module.children()))
+        for module, fallback in _walk(shadow, paths):
             current[id(module)] = fallback
             if isinstance(module, torch.jit.ScriptModule):  # WRAPPER_MODULES: a row now, never hooked
                 make_pre(fallback)(module, None)
@@ -360,7 +370,6 @@ def _hooked(shadow: nn.Module, rows: list[_Row], where: list[_Row]) -> Iterator[
                     h.remove()
                 handles[id(module)] = (module.register_forward_pre_hook(make_pre(fallback)),
                                        module.register_forward_hook(post))
-            stack += [(m, depth + 1, fallback) for m in reversed(module._modules.values()) if m is not None]
         yield
     finally:
         for pair in handles.values():

@@ -397,6 +397,48 @@ def _analyze(
     traffic: bool = False,
 ) -> Report:
     step = step or _Step.of(train, None, None, (), None, None)
+    _refuse_model(model, tracer)
+    rules = get_convention(convention)
+    args = normalize_inputs(input_size, example_inputs)
+    kwargs = dict(example_kwargs or {})
+    if not args and not kwargs:
+        raise InputSpecError("no inputs given", hint="pass input_size=(1, 3, 224, 224) or --input 1x3x224x224")
+    prepare = prepare_real if real else prepare_meta
+    as_dtype = _dtype(dtype)
+    recorder = OpRecorder(registry or default_registry())
+    recorder.traffic = traffic
+
+    def job_for(shadow: nn.Module, margs: tuple[Any, ...], mkwargs: dict[str, Any]) -> _Job:
+        recompute = checkpoint_paths(shadow, step.checkpoint) if step.checkpoint else ()
+        return _Job(shadow, margs, mkwargs, recorder, rules, input_specs(shadow.forward, margs, mkwargs),
+                    leaf_paths(model, leaves), real, train, recompute)
+
+    methods = list(AUTO) if tracer == "auto" else [Method(tracer)]
+    done = _traced(model, args, kwargs, prepare, as_dtype, methods, job_for)
+    run, job = done.run, done.job
+    peak, peak_notes = _peak(model, args, kwargs, done, prepare, as_dtype, step)
+    notes = [*_notes(done, as_dtype), *peak_notes]
+    trace = replace(run.trace, fallbacks=done.fallbacks, notes=(*run.trace.notes, *notes))
+    return Report(
+        model=name or type(model).__name__,
+        convention=rules.name,
+        inputs=tuple(job.inputs),
+        layers=tuple(run.rows),
+        memory=memory_summary(run.rows, job.inputs, rules),
+        unsupported=tuple(unsupported_ops(run.rows, strict)),
+        trace=trace,
+        module_types={path: class_name(m) for path, m in job.shadow.named_modules() if path},
+        mode=run.mode,
+        outputs=run.outputs,
+        edges=tuple(run.edges),
+        peak_memory=peak,
+        analysis=Analysis.TRAIN if train else Analysis.INFERENCE,
+        traffic=traffic,
+    )
+
+
+def _refuse_model(model: Any, tracer: str | Method) -> None:
+    """What no tracer can analyze, refused before any copy is made."""
     if not isinstance(model, nn.Module):
         raise InputSpecError(f"analyze() needs an nn.Module, got {type(model).__name__}", hint="pass the model object, e.g. fxcost.analyze(MyNet(), input_size=(1, 3, 224, 224))")
     if isinstance(model, torch.jit.ScriptModule):  # its forward runs in TorchScript's interpreter: no module calls to follow
@@ -408,36 +450,42 @@ def _analyze(
     if tracer != "auto" and tracer not in TRACERS:
         raise InputSpecError(f"unknown tracer {tracer!r}", hint=f"one of: {', '.join(['auto', *TRACERS])}")
     _refuse_lazy_forward(model)
-    rules = get_convention(convention)
-    args = normalize_inputs(input_size, example_inputs)
-    kwargs = dict(example_kwargs or {})
-    if not args and not kwargs:
-        raise InputSpecError("no inputs given", hint="pass input_size=(1, 3, 224, 224) or --input 1x3x224x224")
-    prepare = prepare_real if real else prepare_meta
-    as_dtype = _dtype(dtype)
-    leaf_set = leaf_paths(model, leaves)
-    recorder = OpRecorder(registry or default_registry())
-    recorder.traffic = traffic
-    methods = list(AUTO) if tracer == "auto" else [Method(tracer)]
+
+
+@dataclass
+class _Done:
+    """The trace stage's product: the first tracer's count that succeeded, its job, and what was
+    set aside on the way (tracers that failed, hooks that fail on data-free tensors)."""
+
+    run: _Counted
+    job: _Job
+    fallbacks: tuple[Fallback, ...]
+    skipped: dict[Hook, str]
+    dense: list[str]
+    backward_hooks: list[str]
+
+
+def _traced(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], prepare: Callable[..., Any],
+            as_dtype: torch.dtype | None, methods: list[Method],
+            job_for: Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], _Job]) -> _Done:
+    """Each tracer of ``methods`` in turn on a fresh working copy, until one counts the model; a
+    user's hook that fails on data-free tensors is set aside and the same tracer tried again."""
     fallbacks: list[Fallback] = []
     errors: list[FxcostError] = []
     skipped: dict[Hook, str] = {}  # hooks that fail on data-free tensors, and why
-    backward_hooks: list[str] = []
     i = 0
     while True:
-        method = methods[i]
         try:
             # a fresh copy for each attempt: a failed one may have left state on the last copy
             shadow, margs, mkwargs = cast(prepare(model, args, kwargs, skipped), as_dtype)
             dense = dense_encoders(shadow)
-            if train:
+            backward_hooks = []
+            job = job_for(shadow, margs, mkwargs)
+            if job.train:
                 shadow.train()
                 backward_hooks = _drop_backward_hooks(shadow)
-            recompute = checkpoint_paths(shadow, step.checkpoint) if step.checkpoint else ()
-            job = _Job(shadow, margs, mkwargs, recorder, rules, input_specs(shadow.forward, margs, mkwargs), leaf_set, real,
-                       train, recompute)
-            run = _STRATEGIES[method](job)
-            break
+            run = _STRATEGIES[methods[i]](job)
+            return _Done(run, job, tuple(fallbacks), skipped, dense, backward_hooks)
         except FxcostError as e:
             hook = hook_in(e, model)  # the copy's hooks are the model's, by the same keys
             if hook is not None and hook not in skipped:  # the same tracer again, without that hook
@@ -445,7 +493,7 @@ def _analyze(
                 continue
             errors.append(e)
             if isinstance(e, TraceError) and i < len(methods) - 1:
-                fallbacks.append(Fallback(method, e.message))
+                fallbacks.append(Fallback(methods[i], e.message))
                 i += 1
                 continue
             failure = all_failed(type(model).__name__, methods, errors) if fallbacks else e
@@ -453,25 +501,38 @@ def _analyze(
             if failure is e:
                 raise
             raise failure from e
+
+
+def _notes(done: _Done, as_dtype: torch.dtype | None) -> list[str]:
+    """What the report's trace says about how the count was made."""
+    job = done.job
     notes = [f"hooks that ran: {', '.join(map(str, ran))}" for ran in [hooks_of(job.shadow)] if ran]
-    notes += [f"hook not run: {h}: it fails on data-free tensors ({why})" for h, why in skipped.items()]
-    if dense:
-        notes.append(f"nn.TransformerEncoder {', '.join(dense)}: the dense path is counted; with a src_key_padding_mask, "
+    notes += [f"hook not run: {h}: it fails on data-free tensors ({why})" for h, why in done.skipped.items()]
+    if done.dense:
+        notes.append(f"nn.TransformerEncoder {', '.join(done.dense)}: the dense path is counted; with a src_key_padding_mask, "
                      f"inference (eval, no gradients) takes a nested-tensor fast path that computes only the unpadded "
                      f"positions, fewer than counted")
-    if train and backward_hooks:
-        notes.append(f"backward hooks not run (they expect real gradients): {', '.join(backward_hooks)}")
-    if train:
+    if done.backward_hooks:
+        notes.append(f"backward hooks not run (they expect real gradients): {', '.join(done.backward_hooks)}")
+    if job.train:
         notes.append("a training step: the forward in train mode with gradients on, then the backward of the first "
                      "floating-point output cast to float32 and summed (counted in the layer that made that output)")
     if as_dtype is not None:
         notes.append(f"analyzed as {dtype_name(as_dtype)}: the floating-point weights, buffers and inputs cast")
-    peak = run.peak
+    return notes
+
+
+def _peak(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], done: _Done, prepare: Callable[..., Any],
+          as_dtype: torch.dtype | None, step: _Step) -> tuple[PeakMemory | None, list[str]]:
+    """The memory stage: the peak the count measured, or one measured on a run of its own (a
+    training step's, a batch that fits, a forward the count did not measure), and its notes."""
+    run, job, train = done.run, done.job, done.job.train
+    peak, notes = run.peak, []
     if train or step.fit is not None:
-        peak = _step_peak(model, args, kwargs, skipped, prepare, as_dtype, run.mode, train, step, job.recompute, peak)
+        peak = _step_peak(model, args, kwargs, done.skipped, prepare, as_dtype, run.mode, train, step, job.recompute, peak)
     elif peak is None:  # measured on its own forward run (the export and eager tracers'); where it cannot run, none
         try:
-            peak = _step_peak(model, args, kwargs, skipped, prepare, as_dtype, run.mode, False, step, (), None)
+            peak = _step_peak(model, args, kwargs, done.skipped, prepare, as_dtype, run.mode, False, step, (), None)
         except FxcostError as e:
             notes.append(f"no peak memory: the forward could not run eagerly on fake tensors ({first_line(e)})")
     if train and peak is not None:
@@ -481,24 +542,7 @@ def _analyze(
     if job.recompute:
         notes.append(f"activation checkpointing: {', '.join(job.recompute)} recomputed in the backward (their forward "
                      "ops counted again, in the backward columns)")
-    trace = replace(run.trace, fallbacks=tuple(fallbacks), notes=(*run.trace.notes, *notes))
-    unsupported = unsupported_ops(run.rows, strict)
-    return Report(
-        model=name or type(model).__name__,
-        convention=rules.name,
-        inputs=tuple(job.inputs),
-        layers=tuple(run.rows),
-        memory=memory_summary(run.rows, job.inputs, rules),
-        unsupported=tuple(unsupported),
-        trace=trace,
-        module_types={path: class_name(m) for path, m in job.shadow.named_modules() if path},
-        mode=run.mode,
-        outputs=run.outputs,
-        edges=tuple(run.edges),
-        peak_memory=peak,
-        analysis=Analysis.TRAIN if train else Analysis.INFERENCE,
-        traffic=traffic,
-    )
+    return peak, notes
 
 
 def _on(profile: Any, report: Report) -> Report:

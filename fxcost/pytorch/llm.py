@@ -117,10 +117,120 @@ def llm(model: nn.Module, prompt: int, generate: int, *, batch: int = 1, dtype: 
     """The serving costs of a causal LM at ``batch`` sequences of ``prompt`` tokens generating
     ``generate`` more (see the module's docs); ``device_name`` adds the roofline estimate; ``fit``
     (``"80GiB"``) the largest batch whose memory fits."""
-    import fxcost
-
     say = progress or (lambda _: None)
     title = name or type(model).__name__
+    _refuse(model, title, prompt, generate, batch, last_logits)
+    dev = device(device_name) if device_name else None
+    limit = parse_size(fit) if fit is not None else None
+    as_dtype = parse_dtype(dtype) if isinstance(dtype, str) else dtype
+    kv_as = parse_dtype(kv_dtype) if isinstance(kv_dtype, str) else kv_dtype
+    meta = meta_copy(model).eval()
+    if as_dtype is not None:
+        meta.to(as_dtype)
+    cache_kw = _cache_name(meta)
+    assert cache_kw is not None
+    model_dtype = dtype_name(next((p.dtype for p in meta.parameters() if p.is_floating_point()), torch.float32))
+    passes = _Passes(meta, title, batch, prompt, cache_kw, last_logits, traffic=dev is not None, say=say)
+    first, last = prompt, prompt + generate - 1
+    per_token, cache_dtype = kv_bytes(passes.cache_at(prompt))
+    notes = []
+    if kv_as is not None:
+        have = parse_dtype(cache_dtype.split(",")[0]) if cache_dtype else kv_as
+        passes.scale = (torch.empty((), dtype=kv_as).element_size(), torch.empty((), dtype=have).element_size())
+        notes.append(f"KV cache as {dtype_name(kv_as)}: the model's cache bytes x {passes.scale[0]}/{passes.scale[1]}")
+    decode = passes.decode
+    total_macs, total_flops = _exact_total(lambda c: (decode(c).total().macs, decode(c).total().flops), first, last)
+    cache, full = passes.cache_after(last)
+    notes.insert(0, f"KV cache: {type(cache).__name__}, {cache_dtype}, read from the tensors the model makes")
+    if kv_as is not None:
+        per_token, cache_dtype = per_token * passes.scale[0] // passes.scale[1], dtype_name(kv_as)
+    total, active, how = active_params(meta)
+    notes.append(f"active parameters: {how}")
+    notes.append(f"prefill computes the logits of {'the last position' if last_logits else 'every position'}"
+                 + ("" if last_logits else " (--last-logits: only the last, as generate does)"))
+    pre = passes.prefill()
+    report = LLMReport(
+        model=title, batch=batch, prompt=prompt, generate=generate, dtype=model_dtype, params=total, active_params=active,
+        weights_bytes=passes.weights, kv_bytes_per_token=per_token // (batch * prompt), kv_bytes=full,
+        kv_dtype=cache_dtype, prefill=_step(pre, prompt, 0), decode_first=_step(decode(first), 1, first),
+        decode_last=_step(decode(last), 1, last), decode_total_macs=total_macs, decode_total_flops=total_flops,
+        last_logits=last_logits, prefill_types=_types(pre, dev, model_dtype), decode_types=_types(decode(first), dev, model_dtype),
+        notes=tuple(notes), assumptions=ASSUMPTIONS if dev else ())
+    if limit is not None:
+        report = replace(report, fit=_fit(limit, report, lambda rows: passes.memory_at(rows, last)))
+    if dev is not None:
+        pre_s = _seconds(pre, dev, model_dtype)
+        step_s = (_seconds(decode(first), dev, model_dtype) + _seconds(decode(last), dev, model_dtype)) / 2
+        report = replace(report, roofline=Roofline(dev.name, dev.peak(model_dtype), dev.bandwidth_bytes_s, pre_s, step_s,
+                                                   batch / step_s if step_s else float("inf"), dev.source))
+    return report
+
+
+class _Passes:
+    """The passes fxcost llm prices on the model's data-free copy: prefills and decode steps, each
+    analyzed once per (context, batch) and kept, and the caches they read."""
+
+    def __init__(self, meta: nn.Module, title: str, batch: int, prompt: int, cache_kw: str, last_logits: bool, *,
+                 traffic: bool, say: Callable[[str], None]) -> None:
+        self.meta, self.title, self.batch, self.prompt, self.cache_kw = meta, title, batch, prompt, cache_kw
+        self.extra = {"logits_to_keep": 1} if last_logits else {}
+        self.traffic, self.say = traffic, say
+        self.scale = (1, 1)  # the cache's bytes at --kv-dtype, as a fraction of the model's
+        self.weights = storage_bytes(meta.parameters())
+        self.prefills: dict[int, Report] = {}
+        self.decoded: dict[tuple[int, int], Report] = {}
+
+    def ids(self, n: int, rows: int) -> torch.Tensor:
+        return torch.empty(rows, n, dtype=torch.long, device="meta")
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """The model's forward on its data-free copy, dispatched as the analysis dispatches it (the
+        same kernels: torch's meta kernel for ``_grouped_mm`` wants bfloat16 where the CPU takes any
+        float, which the analysis answers for MoE experts)."""
+        with torch.no_grad(), OpTagger():
+            return self.meta(*args, **kwargs)
+
+    def cache_at(self, length: int, rows: int | None = None) -> Any:
+        return _cache_of(self.run(self.ids(length, rows or self.batch), use_cache=True))
+
+    def prefill(self, rows: int | None = None) -> Report:
+        import fxcost
+
+        rows = rows or self.batch
+        if rows not in self.prefills:
+            self.say(f"prefill: {rows} x {self.prompt} tokens")
+            self.prefills[rows] = fxcost.analyze(self.meta, example_inputs=(self.ids(self.prompt, rows),),
+                                                 example_kwargs={"use_cache": True, **self.extra}, name=self.title,
+                                                 traffic=self.traffic)
+        return self.prefills[rows]
+
+    def decode(self, context: int, rows: int | None = None) -> Report:
+        import fxcost
+
+        rows = rows or self.batch
+        if (context, rows) not in self.decoded:
+            self.say(f"decode step at context {context:,}")
+            kwargs = {self.cache_kw: self.cache_at(context, rows), "use_cache": True, **self.extra}
+            self.decoded[context, rows] = fxcost.analyze(self.meta, example_inputs=(self.ids(1, rows),), example_kwargs=kwargs,
+                                                         name=self.title, traffic=self.traffic)
+        return self.decoded[context, rows]
+
+    def cache_after(self, last: int, rows: int | None = None) -> tuple[Any, int]:
+        """The cache as generating leaves it (the last step's output: a prefill's may hold views
+        into a fused projection's output), and its bytes (at --kv-dtype)."""
+        rows = rows or self.batch
+        cache = _cache_of(self.run(self.ids(1, rows), **{self.cache_kw: self.cache_at(last, rows), "use_cache": True}))
+        return cache, kv_bytes(cache)[0] * self.scale[0] // self.scale[1]
+
+    def memory_at(self, rows: int, last: int) -> int:
+        """What serving ``rows`` sequences needs, measured (LLMReport.memory's total)."""
+        return self.weights + self.cache_after(last, rows)[1] + max(
+            _step(self.prefill(rows), self.prompt, 0).peak_activation_bytes,
+            _step(self.decode(last, rows), 1, last).peak_activation_bytes)
+
+
+def _refuse(model: nn.Module, title: str, prompt: int, generate: int, batch: int, last_logits: bool) -> None:
+    """What fxcost llm cannot drive, refused before any copy is made."""
     if not isinstance(model, nn.Module) or not _is_causal_lm(model):
         raise InputSpecError(f"{title} is not a causal language model fxcost llm can drive: it needs a forward that takes a KV "
                              f"cache (cache= or past_key_values=) and returns it",
@@ -132,100 +242,9 @@ def llm(model: nn.Module, prompt: int, generate: int, *, batch: int = 1, dtype: 
     if limit is not None and prompt + generate > limit:
         raise InputSpecError(f"{title} attends to at most {limit:,} positions; prompt {prompt:,} + generate {generate:,} = "
                              f"{prompt + generate:,} is beyond it", hint=f"keep --prompt + --generate within {limit:,}")
-    dev = device(device_name) if device_name else None
-    limit = parse_size(fit) if fit is not None else None
-    as_dtype = parse_dtype(dtype) if isinstance(dtype, str) else dtype
-    kv_as = parse_dtype(kv_dtype) if isinstance(kv_dtype, str) else kv_dtype
     if last_logits and "logits_to_keep" not in inspect.signature(model.forward).parameters:
         raise InputSpecError(f"{title}.forward has no logits_to_keep argument: --last-logits cannot ask for the last "
                              f"position's logits alone", hint="drop --last-logits")
-    meta = meta_copy(model).eval()
-    if as_dtype is not None:
-        meta.to(as_dtype)
-    cache_kw = _cache_name(meta)
-    assert cache_kw is not None
-    model_dtype = dtype_name(next((p.dtype for p in meta.parameters() if p.is_floating_point()), torch.float32))
-    traffic = dev is not None
-
-    def ids(n: int, rows: int = batch) -> torch.Tensor:
-        return torch.empty(rows, n, dtype=torch.long, device="meta")
-
-    def run(*args: Any, **kwargs: Any) -> Any:
-        """The model's forward on its data-free copy, dispatched as the analysis dispatches it (the
-        same kernels: torch's meta kernel for ``_grouped_mm`` wants bfloat16 where the CPU takes any
-        float, which the analysis answers for MoE experts)."""
-        with torch.no_grad(), OpTagger():
-            return meta(*args, **kwargs)
-
-    def cache_at(length: int, rows: int = batch) -> Any:
-        return _cache_of(run(ids(length, rows), use_cache=True))
-
-    extra = {"logits_to_keep": 1} if last_logits else {}
-    prefills: dict[int, Report] = {}
-    decoded: dict[tuple[int, int], Report] = {}
-
-    def prefill(rows: int = batch) -> Report:
-        if rows not in prefills:
-            say(f"prefill: {rows} x {prompt} tokens")
-            prefills[rows] = fxcost.analyze(meta, example_inputs=(ids(prompt, rows),), example_kwargs={"use_cache": True, **extra},
-                                            name=title, traffic=traffic)
-        return prefills[rows]
-
-    def decode(context: int, rows: int = batch) -> Report:
-        if (context, rows) not in decoded:
-            say(f"decode step at context {context:,}")
-            decoded[context, rows] = fxcost.analyze(
-                meta, example_inputs=(ids(1, rows),), example_kwargs={cache_kw: cache_at(context, rows), "use_cache": True, **extra},
-                name=title, traffic=traffic)
-        return decoded[context, rows]
-
-    first, last = prompt, prompt + generate - 1
-    per_token, cache_dtype = kv_bytes(cache_at(prompt))
-    scale = (1, 1)
-    notes = []
-    if kv_as is not None:
-        have = parse_dtype(cache_dtype.split(",")[0]) if cache_dtype else kv_as
-        scale = (torch.empty((), dtype=kv_as).element_size(), torch.empty((), dtype=have).element_size())
-        notes.append(f"KV cache as {dtype_name(kv_as)}: the model's cache bytes x {scale[0]}/{scale[1]}")
-
-    def cache_after(rows: int = batch) -> tuple[Any, int]:
-        """The cache as generating leaves it (the last step's output: a prefill's may hold views
-        into a fused projection's output), and its bytes (at --kv-dtype)."""
-        cache = _cache_of(run(ids(1, rows), **{cache_kw: cache_at(last, rows), "use_cache": True}))
-        return cache, kv_bytes(cache)[0] * scale[0] // scale[1]
-
-    weights = storage_bytes(meta.parameters())
-
-    def memory_at(rows: int) -> int:
-        """What serving ``rows`` sequences needs, measured (LLMReport.memory's total)."""
-        return weights + cache_after(rows)[1] + max(_step(prefill(rows), prompt, 0).peak_activation_bytes,
-                                                    _step(decode(last, rows), 1, last).peak_activation_bytes)
-
-    total_macs, total_flops = _exact_total(lambda c: (decode(c).total().macs, decode(c).total().flops), first, last)
-    cache, full = cache_after()
-    notes.insert(0, f"KV cache: {type(cache).__name__}, {cache_dtype}, read from the tensors the model makes")
-    if kv_as is not None:
-        per_token, cache_dtype = per_token * scale[0] // scale[1], dtype_name(kv_as)
-    total, active, how = active_params(meta)
-    notes.append(f"active parameters: {how}")
-    notes.append(f"prefill computes the logits of {'the last position' if last_logits else 'every position'}"
-                 + ("" if last_logits else " (--last-logits: only the last, as generate does)"))
-    pre = prefill()
-    report = LLMReport(
-        model=title, batch=batch, prompt=prompt, generate=generate, dtype=model_dtype, params=total, active_params=active,
-        weights_bytes=weights, kv_bytes_per_token=per_token // (batch * prompt), kv_bytes=full, kv_dtype=cache_dtype,
-        prefill=_step(pre, prompt, 0), decode_first=_step(decode(first), 1, first), decode_last=_step(decode(last), 1, last),
-        decode_total_macs=total_macs, decode_total_flops=total_flops, last_logits=last_logits,
-        prefill_types=_types(pre, dev, model_dtype), decode_types=_types(decode(first), dev, model_dtype),
-        notes=tuple(notes), assumptions=ASSUMPTIONS if dev else ())
-    if limit is not None:
-        report = replace(report, fit=_fit(limit, report, memory_at))
-    if dev is not None:
-        pre_s = _seconds(pre, dev, model_dtype)
-        step_s = (_seconds(decode(first), dev, model_dtype) + _seconds(decode(last), dev, model_dtype)) / 2
-        report = replace(report, roofline=Roofline(dev.name, dev.peak(model_dtype), dev.bandwidth_bytes_s, pre_s, step_s,
-                                                   batch / step_s if step_s else float("inf"), dev.source))
-    return report
 
 
 def _fit(limit: int, report: LLMReport, memory: Callable[[int], int]) -> Fit:

@@ -171,6 +171,22 @@ def _rebuilt(described: Any) -> Any:
     return kind(_rebuilt(p) for p in parts)
 
 
+def _priced(name: str, fn: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> tuple[int, int]:
+    """``(macs, flops)`` of one call by its formula, which sees shapes. A formula that crashes is a
+    bug, never a zero: fxcost's own raises :class:`InternalError`, a user's an :class:`FxcostError`."""
+    s_args, s_kwargs, s_out = tree_map(formula_view, (tuple(args), kwargs, out))
+    s_kwargs.pop("out", None)
+    try:
+        cost = fn(*s_args, out=s_out, **s_kwargs)
+    except Exception as e:
+        text = f"failed on shapes {s_args}: {type(e).__name__}: {first_line(e)}"
+        if getattr(fn, "__module__", "").startswith("fxcost."):
+            raise InternalError(f"fxcost's formula for {name} {text}") from e
+        raise FxcostError(f"the formula registered for {name} ({getattr(fn, '__qualname__', fn)}) {text}",
+                          hint="fix that formula (fxcost.register_formula, --formulas, or your registry's)") from e
+    return cost.macs, cost.flops
+
+
 class OpRecorder(DispatchMode):
     """Counts every aten op dispatched while it is active into the current node's tally.
 
@@ -247,29 +263,14 @@ class OpRecorder(DispatchMode):
                 self._add(name, macs, flops, fate, reason, moved, out)
                 return out
         out = run_tagged(func, args, kwargs)
-        fate_entry = self._fates.get(func)
-        if fate_entry is None:
-            name = func._schema.name
-            rule = self.registry.lookup(name)
-            fate_entry = self._fates[func] = (name, rule.fate, rule.formula, rule.reason)
-        name, fate, fn, reason = fate_entry
+        name, fate, fn, reason = self._fate(func)
         if name in _SAME_DTYPE:
             dtypes = {a.dtype for a in args if isinstance(a, torch.Tensor)}
             if len(dtypes) > 1:  # meta kernels do not check this; real CPU/GPU kernels refuse it
                 raise OperandDtypeError(f"{name} got operands of different dtype: {', '.join(sorted(map(str, dtypes)))}")
         macs = flops = 0
         if fn is not None:  # Fate.FORMULA
-            s_args, s_kwargs, s_out = tree_map(formula_view, (tuple(args), kwargs, out))
-            s_kwargs.pop("out", None)
-            try:
-                cost = fn(*s_args, out=s_out, **s_kwargs)
-            except Exception as e:  # a formula bug must not pass as a zero
-                text = f"failed on shapes {s_args}: {type(e).__name__}: {first_line(e)}"
-                if getattr(fn, "__module__", "").startswith("fxcost."):
-                    raise InternalError(f"fxcost's formula for {name} {text}") from e
-                raise FxcostError(f"the formula registered for {name} ({getattr(fn, '__qualname__', fn)}) {text}",
-                                  hint="fix that formula (fxcost.register_formula, --formulas, or your registry's)") from e
-            macs, flops = cost.macs, cost.flops
+            macs, flops = _priced(name, fn, args, kwargs, out)
         elif fate is Fate.UNSUPPORTED:
             fate, reason = self._through_implementation(name, args, kwargs)
         moved = _moved(func, args, kwargs, out) if self.traffic else 0
@@ -279,6 +280,15 @@ class OpRecorder(DispatchMode):
                 self.shapes[key] = (described, name, macs, flops, fate, reason, moved)
         self._add(name, macs, flops, fate, reason, moved, out)
         return out
+
+    def _fate(self, func: Any) -> tuple[str, Fate, Any, str]:
+        """The op's name, fate, formula and reason, looked up once per op."""
+        found = self._fates.get(func)
+        if found is None:
+            name = func._schema.name
+            rule = self.registry.lookup(name)
+            found = self._fates[func] = (name, rule.fate, rule.formula, rule.reason)
+        return found
 
     def _key(self, func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         """The shape cache's key for this call, or None where it is not cached. A call with no
