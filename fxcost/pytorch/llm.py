@@ -29,6 +29,7 @@ from torch import nn
 
 from fxcost.counting.devices import Device, device
 from fxcost.errors import InputSpecError
+from fxcost.pytorch.analyze import analyze
 from fxcost.pytorch.memory import storage_bytes
 from fxcost.pytorch.recorder import OpTagger
 from fxcost.pytorch.step import parse_size, size_text
@@ -194,24 +195,20 @@ class _Passes:
         return _cache_of(self.run(self.ids(length, rows or self.batch), use_cache=True))
 
     def prefill(self, rows: int | None = None) -> Report:
-        import fxcost
-
         rows = rows or self.batch
         if rows not in self.prefills:
             self.say(f"prefill: {rows} x {self.prompt} tokens")
-            self.prefills[rows] = fxcost.analyze(self.meta, example_inputs=(self.ids(self.prompt, rows),),
+            self.prefills[rows] = analyze(self.meta, example_inputs=(self.ids(self.prompt, rows),),
                                                  example_kwargs={"use_cache": True, **self.extra}, name=self.title,
                                                  traffic=self.traffic)
         return self.prefills[rows]
 
     def decode(self, context: int, rows: int | None = None) -> Report:
-        import fxcost
-
         rows = rows or self.batch
         if (context, rows) not in self.decoded:
             self.say(f"decode step at context {context:,}")
             kwargs = {self.cache_kw: self.cache_at(context, rows), "use_cache": True, **self.extra}
-            self.decoded[context, rows] = fxcost.analyze(self.meta, example_inputs=(self.ids(1, rows),), example_kwargs=kwargs,
+            self.decoded[context, rows] = analyze(self.meta, example_inputs=(self.ids(1, rows),), example_kwargs=kwargs,
                                                          name=self.title, traffic=self.traffic)
         return self.decoded[context, rows]
 
