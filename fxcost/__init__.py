@@ -9,6 +9,7 @@ what each number counts and docs/architecture.md for how the package is laid out
 """
 
 from fxcost._version import __version__
+from fxcost.api import analyze, explain, llm, summary, sweep
 from fxcost.counting import CONVENTIONS, Convention, Cost, FormulaRegistry, Free, Rule
 from fxcost.errors import (
     ExportError,
@@ -22,10 +23,8 @@ from fxcost.errors import (
     UnsupportedOpError,
 )
 from fxcost.onnx.analyze import analyze_onnx
-from fxcost.peers.apply import analyze, explain, sweep
 from fxcost.pytorch.aten import ATEN as DEFAULT_REGISTRY
 from fxcost.pytorch.aten import register_formula
-from fxcost.pytorch.llm import llm
 from fxcost.report import (
     Comparison,
     Counts,
@@ -43,7 +42,6 @@ from fxcost.report import (
     compare,
 )
 from fxcost.report.llm import LLMReport
-from fxcost.summary import summary
 
 #: the names fxcost 0.1 used for the row and the totals
 NodeCost = Row

@@ -35,6 +35,7 @@ ALLOWED = {
     "exporters": {"report", "errors"},
     "summary": {"pytorch", "exporters", "report", "errors"},  # torchinfo's call: analyze, then print the table
     "peers": {"pytorch", "counting", "report", "errors"},  # other tools' counts, reproduced on fxcost's meta copy
+    "api": {"pytorch", "peers", "summary", "counting", "report", "errors"},  # the public functions: thin, over the routes
     "cli": None,  # the command line calls everything
     "__init__": None,  # the public API re-exports everything
     "__main__": None,

@@ -6,11 +6,14 @@ docs/conventions.md has each tool's rule per op family, with the source line it 
 
 from __future__ import annotations
 
+import functools
 import importlib
+from collections.abc import Callable
 
 from fxcost.counting.conventions import TOOL_PRESETS
 from fxcost.errors import InputSpecError
 from fxcost.peers.base import Charge, PeerTool, Reproduction, ToolFigures
+from fxcost.report import Report
 
 #: the --convention name of each reproduced tool -> the module that holds its PeerTool as TOOL
 _MODULES = {
@@ -34,4 +37,15 @@ def peer(name: str) -> PeerTool:
     return tool
 
 
-__all__ = ["TOOLS", "Charge", "PeerTool", "Reproduction", "ToolFigures", "peer"]
+def preset(convention: object) -> Callable[..., Report] | None:
+    """The extension point :func:`fxcost.analyze` asks: the preset that counts as the tool
+    ``convention`` names (a report whose MACs and params are that tool's), or None for fxcost's
+    own conventions."""
+    if not isinstance(convention, str) or convention not in TOOLS:
+        return None
+    from fxcost.peers.apply import counted_by
+
+    return functools.partial(counted_by, convention)
+
+
+__all__ = ["TOOLS", "Charge", "PeerTool", "Reproduction", "ToolFigures", "peer", "preset"]

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils._pytree import tree_map
 
 from fxcost.errors import FxcostError, InputSpecError, first_line
-from fxcost.peers import TOOLS, peer
+from fxcost.peers import peer
 from fxcost.peers.base import Charge, PeerTool, Reproduction
 from fxcost.pytorch.diagnosis import is_data_dependent
 from fxcost.report import Counts, Report, Row, RowKind
@@ -204,15 +204,13 @@ def reproduce(name: str, model: nn.Module, args: tuple[Any, ...], kwargs: dict[s
 
 
 
-def analyze(model: nn.Module, input_size: Any = None, example_inputs: Any = None,
-            example_kwargs: dict[str, Any] | None = None, convention: Any = "fxcost", **options: Any) -> Report:
-    """:func:`fxcost.analyze`: fxcost's analysis, and with ``convention`` naming another tool
-    (``"fvcore"``, ``"thop"``...), its MACs and params as that tool counts them, reproduced."""
+def counted_by(convention: str, model: nn.Module, input_size: Any = None, example_inputs: Any = None,
+               example_kwargs: dict[str, Any] | None = None, **options: Any) -> Report:
+    """The preset of the tool ``convention`` (``"fvcore"``, ``"thop"``...): fxcost's analysis,
+    with the MACs and params as that tool counts them, reproduced on the data-free copy."""
     from fxcost.pytorch.analyze import analyze as count
     from fxcost.pytorch.inputs import normalize_inputs
 
-    if not isinstance(convention, str) or convention not in TOOLS:
-        return count(model, input_size, example_inputs, example_kwargs, convention, **options)
     asked = [k for k in ("train", "device", "traffic", "real", "dtype", "registry") if options.get(k)]
     if asked:
         raise InputSpecError(f"the {convention} preset reproduces {convention}'s count of one forward of the model as "
@@ -221,13 +219,6 @@ def analyze(model: nn.Module, input_size: Any = None, example_inputs: Any = None
     report = count(model, input_size, example_inputs, example_kwargs, "fxcost", **options)
     args = normalize_inputs(input_size, example_inputs)
     return counted_as(report, reproduce(convention, model, args, dict(example_kwargs or {})))
-
-
-def sweep(model: nn.Module, input_sizes: Any, **options: Any) -> Any:
-    """:func:`fxcost.sweep`: one model at several input sizes; ``convention`` may name another tool."""
-    from fxcost.pytorch.analyze import sweep as at_sizes
-
-    return at_sizes(model, input_sizes, using=analyze, **options)
 
 
 def explain(model: nn.Module, input_size: Any = None, example_inputs: Any = None,
@@ -243,25 +234,11 @@ def explain(model: nn.Module, input_size: Any = None, example_inputs: Any = None
     tool = peer(vs)
     args = normalize_inputs(input_size, example_inputs)
     kwargs = dict(example_kwargs or {})
-    report = analyze(model, None, args, kwargs, "fxcost", **options)
+    from fxcost.pytorch.analyze import analyze as count
+
+    report = count(model, None, args, kwargs, "fxcost", **options)
     explained = explanation(report, reproduce(vs, model, args, kwargs), tool, type(model).__name__)
     if not run:
         return explained
     real = tree_map(realize, (args, kwargs))
     return measured(explained, tool, model, *real)
-
-
-def _documented() -> None:
-    import inspect
-
-    from fxcost.pytorch.analyze import analyze as count
-
-    analyze.__doc__ = (count.__doc__ or "") + (
-        "\n    ``convention`` may also name another tool (``fvcore``, ``ptflops``, ``thop``, ``torchinfo``,\n"
-        "    ``calflops``, ``deepspeed``, ``flop_counter``): the report's MACs are then that tool's, per row and\n"
-        "    in total, reproduced on the data-free copy (docs/conventions.md), and its notes name what the tool\n"
-        "    does not count.\n")
-    analyze.__signature__ = inspect.signature(count)  # type: ignore[attr-defined]
-
-
-_documented()

@@ -199,53 +199,8 @@ def analyze(
     traffic: bool = False,
     device: str | None = None,
 ) -> Report:
-    """Analyze ``model`` without running it for real, and return a :class:`Report`.
-
-    ``input_size`` is one shape or a list of shapes (float32); ``example_inputs`` a tensor or a
-    tuple of positional arguments (real, fake or meta tensors, or nested dicts/lists of them:
-    only shapes and dtypes are used); ``example_kwargs`` keyword arguments (tensors or plain
-    values). ``real=True`` runs real tensors on a copy of the model. ``strict=True`` raises
-    :class:`UnsupportedOpError` when an op has no formula. ``registry``: the aten formulas to
-    count with (a copy of :data:`fxcost.DEFAULT_REGISTRY`, extended), default that one.
-    ``dtype`` (``torch.bfloat16`` or ``"bfloat16"``) analyzes the model as cast to it: its
-    floating-point weights and buffers, and the float inputs (integer ones stay).
-
-    ``train=True`` analyzes a training step's forward and backward: the working copy in train
-    mode (dropout and batch statistics as in training) with gradients on, then the backward of
-    the default loss (the first floating-point output, cast to float32 and summed), whose ops are
-    priced by the same registry and attributed to the forward node they differentiate: rows and
-    totals gain ``backward_macs`` and ``backward_flops``. Frozen parameters (``requires_grad=False``)
-    get no weight gradient. Needs a graph (symbolic tracing or torch.export). The report's
-    ``peak_memory`` is then a training step's (mode ``train``): two steps run on fake tensors,
-    forward, loss, backward, ``optimizer`` step and ``zero_grad``, and the second one's peak is
-    broken into params, buffers, inputs, grads, optimizer states, activations and temporaries.
-    ``optimizer``: ``sgd``, ``sgd-momentum``, ``adam``, ``adamw`` (default), ``adafactor`` or
-    ``none``, as PyTorch's own optimizers allocate their states. ``amp`` (``"bfloat16"`` or
-    ``"float16"``) runs the step's forward under autocast (CPU autocast's op list; the weights stay
-    float32). ``checkpoint`` names modules (paths or class names) to recompute in the backward
-    instead of saving their activations (``torch.utils.checkpoint``); their forward's ops are
-    counted again in the backward. ``shard`` (``"zero2:8"``): the peak per rank when data-parallel
-    ranks shard the model states (ZeRO stages 1-3, ``fsdp`` = stage 3). ``fit`` (``"80GiB"`` or
-    bytes): the largest batch (the first dimension of every input) whose peak fits, with or
-    without ``train``. ``traffic=True`` also counts the bytes each forward op reads and writes
-    (``bytes_moved`` per op, row and in total: each tensor argument read, each output written,
-    views free), what a roofline prices; ``device`` (``"h100"``, ``"a100-80g"``... or a profile
-    ``.toml``) draws it: the report's ``hardware``, each row's time ``max(FLOPs / peak, bytes /
-    bandwidth)`` in ``report.roofline()`` (docs/commands/llm.md).
-
-    ``tracer`` picks how the model becomes a graph: ``"auto"`` (symbolic tracing, keeping
-    untraceable submodules opaque; else ``torch.export``; else running op by op),
-    ``"symbolic"``, ``"export"`` or ``"eager"``. ``leaves`` names modules (paths or class names)
-    to keep whole: one row per call, its ops still counted (FX does not trace into them). The
-    report's ``trace`` says which method ran, which modules were opaque and why, and why earlier
-    methods failed. The model is never modified: analysis runs on a weightless copy (a full
-    copy with ``real``).
-
-    The result does not depend on where it is called: under ``torch.no_grad()``,
-    ``torch.inference_mode()``, ``torch.enable_grad()``, inside a dispatch or fake mode of the
-    caller's (set aside while fxcost runs), or from several threads at once (analyses take turns:
-    torch.fx's tracing patches ``nn.Module.__call__`` for the whole process while it runs).
-    """
+    """The PyTorch route's analysis of ``model`` (:func:`fxcost.api.analyze` documents every
+    argument; it hands the other tools' conventions to their presets and the rest here)."""
     from fxcost.counting.devices import device as device_profile
 
     profile = device_profile(device) if device else None
