@@ -201,28 +201,76 @@ def analyze(
 ) -> Report:
     """The PyTorch route's analysis of ``model`` (:func:`fxcost.api.analyze` documents every
     argument; it hands the other tools' conventions to their presets and the rest here)."""
-    from fxcost.counting.devices import device as device_profile
+    request = Request.of(input_size, example_inputs, example_kwargs, convention, real=real, strict=strict, name=name,
+                         tracer=tracer, leaves=leaves, registry=registry, dtype=dtype, train=train, optimizer=optimizer,
+                         amp=amp, checkpoint=checkpoint, shard=shard, fit=fit, traffic=traffic, device=device)
+    return run(model, request)
 
-    profile = device_profile(device) if device else None
-    traffic = traffic or profile is not None
-    with _ONE_AT_A_TIME, isolated(), _callers_rng_kept(real):
+
+@dataclass(frozen=True)
+class Request:
+    """One analysis as asked, validated once, before any copy of the model is made: what every
+    stage reads (:func:`run` documents the stages)."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    #: the inputs were given as bare shapes (``input_size``): nothing to run for real
+    shapes_only: bool
+    convention: Convention
+    real: bool
+    strict: bool
+    name: str | None
+    methods: tuple[Method, ...]  # the tracers to try, in order
+    leaves: tuple[str, ...]
+    registry: FormulaRegistry
+    dtype: torch.dtype | None
+    train: bool
+    step: _Step
+    traffic: bool
+    profile: Any  # a counting.devices.Device, the roofline's (``device``)
+
+    @classmethod
+    def of(cls, input_size: Shape | Sequence[Shape] | None, example_inputs: Any, example_kwargs: dict[str, Any] | None,
+           convention: str | Convention, *, real: bool = False, strict: bool = False, name: str | None = None,
+           tracer: str | Method = "auto", leaves: Sequence[str] = (), registry: FormulaRegistry | None = None,
+           dtype: torch.dtype | str | None = None, train: bool = False, optimizer: str | None = None, amp: str | None = None,
+           checkpoint: Sequence[str] = (), shard: str | None = None, fit: int | str | None = None, traffic: bool = False,
+           device: str | None = None) -> Request:
+        """:func:`analyze`'s arguments, checked: :class:`InputSpecError` for any that does not fit."""
+        from fxcost.counting.devices import device as device_profile
+
+        profile = device_profile(device) if device else None
+        step = _Step.of(train, optimizer, amp, checkpoint, shard, fit)
+        if tracer != "auto" and tracer not in TRACERS:
+            raise InputSpecError(f"unknown tracer {tracer!r}", hint=f"one of: {', '.join(['auto', *TRACERS])}")
+        rules = get_convention(convention)
+        args = normalize_inputs(input_size, example_inputs)
+        kwargs = dict(example_kwargs or {})
+        if not args and not kwargs:
+            raise InputSpecError("no inputs given", hint="pass input_size=(1, 3, 224, 224) or --input 1x3x224x224")
+        return cls(args, kwargs, input_size is not None, rules, real, strict, name,
+                   AUTO if tracer == "auto" else (Method(tracer),), (leaves,) if isinstance(leaves, str) else tuple(leaves),
+                   registry or default_registry(), _dtype(dtype), train, step, traffic or profile is not None, profile)
+
+
+def run(model: nn.Module, request: Request) -> Report:
+    """The analysis of ``model`` as ``request`` asks, in stages, each a function of the last one's
+    product: the working copy and its trace, priced and made rows by the first tracer that follows
+    the forward (:func:`_traced` -> :class:`_Done`), the memory (:func:`_peak`), the report
+    (:func:`_report`). Where the data-free run fails for want of values and the caller gave real
+    inputs and weights, it runs again on them, and says so."""
+    with _ONE_AT_A_TIME, isolated(), _callers_rng_kept(request.real):
         try:
-            def run(real: bool) -> Report:
-                report = _analyze(model, input_size, example_inputs, example_kwargs, convention, real=real, strict=strict,
-                                name=name, tracer=tracer, leaves=leaves, registry=registry, dtype=dtype, train=train,
-                                step=_Step.of(train, optimizer, amp, checkpoint, shard, fit), traffic=traffic)
-                return _on(profile, report) if profile is not None else report
-
             try:
-                return run(real)
+                return _run(model, request)
             except FxcostError as e:
-                if real or not _values_decide(e) or not _real_data(model, input_size, example_inputs, example_kwargs):
+                if request.real or not _values_decide(e) or not _real_data(model, request):
                     raise
                 op = failed_op(e)
                 why = f"{op.name} on data-free tensors" if op is not None else first_line(e)
                 try:
                     with _callers_rng_kept(True):
-                        report = run(True)
+                        report = _run(model, replace(request, real=True))
                 except Exception:
                     raise e from None  # the real run failed too: the data-free failure is the one to show
             note = (f"ran on real tensors: the path depends on tensor values ({why}), and the inputs and "
@@ -234,6 +282,13 @@ def analyze(
                 f"analysis follow: {first_line(e)}",
                 hint="raise the limit (sys.setrecursionlimit(10_000)) before analyzing, or analyze a part of the model",
             ) from None
+
+
+def _run(model: nn.Module, request: Request) -> Report:
+    _refuse_model(model)
+    done = _traced(model, request)
+    peak, notes = _peak(model, request, done)
+    return _report(model, request, done, peak, [*_notes(done, request.dtype), *notes])
 
 
 def _drop_backward_hooks(model: nn.Module) -> list[str]:
@@ -272,11 +327,11 @@ def _in_packing(e: BaseException) -> bool:
     return False
 
 
-def _real_data(model: nn.Module, input_size: Any, args: Any, kwargs: dict[str, Any] | None) -> bool:
+def _real_data(model: nn.Module, request: Request) -> bool:
     """The caller gave values: real (not meta, not fake) input tensors and a model with weights."""
-    if input_size is not None or has_meta_weights(model):
+    if request.shapes_only or has_meta_weights(model):
         return False
-    tensors = [x for x in tree_flatten((args, kwargs or {}))[0] if isinstance(x, torch.Tensor)]
+    tensors = [x for x in tree_flatten((request.args, request.kwargs))[0] if isinstance(x, torch.Tensor)]
     return bool(tensors) and all(x.device.type != "meta" and not isinstance(x, torch._subclasses.FakeTensor)
                                  for x in tensors)
 
@@ -333,67 +388,31 @@ def isolated() -> Iterator[None]:
             torch._C._push_on_torch_function_stack(mode)
 
 
-def _analyze(
-    model: nn.Module,
-    input_size: Shape | Sequence[Shape] | None,
-    example_inputs: Any,
-    example_kwargs: dict[str, Any] | None,
-    convention: str | Convention,
-    *,
-    real: bool,
-    strict: bool,
-    name: str | None,
-    tracer: str | Method,
-    leaves: Sequence[str],
-    registry: FormulaRegistry | None,
-    dtype: torch.dtype | str | None,
-    train: bool = False,
-    step: _Step | None = None,
-    traffic: bool = False,
-) -> Report:
-    step = step or _Step.of(train, None, None, (), None, None)
-    _refuse_model(model, tracer)
-    rules = get_convention(convention)
-    args = normalize_inputs(input_size, example_inputs)
-    kwargs = dict(example_kwargs or {})
-    if not args and not kwargs:
-        raise InputSpecError("no inputs given", hint="pass input_size=(1, 3, 224, 224) or --input 1x3x224x224")
-    prepare = prepare_real if real else prepare_meta
-    as_dtype = _dtype(dtype)
-    recorder = OpRecorder(registry or default_registry())
-    recorder.traffic = traffic
-
-    def job_for(shadow: nn.Module, margs: tuple[Any, ...], mkwargs: dict[str, Any]) -> _Job:
-        recompute = checkpoint_paths(shadow, step.checkpoint) if step.checkpoint else ()
-        return _Job(shadow, margs, mkwargs, recorder, rules, input_specs(shadow.forward, margs, mkwargs),
-                    leaf_paths(model, leaves), real, train, recompute)
-
-    methods = list(AUTO) if tracer == "auto" else [Method(tracer)]
-    done = _traced(model, args, kwargs, prepare, as_dtype, methods, job_for)
+def _report(model: nn.Module, request: Request, done: _Done, peak: PeakMemory | None, notes: list[str]) -> Report:
+    """The report stage: the rows, the memory and what the trace says, as one :class:`Report`
+    (drawn on the device's roofline where ``device`` asked for one)."""
     run, job = done.run, done.job
-    peak, peak_notes = _peak(model, args, kwargs, done, prepare, as_dtype, step)
-    notes = [*_notes(done, as_dtype), *peak_notes]
-    trace = replace(run.trace, fallbacks=done.fallbacks, notes=(*run.trace.notes, *notes))
-    return Report(
-        model=name or type(model).__name__,
-        convention=rules.name,
+    report = Report(
+        model=request.name or type(model).__name__,
+        convention=request.convention.name,
         inputs=tuple(job.inputs),
         layers=tuple(run.rows),
-        memory=memory_summary(run.rows, job.inputs, rules),
-        unsupported=tuple(unsupported_ops(run.rows, strict)),
-        trace=trace,
+        memory=memory_summary(run.rows, job.inputs, request.convention),
+        unsupported=tuple(unsupported_ops(run.rows, request.strict)),
+        trace=replace(run.trace, fallbacks=done.fallbacks, notes=(*run.trace.notes, *notes)),
         module_types={path: class_name(m) for path, m in job.shadow.named_modules() if path},
         mode=run.mode,
         outputs=run.outputs,
         edges=tuple(run.edges),
         peak_memory=peak,
-        analysis=Analysis.TRAIN if train else Analysis.INFERENCE,
-        traffic=traffic,
+        analysis=Analysis.TRAIN if request.train else Analysis.INFERENCE,
+        traffic=request.traffic,
     )
+    return _on(request.profile, report) if request.profile is not None else report
 
 
-def _refuse_model(model: Any, tracer: str | Method) -> None:
-    """What no tracer can analyze, refused before any copy is made."""
+def _refuse_model(model: Any) -> None:
+    """The load stage's check: what no tracer can analyze, refused before any copy is made."""
     if not isinstance(model, nn.Module):
         raise InputSpecError(f"analyze() needs an nn.Module, got {type(model).__name__}", hint="pass the model object, e.g. fxcost.analyze(MyNet(), input_size=(1, 3, 224, 224))")
     if isinstance(model, torch.jit.ScriptModule):  # its forward runs in TorchScript's interpreter: no module calls to follow
@@ -402,8 +421,6 @@ def _refuse_model(model: Any, tracer: str | Method) -> None:
             f"TorchScript's interpreter runs this one out of its sight",
             hint="analyze the nn.Module it was scripted from; TorchScript functions inside a Python model are counted",
         )
-    if tracer != "auto" and tracer not in TRACERS:
-        raise InputSpecError(f"unknown tracer {tracer!r}", hint=f"one of: {', '.join(['auto', *TRACERS])}")
     _refuse_lazy_forward(model)
 
 
@@ -420,11 +437,14 @@ class _Done:
     backward_hooks: list[str]
 
 
-def _traced(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], prepare: Callable[..., Any],
-            as_dtype: torch.dtype | None, methods: list[Method],
-            job_for: Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], _Job]) -> _Done:
-    """Each tracer of ``methods`` in turn on a fresh working copy, until one counts the model; a
-    user's hook that fails on data-free tensors is set aside and the same tracer tried again."""
+def _traced(model: nn.Module, request: Request) -> _Done:
+    """The load and trace stages: each tracer of the request in turn on a fresh working copy,
+    until one counts the model; a user's hook that fails on data-free tensors is set aside and the
+    same tracer tried again."""
+    methods, prepare = request.methods, prepare_real if request.real else prepare_meta
+    recorder = OpRecorder(request.registry)
+    recorder.traffic = request.traffic
+    leaves = leaf_paths(model, request.leaves)
     fallbacks: list[Fallback] = []
     errors: list[FxcostError] = []
     skipped: dict[Hook, str] = {}  # hooks that fail on data-free tensors, and why
@@ -432,10 +452,12 @@ def _traced(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], pre
     while True:
         try:
             # a fresh copy for each attempt: a failed one may have left state on the last copy
-            shadow, margs, mkwargs = cast(prepare(model, args, kwargs, skipped), as_dtype)
+            shadow, margs, mkwargs = cast(prepare(model, request.args, request.kwargs, skipped), request.dtype)
             dense = dense_encoders(shadow)
             backward_hooks = []
-            job = job_for(shadow, margs, mkwargs)
+            recompute = checkpoint_paths(shadow, request.step.checkpoint) if request.step.checkpoint else ()
+            job = _Job(shadow, margs, mkwargs, recorder, request.convention, input_specs(shadow.forward, margs, mkwargs),
+                       leaves, request.real, request.train, recompute)
             if job.train:
                 shadow.train()
                 backward_hooks = _drop_backward_hooks(shadow)
@@ -452,7 +474,7 @@ def _traced(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], pre
                 i += 1
                 continue
             failure = all_failed(type(model).__name__, methods, errors) if fallbacks else e
-            _dtype_hint(failure, model, args, kwargs, as_dtype)
+            _dtype_hint(failure, model, request.args, request.kwargs, request.dtype)
             if failure is e:
                 raise
             raise failure from e
@@ -477,17 +499,16 @@ def _notes(done: _Done, as_dtype: torch.dtype | None) -> list[str]:
     return notes
 
 
-def _peak(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], done: _Done, prepare: Callable[..., Any],
-          as_dtype: torch.dtype | None, step: _Step) -> tuple[PeakMemory | None, list[str]]:
+def _peak(model: nn.Module, request: Request, done: _Done) -> tuple[PeakMemory | None, list[str]]:
     """The memory stage: the peak the count measured, or one measured on a run of its own (a
     training step's, a batch that fits, a forward the count did not measure), and its notes."""
-    run, job, train = done.run, done.job, done.job.train
-    peak, notes = run.peak, []
-    if train or step.fit is not None:
-        peak = _step_peak(model, args, kwargs, done.skipped, prepare, as_dtype, run.mode, train, step, job.recompute, peak)
+    train, job = request.train, done.job
+    peak, notes = done.run.peak, []
+    if train or request.step.fit is not None:
+        peak = _step_peak(model, request, done, peak)
     elif peak is None:  # measured on its own forward run (the export and eager tracers'); where it cannot run, none
         try:
-            peak = _step_peak(model, args, kwargs, done.skipped, prepare, as_dtype, run.mode, False, step, (), None)
+            peak = _step_peak(model, request, done, None)
         except FxcostError as e:
             notes.append(f"no peak memory: the forward could not run eagerly on fake tensors ({first_line(e)})")
     if train and peak is not None:
@@ -536,13 +557,13 @@ class _Step:
                      parse_size(fit) if fit is not None else None)
 
 
-def _step_peak(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], skipped: dict[Hook, str],
-               prepare: Callable[..., Any], as_dtype: torch.dtype | None, mode: Mode, train: bool, step: _Step,
-               recompute: tuple[str, ...], inference: PeakMemory | None) -> PeakMemory:
+def _step_peak(model: nn.Module, request: Request, done: _Done, inference: PeakMemory | None) -> PeakMemory:
     """A training step's peak memory (``train``), or the forward's where ``inference`` (the
     peak measured while counting) is not given, and the largest batch that fits (``fit``), on a
     fresh working copy whose tensors are fake (real where the analysis ran on values)."""
-    shadow, a, kw = cast(prepare(model, args, kwargs, skipped), as_dtype)
+    prepare = prepare_real if request.real else prepare_meta
+    train, step, mode, recompute = request.train, request.step, done.run.mode, done.job.recompute
+    shadow, a, kw = cast(prepare(model, request.args, request.kwargs, done.skipped), request.dtype)
     if train:
         shadow.train()
         _drop_backward_hooks(shadow)
