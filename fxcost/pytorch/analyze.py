@@ -228,6 +228,8 @@ class Request:
     step: _Step
     traffic: bool
     profile: Any  # a counting.devices.Device, the roofline's (``device``)
+    #: measure the peak memory (the memory stage); fxcost llm skips it where it reads only counts
+    memory: bool = True
 
     @classmethod
     def of(cls, input_size: Shape | Sequence[Shape] | None, example_inputs: Any, example_kwargs: dict[str, Any] | None,
@@ -504,6 +506,8 @@ def _peak(model: nn.Module, request: Request, done: _Done) -> tuple[PeakMemory |
     training step's, a batch that fits, a forward the count did not measure), and its notes."""
     train, job = request.train, done.job
     peak, notes = done.run.peak, []
+    if not request.memory:
+        return None, ["no peak memory: not asked for"]
     if train or request.step.fit is not None:
         peak = _step_peak(model, request, done, peak)
     elif peak is None:  # measured on its own forward run (the export and eager tracers'); where it cannot run, none

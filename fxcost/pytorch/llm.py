@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable
 from dataclasses import replace
@@ -29,7 +30,7 @@ from torch import nn
 
 from fxcost.counting.devices import Device, device
 from fxcost.errors import InputSpecError
-from fxcost.pytorch.analyze import analyze
+from fxcost.pytorch.analyze import Request, analyze, run
 from fxcost.pytorch.memory import storage_bytes
 from fxcost.pytorch.recorder import OpTagger
 from fxcost.pytorch.step import parse_size, size_text
@@ -140,7 +141,13 @@ def llm(model: nn.Module, prompt: int, generate: int, *, batch: int = 1, dtype: 
         passes.scale = (torch.empty((), dtype=kv_as).element_size(), torch.empty((), dtype=have).element_size())
         notes.append(f"KV cache as {dtype_name(kv_as)}: the model's cache bytes x {passes.scale[0]}/{passes.scale[1]}")
     decode = passes.decode
-    total_macs, total_flops = _exact_total(lambda c: (decode(c).total().macs, decode(c).total().flops), first, last)
+    decode(first), decode(last)  # with their memory: the steps shown; the others are counted alone
+
+    def counts(c: int) -> tuple[int, int]:
+        t = decode(c, memory=False).total()
+        return t.macs, t.flops
+
+    total_macs, total_flops = _exact_total(counts, first, last)
     cache, full = passes.cache_after(last)
     notes.insert(0, f"KV cache: {type(cache).__name__}, {cache_dtype}, read from the tensors the model makes")
     if kv_as is not None:
@@ -180,6 +187,8 @@ class _Passes:
         self.weights = storage_bytes(meta.parameters())
         self.prefills: dict[int, Report] = {}
         self.decoded: dict[tuple[int, int], Report] = {}
+        self.counted: dict[tuple[int, int], Report] = {}  # decode steps analyzed for their counts alone
+        self.caches: dict[tuple[int, int], Any] = {}
 
     def ids(self, n: int, rows: int) -> torch.Tensor:
         return torch.empty(rows, n, dtype=torch.long, device="meta")
@@ -192,7 +201,12 @@ class _Passes:
             return self.meta(*args, **kwargs)
 
     def cache_at(self, length: int, rows: int | None = None) -> Any:
-        return _cache_of(self.run(self.ids(length, rows or self.batch), use_cache=True))
+        """The cache a prefill of ``length`` tokens leaves, made once: read it, or hand it to an
+        analysis (which runs on a copy); a forward run on it directly appends to it."""
+        rows = rows or self.batch
+        if (length, rows) not in self.caches:
+            self.caches[length, rows] = _cache_of(self.run(self.ids(length, rows), use_cache=True))
+        return self.caches[length, rows]
 
     def prefill(self, rows: int | None = None) -> Report:
         rows = rows or self.batch
@@ -203,20 +217,26 @@ class _Passes:
                                                  traffic=self.traffic)
         return self.prefills[rows]
 
-    def decode(self, context: int, rows: int | None = None) -> Report:
+    def decode(self, context: int, rows: int | None = None, memory: bool = True) -> Report:
+        """The decode step at ``context``; ``memory=False``: for its counts alone (no peak measured)."""
         rows = rows or self.batch
-        if (context, rows) not in self.decoded:
-            self.say(f"decode step at context {context:,}")
-            kwargs = {self.cache_kw: self.cache_at(context, rows), "use_cache": True, **self.extra}
-            self.decoded[context, rows] = analyze(self.meta, example_inputs=(self.ids(1, rows),), example_kwargs=kwargs,
-                                                         name=self.title, traffic=self.traffic)
-        return self.decoded[context, rows]
+        if (context, rows) in self.decoded:
+            return self.decoded[context, rows]
+        if not memory and (context, rows) in self.counted:
+            return self.counted[context, rows]
+        self.say(f"decode step at context {context:,}")
+        kwargs = {self.cache_kw: self.cache_at(context, rows), "use_cache": True, **self.extra}
+        request = Request.of(None, (self.ids(1, rows),), kwargs, "fxcost", name=self.title, traffic=self.traffic)
+        report = run(self.meta, replace(request, memory=memory))
+        (self.decoded if memory else self.counted)[context, rows] = report
+        return report
 
     def cache_after(self, last: int, rows: int | None = None) -> tuple[Any, int]:
         """The cache as generating leaves it (the last step's output: a prefill's may hold views
         into a fused projection's output), and its bytes (at --kv-dtype)."""
         rows = rows or self.batch
-        cache = _cache_of(self.run(self.ids(1, rows), **{self.cache_kw: self.cache_at(last, rows), "use_cache": True}))
+        before = copy.deepcopy(self.cache_at(last, rows))  # the step appends to it
+        cache = _cache_of(self.run(self.ids(1, rows), **{self.cache_kw: before, "use_cache": True}))
         return cache, kv_bytes(cache)[0] * self.scale[0] // self.scale[1]
 
     def memory_at(self, rows: int, last: int) -> int:
