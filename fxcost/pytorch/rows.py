@@ -102,8 +102,16 @@ def _hparams(m: nn.Module | None) -> tuple[tuple[str, str], ...]:
     if m is None:
         return ()
     out = []
+    own, cls = vars(m), type(m)
     for k in _HPARAMS:
-        v = getattr(m, k, None)
+        # the instance's attribute, else the class's (a property): never nn.Module's __getattr__, which
+        # finds only parameters, buffers and submodules (none of them a hyperparameter) and raises for the rest
+        if k in own:
+            v = own[k]
+        elif hasattr(cls, k):
+            v = getattr(m, k, None)
+        else:
+            continue
         if isinstance(v, (bool, int, float, str)) or (isinstance(v, tuple) and all(isinstance(x, (int, float)) for x in v)):
             out.append((k, str(v)))
     return tuple(out)

@@ -195,12 +195,12 @@ class Counts(Record):
     TRAFFIC: ClassVar[tuple[str, ...]] = ("bytes_moved",)
 
     def __add__(self, other: Counts) -> Counts:
-        return Counts(*(getattr(self, n) + getattr(other, n) for n in self.names()))
+        return Counts(*(a + b for a, b in zip(astuple_counts(self), astuple_counts(other), strict=True)))
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
         """The metrics, in order."""
-        return tuple(f.name for f in fields(cls))
+        return _COUNT_NAMES
 
     @classmethod
     def total(cls, items: Iterable[Counts]) -> Counts:
@@ -237,8 +237,18 @@ class Counts(Record):
         return cls(**{n: int(d.get(n, 0)) for n in cls.names()})
 
 
-assert set(ORIGINAL_METRICS) <= set(Counts.names())
 
+
+#: the metrics, in order (read once: dataclasses.fields() is slow, and sums of Counts are many)
+_COUNT_NAMES = tuple(f.name for f in fields(Counts))
+
+
+def astuple_counts(c: Counts) -> tuple[int, ...]:
+    """``c``'s metrics in :meth:`Counts.names` order."""
+    return tuple(getattr(c, n) for n in _COUNT_NAMES)
+
+
+assert set(ORIGINAL_METRICS) <= set(Counts.names())
 
 #: the Counts names, for delegation from rows
 _METRICS = frozenset(Counts.names()) | {"non_trainable_params"}
