@@ -176,35 +176,11 @@ def _measured(job: _Job, modules: Sequence[nn.Module], inputs: Any, found: list[
                             live.peak_temporaries, live.peak_at))
 
 
-def analyze(
-    model: nn.Module,
-    input_size: Shape | Sequence[Shape] | None = None,
-    example_inputs: Any = None,
-    example_kwargs: dict[str, Any] | None = None,
-    convention: str | Convention = "fxcost",
-    *,
-    real: bool = False,
-    strict: bool = False,
-    name: str | None = None,
-    tracer: str | Method = "auto",
-    leaves: Sequence[str] = (),
-    registry: FormulaRegistry | None = None,
-    dtype: torch.dtype | str | None = None,
-    train: bool = False,
-    optimizer: str | None = None,
-    amp: str | None = None,
-    checkpoint: Sequence[str] = (),
-    shard: str | None = None,
-    fit: int | str | None = None,
-    traffic: bool = False,
-    device: str | None = None,
-) -> Report:
-    """The PyTorch route's analysis of ``model`` (:func:`fxcost.api.analyze` documents every
-    argument; it hands the other tools' conventions to their presets and the rest here)."""
-    request = Request.of(input_size, example_inputs, example_kwargs, convention, real=real, strict=strict, name=name,
-                         tracer=tracer, leaves=leaves, registry=registry, dtype=dtype, train=train, optimizer=optimizer,
-                         amp=amp, checkpoint=checkpoint, shard=shard, fit=fit, traffic=traffic, device=device)
-    return run(model, request)
+def analyze(model: nn.Module, input_size: Shape | Sequence[Shape] | None = None, example_inputs: Any = None,
+            example_kwargs: dict[str, Any] | None = None, convention: str | Convention = "fxcost", **options: Any) -> Report:
+    """The PyTorch route's analysis of ``model``: :meth:`Request.of` checks the arguments
+    (:func:`fxcost.api.analyze` documents each), :func:`run` does the work."""
+    return run(model, Request.of(input_size, example_inputs, example_kwargs, convention, **options))
 
 
 @dataclass(frozen=True)
