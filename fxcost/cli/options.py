@@ -79,7 +79,8 @@ def add_tracing(p: argparse.ArgumentParser, real: bool = True, group: Any = None
 
     g.add_argument("--tracer", choices=("auto", *TRACERS), default="auto",
                    help="how the model becomes a graph: auto (default) tries symbolic tracing with untraceable "
-                   "submodules kept opaque, then torch.export, then running op by op")
+                   "submodules kept opaque, then the fake run (the forward once on fake tensors, op by op); "
+                   "export runs torch.export, only when asked for")
     g.add_argument("--leaf", action="append", default=[], metavar="MODULE",
                    help="keep a module (a path like encoder.layer.0, or a class name) as one node whose ops "
                    "are still counted (repeatable)")

@@ -150,30 +150,34 @@ class _Counted:
     peak: PeakMemory | None = None
 
 
-@contextlib.contextmanager
-def _measured(job: _Job, modules: Sequence[nn.Module], inputs: Any, found: list[PeakMemory],
-              recorder: OpRecorder | None = None) -> Iterator[None]:
-    """Measure the live bytes of the inference forward run inside (a training step's peak is
-    measured on a step of its own: :func:`_step_peak`); the result lands in ``found``, unless a
-    measure is there already."""
-    if job.train or found:
-        yield
-        return
-    recorder = recorder or job.recorder
-    weights = {id(t): t for m in modules for t in [*m.parameters(), *m.buffers()]}
-    params = [t for t in weights.values() if isinstance(t, nn.Parameter)]
-    buffers = [t for t in weights.values() if not isinstance(t, nn.Parameter)]
-    tensors = [t for t in tree_flatten(list(inputs))[0] if isinstance(t, torch.Tensor)]
-    live = LiveBytes([*weights.values(), *tensors])
-    recorder.memory = live
-    try:
-        yield
-    finally:
-        recorder.memory = None
-    resident = storage_bytes([*params, *buffers, *tensors])
-    p, b = storage_bytes(params), storage_bytes(buffers)
-    found.append(PeakMemory("inference", resident + live.peak, p, b, resident - p - b, live.peak - live.peak_temporaries,
-                            live.peak_temporaries, live.peak_at))
+class _Measure:
+    """The live bytes of the inference forward run inside ``with`` (a training step's peak is
+    measured on a step of its own: :func:`_step_peak`): :attr:`peak` after the block, None for a
+    training step."""
+
+    def __init__(self, job: _Job, inputs: Any, recorder: OpRecorder) -> None:
+        self.train, self.recorder = job.train, recorder
+        weights = {id(t): t for t in [*job.shadow.parameters(), *job.shadow.buffers()]}
+        self.params = [t for t in weights.values() if isinstance(t, nn.Parameter)]
+        self.buffers = [t for t in weights.values() if not isinstance(t, nn.Parameter)]
+        self.inputs = [t for t in tree_flatten(list(inputs))[0] if isinstance(t, torch.Tensor)]
+        self.live: LiveBytes | None = None
+        self.peak: PeakMemory | None = None
+
+    def __enter__(self) -> _Measure:
+        if not self.train:
+            self.live = self.recorder.memory = LiveBytes([*self.params, *self.buffers, *self.inputs])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.recorder.memory = None
+        live = self.live
+        if live is None or exc[0] is not None:
+            return
+        resident = storage_bytes([*self.params, *self.buffers, *self.inputs])
+        p, b = storage_bytes(self.params), storage_bytes(self.buffers)
+        self.peak = PeakMemory("inference", resident + live.peak, p, b, resident - p - b,
+                               live.peak - live.peak_temporaries, live.peak_temporaries, live.peak_at)
 
 
 def analyze(model: nn.Module, input_size: Shape | Sequence[Shape] | None = None, example_inputs: Any = None,
@@ -630,13 +634,12 @@ def _symbolic(job: _Job) -> _Counted:
             out = interp.run(*vals)
         with naming_module("running the backward"), context:
             records = job.with_backward(interp.records, out)
-        peak: list[PeakMemory] = []
         with context, job.grad():
-            _same_path(job, traced, interp.records, folded, a, kw, peak)
+            peak = _same_path(job, traced, interp.records, folded, a, kw)
         opaque = tuple(OpaqueModule(p, type(traced.root.get_submodule(p)).__name__, r) for p, r in traced.opaque.items())
         trace = TraceInfo(traced.method, graph_nodes=len(traced.graph.nodes), opaque=opaque)
         rows, edges = graph_rows(traced.root, records, job.convention, folded=folded)
-        return _Counted(rows, edges, output_specs(out), trace, job.mode, peak[0] if peak else None)
+        return _Counted(rows, edges, output_specs(out), trace, job.mode, peak)
 
     try:
         return _with_fake_retry(job, attempt)
@@ -646,7 +649,7 @@ def _symbolic(job: _Job) -> _Counted:
 
 
 def _same_path(job: _Job, traced: Traced, records: list[NodeRecord], folded: tuple[OpCost, ...],
-               args: tuple[Any, ...], kwargs: dict[str, Any], peak: list[PeakMemory]) -> None:
+               args: tuple[Any, ...], kwargs: dict[str, Any]) -> PeakMemory | None:
     """Symbolic tracing follows the branch a Proxy takes, not the one the input takes: a forward
     with ``if isinstance(cond, torch.Tensor):``, a check of ``None``-ness or of an attribute of
     an input, can lose or add work without an error. So the forward runs once more, op by op on
@@ -655,7 +658,7 @@ def _same_path(job: _Job, traced: Traced, records: list[NodeRecord], folded: tup
     ``auto`` moves on to a tracer that follows the forward's own path.
 
     That run is the forward as Python runs it, so it is also where the peak memory is measured
-    (into ``peak``): a local variable holds its tensor until it is reassigned or its function
+    (returned; None for a training step, measured on a step of its own): a local variable holds its tensor until it is reassigned or its function
     returns, which a graph, freeing each value after its last read, does not see."""
     graph_ops: Counter[str] = Counter()
     for o in (*folded, *(o for r in records for o in (*r.ops, *(o for c in r.calls for o in c.ops)))):
@@ -672,7 +675,7 @@ def _same_path(job: _Job, traced: Traced, records: list[NodeRecord], folded: tup
         # a training graph runs under saved-tensor hooks (interpreter.py), which spare autograd some
         # detach ops: the forward runs under the same hooks, to dispatch what the graph did
         saving = torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t) if job.train else contextlib.nullcontext()
-        with counter, _measured(job, [job.shadow], (args, kwargs), peak, counter), saving:
+        with counter, _Measure(job, (args, kwargs), counter) as measure, saving:
             job.shadow(*args, **kwargs)
     except InternalError:
         raise
@@ -696,9 +699,10 @@ def _same_path(job: _Job, traced: Traced, records: list[NodeRecord], folded: tup
         raise TraceError(
             "torch.fx's graph takes another path than the forward does on these inputs (a branch on an input's "
             f"type, None-ness or attributes): {'; '.join(differ[:4])}" + (f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""),
-            hint="fxcost moves on to torch.export and then to running the model op by op (--tracer auto); "
+            hint="fxcost moves on to the fake run, the forward once on fake tensors (--tracer auto); "
             "--tracer symbolic insists on the graph",
         )
+    return measure.peak
 
 
 def _leaves_of(model: nn.Module, tracer: HierarchyTracer) -> list[tuple[str, nn.Module]]:
@@ -748,7 +752,8 @@ def _at_its_line(e: ShapeError, retrace: Callable[[], Traced]) -> ShapeError:
 def _refuse_data_dependent(traced: Traced) -> None:
     """torch.export traces an op whose output shape depends on values (``nonzero``,
     ``torch.where(mask)``) with an unbacked size; data-free tensors cannot price what follows,
-    so the export fails as a trace, and ``auto`` moves on to running the model op by op."""
+    so the export fails as a trace (``--tracer export`` asked for it: the fake run, ``auto``'s
+    second tracer, stops at such an op and names it)."""
     for node in traced.graph.nodes:
         val = node.meta.get("val")
         if isinstance(val, torch.Tensor) and any(isinstance(d, torch.SymInt) for d in val.shape):

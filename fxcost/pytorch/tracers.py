@@ -1,6 +1,6 @@
 """Tracing that keeps the module hierarchy and does not give up.
 
-Three ways to a graph, tried in this order by ``tracer="auto"``:
+Three ways to a graph; ``tracer="auto"`` tries the first, then the fake run (the third):
 
 1. ``symbolic``: torch.fx symbolic tracing. Standard ``torch.nn`` layers are single graph nodes
    (containers such as ``Sequential`` are traced through), and every node knows the path of the
@@ -8,10 +8,11 @@ Three ways to a graph, tried in this order by ``tracer="auto"``:
    signature FX cannot read), that submodule becomes one *opaque* node and tracing goes on; the
    opaque module still runs op by op on meta tensors, so its costs are counted and attributed to
    its own submodules by forward hooks (see :class:`fxcost.pytorch.eager.CallTracker`).
-2. ``export``: ``torch.export`` (non-strict) on meta inputs, when the root's own code cannot be
-   traced. Its graph is an FX graph of aten ops whose nodes carry the module stack.
-3. ``eager``: no graph at all: the whole model runs once on meta tensors and forward hooks
-   attribute every op to the module it ran in.
+2. ``export``: ``torch.export`` (non-strict) on meta inputs, only when asked for. Its graph is an
+   FX graph of aten ops whose nodes carry the module stack.
+3. ``eager`` (the fake run): no graph at all: the whole model runs once on fake tensors and
+   forward hooks attribute every op to the module call it ran in
+   (:func:`fxcost.pytorch.analyze._on_fake`).
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def symbolic(
                 place = f"module {where!r} ({type(model.get_submodule(where)).__name__})" if where else f"{type(model).__name__}.forward"
                 raise TraceError(
                     f"torch.fx could not trace {place}: {first_line(e)}", source=user_line(e),
-                    hint="fxcost falls back to torch.export and then to running the model op by op "
+                    hint="fxcost falls back to the fake run, the forward once on fake tensors, op by op "
                     "(--tracer auto, the default); --leaf NAME keeps a module as one node",
                 ) from e
             opaque[where] = f"{type(e).__name__}: {first_line(e)}"
