@@ -74,14 +74,14 @@ def main() -> int:
 
     shapes = [(1, 2048)] if args.quick else [(1, 128), (1, 2048), (8, 2048)]
     times = {}
-    print(f"\n{'input':>10}  {'analysis s':>10}  {'x (1, 128)':>10}  {'graph nodes':>11}  {'MACs':>22}")
+    print(f"\n{'input':>10}  {'analysis s':>10}  {'x (1, 128)':>10}  {'nodes/calls':>11}  {'MACs':>22}")
     for shape in shapes:
         ids = torch.zeros(shape, dtype=torch.int64, device="meta")
         t0 = time.perf_counter()
         r = fxcost.analyze(model, example_inputs=(ids,))
         times[shape] = time.perf_counter() - t0
         ratio = times[shape] / times[shapes[0]]
-        print(f"{'x'.join(map(str, shape)):>10}  {times[shape]:>10.2f}  {ratio:>10.2f}  {r.trace.graph_nodes:>11,}  {r.total().macs:>22,}")
+        print(f"{'x'.join(map(str, shape)):>10}  {times[shape]:>10.2f}  {ratio:>10.2f}  {r.trace.graph_nodes or r.trace.segments:>11,}  {r.total().macs:>22,}")
     rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
     weights_gb = t["params"] * 4 / 1e9
