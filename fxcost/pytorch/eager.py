@@ -22,7 +22,7 @@ from torch.overrides import TorchFunctionMode
 from fxcost.errors import FxcostError, InternalError
 from fxcost.pytorch.backward import tag_autograd
 from fxcost.pytorch.diagnosis import ModuleRunError
-from fxcost.pytorch.memory import storage_key
+from fxcost.pytorch.memory import SavedBytes
 from fxcost.pytorch.recorder import OpRecorder
 from fxcost.pytorch.tensors import output_specs, spec_of, storage_of, tensors_in
 from fxcost.report.records import OpCost, TensorSpec, merge_ops
@@ -209,8 +209,7 @@ class CallTracker(ModuleStack):
             names.setdefault(id(t), name)
         self.alloc = _AllocationMode(seen, names, train)
         self.train = train
-        # storages already saved for the backward (the weights' among them: saving one costs nothing)
-        self._saved = {k for k in map(storage_key, [*module.parameters(), *module.buffers()]) if k is not None}
+        self._saves = SavedBytes([*module.parameters(), *module.buffers()])
         self._saving: Any = None
         for i, t in enumerate(seen):
             self.alloc.produced(t, -(i + 1))
@@ -279,19 +278,16 @@ class CallTracker(ModuleStack):
         """Data flow between calls (by key; the i-th given tensor is ``-(i + 1)``)."""
         return [(a, b, spec) for (a, b), spec in self.alloc.edges.items()]
 
-    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+    def _pack(self, t: torch.Tensor) -> None:
         """A tensor an op saves for the backward: its storage's bytes, if new, go to the running call."""
-        key = storage_key(t)
-        if key is not None and key not in self._saved and self.frames:
-            self._saved.add(key)
-            self.frames[-1].saved += t.untyped_storage().nbytes()
-        return t
+        if self.frames:
+            self.frames[-1].saved += self._saves.new(t)
 
     def __enter__(self) -> CallTracker:
         super().__enter__()
         self.recorder.take()
         if self.train:
-            self._saving = torch.autograd.graph.saved_tensors_hooks(self._pack, _same)
+            self._saving = SavedBytes.saving(self._pack)
             self._saving.__enter__()
         self.alloc.__enter__()
         return self
@@ -302,10 +298,6 @@ class CallTracker(ModuleStack):
             self._saving.__exit__(None, None, None)
             self._saving = None
         super().__exit__(*exc)
-
-
-def _same(t: torch.Tensor) -> torch.Tensor:
-    return t
 
 
 def run_eager(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: OpRecorder,

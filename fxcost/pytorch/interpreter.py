@@ -20,7 +20,7 @@ from fxcost.errors import FxcostError, InternalError, ShapeError
 from fxcost.pytorch.backward import tag_autograd
 from fxcost.pytorch.diagnosis import ModuleRunError, failure_message, hint_for, user_line
 from fxcost.pytorch.eager import CallTracker, ModuleCall
-from fxcost.pytorch.memory import storage_key
+from fxcost.pytorch.memory import SavedBytes
 from fxcost.pytorch.recorder import OpRecorder
 from fxcost.pytorch.tensors import spec_of, storage_of, tensors_in
 from fxcost.pytorch.tracers import META_KEY
@@ -55,7 +55,7 @@ class RecordingInterpreter(fx.Interpreter):
         self.records: list[NodeRecord] = []
         self._calls: tuple[ModuleCall, ...] = ()
         self._edges: tuple[tuple[int, int, TensorSpec], ...] = ()
-        self._saved: set[int] | None = None  # storages saved for the backward so far, and the weights'
+        self._saves: SavedBytes | None = None  # storages saved for the backward so far (``train``)
         self._saved_now = 0
 
     def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
@@ -73,7 +73,7 @@ class RecordingInterpreter(fx.Interpreter):
         self.recorder.take()
         try:
             if self.train:
-                with torch.autograd.graph.saved_tensors_hooks(self._pack, _same):
+                with SavedBytes.saving(self._pack):
                     result = super().run_node(n)
             else:
                 result = super().run_node(n)
@@ -112,17 +112,9 @@ class RecordingInterpreter(fx.Interpreter):
         )
         return result
 
-    def _pack(self, t: torch.Tensor) -> torch.Tensor:
-        """A tensor an op saves for the backward: its storage's bytes, if new (and not a weight's)."""
-        if self._saved is None:
-            self._saved = {k for w in [*self.module.parameters(), *self.module.buffers()] if (k := storage_key(w)) is not None}
-        key = storage_key(t)
-        if key is not None and key not in self._saved:
-            self._saved.add(key)
-            self._saved_now += t.untyped_storage().nbytes()
-        return t
-
-
-def _same(t: torch.Tensor) -> torch.Tensor:
-    return t
+    def _pack(self, t: torch.Tensor) -> None:
+        """A tensor an op saves for the backward: its storage's bytes, if new, go to the running node."""
+        if self._saves is None:
+            self._saves = SavedBytes([*self.module.parameters(), *self.module.buffers()])
+        self._saved_now += self._saves.new(t)
 

@@ -78,3 +78,33 @@ class LiveBytes:
         if total > self.peak:
             self.peak, self.peak_at = total, self.where
             self.peak_temporaries = sum(n for n, _, where in self._live.values() if where == self.where)
+
+
+class SavedBytes:
+    """The bytes of the tensors autograd saves for the backward, each storage counted once, the
+    weights' never (saving a parameter keeps nothing new alive). :meth:`saving` is the
+    ``saved_tensors_hooks`` pair that hands each saved tensor to ``to``."""
+
+    def __init__(self, weights: Iterable[torch.Tensor]) -> None:
+        self._seen = {k for k in map(storage_key, weights) if k is not None}
+
+    def new(self, t: torch.Tensor) -> int:
+        """``t``'s storage bytes if no tensor saved before shares its storage, else 0."""
+        key = storage_key(t)
+        if key is None or key in self._seen:
+            return 0
+        self._seen.add(key)
+        return int(t.untyped_storage().nbytes())
+
+    @staticmethod
+    def saving(to: Any) -> Any:
+        """``torch.autograd.graph.saved_tensors_hooks`` calling ``to(tensor)`` for each saved tensor."""
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            to(t)
+            return t
+
+        return torch.autograd.graph.saved_tensors_hooks(pack, _itself)
+
+
+def _itself(t: torch.Tensor) -> torch.Tensor:
+    return t
