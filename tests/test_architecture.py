@@ -84,3 +84,53 @@ def test_the_data_model_imports_nothing_of_fxcost() -> None:
 
 def test_every_part_is_known() -> None:
     assert {_part(p) for p in MODULES} <= set(ALLOWED)
+
+
+#: the process-wide containers the package changes after import, each with its reason in
+#: docs/architecture.md ("Conventions of the code")
+PROCESS_WIDE = {"_DEFAULT", "_FORMULAS_READ", "_RESULTS", "STAGING", "NOTEBOOK", "_HANDLES"}
+_MUTATING = {"append", "extend", "insert", "pop", "clear", "update", "add", "remove", "discard", "setdefault", "popitem"}
+_CONTAINERS = (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp)
+
+
+def _module_containers(tree: ast.Module) -> set[str]:
+    """The names a module binds at its top level to a list, dict or set."""
+    found = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        made = isinstance(value, _CONTAINERS) or (isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
+                                                   and value.func.id in ("dict", "list", "set", "OrderedDict", "defaultdict"))
+        found |= {t.id for t in targets if isinstance(t, ast.Name) and made}
+    return found
+
+
+def _changed_names(tree: ast.Module) -> set[str]:
+    """The names (or attributes, ``options._RESULTS``) a module calls a mutating method on or
+    assigns an item of, with ``from ... import X as Y`` read back to ``X``."""
+    aliases = {a.asname: a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names if a.asname}
+
+    def name(v: ast.expr) -> str | None:
+        found = v.id if isinstance(v, ast.Name) else v.attr if isinstance(v, ast.Attribute) else None
+        return aliases.get(found, found) if found else None
+
+    changed = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _MUTATING:
+            changed.add(name(node.func.value))
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AugAssign) else []
+        changed |= {name(t.value) for t in targets if isinstance(t, ast.Subscript)}
+    return {n for n in changed if n}
+
+
+def test_the_process_wide_state_is_the_documented_one() -> None:
+    trees = [ast.parse(p.read_text()) for p in MODULES]
+    containers = set().union(*(_module_containers(t) for t in trees))
+    changed = containers & set().union(*(_changed_names(t) for t in trees))
+    assert changed == PROCESS_WIDE
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    assert all(f"{n}`" in doc for n in PROCESS_WIDE)
