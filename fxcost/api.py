@@ -69,7 +69,7 @@ def analyze(
     the default loss (the first floating-point output, cast to float32 and summed), whose ops are
     priced by the same registry and attributed to the forward node they differentiate: rows and
     totals gain ``backward_macs`` and ``backward_flops``. Frozen parameters (``requires_grad=False``)
-    get no weight gradient. Needs a graph (symbolic tracing or torch.export). The report's
+    get no weight gradient. Every tracer trains (the fake run by autograd on its fake tensors). The report's
     ``peak_memory`` is then a training step's (mode ``train``): two steps run on fake tensors,
     forward, loss, backward, ``optimizer`` step and ``zero_grad``, and the second one's peak is
     broken into params, buffers, inputs, grads, optimizer states, activations and temporaries.
