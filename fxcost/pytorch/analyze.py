@@ -115,23 +115,49 @@ class _Job:
         """The records, each with the backward ops of the autograd nodes it made (``train``)."""
         if not self.train:
             return records
-        with torch.enable_grad():
-            found = run_backward(output, self.recorder)
+        found = self._backward(output)
         out = []
         for rec in records:
-            ops = found.pop(rec.node.name, ())
-            if self.recompute and _inside_any(rec.node.meta.get(META_KEY, {}).get("module_path", ""), self.recompute):
-                forward = (*rec.ops, *(o for c in rec.calls for o in c.ops))  # run again in the backward
-                ops = (*(replace(o, backward=True) for o in forward if not o.backward), *ops)
+            path = rec.node.meta.get(META_KEY, {}).get("module_path", "")
+            ops = self._backward_of(found, rec.node.name, path, (*rec.ops, *(o for c in rec.calls for o in c.ops)))
             if ops and rec.calls:  # an opaque module: its first call carries them
                 first = rec.calls[0]
                 rec = replace(rec, calls=(replace(first, ops=merge_ops((*first.ops, *ops))), *rec.calls[1:]))
             elif ops:
                 rec = replace(rec, ops=merge_ops((*rec.ops, *ops)))
             out.append(rec)
-        if found:  # a loss of an output no graph node made (an input returned as it is)
-            raise TraceError(f"backward ops outside the graph: {', '.join(sorted(found))}")
+        _none_left(found, "the graph")
         return out
+
+    def calls_with_backward(self, calls: list[ModuleCall], output: Any) -> list[ModuleCall]:
+        """The fake run's calls, each with the backward ops of the autograd nodes it made (tagged
+        with its key)."""
+        found = self._backward(output)
+        out = []
+        for call in calls:
+            ops = self._backward_of(found, str(call.key), call.module_path, call.ops)
+            out.append(replace(call, ops=merge_ops((*call.ops, *ops))) if ops else call)
+        _none_left(found, "the model's calls")
+        return out
+
+    def _backward(self, output: Any) -> dict[str, tuple[OpCost, ...]]:
+        with torch.enable_grad():
+            return run_backward(output, self.recorder)
+
+    def _backward_of(self, found: dict[str, tuple[OpCost, ...]], tag: str, path: str,
+                     forward: tuple[OpCost, ...]) -> tuple[OpCost, ...]:
+        """The backward ops tagged ``tag`` (taken out of ``found``), and where the module at ``path``
+        is under activation checkpointing, its ``forward`` ops again: they run again in the backward."""
+        ops = found.pop(tag, ())
+        if self.recompute and _inside_any(path, self.recompute):
+            ops = (*(replace(o, backward=True) for o in forward if not o.backward), *ops)
+        return ops
+
+
+def _none_left(found: dict[str, tuple[OpCost, ...]], where: str) -> None:
+    """Backward ops of an output nothing in ``where`` made (a loss of an input returned as it is)."""
+    if found:
+        raise TraceError(f"backward ops outside {where}: {', '.join(sorted(found))}")
 
 
 def _inside_any(path: str, modules: Sequence[str]) -> bool:
@@ -554,9 +580,7 @@ def _step_peak(model: nn.Module, request: Request, done: _Done, inference: PeakM
         wrap_checkpoints(shadow, recompute)
     context = None
     if mode is not Mode.REAL:
-        context = FakeTensorMode(allow_non_fake_inputs=True)
-        fakeify(shadow, context)
-        a, kw = tree_map(lambda x: with_tensors(x, lambda t: _keep_grad(t, fake_tensor(t, context))), (a, kw))
+        context, a, kw = _faked(shadow, a, kw)
     elif step.fit is not None:
         raise InputSpecError("--fit sizes batches on data-free tensors, and this analysis ran on real values",
                              hint="drop --fit, or give input shapes rather than real inputs")
@@ -577,6 +601,17 @@ def _step_peak(model: nn.Module, request: Request, done: _Done, inference: PeakM
     sharded = shard(found, *step.shard) if step.shard else None
     return peak_memory(found, train=train, optimizer=step.optimizer, amp=step.amp, checkpointed=recompute, fit=fitted,
                        sharded=sharded)
+
+
+def _faked(shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+           device: str = "cpu") -> tuple[FakeTensorMode, tuple[Any, ...], dict[str, Any]]:
+    """A FakeTensorMode, ``shadow``'s weights swapped for its fake tensors on ``device``, and the
+    inputs as fake tensors too (inside objects that hold them, a KV cache; asking for a gradient
+    where the input did)."""
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    fakeify(shadow, mode, device)
+    a, kw = tree_map(lambda x: with_tensors(x, lambda t: _keep_grad(t, fake_tensor(t, mode, device))), (args, kwargs))
+    return mode, a, kw
 
 
 def _keep_grad(x: Any, fake: Any) -> Any:
@@ -602,20 +637,27 @@ def _dtype_hint(e: FxcostError, model: nn.Module, args: tuple[Any, ...], kwargs:
               f"the model as cast to it, or give the inputs as {have} (--input SHAPE:{have})")
 
 
-def _with_fake_retry(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, Any], Any], _Counted]) -> _Counted:
-    """Meta tensors first: no data, and several times faster than FakeTensorMode. A forward that
+def _with_fake_retry(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, Any], Any], _Counted], *,
+                     meta_fakes: bool = False) -> _Counted:
+    """Meta tensors first: no data (plain ones, several times faster than FakeTensorMode; or with
+    ``meta_fakes`` fake ones on the meta device: the fake run, :func:`_eager`). A forward that
     makes CPU tensors of its own (``torch.zeros(3)``) cannot mix them with meta ones, so it runs
-    again on fake tensors, which have a device but no data. A genuine shape error fails there
-    again, with the same message."""
+    again on fake CPU tensors, which have a device but no data. A genuine shape error fails there
+    again, with the same message. Real tensors (``real``) run as they are."""
     try:
+        if meta_fakes and not job.real:
+            return _fake_attempt(job, attempt, "meta")
         return attempt(job.args, job.kwargs, contextlib.nullcontext())
     except ShapeError as e:
         if job.real or not needs_fake(e):  # real tensors have a device already: nothing to retry
             raise
-    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-    fakeify(job.shadow, fake_mode)
-    fake_args, fake_kwargs = tree_map(lambda x: fake_tensor(x, fake_mode), (job.args, job.kwargs))
-    run = attempt(fake_args, fake_kwargs, fake_mode)
+    return _fake_attempt(job, attempt, "cpu")
+
+
+def _fake_attempt(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, Any], Any], _Counted], device: str) -> _Counted:
+    mode, a, kw = _faked(job.shadow, job.args, job.kwargs, device)
+    with quiet_logs("torch._subclasses.fake_tensor"):  # it logs a traceback per kernel that raises: fxcost says why
+        run = attempt(a, kw, mode)
     run.mode = Mode.FAKE
     return run
 
@@ -802,55 +844,14 @@ def _eager(job: _Job) -> _Counted:
         _refuse_lazy_forward(job.shadow, out)
         if job.train:
             with naming_module("running the backward"), context:
-                calls = _calls_with_backward(job, calls, out)
+                calls = job.calls_with_backward(calls, out)
         rows, edges = call_graph_rows(job.shadow, job.inputs, calls, flow, job.convention)
         return _Counted(rows, edges, output_specs(out), TraceInfo(Method.EAGER, segments=len(calls)), job.mode)
 
-    return _on_fake(job, attempt)
-
-
-def _calls_with_backward(job: _Job, calls: list[ModuleCall], output: Any) -> list[ModuleCall]:
-    """The calls, each with the backward ops of the autograd nodes it made (the fake run tagged
-    them with its key), and, in a module under activation checkpointing, its forward ops again."""
-    with torch.enable_grad():
-        found = run_backward(output, job.recorder)
-    out = []
-    for call in calls:
-        ops = found.pop(str(call.key), ())
-        if job.recompute and _inside_any(call.module_path, job.recompute):
-            ops = (*(replace(o, backward=True) for o in call.ops if not o.backward), *ops)
-        out.append(replace(call, ops=merge_ops((*call.ops, *ops))) if ops else call)
-    if found:  # a loss of an output no module call made (an input returned as it is)
-        raise TraceError(f"backward ops outside the model's calls: {', '.join(sorted(found))}")
-    return out
-
-
-def _on_fake(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, Any], Any], _Counted]) -> _Counted:
-    """The fake run: the model's forward once, on fake tensors, as PyTorch's own counter and
-    MemTracker run it. Fake tensors on the meta device first: they run the meta kernels (no data,
-    attention's math path, as a meta graph does), and code that asks (transformers' masks and
-    packed-sequence checks) sees fake tensors and takes its tracing branch instead of reading
-    values. A forward that makes CPU tensors of its own cannot mix them with meta ones: it runs
-    again on fake CPU tensors. Real tensors (``real``) run as they are."""
-    if job.real:
-        return attempt(job.args, job.kwargs, contextlib.nullcontext())
-    try:
-        return _fake_attempt(job, attempt, "meta")
-    except ShapeError as e:
-        if not needs_fake(e):
-            raise
-    return _fake_attempt(job, attempt, "cpu")
-
-
-def _fake_attempt(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, Any], Any], _Counted], device: str) -> _Counted:
-    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-    fakeify(job.shadow, fake_mode, device)
-    a, kw = tree_map(lambda x: with_tensors(x, lambda t: _keep_grad(t, fake_tensor(t, fake_mode, device))),
-                     (job.args, job.kwargs))
-    with quiet_logs("torch._subclasses.fake_tensor"):
-        run = attempt(a, kw, fake_mode)
-    run.mode = Mode.FAKE
-    return run
+    # the fake run: fake tensors on the meta device run the meta kernels (no data, attention's math
+    # path, as a meta graph does), and code that asks (transformers' masks and packed-sequence
+    # checks) sees fake tensors and takes its tracing branch instead of reading values
+    return _with_fake_retry(job, attempt, meta_fakes=True)
 
 
 _STRATEGIES: dict[Method, Callable[[_Job], _Counted]] = {Method.SYMBOLIC: _symbolic, Method.EXPORT: _export, Method.EAGER: _eager}

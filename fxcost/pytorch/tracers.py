@@ -12,7 +12,7 @@ Three ways to a graph; ``tracer="auto"`` tries the first, then the fake run (the
    FX graph of aten ops whose nodes carry the module stack.
 3. ``eager`` (the fake run): no graph at all: the whole model runs once on fake tensors and
    forward hooks attribute every op to the module call it ran in
-   (:func:`fxcost.pytorch.analyze._on_fake`).
+   (:func:`fxcost.pytorch.analyze._eager`).
 """
 
 from __future__ import annotations
