@@ -30,7 +30,7 @@ from torch import nn
 
 from fxcost.counting.devices import Device, device
 from fxcost.errors import InputSpecError
-from fxcost.pytorch.analyze import Request, analyze, run
+from fxcost.pytorch.analyze import Request, run
 from fxcost.pytorch.memory import storage_bytes
 from fxcost.pytorch.recorder import OpTagger
 from fxcost.pytorch.step import parse_size, size_text
@@ -212,9 +212,7 @@ class _Passes:
         rows = rows or self.batch
         if rows not in self.prefills:
             self.say(f"prefill: {rows} x {self.prompt} tokens")
-            self.prefills[rows] = analyze(self.meta, example_inputs=(self.ids(self.prompt, rows),),
-                                                 example_kwargs={"use_cache": True, **self.extra}, name=self.title,
-                                                 traffic=self.traffic)
+            self.prefills[rows] = self._analyzed(self.ids(self.prompt, rows), {"use_cache": True, **self.extra})
         return self.prefills[rows]
 
     def decode(self, context: int, rows: int | None = None, memory: bool = True) -> Report:
@@ -226,10 +224,14 @@ class _Passes:
             return self.counted[context, rows]
         self.say(f"decode step at context {context:,}")
         kwargs = {self.cache_kw: self.cache_at(context, rows), "use_cache": True, **self.extra}
-        request = Request.of(None, (self.ids(1, rows),), kwargs, "fxcost", name=self.title, traffic=self.traffic)
-        report = run(self.meta, replace(request, memory=memory))
+        report = self._analyzed(self.ids(1, rows), kwargs, memory)
         (self.decoded if memory else self.counted)[context, rows] = report
         return report
+
+    def _analyzed(self, ids: torch.Tensor, kwargs: dict[str, Any], memory: bool = True) -> Report:
+        """One pass analyzed on the data-free copy; ``memory=False``: its counts alone."""
+        request = Request.of(None, (ids,), kwargs, "fxcost", name=self.title, traffic=self.traffic)
+        return run(self.meta, replace(request, memory=memory))
 
     def cache_after(self, last: int, rows: int | None = None) -> tuple[Any, int]:
         """The cache as generating leaves it (the last step's output: a prefill's may hold views
