@@ -52,6 +52,7 @@ def analyze(
     fit: int | str | None = None,
     traffic: bool = False,
     device: str | None = None,
+    ops: bool = False,
 ) -> Report:
     """Analyze ``model`` without running it for real, and return a :class:`Report`.
 
@@ -85,7 +86,11 @@ def analyze(
     (``bytes_moved`` per op, row and in total: each tensor argument read, each output written,
     views free), what a roofline prices; ``device`` (``"h100"``, ``"a100-80g"``... or a profile
     ``.toml``) draws it: the report's ``hardware``, each row's time ``max(FLOPs / peak, bytes /
-    bandwidth)`` in ``report.roofline()`` (docs/commands/llm.md).
+    bandwidth)`` in ``report.roofline()`` (docs/commands/llm.md). ``ops=True`` keeps the trace op by
+    op in ``report.trace.ops``: each aten op in dispatch order (the backward's after the forward's
+    with ``train``), the module call it ran in, the op that made each tensor operand (``-1``: an
+    input, a parameter or a buffer), its outputs' shapes, dtypes and strides, and its MACs and
+    FLOPs; the rows are these ops summed per module call.
 
     ``tracer`` picks how the model becomes a graph: ``"auto"`` (symbolic tracing, keeping
     untraceable submodules opaque; else the fake run: the forward once on fake tensors, op by
@@ -108,7 +113,7 @@ def analyze(
     """
     options: dict[str, Any] = dict(real=real, strict=strict, name=name, tracer=tracer, leaves=leaves, registry=registry, dtype=dtype,
                    train=train, optimizer=optimizer, amp=amp, checkpoint=checkpoint, shard=shard, fit=fit, traffic=traffic,
-                   device=device)
+                   device=device, ops=ops)
     tool = preset(convention)
     if tool is not None:
         return tool(model, input_size, example_inputs, example_kwargs, **options)

@@ -257,3 +257,109 @@ def test_an_older_report_without_a_later_metric_still_loads() -> None:
         row.pop("macs")
     with pytest.raises(ValueError, match="macs"):
         fxcost.Report.from_dict(d)
+
+
+# --- the trace op by op (ops=True) -------------------------------------------------------------------
+
+def test_the_op_trace_of_an_mlp_by_hand() -> None:
+    # nn.Linear is aten::t of the weight, then addmm(bias, x, w.t()): the addmm reads the input (-1),
+    # the bias (-1) and the t before it; relu reads the addmm; the last addmm reads the relu and its t
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    for tracer in ("symbolic", "eager"):
+        ops = fxcost.analyze(model, input_size=(2, 8), tracer=tracer, ops=True).trace.ops
+        assert [(o.op, o.module, o.inputs) for o in ops] == [
+            ("aten::t", "0", (-1,)), ("aten::addmm", "0", (-1, -1, 0)), ("aten::relu", "1", (1,)),
+            ("aten::t", "2", (-1,)), ("aten::addmm", "2", (-1, 2, 3))], tracer
+        assert [o.macs for o in ops] == [0, 2 * 8 * 16, 0, 0, 2 * 16 * 4]
+        assert [(s.shape, s.dtype) for o in ops for s in o.outputs] == [
+            ((8, 16), "float32"), ((2, 16), "float32"), ((2, 16), "float32"), ((16, 4), "float32"), ((2, 4), "float32")]
+        assert ops[0].strides == ((1, 8),)  # the transpose of a contiguous 16x8 weight
+
+
+class _Trace(TorchDispatchMode):
+    """A real forward op by op, written here and not by fxcost: each op's schema name, the
+    innermost module running it (global forward hooks keep the stack), and the op that made each
+    tensor operand (by tensor identity; -1 for one no op made)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.paths = {id(m): p for p, m in model.named_modules()}
+        self.stack: list[str] = [""]
+        self.ops: list[tuple[str, str, tuple[int, ...]]] = []
+        self.made: dict[int, tuple[Any, int]] = {}
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        import weakref
+
+        out = func(*args, **(kwargs or {}))
+        operands = [t for t in torch.utils._pytree.tree_leaves((args, kwargs or {})) if isinstance(t, torch.Tensor)]
+        found = [self.made.get(id(t)) for t in operands]
+        inputs = tuple(f[1] if f is not None and f[0]() is t else -1 for f, t in zip(found, operands, strict=True))
+        for t in torch.utils._pytree.tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self.made[id(t)] = (weakref.ref(t), len(self.ops))
+        self.ops.append((func._schema.name, self.stack[-1], inputs))
+        return out
+
+    def hooks(self) -> Any:
+        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+        def enter(m: nn.Module, *_: Any) -> None:
+            if id(m) in self.paths:
+                self.stack.append(self.paths[id(m)])
+
+        def leave(m: nn.Module, *_: Any) -> None:
+            if id(m) in self.paths:
+                self.stack.pop()
+        return register_module_forward_pre_hook(enter), register_module_forward_hook(leave)
+
+
+@pytest.mark.parametrize("name", ["hf_t5_small", "hf_distilbert"])
+def test_the_op_trace_is_the_real_forward_op_by_op(name: str) -> None:
+    # the same ops in the same order, each in the same module call, each operand from the same op
+    pytest.importorskip("transformers")
+    entry = next(e for e in HF_ZOO if e.name == name)
+    torch.manual_seed(0)
+    model = entry.build().eval()
+    args, kwargs = entry.inputs()
+    real = _Trace(model)
+    handles = real.hooks()
+    try:
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), real:
+            model(*args, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    report = fxcost.analyze(model, example_inputs=args, example_kwargs=kwargs, ops=True)
+    assert [(o.op, o.module, o.inputs) for o in report.trace.ops] == real.ops
+    assert sum(o.macs for o in report.trace.ops) == report.total().macs
+    assert sum(o.flops for o in report.trace.ops) == report.total().flops
+
+
+def test_the_op_trace_of_a_training_step_adds_up_and_round_trips() -> None:
+    for tracer in ("symbolic", "eager"):
+        report = fxcost.analyze(resnet18(), input_size=(2, 3, 32, 32), train=True, tracer=tracer, ops=True)
+        ops, total = report.trace.ops, report.total()
+        forward = [o for o in ops if not o.backward]
+        assert sum(o.macs for o in forward) == total.macs and sum(o.flops for o in forward) == total.flops
+        assert sum(o.macs for o in ops if o.backward) == total.backward_macs > 0
+        assert sum(o.flops for o in ops if o.backward) == total.backward_flops
+        assert all(not o.backward for o in ops[:len(forward)])  # the backward runs after the forward
+        # every op ran in a module of the model, each backward op in the module whose forward it differentiates
+        paths = {p for p, _ in resnet18().named_modules()}
+        assert {o.module for o in ops} <= paths
+        assert {o.module for o in ops if o.op == "aten::convolution_backward"} == {
+            o.module for o in forward if o.op == "aten::convolution"}
+        assert all(-1 <= j < i for i, o in enumerate(ops) for j in o.inputs)
+        assert fxcost.Report.from_dict(json.loads(json.dumps(report.to_dict()))) == report
+
+
+def test_the_op_trace_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["analyze", "examples/vgg.py:d2l_vgg11", "--input", "1x3x32x32", "--ops", "-f", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "#,pass,op,module,inputs from,output,dtype,strides,MACs,FLOPs"
+    # the first conv: 64 filters of 3x3x3 over 32x32 outputs
+    assert lines[1] == '0,forward,aten::convolution,net.0.0,- - -,1x64x32x32,float32,"(65536,1024,32,1)",1769472,3604480'
+    assert 1769472 == 64 * 32 * 32 * 3 * 3 * 3 and 3604480 == 2 * 1769472 + 64 * 32 * 32  # the bias adds
+    assert main(["analyze", "examples/vgg.py:d2l_vgg11", "--input", "1x3x32x32", "--input", "1x3x64x64", "--ops"]) == 2
+    assert "--ops lists one trace" in capsys.readouterr().err

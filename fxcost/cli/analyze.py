@@ -48,6 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     g.add_argument("--group-by", "-g", choices=tuple(View), default=None,
                    help="rows per layer (default), per module (with --depth, default 1) or per layer type")
+    g.add_argument("--ops", action="store_true",
+                   help="the trace op by op instead of the layer table: each aten op in the order it ran (the backward's "
+                        "too with --train), the module call it ran in, the ops its operands came from, its outputs' "
+                        "shapes, dtypes and strides, its MACs and FLOPs (the JSON's trace.ops)")
 
 
 def view(report: Any, args: argparse.Namespace) -> Any:
@@ -62,12 +66,20 @@ def view(report: Any, args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fxcost.report.report import Sweep
+    from fxcost.errors import InputSpecError
+    from fxcost.report.report import OpTrace, Sweep
 
     options.check_depth(args.depth, "--depth 1 shows the root's children, --depth 2 their children")
     options.check_output(args.output, args)
     calls = options.inputs(args)
+    if args.ops and (len(calls) > 1 or args.depth or args.group_by):
+        given = "several --input" if len(calls) > 1 else "--depth/--group-by"
+        raise InputSpecError(f"--ops lists one trace op by op: {given} does not apply to it",
+                             hint="give one --input and no --depth or --group-by with --ops")
     model, name = options.load(args.spec, args)
+    if args.ops:
+        options.emit(OpTrace(options.analyze_one(model, name, calls[0], args)), args)
+        return 0
     reports = [view(options.analyze_one(model, name, c, args), args) for c in calls]
     options.emit(reports[0] if len(reports) == 1 else Sweep(tuple(reports)), args)
     return 0

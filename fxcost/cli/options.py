@@ -291,7 +291,7 @@ def analyze_one(model: Any, name: str, call: Call, args: argparse.Namespace) -> 
             strict=args.strict, name=name, tracer=args.tracer, leaves=args.leaf, dtype=getattr(args, "dtype", None),
             train=getattr(args, "train", False), optimizer=getattr(args, "optimizer", None), amp=getattr(args, "amp", None),
             checkpoint=getattr(args, "checkpoint", []), shard=getattr(args, "shard", None), fit=getattr(args, "fit", None),
-            device=getattr(args, "device", None),
+            device=getattr(args, "device", None), ops=getattr(args, "ops", False),
         )
 
 

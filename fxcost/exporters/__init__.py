@@ -22,7 +22,7 @@ from fxcost.report.crosscheck import CrossCheck
 from fxcost.report.explain import Explanation
 from fxcost.report.llm import LLMReport
 from fxcost.report.report import NOTEBOOK as _NOTEBOOK
-from fxcost.report.report import Report, Sweep
+from fxcost.report.report import OpTrace, Report, Sweep
 from fxcost.report.review import Review
 
 FORMATS = ("table", "markdown", "csv", "json", "latex", "html")
@@ -120,6 +120,13 @@ def _csv(header: list[str], rows: Any) -> str:
     w.writerow(header)
     w.writerows([printable(c, lines=False) if isinstance(c, str) else c for c in row] for row in rows)
     return buf.getvalue()
+
+
+@to_csv.register
+def _ops_csv(trace: OpTrace) -> str:
+    from fxcost.exporters.tables import OP_COLUMNS, op_rows
+
+    return _csv(OP_COLUMNS, op_rows(trace.report.to_dict()["trace"].get("ops", [])))
 
 
 @to_csv.register

@@ -18,7 +18,7 @@ from fxcost.report.crosscheck import CrossCheck
 from fxcost.report.explain import Explanation, noteworthy
 from fxcost.report.kinds import Method
 from fxcost.report.llm import LLMReport
-from fxcost.report.report import Report, Sweep
+from fxcost.report.report import OpTrace, Report, Sweep
 from fxcost.report.review import Review
 
 MB = 1024**2  # torchsummary's "MB" is a mebibyte; fxcost follows it so the figures compare
@@ -130,6 +130,34 @@ def layer_table(report: Report) -> Table:
     table.warnings = [
         f"unsupported op {u['op']} in {u['where']!r} x{u['count']}: not counted" for u in d.get("unsupported", [])
     ]
+    return table
+
+
+OP_COLUMNS = ["#", "pass", "op", "module", "inputs from", "output", "dtype", "strides", "MACs", "FLOPs"]
+
+
+def op_rows(ops: list[dict[str, Any]]) -> list[list[Any]]:
+    """One line per op of a trace (exact integers; ``-`` for an operand no op of the trace made)."""
+    return [[i, "backward" if o.get("backward") else "forward", o["op"], o["module"],
+             " ".join("-" if j < 0 else str(j) for j in o["inputs"]),
+             ", ".join(dims(s["shape"]) or "scalar" for s in o["outputs"]) if o["outputs"] else "-",
+             ", ".join(dict.fromkeys(s["dtype"] for s in o["outputs"])) or "-",
+             ", ".join("(" + ",".join(map(str, st)) + ")" for st in o["strides"]) or "-", o["macs"], o["flops"]]
+            for i, o in enumerate(ops)]
+
+
+@table_of.register
+def op_table(trace: OpTrace) -> Table:
+    d = trace.report.to_dict()
+    rows = [[c if isinstance(c, str) else count(c) if i >= 8 else str(c) for i, c in enumerate(r)]
+            for r in op_rows(d["trace"].get("ops", []))]
+    t = d["totals"]
+    rows.append(["", "", "total", "", "", "", "", "", count(t["macs"] + t.get("backward_macs", 0)),
+                 count(t["flops"] + t.get("backward_flops", 0))])
+    table = Table(header_line(d) + "  ·  op by op", OP_COLUMNS, rows, numeric={"#", "MACs", "FLOPs"}, total_last=True)
+    table.notes = [("Inputs from", "the # of the op that made each tensor operand, in order; - an input, a parameter or "
+                                   "a buffer"),
+                   ("Module", "the innermost module call that ran the op (blank: the model's own forward)")]
     return table
 
 

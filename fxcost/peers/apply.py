@@ -211,7 +211,7 @@ def counted_by(convention: str, model: nn.Module, input_size: Any = None, exampl
     from fxcost.pytorch.analyze import analyze as count
     from fxcost.pytorch.inputs import normalize_inputs
 
-    asked = [k for k in ("train", "device", "traffic", "real", "dtype", "registry") if options.get(k)]
+    asked = [k for k in ("train", "device", "traffic", "real", "dtype", "registry", "ops") if options.get(k)]
     if asked:
         raise InputSpecError(f"the {convention} preset reproduces {convention}'s count of one forward of the model as "
                              f"built, on data-free tensors: {', '.join(asked)} has no counterpart there",

@@ -54,6 +54,7 @@ from fxcost.pytorch.inputs import (
 )
 from fxcost.pytorch.interpreter import NodeRecord, RecordingInterpreter
 from fxcost.pytorch.memory import LiveBytes, storage_bytes
+from fxcost.pytorch.oplog import OpLog
 from fxcost.pytorch.recorder import OpRecorder, OpTagger
 from fxcost.pytorch.rows import call_graph_rows, calls_from_export, class_name, graph_rows
 from fxcost.pytorch.step import (
@@ -236,6 +237,8 @@ class Request:
     profile: Any  # a counting.devices.Device, the roofline's (``device``)
     #: measure the peak memory (the memory stage); fxcost llm skips it where it reads only counts
     memory: bool = True
+    #: keep every op of the trace, in order (the report's ``trace.ops``)
+    ops: bool = False
 
     @classmethod
     def of(cls, input_size: Shape | Sequence[Shape] | None, example_inputs: Any, example_kwargs: dict[str, Any] | None,
@@ -243,7 +246,7 @@ class Request:
            tracer: str | Method = "auto", leaves: Sequence[str] = (), registry: FormulaRegistry | None = None,
            dtype: torch.dtype | str | None = None, train: bool = False, optimizer: str | None = None, amp: str | None = None,
            checkpoint: Sequence[str] = (), shard: str | None = None, fit: int | str | None = None, traffic: bool = False,
-           device: str | None = None) -> Request:
+           device: str | None = None, ops: bool = False) -> Request:
         """:func:`analyze`'s arguments, checked: :class:`InputSpecError` for any that does not fit."""
         from fxcost.counting.devices import device as device_profile
 
@@ -258,7 +261,8 @@ class Request:
             raise InputSpecError("no inputs given", hint="pass input_size=(1, 3, 224, 224) or --input 1x3x224x224")
         return cls(args, kwargs, input_size is not None, rules, real, strict, name,
                    AUTO if tracer == "auto" else (Method(tracer),), (leaves,) if isinstance(leaves, str) else tuple(leaves),
-                   registry or default_registry(), _dtype(dtype), train, step, traffic or profile is not None, profile)
+                   registry or default_registry(), _dtype(dtype), train, step, traffic or profile is not None, profile,
+                   ops=ops)
 
 
 def run(model: nn.Module, request: Request) -> Report:
@@ -407,7 +411,8 @@ def _report(model: nn.Module, request: Request, done: _Done, peak: PeakMemory | 
         layers=tuple(run.rows),
         memory=memory_summary(run.rows, job.inputs, request.convention),
         unsupported=tuple(unsupported_ops(run.rows, request.strict)),
-        trace=replace(run.trace, fallbacks=done.fallbacks, notes=(*run.trace.notes, *notes)),
+        trace=replace(run.trace, fallbacks=done.fallbacks, notes=(*run.trace.notes, *notes),
+                      ops=job.recorder.log.take() if job.recorder.log is not None else ()),
         module_types={path: class_name(m) for path, m in job.shadow.named_modules() if path},
         mode=run.mode,
         outputs=run.outputs,
@@ -466,6 +471,7 @@ def _traced(model: nn.Module, request: Request) -> _Done:
             recompute = checkpoint_paths(shadow, request.step.checkpoint) if request.step.checkpoint else ()
             job = _Job(shadow, margs, mkwargs, recorder, request.convention, input_specs(shadow.forward, margs, mkwargs),
                        leaves, request.real, request.train, recompute)
+            recorder.log, recorder.where = (OpLog() if request.ops else None), ""  # a failed attempt's ops are dropped
             if job.train:
                 shadow.train()
                 backward_hooks = _drop_backward_hooks(shadow)

@@ -24,6 +24,8 @@ from fxcost.pytorch.recorder import OpRecorder
 
 #: the autograd node's metadata key that names the graph node that created it
 TAG = "fxcost.node"
+#: the autograd node's metadata key that names the module call that created it
+WHERE = "fxcost.module"
 #: the pseudo-node for the loss (the outputs' sum) and its backward seed
 LOSS = "(loss)"
 
@@ -33,15 +35,17 @@ def metadata(fn: Any) -> dict[str, Any]:
     return fn.metadata  # type: ignore[no-any-return]
 
 
-def tag_autograd(node: str, outputs: Iterable[torch.Tensor]) -> None:
+def tag_autograd(node: str, outputs: Iterable[torch.Tensor], where: str = "") -> None:
     """Tag the autograd nodes behind ``outputs`` that no earlier graph node tagged with ``node``
-    (the graph node's ops may have made several: linear is a transpose and an addmm)."""
+    (the graph node's ops may have made several: linear is a transpose and an addmm), and with
+    ``where``, the path of the module call that ran it (for the op log's backward records)."""
     stack: list[Any] = [t.grad_fn for t in outputs if isinstance(t, torch.Tensor) and t.grad_fn is not None]
     while stack:
         fn = stack.pop()
         if fn is None or TAG in metadata(fn) or type(fn).__name__ == "AccumulateGrad":
             continue
         metadata(fn)[TAG] = node
+        metadata(fn)[WHERE] = where
         stack.extend(next_fn for next_fn, _ in fn.next_functions)
 
 
@@ -63,9 +67,12 @@ def loss_of(output: Any) -> torch.Tensor:
 class BackwardRecorder(OpRecorder):
     """Tallies each op of a backward into the graph node whose autograd node runs it."""
 
+    BACKWARD = True
+
     def __init__(self, recorder: OpRecorder, first: str) -> None:
         """``first``: the node the ops before any autograd node runs belong to (the loss's seed)."""
         super().__init__(recorder.registry, recorder.shapes)
+        self.log = recorder.log
         self.tallies: dict[str, dict[str, list[Any]]] = {}
         self._last = first
 
@@ -75,6 +82,7 @@ class BackwardRecorder(OpRecorder):
             tag = metadata(fn).get(TAG) if fn is not None else None
             if tag is not None:
                 self._last = tag
+                self.where = metadata(fn).get(WHERE, "")
             self._tally = self.tallies.setdefault(tag or self._last, {})
         return super().__torch_dispatch__(func, types, args, kwargs)
 
@@ -88,35 +96,41 @@ class BackwardRecorder(OpRecorder):
         return found
 
 
-def _producer(loss: torch.Tensor) -> str:
+def _producer(loss: torch.Tensor) -> tuple[str, str]:
     """Tag the loss's own autograd nodes (a cast, a sum) with the graph node whose output it sums:
     the loss is counted in the layer that produced that output."""
     untagged: list[Any] = []
     stack: list[Any] = [loss.grad_fn]
     producer: Any = LOSS
+    where = ""
     while stack:
         fn = stack.pop()
         if fn is None or type(fn).__name__ == "AccumulateGrad":
             continue
         if TAG in metadata(fn):
-            producer = metadata(fn)[TAG]
+            producer, where = metadata(fn)[TAG], metadata(fn).get(WHERE, "")
             break
         untagged.append(fn)
         stack.extend(next_fn for next_fn, _ in fn.next_functions)
     for fn in untagged:
         metadata(fn)[TAG] = producer
-    return str(producer)
+        metadata(fn)[WHERE] = where
+    return str(producer), where
 
 
 def run_backward(output: Any, recorder: OpRecorder) -> dict[str, tuple[Any, ...]]:
     """Backward of the default loss of ``output``: the ops by the graph node that made them. The
     loss's own forward ops (the cast and the sum) and their backward go to the node whose output
     it sums."""
+    logged = len(recorder.log.records) if recorder.log is not None else 0
     with recorder:
         loss = loss_of(output)
     forward_of_loss = recorder.take()
-    producer = _producer(loss)
+    producer, where = _producer(loss)
+    if recorder.log is not None:  # the loss's ops are the producer's, in the op log as in the rows
+        recorder.log.records[logged:] = [dataclasses.replace(r, module=where) for r in recorder.log.records[logged:]]
     counter = BackwardRecorder(recorder, producer)
+    counter.where = where
     with counter:
         loss.backward()
     found = counter.ops()

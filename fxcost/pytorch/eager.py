@@ -62,6 +62,7 @@ class _AllocationMode(TorchFunctionMode):
         # data flow: which frame made each tensor (weakly: a real run frees its tensors), and
         # the (producer, consumer, tensor) edges between frames; ``frame`` is the running one
         self.frame = 0
+        self.where = ""  # the running frame's module path
         self.paused = False
         self.producers: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
         self.edges: dict[tuple[int, int], TensorSpec] = {}
@@ -97,7 +98,7 @@ class _AllocationMode(TorchFunctionMode):
         given = {id(t) for t in inputs}
         outs = tensors_in(out)
         if self.train:
-            tag_autograd(str(self.frame), outs)
+            tag_autograd(str(self.frame), outs, self.where)
         for t in outs:
             if id(t) not in given:  # an op that hands back its input (x.to(x.dtype)) made nothing
                 self.produced(t, self.frame)
@@ -242,6 +243,7 @@ class CallTracker(ModuleStack):
         self._keys += 1
         self.frames.append(_Frame(path, leaf, self._keys, [], [], []))
         self.alloc.frame = self._keys
+        self.alloc.where = self.recorder.where = path
         if leaf:  # a leaf reads its inputs even when it calls no torch function (nn.Identity)
             self.alloc.consume(tensors_in(inputs))
 
@@ -259,6 +261,7 @@ class CallTracker(ModuleStack):
         self._flush()
         f = self.frames.pop()
         self.alloc.frame = self.frames[-1].key if self.frames else 0
+        self.alloc.where = self.recorder.where = self.frames[-1].path if self.frames else self.prefix
         if f.leaf:  # what a leaf returns comes from the leaf, whatever op inside made it
             for t in tensors_in(output):
                 self.alloc.produced(t, f.key)

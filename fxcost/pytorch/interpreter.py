@@ -71,6 +71,7 @@ class RecordingInterpreter(fx.Interpreter):
         inputs = [self.env[a] for a in n.all_input_nodes]
         input_tensors = [t for v in inputs for t in tensors_in(v)]
         self.recorder.take()
+        where = self.recorder.where = n.meta.get(META_KEY, {}).get("module_path") or ""
         try:
             if self.train:
                 with SavedBytes.saving(self._pack):
@@ -81,7 +82,7 @@ class RecordingInterpreter(fx.Interpreter):
             raise
         except Exception as e:
             shapes = tuple(tuple(t.shape) for t in input_tensors)
-            where = n.meta.get(META_KEY, {}).get("module_path") or n.name
+            where = where or n.name
             what = str(n.target) if n.op == "call_module" else f"{n.op} {n.name}"
             typ = type(self.module.get_submodule(str(n.target))).__name__ if n.op == "call_module" else ""
             raise ShapeError(
@@ -96,7 +97,7 @@ class RecordingInterpreter(fx.Interpreter):
         seen = {s for s in map(storage_of, input_tensors) if s is not None}
         outs = tensors_in(result)
         if self.train:
-            tag_autograd(n.name, outs)
+            tag_autograd(n.name, outs, where)
         specs = tuple(map(spec_of, outs))
         allocated = []
         for t in outs:

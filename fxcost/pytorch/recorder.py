@@ -19,6 +19,7 @@ from fxcost.counting.registry import FormulaRegistry
 from fxcost.errors import FxcostError, InternalError, first_line
 from fxcost.pytorch.diagnosis import OP_ATTRIBUTE, FailedOp, OperandDtypeError
 from fxcost.pytorch.memory import storage_key
+from fxcost.pytorch.oplog import OpLog
 from fxcost.pytorch.tensors import formula_view, tensors_in
 from fxcost.report.kinds import Fate
 from fxcost.report.records import OpCost
@@ -198,6 +199,7 @@ class OpRecorder(DispatchMode):
     tests compare every zoo model's report with ``REUSE = False``."""
 
     REUSE = True  # class-wide switch: False runs every op (the tests' reference run)
+    BACKWARD = False  # the ops it sees are a backward's
 
     def __init__(self, registry: FormulaRegistry, shapes: dict[Any, Any] | None = None) -> None:
         super().__init__()
@@ -210,6 +212,8 @@ class OpRecorder(DispatchMode):
         self._in_pending = False  # running one of them: its ops go to its tally
         self.memory: Any = None  # a LiveBytes (fxcost.pytorch.memory) while a run's memory is measured
         self.traffic = False  # tally the bytes each op reads and writes (a roofline's)
+        self.log: OpLog | None = None  # every op, in order, where asked for (``ops=True``)
+        self.where = ""  # the module call running (its path), set by whoever follows the calls
 
     def take(self) -> tuple[OpCost, ...]:
         """The ops tallied so far, and a fresh tally."""
@@ -260,7 +264,7 @@ class OpRecorder(DispatchMode):
             if seen is not None:
                 described, name, macs, flops, fate, reason, moved = seen
                 out = _rebuilt(described)
-                self._add(name, macs, flops, fate, reason, moved, out)
+                self._add(name, macs, flops, fate, reason, moved, out, (args, kwargs))
                 return out
         out = run_tagged(func, args, kwargs)
         name, fate, fn, reason = self._fate(func)
@@ -278,7 +282,7 @@ class OpRecorder(DispatchMode):
             described = _described(out, (args, kwargs))
             if described is not None:
                 self.shapes[key] = (described, name, macs, flops, fate, reason, moved)
-        self._add(name, macs, flops, fate, reason, moved, out)
+        self._add(name, macs, flops, fate, reason, moved, out, (args, kwargs))
         return out
 
     def _fate(self, func: Any) -> tuple[str, Fate, Any, str]:
@@ -304,7 +308,7 @@ class OpRecorder(DispatchMode):
             return None
         return key if tensors else None
 
-    def _add(self, name: str, macs: int, flops: int, fate: Fate, reason: str, moved: int, out: Any) -> None:
+    def _add(self, name: str, macs: int, flops: int, fate: Fate, reason: str, moved: int, out: Any, operands: Any) -> None:
         entry = self._tally.get(name)
         if entry is None:
             self._tally[name] = [1, macs, flops, fate, reason, moved]
@@ -315,3 +319,5 @@ class OpRecorder(DispatchMode):
             entry[5] += moved
         if self.memory is not None:
             self.memory.seen(out)
+        if self.log is not None:
+            self.log.add(name, self.where, operands, out, macs, flops, self.BACKWARD)

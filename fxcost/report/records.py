@@ -475,6 +475,24 @@ class OnnxSource(Record):
 
 
 @dataclass(frozen=True)
+class OpRecord(Record):
+    """One aten op of the trace, in the order it was dispatched (``analyze(ops=True)``, ``--ops``):
+    where it ran, the op that made each of its tensor operands, its outputs, and its price."""
+
+    op: str
+    module: str  # the innermost module call that ran it ("" for the model's own code)
+    #: for each tensor operand, in order: the index of the op of this trace that made it, or -1
+    #: (a model input, a parameter, a buffer, a tensor made outside the trace)
+    inputs: tuple[int, ...]
+    outputs: tuple[TensorSpec, ...]
+    strides: tuple[tuple[int, ...], ...]  # each output's strides, in elements
+    macs: int
+    flops: int
+    backward: bool = False
+    OMIT_DEFAULT: ClassVar[tuple[str, ...]] = ("backward",)
+
+
+@dataclass(frozen=True)
 class TraceInfo:
     """How the graph was obtained: the method, its size, and what did not go as planned."""
 
@@ -485,6 +503,7 @@ class TraceInfo:
     notes: tuple[str, ...] = ()
     opaque: tuple[OpaqueModule, ...] = ()
     fallbacks: tuple[Fallback, ...] = ()
+    ops: tuple[OpRecord, ...] = ()  # every op in order, where asked for (``ops=True``)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"method": self.method.value}
@@ -493,7 +512,7 @@ class TraceInfo:
                 d[k] = getattr(self, k)
         if self.onnx is not None:
             d.update(self.onnx.to_dict())
-        for k in ("notes", "opaque", "fallbacks"):
+        for k in ("notes", "opaque", "fallbacks", "ops"):
             if getattr(self, k):
                 d[k] = plain(getattr(self, k))
         return d
@@ -505,4 +524,5 @@ class TraceInfo:
             method=Method(d["method"]), graph_nodes=d.get("graph_nodes"), segments=d.get("segments"), onnx=onnx,
             notes=tuple(d.get("notes", ())), opaque=tuple(OpaqueModule.from_dict(o) for o in d.get("opaque", ())),
             fallbacks=tuple(Fallback.from_dict(f) for f in d.get("fallbacks", ())),
+            ops=tuple(OpRecord.from_dict(o) for o in d.get("ops", ())),
         )

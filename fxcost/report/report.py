@@ -251,6 +251,17 @@ def _added(row_id: int, members: list[Roof], row: Row) -> Roof:
 
 
 @dataclass(frozen=True)
+class OpTrace:
+    """A report shown op by op (``fxcost analyze --ops``): its ``trace.ops`` as the table, the
+    whole report as the JSON."""
+
+    report: Report
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.report.to_dict()
+
+
+@dataclass(frozen=True)
 class Sweep:
     """One model analyzed at several input sizes (seed Q4)."""
 
