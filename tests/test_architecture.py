@@ -134,3 +134,22 @@ def test_the_process_wide_state_is_the_documented_one() -> None:
     assert changed == PROCESS_WIDE
     doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
     assert all(f"{n}`" in doc for n in PROCESS_WIDE)
+
+
+#: the calls that put module hooks on a model
+_HOOKS = ("register_forward_hook", "register_forward_pre_hook", "register_module_forward_hook",
+          "register_module_forward_pre_hook", "register_full_backward_hook", "register_full_backward_pre_hook")
+
+
+def test_one_module_tracker() -> None:
+    # docs/architecture.md: fxcost follows module calls with one tracker, eager.ModuleStack (the fake
+    # run, the symbolic route's path check, the memory step and the input checks use it); the tool
+    # reproductions under peers/ hook what each tool hooks, since their numbers depend on it
+    hooking = set()
+    for path in PACKAGE.rglob("*.py"):
+        if path.relative_to(PACKAGE).parts[0] == "peers":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in _HOOKS:
+                hooking.add(str(path.relative_to(PACKAGE)))
+    assert hooking == {"pytorch/eager.py"}

@@ -363,3 +363,40 @@ def test_the_op_trace_on_the_command_line(capsys: pytest.CaptureFixture[str]) ->
     assert 1769472 == 64 * 32 * 32 * 3 * 3 * 3 and 3604480 == 2 * 1769472 + 64 * 32 * 32  # the bias adds
     assert main(["analyze", "examples/vgg.py:d2l_vgg11", "--input", "1x3x32x32", "--input", "1x3x64x64", "--ops"]) == 2
     assert "--ops lists one trace" in capsys.readouterr().err
+
+
+# --- one module tracker (eager.ModuleStack) ----------------------------------------------------------
+
+def test_a_checkpointed_recomputation_ends_its_module_calls() -> None:
+    # torch's non-reentrant checkpoint stops recomputing layer1 by raising once it has what the
+    # backward needs: the calls it stopped must end, or the optimizer step (no module running) is
+    # blamed on the last module entered (it was, 'layer1.1.relu', before calls ended on exceptions)
+    report = fxcost.analyze(resnet18(), input_size=(2, 3, 32, 32), train=True, checkpoint=["layer1"])
+    assert report.peak_memory is not None and report.peak_memory.phase == "optimizer"
+    assert report.peak_memory.at == ""
+
+
+class _Fails(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise ValueError("never mind")
+
+
+class _CatchesThenFails(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.optional = _Fails()
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            x = self.optional(x)
+        except ValueError:
+            pass
+        return self.head(x.reshape(-1, 3))  # the real mistake: 3 features into an 8-feature layer
+
+
+@pytest.mark.parametrize("tracer", ["eager", "symbolic"])
+def test_a_failure_names_the_module_that_failed_not_one_the_model_caught(tracer: str) -> None:
+    with pytest.raises(FxcostError) as caught:
+        fxcost.analyze(_CatchesThenFails(), input_size=(2, 6), tracer=tracer)
+    assert "'head'" in str(caught.value) and "optional" not in str(caught.value)

@@ -40,7 +40,7 @@ from fxcost.errors import (
 from fxcost.pytorch.aten import default_registry
 from fxcost.pytorch.backward import run_backward
 from fxcost.pytorch.diagnosis import Cause, all_failed, classify, failed_op, naming_module, needs_fake, user_line
-from fxcost.pytorch.eager import ModuleCall, run_eager
+from fxcost.pytorch.eager import ModuleCall, ModuleStack, run_eager
 from fxcost.pytorch.inputs import (
     cast,
     float_dtypes,
@@ -714,16 +714,20 @@ def _same_path(job: _Job, traced: Traced, records: list[NodeRecord], folded: tup
     leaves = Counter(str(r.node.target) for r in records if r.node.op == "call_module")
     counter = OpRecorder(job.recorder.registry, job.recorder.shapes)
     calls: Counter[str] = Counter()
-    watched = _leaves_of(job.shadow, HierarchyTracer(traced.opaque, job.leaves))
-    handles = [m.register_forward_pre_hook(lambda *_, p=path: calls.update([p])) for path, m in watched]
-    where = [m.register_forward_pre_hook(lambda *_, p=path: setattr(counter.memory, "where", p) if counter.memory else None)
-             for path, m in job.shadow.named_modules() if path]
-    handles += where
+    watched = {path for path, _ in _leaves_of(job.shadow, HierarchyTracer(traced.opaque, job.leaves))}
+
+    def entered(path: str, m: nn.Module, inputs: Any) -> None:
+        if path in watched:
+            calls[path] += 1
+        if counter.memory is not None and path:  # the module the memory's peak is in
+            counter.memory.where = path
+
     try:
         # a training graph runs under saved-tensor hooks (interpreter.py), which spare autograd some
         # detach ops: the forward runs under the same hooks, to dispatch what the graph did
         saving = torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t) if job.train else contextlib.nullcontext()
-        with counter, _Measure(job, (args, kwargs), counter) as measure, saving:
+        with ModuleStack(job.shadow, include_self=True) as modules, counter, _Measure(job, (args, kwargs), counter) as measure, saving:
+            modules.on_enter = entered
             job.shadow(*args, **kwargs)
     except InternalError:
         raise
@@ -731,9 +735,6 @@ def _same_path(job: _Job, traced: Traced, records: list[NodeRecord], folded: tup
         raise TraceError(f"torch.fx's graph ran, but the forward fails on these inputs: {first_line(e)}",
                          hint="the forward's own path is what counts: --tracer eager shows where it fails",
                          source=user_line(e)) from e
-    finally:
-        for h in handles:
-            h.remove()
     forward_ops: Counter[str] = Counter()
     for o in counter.take():
         forward_ops[_plain(o.op)] += o.count

@@ -10,6 +10,7 @@ cannot trace) and a whole model run eagerly (``--tracer eager``) are counted.
 from __future__ import annotations
 
 import contextlib
+import sys
 import weakref
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -138,13 +139,17 @@ def hookable_modules(module: nn.Module, prefix: str = "", stop_at: Collection[st
 
 
 class ModuleStack:
-    """Forward hooks on ``module`` and its submodules that keep the stack of module calls
-    running, so a failure names the innermost one. Hooks go on fxcost's copy only and are
-    removed on exit. ``on_enter``/``on_exit`` run at each call's start and end."""
+    """fxcost's one module tracker: forward hooks on ``module`` and its submodules that keep the
+    stack of module calls running, so a failure names the innermost one. Hooks go on fxcost's
+    copy only and are removed on exit. ``on_enter``/``on_exit`` run at each call's start and end,
+    the end of a call that raises too (``always_call``: a checkpointed module's recomputation is
+    stopped by an exception once it has what the backward needs, and its calls must still end)."""
 
     def __init__(self, module: nn.Module, prefix: str = "", include_self: bool = False, stop_at: Collection[str] = ()) -> None:
         self.module, self.prefix, self.include_self, self.stop_at = module, prefix, include_self, stop_at
-        self.running: list[tuple[str, nn.Module, tuple[tuple[int, ...], ...]]] = []
+        # each call: its path, module, input shapes and the exception being handled when it began
+        self.running: list[tuple[str, nn.Module, tuple[tuple[int, ...], ...], BaseException | None]] = []
+        self.failed: tuple[str, nn.Module, tuple[tuple[int, ...], ...], BaseException | None] | None = None
         self.on_enter: Callable[[str, nn.Module, Any], None] = lambda path, m, inputs: None
         self.on_exit: Callable[[str, nn.Module, Any], None] = lambda path, m, output: None
         self._handles: list[Any] = []
@@ -153,20 +158,28 @@ class ModuleStack:
         for path, m in hookable_modules(self.module, self.prefix, self.stop_at):
             if m is not self.module or self.include_self:
                 self._handles += [m.register_forward_pre_hook(self._enter(path), with_kwargs=True),
-                                  m.register_forward_hook(self._exit)]
+                                  m.register_forward_hook(self._exit, always_call=True)]
         return self
 
     def _enter(self, path: str) -> Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], None]:
         def hook(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             with self.bookkeeping():
+                self.failed = None  # a call begins: a failure before it was caught by the model
                 self.on_enter(path, m, (args, kwargs))
-                self.running.append((path, m, tuple(tuple(int(d) for d in t.shape) for t in tensors_in((args, kwargs)))))
+                self.running.append((path, m, tuple(tuple(int(d) for d in t.shape) for t in tensors_in((args, kwargs))),
+                                     sys.exc_info()[1]))
         return hook
 
     def _exit(self, m: nn.Module, inputs: Any, output: Any) -> None:
         with self.bookkeeping():
-            path = self.running.pop()[0]
-            self.on_exit(path, m, output)
+            entry = self.running.pop()
+            # torch calls an always_call hook from its except block: an exception other than the one
+            # being handled when the call began is this call's failure (the innermost keeps it)
+            if sys.exc_info()[1] is not entry[3]:
+                self.failed = self.failed or entry
+            else:
+                self.failed = None  # a failure the model caught and went on from is not the one
+            self.on_exit(entry[0], m, output)
 
     @contextlib.contextmanager
     def bookkeeping(self) -> Iterator[None]:
@@ -180,9 +193,10 @@ class ModuleStack:
         except (FxcostError, InternalError, ModuleRunError):
             raise
         except Exception as e:
-            if not self.running:
+            where = self.failed or (self.running[-1] if self.running else None)
+            if where is None:
                 raise
-            path, m, shapes = self.running[-1]
+            path, m, shapes, _ = where
             raise ModuleRunError(path, m, shapes, e) from e
 
     def __exit__(self, *exc: object) -> None:

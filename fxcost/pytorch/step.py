@@ -33,7 +33,8 @@ import torch
 from torch import nn
 
 from fxcost.errors import InputSpecError
-from fxcost.pytorch.backward import loss_of, metadata
+from fxcost.pytorch.backward import WHERE, loss_of, metadata
+from fxcost.pytorch.eager import ModuleStack
 from fxcost.pytorch.memory import storage_bytes
 from fxcost.pytorch.recorder import DispatchMode, run_tagged
 from fxcost.pytorch.tensors import tensors_in
@@ -109,56 +110,34 @@ class StepPeak:
     own_bytes: int = 0  # of the activations at the peak, those the module running then (``at``) made
 
 
-_WHERE = "fxcost.step_module"  # an autograd node's metadata key: the module whose forward made it
-
-
-class Modules:
-    """Which module is running, in the forward (global forward hooks keep a stack) and in the
-    backward (each module's autograd nodes are tagged with its path as its forward returns,
-    innermost first, and the backward reads the node it is running). It keeps no tensor and no
-    autograd node alive: a tag is the node's own metadata. (PyTorch's ModuleTracker registers
-    gradient hooks on every module's outputs, which keeps recomputed activations of a
-    checkpointed module alive for as long as the loss is.)"""
+class Modules(ModuleStack):
+    """Which module is running, in the forward (fxcost's one module tracker,
+    :class:`~fxcost.pytorch.eager.ModuleStack`, on the step's copy) and in the backward (each
+    module's autograd nodes are tagged with its path as its forward returns, innermost first, and
+    the backward reads the node it is running). It keeps no tensor and no autograd node alive: a
+    tag is the node's own metadata. (PyTorch's ModuleTracker registers gradient hooks on every
+    module's outputs, which keeps recomputed activations of a checkpointed module alive for as
+    long as the loss is.)"""
 
     def __init__(self, model: nn.Module) -> None:
-        self._paths = {id(m): p for p, m in model.named_modules()}
-        self._stack: list[str] = []
-        self._handles: list[Any] = []
+        super().__init__(model, include_self=True)
+        self.on_exit = self._tag
 
-    def __enter__(self) -> Modules:
-        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
-
-        self._handles = [register_module_forward_pre_hook(self._pre), register_module_forward_hook(self._post, always_call=True)]
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for h in self._handles:
-            h.remove()
-
-    def _pre(self, module: nn.Module, args: Any) -> None:
-        path = self._paths.get(id(module))
-        if path is not None:
-            self._stack.append(path)
-
-    def _post(self, module: nn.Module, args: Any, out: Any) -> None:
-        path = self._paths.get(id(module))
-        if path is None:
-            return
-        if self._stack and self._stack[-1] == path:
-            self._stack.pop()
+    @staticmethod
+    def _tag(path: str, module: nn.Module, out: Any) -> None:
         todo: list[Any] = [t.grad_fn for t in tensors_in(out) if t.grad_fn is not None]
         while todo:
             fn = todo.pop()
-            if fn is None or _WHERE in metadata(fn):
+            if fn is None or WHERE in metadata(fn):
                 continue
-            metadata(fn)[_WHERE] = path
+            metadata(fn)[WHERE] = path
             todo.extend(f for f, _ in fn.next_functions)
 
     def innermost(self) -> str:
         if torch._C._current_graph_task_id() != -1:  # in the backward
             fn = torch._C._current_autograd_node()
-            return str(metadata(fn).get(_WHERE, "")) if fn is not None else ""
-        return self._stack[-1] if self._stack else ""
+            return str(metadata(fn).get(WHERE, "")) if fn is not None else ""
+        return self.running[-1][0] if self.running else ""
 
 
 class StepTracker(DispatchMode):
