@@ -53,6 +53,7 @@ def analyze(
     traffic: bool = False,
     device: str | None = None,
     ops: bool = False,
+    hooks: bool = False,
 ) -> Report:
     """Analyze ``model`` without running it for real, and return a :class:`Report`.
 
@@ -99,7 +100,11 @@ def analyze(
     to keep whole: one row per call, its ops still counted (FX does not trace into them). The
     report's ``trace`` says which method ran, which modules were opaque and why, and why earlier
     methods failed. The model is never modified: analysis runs on a weightless copy (a full
-    copy with ``real``).
+    copy with ``real``). The model's forward hooks are copied with it; torch's own run (the old
+    ``weight_norm`` and ``spectral_norm`` compute the weight in one), the user's do not, since an
+    analysis runs the forward several times on fake tensors (a hook that logs or writes files would
+    do so each time): ``hooks=True`` runs them too (one that fails on data-free tensors is then set
+    aside); the notes name the hooks that ran and the ones that did not.
 
     The result does not depend on where it is called: under ``torch.no_grad()``,
     ``torch.inference_mode()``, ``torch.enable_grad()``, inside a dispatch or fake mode of the
@@ -113,7 +118,7 @@ def analyze(
     """
     options: dict[str, Any] = dict(real=real, strict=strict, name=name, tracer=tracer, leaves=leaves, registry=registry, dtype=dtype,
                    train=train, optimizer=optimizer, amp=amp, checkpoint=checkpoint, shard=shard, fit=fit, traffic=traffic,
-                   device=device, ops=ops)
+                   device=device, ops=ops, hooks=hooks)
     tool = preset(convention)
     if tool is not None:
         return tool(model, input_size, example_inputs, example_kwargs, **options)

@@ -170,7 +170,12 @@ def test_weight_norm_and_spectral_norm_hooks_run_and_a_logging_hook_is_set_aside
         model = nn.Sequential(nn.utils.weight_norm(nn.Linear(8, 8)), nn.utils.spectral_norm(nn.Linear(8, 4)))
     seen: list[float] = []
     model[1].register_forward_hook(lambda m, i, out: seen.append(out.mean().item()))  # reads values
-    report = fxcost.analyze(model, input_size=(2, 8))
+    quiet = fxcost.analyze(model, input_size=(2, 8))  # the user's hook is not run at all by default
+    said = " ".join(quiet.trace.notes)
+    assert "hooks not run: " in said and "<lambda> (forward hook of '1'): the model's own hooks do not run" in said
+    assert seen == []
+    report = fxcost.analyze(model, input_size=(2, 8), hooks=True)
+    assert report.total() == quiet.total()
     x = torch.randn(2, 8)
     # the spectral norm's power step in eval: mv(W[4, 8], v[8]) = 32 and dot(u[4], .) = 4 MACs on
     # top of the two Linear layers' 2 * (8 * 8 + 8 * 4) = 192

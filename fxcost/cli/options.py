@@ -84,6 +84,9 @@ def add_tracing(p: argparse.ArgumentParser, real: bool = True, group: Any = None
     g.add_argument("--leaf", action="append", default=[], metavar="MODULE",
                    help="keep a module (a path like encoder.layer.0, or a class name) as one node whose ops "
                    "are still counted (repeatable)")
+    g.add_argument("--hooks", action="store_true",
+                   help="run the model's own forward hooks too (torch's, weight_norm's and spectral_norm's, always "
+                        "run); an analysis runs the forward several times on fake tensors")
     if real:
         g.add_argument("--real", action="store_true",
                        help="run real tensors on a copy of the model instead of fake ones (slow; needs weights)")
@@ -145,6 +148,10 @@ def add_output(p: argparse.ArgumentParser, output: bool = True) -> None:
     if output:
         g.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of stdout")
     g.add_argument("--width", type=int, default=None, help="terminal table width (default: terminal's)")
+    g.add_argument("--verbose", "-v", action="store_true",
+                   help="also say how the model was traced: the routes tried before the one that counted and why "
+                        "each was left, the modules that ran op by op, the warnings raised while analyzing (the "
+                        "JSON's trace always has them)")
 
 
 def add_drawing(p: argparse.ArgumentParser) -> None:
@@ -262,6 +269,7 @@ def load(spec: str, args: argparse.Namespace, meta: bool = True) -> tuple[Any, s
                                        ("--checkpoint", getattr(args, "checkpoint", [])), ("--shard", getattr(args, "shard", None)),
                                        ("--fit", getattr(args, "fit", None)), ("--device", getattr(args, "device", None)),
                                        ("--leaf", getattr(args, "leaf", [])), ("--real", getattr(args, "real", False)),
+                                       ("--hooks", getattr(args, "hooks", False)),
                                        ("--tracer", getattr(args, "tracer", "auto") != "auto"))
                  if on]
         if given:
@@ -291,7 +299,7 @@ def analyze_one(model: Any, name: str, call: Call, args: argparse.Namespace) -> 
             strict=args.strict, name=name, tracer=args.tracer, leaves=args.leaf, dtype=getattr(args, "dtype", None),
             train=getattr(args, "train", False), optimizer=getattr(args, "optimizer", None), amp=getattr(args, "amp", None),
             checkpoint=getattr(args, "checkpoint", []), shard=getattr(args, "shard", None), fit=getattr(args, "fit", None),
-            device=getattr(args, "device", None), ops=getattr(args, "ops", False),
+            device=getattr(args, "device", None), ops=getattr(args, "ops", False), hooks=getattr(args, "hooks", False),
         )
 
 
@@ -407,7 +415,7 @@ def emit(obj: Any, args: argparse.Namespace) -> None:
     stdout = results()
     to_terminal = not output and stdout.isatty()
     width = args.width or max(shutil.get_terminal_size((160, 24)).columns, 100)
-    text = render(obj, fmt, width=width, color=to_terminal)
+    text = render(obj, fmt, width=width, color=to_terminal, verbose=getattr(args, "verbose", False))
     if output:
         write_atomic(output, text)
     else:

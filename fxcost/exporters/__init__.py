@@ -233,21 +233,39 @@ def to_text(t: Table, width: int = 160, color: bool = False) -> str:
     return buf.getvalue()
 
 
-def render(obj: Any, fmt: str = "table", *, width: int = 160, color: bool = False) -> str:
-    """``obj`` (a Report, Sweep, Comparison, Review or CrossCheck) in the format ``fmt``."""
+def render(obj: Any, fmt: str = "table", *, width: int = 160, color: bool = False, verbose: bool = False) -> str:
+    """``obj`` (a Report, Sweep, Comparison, Review or CrossCheck) in the format ``fmt``;
+    ``verbose``: a table also says how each report was traced (:func:`traced_lines`)."""
     if fmt == "json":
         return to_json(obj)
     if fmt == "csv":
         return to_csv(obj)
+    if fmt not in ("markdown", "table", "latex", "html"):
+        raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+    table = table_of(obj)
+    if verbose:
+        table.notes += traced_lines(obj)
     if fmt == "markdown":
-        return to_markdown(table_of(obj))
+        return to_markdown(table)
     if fmt == "table":
-        return to_text(table_of(obj), width=width, color=color)
-    if fmt == "latex":
-        return to_latex(table_of(obj))
-    if fmt == "html":
-        return to_html(table_of(obj))
-    raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+        return to_text(table, width=width, color=color)
+    return to_latex(table) if fmt == "latex" else to_html(table)
+
+
+def traced_lines(obj: Any) -> list[tuple[str, str]]:
+    """How each report in ``obj`` was traced (``--verbose``), named by its model where there are several."""
+    from fxcost.exporters.tables import how_traced
+
+    reports = [obj] if isinstance(obj, Report) else [obj.report] if isinstance(obj, OpTrace) else \
+        list(obj.reports) if isinstance(obj, Sweep) else [r for r in (getattr(obj, "a", None), getattr(obj, "b", None))
+                                                            if isinstance(r, Report)]
+    lines = []
+    for r in reports:
+        prefix = f"{r.model}: " if len(reports) > 1 else ""
+        trace = r.trace.to_dict()
+        found = how_traced(trace) or [("Traced", f"by {trace['method']} at the first try, no warnings")]
+        lines += [(prefix + k, v) for k, v in found]
+    return lines
 
 
 if not _NOTEBOOK:  # a notebook shows a Report through these

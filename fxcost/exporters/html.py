@@ -14,7 +14,7 @@ import html
 from typing import Any
 
 from fxcost.errors import printable
-from fxcost.exporters.tables import count, dims, header_line, human, mb, share, totals_notes, trace_notes
+from fxcost.exporters.tables import count, dims, header_line, how_traced, human, mb, share, totals_notes, trace_notes
 from fxcost.report.report import Report, Sweep
 
 _CSS = """
@@ -277,7 +277,8 @@ def to_html(report: Report, svg: str | None, sweep: Sweep | None = None) -> str:
     """The report as one HTML page. ``svg``: the diagram as Graphviz rendered it (nodes with ids
     ``row-N``); ``sweep``: the same model at several input sizes, for the sweep plot."""
     d = report.to_dict()
-    notes = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in totals_notes(d) + trace_notes(d.get("trace", {})))
+    notes = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in totals_notes(d) + trace_notes(d.get("trace", {}))
+                    + how_traced(d.get("trace", {})))
     warnings = "".join(f'<li class="warn">unsupported op {_e(u["op"])} in {_e(u["where"])} x{u["count"]}: not counted</li>'
                        for u in d["unsupported"])
     parts = [

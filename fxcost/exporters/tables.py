@@ -162,11 +162,18 @@ def op_table(trace: OpTrace) -> Table:
 
 
 def trace_notes(trace: dict[str, Any]) -> list[tuple[str, str]]:
-    """Which tracer ran and why the ones before it did not; which modules ran op by op."""
-    notes = [(f"Tracer {f['tracer']} failed", f["error"]) for f in trace.get("fallbacks", [])]
-    notes += [(f"Opaque module {o['module']} ({o['type']})", o["reason"]) for o in trace.get("opaque", [])]
-    notes += [("Note", n) for n in trace.get("notes", [])]
-    return notes
+    """What changes how the numbers read (an assumption, a path values chose), each once."""
+    return [("Note", n) for n in dict.fromkeys(trace.get("notes", []))]
+
+
+def how_traced(trace: dict[str, Any]) -> list[tuple[str, str]]:
+    """``--verbose``: the routes tried before the one that counted and why each was left, the
+    modules that ran op by op (their ops are counted), the warnings raised while analyzing."""
+    lines = [(f"Tried {f['tracer']} first", f["error"]) for f in trace.get("fallbacks", [])]
+    lines += [(f"Op by op: {o['module']} ({o['type']})", f"{o['reason']}; its ops are counted")
+              for o in trace.get("opaque", [])]
+    lines += [("Warning", w) for w in trace.get("warnings", [])]
+    return lines
 
 
 def _peak(p: dict[str, Any]) -> str:

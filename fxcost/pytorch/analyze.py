@@ -14,6 +14,7 @@ import random
 import sys
 import threading
 import types
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -39,7 +40,16 @@ from fxcost.errors import (
 )
 from fxcost.pytorch.aten import default_registry
 from fxcost.pytorch.backward import run_backward
-from fxcost.pytorch.diagnosis import Cause, all_failed, classify, failed_op, naming_module, needs_fake, user_line
+from fxcost.pytorch.diagnosis import (
+    Cause,
+    all_failed,
+    classify,
+    failed_op,
+    naming_module,
+    needs_fake,
+    raised_in,
+    user_line,
+)
 from fxcost.pytorch.eager import ModuleCall, ModuleStack, run_eager
 from fxcost.pytorch.inputs import (
     cast,
@@ -72,7 +82,7 @@ from fxcost.pytorch.step import (
 )
 from fxcost.pytorch.tensors import dtype_name, fake_tensor, output_specs, parse_dtype, with_tensors
 from fxcost.pytorch.tracers import META_KEY, HierarchyTracer, Traced, export, quiet_logs, symbolic
-from fxcost.pytorch.working_copy import Hook, dense_encoders, fakeify, has_meta_weights, hook_in, hooks_of
+from fxcost.pytorch.working_copy import Hook, dense_encoders, fakeify, has_meta_weights, hook_in, hooks_of, users_hooks
 from fxcost.report.kinds import AUTO, TRACERS, Analysis, Method, Mode
 from fxcost.report.records import (
     Edge,
@@ -239,6 +249,8 @@ class Request:
     memory: bool = True
     #: keep every op of the trace, in order (the report's ``trace.ops``)
     ops: bool = False
+    #: run the user's forward hooks on the working copy (torch's own always run)
+    hooks: bool = False
 
     @classmethod
     def of(cls, input_size: Shape | Sequence[Shape] | None, example_inputs: Any, example_kwargs: dict[str, Any] | None,
@@ -246,7 +258,7 @@ class Request:
            tracer: str | Method = "auto", leaves: Sequence[str] = (), registry: FormulaRegistry | None = None,
            dtype: torch.dtype | str | None = None, train: bool = False, optimizer: str | None = None, amp: str | None = None,
            checkpoint: Sequence[str] = (), shard: str | None = None, fit: int | str | None = None, traffic: bool = False,
-           device: str | None = None, ops: bool = False) -> Request:
+           device: str | None = None, ops: bool = False, hooks: bool = False) -> Request:
         """:func:`analyze`'s arguments, checked: :class:`InputSpecError` for any that does not fit."""
         from fxcost.counting.devices import device as device_profile
 
@@ -262,7 +274,7 @@ class Request:
         return cls(args, kwargs, input_size is not None, rules, real, strict, name,
                    AUTO if tracer == "auto" else (Method(tracer),), (leaves,) if isinstance(leaves, str) else tuple(leaves),
                    registry or default_registry(), _dtype(dtype), train, step, traffic or profile is not None, profile,
-                   ops=ops)
+                   ops=ops, hooks=hooks)
 
 
 def run(model: nn.Module, request: Request) -> Report:
@@ -271,10 +283,10 @@ def run(model: nn.Module, request: Request) -> Report:
     the forward (:func:`_traced` -> :class:`_Done`), the memory (:func:`_peak`), the report
     (:func:`_report`). Where the data-free run fails for want of values and the caller gave real
     inputs and weights, it runs again on them, and says so."""
-    with _ONE_AT_A_TIME, isolated(), _callers_rng_kept(request.real):
+    with _ONE_AT_A_TIME, isolated(), _callers_rng_kept(request.real), _warnings_kept() as kept:
         try:
             try:
-                return _run(model, request)
+                return kept(_run(model, request))
             except FxcostError as e:
                 if request.real or not _values_decide(e) or not _real_data(model, request):
                     raise
@@ -287,13 +299,28 @@ def run(model: nn.Module, request: Request) -> Report:
                     raise e from None  # the real run failed too: the data-free failure is the one to show
             note = (f"ran on real tensors: the path depends on tensor values ({why}), and the inputs and "
                     f"weights given are real, so the given values decided it; other values may take another path")
-            return replace(report, trace=replace(report.trace, notes=(*report.trace.notes, note)))
+            return kept(replace(report, trace=replace(report.trace, notes=(*report.trace.notes, note))))
         except RecursionError as e:  # a model nested deeper than Python lets fxcost (or torch) follow
             raise FxcostError(
                 f"{type(model).__name__} nests deeper than Python's recursion limit ({sys.getrecursionlimit()}) lets the "
                 f"analysis follow: {first_line(e)}",
                 hint="raise the limit (sys.setrecursionlimit(10_000)) before analyzing, or analyze a part of the model",
             ) from None
+
+
+@contextlib.contextmanager
+def _warnings_kept() -> Iterator[Callable[[Report], Report]]:
+    """The warnings raised while the model is analyzed (torch.export's about attributes it saw
+    assigned, a deprecation in the model's own code) are kept in the report's trace, each once,
+    instead of reaching the caller's terminal about a copy the caller never sees: the yielded
+    function puts them in. (``warnings.catch_warnings`` is process-wide: analyses take turns.)"""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+
+        def kept(report: Report) -> Report:
+            found = dict.fromkeys(f"{w.category.__name__}: {first_line(w.message)}" for w in caught)  # type: ignore[arg-type]
+            return replace(report, trace=replace(report.trace, warnings=(*report.trace.warnings, *found))) if found else report
+        yield kept
 
 
 def _run(model: nn.Module, request: Request) -> Report:
@@ -327,16 +354,7 @@ def _values_decide(e: FxcostError) -> bool:
 
 def _in_packing(e: BaseException) -> bool:
     """The failure came from torch's sequence packing (torch/nn/utils/rnn.py), which reads lengths."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        tb = e.__traceback__
-        while tb is not None:
-            if tb.tb_frame.f_code.co_filename.replace("\\", "/").endswith("torch/nn/utils/rnn.py"):
-                return True
-            tb = tb.tb_next
-        e = e.__cause__ or e.__context__  # type: ignore[assignment]
-    return False
+    return raised_in(e, "torch/nn/utils/rnn.py")
 
 
 def _real_data(model: nn.Module, request: Request) -> bool:
@@ -460,7 +478,9 @@ def _traced(model: nn.Module, request: Request) -> _Done:
     leaves = leaf_paths(model, request.leaves)
     fallbacks: list[Fallback] = []
     errors: list[FxcostError] = []
-    skipped: dict[Hook, str] = {}  # hooks that fail on data-free tensors, and why
+    # hooks taken off the copy, and why: the user's (unless asked to run them), and those that fail
+    # on data-free tensors
+    skipped: dict[Hook, str] = {} if request.hooks else dict.fromkeys(users_hooks(model), _USERS)
     i = 0
     while True:
         try:
@@ -480,25 +500,35 @@ def _traced(model: nn.Module, request: Request) -> _Done:
         except FxcostError as e:
             hook = hook_in(e, model)  # the copy's hooks are the model's, by the same keys
             if hook is not None and hook not in skipped:  # the same tracer again, without that hook
-                skipped[hook] = first_line(e.__cause__ or e)
+                skipped[hook] = f"it fails on data-free tensors ({first_line(e.__cause__ or e)})"
                 continue
             errors.append(e)
             if isinstance(e, TraceError) and i < len(methods) - 1:
                 fallbacks.append(Fallback(methods[i], e.message))
                 i += 1
                 continue
-            failure = all_failed(type(model).__name__, methods, errors) if fallbacks else e
+            # the fake run follows the forward as Python runs it: where it fails on the input, that is
+            # the failure (the routes tried before it are the report's trace, not the user's problem)
+            own = methods[i] is Method.EAGER and not _values_decide(e)
+            failure = all_failed(type(model).__name__, methods, errors) if fallbacks and not own else e
             _dtype_hint(failure, model, request.args, request.kwargs, request.dtype)
             if failure is e:
                 raise
             raise failure from e
 
 
+_USERS = ("the model's own hooks do not run in an analysis, which runs the forward several times on fake tensors "
+          "(hooks=True, --hooks, runs them)")
+
+
 def _notes(done: _Done, as_dtype: torch.dtype | None) -> list[str]:
     """What the report's trace says about how the count was made."""
     job = done.job
     notes = [f"hooks that ran: {', '.join(map(str, ran))}" for ran in [hooks_of(job.shadow)] if ran]
-    notes += [f"hook not run: {h}: it fails on data-free tensors ({why})" for h, why in done.skipped.items()]
+    users = [str(h) for h, why in done.skipped.items() if why == _USERS]
+    if users:
+        notes.append(f"hooks not run: {', '.join(users)}: {_USERS}")
+    notes += [f"hook not run: {h}: {why}" for h, why in done.skipped.items() if why != _USERS]
     if done.dense:
         notes.append(f"nn.TransformerEncoder {', '.join(done.dense)}: the dense path is counted; with a src_key_padding_mask, "
                      f"inference (eval, no gradients) takes a nested-tensor fast path that computes only the unpadded "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sysconfig
 import traceback
 from collections.abc import Iterator, Sequence
@@ -281,14 +282,41 @@ class ModuleRunError(Exception):
         self.path, self.module, self.shapes, self.cause = path, module, shapes, cause
 
 
+def raised_in(error: BaseException, path: str) -> bool:
+    """``error`` (or an exception it was raised from) passed through a file whose path ends in
+    ``path`` (``"torch/nn/utils/rnn.py"``): where it came from, not what its message says."""
+    seen = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        tb = e.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.replace("\\", "/").endswith(path):
+                return True
+            tb = tb.tb_next
+        e = e.__cause__ or e.__context__
+    return False
+
+
+#: a torch.fx Proxy as its repr writes it into a message formatted while tracing
+PROXY = re.compile(r"Proxy\((\w+)\)")
+
+
+def readable(text: str) -> str:
+    """``text`` without torch.fx's internals: a ``Proxy(getitem_2)`` formatted into it while
+    tracing is a value the trace had not computed."""
+    return PROXY.sub("<a traced value>", text)
+
+
 def failure_message(place: str, shapes: Sequence[Sequence[int]], cause: BaseException, doing: str = "") -> str:
     """``layer 'x' (Conv2d) failed on input shape 1x3x8x8[ while ...]: why``, one wording for every
-    way a model runs (a graph node, an opaque module, an eager run, lazy initialization)."""
-    shown = ", ".join("x".join(map(str, s)) for s in shapes) or "no tensors"
-    why = first_line(cause)
+    way a model runs (a graph node, an opaque module, an eager run, lazy initialization); a call
+    given no tensor names no shape."""
+    shown = ", ".join("x".join(map(str, s)) for s in shapes)
+    why = readable(first_line(cause))
     if is_data_dependent(cause):
         why = f"it reads a tensor's value (aten::_local_scalar_dense, from .item() or `if tensor:`): {why}"
-    return f"{place} failed on input shape {shown}{f' while {doing}' if doing else ''}: {why}"
+    return f"{place} failed{f' on input shape {shown}' if shown else ''}{f' while {doing}' if doing else ''}: {why}"
 
 
 def shape_error(e: ModuleRunError, doing: str) -> ShapeError:

@@ -16,9 +16,9 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from fxcost.errors import FxcostError, InternalError, ShapeError
+from fxcost.errors import FxcostError, InternalError, ShapeError, TraceError, first_line
 from fxcost.pytorch.backward import tag_autograd
-from fxcost.pytorch.diagnosis import ModuleRunError, failure_message, hint_for, user_line
+from fxcost.pytorch.diagnosis import PROXY, ModuleRunError, failure_message, hint_for, raised_in, readable, user_line
 from fxcost.pytorch.eager import CallTracker, ModuleCall
 from fxcost.pytorch.memory import SavedBytes
 from fxcost.pytorch.recorder import OpRecorder
@@ -81,18 +81,7 @@ class RecordingInterpreter(fx.Interpreter):
         except (FxcostError, InternalError, ModuleRunError):
             raise
         except Exception as e:
-            shapes = tuple(tuple(t.shape) for t in input_tensors)
-            where = where or n.name
-            what = str(n.target) if n.op == "call_module" else f"{n.op} {n.name}"
-            typ = type(self.module.get_submodule(str(n.target))).__name__ if n.op == "call_module" else ""
-            raise ShapeError(
-                failure_message(f"layer {where!r} ({typ or what})", shapes, e),
-                node=n.name,
-                module_path=where,
-                input_shapes=shapes,
-                hint=hint_for(e),
-                source=user_line(e, n.stack_trace),  # torch.export's nodes carry their line; traced ones may not
-            ) from e
+            raise self._failed(n, where, input_tensors, e) from e
         ops = self.recorder.take()
         seen = {s for s in map(storage_of, input_tensors) if s is not None}
         outs = tensors_in(result)
@@ -112,6 +101,30 @@ class RecordingInterpreter(fx.Interpreter):
             NodeRecord(n, specs, tuple(allocated), ops, calls, edges, saved)
         )
         return result
+
+    def _failed(self, n: fx.Node, where: str, input_tensors: list[torch.Tensor], e: Exception) -> FxcostError:
+        """Node ``n``'s failure as the user sees it: the layer (or the function, and the module whose
+        forward calls it), the input shapes, why, the line. A message that holds a ``Proxy(...)`` was
+        written while tracing, from a traced value (``f"height ({H})"``): the graph cannot say what
+        the forward would, so it is a :class:`TraceError` and ``auto`` moves on to the fake run."""
+        shapes = tuple(tuple(t.shape) for t in input_tensors)
+        if n.op == "call_module":
+            place = f"layer {n.target!r} ({type(self.module.get_submodule(str(n.target))).__name__})"
+        else:
+            name = getattr(n.target, "__name__", str(n.target))
+            place = f"{name}() in " + (f"layer {where!r}" if where else f"{type(self.module).__name__}.forward")
+        source = user_line(e, n.stack_trace)  # torch.export's nodes carry their line; traced ones may not
+        if raised_in(e, "torch/fx/immutable_collections.py"):
+            return TraceError(f"torch.fx's graph fails at {place}: the function changes a list it is given in place, "
+                              "and torch.fx's graph hands it an immutable one (a torch.fx.wrap'ped helper that mutates "
+                              "its argument)", hint="--tracer eager runs the forward itself, where the list is the "
+                              "function's to change", source=source)
+        if PROXY.search(str(e)):
+            return TraceError(f"torch.fx's graph fails at {place}, with a message written while tracing: "
+                              f"{readable(first_line(e))}", hint="--tracer eager runs the forward itself and says what it "
+                              "says on these inputs", source=source)
+        return ShapeError(failure_message(place, shapes, e), node=n.name, module_path=where or n.name, input_shapes=shapes,
+                          hint=hint_for(e), source=source)
 
     def _pack(self, t: torch.Tensor) -> None:
         """A tensor an op saves for the backward: its storage's bytes, if new, go to the running node."""

@@ -8,18 +8,23 @@ parameters, such as the weight of the old hook-based ``weight_norm``, copies too
 materialize on meta from the input shapes. :func:`fakeify` then swaps the meta tensors for fake
 CPU tensors owned by one ``FakeTensorMode``, under which the analysis runs.
 
-The model's forward hooks are copied with it and run: a hook can be part of the computation (the
-old ``weight_norm`` and ``spectral_norm`` compute the weight in a forward pre-hook). One that
-fails on data-free tensors (a logging hook reading values) is taken off the copy by the analysis
-(:func:`hook_in`, :func:`drop_hooks`), which says so.
+The model's forward hooks are copied with it. torch's own run: they are part of the computation
+(the old ``weight_norm`` and ``spectral_norm`` compute the weight in a forward pre-hook). The
+user's (any hook whose code is not torch's) are taken off the copy unless the analysis is asked to
+run them (``hooks=True``): an analysis runs the forward several times on fake tensors, and a hook
+that logs or writes files would do so each time. A hook that runs and fails on data-free tensors
+(a logging hook reading values) is taken off the copy by the analysis (:func:`hook_in`,
+:func:`drop_hooks`), which says so.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -126,6 +131,21 @@ _KINDS = {"_forward_pre_hooks": "forward pre-hook", "_forward_hooks": "forward h
 #: the flags torch keeps beside a hook, by the same key
 _FLAGS = {"_forward_pre_hooks": ("_forward_pre_hooks_with_kwargs",),
           "_forward_hooks": ("_forward_hooks_with_kwargs", "_forward_hooks_always_called")}
+
+
+_TORCH = str(Path(torch.__file__).resolve().parent) + os.sep
+
+
+def users_hooks(model: nn.Module) -> list[Hook]:
+    """The model's hooks whose code is not torch's own (a function or callable object defined in
+    the user's code or another package)."""
+    found = []
+    for h in hooks_of(model):
+        hook = getattr(model.get_submodule(h.path), "_forward_pre_hooks" if "pre" in h.kind else "_forward_hooks")[h.key]
+        code = _code_of(hook)
+        if code is None or not str(Path(code.co_filename).resolve()).startswith(_TORCH):
+            found.append(h)
+    return found
 
 
 def _name(hook: Any) -> str:

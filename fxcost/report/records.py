@@ -504,6 +504,9 @@ class TraceInfo:
     opaque: tuple[OpaqueModule, ...] = ()
     fallbacks: tuple[Fallback, ...] = ()
     ops: tuple[OpRecord, ...] = ()  # every op in order, where asked for (``ops=True``)
+    #: warnings raised while the model was analyzed (torch's, the model's own code's), each once:
+    #: kept here (``--verbose`` shows them), not sent to the terminal
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"method": self.method.value}
@@ -512,7 +515,7 @@ class TraceInfo:
                 d[k] = getattr(self, k)
         if self.onnx is not None:
             d.update(self.onnx.to_dict())
-        for k in ("notes", "opaque", "fallbacks", "ops"):
+        for k in ("notes", "opaque", "fallbacks", "warnings", "ops"):
             if getattr(self, k):
                 d[k] = plain(getattr(self, k))
         return d
@@ -524,5 +527,5 @@ class TraceInfo:
             method=Method(d["method"]), graph_nodes=d.get("graph_nodes"), segments=d.get("segments"), onnx=onnx,
             notes=tuple(d.get("notes", ())), opaque=tuple(OpaqueModule.from_dict(o) for o in d.get("opaque", ())),
             fallbacks=tuple(Fallback.from_dict(f) for f in d.get("fallbacks", ())),
-            ops=tuple(OpRecord.from_dict(o) for o in d.get("ops", ())),
+            ops=tuple(OpRecord.from_dict(o) for o in d.get("ops", ())), warnings=tuple(d.get("warnings", ())),
         )
