@@ -6,51 +6,73 @@
 
 Analysis runs on meta tensors (no weights, no real arithmetic). See docs/conventions.md for
 what each number counts and docs/architecture.md for how the package is laid out.
+
+The public names below are loaded on first use (from :mod:`fxcost._public`, torch with them):
+``import fxcost`` itself imports nothing heavy, so that the ``fxcost`` command owns its process
+(a Ctrl-C while torch imports is its own ``fxcost: interrupted``) and ``--help`` is instant.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from fxcost._version import __version__
-from fxcost.api import analyze, explain, llm, summary, sweep
-from fxcost.counting import CONVENTIONS, Convention, Cost, FormulaRegistry, Free, Rule
-from fxcost.errors import (
-    ExportError,
-    FxcostError,
-    InputSpecError,
-    OnnxFileError,
-    OutputError,
-    ShapeError,
-    SpecError,
-    TraceError,
-    UnsupportedOpError,
-)
-from fxcost.onnx.analyze import analyze_onnx
-from fxcost.pytorch.aten import ATEN as DEFAULT_REGISTRY
-from fxcost.pytorch.aten import register_formula
-from fxcost.report import (
-    Comparison,
-    Counts,
-    Fate,
-    Method,
-    Mode,
-    OpCost,
-    Report,
-    Row,
-    RowKind,
-    Sweep,
-    TensorSpec,
-    TraceInfo,
-    View,
-    compare,
-)
-from fxcost.report.llm import LLMReport
 
-#: the names fxcost 0.1 used for the row and the totals
-NodeCost = Row
-Totals = Counts
+if TYPE_CHECKING:
+    from fxcost._public import (
+        CONVENTIONS,
+        DEFAULT_REGISTRY,
+        Comparison,
+        Convention,
+        Cost,
+        Counts,
+        ExportError,
+        Fate,
+        FormulaRegistry,
+        Free,
+        FxcostError,
+        InputSpecError,
+        LLMReport,
+        Method,
+        Mode,
+        NodeCost,
+        OnnxFileError,
+        OpCost,
+        OutputError,
+        Report,
+        Row,
+        RowKind,
+        Rule,
+        ShapeError,
+        SpecError,
+        Sweep,
+        TensorSpec,
+        Totals,
+        TraceError,
+        TraceInfo,
+        UnsupportedOpError,
+        View,
+        analyze,
+        analyze_onnx,
+        compare,
+        explain,
+        llm,
+        register_formula,
+        summary,
+        sweep,
+    )
 
-__all__ = [
-    "CONVENTIONS", "Comparison", "Convention", "Cost", "Counts", "DEFAULT_REGISTRY", "ExportError", "Fate", "FormulaRegistry",
-    "Free", "FxcostError", "InputSpecError", "Method", "Mode", "NodeCost", "OnnxFileError", "OpCost", "OutputError",
-    "Report", "Row", "RowKind", "Rule", "ShapeError", "SpecError", "Sweep", "TensorSpec", "Totals", "TraceError",
-    "TraceInfo", "UnsupportedOpError", "View", "__version__", "analyze", "analyze_onnx", "compare", "explain", "sweep", "llm",
-    "LLMReport", "register_formula", "summary",
-]
+__all__ = ["CONVENTIONS", "Comparison", "Convention", "Cost", "Counts", "DEFAULT_REGISTRY", "ExportError", "Fate", "FormulaRegistry", "Free", "FxcostError", "InputSpecError", "Method", "Mode", "NodeCost", "OnnxFileError", "OpCost", "OutputError", "Report", "Row", "RowKind", "Rule", "ShapeError", "SpecError", "Sweep", "TensorSpec", "Totals", "TraceError", "TraceInfo", "UnsupportedOpError", "View", "analyze", "analyze_onnx", "compare", "explain", "sweep", "llm", "LLMReport", "register_formula", "summary", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module 'fxcost' has no attribute {name!r}")
+    from fxcost import _public
+
+    globals().update({n: getattr(_public, n) for n in _public.__all__})  # asked once: plain attributes from then on
+    return getattr(_public, name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

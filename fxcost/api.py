@@ -6,7 +6,7 @@ route it hands it to does not check, and documents every argument here.
 - :func:`sweep`: :func:`analyze` at several input sizes.
 - :func:`explain`: another tool's count set beside fxcost's (:mod:`fxcost.peers.apply`).
 - :func:`llm`: a causal LM's serving costs (:mod:`fxcost.pytorch.llm`).
-- :func:`summary`: torchinfo's call, answered by fxcost (:mod:`fxcost.summary`).
+- :func:`summary`: torchinfo's call, answered by fxcost (:mod:`fxcost.summarize`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from fxcost.pytorch.analyze import sweep as _at_sizes
 from fxcost.pytorch.llm import llm
 from fxcost.report.kinds import Method
 from fxcost.report.report import Report, Sweep
-from fxcost.summary import summary
+from fxcost.summarize import summary
 
 
 def analyze(

@@ -26,6 +26,17 @@ _UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-
 _UNPRINTABLE_LINES = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
+def quoted(text: str, limit: int = 40) -> str:
+    """A value the user gave, quoted for a message: whole when short, else its start and its
+    length (a 5,001-digit number is not echoed back)."""
+    text = str(text)
+    return repr(text) if len(text) <= limit else f"{text[:limit // 2]!r}... ({len(text):,} characters)"
+
+
+#: the most digits fxcost reads in one number: no size, budget or count it takes comes near 10^30
+MAX_DIGITS = 30
+
+
 def printable(text: str, lines: bool = True) -> str:
     """``text`` with every control character written as its escape (``\\x1b``, ``\\u202e``): names
     are data, and a module or ONNX node name must not drive the terminal or break a file. With

@@ -117,7 +117,7 @@ def test_torchsummary_convention(capsys: pytest.CaptureFixture[str]) -> None:
         (["analyze", D2L, "--arg", "num_classes", "-i", "1x3"], "malformed --arg"),
         (["analyze", D2L, "--arg", "classes=3", "-i", "1x3"], "calling d2l_vgg11(classes=3) failed"),
         (["analyze", D2L, "-i", "1x3x224x224", "--convention", "fvcore9"], "unknown convention"),
-        (["analyze", D2L, "-i", "1x3x224x224", "--depth", "0"], "--depth must be at least 1"),
+        (["analyze", D2L, "-i", "1x3x224x224", "--depth", "0"], "argument --depth/-d: '0' is not a whole number from 1 to 100,000"),
         (["compare", D2L, "-i", "1x3x224x224"], "needs two --input sizes"),
     ],
     ids=["too_small", "channels", "too_small_for_linear", "malformed", "dtype", "no_input", "no_file",
@@ -238,3 +238,12 @@ def test_a_notebook_shows_a_report_as_its_table() -> None:
     assert report._repr_html_() == render(report, "html")
     assert report._repr_markdown_() == render(report, "markdown")
     assert "<td class=num>15</td>" in report._repr_html_()  # by hand: 4 x 3 weights + 3 biases
+
+
+def test_the_parsers_optimizers_are_the_steps() -> None:
+    # the parser names them without importing torch; the step is what allocates them
+    from fxcost.cli import options
+    from fxcost.pytorch import step
+
+    assert options.OPTIMIZERS == tuple(step.OPTIMIZERS) and options.AMP_DTYPES == tuple(step.AMP_DTYPES)
+    assert options.DEFAULT_OPTIMIZER == step.DEFAULT_OPTIMIZER

@@ -196,7 +196,7 @@ def test_a_device_profile_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["examples/resnet.py:resnet18", "--prompt", "8", "--generate", "2"], "is not a causal language model"),
-    (["examples/hf_models.py:llama_small", "--prompt", "8", "--generate", "0"], "--generate must be a positive number"),
+    (["examples/hf_models.py:llama_small", "--prompt", "8", "--generate", "0"], "argument --generate: '0' is not a whole number from 1 to"),
     (["hf:GPT2LMHeadModel", "--prompt", "1000", "--generate", "100"], "attends to at most 1,024 positions"),
     (["examples/hf_models.py:llama_small", "--prompt", "8", "--generate", "2", "--device", "tpu9"],
      "unknown device 'tpu9'"),

@@ -1,4 +1,4 @@
-"""``fxcost.summary``: torchinfo's call answered by fxcost (fxcost/summary.py). The reference
+"""``fxcost.summary``: torchinfo's call answered by fxcost (fxcost/summarize.py). The reference
 for params is torchinfo itself, run the way its README runs it, on the real model."""
 
 from __future__ import annotations

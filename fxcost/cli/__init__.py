@@ -25,7 +25,7 @@ import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 from fxcost.cli.analyze import EPILOG as EXAMPLES
 
@@ -40,10 +40,22 @@ def commands() -> list[ModuleType]:
     return sorted(found, key=lambda m: m.ORDER)
 
 
+class _BadArguments(Exception):
+    """The command line does not parse: :func:`main` says so in one line and what to try (exit 2)."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog, self.message = prog, message
+
+
 class _Parser(argparse.ArgumentParser):
-    """A subcommand's parser whose epilog may be computed when help is shown (``epilog()``)."""
+    """fxcost's parsers: an error is one line and a ``try:`` (not argparse's usage wall); a
+    subcommand's epilog may be computed when help is shown (``epilog()``)."""
 
     epilog_of: Any = None
+
+    def error(self, message: str) -> NoReturn:
+        raise _BadArguments(self.prog, message)
 
     def format_help(self) -> str:
         if self.epilog_of is not None:
@@ -55,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     from fxcost import __version__
 
     found = commands()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fxcost",
         description="Static cost analysis of PyTorch models: params, MACs, FLOPs and activation "
         "memory per layer, on fake tensors (no weights, no GPU, no real compute).",
@@ -75,17 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:
+    """The command on ``argv``; its exit code. ``own_process``: the ``fxcost`` command's own
+    process (:func:`entry`), which nothing else in it compiles."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
+    args = _parsed(parser, argv)
+    if args is None:
         return 2
     from fxcost.cli import options
     from fxcost.errors import FxcostError
 
     module = args.module
     try:
+        if own_process:
+            _own_process()
         # the model's code may print: its output goes to stderr, so that stdout holds fxcost's alone
         with options.results_to(sys.stdout), contextlib.redirect_stdout(sys.stderr), _terminated_raises():
             return int(module.run(args))
@@ -120,19 +135,54 @@ def entry() -> None:
     """The ``fxcost`` command and ``python -m fxcost``: :func:`main`, then exit at once. Its files
     are written and closed by then; the exit handlers run and the streams are flushed, but the
     interpreter's teardown, which frees every module of torch one by one (a second here, a
-    quarter of a small analysis), is skipped."""
+    quarter of a small analysis), is skipped. Signals: :mod:`fxcost.__main__`."""
     import atexit
     import os
 
-    from fxcost.cli.options import without_dynamo
-
-    without_dynamo()  # this process is the command's own: nothing in it compiles
-    code = main()
+    try:
+        code = main(own_process=True)
+    except KeyboardInterrupt:
+        code = _said("fxcost: interrupted", 130)
+    except Terminated:
+        code = _said("fxcost: terminated", 143)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(code)
+
+
+def _parsed(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace | None:
+    """The parsed command line, or None once a line has said why it does not parse (or the help
+    has been shown for want of a command)."""
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return None
+        return args
+    except _BadArguments as e:
+        from fxcost.errors import printable
+
+        print(f"fxcost: error: {printable(e.message)}\n  try: `{e.prog} --help` lists every option", file=sys.stderr)
+        return None
+
+
+def _own_process() -> None:
+    """The command's process, before its work: spared Dynamo (importing torch meanwhile: a signal
+    until here ends the process at once, :mod:`fxcost.__main__`), then Ctrl-C raises where the
+    work is, so that what it was writing is removed."""
+    from fxcost.cli.options import without_dynamo
+
+    without_dynamo()
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _said(line: str, code: int) -> int:
+    with contextlib.suppress(Exception):
+        print(line, file=sys.stderr)
+    return code
 
 
 class Terminated(BaseException):
@@ -156,4 +206,6 @@ def _terminated_raises() -> Iterator[None]:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    entry()
+    from fxcost.__main__ import run
+
+    run()

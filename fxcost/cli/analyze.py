@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_device(p)
     options.add_output(p)
     g = p.add_argument_group("view")
-    g.add_argument("--depth", "-d", type=int, metavar="N", help="roll layers up into their modules N levels below the root")
+    g.add_argument("--depth", "-d", type=options.integer(1, 100_000), metavar="N", help="roll layers up into their modules N levels below the root")
     from fxcost.report.kinds import View
 
     g.add_argument("--group-by", "-g", choices=tuple(View), default=None,

@@ -33,9 +33,9 @@ devices: h100, h200, a100-80g, l4, mi300x, cpu (datasheet figures, cited in fxco
 def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_model(p)
     g = p.add_argument_group("serving")
-    g.add_argument("--prompt", type=int, required=True, metavar="P", help="tokens in each prompt (the prefill)")
-    g.add_argument("--generate", type=int, required=True, metavar="G", help="tokens generated after it (decode steps)")
-    g.add_argument("--batch", type=int, default=1, metavar="B", help="sequences served at once (default 1)")
+    g.add_argument("--prompt", type=options.integer(1, 2**31 - 1), required=True, metavar="P", help="tokens in each prompt (the prefill)")
+    g.add_argument("--generate", type=options.integer(1, 2**31 - 1), required=True, metavar="G", help="tokens generated after it (decode steps)")
+    g.add_argument("--batch", type=options.integer(1, 2**31 - 1), default=1, metavar="B", help="sequences served at once (default 1)")
     g.add_argument("--kv-dtype", metavar="DTYPE", default=None,
                    help="the KV cache's dtype, if not the model's (the cache's bytes scaled by the item size)")
     g.add_argument("--device", metavar="NAME", default=None,

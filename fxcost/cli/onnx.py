@@ -65,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from fxcost.exporters import FORMATS
 
     v.add_argument("--format", "-f", choices=FORMATS, default=None, help="format of the --verify output (default: table)")
-    v.add_argument("--width", type=int, default=None, help="terminal table width for --verify (default: terminal's)")
+    v.add_argument("--width", type=options.integer(40, 100_000), default=None, help="terminal table width for --verify (default: terminal's)")
 
 
 def run(args: argparse.Namespace) -> int:

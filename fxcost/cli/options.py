@@ -110,10 +110,28 @@ def add_counting(p: argparse.ArgumentParser, group: Any = None) -> None:
                         "peak memory (params, grads, optimizer states, activations, temporaries)")
 
 
+#: fxcost.pytorch.step's optimizers, autocast dtypes and default, named here so that building the
+#: parser imports no torch (``--help`` is instant; tests/test_cli.py holds the two lists equal)
+OPTIMIZERS = ("sgd", "sgd-momentum", "adam", "adamw", "adafactor", "none")
+AMP_DTYPES = ("bfloat16", "float16")
+DEFAULT_OPTIMIZER = "adamw"
+
+
+def integer(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``lo`` to ``hi``, else a short error (exit 2) that does
+    not echo a long value back."""
+    def parse(text: str) -> int:
+        from fxcost.errors import quoted
+
+        t = text.strip()
+        if not t.lstrip("+-").isdigit() or len(t) > 18 or not lo <= int(t) <= hi:
+            raise argparse.ArgumentTypeError(f"{quoted(text)} is not a whole number from {lo:,} to {hi:,}")
+        return int(t)
+    return parse
+
+
 def add_memory(p: argparse.ArgumentParser) -> None:
     """What a training step's memory is measured with (--optimizer, --amp, --checkpoint, --shard) and --fit."""
-    from fxcost.pytorch.step import AMP_DTYPES, DEFAULT_OPTIMIZER, OPTIMIZERS
-
     g = p.add_argument_group("memory of a training step (with --train) and --fit")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                    help=f"the optimizer whose states the step allocates, as PyTorch's own does (default {DEFAULT_OPTIMIZER})")
@@ -147,7 +165,7 @@ def add_output(p: argparse.ArgumentParser, output: bool = True) -> None:
     g.add_argument("--format", "-f", choices=FORMATS, help="output format (default: from -o's extension, else table)")
     if output:
         g.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of stdout")
-    g.add_argument("--width", type=int, default=None, help="terminal table width (default: terminal's)")
+    g.add_argument("--width", type=integer(40, 100_000), default=None, help="terminal table width (default: terminal's)")
     g.add_argument("--verbose", "-v", action="store_true",
                    help="also say how the model was traced: the routes tried before the one that counted and why "
                         "each was left, the modules that ran op by op, the warnings raised while analyzing (the "
@@ -156,7 +174,7 @@ def add_output(p: argparse.ArgumentParser, output: bool = True) -> None:
 
 def add_drawing(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("drawing")
-    g.add_argument("--depth", "-d", type=int, metavar="N",
+    g.add_argument("--depth", "-d", type=integer(1, 100_000), metavar="N",
                    help="draw each module N levels down as one node (double border); module lists and only-child "
                    "wrappers are not levels here, unlike analyze --depth, which counts path components")
     g.add_argument("--roll", action="store_true",
@@ -168,7 +186,7 @@ def add_drawing(p: argparse.ArgumentParser) -> None:
 
 def add_export(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("ONNX export")
-    g.add_argument("--opset", type=int, default=18, metavar="N", help="ONNX opset to export (default 18)")
+    g.add_argument("--opset", type=integer(1, 1_000), default=18, metavar="N", help="ONNX opset to export (default 18)")
     g.add_argument("--random-weights", action="store_true",
                    help="build an hf: model with real random weights (seed 0) instead of on meta, so the export "
                    "carries weights and onnxruntime can run it")

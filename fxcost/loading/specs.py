@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fxcost.errors import InputSpecError, SpecError, first_line, printable
+from fxcost.errors import MAX_DIGITS, InputSpecError, SpecError, first_line, printable, quoted
 from fxcost.pytorch.tensors import check_input_size, parse_dtype
 
 
@@ -35,15 +35,15 @@ def parse_shape(text: str) -> tuple[tuple[int, ...], torch.dtype]:
     dtype = parse_dtype(dtype_text) if colon else torch.float32
     parts = dims_text.lower().replace("×", "x").split("x")
     try:
-        dims = tuple(int(p) for p in parts)
+        dims = tuple(int(p) if len(p.strip()) <= MAX_DIGITS else -1 for p in parts)
     except ValueError:
         raise InputSpecError(
-            f"malformed input shape {text!r}",
+            f"malformed input shape {quoted(text)}",
             hint="write dimensions joined by 'x', e.g. --input 1x3x224x224 or --input 1x128:int64",
         ) from None
     if not dims_text or any(d <= 0 for d in dims):
         raise InputSpecError(
-            f"malformed input shape {text!r}: every dimension must be a positive integer",
+            f"malformed input shape {quoted(text)}: every dimension must be a positive integer",
             hint="e.g. --input 1x3x224x224",
         )
     check_input_size(dims, dtype, "input")
@@ -127,8 +127,17 @@ def import_file(path: Path) -> Any:
     folder = str(path.resolve().parent)
     sys.path.insert(0, folder)
     sys.modules[mod_name] = module
+    # the file sees the command line of a script run with no arguments, not fxcost's: one that
+    # parses sys.argv at import (a training script with argparse at its top) reads no fxcost flag
+    argv, sys.argv = sys.argv, [str(path)]
     try:
         spec.loader.exec_module(module)
+    except SystemExit as e:
+        sys.modules.pop(mod_name, None)
+        raise SpecError(f"importing {str(path)!r} stopped: its code called sys.exit({e.code!r}) at import (what it printed "
+                        f"above is its own)", source=_line_in(e, path),
+                        hint="keep a script's own run under `if __name__ == \"__main__\":`, so that importing the file "
+                             "only defines the model") from None
     except Exception as e:
         sys.modules.pop(mod_name, None)
         raise SpecError(
@@ -136,19 +145,35 @@ def import_file(path: Path) -> Any:
             hint="run `python " + str(path) + "` to see the error in full, or pass --debug",
         ) from e
     finally:
+        sys.argv = argv
         if sys.path and sys.path[0] == folder:
             sys.path.pop(0)
     return module
 
 
+def _line_in(e: BaseException, path: Path) -> str:
+    """``file.py:12, in <module>: args = parser.parse_args()``: the last line of ``path`` that
+    ``e`` passed through."""
+    import traceback
+
+    mine = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).resolve() == path.resolve()]
+    return f"{printable(str(path))}:{mine[-1].lineno}, in {mine[-1].name}: {(mine[-1].line or '').strip()}" if mine else ""
+
+
 def _import_module(name: str) -> Any:
+    argv, sys.argv = sys.argv, [name]  # as import_file: the module reads no fxcost flag
     try:
         return importlib.import_module(name)
+    except SystemExit as e:
+        raise SpecError(f"importing module {name!r} stopped: its code called sys.exit({e.code!r}) at import (what it "
+                        f"printed above is its own)", hint="keep a script's own run under `if __name__ == \"__main__\":`") from None
     except Exception as e:
         raise SpecError(
             f"cannot import module {name!r}: {type(e).__name__}: {e}",
             hint="give a file path (path/to/file.py:name) or a module on the Python path (package.module:name)",
         ) from e
+    finally:
+        sys.argv = argv
 
 
 def _candidates(module: Any) -> list[str]:

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fxcost.errors import InputSpecError
+from fxcost.errors import MAX_DIGITS, InputSpecError, quoted
 from fxcost.pytorch.backward import WHERE, loss_of, metadata
 from fxcost.pytorch.eager import ModuleStack
 from fxcost.pytorch.memory import storage_bytes
@@ -364,9 +364,13 @@ def parse_size(text: str | int) -> int:
 
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
     unit = m.group(2).lower() if m else ""
+    hint = "e.g. --fit 80GiB, 24GB or 512MiB (GB = 10^9 bytes, GiB = 2^30)"
     if m is None or unit not in _UNITS:
-        raise InputSpecError(f"cannot read {text!r} as a memory size", hint="e.g. --fit 80GiB, 24GB or 512MiB (GB = 10^9 bytes, GiB = 2^30)")
-    return int(float(m.group(1)) * _UNITS[unit])
+        raise InputSpecError(f"cannot read {quoted(str(text))} as a memory size", hint=hint)
+    size = float(m.group(1)) * _UNITS[unit] if len(m.group(1)) <= MAX_DIGITS else float("inf")
+    if not size < 2**80:  # a yobibyte; infinity too
+        raise InputSpecError(f"the memory size {quoted(str(text))} is beyond any machine (at most 2^80 bytes)", hint=hint)
+    return int(size)
 
 
 def size_text(n: int) -> str:
@@ -422,8 +426,8 @@ SHARDS = ("zero1", "zero2", "zero3", "fsdp")
 
 def parse_shard(text: str) -> tuple[str, int]:
     scheme, _, n = text.partition(":")
-    if scheme not in SHARDS or not n.isdigit() or int(n) < 1:
-        raise InputSpecError(f"cannot read --shard {text!r}",
+    if scheme not in SHARDS or not n.isdigit() or len(n) > 9 or int(n) < 1:
+        raise InputSpecError(f"cannot read --shard {quoted(text)}",
                              hint=f"SCHEME:RANKS with SCHEME one of {', '.join(SHARDS)}, e.g. --shard zero2:8 or --shard fsdp:64")
     return scheme, int(n)
 

@@ -20,7 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from fxcost.errors import InputSpecError, SpecError, first_line
+from fxcost.errors import MAX_DIGITS, InputSpecError, SpecError, first_line, quoted
 from fxcost.report.records import ORIGINAL_METRICS, SCHEMA_VERSION, Counts, InputSpec, Record
 from fxcost.report.report import Report
 
@@ -111,9 +111,12 @@ def parse_amount(metric: str, text: str) -> int:
     """``"1.5G"`` -> 1500000000 for a count; ``"1GiB"`` -> 1073741824 for a bytes metric."""
     units = _BYTE_UNITS if metric in _BYTES else _COUNT_UNITS
     m = _AMOUNT.match(str(text))
+    if m and len(m.group(1)) > MAX_DIGITS:
+        raise InputSpecError(f"the budget {metric}={quoted(text)} has more digits than any count fxcost makes "
+                             f"(at most {MAX_DIGITS})", hint="params=150M, macs=20G")
     if not m or m.group(2) not in units:
         raise InputSpecError(
-            f"cannot read the budget {metric}={text!r}",
+            f"cannot read the budget {metric}={quoted(text)}",
             hint=f"write a number with one of the units {', '.join(u for u in units if u)} (e.g. "
             + ("activation_bytes=1GiB)" if metric in _BYTES else "params=150M, macs=20G)"),
         )
@@ -128,7 +131,7 @@ def parse_budget(text: str) -> tuple[str, int]:
     metric, sep, amount = text.partition("=")
     metric = metric.strip()
     if not sep or metric not in METRICS:
-        raise InputSpecError(f"cannot read the budget {text!r}", hint=f"write --budget METRIC=AMOUNT with a metric of: {', '.join(METRICS)}")
+        raise InputSpecError(f"cannot read the budget {quoted(text)}", hint=f"write --budget METRIC=AMOUNT with a metric of: {', '.join(METRICS)}")
     return metric, parse_amount(metric, amount)
 
 
@@ -136,9 +139,11 @@ def parse_growth(text: str) -> Fraction:
     """``"5%"`` -> 1/20; ``"0.05"`` -> 1/20."""
     t = str(text).strip()
     try:
+        if len(t) > MAX_DIGITS:
+            raise ValueError(t)
         value = Fraction(t[:-1].strip()) / 100 if t.endswith("%") else Fraction(t)
     except (ValueError, ZeroDivisionError):
-        raise InputSpecError(f"cannot read the growth limit {text!r}", hint="write a percentage such as 5%") from None
+        raise InputSpecError(f"cannot read the growth limit {quoted(text)}", hint="write a percentage such as 5%") from None
     if value < 0:
         raise InputSpecError(f"the growth limit {text!r} is negative", hint="write a percentage such as 5%")
     if not t.endswith("%") and value >= 1:  # "5" is far more likely 5% than 500%
