@@ -86,6 +86,16 @@ class Mutates(nn.Module):
         return self.fc(x) * window[1]
 
 
+class MakesItsOwn(nn.Module):
+    """A tensor the model makes with a size of its own, into a layer that expects another."""
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(torch.zeros(x.shape[0], 5, device=x.device))
+
+
 class Warns(nn.Module):
     def __init__(self):
         super().__init__()
@@ -206,6 +216,17 @@ def test_a_wrapped_helper_that_mutates_its_argument(models: Path, capsys: pytest
     assert main(["analyze", f"{models}:Mutates", "--input", "2x8", "--tracer", "symbolic"]) == 2
     err = capsys.readouterr().err
     assert "torch.fx.wrap'ped helper that mutates its argument" in err and "--input" not in err  # the input is right
+
+
+def test_a_hint_blames_the_input_only_where_the_input_failed(models: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the Linear layer is given a tensor the model made itself: the input is right
+    assert main(["analyze", f"{models}:MakesItsOwn", "--input", "2x4"]) == 2
+    err = capsys.readouterr().err
+    assert "made by the model itself, not computed from --input" in err and "check the spatial size of --input" not in err
+    assert "in forward: return self.fc(torch.zeros(x.shape[0], 5, device=x.device))" in err
+    # the same failure where the input is what does not fit keeps its advice
+    assert main(["analyze", "examples/vgg.py:vgg11", "--input", "1x1x224x224"]) == 2  # a 3-channel first layer
+    assert "check the channel dimension of --input" in capsys.readouterr().err
 
 
 # --- the battery's last cases ------------------------------------------------------------------------

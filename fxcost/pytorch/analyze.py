@@ -15,6 +15,7 @@ import sys
 import threading
 import types
 import warnings
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -65,7 +66,7 @@ from fxcost.pytorch.inputs import (
 from fxcost.pytorch.interpreter import NodeRecord, RecordingInterpreter
 from fxcost.pytorch.memory import LiveBytes, storage_bytes
 from fxcost.pytorch.oplog import OpLog
-from fxcost.pytorch.recorder import OpRecorder, OpTagger
+from fxcost.pytorch.recorder import DispatchMode, OpRecorder, OpTagger, run_tagged
 from fxcost.pytorch.rows import call_graph_rows, calls_from_export, class_name, graph_rows
 from fxcost.pytorch.step import (
     AMP_DTYPES,
@@ -80,7 +81,7 @@ from fxcost.pytorch.step import (
     shard,
     wrap_checkpoints,
 )
-from fxcost.pytorch.tensors import dtype_name, fake_tensor, output_specs, parse_dtype, with_tensors
+from fxcost.pytorch.tensors import dtype_name, fake_tensor, output_specs, parse_dtype, tensors_in, with_tensors
 from fxcost.pytorch.tracers import META_KEY, HierarchyTracer, Traced, export, quiet_logs, symbolic
 from fxcost.pytorch.working_copy import Hook, dense_encoders, fakeify, has_meta_weights, hook_in, hooks_of, users_hooks
 from fxcost.report.kinds import AUTO, TRACERS, Analysis, Method, Mode
@@ -512,6 +513,7 @@ def _traced(model: nn.Module, request: Request) -> _Done:
             own = methods[i] is Method.EAGER and not _values_decide(e)
             failure = all_failed(type(model).__name__, methods, errors) if fallbacks and not own else e
             _dtype_hint(failure, model, request.args, request.kwargs, request.dtype)
+            _not_the_input(failure, model, request, skipped)
             if failure is e:
                 raise
             raise failure from e
@@ -519,6 +521,62 @@ def _traced(model: nn.Module, request: Request) -> _Done:
 
 _USERS = ("the model's own hooks do not run in an analysis, which runs the forward several times on fake tensors "
           "(hooks=True, --hooks, runs them)")
+
+
+class _Provenance(DispatchMode):
+    """Which tensors come from the model's inputs (by identity, through every op), and whether
+    the op that raised was given one of them."""
+
+    def __init__(self, inputs: Sequence[torch.Tensor]) -> None:
+        super().__init__()
+        self.derived = {id(t): weakref.ref(t) for t in inputs}
+        self.blamed: bool | None = None  # None: no op raised
+
+    def _from_input(self, t: torch.Tensor) -> bool:
+        made = self.derived.get(id(t))
+        return made is not None and made() is t
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        mine = any(self._from_input(t) for t in tensors_in((args, kwargs)))
+        try:
+            out = run_tagged(func, args, kwargs)
+        except Exception:
+            if self.blamed is None:
+                self.blamed = mine
+            raise
+        if mine:
+            for t in tensors_in(out):
+                self.derived[id(t)] = weakref.ref(t)
+        return out
+
+
+#: causes whose hint sends the user to --input: said only where the op that failed was given a
+#: tensor that came from the input
+_INPUT_CAUSES = (Cause.FEATURES, Cause.CHANNELS, Cause.TOO_SMALL, Cause.OTHER)
+
+
+def _not_the_input(failure: FxcostError, model: nn.Module, request: Request, skipped: dict[Hook, str]) -> None:
+    """A failure whose hint blames ``--input`` keeps it only if the op that raised was given a
+    tensor computed from the inputs: the forward runs once more on fake tensors, following which
+    tensors come from them. Where none did (a tensor the model makes with sizes of its own), the
+    hint says so instead. A failure that is not an op's, or a run that cannot be repeated, keeps
+    its hint."""
+    cause = failure.__cause__
+    if request.real or not isinstance(failure, ShapeError) or cause is None or failed_op(failure) is None \
+            or classify(cause) not in _INPUT_CAUSES:
+        return
+    try:
+        shadow, a, kw = cast(prepare_meta(model, request.args, request.kwargs, skipped), request.dtype)
+        mode, a, kw = _faked(shadow, a, kw, "meta")
+        watch = _Provenance(tensors_in((a, kw)))
+        with contextlib.suppress(Exception), mode, watch, quiet_logs("torch._subclasses.fake_tensor"):
+            shadow(*a, **kw)
+    except Exception:  # the copy itself failed: nothing to add
+        return
+    if watch.blamed is False:
+        failure.hint = ("the operand that does not fit was made by the model itself, not computed from --input (a size "
+                        "written in its code, a tensor it creates): look at the line above; --debug shows the full traceback")
 
 
 def _notes(done: _Done, as_dtype: torch.dtype | None) -> list[str]:
