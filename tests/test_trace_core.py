@@ -87,13 +87,18 @@ def test_the_fake_run_counts_what_a_real_forward_does(entry: Any) -> None:
 FOLLOWED = ("hf_t5_small", "hf_vit", "hf_distilbert")
 
 
-@pytest.mark.parametrize("name", FOLLOWED)
-def test_the_fake_run_dispatches_the_ops_a_real_forward_does(name: str) -> None:
+def _hf(name: str) -> tuple[nn.Module, tuple[Any, ...], dict[str, Any]]:
+    """The HF zoo's model ``name`` in eval mode (seed 0) and its inputs."""
     pytest.importorskip("transformers")
     entry = next(e for e in HF_ZOO if e.name == name)
     torch.manual_seed(0)
-    model = entry.build().eval()
     args, kwargs = entry.inputs()
+    return entry.build().eval(), args, kwargs
+
+
+@pytest.mark.parametrize("name", FOLLOWED)
+def test_the_fake_run_dispatches_the_ops_a_real_forward_does(name: str) -> None:
+    model, args, kwargs = _hf(name)
     real = _Ops()
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), real:  # math attention, as meta kernels run it
         model(*args, **kwargs)
@@ -317,11 +322,7 @@ class _Trace(TorchDispatchMode):
 @pytest.mark.parametrize("name", ["hf_t5_small", "hf_distilbert"])
 def test_the_op_trace_is_the_real_forward_op_by_op(name: str) -> None:
     # the same ops in the same order, each in the same module call, each operand from the same op
-    pytest.importorskip("transformers")
-    entry = next(e for e in HF_ZOO if e.name == name)
-    torch.manual_seed(0)
-    model = entry.build().eval()
-    args, kwargs = entry.inputs()
+    model, args, kwargs = _hf(name)
     real = _Trace(model)
     handles = real.hooks()
     try:

@@ -12,6 +12,7 @@ import csv
 import functools
 import io
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -240,16 +241,21 @@ def render(obj: Any, fmt: str = "table", *, width: int = 160, color: bool = Fals
         return to_json(obj)
     if fmt == "csv":
         return to_csv(obj)
-    if fmt not in ("markdown", "table", "latex", "html"):
-        raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
-    table = table_of(obj)
-    if verbose:
-        table.notes += traced_lines(obj)
-    if fmt == "markdown":
-        return to_markdown(table)
-    if fmt == "table":
-        return to_text(table, width=width, color=color)
-    return to_latex(table) if fmt == "latex" else to_html(table)
+    if fmt in _TABLES:
+        table = table_of(obj)
+        if verbose:
+            table.notes += traced_lines(obj)
+        return _TABLES[fmt](table, width, color)
+    raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+
+
+#: the formats that lay out a :class:`Table`: (table, width, color) -> text
+_TABLES: dict[str, Callable[[Table, int, bool], str]] = {
+    "markdown": lambda t, width, color: to_markdown(t),
+    "table": lambda t, width, color: to_text(t, width=width, color=color),
+    "latex": lambda t, width, color: to_latex(t),
+    "html": lambda t, width, color: to_html(t),
+}
 
 
 def traced_lines(obj: Any) -> list[tuple[str, str]]:
