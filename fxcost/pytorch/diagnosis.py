@@ -65,6 +65,7 @@ class Cause(Enum):
     TOO_SMALL = auto()  # a convolution's or pooling's window is larger than its input
     FEATURES = auto()  # a Linear layer's in_features
     DTYPE = auto()  # operands of different dtypes
+    MODULE_CAST = auto()  # the forward converts a module of the model (module.to(...)) and torch cannot swap its weights
     OTHER = auto()
 
 
@@ -153,6 +154,8 @@ def classify(error: BaseException) -> Cause:
     by_type = _type_cause(error)
     if by_type is not None:
         return by_type
+    if raised_in(error, "torch/nn/modules/module.py", "_apply"):
+        return Cause.MODULE_CAST
     op = failed_op(error)
     if op is None:
         return Cause.OTHER
@@ -197,6 +200,8 @@ _HINTS = {
     Cause.CHANNELS: "check the channel dimension of --input against the model's first layer",
     Cause.DTYPE: "the operands' dtypes differ: give --input the model's dtype (e.g. 1x3x224x224:float16)",
     Cause.FEATURES: "the flattened features do not match a Linear layer: check the spatial size of --input",
+    Cause.MODULE_CAST: "the forward converts a module of the model (module.to(...)) and torch cannot swap fxcost's "
+    "fake weights there: --real runs real tensors on a copy of a model with weights",
     Cause.OTHER: "check --input against what the model expects; --debug shows the full traceback",
 }
 
@@ -282,16 +287,18 @@ class ModuleRunError(Exception):
         self.path, self.module, self.shapes, self.cause = path, module, shapes, cause
 
 
-def raised_in(error: BaseException, path: str) -> bool:
+def raised_in(error: BaseException, path: str, function: str | None = None) -> bool:
     """``error`` (or an exception it was raised from) passed through a file whose path ends in
-    ``path`` (``"torch/nn/utils/rnn.py"``): where it came from, not what its message says."""
+    ``path`` (``"torch/nn/utils/rnn.py"``), in ``function`` where one is named: where it came
+    from, not what its message says."""
     seen = set()
     e: BaseException | None = error
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         tb = e.__traceback__
         while tb is not None:
-            if tb.tb_frame.f_code.co_filename.replace("\\", "/").endswith(path):
+            code = tb.tb_frame.f_code
+            if code.co_filename.replace("\\", "/").endswith(path) and function in (None, code.co_name):
                 return True
             tb = tb.tb_next
         e = e.__cause__ or e.__context__
