@@ -840,6 +840,29 @@ def _quantized_gru(x: Shape, *after: Any, out: Any = None, **__: Any) -> Cost:
     return _quantized_rnn(A.RnnCell.GRU, x, after)
 
 
+@_reg.formula("aten::polar")
+def _polar(magnitude: Shape, angle: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """[*] complex = polar(|z| [*], angle [*]): |z| cos(angle) + i |z| sin(angle); FLOPs = 4 * prod(*)
+    (a cosine, a sine and two multiplies per element, each one FLOP as every pointwise function is)"""
+    return A.pointwise(_numel(_first_shape(out)), 4)
+
+
+@_reg.formula("aten::linalg_solve_triangular")
+def _solve_triangular(a: Shape, b: Shape, *_: Any, out: Any = None, upper: bool = False, left: bool = True,
+                      unitriangular: bool = False, **__: Any) -> Cost:
+    """[*, n, k] = linalg_solve_triangular(A [*, n, n], B [*, n, k]) (``left=False``: X A = B with B
+    [*, k, n]): substitution, for each of the k right-hand sides, row i takes i multiply-adds with the
+    solved values and (unless ``unitriangular``) one division. MACs = batch * k * n (n - 1) / 2;
+    FLOPs = 2 * MACs + batch * k * n divisions (none with a unit diagonal). The matrix is never
+    inverted (LAPACK's trsm)."""
+    shape = _first_shape(out)
+    n = a[-1]
+    k = shape[-1] if left else shape[-2]
+    batch = _numel(shape) // (n * k) if n * k else 0
+    macs = batch * k * n * (n - 1) // 2
+    return Cost(macs, 2 * macs + (0 if unitriangular else batch * k * n))
+
+
 # --- reductions ---------------------------------------------------------------------------
 
 
@@ -852,7 +875,7 @@ _reg.formula(
     "aten::sum", "aten::mean", "aten::amax", "aten::amin", "aten::max", "aten::min", "aten::prod",
     "aten::var", "aten::std", "aten::var_mean", "aten::std_mean", "aten::norm",
     "aten::linalg_vector_norm", "aten::logsumexp", "aten::argmax", "aten::argmin",
-    "aten::all", "aten::any",
+    "aten::all", "aten::any", "aten::_is_all_true",
 )(_reduction)
 
 
