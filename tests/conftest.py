@@ -19,6 +19,14 @@ if str(ROOT) not in sys.path:
 
 GOLDENS = Path(__file__).parent / "goldens"
 
+
+# torchvision as the package registry serves it needs two ops defined before it imports (test
+# setup only): in this process, and in every process the tests start (tests/site/)
+SITE = Path(__file__).parent / "site"
+sys.path.insert(0, str(SITE))
+os.environ["PYTHONPATH"] = os.pathsep.join([str(SITE), *filter(None, [os.environ.get("PYTHONPATH")])])
+import torchvision_stub  # noqa: E402,F401
+
 # CI runs hypothesis derandomized, so a red run can be reproduced exactly.
 settings.register_profile("ci", derandomize=True, max_examples=40, deadline=None)
 settings.register_profile("dev", max_examples=40, deadline=None)

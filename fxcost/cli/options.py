@@ -210,6 +210,8 @@ def inputs(args: argparse.Namespace) -> list[Call]:
     if not args.input and is_onnx(args.spec):
         return [((), {})]  # the file's own input shapes
     if not args.input:
+        args.input = _zoo_input(args)
+    if not args.input:
         raise InputSpecError("no --input given", hint="e.g. --input 1x3x224x224 (batch x channels x height x width), or --input 1x128:int64 for token ids")
     plain = parse_kv(args.kwarg, "--kwarg")
 
@@ -220,6 +222,27 @@ def inputs(args: argparse.Namespace) -> list[Call]:
         (tuple(meta(*s) for s in pos), {**plain, **{k: meta(*s) for k, s in kw.items()}})
         for pos, kw in parse_inputs(args.input, any_name=is_onnx(args.spec))
     ]
+
+
+def _zoo_input(args: argparse.Namespace) -> list[str]:
+    """A timm or torchvision model's own input size, where --input is not given (said on stderr)."""
+    from fxcost.loading.specs import parse_kv
+    from fxcost.loading.zoos import default_input, load_zoo, zoo_of
+
+    spec = getattr(args, "spec", "") or ""
+    if zoo_of(spec) is None:
+        return []
+    model, name = load_zoo(spec, parse_kv(args.arg))
+    found = default_input(spec, model)
+    if found is None:
+        from fxcost.errors import InputSpecError
+
+        raise InputSpecError(f"{name} takes a list of images (detection) or a pair of them (optical flow), which "
+                             "--input cannot give", hint="analyze it from Python with example_inputs; fxcost does not "
+                             "price torchvision's detection ops (roi_align, nms) yet")
+    shape, why = found
+    print(printable(f"fxcost: note: --input {shape}, {name}'s own input size ({why})"), file=sys.stderr)
+    return [shape]
 
 
 def without_dynamo() -> None:

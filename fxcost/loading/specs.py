@@ -206,6 +206,10 @@ def load_model(spec: str, args: dict[str, Any] | None = None, config: dict[str, 
         return load_hf(spec, config, meta=not hf_weights)
     if config:
         raise SpecError("--config sets fields of an hf: model's config", hint="use --arg key=value for the constructor of " + spec)
+    from fxcost.loading.zoos import load_zoo, zoo_of
+
+    if zoo_of(spec) is not None:
+        return load_zoo(spec, args, meta=meta)
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
         raise SpecError(

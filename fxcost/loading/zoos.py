@@ -1,0 +1,111 @@
+"""timm and torchvision models by name: ``timm:convnext_tiny``, ``tv:resnet50`` (``torchvision:``
+too), built without weights (nothing is downloaded: ``pretrained=False``, ``weights=None``) on the
+meta device, with constructor arguments from ``--arg``.
+
+Each has an input size of its own, used where ``--input`` is not given and said so: timm's from
+the model's data config (``timm.data.resolve_model_data_config``: its pretrained config, or the
+image size it was built for); torchvision's from the crop its first published weights are
+evaluated at (a ViT's from the image size it was built for), with 16 frames for video models and
+520 x 520 for segmentation, as torchvision's references evaluate them. Detection and optical-flow
+models take lists or pairs of images: they need ``--input``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from fxcost.errors import SpecError, printable
+
+PREFIXES = {"timm:": "timm", "tv:": "torchvision", "torchvision:": "torchvision"}
+
+
+def zoo_of(spec: str) -> tuple[str, str] | None:
+    """``("timm", "convnext_tiny")`` for ``timm:convnext_tiny``; None for any other spec."""
+    for prefix, zoo in PREFIXES.items():
+        if spec.startswith(prefix):
+            return zoo, spec[len(prefix):]
+    return None
+
+
+def _package(zoo: str) -> Any:
+    try:
+        return __import__(zoo)
+    except ImportError:
+        raise SpecError(f"{zoo} models need the {zoo} package, which is not installed",
+                        hint=f"pip install 'fxcost[zoo]' (or pip install {zoo})") from None
+
+
+def _names(zoo: str) -> list[str]:
+    if zoo == "timm":
+        return list(_package("timm").list_models())
+    return list(_package("torchvision").models.list_models())
+
+
+def _unknown(zoo: str, name: str) -> SpecError:
+    names = _names(zoo)
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+    hint = f"did you mean: {', '.join(close)}" if close else f"{len(names):,} models: {', '.join(names[:8])}, ..."
+    return SpecError(f"{zoo} has no model {printable(name)!r}", hint=hint)
+
+
+def load_zoo(spec: str, args: dict[str, Any] | None = None, *, meta: bool = True) -> tuple[nn.Module, str]:
+    """The model ``spec`` names, built without weights (on meta unless ``meta=False``), and its
+    display name."""
+    found = zoo_of(spec)
+    assert found is not None
+    zoo, name = found
+    if name not in _names(zoo):
+        raise _unknown(zoo, name)
+    # their constructors warn about how weights will be initialized in releases to come: no
+    # weights are initialized on meta, and the warning is not the user's to act on here
+    with torch.device("meta") if meta else torch.device("cpu"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            if zoo == "timm":
+                model = _package("timm").create_model(name, pretrained=False, **(args or {}))
+            else:
+                model = _torchvision_model(name, dict(args or {}))
+        except TypeError as e:  # an --arg the constructor does not take
+            raise SpecError(f"{spec}: {e}", hint="--arg passes the model's constructor arguments, e.g. --arg num_classes=10") from e
+    return model.eval(), name
+
+
+def _torchvision_model(name: str, args: dict[str, Any]) -> nn.Module:
+    """torchvision's model ``name`` without weights: its backbone's too (segmentation and
+    detection models download their backbone's ImageNet weights unless told not to)."""
+    import inspect
+
+    models = _package("torchvision").models
+    if "weights_backbone" in inspect.signature(models.get_model_builder(name)).parameters:
+        args.setdefault("weights_backbone", None)
+    return models.get_model(name, weights=None, **args)  # type: ignore[no-any-return]
+
+
+def default_input(spec: str, model: nn.Module) -> tuple[str, str] | None:
+    """The input ``model`` (built from ``spec``) takes where ``--input`` is not given, as --input
+    writes it, and where that size comes from; None where it has none (detection, optical flow)."""
+    zoo, name = zoo_of(spec) or ("", "")
+    if zoo == "timm":
+        config = _package("timm").data.resolve_model_data_config(model)
+        return "1x" + "x".join(map(str, config["input_size"])), "its data config (timm.data.resolve_model_data_config)"
+    models = _package("torchvision").models
+    family = next((f for f in ("detection", "optical_flow", "segmentation", "video")
+                   if name in models.list_models(module=getattr(models, f))), "classification")
+    if family in ("detection", "optical_flow"):
+        return None
+    if family == "segmentation":
+        return "1x3x520x520", "torchvision's segmentation evaluation size"
+    size = getattr(model, "image_size", None)  # a ViT is built for one size, whatever its weights say
+    if size is None:
+        weights = list(models.get_model_weights(name))
+        crop = getattr(weights[0].transforms(), "crop_size", None) if weights else None
+        size = crop[0] if crop else 224
+    if family == "video":
+        return f"1x3x16x{size}x{size}", "16 frames at its first weights' crop size"
+    why = "the image size it is built for" if hasattr(model, "image_size") else "its first weights' crop size"
+    return f"1x3x{size}x{size}", why
