@@ -28,6 +28,8 @@ examples:
       a class or factory from a file, constructor arguments as Python literals, JSON to a file
   fxcost analyze hf:GPT2LMHeadModel --input 1x1024:int64 --depth 3
       a transformers model from its config class: random weights on meta, nothing downloaded
+  fxcost analyze tv:resnet50
+      torchvision's ResNet-50 by name, at its own input size (timm:convnext_tiny for timm's); no weights
   fxcost analyze hf:BertModel --config num_hidden_layers=4 --input 2x128:int64 --input attention_mask=2x128:int64
       config fields with --config; keyword tensors with name=SHAPE
   fxcost analyze my_model.py:Net --input 1x3x64x64 --kwarg return_features=True --leaf Backbone
