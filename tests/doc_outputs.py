@@ -100,6 +100,8 @@ def check_file(path: Path, update: bool) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="fxcost-docs-") as tmp:
         folder = Path(tmp)
         (folder / "examples").symlink_to(ROOT / "examples")
+        for name in ("sitecustomize.py", "torchvision_stub.py"):  # a command that sets PYTHONPATH=. keeps the
+            (folder / name).symlink_to(ROOT / "tests" / "site" / name)  # test runs' torchvision setup
         for m in _FENCE.finditer(text):
             steps = _steps(m.group(1))
             outputs = _run(steps, folder)
