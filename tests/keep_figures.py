@@ -139,7 +139,7 @@ def export_onnx_models(out: Path) -> None:
 
 
 def _run_side(checkout: Path, out: Path, onnx_dir: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(checkout), *filter(None, [os.environ.get("PYTHONPATH")])])}
     subprocess.run([sys.executable, __file__, "--dump", str(out), "--onnx-dir", str(onnx_dir), "--checkout", str(checkout)],
                    check=True, env=env, cwd=checkout)
 

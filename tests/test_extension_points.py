@@ -183,7 +183,7 @@ def test_one_file_is_enough(what: str, tmp_path: Path) -> None:
     _edited(tmp_path, file, edits)
     assert _changed(tmp_path) == [file]
     script = f"import fxcost, sys\nassert fxcost.__file__.startswith({str(tmp_path)!r}), fxcost.__file__\n{check}\nprint('OK')\n"
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])}
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=tmp_path, env=env, capture_output=True,
                           text=True, check=False, timeout=300)
     assert done.returncode == 0 and done.stdout.strip().endswith("OK"), done.stderr[-3000:]
