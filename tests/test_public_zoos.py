@@ -140,6 +140,7 @@ def test_timm_models(spec: str, shape: tuple[int, ...]) -> None:
 @pytest.mark.parametrize(("spec", "shape"), [
     ("tv:resnet18", (1, 3, 64, 64)), ("tv:mobilenet_v3_small", (1, 3, 64, 64)), ("tv:squeezenet1_0", (1, 3, 64, 64)),
     ("tv:r3d_18", (1, 3, 4, 32, 32)), ("tv:swin3d_t", (1, 3, 4, 32, 32)), ("tv:fcn_resnet50", (1, 3, 64, 64)),
+    ("tv:regnet_y_400mf", (1, 3, 64, 64)),  # its constructor cannot run on meta: built on the CPU
 ])
 def test_torchvision_models(spec: str, shape: tuple[int, ...]) -> None:
     # swin3d_t: its torch.fx.wrap'ped window helper mutates its argument; the fake run counts it
@@ -179,3 +180,33 @@ def test_zoo_specs_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> No
     assert "did you mean: resnet50, resnet152, resnet34, resnet18, resnet101" in capsys.readouterr().err
     assert main(["analyze", "tv:fasterrcnn_resnet50_fpn"]) == 2
     assert "takes a list of images (detection)" in capsys.readouterr().err
+
+
+# --- fxcost zoo -----------------------------------------------------------------------------------
+
+def test_the_zoo_sweep(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import csv
+    import io
+    import time
+
+    from fxcost.cli import main, zoo
+
+    pytest.importorskip("torchvision")
+    assert main(["zoo", "tv", "--filter", "resnet1[08]", "--jobs", "2", "-f", "csv"]) == 0
+    rows = {r["model"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert list(rows) == ["resnet18"] and rows["resnet18"]["status"] == "ok"
+    assert int(rows["resnet18"]["params"]) == 11_689_512 and rows["resnet18"]["input"] == "1x3x224x224"  # torchvision's
+    assert int(rows["resnet18"]["macs"]) == fxcost.analyze(zoo_resnet18(), input_size=(1, 3, 224, 224)).total().macs
+    assert main(["zoo", "tv", "--filter", "fasterrcnn_resnet50_fpn", "-f", "json"]) == 0
+    assert '"status": "refused"' in capsys.readouterr().out
+    assert main(["zoo", "tv", "--filter", "no_such_*"]) == 2
+    # a model that takes too long is stopped and said, and the sweep goes on
+    monkeypatch.setattr(zoo, "_one", lambda spec, pipe: time.sleep(30))
+    rows_ = zoo.sweep(["tv:resnet18"], jobs=1, timeout=1, say=lambda _: None)
+    assert rows_[0]["status"] == "timeout" and rows_[0]["why"] == "stopped after 1 s"
+
+
+def zoo_resnet18() -> torch.nn.Module:
+    from fxcost.loading.zoos import load_zoo
+
+    return load_zoo("tv:resnet18")[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import shutil
 import sys
@@ -232,7 +233,8 @@ def _zoo_input(args: argparse.Namespace) -> list[str]:
     spec = getattr(args, "spec", "") or ""
     if zoo_of(spec) is None:
         return []
-    model, name = load_zoo(spec, parse_kv(args.arg))
+    with contextlib.redirect_stderr(io.StringIO()):  # its notes are said once, when the model is loaded for the analysis
+        model, name = load_zoo(spec, parse_kv(args.arg))
     found = default_input(spec, model)
     if found is None:
         from fxcost.errors import InputSpecError

@@ -13,13 +13,14 @@ models take lists or pairs of images: they need ``--input``.
 from __future__ import annotations
 
 import difflib
+import sys
 import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
-from fxcost.errors import SpecError, printable
+from fxcost.errors import SpecError, first_line, printable
 
 PREFIXES = {"timm:": "timm", "tv:": "torchvision", "torchvision:": "torchvision"}
 
@@ -61,18 +62,29 @@ def load_zoo(spec: str, args: dict[str, Any] | None = None, *, meta: bool = True
     zoo, name = found
     if name not in _names(zoo):
         raise _unknown(zoo, name)
+    try:
+        model = _built(zoo, name, args, "meta" if meta else "cpu")
+    except (NotImplementedError, RuntimeError) as e:  # a constructor that reads a value it computed (RegNet's widths)
+        if not meta:
+            raise
+        model = _built(zoo, name, args, "cpu")
+        print(printable(f"fxcost: note: {name} cannot be built on the meta device ({type(e).__name__}: "
+                        f"{first_line(e)}); built on the CPU, with random weights"), file=sys.stderr)
+    return model.eval(), name
+
+
+def _built(zoo: str, name: str, args: dict[str, Any] | None, device: str) -> nn.Module:
     # their constructors warn about how weights will be initialized in releases to come: no
     # weights are initialized on meta, and the warning is not the user's to act on here
-    with torch.device("meta") if meta else torch.device("cpu"), warnings.catch_warnings():
+    with torch.device(device), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         try:
             if zoo == "timm":
-                model = _package("timm").create_model(name, pretrained=False, **(args or {}))
-            else:
-                model = _torchvision_model(name, dict(args or {}))
+                return _package("timm").create_model(name, pretrained=False, **(args or {}))  # type: ignore[no-any-return]
+            return _torchvision_model(name, dict(args or {}))
         except TypeError as e:  # an --arg the constructor does not take
-            raise SpecError(f"{spec}: {e}", hint="--arg passes the model's constructor arguments, e.g. --arg num_classes=10") from e
-    return model.eval(), name
+            raise SpecError(f"{zoo}:{name}: {e}", hint="--arg passes the model's constructor arguments, e.g. "
+                                                      "--arg num_classes=10") from e
 
 
 def _torchvision_model(name: str, args: dict[str, Any]) -> nn.Module:

@@ -1,0 +1,174 @@
+"""``fxcost zoo``: every model of a zoo analyzed at its own input size, one line each."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import multiprocessing
+import sys
+import time
+from typing import Any
+
+from fxcost.cli import options
+
+NAME = "zoo"
+ORDER = 10
+SUMMARY = "analyze every model of timm or torchvision, one line each"
+DESCRIPTION = ("Analyze every model of a zoo (timm, or torchvision: tv) at its own input size, without weights, each in a "
+               "worker process with a time limit, and write one table: name, input, params, MACs, FLOPs, activations, "
+               "peak memory, time, and what was refused or unsupported, and why.")
+EPILOG = """\
+examples:
+  fxcost zoo tv --filter 'resnet*'
+      torchvision's ResNets, a line each, on the machine's cores
+  fxcost zoo timm --filter 'convnext_*' --jobs 2 --timeout 120 -o convnext.csv
+      timm's ConvNeXts into a CSV (exact integers)
+  fxcost zoo tv -f json -o tv.json
+      every torchvision model (detection and optical flow say they need lists of images)
+"""
+
+ZOOS = {"timm": "timm:", "tv": "tv:", "torchvision": "tv:"}
+COLUMNS = ["model", "input", "params", "MACs", "FLOPs", "activations", "peak bytes", "time", "status", "why"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("zoo", choices=tuple(ZOOS), help="which zoo: timm, or torchvision (tv)")
+    p.add_argument("--filter", default="*", metavar="PATTERN", help="only names matching this shell pattern (default *)")
+    p.add_argument("--jobs", "-j", type=options.integer(1, 256), default=None, metavar="N",
+                   help="worker processes (default: the machine's cores)")
+    p.add_argument("--timeout", type=options.integer(1, 86_400), default=300, metavar="S",
+                   help="seconds one model may take before it is stopped and reported as a timeout (default 300)")
+    g = p.add_argument_group("output")
+    g.add_argument("--format", "-f", choices=("table", "markdown", "csv", "json"), default=None,
+                   help="output format (default: from -o's extension, else table)")
+    g.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of stdout")
+
+
+def names(zoo: str, pattern: str) -> list[str]:
+    """The zoo's model names matching ``pattern``."""
+    from fxcost.loading.zoos import _names
+
+    return [n for n in _names("timm" if zoo == "timm" else "torchvision") if fnmatch.fnmatchcase(n, pattern)]
+
+
+def _one(spec: str, pipe: Any) -> None:
+    """A worker: analyze ``spec`` at its own input size; send one row."""
+    import contextlib
+    import io
+    import warnings
+
+    started = time.perf_counter()
+    row: dict[str, Any] = {"model": spec.split(":", 1)[1], "input": "", "status": "ok", "why": ""}
+    try:
+        import torch
+
+        import fxcost
+        from fxcost.errors import FxcostError
+        from fxcost.loading.zoos import default_input, load_zoo
+
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                model, _ = load_zoo(spec)
+                found = default_input(spec, model)
+                if found is None:
+                    raise FxcostError("takes a list of images (detection) or a pair (optical flow)")
+                row["input"] = found[0]
+                shape = tuple(int(d) for d in found[0].split("x"))
+                report = fxcost.analyze(model, example_inputs=(torch.empty(shape, device="meta"),))
+                total = report.total()
+                row.update(params=total.params, macs=total.macs, flops=total.flops, activations=total.activation_elements,
+                           peak_bytes=report.peak_memory.peak_bytes if report.peak_memory else None)
+                if report.unsupported:
+                    row["status"], row["why"] = "unsupported", ", ".join(sorted({u.op for u in report.unsupported}))
+            except FxcostError as e:
+                row["status"], row["why"] = "refused", e.message.splitlines()[0]
+    except Exception as e:  # a bug: said in the table, the sweep goes on
+        row["status"], row["why"] = "error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    row["seconds"] = round(time.perf_counter() - started, 2)
+    pipe.send(row)
+
+
+def sweep(specs: list[str], jobs: int, timeout: int, say: Any) -> list[dict[str, Any]]:
+    """Each spec in a worker process (``jobs`` at once), stopped after ``timeout`` seconds; the rows
+    in the order of ``specs``."""
+    # fork on Linux: a worker starts with torch already imported (spawn imports it again, a second each)
+    context: Any = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    rows: dict[str, dict[str, Any]] = {}
+    waiting = list(specs)
+    running: list[tuple[str, Any, Any, float]] = []  # spec, worker, its pipe, when it started
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            spec = waiting.pop(0)
+            receive, send = context.Pipe(duplex=False)
+            worker = context.Process(target=_one, args=(spec, send), daemon=True)
+            worker.start()
+            running.append((spec, worker, receive, time.monotonic()))
+        for item in list(running):
+            spec, worker, receive, began = item
+            row = receive.recv() if receive.poll() else None
+            late = row is None and time.monotonic() - began > timeout
+            if row is None and not late and worker.is_alive():
+                continue
+            if late:
+                worker.kill()
+            worker.join()
+            running.remove(item)
+            name = spec.split(":", 1)[1]
+            rows[spec] = row or {"model": name, "input": "", "status": "timeout" if late else "error",
+                                 "why": f"stopped after {timeout} s" if late else f"the worker died (exit {worker.exitcode})",
+                                 "seconds": round(time.monotonic() - began, 2)}
+            say(f"{len(rows)}/{len(specs)} {name}: {rows[spec]['status']}")
+        time.sleep(0.02)
+    return [rows[s] for s in specs]
+
+
+def render(rows: list[dict[str, Any]], fmt: str, title: str) -> str:
+    import csv
+    import io
+    import json
+
+    keys = ["model", "input", "params", "macs", "flops", "activations", "peak_bytes", "seconds", "status", "why"]
+    if fmt == "json":
+        return json.dumps({"zoo": title, "models": [{k: r.get(k) for k in keys} for r in rows]}, indent=2) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(keys)
+        writer.writerows([[r.get(k, "") if r.get(k) is not None else "" for k in keys] for r in rows])
+        return buf.getvalue()
+    from fxcost.exporters import to_markdown, to_text
+    from fxcost.exporters.tables import Table
+
+    def cell(v: Any) -> str:
+        return "-" if v is None or v == "" else f"{v:,}" if isinstance(v, int) else str(v)
+
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "unsupported", "refused", "timeout", "error")}
+    lines = [[cell(r.get(k)) if k != "seconds" else f"{r['seconds']:.2f} s" for k in keys] for r in rows]
+    table = Table(f"{title}: {len(rows)} models  ·  " + ", ".join(f"{k} {v}" for k, v in counts.items() if v), COLUMNS,
+                  lines, numeric={"params", "MACs", "FLOPs", "activations", "peak bytes", "time"})
+    return to_markdown(table) if fmt == "markdown" else to_text(table, width=220)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from fxcost.errors import InputSpecError
+    from fxcost.io import write_atomic
+
+    options.check_output(args.output, args)
+    prefix = ZOOS[args.zoo]
+    found = names(args.zoo, args.filter)
+    if not found:
+        raise InputSpecError(f"no {args.zoo} model matches {args.filter!r}", hint="a shell pattern, e.g. --filter 'resnet*'")
+    fmt = args.format or {".json": "json", ".csv": "csv", ".md": "markdown"}.get(os.path.splitext(args.output or "")[1], "table")
+    jobs = args.jobs or os.cpu_count() or 1
+    with options.progress(f"{args.zoo}: {len(found)} models on {jobs} worker(s)") as say:
+        rows = sweep([prefix + n for n in found], jobs, args.timeout, say)
+    text = render(rows, fmt, f"fxcost zoo {args.zoo}" + (f" --filter {args.filter}" if args.filter != "*" else ""))
+    if args.output:
+        write_atomic(args.output, text)
+    else:
+        options.write_stdout(options.results(), text)
+    return 0
