@@ -414,7 +414,8 @@ def progress(message: str) -> Iterator[Callable[[str], None]]:
         yield lambda text: status.update(f"{text} ...")
 
 
-def _format_for(args: argparse.Namespace) -> str:
+def format_for(args: argparse.Namespace) -> str:
+    """The output format: -f, else -o's extension, else table."""
     if args.format:
         return str(args.format)
     output = getattr(args, "output", None)
@@ -453,7 +454,7 @@ def emit(obj: Any, args: argparse.Namespace) -> None:
     from fxcost.exporters import render
     from fxcost.io import write_atomic
 
-    fmt = _format_for(args)
+    fmt = format_for(args)
     output = getattr(args, "output", None)
     stdout = results()
     to_terminal = not output and stdout.isatty()

@@ -46,9 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def names(zoo: str, pattern: str) -> list[str]:
     """The zoo's model names matching ``pattern``."""
-    from fxcost.loading.zoos import _names
+    from fxcost.loading.zoos import model_names
 
-    return [n for n in _names("timm" if zoo == "timm" else "torchvision") if fnmatch.fnmatchcase(n, pattern)]
+    return [n for n in model_names("timm" if zoo == "timm" else "torchvision") if fnmatch.fnmatchcase(n, pattern)]
 
 
 def _one(spec: str, pipe: Any) -> None:
@@ -162,7 +162,9 @@ def run(args: argparse.Namespace) -> int:
     found = names(args.zoo, args.filter)
     if not found:
         raise InputSpecError(f"no {args.zoo} model matches {args.filter!r}", hint="a shell pattern, e.g. --filter 'resnet*'")
-    fmt = args.format or {".json": "json", ".csv": "csv", ".md": "markdown"}.get(os.path.splitext(args.output or "")[1], "table")
+    fmt = options.format_for(args)
+    if fmt not in ("table", "markdown", "csv", "json"):
+        raise InputSpecError(f"fxcost zoo writes a table, Markdown, CSV or JSON, not {fmt}", hint="-o sweep.csv, or -f csv")
     jobs = args.jobs or os.cpu_count() or 1
     with options.progress(f"{args.zoo}: {len(found)} models on {jobs} worker(s)") as say:
         rows = sweep([prefix + n for n in found], jobs, args.timeout, say)

@@ -41,14 +41,15 @@ def _package(zoo: str) -> Any:
                         hint=f"pip install 'fxcost[zoo]' (or pip install {zoo})") from None
 
 
-def _names(zoo: str) -> list[str]:
+def model_names(zoo: str) -> list[str]:
+    """Every model name of ``zoo`` (``"timm"`` or ``"torchvision"``)."""
     if zoo == "timm":
         return list(_package("timm").list_models())
     return list(_package("torchvision").models.list_models())
 
 
 def _unknown(zoo: str, name: str) -> SpecError:
-    names = _names(zoo)
+    names = model_names(zoo)
     close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
     hint = f"did you mean: {', '.join(close)}" if close else f"{len(names):,} models: {', '.join(names[:8])}, ..."
     return SpecError(f"{zoo} has no model {printable(name)!r}", hint=hint)
@@ -60,7 +61,7 @@ def load_zoo(spec: str, args: dict[str, Any] | None = None, *, meta: bool = True
     found = zoo_of(spec)
     assert found is not None
     zoo, name = found
-    if name not in _names(zoo):
+    if name not in model_names(zoo):
         raise _unknown(zoo, name)
     try:
         model = _built(zoo, name, args, "meta" if meta else "cpu")
