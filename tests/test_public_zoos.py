@@ -1,7 +1,11 @@
 """The public model zoos, exact (issue 22): the ops their models dispatch that fxcost had no formula
 for, priced by hand arithmetic written here where FlopCounterMode has none.
 
-So far: ``aten::linalg_solve_triangular`` (the GatedDeltaNet decoders: Qwen3-Next, Qwen3.5,
+torchvision's compiled ops (``torchvision::roi_align``, ``roi_pool``, ``ps_roi_align``, ``ps_roi_pool``,
+``nms``, ``deform_conv2d``) by hand below, from torchvision's CPU kernels; on this machine the test setup
+stands in for torchvision's compiled library (tests/site/torchvision_stub.py).
+
+Also: ``aten::linalg_solve_triangular`` (the GatedDeltaNet decoders: Qwen3-Next, Qwen3.5,
 OLMo-hybrid, Lara), ``aten::polar`` (DeepSeek-V2, Llama-4's rotary embedding), ``aten::_is_all_true``
 (BLT, Gemma-3n, SigLIP-2, ShieldGemma-2's checks)."""
 
@@ -178,8 +182,10 @@ def test_zoo_specs_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> No
     assert json.loads(capsys.readouterr().out)["totals"]["params"] == 11_689_512 - 1000 * 513 + 10 * 513
     assert main(["analyze", "tv:resnet5"]) == 2
     assert "did you mean: resnet50, resnet152, resnet34, resnet18, resnet101" in capsys.readouterr().err
-    assert main(["analyze", "tv:fasterrcnn_resnet50_fpn"]) == 2
-    assert "takes a list of images (detection)" in capsys.readouterr().err
+    assert main(["analyze", "tv:fasterrcnn_resnet50_fpn"]) == 2  # it reads values (below)
+    err = capsys.readouterr().err
+    assert "--input [3x800x800], fasterrcnn_resnet50_fpn's own input size" in err and "--real" in err
+    assert "boxes.py:151, in remove_small_boxes: keep = torch.where(keep)[0]" in err
 
 
 # --- fxcost zoo -----------------------------------------------------------------------------------
@@ -198,10 +204,11 @@ def test_the_zoo_sweep(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.M
     assert int(rows["resnet18"]["params"]) == 11_689_512 and rows["resnet18"]["input"] == "1x3x224x224"  # torchvision's
     assert int(rows["resnet18"]["macs"]) == fxcost.analyze(zoo_resnet18(), input_size=(1, 3, 224, 224)).total().macs
     assert main(["zoo", "tv", "--filter", "fasterrcnn_resnet50_fpn", "-f", "json"]) == 0
-    assert '"status": "refused"' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert '"status": "refused"' in out and "remove_small_boxes" in out
     assert main(["zoo", "tv", "--filter", "no_such_*"]) == 2
     # a model that takes too long is stopped and said, and the sweep goes on
-    monkeypatch.setattr(zoo, "_one", lambda spec, pipe: time.sleep(30))
+    monkeypatch.setattr(zoo, "_one", lambda spec, pipe, real: time.sleep(30))
     rows_ = zoo.sweep(["tv:resnet18"], jobs=1, timeout=1, say=lambda _: None)
     assert rows_[0]["status"] == "timeout" and rows_[0]["why"] == "stopped after 1 s"
 
@@ -210,3 +217,179 @@ def zoo_resnet18() -> torch.nn.Module:
     from fxcost.loading.zoos import load_zoo
 
     return load_zoo("tv:resnet18")[0]
+
+
+# --- torchvision's compiled ops, and the models that use them ----------------------------------------
+
+def _box_ops() -> Any:
+    tv = pytest.importorskip("torchvision")
+    return tv.ops
+
+
+#: two boxes (batch index, x1, y1, x2, y2) on an 8 x 8 map: one whole, one with coordinates that
+#: round (4.5 to 5, away from zero as C's round does; Python's round() would give 4)
+_BOXES = [[0, 0.0, 0.0, 7.0, 7.0], [0, 1.6, 2.4, 4.5, 3.5]]
+
+
+class _Calls(torch.nn.Module):
+    def __init__(self, fn: Any) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor, boxes: torch.Tensor) -> Any:
+        return self.fn(x, boxes)
+
+
+def _flops_of(report: Any, op: str) -> int:
+    return sum(o.flops for row in report.layers for o in row.ops if o.op == op)
+
+
+def test_roi_align_by_hand() -> None:
+    ops = _box_ops()
+    x, boxes = torch.rand(1, 2, 8, 8), torch.tensor(_BOXES)
+    fixed = fxcost.analyze(_Calls(lambda x, b: ops.roi_align(x, b, 2, 1.0, sampling_ratio=2)),
+                           example_inputs=(x.to("meta"), boxes.to("meta")))
+    # 2 boxes x 2 channels x 2 x 2 bins, each the mean of 2 x 2 bilinear samples: 4 taps times their
+    # weight, added (8 FLOPs a sample), then one division by the 4 samples
+    assert _flops_of(fixed, "torchvision::roi_align") == 2 * 2 * 4 * (8 * 4 + 1) == 528
+    assert fixed.total().macs == 0 and not fixed.unsupported
+    # sampling_ratio 0: each box's own grid, ceil(box size / 2) each way (not aligned: a size under
+    # 1 counts as 1): box 1 is 7 x 7, a 4 x 4 grid; box 2 is 2.9 wide (ceil 1.45 = 2) and 1.1 high
+    # (ceil 0.55 = 1): 2 samples
+    adaptive = _Calls(lambda x, b: ops.roi_align(x, b, 2, 1.0, sampling_ratio=0))
+    data_free = fxcost.analyze(adaptive, example_inputs=(x.to("meta"), boxes.to("meta")))
+    (unsupported,) = data_free.unsupported
+    assert unsupported.op == "torchvision::roi_align" and "--real counts it exactly" in unsupported.reason
+    real = fxcost.analyze(adaptive, example_inputs=(x, boxes), real=True)
+    assert _flops_of(real, "torchvision::roi_align") == 2 * 4 * ((8 * 16 + 1) + (8 * 2 + 1)) == 1168
+
+
+def _zeros_kernel(op: str) -> Any:
+    """A CPU kernel for ``op`` where the test setup has none (its values do not matter here: only
+    the boxes' coordinates set the cost); a working torchvision build brings its own."""
+    import contextlib
+
+    if torch._C._dispatch_has_kernel_for_dispatch_key(f"torchvision::{op}", "CPU"):
+        return contextlib.nullcontext()
+    scope = torch.library._scoped_library("torchvision", "IMPL")
+    lib = scope.__enter__()
+
+    def kernel(x: torch.Tensor, rois: torch.Tensor, scale: float, ph: int, pw: int, *_: Any) -> Any:
+        channels = x.shape[1] // (ph * pw) if op.startswith("ps_") else x.shape[1]
+        shape = (rois.shape[0], channels, ph, pw)
+        return torch.zeros(shape, dtype=x.dtype), torch.zeros(shape, dtype=torch.int32)
+
+    lib.impl(op, kernel, "CPU")
+    return contextlib.closing(type("_Close", (), {"close": lambda self: scope.__exit__(None, None, None)})())
+
+
+def test_roi_pooling_by_hand() -> None:
+    ops = _box_ops()
+    boxes = torch.tensor(_BOXES)
+    # roi_pool: a box spans round(end) - round(start) + 1 pixels, split into 2 x 2 bins [floor(i *
+    # bin), ceil((i + 1) * bin)); box 1: 8 x 8, four 4 x 4 bins (64 pixels); box 2: x from 2 to 5
+    # (4 wide: bins [2, 4) [4, 6)), y from 2 to 4 (3 high, bin 1.5: [2, 4) and [3, 5)): four 2 x 2
+    # bins (16 pixels). One comparison a pixel, per channel.
+    with _zeros_kernel("roi_pool"):
+        pooled = fxcost.analyze(_Calls(lambda x, b: ops.roi_pool(x, b, 2, 1.0)),
+                                example_inputs=(torch.rand(1, 2, 8, 8), boxes), real=True)
+    assert _flops_of(pooled, "torchvision::roi_pool") == 2 * (64 + 16) == 160 and not pooled.unsupported
+    # ps_roi_pool: a box spans round(end) - round(start) pixels, bins clipped to the map less one;
+    # 4 channels = 1 output channel of 2 x 2 bins. Box 1: 7 x 7, bins [0, 4) and [3, 7): four 4 x 4
+    # (64); box 2: 3 wide (bins [2, 4), [3, 5)) and 2 high (bins [2, 3), [3, 4)): four 1 x 2 (8)
+    with _zeros_kernel("ps_roi_pool"):
+        ps = fxcost.analyze(_Calls(lambda x, b: ops.ps_roi_pool(x, b, 2, 1.0)),
+                            example_inputs=(torch.rand(1, 4, 8, 8), boxes), real=True)
+    assert _flops_of(ps, "torchvision::ps_roi_pool") == 64 + 8 == 72
+    data_free = fxcost.analyze(_Calls(lambda x, b: ops.roi_pool(x, b, 2, 1.0)),
+                               example_inputs=(torch.rand(1, 2, 8, 8).to("meta"), boxes.to("meta")))
+    assert [u.op for u in data_free.unsupported] == ["torchvision::roi_pool"]
+
+
+def test_nms_and_deform_conv2d_by_hand() -> None:
+    ops = _box_ops()
+    boxes, scores = torch.rand(5, 4).to("meta"), torch.rand(5).to("meta")
+    # nms prices no data-dependent work: each box's area (3 FLOPs) and every pair's IoU (13 FLOPs),
+    # as torchvision's CUDA kernel computes them; the fake run then stops at its output's size
+    from fxcost.pytorch.aten import ATEN
+
+    assert ATEN.lookup("torchvision::nms").formula(boxes.shape, scores.shape, 0.5).flops == 3 * 5 + 13 * 10
+    # deform_conv2d, groups 2, a 3 x 3 kernel with a mask: 36 output positions of 6 channels, each a
+    # dot product of 2 x 9 sampled values (MACs); each of the 4 x 9 x 36 samples is a 4-tap bilinear
+    # interpolation (7 FLOPs) times its mask value (1), and the bias is added
+    x, w = torch.rand(1, 4, 8, 8).to("meta"), torch.rand(6, 2, 3, 3).to("meta")
+    offset, mask = torch.rand(1, 18, 6, 6).to("meta"), torch.rand(1, 9, 6, 6).to("meta")
+    conv = _Calls(lambda x, m: ops.deform_conv2d(x, offset, w, mask=m))
+    total = fxcost.analyze(conv, example_inputs=(x, mask)).total()
+    macs = 36 * 6 * 2 * 9
+    samples = 4 * 9 * 36
+    assert (total.macs, total.flops) == (macs, 2 * macs + samples * (7 + 1) + 6 * 36) == (3888, 18360)
+
+
+class _VisionCalls(TorchDispatchMode):
+    """Each torchvision op a real forward calls, with its shapes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, Any]] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func._schema.name.startswith("torchvision::"):
+            self.calls.append((func._schema.name, args))
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_detection_model_reads_values_and_is_exact_for_real() -> None:
+    from fxcost.errors import FxcostError
+    from fxcost.loading.zoos import load_zoo
+
+    _box_ops()
+    spec = "tv:fasterrcnn_mobilenet_v3_large_320_fpn"
+    with pytest.raises(FxcostError) as refused:
+        fxcost.analyze(load_zoo(spec)[0], example_inputs=([torch.empty(3, 320, 320, device="meta")],))
+    assert "remove_small_boxes: keep = torch.where(keep)[0]" in str(refused.value) and "--real" in str(refused.value)
+    torch.manual_seed(0)
+    model, images = load_zoo(spec, meta=False)[0], [torch.rand(3, 320, 320)]
+    report = fxcost.analyze(model, example_inputs=(images,), real=True)
+    calls = _VisionCalls()
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False), FlopCounterMode(display=False) as counter, calls:
+        model(images)
+    assert not report.unsupported and report.total().params == sum(p.numel() for p in model.parameters())
+    assert 2 * report.total().macs == counter.get_total_flops()  # RoI Align and NMS have no MACs
+    # FlopCounterMode prices neither torchvision op: by hand, from the shapes of this forward's calls
+    aligned = [a for name, a in calls.calls if name == "torchvision::roi_align"]
+    suppressed = [a for name, a in calls.calls if name == "torchvision::nms"]
+    assert aligned and suppressed
+    assert _flops_of(report, "torchvision::roi_align") == sum(
+        rois.shape[0] * x.shape[1] * ph * pw * (8 * ratio * ratio + 1) for x, rois, _, ph, pw, ratio, _ in aligned)
+    assert _flops_of(report, "torchvision::nms") == sum(3 * b.shape[0] + 13 * b.shape[0] * (b.shape[0] - 1) // 2
+                                                        for b, *_ in suppressed)
+
+
+def test_optical_flow_takes_a_pair() -> None:
+    pytest.importorskip("torchvision")
+    _zoo_pair("tv:raft_small", (1, 3, 128, 128))
+
+
+def _zoo_pair(spec: str, shape: tuple[int, ...]) -> None:
+    from fxcost.loading.zoos import load_zoo
+
+    torch.manual_seed(0)
+    model, _ = load_zoo(spec, meta=False)
+    a, b = torch.randn(*shape), torch.randn(*shape)
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False), FlopCounterMode(display=False) as counter:
+        model(a, b)
+    report = fxcost.analyze(model, example_inputs=(a, b))
+    assert not report.unsupported and report.total().params == sum(p.numel() for p in model.parameters())
+    assert 2 * report.total().macs == counter.get_total_flops()
+
+
+def test_a_list_of_images_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from fxcost.cli import main
+    from fxcost.loading.specs import make_inputs
+
+    ((args, kwargs),) = make_inputs(["[3x32x32;3x16x24:float16],1x4"])
+    assert [[tuple(t.shape) for t in args[0]], tuple(args[1].shape)] == [[(3, 32, 32), (3, 16, 24)], (1, 4)]
+    assert args[0][1].dtype == torch.float16 and not kwargs
+    assert main(["analyze", "examples/odd.py:TwiceCalled", "--input", "[3x8x8"]) == 2
+    assert "malformed list of inputs" in capsys.readouterr().err

@@ -203,10 +203,9 @@ def is_onnx(spec: str | None) -> bool:
 
 def inputs(args: argparse.Namespace) -> list[Call]:
     """One (positional, keyword) pair of meta tensors per input size, plus --kwarg values."""
-    import torch
 
     from fxcost.errors import InputSpecError
-    from fxcost.loading.specs import parse_inputs, parse_kv
+    from fxcost.loading.specs import make_inputs, parse_kv
 
     if not args.input and is_onnx(args.spec):
         return [((), {})]  # the file's own input shapes
@@ -214,15 +213,7 @@ def inputs(args: argparse.Namespace) -> list[Call]:
         args.input = _zoo_input(args)
     if not args.input:
         raise InputSpecError("no --input given", hint="e.g. --input 1x3x224x224 (batch x channels x height x width), or --input 1x128:int64 for token ids")
-    plain = parse_kv(args.kwarg, "--kwarg")
-
-    def meta(shape: tuple[int, ...], dtype: Any) -> Any:
-        return torch.empty(shape, dtype=dtype, device="meta")
-
-    return [
-        (tuple(meta(*s) for s in pos), {**plain, **{k: meta(*s) for k, s in kw.items()}})
-        for pos, kw in parse_inputs(args.input, any_name=is_onnx(args.spec))
-    ]
+    return make_inputs(args.input, parse_kv(args.kwarg, "--kwarg"), any_name=is_onnx(args.spec))
 
 
 def _zoo_input(args: argparse.Namespace) -> list[str]:
@@ -235,14 +226,7 @@ def _zoo_input(args: argparse.Namespace) -> list[str]:
         return []
     with contextlib.redirect_stderr(io.StringIO()):  # its notes are said once, when the model is loaded for the analysis
         model, name = load_zoo(spec, parse_kv(args.arg))
-    found = default_input(spec, model)
-    if found is None:
-        from fxcost.errors import InputSpecError
-
-        raise InputSpecError(f"{name} takes a list of images (detection) or a pair of them (optical flow), which "
-                             "--input cannot give", hint="analyze it from Python with example_inputs; fxcost does not "
-                             "price torchvision's detection ops (roi_align, nms) yet")
-    shape, why = found
+    shape, why = default_input(spec, model)
     print(printable(f"fxcost: note: --input {shape}, {name}'s own input size ({why})"), file=sys.stderr)
     return [shape]
 

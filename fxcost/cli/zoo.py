@@ -23,8 +23,8 @@ examples:
       torchvision's ResNets, a line each, on the machine's cores
   fxcost zoo timm --filter 'convnext_*' --jobs 2 --timeout 120 -o convnext.csv
       timm's ConvNeXts into a CSV (exact integers)
-  fxcost zoo tv -f json -o tv.json
-      every torchvision model (detection and optical flow say they need lists of images)
+  fxcost zoo tv --real -f json -o tv.json
+      every torchvision model; the detection models, which read values, on real tensors
 """
 
 ZOOS = {"timm": "timm:", "tv": "tv:", "torchvision": "tv:"}
@@ -38,6 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="worker processes (default: the machine's cores)")
     p.add_argument("--timeout", type=options.integer(1, 86_400), default=300, metavar="S",
                    help="seconds one model may take before it is stopped and reported as a timeout (default 300)")
+    p.add_argument("--real", action="store_true",
+                   help="analyze a model refused on data-free tensors (it reads values: detection models filter boxes "
+                        "by score) again on real tensors, built on the CPU with random weights; its figures are then "
+                        "those of that run (how many boxes survive depends on the values)")
     g = p.add_argument_group("output")
     g.add_argument("--format", "-f", choices=("table", "markdown", "csv", "json"), default=None,
                    help="output format (default: from -o's extension, else table)")
@@ -51,8 +55,10 @@ def names(zoo: str, pattern: str) -> list[str]:
     return [n for n in model_names("timm" if zoo == "timm" else "torchvision") if fnmatch.fnmatchcase(n, pattern)]
 
 
-def _one(spec: str, pipe: Any) -> None:
-    """A worker: analyze ``spec`` at its own input size; send one row."""
+def _one(spec: str, pipe: Any, real: bool = False) -> None:
+    """A worker: analyze ``spec`` at its own input size; send one row. ``real``: a model refused
+    on data-free tensors (one that reads values: detection's box filtering) is analyzed again on
+    real tensors, built on the CPU with random weights."""
     import contextlib
     import io
     import warnings
@@ -60,10 +66,9 @@ def _one(spec: str, pipe: Any) -> None:
     started = time.perf_counter()
     row: dict[str, Any] = {"model": spec.split(":", 1)[1], "input": "", "status": "ok", "why": ""}
     try:
-        import torch
-
         import fxcost
         from fxcost.errors import FxcostError
+        from fxcost.loading.specs import make_inputs
         from fxcost.loading.zoos import default_input, load_zoo
 
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
@@ -71,26 +76,38 @@ def _one(spec: str, pipe: Any) -> None:
             warnings.simplefilter("ignore")
             try:
                 model, _ = load_zoo(spec)
-                found = default_input(spec, model)
-                if found is None:
-                    raise FxcostError("takes a list of images (detection) or a pair (optical flow)")
-                row["input"] = found[0]
-                shape = tuple(int(d) for d in found[0].split("x"))
-                report = fxcost.analyze(model, example_inputs=(torch.empty(shape, device="meta"),))
+                row["input"] = default_input(spec, model)[0]
+                ((args, kwargs),) = make_inputs([row["input"]])
+                try:
+                    report = fxcost.analyze(model, example_inputs=args, example_kwargs=kwargs)
+                except FxcostError as e:
+                    if not real:
+                        raise
+                    row["why"] = "--real: " + _where(e)
+                    report = fxcost.analyze(load_zoo(spec, meta=False)[0], example_inputs=args, example_kwargs=kwargs,
+                                            real=True)
                 total = report.total()
                 row.update(params=total.params, macs=total.macs, flops=total.flops, activations=total.activation_elements,
                            peak_bytes=report.peak_memory.peak_bytes if report.peak_memory else None)
                 if report.unsupported:
                     row["status"], row["why"] = "unsupported", ", ".join(sorted({u.op for u in report.unsupported}))
             except FxcostError as e:
-                row["status"], row["why"] = "refused", e.message.splitlines()[0]
+                row["status"], row["why"] = "refused", _where(e)
     except Exception as e:  # a bug: said in the table, the sweep goes on
         row["status"], row["why"] = "error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     row["seconds"] = round(time.perf_counter() - started, 2)
     pipe.send(row)
 
 
-def sweep(specs: list[str], jobs: int, timeout: int, say: Any) -> list[dict[str, Any]]:
+def _where(e: Any) -> str:
+    """A refusal in one line: its first line, and the line of the model's code that caused it where
+    the message names one (``at file:line, in function: code``)."""
+    lines = [line.strip() for line in str(e.message).splitlines()]
+    at = [line for line in lines if line.startswith("at ")]
+    return lines[0] + (f" ({at[-1]})" if at else "")
+
+
+def sweep(specs: list[str], jobs: int, timeout: int, say: Any, real: bool = False) -> list[dict[str, Any]]:
     """Each spec in a worker process (``jobs`` at once), stopped after ``timeout`` seconds; the rows
     in the order of ``specs``."""
     # fork on Linux: a worker starts with torch already imported (spawn imports it again, a second each)
@@ -102,7 +119,7 @@ def sweep(specs: list[str], jobs: int, timeout: int, say: Any) -> list[dict[str,
         while waiting and len(running) < jobs:
             spec = waiting.pop(0)
             receive, send = context.Pipe(duplex=False)
-            worker = context.Process(target=_one, args=(spec, send), daemon=True)
+            worker = context.Process(target=_one, args=(spec, send, real), daemon=True)
             worker.start()
             running.append((spec, worker, receive, time.monotonic()))
         for item in list(running):
@@ -167,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputSpecError(f"fxcost zoo writes a table, Markdown, CSV or JSON, not {fmt}", hint="-o sweep.csv, or -f csv")
     jobs = args.jobs or os.cpu_count() or 1
     with options.progress(f"{args.zoo}: {len(found)} models on {jobs} worker(s)") as say:
-        rows = sweep([prefix + n for n in found], jobs, args.timeout, say)
+        rows = sweep([prefix + n for n in found], jobs, args.timeout, say, real=args.real)
     text = render(rows, fmt, f"fxcost zoo {args.zoo}" + (f" --filter {args.filter}" if args.filter != "*" else ""))
     if args.output:
         write_atomic(args.output, text)

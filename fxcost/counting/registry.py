@@ -7,8 +7,11 @@ frozen once written; an analysis that counts differently takes a :meth:`FormulaR
 adds ops to it or replaces one's rule there (:meth:`FormulaRegistry.replace`), and passes the copy in.
 
 A formula is a pure function of shapes and arguments: it receives the op's arguments with every
-tensor replaced by its shape and returns a :class:`~fxcost.counting.arithmetic.Cost`. The reasons
-ops are free are written once, in :class:`Free`.
+tensor replaced by its shape and returns a :class:`~fxcost.counting.arithmetic.Cost`. A formula
+whose op costs what its operands' values say (a box's size in RoI pooling) is marked
+``reads_values = True``: it gets the tensors themselves and raises :class:`ValueDependent` where
+they have no values (meta and fake tensors), and the op is then reported unsupported with that
+reason. The reasons ops are free are written once, in :class:`Free`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ class Free(StrEnum):
     READ_BACK = "reads one element back to Python (item()), no arithmetic"
     RANDOM = "random number generation, not arithmetic on the model's values"
     PASS_THROUGH = "the input passes through unchanged (dropout at inference), no arithmetic"
+
+
+class ValueDependent(Exception):  # noqa: N818 (a fate, not a failure)
+    """Raised by a formula that reads values (``reads_values``) given tensors without any: the
+    message says what the cost depends on."""
 
 
 class Rule(NamedTuple):

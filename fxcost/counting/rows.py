@@ -163,7 +163,7 @@ class RowBuilder:
 def unsupported_ops(rows: Iterable[Row], strict: bool = False) -> list[UnsupportedOp]:
     """Every op without a formula and where it ran; with ``strict``, :class:`UnsupportedOpError`
     when there is any."""
-    found = [UnsupportedOp(o.op, r.name, o.count) for r in rows for o in r.ops if o.fate == Fate.UNSUPPORTED]
+    found = [UnsupportedOp(o.op, r.name, o.count, o.reason) for r in rows for o in r.ops if o.fate == Fate.UNSUPPORTED]
     if strict and found:
         listed = "; ".join(f"{u.op} in {u.where!r} (x{u.count})" for u in found[:10])
         raise UnsupportedOpError(

@@ -128,7 +128,8 @@ def layer_table(report: Report) -> Table:
                                      f"{human(hw['bandwidth_bytes_s'], 'B/s')}; time = max(FLOPs / peak, bytes moved / "
                                      f"bandwidth) per layer, no overheads, no fusion: a lower bound on the time")]
     table.warnings = [
-        f"unsupported op {u['op']} in {u['where']!r} x{u['count']}: not counted" for u in d.get("unsupported", [])
+        f"unsupported op {u['op']} in {u['where']!r} x{u['count']}: not counted" + (f" ({u['reason']})" if u.get("reason") else "")
+        for u in d.get("unsupported", [])
     ]
     return table
 

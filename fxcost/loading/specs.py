@@ -6,7 +6,8 @@
 - ``hf:ClassName`` or ``hf:path/to/config.json``: a transformers model from its config (:mod:`fxcost.loading.hf`).
 - input: ``1x3x224x224`` with an optional ``:dtype`` (``1x128:int64``); several positional
   inputs of one call are joined with commas (``1x3x32x32,1x10``); ``name=1x128:int64`` is a
-  keyword tensor. An ``--input`` made only of keyword tensors applies to every input size.
+  keyword tensor; ``[3x800x800;3x480x640]`` is one positional list of tensors (a detection
+  model's images). An ``--input`` made only of keyword tensors applies to every input size.
 """
 
 from __future__ import annotations
@@ -54,16 +55,41 @@ def parse_shape(text: str) -> tuple[tuple[int, ...], torch.dtype]:
 ShapedDtype = tuple[tuple[int, ...], torch.dtype]
 
 
-def parse_inputs(texts: Iterable[str], any_name: bool = False) -> list[tuple[list[ShapedDtype], dict[str, ShapedDtype]]]:
+def _parse_positional(text: str) -> ShapedDtype | list[ShapedDtype]:
+    """One positional input: a shape, or a list of shapes in brackets joined by ``;``
+    (``[3x800x800;3x480x640]``: a detection model's list of images)."""
+    inner = text.strip()
+    if not inner.startswith("["):
+        return parse_shape(text)
+    if not inner.endswith("]") or len(inner) < 3:
+        raise InputSpecError(f"malformed list of inputs {quoted(text)}",
+                             hint="write shapes in brackets joined by ';', e.g. --input '[3x800x800;3x480x640]'")
+    return [parse_shape(part) for part in inner[1:-1].split(";")]
+
+
+def make_inputs(texts: Iterable[str], plain: dict[str, Any] | None = None, any_name: bool = False) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """``--input`` texts -> one (positional, keyword) pair of meta tensors per input size (a list
+    in brackets a list of tensors), with ``plain`` keyword values added to each."""
+
+    def meta(shaped: Any) -> Any:
+        if isinstance(shaped, list):
+            return [meta(s) for s in shaped]
+        return torch.empty(shaped[0], dtype=shaped[1], device="meta")
+
+    return [(tuple(meta(s) for s in pos), {**(plain or {}), **{k: meta(s) for k, s in kw.items()}})
+            for pos, kw in parse_inputs(texts, any_name=any_name)]
+
+
+def parse_inputs(texts: Iterable[str], any_name: bool = False) -> list[tuple[list[Any], dict[str, ShapedDtype]]]:
     """All ``--input`` values -> one ``(positional, keyword)`` pair per input size.
 
     ``["1x128:int64", "attention_mask=1x128:int64"]`` -> one call with a positional tensor and
     a keyword tensor; ``["1x3x32x32", "1x3x64x64"]`` -> two calls (a sweep). ``any_name``
     accepts any keyword name (an ONNX graph input's), not only Python identifiers."""
-    calls: list[tuple[list[ShapedDtype], dict[str, ShapedDtype]]] = []
+    calls: list[tuple[list[Any], dict[str, ShapedDtype]]] = []
     shared: dict[str, ShapedDtype] = {}
     for text in texts:
-        positional: list[ShapedDtype] = []
+        positional: list[Any] = []
         keyword: dict[str, ShapedDtype] = {}
         for part in text.split(","):
             name, eq, shape = part.partition("=")
@@ -73,7 +99,7 @@ def parse_inputs(texts: Iterable[str], any_name: bool = False) -> list[tuple[lis
                     raise InputSpecError(f"malformed keyword input {part!r}", hint="write --input name=SHAPE, e.g. --input attention_mask=1x128:int64")
                 keyword[name.strip()] = parse_shape(shape)
             else:
-                positional.append(parse_shape(part))
+                positional.append(_parse_positional(part))
         if positional:
             calls.append((positional, keyword))
         else:

@@ -6,8 +6,9 @@ Each has an input size of its own, used where ``--input`` is not given and said 
 the model's data config (``timm.data.resolve_model_data_config``: its pretrained config, or the
 image size it was built for); torchvision's from the crop its first published weights are
 evaluated at (a ViT's from the image size it was built for), with 16 frames for video models and
-520 x 520 for segmentation, as torchvision's references evaluate them. Detection and optical-flow
-models take lists or pairs of images: they need ``--input``.
+520 x 520 for segmentation, as torchvision's references evaluate them; a detection model takes a
+list of one image at the size its transform resizes to (``[3x800x800]``), an optical-flow model a
+pair of 440 x 1024 frames.
 """
 
 from __future__ import annotations
@@ -99,9 +100,9 @@ def _torchvision_model(name: str, args: dict[str, Any]) -> nn.Module:
     return models.get_model(name, weights=None, **args)  # type: ignore[no-any-return]
 
 
-def default_input(spec: str, model: nn.Module) -> tuple[str, str] | None:
+def default_input(spec: str, model: nn.Module) -> tuple[str, str]:
     """The input ``model`` (built from ``spec``) takes where ``--input`` is not given, as --input
-    writes it, and where that size comes from; None where it has none (detection, optical flow)."""
+    writes it, and where that size comes from."""
     zoo, name = zoo_of(spec) or ("", "")
     if zoo == "timm":
         config = _package("timm").data.resolve_model_data_config(model)
@@ -109,8 +110,12 @@ def default_input(spec: str, model: nn.Module) -> tuple[str, str] | None:
     models = _package("torchvision").models
     family = next((f for f in ("detection", "optical_flow", "segmentation", "video")
                    if name in models.list_models(module=getattr(models, f))), "classification")
-    if family in ("detection", "optical_flow"):
-        return None
+    if family == "detection":  # its transform resizes each image to min_size on its short side
+        transform: Any = model.transform
+        side = int(transform.min_size[0])
+        return f"[3x{side}x{side}]", "one image at its transform's own size (min_size)"
+    if family == "optical_flow":
+        return "1x3x440x1024,1x3x440x1024", "a pair of Sintel frames padded to a multiple of 8, as torchvision's reference evaluates"
     if family == "segmentation":
         return "1x3x520x520", "torchvision's segmentation evaluation size"
     size = getattr(model, "image_size", None)  # a ViT is built for one size, whatever its weights say

@@ -21,6 +21,7 @@ import torch
 from fxcost.counting import arithmetic as A
 from fxcost.counting.arithmetic import Cost, Shape, prod
 from fxcost.counting.registry import Formula, FormulaRegistry, Free
+from fxcost.pytorch import vision_ops
 from fxcost.pytorch.tensors import SHAPES, SparseSize
 from fxcost.report.kinds import Fate
 
@@ -900,6 +901,40 @@ def _sort(x: Shape, dim: int = -1, *_: Any, out: Any = None, **__: Any) -> Cost:
     return A.sort(prod(x), int(x[dim]) if len(x) else 1)
 
 
+def _sorted_unique(n: int, rows: int, sort: bool) -> Cost:
+    """``rows`` rows of n / rows elements each (one element a row without a dim): sorted (a row
+    comparison reading the whole row) when ``sort``, then each compared with its neighbour."""
+    compare = A.pointwise((rows - 1) * (n // rows) if rows else 0)
+    return A.sort(n, rows) + compare if sort else compare
+
+
+@_reg.formula("aten::_unique2", "aten::_unique")
+def _unique(x: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """values, inverse?, counts? = unique(x) (torch.unique, flattened): the n elements sorted (see
+    arithmetic.sort), then each compared with its neighbour, n - 1 FLOPs. The inverse indices
+    and counts are index bookkeeping, not counted."""
+    return _sorted_unique(prod(x), prod(x), sort=True)
+
+
+@_reg.formula("aten::unique_dim")
+def _unique_dim(x: Shape, dim: int, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """unique along ``dim``: its rows sorted and compared whole, n * ceil(log2 rows) +
+    (rows - 1) * n / rows FLOPs"""
+    return _sorted_unique(prod(x), int(x[dim]), sort=True)
+
+
+@_reg.formula("aten::unique_consecutive", "aten::unique_dim_consecutive")
+def _unique_consecutive(x: Shape, *args: Any, out: Any = None, dim: Any = None, **__: Any) -> Cost:
+    """unique_consecutive(x, return_inverse, return_counts, dim?) and unique_dim_consecutive(x,
+    dim, ...): no sort, each element (row along ``dim``) compared with the one before it"""
+    if isinstance(args[0] if args else None, int) and not isinstance(args[0], bool):
+        dim = args[0]  # unique_dim_consecutive(self, dim, ...)
+    elif len(args) >= 3:
+        dim = args[2]
+    rows = prod(x) if dim is None else int(x[dim])
+    return _sorted_unique(prod(x), rows, sort=False)
+
+
 @_reg.formula("aten::topk")
 def _topk(x: Shape, k: int, *_: Any, out: Any = None, **__: Any) -> Cost:
     """values[*, k], indices = topk([*, n], k, dim, largest, sorted); see arithmetic.topk"""
@@ -1043,9 +1078,11 @@ _reg.free(
     reason=Free.RANDOM,
 )
 
+vision_ops.register(_reg)  # torchvision's compiled ops (torchvision::roi_align, nms, ...)
+
 # the route's table is written: from here on, copies change, it does not. Every aten and prim name
 # must be an operator torch has (a misspelt or removed name would never match a dispatched op);
-# other namespaces (transformers::) belong to libraries that define their ops when imported.
+# other namespaces (transformers::, torchvision::) belong to libraries that define their ops when imported.
 ATEN.freeze(known=lambda name: not name.startswith(("aten::", "prim::")) or _op_exists(name))
 
 

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
-from fxcost.counting.registry import FormulaRegistry
+from fxcost.counting.registry import FormulaRegistry, ValueDependent
 from fxcost.errors import FxcostError, InternalError, first_line
 from fxcost.pytorch.diagnosis import OP_ATTRIBUTE, FailedOp, OperandDtypeError
 from fxcost.pytorch.memory import storage_key
@@ -172,13 +172,17 @@ def _rebuilt(described: Any) -> Any:
     return kind(_rebuilt(p) for p in parts)
 
 
-def _priced(name: str, fn: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> tuple[int, int]:
-    """``(macs, flops)`` of one call by its formula, which sees shapes. A formula that crashes is a
+def _priced(name: str, fn: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> tuple[int, int] | str:
+    """``(macs, flops)`` of one call by its formula, which sees shapes (the tensors themselves where
+    it ``reads_values``), or why it cannot be priced without values. A formula that crashes is a
     bug, never a zero: fxcost's own raises :class:`InternalError`, a user's an :class:`FxcostError`."""
-    s_args, s_kwargs, s_out = tree_map(formula_view, (tuple(args), kwargs, out))
+    view = (lambda x: x) if getattr(fn, "reads_values", False) else formula_view
+    s_args, s_kwargs, s_out = tree_map(view, (tuple(args), kwargs, out))
     s_kwargs.pop("out", None)
     try:
         cost = fn(*s_args, out=s_out, **s_kwargs)
+    except ValueDependent as e:
+        return str(e)
     except Exception as e:
         text = f"failed on shapes {s_args}: {type(e).__name__}: {first_line(e)}"
         if getattr(fn, "__module__", "").startswith("fxcost."):
@@ -272,11 +276,7 @@ class OpRecorder(DispatchMode):
             dtypes = {a.dtype for a in args if isinstance(a, torch.Tensor)}
             if len(dtypes) > 1:  # meta kernels do not check this; real CPU/GPU kernels refuse it
                 raise OperandDtypeError(f"{name} got operands of different dtype: {', '.join(sorted(map(str, dtypes)))}")
-        macs = flops = 0
-        if fn is not None:  # Fate.FORMULA
-            macs, flops = _priced(name, fn, args, kwargs, out)
-        elif fate is Fate.UNSUPPORTED:
-            fate, reason = self._through_implementation(name, args, kwargs)
+        macs, flops, fate, reason = self._price(name, fate, fn, reason, args, kwargs, out)
         moved = _moved(func, args, kwargs, out) if self.traffic else 0
         if key is not None and fate is not Fate.UNSUPPORTED and reason != _THROUGH:
             described = _described(out, (args, kwargs))
@@ -284,6 +284,19 @@ class OpRecorder(DispatchMode):
                 self.shapes[key] = (described, name, macs, flops, fate, reason, moved)
         self._add(name, macs, flops, fate, reason, moved, out, (args, kwargs))
         return out
+
+    def _price(self, name: str, fate: Fate, fn: Any, reason: str, args: Sequence[Any], kwargs: dict[str, Any],
+               out: Any) -> tuple[int, int, Fate, str]:
+        """MACs, FLOPs, fate and reason of one call: by its formula (unsupported where the formula
+        needs values it does not have), or through a custom op's implementation."""
+        if fn is not None:  # Fate.FORMULA
+            priced = _priced(name, fn, args, kwargs, out)
+            if isinstance(priced, str):
+                return 0, 0, Fate.UNSUPPORTED, priced
+            return priced[0], priced[1], fate, reason
+        if fate is Fate.UNSUPPORTED:
+            return (0, 0, *self._through_implementation(name, args, kwargs))
+        return 0, 0, fate, reason
 
     def _fate(self, func: Any) -> tuple[str, Fate, Any, str]:
         """The op's name, fate, formula and reason, looked up once per op."""

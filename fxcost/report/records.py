@@ -444,6 +444,10 @@ class UnsupportedOp(Record):
     op: str
     where: str
     count: int
+    #: why it has no price, where more is known than "no formula" (a formula that needs values)
+    reason: str = ""
+
+    OMIT_DEFAULT = ("reason",)
 
 
 @dataclass(frozen=True)
