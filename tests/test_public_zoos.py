@@ -193,6 +193,7 @@ def test_zoo_specs_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> No
 def test_the_zoo_sweep(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import csv
     import io
+    import json
     import time
 
     from fxcost.cli import main, zoo
@@ -206,9 +207,15 @@ def test_the_zoo_sweep(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.M
     assert main(["zoo", "tv", "--filter", "fasterrcnn_resnet50_fpn", "-f", "json"]) == 0
     out = capsys.readouterr().out
     assert '"status": "refused"' in out and "remove_small_boxes" in out
+    # --check: against FlopCounterMode and parameters(); --real: a model that reads values, for real
+    assert main(["zoo", "tv", "--filter", "[rf]*[0-9]_320_fpn", "--check", "--real", "-f", "json"]) == 0
+    (checked,) = json.loads(capsys.readouterr().out)["models"]
+    assert checked["model"] == "fasterrcnn_mobilenet_v3_large_320_fpn" and checked["status"] == "ok"
+    assert checked["check"] == "exact" and checked["why"].startswith("--real: no tracer could analyze FasterRCNN")
+    assert "remove_small_boxes" in checked["why"] and checked["input"] == "[3x320x320]"
     assert main(["zoo", "tv", "--filter", "no_such_*"]) == 2
     # a model that takes too long is stopped and said, and the sweep goes on
-    monkeypatch.setattr(zoo, "_one", lambda spec, pipe, real: time.sleep(30))
+    monkeypatch.setattr(zoo, "_one", lambda spec, pipe, real, check: time.sleep(30))
     rows_ = zoo.sweep(["tv:resnet18"], jobs=1, timeout=1, say=lambda _: None)
     assert rows_[0]["status"] == "timeout" and rows_[0]["why"] == "stopped after 1 s"
 
@@ -393,3 +400,77 @@ def test_a_list_of_images_on_the_command_line(capsys: pytest.CaptureFixture[str]
     assert args[0][1].dtype == torch.float16 and not kwargs
     assert main(["analyze", "examples/odd.py:TwiceCalled", "--input", "[3x8x8"]) == 2
     assert "malformed list of inputs" in capsys.readouterr().err
+
+
+# --- diffusers: and hf: models at their own inputs ----------------------------------------------------
+
+_TINY_DIFFUSERS = {
+    "UNet3DConditionModel": dict(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64),
+                                 layers_per_block=1, norm_num_groups=32, cross_attention_dim=32, attention_head_dim=8,
+                                 down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+                                 up_block_types=("UpBlock3D", "CrossAttnUpBlock3D")),
+    "SD3Transformer2DModel": dict(sample_size=8, patch_size=2, in_channels=4, num_layers=2, attention_head_dim=8,
+                                  num_attention_heads=2, caption_projection_dim=16, joint_attention_dim=32,
+                                  pooled_projection_dim=16, out_channels=4, pos_embed_max_size=16),
+    "FluxTransformer2DModel": dict(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1,
+                                   attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                   pooled_projection_dim=32, axes_dims_rope=(4, 4, 8)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_TINY_DIFFUSERS))
+def test_diffusers_models_at_their_own_inputs(name: str) -> None:
+    """Shrunk by their constructors' arguments (as --arg passes them), at the inputs fxcost makes
+    for them (zoo_inputs.DIFFUSERS; Flux's 4,096 image tokens made 64 here), against
+    FlopCounterMode over a real forward and their own parameters()."""
+    pytest.importorskip("diffusers")
+    from fxcost.loading.specs import make_inputs
+    from fxcost.loading.zoos import default_input, load_zoo
+
+    spec = f"diffusers:{name}"
+    text, _ = default_input(spec, load_zoo(spec, _TINY_DIFFUSERS[name])[0])
+    text = text.replace("4096", "64")
+    torch.manual_seed(0)
+    model = load_zoo(spec, _TINY_DIFFUSERS[name], meta=False)[0]
+    ((args, kwargs),) = make_inputs([text])
+
+    def real(t: Any) -> Any:
+        return torch.rand(t.shape, dtype=t.dtype) if t.dtype.is_floating_point else torch.zeros(t.shape, dtype=t.dtype)
+
+    args, kwargs = tuple(real(a) for a in args), {k: real(v) for k, v in kwargs.items()}
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), torch.backends.mkldnn.flags(enabled=False), \
+            FlopCounterMode(display=False) as counter:
+        model(*args, **kwargs)
+    report = fxcost.analyze(model, example_inputs=args, example_kwargs=kwargs)
+    assert not report.unsupported and report.total().params == sum(p.numel() for p in model.parameters())
+    assert 2 * report.total().macs == counter.get_total_flops()
+
+
+@pytest.mark.parametrize(("spec", "text"), [
+    ("hf:BertModel", "1x128:int64"), ("hf:T5Model", "1x128:int64,decoder_input_ids=1x128:int64"),
+    ("hf:ViTModel", "1x3x224x224"), ("hf:WhisperModel", "1x80x3000,decoder_input_ids=1x128:int64"),
+    ("hf:Wav2Vec2Model", "1x16000"), ("hf:EncodecModel", "1x1x16000"),
+    ("diffusers:UNet2DConditionModel", "1x4x64x64,1,1x77x1280"),
+])
+def test_hf_and_diffusers_models_bring_their_own_inputs(spec: str, text: str) -> None:
+    from fxcost.loading.specs import load_model
+    from fxcost.loading.zoos import default_input
+
+    pytest.importorskip("transformers" if spec.startswith("hf:") else "diffusers")
+    model, _ = load_model(spec, meta=True)
+    assert default_input(spec, model)[0] == text
+
+
+def test_the_hf_and_diffusers_sweeps(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from fxcost.cli import main
+
+    pytest.importorskip("transformers")
+    pytest.importorskip("diffusers")
+    assert main(["zoo", "hf", "--filter", "GPT2Model", "--check", "-j", "1", "-f", "json"]) == 0
+    (gpt2,) = json.loads(capsys.readouterr().out)["models"]
+    assert (gpt2["status"], gpt2["check"], gpt2["input"], gpt2["params"]) == ("ok", "exact", "1x128:int64", 124_439_808)
+    assert main(["zoo", "diffusers", "--filter", "AutoencoderKL", "--check", "-j", "1", "-f", "json"]) == 0
+    (vae,) = json.loads(capsys.readouterr().out)["models"]
+    assert (vae["status"], vae["check"], vae["input"]) == ("ok", "exact", "1x3x256x256")

@@ -217,15 +217,21 @@ def inputs(args: argparse.Namespace) -> list[Call]:
 
 
 def _zoo_input(args: argparse.Namespace) -> list[str]:
-    """A timm or torchvision model's own input size, where --input is not given (said on stderr)."""
+    """A zoo model's own input (timm, torchvision, diffusers, transformers), where --input is not
+    given (said on stderr)."""
     from fxcost.loading.specs import parse_kv
     from fxcost.loading.zoos import default_input, load_zoo, zoo_of
 
     spec = getattr(args, "spec", "") or ""
-    if zoo_of(spec) is None:
+    if zoo_of(spec) is None and not spec.startswith("hf:"):
         return []
     with contextlib.redirect_stderr(io.StringIO()):  # its notes are said once, when the model is loaded for the analysis
-        model, name = load_zoo(spec, parse_kv(args.arg))
+        if spec.startswith("hf:"):
+            from fxcost.loading.hf import load_hf
+
+            model, name = load_hf(spec, parse_kv(getattr(args, "config", None) or [], "--config"))
+        else:
+            model, name = load_zoo(spec, parse_kv(args.arg))
     shape, why = default_input(spec, model)
     print(printable(f"fxcost: note: --input {shape}, {name}'s own input size ({why})"), file=sys.stderr)
     return [shape]

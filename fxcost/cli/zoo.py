@@ -13,8 +13,9 @@ from fxcost.cli import options
 
 NAME = "zoo"
 ORDER = 10
-SUMMARY = "analyze every model of timm or torchvision, one line each"
-DESCRIPTION = ("Analyze every model of a zoo (timm, or torchvision: tv) at its own input size, without weights, each in a "
+SUMMARY = "analyze every model of timm, torchvision, transformers or diffusers, one line each"
+DESCRIPTION = ("Analyze every model of a zoo (timm, torchvision: tv, transformers: hf, diffusers) at its own input size, "
+               "without weights, each in a "
                "worker process with a time limit, and write one table: name, input, params, MACs, FLOPs, activations, "
                "peak memory, time, and what was refused or unsupported, and why.")
 EPILOG = """\
@@ -23,16 +24,22 @@ examples:
       torchvision's ResNets, a line each, on the machine's cores
   fxcost zoo timm --filter 'convnext_*' --jobs 2 --timeout 120 -o convnext.csv
       timm's ConvNeXts into a CSV (exact integers)
+  fxcost zoo tv --check --filter 'vit_*'
+      torchvision's ViTs, each checked against FlopCounterMode and its own parameters()
   fxcost zoo tv --real -f json -o tv.json
       every torchvision model; the detection models, which read values, on real tensors
 """
 
-ZOOS = {"timm": "timm:", "tv": "tv:", "torchvision": "tv:"}
+ZOOS = {"timm": "timm:", "tv": "tv:", "torchvision": "tv:", "hf": "hf:", "transformers": "hf:",
+        "diffusers": "diffusers:"}
+#: the package each zoo's names come from
+PACKAGES = {"timm:": "timm", "tv:": "torchvision", "hf:": "transformers", "diffusers:": "diffusers"}
 COLUMNS = ["model", "input", "params", "MACs", "FLOPs", "activations", "peak bytes", "time", "status", "why"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("zoo", choices=tuple(ZOOS), help="which zoo: timm, or torchvision (tv)")
+    p.add_argument("zoo", choices=tuple(ZOOS), help="which zoo: timm, torchvision (tv), transformers (hf: the base "
+                   "model of every model type in its auto mapping, default config) or diffusers")
     p.add_argument("--filter", default="*", metavar="PATTERN", help="only names matching this shell pattern (default *)")
     p.add_argument("--jobs", "-j", type=options.integer(1, 256), default=None, metavar="N",
                    help="worker processes (default: the machine's cores)")
@@ -42,6 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="analyze a model refused on data-free tensors (it reads values: detection models filter boxes "
                         "by score) again on real tensors, built on the CPU with random weights; its figures are then "
                         "those of that run (how many boxes survive depends on the values)")
+    p.add_argument("--check", action="store_true",
+                   help="check each model against references that are not fxcost: its params against its own "
+                        "parameters(), 2 x its MACs against PyTorch's FlopCounterMode over the same forward (a "
+                        "'check' column: exact, or what differs)")
     g = p.add_argument_group("output")
     g.add_argument("--format", "-f", choices=("table", "markdown", "csv", "json"), default=None,
                    help="output format (default: from -o's extension, else table)")
@@ -52,13 +63,14 @@ def names(zoo: str, pattern: str) -> list[str]:
     """The zoo's model names matching ``pattern``."""
     from fxcost.loading.zoos import model_names
 
-    return [n for n in model_names("timm" if zoo == "timm" else "torchvision") if fnmatch.fnmatchcase(n, pattern)]
+    return [n for n in model_names(PACKAGES[ZOOS[zoo]]) if fnmatch.fnmatchcase(n, pattern)]
 
 
-def _one(spec: str, pipe: Any, real: bool = False) -> None:
+def _one(spec: str, pipe: Any, real: bool = False, check: bool = False) -> None:
     """A worker: analyze ``spec`` at its own input size; send one row. ``real``: a model refused
     on data-free tensors (one that reads values: detection's box filtering) is analyzed again on
-    real tensors, built on the CPU with random weights."""
+    real tensors, built on the CPU with random weights. ``check``: compare with FlopCounterMode
+    (:func:`_checked`)."""
     import contextlib
     import io
     import warnings
@@ -69,13 +81,13 @@ def _one(spec: str, pipe: Any, real: bool = False) -> None:
         import fxcost
         from fxcost.errors import FxcostError
         from fxcost.loading.specs import make_inputs
-        from fxcost.loading.zoos import default_input, load_zoo
+        from fxcost.loading.zoos import default_input
 
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
                 warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                model, _ = load_zoo(spec)
+                model = _built(spec, meta=True)
                 row["input"] = default_input(spec, model)[0]
                 ((args, kwargs),) = make_inputs([row["input"]])
                 try:
@@ -84,19 +96,75 @@ def _one(spec: str, pipe: Any, real: bool = False) -> None:
                     if not real:
                         raise
                     row["why"] = "--real: " + _where(e)
-                    report = fxcost.analyze(load_zoo(spec, meta=False)[0], example_inputs=args, example_kwargs=kwargs,
-                                            real=True)
+                    model = _built(spec, meta=False)
+                    args, kwargs = _materialized((args, kwargs))
+                    report = fxcost.analyze(model, example_inputs=args, example_kwargs=kwargs, real=True)
                 total = report.total()
                 row.update(params=total.params, macs=total.macs, flops=total.flops, activations=total.activation_elements,
                            peak_bytes=report.peak_memory.peak_bytes if report.peak_memory else None)
                 if report.unsupported:
                     row["status"], row["why"] = "unsupported", ", ".join(sorted({u.op for u in report.unsupported}))
+                if check:
+                    row["check"] = _checked(report, model, args, kwargs)
             except FxcostError as e:
                 row["status"], row["why"] = "refused", _where(e)
     except Exception as e:  # a bug: said in the table, the sweep goes on
         row["status"], row["why"] = "error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     row["seconds"] = round(time.perf_counter() - started, 2)
     pipe.send(row)
+
+
+def _built(spec: str, meta: bool) -> Any:
+    """The model ``spec`` names, without weights on meta, or with random ones on the CPU."""
+    from fxcost.loading.hf import load_hf
+    from fxcost.loading.zoos import load_zoo
+
+    return (load_hf(spec, meta=meta) if spec.startswith("hf:") else load_zoo(spec, meta=meta))[0]
+
+
+def _materialized(tree: Any) -> Any:
+    """Meta tensors replaced by random CPU ones of the same shape and dtype (seed 0)."""
+    import torch
+    from torch.utils._pytree import tree_map
+
+    torch.manual_seed(0)
+
+    def real(t: Any) -> Any:
+        if not isinstance(t, torch.Tensor) or t.device.type != "meta":
+            return t
+        if t.dtype.is_floating_point:
+            return torch.rand(t.shape, dtype=t.dtype)
+        return torch.zeros(t.shape, dtype=t.dtype)
+
+    return tree_map(real, tree)
+
+
+def _checked(report: Any, model: Any, args: Any, kwargs: Any) -> str:
+    """The report against references that are not fxcost: its params against the model's own
+    ``parameters()``, and 2 x its MACs against FlopCounterMode over the same forward (on meta
+    tensors for a model on meta, else on random CPU tensors; PyTorch's math attention, mkldnn
+    off). ``exact``, or what differs."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    # FlopCounterMode's module tracker hooks the autograd graph of inputs that require grad, and
+    # fails on a meta parameter handed to a submodule (timm's CaiT, PiT, SigLIP pooling): the
+    # count needs no gradients
+    model.requires_grad_(False)
+    on_meta = next(iter(model.parameters()), torch.empty(0, device="meta")).device.type == "meta"
+    if not on_meta:
+        args, kwargs = _materialized((args, kwargs))
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), torch.backends.mkldnn.flags(enabled=False), \
+            FlopCounterMode(display=False) as counter:
+        model(*args, **kwargs)
+    total, own = report.total(), sum(p.numel() for p in model.parameters())
+    found = []
+    if total.params != own:
+        found.append(f"params {total.params:,} vs parameters() {own:,}")
+    if 2 * total.macs != counter.get_total_flops():
+        found.append(f"2 x MACs {2 * total.macs:,} vs FlopCounterMode {counter.get_total_flops():,}")
+    return "; ".join(found) or "exact"
 
 
 def _where(e: Any) -> str:
@@ -107,7 +175,8 @@ def _where(e: Any) -> str:
     return lines[0] + (f" ({at[-1]})" if at else "")
 
 
-def sweep(specs: list[str], jobs: int, timeout: int, say: Any, real: bool = False) -> list[dict[str, Any]]:
+def sweep(specs: list[str], jobs: int, timeout: int, say: Any, real: bool = False,
+          check: bool = False) -> list[dict[str, Any]]:
     """Each spec in a worker process (``jobs`` at once), stopped after ``timeout`` seconds; the rows
     in the order of ``specs``."""
     # fork on Linux: a worker starts with torch already imported (spawn imports it again, a second each)
@@ -119,7 +188,7 @@ def sweep(specs: list[str], jobs: int, timeout: int, say: Any, real: bool = Fals
         while waiting and len(running) < jobs:
             spec = waiting.pop(0)
             receive, send = context.Pipe(duplex=False)
-            worker = context.Process(target=_one, args=(spec, send, real), daemon=True)
+            worker = context.Process(target=_one, args=(spec, send, real, check), daemon=True)
             worker.start()
             running.append((spec, worker, receive, time.monotonic()))
         for item in list(running):
@@ -147,6 +216,8 @@ def render(rows: list[dict[str, Any]], fmt: str, title: str) -> str:
     import json
 
     keys = ["model", "input", "params", "macs", "flops", "activations", "peak_bytes", "seconds", "status", "why"]
+    if any("check" in r for r in rows):
+        keys.insert(-1, "check")
     if fmt == "json":
         return json.dumps({"zoo": title, "models": [{k: r.get(k) for k in keys} for r in rows]}, indent=2) + "\n"
     if fmt == "csv":
@@ -163,7 +234,10 @@ def render(rows: list[dict[str, Any]], fmt: str, title: str) -> str:
 
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "unsupported", "refused", "timeout", "error")}
     lines = [[cell(r.get(k)) if k != "seconds" else f"{r['seconds']:.2f} s" for k in keys] for r in rows]
-    table = Table(f"{title}: {len(rows)} models  ·  " + ", ".join(f"{k} {v}" for k, v in counts.items() if v), COLUMNS,
+    columns = COLUMNS[:-1] + (["check"] if "check" in keys else []) + COLUMNS[-1:]
+    if "check" in keys:
+        counts["exact"] = sum(r.get("check") == "exact" for r in rows)
+    table = Table(f"{title}: {len(rows)} models  ·  " + ", ".join(f"{k} {v}" for k, v in counts.items() if v), columns,
                   lines, numeric={"params", "MACs", "FLOPs", "activations", "peak bytes", "time"})
     return to_markdown(table) if fmt == "markdown" else to_text(table, width=220)
 
@@ -184,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputSpecError(f"fxcost zoo writes a table, Markdown, CSV or JSON, not {fmt}", hint="-o sweep.csv, or -f csv")
     jobs = args.jobs or os.cpu_count() or 1
     with options.progress(f"{args.zoo}: {len(found)} models on {jobs} worker(s)") as say:
-        rows = sweep([prefix + n for n in found], jobs, args.timeout, say, real=args.real)
+        rows = sweep([prefix + n for n in found], jobs, args.timeout, say, real=args.real, check=args.check)
     text = render(rows, fmt, f"fxcost zoo {args.zoo}" + (f" --filter {args.filter}" if args.filter != "*" else ""))
     if args.output:
         write_atomic(args.output, text)

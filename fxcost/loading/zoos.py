@@ -1,6 +1,8 @@
-"""timm and torchvision models by name: ``timm:convnext_tiny``, ``tv:resnet50`` (``torchvision:``
-too), built without weights (nothing is downloaded: ``pretrained=False``, ``weights=None``) on the
-meta device, with constructor arguments from ``--arg``.
+"""timm, torchvision and diffusers models by name: ``timm:convnext_tiny``, ``tv:resnet50``
+(``torchvision:`` too), ``diffusers:UNet2DConditionModel``, built without weights (nothing is
+downloaded: ``pretrained=False``, ``weights=None``, a diffusers model from its default config) on
+the meta device, with constructor arguments from ``--arg``. (transformers' models are ``hf:``
+specs, :mod:`fxcost.loading.hf`; their own inputs are here too.)
 
 Each has an input size of its own, used where ``--input`` is not given and said so: timm's from
 the model's data config (``timm.data.resolve_model_data_config``: its pretrained config, or the
@@ -23,7 +25,7 @@ from torch import nn
 
 from fxcost.errors import SpecError, first_line, printable
 
-PREFIXES = {"timm:": "timm", "tv:": "torchvision", "torchvision:": "torchvision"}
+PREFIXES = {"timm:": "timm", "tv:": "torchvision", "torchvision:": "torchvision", "diffusers:": "diffusers"}
 
 
 def zoo_of(spec: str) -> tuple[str, str] | None:
@@ -43,9 +45,17 @@ def _package(zoo: str) -> Any:
 
 
 def model_names(zoo: str) -> list[str]:
-    """Every model name of ``zoo`` (``"timm"`` or ``"torchvision"``)."""
+    """Every model name of ``zoo``: ``"timm"``, ``"torchvision"``, ``"diffusers"`` (the models
+    whose inputs fxcost knows: :data:`fxcost.loading.zoo_inputs.DIFFUSERS`), ``"transformers"``
+    (the base model class of every model type in its auto mapping)."""
+    from fxcost.loading import zoo_inputs
+
     if zoo == "timm":
         return list(_package("timm").list_models())
+    if zoo == "diffusers":
+        return list(zoo_inputs.DIFFUSERS)
+    if zoo == "transformers":
+        return zoo_inputs.transformers_models()
     return list(_package("torchvision").models.list_models())
 
 
@@ -62,7 +72,7 @@ def load_zoo(spec: str, args: dict[str, Any] | None = None, *, meta: bool = True
     found = zoo_of(spec)
     assert found is not None
     zoo, name = found
-    if name not in model_names(zoo):
+    if name not in model_names(zoo) and not (zoo == "diffusers" and _diffusers_class(name) is not None):
         raise _unknown(zoo, name)
     try:
         model = _built(zoo, name, args, "meta" if meta else "cpu")
@@ -83,10 +93,19 @@ def _built(zoo: str, name: str, args: dict[str, Any] | None, device: str) -> nn.
         try:
             if zoo == "timm":
                 return _package("timm").create_model(name, pretrained=False, **(args or {}))  # type: ignore[no-any-return]
+            if zoo == "diffusers":  # its default config, --arg overriding fields
+                return _diffusers_class(name)(**(args or {}))  # type: ignore[no-any-return]
             return _torchvision_model(name, dict(args or {}))
         except TypeError as e:  # an --arg the constructor does not take
             raise SpecError(f"{zoo}:{name}: {e}", hint="--arg passes the model's constructor arguments, e.g. "
                                                       "--arg num_classes=10") from e
+
+
+def _diffusers_class(name: str) -> Any:
+    """diffusers' model class ``name`` (a ``ModelMixin``), or None."""
+    package = _package("diffusers")
+    cls = getattr(package, name, None) if name.isidentifier() and not name.startswith("_") else None
+    return cls if isinstance(cls, type) and issubclass(cls, package.ModelMixin) else None
 
 
 def _torchvision_model(name: str, args: dict[str, Any]) -> nn.Module:
@@ -103,7 +122,13 @@ def _torchvision_model(name: str, args: dict[str, Any]) -> nn.Module:
 def default_input(spec: str, model: nn.Module) -> tuple[str, str]:
     """The input ``model`` (built from ``spec``) takes where ``--input`` is not given, as --input
     writes it, and where that size comes from."""
+    from fxcost.loading import zoo_inputs
+
+    if spec.startswith("hf:"):
+        return zoo_inputs.transformers_input(model)
     zoo, name = zoo_of(spec) or ("", "")
+    if zoo == "diffusers":
+        return zoo_inputs.diffusers_input(name, model)
     if zoo == "timm":
         config = _package("timm").data.resolve_model_data_config(model)
         return "1x" + "x".join(map(str, config["input_size"])), "its data config (timm.data.resolve_model_data_config)"
