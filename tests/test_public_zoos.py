@@ -492,3 +492,29 @@ def test_the_hf_and_diffusers_sweeps(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["zoo", "diffusers", "--filter", "AutoencoderKL", "--check", "-j", "1", "-f", "json"]) == 0
     (vae,) = json.loads(capsys.readouterr().out)["models"]
     assert (vae["status"], vae["check"], vae["input"]) == ("ok", "exact", "1x3x256x256")
+
+
+def test_switch_transformers_converts_its_router_and_reads_which_experts_are_hit() -> None:
+    """Its router converts itself (``self.classifier = self.classifier.to(self.dtype)``), to what it
+    already is: the fake run goes on. Its experts then ask which of them got tokens (``nonzero``),
+    a value: refused on data-free tensors with that line, exact with --real."""
+    from fxcost.errors import FxcostError
+
+    tf = pytest.importorskip("transformers")
+    config = tf.SwitchTransformersConfig(d_model=64, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=2, d_kv=32,
+                                         vocab_size=256, num_experts=4, use_cache=False, num_sparse_encoder_layers=1,
+                                         num_sparse_decoder_layers=1)  # block 1 of each stack routes to experts
+    torch.manual_seed(0)
+    model = tf.SwitchTransformersModel(config).eval()
+    ids, decoder_ids = torch.randint(0, 256, (1, 32)), torch.randint(0, 256, (1, 8))
+    with torch.device("meta"):
+        data_free = tf.SwitchTransformersModel(config).eval()
+    with pytest.raises(FxcostError) as refused:
+        fxcost.analyze(data_free, example_inputs=(ids.to("meta"),), example_kwargs={"decoder_input_ids": decoder_ids.to("meta")})
+    assert "expert_hit = torch.greater(expert_mask.sum(dim=(-1, -2)), 0).nonzero()" in str(refused.value)
+    assert "Couldn't swap" not in str(refused.value)
+    report = fxcost.analyze(model, example_inputs=(ids,), example_kwargs={"decoder_input_ids": decoder_ids}, real=True)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(ids, decoder_input_ids=decoder_ids)
+    assert not report.unsupported and report.total().params == sum(p.numel() for p in model.parameters())
+    assert 2 * report.total().macs == counter.get_total_flops()

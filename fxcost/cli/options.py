@@ -310,7 +310,8 @@ def load(spec: str, args: argparse.Namespace, meta: bool = True) -> tuple[Any, s
                                  hint="an ONNX file is analyzed from its graph; give only --input to pin dynamic dimensions")
         return Path(spec), Path(spec).stem
     return load_model(spec, parse_kv(args.arg), parse_kv(args.config, "--config"),
-                      hf_weights=getattr(args, "random_weights", False), meta=meta and not getattr(args, "real", False))
+                      hf_weights=getattr(args, "random_weights", False) or getattr(args, "real", False),
+                      meta=meta and not getattr(args, "real", False))
 
 
 def analyze_one(model: Any, name: str, call: Call, args: argparse.Namespace) -> Any:

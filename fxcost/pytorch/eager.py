@@ -138,6 +138,31 @@ def hookable_modules(module: nn.Module, prefix: str = "", stop_at: Collection[st
         yield path, m
 
 
+_APPLY = nn.Module._apply
+
+
+def _apply_unless_unchanged(self: nn.Module, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> nn.Module:
+    with torch.no_grad():
+        tensors = [*self.parameters(recurse=recurse), *self.buffers(recurse=recurse)]
+        if tensors and all(fn(t) is t for t in tensors) and all(t.grad is None or fn(t.grad) is t.grad for t in tensors):
+            return self
+    return _APPLY(self, fn, recurse)
+
+
+@contextlib.contextmanager
+def unchanged_conversions() -> Iterator[None]:
+    """A forward that converts one of its modules to what it already is
+    (SwitchTransformers' router: ``self.classifier = self.classifier.to(self.dtype)``) gets the
+    module back as it is. torch would swap each fake weight with a new parameter over that same
+    weight, which fails on the weak references the fake mode keeps to it; a real conversion (a
+    new dtype or device) still goes to torch, and fails as it did."""
+    nn.Module._apply = _apply_unless_unchanged  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module._apply = _APPLY  # type: ignore[method-assign]
+
+
 class ModuleStack:
     """fxcost's one module tracker: forward hooks on ``module`` and its submodules that keep the
     stack of module calls running, so a failure names the innermost one. Hooks go on fxcost's
@@ -188,8 +213,11 @@ class ModuleStack:
 
     @contextlib.contextmanager
     def naming_failures(self) -> Iterator[None]:
+        """While the model runs: a failure names the module call it happened in (the innermost);
+        and a conversion of a module that changes nothing is left undone (:func:`unchanged_conversions`)."""
         try:
-            yield
+            with unchanged_conversions():
+                yield
         except (FxcostError, InternalError, ModuleRunError):
             raise
         except Exception as e:
