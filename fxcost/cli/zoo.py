@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
+import functools
 import multiprocessing
 import sys
 import time
@@ -78,7 +80,13 @@ def _one(spec: str, pipe: Any, real: bool = False, check: bool = False) -> None:
     started = time.perf_counter()
     row: dict[str, Any] = {"model": spec.split(":", 1)[1], "input": "", "status": "ok", "why": ""}
     try:
+        import torch
+
         import fxcost
+
+        # one thread a worker: the sweep's parallelism is its workers, and a forked child that
+        # computes on its parent's OpenMP thread pool (a parent that ran real kernels) hangs
+        torch.set_num_threads(1)
         from fxcost.errors import FxcostError
         from fxcost.loading.specs import make_inputs
         from fxcost.loading.zoos import default_input
@@ -145,26 +153,52 @@ def _checked(report: Any, model: Any, args: Any, kwargs: Any) -> str:
     tensors for a model on meta, else on random CPU tensors; PyTorch's math attention, mkldnn
     off). ``exact``, or what differs."""
     import torch
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
 
     # FlopCounterMode's module tracker hooks the autograd graph of inputs that require grad, and
     # fails on a meta parameter handed to a submodule (timm's CaiT, PiT, SigLIP pooling): the
     # count needs no gradients
     model.requires_grad_(False)
+    own = sum(p.numel() for p in model.parameters())
     on_meta = next(iter(model.parameters()), torch.empty(0, device="meta")).device.type == "meta"
-    if not on_meta:
-        args, kwargs = _materialized((args, kwargs))
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), torch.backends.mkldnn.flags(enabled=False), \
-            FlopCounterMode(display=False) as counter:
-        model(*args, **kwargs)
-    total, own = report.total(), sum(p.numel() for p in model.parameters())
-    found = []
+    counted = _counted(model, args, kwargs) if on_meta else _counted(model, *_materialized((args, kwargs)))
+    total, found = report.total(), []
     if total.params != own:
         found.append(f"params {total.params:,} vs parameters() {own:,}")
-    if 2 * total.macs != counter.get_total_flops():
-        found.append(f"2 x MACs {2 * total.macs:,} vs FlopCounterMode {counter.get_total_flops():,}")
+    if 2 * total.macs != counted:
+        found.append(f"2 x MACs {2 * total.macs:,} vs FlopCounterMode {counted:,}")
     return "; ".join(found) or "exact"
+
+
+def _counted(model: Any, args: Any, kwargs: Any) -> int:
+    """FlopCounterMode's total over one forward: as it is, or for a model on meta whose forward
+    reads a value there (``.item()``) on fake tensors, on meta then on the CPU (transformers takes
+    the branches it takes under tracing), as the fake run does."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils._pytree import tree_map
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from fxcost.pytorch.tensors import fake_tensor
+    from fxcost.pytorch.working_copy import fakeify
+
+    on_meta = next(iter(model.parameters()), torch.empty(0)).device.type == "meta"
+    for device in (None, "meta", "cpu") if on_meta else (None,):
+        run_args, run_kwargs = args, kwargs
+        mode: Any = contextlib.nullcontext()
+        if device is not None:
+            mode = FakeTensorMode(allow_non_fake_inputs=True)
+            fakeify(model, mode, device)
+            run_args, run_kwargs = tree_map(functools.partial(fake_tensor, fake_mode=mode, device=device), (args, kwargs))
+        try:
+            with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), torch.backends.mkldnn.flags(enabled=False), \
+                    FlopCounterMode(display=False) as counter, mode:
+                model(*run_args, **run_kwargs)
+            return int(counter.get_total_flops())
+        except Exception:
+            if device == "cpu" or not on_meta:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _where(e: Any) -> str:
