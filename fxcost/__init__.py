@@ -60,9 +60,10 @@ if TYPE_CHECKING:
         register_formula,
         summary,
         sweep,
+        zoo,
     )
 
-__all__ = ["CONVENTIONS", "Comparison", "Convention", "Cost", "Counts", "DEFAULT_REGISTRY", "ExportError", "Fate", "FormulaRegistry", "Free", "FxcostError", "InputSpecError", "Method", "Mode", "NodeCost", "OnnxFileError", "OpCost", "OutputError", "Report", "Row", "RowKind", "Rule", "ShapeError", "SpecError", "Sweep", "TensorSpec", "Totals", "TraceError", "TraceInfo", "UnsupportedOpError", "View", "analyze", "analyze_onnx", "compare", "explain", "sweep", "llm", "LLMReport", "register_formula", "summary", "__version__"]
+__all__ = ["CONVENTIONS", "Comparison", "Convention", "Cost", "Counts", "DEFAULT_REGISTRY", "ExportError", "Fate", "FormulaRegistry", "Free", "FxcostError", "InputSpecError", "Method", "Mode", "NodeCost", "OnnxFileError", "OpCost", "OutputError", "Report", "Row", "RowKind", "Rule", "ShapeError", "SpecError", "Sweep", "TensorSpec", "Totals", "TraceError", "TraceInfo", "UnsupportedOpError", "View", "analyze", "analyze_onnx", "compare", "explain", "sweep", "llm", "LLMReport", "register_formula", "summary", "zoo", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

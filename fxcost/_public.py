@@ -34,6 +34,7 @@ from fxcost.report import (
     compare,
 )
 from fxcost.report.llm import LLMReport
+from fxcost.zoo_sweep import zoo
 
 #: the names fxcost 0.1 used for the row and the totals
 NodeCost = Row
@@ -44,5 +45,5 @@ __all__ = [
     "Free", "FxcostError", "InputSpecError", "Method", "Mode", "NodeCost", "OnnxFileError", "OpCost", "OutputError",
     "Report", "Row", "RowKind", "Rule", "ShapeError", "SpecError", "Sweep", "TensorSpec", "Totals", "TraceError",
     "TraceInfo", "UnsupportedOpError", "View", "analyze", "analyze_onnx", "compare", "explain", "sweep", "llm",
-    "LLMReport", "register_formula", "summary",
+    "LLMReport", "register_formula", "summary", "zoo",
 ]

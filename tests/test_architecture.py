@@ -36,6 +36,7 @@ ALLOWED = {
     "summarize": {"pytorch", "exporters", "report", "errors"},  # torchinfo's call: analyze, then print the table
     "peers": {"pytorch", "counting", "report", "errors"},  # other tools' counts, reproduced on fxcost's meta copy
     "api": {"pytorch", "peers", "summarize", "counting", "report", "errors"},  # the public functions: thin, over the routes
+    "zoo_sweep": {"api", "loading", "pytorch", "errors"},  # fxcost zoo's workers: build by name, analyze, check
     "cli": None,  # the command line calls everything
     "__init__": {"_version", "_public"},  # imports nothing heavy: the public names load from _public on first use
     "_public": None,  # the public API re-exports everything
@@ -154,3 +155,17 @@ def test_one_module_tracker() -> None:
             if isinstance(node, ast.Attribute) and node.attr in _HOOKS:
                 hooking.add(str(path.relative_to(PACKAGE)))
     assert hooking == {"pytorch/eager.py"}
+
+
+def test_the_public_names_are_listed_alike() -> None:
+    """``fxcost/__init__.py`` names the public API three times (its ``__all__``, the imports a type
+    checker reads, and through :mod:`fxcost._public`'s ``__all__``, what loads on first use): one
+    list, or a name is importable and undocumented, or documented and missing."""
+    import fxcost
+    from fxcost import _public
+
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    typed = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+             and node.module == "fxcost._public" for a in node.names}
+    assert set(fxcost.__all__) - {"__version__"} == set(_public.__all__) == typed
+    assert all(getattr(fxcost, name) is getattr(_public, name) for name in _public.__all__)

@@ -214,7 +214,8 @@ def test_the_zoo_sweep(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.M
     import json
     import time
 
-    from fxcost.cli import main, zoo
+    from fxcost import zoo_sweep as zoo
+    from fxcost.cli import main
 
     pytest.importorskip("torchvision")
     assert main(["zoo", "tv", "--filter", "resnet1[08]", "--jobs", "2", "-f", "csv"]) == 0
@@ -231,6 +232,11 @@ def test_the_zoo_sweep(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.M
     assert checked["model"] == "fasterrcnn_mobilenet_v3_large_320_fpn" and checked["status"] == "ok"
     assert checked["check"] == "exact" and checked["why"].startswith("--real: no tracer could analyze FasterRCNN")
     assert "remove_small_boxes" in checked["why"] and checked["input"] == "[3x320x320]"
+    # the same from Python
+    (api,) = fxcost.zoo("tv", "resnet18", jobs=1, check=True)
+    assert (api["model"], api["macs"], api["check"]) == ("resnet18", int(rows["resnet18"]["macs"]), "exact")
+    with pytest.raises(fxcost.InputSpecError, match="no zoo 'keras'"):
+        fxcost.zoo("keras")
     assert main(["zoo", "tv", "--filter", "no_such_*"]) == 2
     # a model that takes too long is stopped and said, and the sweep goes on
     monkeypatch.setattr(zoo, "_one", lambda spec, pipe, real, check: time.sleep(30))

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fnmatch
-import functools
-import multiprocessing
-import sys
-import time
 from typing import Any
 
 from fxcost.cli import options
+from fxcost.zoo_sweep import ZOOS, names, sweep
 
 NAME = "zoo"
 ORDER = 10
@@ -32,10 +27,6 @@ examples:
       every torchvision model; the detection models, which read values, on real tensors
 """
 
-ZOOS = {"timm": "timm:", "tv": "tv:", "torchvision": "tv:", "hf": "hf:", "transformers": "hf:",
-        "diffusers": "diffusers:"}
-#: the package each zoo's names come from
-PACKAGES = {"timm:": "timm", "tv:": "torchvision", "hf:": "transformers", "diffusers:": "diffusers"}
 COLUMNS = ["model", "input", "params", "MACs", "FLOPs", "activations", "peak bytes", "time", "status", "why"]
 
 
@@ -59,189 +50,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--format", "-f", choices=("table", "markdown", "csv", "json"), default=None,
                    help="output format (default: from -o's extension, else table)")
     g.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of stdout")
-
-
-def names(zoo: str, pattern: str) -> list[str]:
-    """The zoo's model names matching ``pattern``."""
-    from fxcost.loading.zoos import model_names
-
-    return [n for n in model_names(PACKAGES[ZOOS[zoo]]) if fnmatch.fnmatchcase(n, pattern)]
-
-
-def _one(spec: str, pipe: Any, real: bool = False, check: bool = False) -> None:
-    """A worker: analyze ``spec`` at its own input size; send one row. ``real``: a model refused
-    on data-free tensors (one that reads values: detection's box filtering) is analyzed again on
-    real tensors, built on the CPU with random weights. ``check``: compare with FlopCounterMode
-    (:func:`_checked`)."""
-    import contextlib
-    import io
-    import warnings
-
-    started = time.perf_counter()
-    row: dict[str, Any] = {"model": spec.split(":", 1)[1], "input": "", "status": "ok", "why": ""}
-    try:
-        import torch
-
-        import fxcost
-
-        # one thread a worker: the sweep's parallelism is its workers, and a forked child that
-        # computes on its parent's OpenMP thread pool (a parent that ran real kernels) hangs
-        torch.set_num_threads(1)
-        from fxcost.errors import FxcostError
-        from fxcost.loading.specs import make_inputs
-        from fxcost.loading.zoos import default_input
-
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
-                warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                model = _built(spec, meta=True)
-                row["input"] = default_input(spec, model)[0]
-                ((args, kwargs),) = make_inputs([row["input"]])
-                try:
-                    report = fxcost.analyze(model, example_inputs=args, example_kwargs=kwargs)
-                except FxcostError as e:
-                    if not real:
-                        raise
-                    row["why"] = "--real: " + _where(e)
-                    model = _built(spec, meta=False)
-                    args, kwargs = _materialized((args, kwargs))
-                    report = fxcost.analyze(model, example_inputs=args, example_kwargs=kwargs, real=True)
-                total = report.total()
-                row.update(params=total.params, macs=total.macs, flops=total.flops, activations=total.activation_elements,
-                           peak_bytes=report.peak_memory.peak_bytes if report.peak_memory else None)
-                if report.unsupported:
-                    row["status"], row["why"] = "unsupported", ", ".join(sorted({u.op for u in report.unsupported}))
-                if check:
-                    row["check"] = _checked(report, model, args, kwargs)
-            except FxcostError as e:
-                row["status"], row["why"] = "refused", _where(e)
-    except Exception as e:  # a bug: said in the table, the sweep goes on
-        row["status"], row["why"] = "error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    row["seconds"] = round(time.perf_counter() - started, 2)
-    pipe.send(row)
-
-
-def _built(spec: str, meta: bool) -> Any:
-    """The model ``spec`` names, without weights on meta, or with random ones on the CPU."""
-    from fxcost.loading.hf import load_hf
-    from fxcost.loading.zoos import load_zoo
-
-    return (load_hf(spec, meta=meta) if spec.startswith("hf:") else load_zoo(spec, meta=meta))[0]
-
-
-def _materialized(tree: Any) -> Any:
-    """Meta tensors replaced by random CPU ones of the same shape and dtype (seed 0)."""
-    import torch
-    from torch.utils._pytree import tree_map
-
-    torch.manual_seed(0)
-
-    def real(t: Any) -> Any:
-        if not isinstance(t, torch.Tensor) or t.device.type != "meta":
-            return t
-        if t.dtype.is_floating_point:
-            return torch.rand(t.shape, dtype=t.dtype)
-        return torch.zeros(t.shape, dtype=t.dtype)
-
-    return tree_map(real, tree)
-
-
-def _checked(report: Any, model: Any, args: Any, kwargs: Any) -> str:
-    """The report against references that are not fxcost: its params against the model's own
-    ``parameters()``, and 2 x its MACs against FlopCounterMode over the same forward (on meta
-    tensors for a model on meta, else on random CPU tensors; PyTorch's math attention, mkldnn
-    off). ``exact``, or what differs."""
-    import torch
-
-    # FlopCounterMode's module tracker hooks the autograd graph of inputs that require grad, and
-    # fails on a meta parameter handed to a submodule (timm's CaiT, PiT, SigLIP pooling): the
-    # count needs no gradients
-    model.requires_grad_(False)
-    own = sum(p.numel() for p in model.parameters())
-    on_meta = next(iter(model.parameters()), torch.empty(0, device="meta")).device.type == "meta"
-    counted = _counted(model, args, kwargs) if on_meta else _counted(model, *_materialized((args, kwargs)))
-    total, found = report.total(), []
-    if total.params != own:
-        found.append(f"params {total.params:,} vs parameters() {own:,}")
-    if 2 * total.macs != counted:
-        found.append(f"2 x MACs {2 * total.macs:,} vs FlopCounterMode {counted:,}")
-    return "; ".join(found) or "exact"
-
-
-def _counted(model: Any, args: Any, kwargs: Any) -> int:
-    """FlopCounterMode's total over one forward: as it is, or for a model on meta whose forward
-    reads a value there (``.item()``) on fake tensors, on meta then on the CPU (transformers takes
-    the branches it takes under tracing), as the fake run does."""
-    import torch
-    from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils._pytree import tree_map
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from fxcost.pytorch.tensors import fake_tensor
-    from fxcost.pytorch.working_copy import fakeify
-
-    on_meta = next(iter(model.parameters()), torch.empty(0)).device.type == "meta"
-    for device in (None, "meta", "cpu") if on_meta else (None,):
-        run_args, run_kwargs = args, kwargs
-        mode: Any = contextlib.nullcontext()
-        if device is not None:
-            mode = FakeTensorMode(allow_non_fake_inputs=True)
-            fakeify(model, mode, device)
-            run_args, run_kwargs = tree_map(functools.partial(fake_tensor, fake_mode=mode, device=device), (args, kwargs))
-        try:
-            with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), torch.backends.mkldnn.flags(enabled=False), \
-                    FlopCounterMode(display=False) as counter, mode:
-                model(*run_args, **run_kwargs)
-            return int(counter.get_total_flops())
-        except Exception:
-            if device == "cpu" or not on_meta:
-                raise
-    raise AssertionError("unreachable")
-
-
-def _where(e: Any) -> str:
-    """A refusal in one line: its first line, and the line of the model's code that caused it where
-    the message names one (``at file:line, in function: code``)."""
-    lines = [line.strip() for line in str(e.message).splitlines()]
-    at = [line for line in lines if line.startswith("at ")]
-    return lines[0] + (f" ({at[-1]})" if at else "")
-
-
-def sweep(specs: list[str], jobs: int, timeout: int, say: Any, real: bool = False,
-          check: bool = False) -> list[dict[str, Any]]:
-    """Each spec in a worker process (``jobs`` at once), stopped after ``timeout`` seconds; the rows
-    in the order of ``specs``."""
-    # fork on Linux: a worker starts with torch already imported (spawn imports it again, a second each)
-    context: Any = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    rows: dict[str, dict[str, Any]] = {}
-    waiting = list(specs)
-    running: list[tuple[str, Any, Any, float]] = []  # spec, worker, its pipe, when it started
-    while waiting or running:
-        while waiting and len(running) < jobs:
-            spec = waiting.pop(0)
-            receive, send = context.Pipe(duplex=False)
-            worker = context.Process(target=_one, args=(spec, send, real, check), daemon=True)
-            worker.start()
-            running.append((spec, worker, receive, time.monotonic()))
-        for item in list(running):
-            spec, worker, receive, began = item
-            row = receive.recv() if receive.poll() else None
-            late = row is None and time.monotonic() - began > timeout
-            if row is None and not late and worker.is_alive():
-                continue
-            if late:
-                worker.kill()
-            worker.join()
-            running.remove(item)
-            name = spec.split(":", 1)[1]
-            rows[spec] = row or {"model": name, "input": "", "status": "timeout" if late else "error",
-                                 "why": f"stopped after {timeout} s" if late else f"the worker died (exit {worker.exitcode})",
-                                 "seconds": round(time.monotonic() - began, 2)}
-            say(f"{len(rows)}/{len(specs)} {name}: {rows[spec]['status']}")
-        time.sleep(0.02)
-    return [rows[s] for s in specs]
 
 
 def render(rows: list[dict[str, Any]], fmt: str, title: str) -> str:
