@@ -118,7 +118,10 @@ def _checked(report: Any, model: Any, args: Any, kwargs: Any) -> str:
     model.requires_grad_(False)
     own = sum(p.numel() for p in model.parameters())
     on_meta = next(iter(model.parameters()), torch.empty(0, device="meta")).device.type == "meta"
-    counted = _counted(model, args, kwargs) if on_meta else _counted(model, *_materialized((args, kwargs)))
+    try:
+        counted = _counted(model, args, kwargs) if on_meta else _counted(model, *_materialized((args, kwargs)))
+    except Exception as e:  # the reference could not run this forward: said, not counted as a difference
+        return f"FlopCounterMode did not run: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     total, found = report.total(), []
     if total.params != own:
         found.append(f"params {total.params:,} vs parameters() {own:,}")
@@ -127,10 +130,49 @@ def _checked(report: Any, model: Any, args: Any, kwargs: Any) -> str:
     return "; ".join(found) or "exact"
 
 
+def _beside_flop_counter() -> Any:
+    """A dispatch mode for the ops FlopCounterMode prices at 0 whose arithmetic is plain, counted
+    here by hand (MACs): a grouped matmul (mixture-of-experts layers) ``[M, K] x [G, K, N]`` is one
+    ``K x N`` product per row, ``M * K * N``; a triangular solve ``A [*, n, n], B [*, n, k]`` is
+    substitution, ``n (n - 1) / 2`` multiply-adds per right-hand side. It also lets a data-free
+    ``_grouped_mm`` run in float32 (torch's meta kernel demands bfloat16, its CUDA kernel's rule,
+    where the CPU kernel takes float32), as fxcost's recorder does."""
+    import math
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    grouped, solve = torch.ops.aten._grouped_mm.default, torch.ops.aten.linalg_solve_triangular.default
+
+    class Beside(TorchDispatchMode):
+        macs = 0
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            kwargs = kwargs or {}
+            if func is grouped:
+                a, b, *rest = args
+                if a.dim() == 2 and b.dim() == 3:
+                    self.macs += a.shape[0] * a.shape[1] * b.shape[-1]
+                else:
+                    raise NotImplementedError(f"no hand count for _grouped_mm of {a.dim()}-D x {b.dim()}-D")
+                if a.dtype != torch.bfloat16 and (a.device.type == "meta" or isinstance(a, torch._subclasses.FakeTensor)):
+                    dtype = kwargs.get("out_dtype") or a.dtype
+                    return func(a.to(torch.bfloat16), b.to(torch.bfloat16), *rest, **{**kwargs, "out_dtype": None}).to(dtype)
+            elif func is solve:
+                a, b = args[0], args[1]
+                left = kwargs.get("left", args[3] if len(args) > 3 else True)
+                n, k = a.shape[-1], b.shape[-1] if left else b.shape[-2]
+                self.macs += math.prod(b.shape[:-2]) * k * n * (n - 1) // 2
+            return func(*args, **kwargs)
+
+    return Beside()
+
+
 def _counted(model: Any, args: Any, kwargs: Any) -> int:
-    """FlopCounterMode's total over one forward: as it is, or for a model on meta whose forward
-    reads a value there (``.item()``) on fake tensors, on meta then on the CPU (transformers takes
-    the branches it takes under tracing), as the fake run does."""
+    """FlopCounterMode's total over one forward (with the MACs of the ops it prices at 0 added by
+    hand, x 2: :func:`_beside_flop_counter`): as it is, or for a model on meta whose forward reads a
+    value there (``.item()``) on fake tensors, on meta then on the CPU (transformers takes the
+    branches it takes under tracing), as the fake run does."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -148,11 +190,12 @@ def _counted(model: Any, args: Any, kwargs: Any) -> int:
             mode = FakeTensorMode(allow_non_fake_inputs=True)
             fakeify(model, mode, device)
             run_args, run_kwargs = tree_map(functools.partial(fake_tensor, fake_mode=mode, device=device), (args, kwargs))
+        beside = _beside_flop_counter()
         try:
             with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), torch.backends.mkldnn.flags(enabled=False), \
-                    FlopCounterMode(display=False) as counter, mode:
+                    FlopCounterMode(display=False) as counter, mode, beside:
                 model(*run_args, **run_kwargs)
-            return int(counter.get_total_flops())
+            return int(counter.get_total_flops()) + 2 * beside.macs
         except Exception:
             if device == "cpu" or not on_meta:
                 raise

@@ -2,12 +2,13 @@
 ``--input`` writes them, with where each size comes from.
 
 transformers: by the model's ``main_input_name`` and its config: 128 token ids (fewer where its
-``max_position_embeddings`` is smaller; ``decoder_input_ids`` as many for an encoder-decoder),
+``max_position_embeddings`` is smaller; ``decoder_input_ids`` as many for an encoder-decoder; and
+an image where the forward takes ``pixel_values`` too and the config has a vision config: CLIP),
 one image at its config's ``image_size`` and ``num_channels`` (its ``vision_config``'s where it
 has one), one second of 16 kHz audio (``input_values``; ``audio_channels`` channels where the
 config has them), Whisper-style log-mel features at the frames its encoder takes (``num_mel_bins``
 x 2 ``max_source_positions``) or 128 frames of ``feature_size`` features. Another main input is
-refused, naming it. A multimodal model whose main input is ``input_ids`` gets text alone.
+refused, naming it. Another multimodal model whose main input is ``input_ids`` gets text alone.
 
 diffusers: the models of :data:`DIFFUSERS`, each at a size its pipelines use (a 64 x 64 latent for
 Stable Diffusion's UNet, 77 text tokens; Flux's 4,096 image and 512 text tokens; SD3's 333 text
@@ -54,6 +55,24 @@ def _tokens(config: Any) -> int:
     return min(TOKENS, int(limit)) if isinstance(limit, int) and limit > 0 else TOKENS
 
 
+def _image(config: Any) -> str:
+    """One image at the config's (its vision config's) image_size and num_channels."""
+    vision = getattr(config, "vision_config", None) or config
+    h, w = _size(getattr(vision, "image_size", 224) or 224)
+    return f"1x{int(getattr(vision, 'num_channels', 3) or 3)}x{h}x{w}"
+
+
+def _dual_tower(model: nn.Module, config: Any) -> bool:
+    """A model with a text and a vision tower whose forward takes both (CLIP, SigLIP, BLIP, OWL-ViT)."""
+    import inspect
+
+    try:
+        takes = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return "pixel_values" in takes and getattr(config, "vision_config", None) is not None
+
+
 def transformers_input(model: nn.Module) -> tuple[str, str]:
     """A transformers model's own input, as ``--input`` writes it, and where it comes from."""
     config: Any = getattr(model, "config", None)
@@ -62,13 +81,13 @@ def transformers_input(model: nn.Module) -> tuple[str, str]:
     if getattr(config, "is_encoder_decoder", False):
         decoder = f",decoder_input_ids=1x{_tokens(config)}:int64"
     if main == "input_ids":
-        n = _tokens(config)
-        return f"1x{n}:int64{decoder}", f"{n} token ids" + (" and as many decoder ids" if decoder else "")
+        n = _tokens(getattr(config, "text_config", None) or config)
+        text, why = f"1x{n}:int64{decoder}", f"{n} token ids" + (" and as many decoder ids" if decoder else "")
+        if _dual_tower(model, config):  # CLIP's kind: a text tower and a vision tower, both run
+            return f"{text},pixel_values={_image(config)}", why + " and one image at its vision config's image_size"
+        return text, why
     if main == "pixel_values":
-        vision = getattr(config, "vision_config", None) or config
-        h, w = _size(getattr(vision, "image_size", 224) or 224)
-        channels = int(getattr(vision, "num_channels", 3) or 3)
-        return f"1x{channels}x{h}x{w}{decoder}", "one image at its config's image_size"
+        return _image(config) + decoder, "one image at its config's image_size"
     if main == "input_values":
         audio = getattr(config, "audio_channels", None)
         shape = f"1x{audio}x16000" if isinstance(audio, int) else "1x16000"
