@@ -597,7 +597,7 @@ def test_a_sample_of_the_transformers_zoo() -> None:
     assert wrong == [] and refused == []
 
 
-@pytest.mark.slow
+@pytest.mark.zoo
 def test_every_transformers_model_type_analyzed_is_exact() -> None:
     """Every model type's base model (transformers 5.24: 612 classes) at its default config: each
     analyzed one exact; those refused are refused with a reason (docs/commands/zoo.md lists them by

@@ -14,7 +14,7 @@ it:
   says True once the ops exist);
 - it gives the two ops torchvision's detection models run CPU kernels: ``nms`` (greedy, in
   score order, as torchvision's CPU kernel) and ``roi_align`` (torchvision's own pure-PyTorch
-  ``_roi_align``, which it uses where the compiled op is missing). The other ops have no CPU
+  ``_roi_align``, which it uses where the compiled op is missing, run uncompiled). The other ops have no CPU
   kernel here: a test that runs one for real fails saying so.
 
 torch is imported only then. ``tests/conftest.py`` imports this module, and puts this folder on
@@ -90,7 +90,9 @@ def _nms(dets: Any, scores: Any, iou_threshold: float) -> Any:
 def _roi_align(*args: Any) -> Any:
     from torchvision.ops.roi_align import _roi_align
 
-    return _roi_align(*args)
+    # uncompiled: torchvision compiles it on first use (lazy_compile), and inductor's compile
+    # workers hang a process forked after them (the zoo sweeps' workers)
+    return _roi_align.__wrapped__(*args)
 
 
 def _define() -> None:
