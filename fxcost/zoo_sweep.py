@@ -136,11 +136,13 @@ def _beside_flop_counter() -> Any:
     ``K x N`` product per row, ``M * K * N``; a triangular solve ``A [*, n, n], B [*, n, k]`` is
     substitution, ``n (n - 1) / 2`` multiply-adds per right-hand side. It also lets a data-free
     ``_grouped_mm`` run in float32 (torch's meta kernel demands bfloat16, its CUDA kernel's rule,
-    where the CPU kernel takes float32), as fxcost's recorder does."""
+    where the CPU kernel takes float32), through fxcost's recorder's ``run_tagged``."""
     import math
 
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
+
+    from fxcost.pytorch.recorder import run_tagged
 
     grouped, solve = torch.ops.aten._grouped_mm.default, torch.ops.aten.linalg_solve_triangular.default
 
@@ -150,20 +152,17 @@ def _beside_flop_counter() -> Any:
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             kwargs = kwargs or {}
             if func is grouped:
-                a, b, *rest = args
+                a, b = args[0], args[1]
                 if a.dim() == 2 and b.dim() == 3:
                     self.macs += a.shape[0] * a.shape[1] * b.shape[-1]
                 else:
                     raise NotImplementedError(f"no hand count for _grouped_mm of {a.dim()}-D x {b.dim()}-D")
-                if a.dtype != torch.bfloat16 and (a.device.type == "meta" or isinstance(a, torch._subclasses.FakeTensor)):
-                    dtype = kwargs.get("out_dtype") or a.dtype
-                    return func(a.to(torch.bfloat16), b.to(torch.bfloat16), *rest, **{**kwargs, "out_dtype": None}).to(dtype)
             elif func is solve:
                 a, b = args[0], args[1]
                 left = kwargs.get("left", args[3] if len(args) > 3 else True)
                 n, k = a.shape[-1], b.shape[-1] if left else b.shape[-2]
                 self.macs += math.prod(b.shape[:-2]) * k * n * (n - 1) // 2
-            return func(*args, **kwargs)
+            return run_tagged(func, args, kwargs)  # a data-free float32 _grouped_mm shaped as bfloat16
 
     return Beside()
 
