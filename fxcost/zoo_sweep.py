@@ -110,16 +110,13 @@ def _checked(report: Any, model: Any, args: Any, kwargs: Any) -> str:
     ``parameters()``, and 2 x its MACs against FlopCounterMode over the same forward (on meta
     tensors for a model on meta, else on random CPU tensors; PyTorch's math attention, mkldnn
     off). ``exact``, or what differs."""
-    import torch
-
     # FlopCounterMode's module tracker hooks the autograd graph of inputs that require grad, and
     # fails on a meta parameter handed to a submodule (timm's CaiT, PiT, SigLIP pooling): the
     # count needs no gradients
     model.requires_grad_(False)
     own = sum(p.numel() for p in model.parameters())
-    on_meta = next(iter(model.parameters()), torch.empty(0, device="meta")).device.type == "meta"
     try:
-        counted = _counted(model, args, kwargs) if on_meta else _counted(model, *_materialized((args, kwargs)))
+        counted = _counted(model, args, kwargs)
     except Exception as e:  # the reference could not run this forward: said, not counted as a difference
         return f"FlopCounterMode did not run: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     total, found = report.total(), []
@@ -181,7 +178,9 @@ def _counted(model: Any, args: Any, kwargs: Any) -> int:
     from fxcost.pytorch.tensors import fake_tensor
     from fxcost.pytorch.working_copy import fakeify
 
-    on_meta = next(iter(model.parameters()), torch.empty(0)).device.type == "meta"
+    on_meta = next(iter(model.parameters()), torch.empty(0, device="meta")).device.type == "meta"
+    if not on_meta:  # a model with weights runs on random CPU inputs of the same shapes
+        args, kwargs = _materialized((args, kwargs))
     for device in (None, "meta", "cpu") if on_meta else (None,):
         run_args, run_kwargs = args, kwargs
         mode: Any = contextlib.nullcontext()
