@@ -606,3 +606,17 @@ def test_every_transformers_model_type_analyzed_is_exact() -> None:
     wrong, refused = _transformers_sweep()
     assert wrong == []
     assert len(refused) <= 267  # transformers 5.24: 345 of 612 analyzed
+
+
+def test_the_torchvision_backward_ops_by_hand() -> None:
+    """Their backwards, as docs/conventions.md states them: RoI Align's scatters each sample's 4
+    weighted taps back (8 FLOPs a sample) after one division per output gradient, its forward's
+    count; RoI pooling adds each output gradient at its argmax (1 FLOP each)."""
+    from fxcost.pytorch.aten import ATEN
+
+    boxes = torch.tensor(_BOXES)
+    align = ATEN.lookup("torchvision::_roi_align_backward").formula
+    # grad [2 boxes, 2 channels, 2, 2] for an input [1, 2, 8, 8], sampling_ratio 2 (4 samples a bin)
+    assert align(torch.Size([2, 2, 2, 2]), boxes, 1.0, 2, 2, 1, 2, 8, 8, 2, False).flops == 2 * 2 * 4 * (8 * 4 + 1)
+    pool = ATEN.lookup("torchvision::_roi_pool_backward").formula
+    assert pool(torch.Size([2, 2, 2, 2]), boxes, torch.Size([2, 2, 2, 2]), 1.0, 2, 2, 1, 2, 8, 8).flops == 16
