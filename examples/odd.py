@@ -48,6 +48,22 @@ class SignGate(nn.Module):
         return self.neg(x)
 
 
+class PaddedTokens(nn.Module):
+    """A Python ``if`` on the token ids' values (Longformer's and FSMT's padding checks): decided
+    by values fxcost knows (ids made from a shape are zeros), so counted without weights."""
+
+    def __init__(self, vocab: int = 100, dim: int = 16) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.fc = nn.Linear(dim, dim)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.fc(self.embed(ids))
+        if (ids == 0).any():  # padding (id 0): one more layer
+            x = self.fc(x)
+        return x
+
+
 class DataDependentBranch(nn.Module):
     """Convs before and after a submodule whose forward branches on data (``SignGate``).
 

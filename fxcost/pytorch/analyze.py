@@ -18,7 +18,7 @@ import warnings
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -64,6 +64,7 @@ from fxcost.pytorch.inputs import (
     signature,
 )
 from fxcost.pytorch.interpreter import NodeRecord, RecordingInterpreter
+from fxcost.pytorch.known import buffer_values, given_values, knowing, real_buffers
 from fxcost.pytorch.memory import LiveBytes, storage_bytes
 from fxcost.pytorch.oplog import OpLog
 from fxcost.pytorch.recorder import DispatchMode, OpRecorder, OpTagger, run_tagged
@@ -114,6 +115,10 @@ class _Job:
     real: bool
     train: bool = False
     recompute: tuple[str, ...] = ()  # modules under activation checkpointing: their forward runs again in the backward
+    #: the inputs whose values fxcost knows, as ``(input as held, value)`` (:func:`given_values`)
+    known: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
+    #: the caller's model's buffers that have values, by name (:func:`real_buffers`)
+    buffers: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def mode(self) -> Mode:
@@ -186,6 +191,8 @@ class _Counted:
     trace: TraceInfo
     mode: Mode
     peak: PeakMemory | None = None
+    #: where the forward read a value known from the inputs alone (:class:`KnownValues`)
+    reads: tuple[str, ...] = ()
 
 
 class _Measure:
@@ -490,8 +497,9 @@ def _traced(model: nn.Module, request: Request) -> _Done:
             dense = dense_encoders(shadow)
             backward_hooks = []
             recompute = checkpoint_paths(shadow, request.step.checkpoint) if request.step.checkpoint else ()
+            known = () if request.real else tuple(given_values((request.args, request.kwargs), (margs, mkwargs)))
             job = _Job(shadow, margs, mkwargs, recorder, request.convention, input_specs(shadow.forward, margs, mkwargs),
-                       leaves, request.real, request.train, recompute)
+                       leaves, request.real, request.train, recompute, known, {} if request.real else real_buffers(model))
             recorder.log, recorder.where = (OpLog() if request.ops else None), ""  # a failed attempt's ops are dropped
             if job.train:
                 shadow.train()
@@ -598,7 +606,14 @@ def _notes(done: _Done, as_dtype: torch.dtype | None) -> list[str]:
                      "floating-point output cast to float32 and summed (counted in the layer that made that output)")
     if as_dtype is not None:
         notes.append(f"analyzed as {dtype_name(as_dtype)}: the floating-point weights, buffers and inputs cast")
+    if done.run.reads:
+        notes.append(_READ_NOTE + "; ".join(r or "(a line outside the model's code)" for r in done.run.reads))
     return notes
+
+
+_READ_NOTE = ("the path depends on values computed from the inputs alone, which fxcost knows (an integer input made "
+              "from a shape is zeros, as --real makes it; a given tensor and the model's buffers have their own values), "
+              "so it read them: ")
 
 
 def _peak(model: nn.Module, request: Request, done: _Done) -> tuple[PeakMemory | None, list[str]]:
@@ -672,9 +687,13 @@ def _step_peak(model: nn.Module, request: Request, done: _Done, inference: PeakM
         shadow.train()
         _drop_backward_hooks(shadow)
         wrap_checkpoints(shadow, recompute)
-    context = None
+    context: Any = None
     if mode is not Mode.REAL:
+        held = (a, kw)
         context, a, kw = _faked(shadow, a, kw)
+        if done.run.reads:  # the count followed known values: so does this run
+            context = knowing(context, tuple(given_values((request.args, request.kwargs), held)), held, (a, kw),
+                              buffer_values(shadow, done.job.buffers))
     elif step.fit is not None:
         raise InputSpecError("--fit sizes batches on data-free tensors, and this analysis ran on real values",
                              hint="drop --fit, or give input shapes rather than real inputs")
@@ -749,9 +768,21 @@ def _with_fake_retry(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, An
 
 
 def _fake_attempt(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, Any], Any], _Counted], device: str) -> _Counted:
+    """The fake run. Where it fails for want of values, it runs again following the values fxcost
+    knows (:mod:`fxcost.pytorch.known`: those of the inputs and of what is computed from them
+    alone), and fails there only if the value read is not one of them."""
     mode, a, kw = _faked(job.shadow, job.args, job.kwargs, device)
-    with quiet_logs("torch._subclasses.fake_tensor"):  # it logs a traceback per kernel that raises: fxcost says why
-        run = attempt(a, kw, mode)
+    try:
+        with quiet_logs("torch._subclasses.fake_tensor"):  # it logs a traceback per kernel that raises: fxcost says why
+            run = attempt(a, kw, mode)
+    except FxcostError as e:
+        if not _values_decide(e):
+            raise
+        mode, a, kw = _faked(job.shadow, job.args, job.kwargs, device)
+        context = knowing(mode, job.known, (job.args, job.kwargs), (a, kw), buffer_values(job.shadow, job.buffers))
+        with quiet_logs("torch._subclasses.fake_tensor"):
+            run = attempt(a, kw, context)
+        run.reads = tuple(dict.fromkeys(context.known.reads))
     run.mode = Mode.FAKE
     return run
 

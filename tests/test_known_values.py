@@ -1,0 +1,177 @@
+"""Reads of values computed from the inputs alone, data-free (issue 22): fxcost knows the values of
+the inputs it made (integer ones are zeros, as --real makes them) and of real tensors the caller
+gave, follows them through the ops that use nothing else, and answers the forward's read with them.
+The references are PyTorch's: FlopCounterMode over a real forward on the same input values, and
+hand arithmetic. A value computed from the weights stays unknown: that read is refused at its line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import fxcost
+from examples.odd import PaddedTokens
+from tests.conftest import flop_counter_flops
+
+D = 16
+
+
+def _ids(*shape: int) -> torch.Tensor:
+    """Token ids given as a shape only (what --input 2x8:int64 makes)."""
+    return torch.empty(*shape, dtype=torch.long, device="meta")
+
+
+class PickPadding(nn.Module):
+    """An output shaped by the values: the rows at padding positions (``x[mask]``: nonzero)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.fc = nn.Embedding(100, D), nn.Linear(D, D)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.emb(ids)
+        return self.fc(x[ids == 0])
+
+
+class LongestPrefix(nn.Module):
+    """A size read from the ids (``int(ids.max())``) and one from a constant the forward makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.fc = nn.Embedding(100, D), nn.Linear(D, D)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        n = int(ids.max()) + int(torch.tensor([1, 2]).sum())
+        return self.fc(self.emb(ids)[:, :n])
+
+
+def test_a_branch_on_the_ids_made_from_a_shape_takes_the_zeros_path() -> None:
+    model = PaddedTokens()
+    report = fxcost.analyze(model, example_inputs=(_ids(2, 8),))
+    # zeros are all padding: the second layer runs, 2 x (2*8 rows x 16 x 16)
+    assert report.total().macs == 2 * (2 * 8 * D * D) + 0
+    assert 2 * report.total().macs == flop_counter_flops(model, torch.zeros(2, 8, dtype=torch.long))
+    assert report.total().macs == fxcost.analyze(model, example_inputs=(torch.zeros(2, 8, dtype=torch.long),),
+                                                 real=True).total().macs
+    note = next(n for n in report.trace.notes if n.startswith("the path depends on values computed from the inputs"))
+    assert "examples/odd.py" in note and "if (ids == 0).any()" in note
+    assert report.peak_memory is not None  # the memory run follows the same values
+
+
+def test_given_ids_decide_the_branch_with_their_own_values() -> None:
+    model = PaddedTokens()
+    ids = torch.arange(1, 17).reshape(2, 8)  # no padding: one layer
+    report = fxcost.analyze(model, example_inputs=(ids,))
+    assert report.total().macs == 2 * 8 * D * D
+    assert 2 * report.total().macs == flop_counter_flops(model, ids)
+    assert not any(n.startswith("ran on real tensors") for n in report.trace.notes)  # data-free, not run again
+
+
+def test_an_output_shaped_by_the_ids_values() -> None:
+    model = PickPadding()
+    ids = torch.tensor([[0, 5, 0, 7], [1, 0, 2, 3]])  # three padding positions: three rows reach fc
+    report = fxcost.analyze(model, example_inputs=(ids,))
+    assert report.total().macs == 3 * D * D
+    assert 2 * report.total().macs == flop_counter_flops(model, ids)
+    made = fxcost.analyze(model, example_inputs=(_ids(2, 4),))  # zeros: all 8 positions
+    assert made.total().macs == 8 * D * D
+
+
+def test_a_size_read_from_the_ids_and_from_a_constant() -> None:
+    model = LongestPrefix()
+    ids = torch.tensor([[2, 0, 1, 0, 0, 0, 0, 0]])  # max 2, plus 1 + 2: the first 5 positions
+    report = fxcost.analyze(model, example_inputs=(ids,))
+    assert report.total().macs == 5 * D * D
+    assert 2 * report.total().macs == flop_counter_flops(model, ids)
+
+
+class RoutedByWeights(nn.Module):
+    """A branch on a value computed from the weights: no input decides it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.fc = nn.Embedding(100, D), nn.Linear(D, D)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.fc(self.emb(ids))
+        if x.sum() > 0:
+            x = self.fc(x)
+        return x
+
+
+class OverwrittenMask(nn.Module):
+    """A known mask overwritten in place by a value from the weights: no longer known."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.fc = nn.Embedding(100, D), nn.Linear(D, D)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        mask = (ids == 0).long()
+        view = mask[:, :2]
+        view.add_(self.fc.weight[0, 0].long())  # writes through a view into the mask's storage
+        if mask.any():
+            return self.fc(self.emb(ids))
+        return self.emb(ids)
+
+
+@pytest.mark.parametrize("model, line", [(RoutedByWeights(), "if x.sum() > 0:"), (OverwrittenMask(), "if mask.any():")])
+def test_a_value_not_from_the_inputs_alone_is_refused_at_its_line(model: nn.Module, line: str) -> None:
+    with pytest.raises(fxcost.FxcostError) as info:
+        fxcost.analyze(model, example_inputs=(_ids(2, 8),))
+    assert line in str(info.value)
+    assert 2 * fxcost.analyze(model, example_inputs=(torch.zeros(2, 8, dtype=torch.long),),
+                              real=True).total().macs == flop_counter_flops(model, torch.zeros(2, 8, dtype=torch.long))
+
+
+def test_a_float_input_made_from_a_shape_has_no_known_values() -> None:
+    class Positive(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(D, D)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x) if (x > 0).all() else x  # --real draws x at random: fxcost does not know it
+
+    with pytest.raises(fxcost.FxcostError, match=r"\(x > 0\)\.all\(\)"):
+        fxcost.analyze(Positive(), input_size=(2, D))
+
+
+def test_the_cli_says_which_line_read_which_values(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from fxcost.cli import main
+
+    assert main(["analyze", "examples/odd.py:PaddedTokens", "--input", "2x8:int64", "-f", "json",
+                 "-o", str(tmp_path / "r.json")]) == 0
+
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["totals"]["macs"] == 2 * (2 * 8 * D * D)
+    assert any("if (ids == 0).any()" in n for n in report["trace"]["notes"])
+
+
+class StridedPad(nn.Module):
+    """A codec's padding (EnCodec's ``_get_extra_padding_for_conv1d``): a size computed from a
+    buffer the model made in ``__init__`` and the input's length."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(1, 4, 4, stride=4)
+        self.register_buffer("stride", torch.tensor(4), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        extra = int((-x.shape[-1]) % self.stride)  # pad to a whole number of strides
+        return self.conv(torch.nn.functional.pad(x, (0, extra)))
+
+
+def test_a_size_read_from_the_models_own_buffer() -> None:
+    model = StridedPad()
+    report = fxcost.analyze(model, input_size=(1, 1, 10))  # padded to 12: 3 frames of 4 channels x 4 taps
+    assert report.total().macs == 3 * 4 * 4
+    assert 2 * report.total().macs == flop_counter_flops(model, torch.randn(1, 1, 10))
+    assert any("in forward: extra = int((-x.shape[-1]) % self.stride)" in n for n in report.trace.notes)
+    with torch.device("meta"):  # built without values: its buffer is not known
+        weightless = StridedPad()
+    with pytest.raises(fxcost.FxcostError, match=r"extra = int"):
+        fxcost.analyze(weightless, input_size=(1, 1, 10))
