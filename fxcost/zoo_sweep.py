@@ -71,7 +71,7 @@ def _one(spec: str, pipe: Any, real: bool = False, check: bool = False) -> None:
                 if report.unsupported:
                     row["status"], row["why"] = "unsupported", ", ".join(sorted({u.op for u in report.unsupported}))
                 if check:
-                    row["check"] = _checked(report, model, args, kwargs)
+                    row["check"] = _checked(report, model, args, kwargs, lambda: _built(spec, meta=False))
             except FxcostError as e:
                 row["status"], row["why"] = "refused", _where(e)
     except Exception as e:  # a bug: said in the table, the sweep goes on
@@ -105,18 +105,19 @@ def _materialized(tree: Any) -> Any:
     return tree_map(real, tree)
 
 
-def _checked(report: Any, model: Any, args: Any, kwargs: Any) -> str:
+def _checked(report: Any, model: Any, args: Any, kwargs: Any, rebuild: Any = None) -> str:
     """The report against references that are not fxcost: its params against the model's own
     ``parameters()``, and 2 x its MACs against FlopCounterMode over the same forward (on meta
     tensors for a model on meta, else on random CPU tensors; PyTorch's math attention, mkldnn
-    off). ``exact``, or what differs."""
+    off; ``rebuild`` makes the model with random weights, for a forward that reads values).
+    ``exact``, or what differs."""
     # FlopCounterMode's module tracker hooks the autograd graph of inputs that require grad, and
     # fails on a meta parameter handed to a submodule (timm's CaiT, PiT, SigLIP pooling): the
     # count needs no gradients
     model.requires_grad_(False)
     own = sum(p.numel() for p in model.parameters())
     try:
-        counted = _counted(model, args, kwargs)
+        counted = _counted(model, args, kwargs, rebuild)
     except Exception as e:  # the reference could not run this forward: said, not counted as a difference
         return f"FlopCounterMode did not run: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     total, found = report.total(), []
@@ -164,11 +165,13 @@ def _beside_flop_counter() -> Any:
     return Beside()
 
 
-def _counted(model: Any, args: Any, kwargs: Any) -> int:
+def _counted(model: Any, args: Any, kwargs: Any, rebuild: Any = None) -> int:
     """FlopCounterMode's total over one forward (with the MACs of the ops it prices at 0 added by
     hand, x 2: :func:`_beside_flop_counter`): as it is, or for a model on meta whose forward reads a
     value there (``.item()``) on fake tensors, on meta then on the CPU (transformers takes the
-    branches it takes under tracing), as the fake run does."""
+    branches it takes under tracing), as the fake run does. Where those read a value too (one
+    computed from the inputs: Longformer's padding check), the model ``rebuild`` makes with random
+    weights runs on real inputs: integer ones zeros, as fxcost takes those it makes."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -195,6 +198,10 @@ def _counted(model: Any, args: Any, kwargs: Any) -> int:
                 model(*run_args, **run_kwargs)
             return int(counter.get_total_flops()) + 2 * beside.macs
         except Exception:
+            if device == "cpu" and rebuild is not None:
+                real = rebuild()
+                real.requires_grad_(False)
+                return _counted(real, args, kwargs)
             if device == "cpu" or not on_meta:
                 raise
     raise AssertionError("unreachable")

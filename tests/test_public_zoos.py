@@ -130,6 +130,43 @@ def test_the_hybrid_linear_attention_decoders_are_exact(config_name: str) -> Non
     assert 2 * report.total().macs == counter.get_total_flops() + 2 * (solved + grouped)
 
 
+_READS_INPUTS = {  # transformers models whose forward reads a value computed from the token ids alone
+    "LongformerConfig": (dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                              attention_window=8, vocab_size=100), False),  # is_global_attn...any().item()
+    "XLMConfig": (dict(emb_dim=32, n_layers=2, n_heads=2, vocab_size=100), False),  # assert lengths.max().item() <= slen
+    "FSMTConfig": (dict(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, src_vocab_size=100,
+                        tgt_vocab_size=100, langs=["en", "de"]), False),  # decoder ids made from the ids: if not padding_mask.any():
+    "LEDConfig": (dict(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+                       encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=100, attention_window=8), True),
+}
+
+
+@pytest.mark.parametrize("config_name", sorted(_READS_INPUTS))
+def test_transformers_models_that_read_their_token_ids_are_counted_data_free(config_name: str) -> None:
+    """Built on meta (no weights, no values), given ids as a shape: fxcost takes them as zeros, as
+    --real does, and follows their values to the reads; FlopCounterMode counts a real forward of the
+    same architecture with random weights on zero ids."""
+    tf = pytest.importorskip("transformers")
+    fields, seq2seq = _READS_INPUTS[config_name]
+    config = getattr(tf, config_name)(**fields)
+    with torch.device("meta"):
+        weightless = tf.AutoModel.from_config(config).eval()
+    kwargs = {"decoder_input_ids": torch.empty(2, 12, dtype=torch.long, device="meta")} if seq2seq else {}
+    report = fxcost.analyze(weightless, example_inputs=(torch.empty(2, 12, dtype=torch.long, device="meta"),),
+                            example_kwargs=kwargs)
+    assert any(n.startswith("the path depends on values computed from the inputs alone") for n in report.trace.notes)
+    torch.manual_seed(0)
+    model = tf.AutoModel.from_config(config).eval()
+    zeros = torch.zeros(2, 12, dtype=torch.long)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), torch.backends.mkldnn.flags(enabled=False), \
+            FlopCounterMode(display=False) as counter:
+        model(zeros, **({"decoder_input_ids": zeros} if seq2seq else {}))
+    assert not report.unsupported
+    assert report.total().params == sum(p.numel() for p in model.parameters())
+    assert 2 * report.total().macs == counter.get_total_flops()
+
+
 # --- timm: and tv: specs ------------------------------------------------------------------------------
 
 def _zoo(spec: str, shape: tuple[int, ...]) -> None:
