@@ -119,9 +119,12 @@ def test_torchsummary_convention(capsys: pytest.CaptureFixture[str]) -> None:
         (["analyze", D2L, "-i", "1x3x224x224", "--convention", "fvcore9"], "unknown convention"),
         (["analyze", D2L, "-i", "1x3x224x224", "--depth", "0"], "argument --depth/-d: '0' is not a whole number from 1 to 100,000"),
         (["compare", D2L, "-i", "1x3x224x224"], "needs two --input sizes"),
+        (["analyze", D2L, "-i", "1x3:int64=1;2"], "input '1x3:int64=1;2' gives 2 values for 3 elements"),
+        (["analyze", D2L, "-i", "1x3:int64=1.5"], "malformed input value '1.5' for a int64 tensor"),
     ],
     ids=["too_small", "channels", "too_small_for_linear", "malformed", "dtype", "no_input", "no_file",
-         "no_module", "no_name", "no_colon", "bad_arg", "wrong_arg", "convention", "depth", "compare_one"],
+         "no_module", "no_name", "no_colon", "bad_arg", "wrong_arg", "convention", "depth", "compare_one",
+         "values_count", "value_type"],
 )
 def test_bad_input_exits_2_with_a_message(capsys: pytest.CaptureFixture[str], argv: list[str], message: str, tmp_path: Path) -> None:
     target = tmp_path / "out.json"

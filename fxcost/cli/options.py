@@ -67,7 +67,9 @@ def add_inputs(p: argparse.ArgumentParser) -> None:
         "--input", "-i", action="append", default=[], metavar="SHAPE",
         help="input shape, e.g. 1x3x224x224 or 1x128:int64; several positional inputs joined by "
         "commas (1x3x32x32,1x10); name=SHAPE for a keyword tensor (attention_mask=1x128:int64); "
-        "repeat --input to sweep input sizes (analyze, compare, report; a diagram takes one)",
+        "values after '=' where the forward reads them: one fills the tensor (1x576:int64=32000), or "
+        "one per element joined by ';' (image_grid_thw=1x3:int64=1;16;16); integer inputs without "
+        "values are zeros; repeat --input to sweep input sizes (analyze, compare, report; a diagram takes one)",
     )
     g.add_argument("--kwarg", "-k", action="append", default=[], metavar="NAME=VALUE",
                    help="a non-tensor keyword argument of forward, as a Python literal (return_dict=False)")

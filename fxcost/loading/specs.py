@@ -8,6 +8,10 @@
   inputs of one call are joined with commas (``1x3x32x32,1x10``); ``name=1x128:int64`` is a
   keyword tensor; ``[3x800x800;3x480x640]`` is one positional list of tensors (a detection
   model's images). An ``--input`` made only of keyword tensors applies to every input size.
+  A tensor may be given its values after ``=``: one number fills it (``1x576:int64=32000``, 576
+  image tokens), or as many as it has elements, row-major, joined by ``;``
+  (``image_grid_thw=1x3:int64=1;16;16``). A tensor given only a shape has no values: the
+  analysis takes an integer one as zeros (as ``--real`` makes it) and a float one as unknown.
 """
 
 from __future__ import annotations
@@ -51,16 +55,48 @@ def parse_shape(text: str) -> tuple[tuple[int, ...], torch.dtype]:
     return dims, dtype
 
 
-#: a shape and its dtype, as one ``--input`` part names them
+#: a shape and its dtype, as one ``--input`` part names them; a part that gives values too is a
+#: :data:`Valued`
 ShapedDtype = tuple[tuple[int, ...], torch.dtype]
+#: a shape, its dtype and its values (one that fills it, or one per element, row-major)
+Valued = tuple[tuple[int, ...], torch.dtype, tuple[float | int | bool, ...]]
 
 
-def _parse_positional(text: str) -> ShapedDtype | list[ShapedDtype]:
+def _number(text: str, dtype: torch.dtype) -> float | int | bool:
+    t = text.strip()
+    try:
+        if dtype == torch.bool:
+            return {"1": True, "0": False, "true": True, "false": False}[t.lower()]
+        return float(t) if dtype.is_floating_point or dtype.is_complex else int(t)
+    except (KeyError, ValueError):
+        raise InputSpecError(f"malformed input value {quoted(t)} for a {str(dtype).removeprefix('torch.')} tensor",
+                             hint="one number fills the tensor (1x576:int64=32000); several, joined by ';', "
+                                  "give each element (1x3:int64=1;16;16)") from None
+
+
+def parse_tensor(text: str) -> ShapedDtype | Valued:
+    """``"1x3:int64=1;16;16"`` -> ``((1, 3), torch.int64, (1, 16, 16))``; without ``=`` as
+    :func:`parse_shape`."""
+    shape_text, eq, values_text = text.partition("=")
+    dims, dtype = parse_shape(shape_text)
+    if not eq:
+        return dims, dtype
+    values = tuple(_number(v, dtype) for v in values_text.split(";"))
+    count = 1
+    for d in dims:
+        count *= d
+    if len(values) not in (1, count):
+        raise InputSpecError(f"input {quoted(text)} gives {len(values)} values for {count} elements",
+                             hint="give one value (it fills the tensor) or one per element, joined by ';'")
+    return dims, dtype, values
+
+
+def _parse_positional(text: str) -> ShapedDtype | Valued | list[ShapedDtype]:
     """One positional input: a shape, or a list of shapes in brackets joined by ``;``
     (``[3x800x800;3x480x640]``: a detection model's list of images)."""
     inner = text.strip()
     if not inner.startswith("["):
-        return parse_shape(text)
+        return parse_tensor(text)
     if not inner.endswith("]") or len(inner) < 3:
         raise InputSpecError(f"malformed list of inputs {quoted(text)}",
                              hint="write shapes in brackets joined by ';', e.g. --input '[3x800x800;3x480x640]'")
@@ -74,30 +110,35 @@ def make_inputs(texts: Iterable[str], plain: dict[str, Any] | None = None, any_n
     def meta(shaped: Any) -> Any:
         if isinstance(shaped, list):
             return [meta(s) for s in shaped]
+        if len(shaped) == 3:  # given values: a real tensor
+            dims, dtype, values = shaped
+            if len(values) == 1:
+                return torch.full(dims, values[0], dtype=dtype)
+            return torch.tensor(values, dtype=dtype).reshape(dims)
         return torch.empty(shaped[0], dtype=shaped[1], device="meta")
 
     return [(tuple(meta(s) for s in pos), {**(plain or {}), **{k: meta(s) for k, s in kw.items()}})
             for pos, kw in parse_inputs(texts, any_name=any_name)]
 
 
-def parse_inputs(texts: Iterable[str], any_name: bool = False) -> list[tuple[list[Any], dict[str, ShapedDtype]]]:
+def parse_inputs(texts: Iterable[str], any_name: bool = False) -> list[tuple[list[Any], dict[str, ShapedDtype | Valued]]]:
     """All ``--input`` values -> one ``(positional, keyword)`` pair per input size.
 
     ``["1x128:int64", "attention_mask=1x128:int64"]`` -> one call with a positional tensor and
     a keyword tensor; ``["1x3x32x32", "1x3x64x64"]`` -> two calls (a sweep). ``any_name``
     accepts any keyword name (an ONNX graph input's), not only Python identifiers."""
-    calls: list[tuple[list[Any], dict[str, ShapedDtype]]] = []
-    shared: dict[str, ShapedDtype] = {}
+    calls: list[tuple[list[Any], dict[str, ShapedDtype | Valued]]] = []
+    shared: dict[str, ShapedDtype | Valued] = {}
     for text in texts:
         positional: list[Any] = []
-        keyword: dict[str, ShapedDtype] = {}
+        keyword: dict[str, ShapedDtype | Valued] = {}
         for part in text.split(","):
             name, eq, shape = part.partition("=")
-            if eq:
+            if eq and not name.strip()[:1].isdigit():  # 1x576:int64=32000 is a positional tensor with values
                 # an ONNX graph's inputs may be named anything (input.1, input:0, onnx::Gemm_0)
                 if not (name.strip() if any_name else name.strip().isidentifier()):
                     raise InputSpecError(f"malformed keyword input {part!r}", hint="write --input name=SHAPE, e.g. --input attention_mask=1x128:int64")
-                keyword[name.strip()] = parse_shape(shape)
+                keyword[name.strip()] = parse_tensor(shape)
             else:
                 positional.append(_parse_positional(part))
         if positional:
