@@ -175,3 +175,37 @@ def test_a_size_read_from_the_models_own_buffer() -> None:
         weightless = StridedPad()
     with pytest.raises(fxcost.FxcostError, match=r"extra = int"):
         fxcost.analyze(weightless, input_size=(1, 1, 10))
+
+
+def test_input_values_on_the_command_line_are_the_given_tensors() -> None:
+    from fxcost.loading.specs import make_inputs
+
+    ((args, kwargs),) = make_inputs(["1x4:int64=7,grid=1x3:int64=1;16;16,mask=1x2:bool=1,scale=2:float16=0.5;2"])
+    assert torch.equal(args[0], torch.full((1, 4), 7))
+    assert torch.equal(kwargs["grid"], torch.tensor([[1, 16, 16]]))
+    assert torch.equal(kwargs["mask"], torch.ones(1, 2, dtype=torch.bool))
+    assert torch.equal(kwargs["scale"], torch.tensor([0.5, 2.0], dtype=torch.float16))
+    ((plain, _),) = make_inputs(["1x4:int64"])
+    assert plain[0].device.type == "meta"  # a shape alone has no values
+
+
+class PatchGrid(nn.Module):
+    """Qwen2-VL's vision tower's bookkeeping: the grid's values give the sizes, through a literal
+    made on the input's device (on meta, torch makes it without an op that holds its value)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(D, D)
+
+    def forward(self, patches: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        merge = torch.tensor([2], device=grid.device).expand(len(grid))
+        sizes = [t * h * w // (m * m) for (t, h, w), m in zip(grid.tolist(), merge.tolist(), strict=True)]
+        return self.fc(patches.reshape(sum(sizes), -1, D).mean(1))
+
+
+def test_a_grid_given_with_its_values_sizes_the_work() -> None:
+    model = PatchGrid()
+    grid = torch.tensor([[1, 4, 6], [1, 2, 2]])  # (4 x 6 + 2 x 2) / 4 = 7 merged positions
+    report = fxcost.analyze(model, example_inputs=(torch.empty(28, D, device="meta"), grid))
+    assert report.total().macs == 7 * D * D
+    assert 2 * report.total().macs == flop_counter_flops(model, torch.randn(28, D), grid)

@@ -775,14 +775,17 @@ def _fake_attempt(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, Any],
     try:
         with quiet_logs("torch._subclasses.fake_tensor"):  # it logs a traceback per kernel that raises: fxcost says why
             run = attempt(a, kw, mode)
+        run.mode = Mode.FAKE
+        return run
     except FxcostError as e:
         if not _values_decide(e):
             raise
-        mode, a, kw = _faked(job.shadow, job.args, job.kwargs, device)
-        context = knowing(mode, job.known, (job.args, job.kwargs), (a, kw), buffer_values(job.shadow, job.buffers))
-        with quiet_logs("torch._subclasses.fake_tensor"):
-            run = attempt(a, kw, context)
-        run.reads = tuple(dict.fromkeys(context.known.reads))
+    # again, outside the handler: a failure of this run is its own, not chained to the first one's
+    mode, a, kw = _faked(job.shadow, job.args, job.kwargs, device)
+    context = knowing(mode, job.known, (job.args, job.kwargs), (a, kw), buffer_values(job.shadow, job.buffers))
+    with quiet_logs("torch._subclasses.fake_tensor"):
+        run = attempt(a, kw, context)
+    run.reads = tuple(dict.fromkeys(context.known.reads))
     run.mode = Mode.FAKE
     return run
 

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 
 from fxcost.pytorch.memory import storage_key
@@ -86,8 +87,8 @@ class KnownValues(DispatchMode):
 
     def value(self, t: torch.Tensor) -> torch.Tensor | None:
         """``t``'s known value; a real tensor (a constant the forward made) is its own."""
-        if not isinstance(t, torch._subclasses.FakeTensor):
-            return None if t.device.type == "meta" else t
+        if not isinstance(t, torch._subclasses.FakeTensor) and t.device.type != "meta":
+            return t
         entry = self.values.get(id(t))
         return entry[1] if entry is not None and entry[0]() is t else None
 
@@ -135,6 +136,13 @@ class KnownValues(DispatchMode):
             if self._shaped_by_known(func, args, kwargs):
                 return self._read(func, args, kwargs, operands, values=False)
             raise
+        except Exception as e:  # a plain meta tensor (a literal made on meta) refuses a read otherwise
+            if not known or not operands or all(isinstance(t, torch._subclasses.FakeTensor) for t in operands):
+                raise
+            try:
+                return self._read(func, args, kwargs, operands)
+            except Exception:
+                raise e from None
         if known:
             self._follow(func, args, kwargs, out)
         elif written:
@@ -221,6 +229,31 @@ def given_values(originals: Any, prepared: Any) -> Iterator[tuple[torch.Tensor, 
             yield h, torch.zeros(h.shape, dtype=h.dtype)
 
 
+class _Literals(TorchFunctionMode):
+    """Keeps the value of a tensor the forward writes out (``torch.tensor([2], device=x.device)``):
+    on the meta device torch makes it without dispatching an op that holds the value."""
+
+    def __init__(self, known: KnownValues) -> None:
+        super().__init__()
+        self.known = known
+
+    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func in _LITERAL and isinstance(out, torch.Tensor) and out.device.type == "meta" and args \
+                and not tensors_in(args[0]) and out.numel() <= self.known.LIMIT:
+            from torch.utils._python_dispatch import _disable_current_modes
+
+            with _disable_current_modes(), torch._C.DisableTorchFunction():
+                value = torch.tensor(args[0], dtype=out.dtype)
+            if value.shape == out.shape:
+                self.known._keep(out, value)
+        return out
+
+
+_LITERAL = {torch.tensor, torch.as_tensor}
+
+
 class Knowing:
     """The fake mode with :class:`KnownValues` above it, as one context that can be entered again
     (the forward, then its backward, then a step that measures memory)."""
@@ -233,6 +266,7 @@ class Knowing:
         stack = contextlib.ExitStack()
         stack.enter_context(self.fake_mode)
         stack.enter_context(self.known)
+        stack.enter_context(_Literals(self.known))
         self._stacks.append(stack)
         return self
 
