@@ -7,8 +7,11 @@ an image where the forward takes ``pixel_values`` too and the config has a visio
 one image at its config's ``image_size`` and ``num_channels`` (its ``vision_config``'s where it
 has one), one second of 16 kHz audio (``input_values``; ``audio_channels`` channels where the
 config has them), Whisper-style log-mel features at the frames its encoder takes (``num_mel_bins``
-x 2 ``max_source_positions``) or 128 frames of ``feature_size`` features. Another main input is
-refused, naming it. Another multimodal model whose main input is ``input_ids`` gets text alone.
+x 2 ``max_source_positions``) or 128 frames of ``feature_size`` features. A model that takes
+images as Qwen2-VL does (flattened patches and their ``grid_thw``) gets a 16 x 16 patch grid with
+its grid's values, and a whole model as many image tokens as the merged grid has (:func:`_patch_grid`).
+Another main input is refused, naming it. Another multimodal model whose main input is
+``input_ids`` gets text alone.
 
 diffusers: the models of :data:`DIFFUSERS`, each at a size its pipelines use (a 64 x 64 latent for
 Stable Diffusion's UNet, 77 text tokens; Flux's 4,096 image and 512 text tokens; SD3's 333 text
@@ -73,10 +76,55 @@ def _dual_tower(model: nn.Module, config: Any) -> bool:
     return "pixel_values" in takes and getattr(config, "vision_config", None) is not None
 
 
+#: the patch grid of the image :func:`_patch_grid` makes, in patches a side
+GRID = 16
+
+
+def _takes(model: nn.Module) -> list[str]:
+    import inspect
+
+    try:
+        return list(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return []
+
+
+def _patch_grid(model: nn.Module, config: Any) -> tuple[str, str] | None:
+    """Qwen2-VL's way of taking images, which its kin share (GLM-4V, Qwen3-VL, ...): the patches
+    of a 16 x 16 patch grid flattened, ``[256, channels x temporal_patch_size x patch_size^2]``,
+    with their grid ``(t, h, w) = (1, 16, 16)`` (``grid_thw``, values the forward reads); a whole
+    model gets as many image tokens as the merged grid has positions (``(16 / merge)^2``) and no
+    text. None for a model that takes images otherwise."""
+    takes = _takes(model)
+    grid = next((p for p in ("grid_thw", "image_grid_thw") if p in takes), None)
+    vision = getattr(config, "vision_config", None) or config
+    patch = getattr(vision, "patch_size", None)
+    if grid is None or not isinstance(patch, int):
+        return None
+    channels = int(getattr(vision, "in_channels", None) or getattr(vision, "num_channels", None) or 3)
+    temporal = int(getattr(vision, "temporal_patch_size", None) or 1)
+    merge = int(getattr(vision, "spatial_merge_size", None) or 1)
+    patches = f"{GRID * GRID}x{channels * temporal * patch * patch}"
+    thw = f"{grid}=1x3:int64=1;{GRID};{GRID}"
+    why = f"one image as a {GRID} x {GRID} grid of {patch}-pixel patches (its grid_thw given)"
+    if takes[0] in ("hidden_states", "pixel_values"):  # the vision tower alone
+        return f"{patches},{thw}", why
+    token = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
+    if takes[0] != "input_ids" or "pixel_values" not in takes or not isinstance(token, int):
+        return None
+    tokens = (GRID // merge) ** 2
+    kinds = "".join(f",{k}=1x{tokens}:int64=1" for k in ("mm_token_type_ids", "moe_mm_token_type_ids") if k in takes)
+    return (f"1x{tokens}:int64={token},pixel_values={patches},{thw}{kinds}",
+            why + f" and its {tokens} image tokens (each of type 1, image, where it takes their types), no text")
+
+
 def transformers_input(model: nn.Module) -> tuple[str, str]:
     """A transformers model's own input, as ``--input`` writes it, and where it comes from."""
     config: Any = getattr(model, "config", None)
     main = getattr(model, "main_input_name", "input_ids")
+    grid = _patch_grid(model, config)
+    if grid is not None:
+        return grid
     decoder = ""
     if getattr(config, "is_encoder_decoder", False):
         decoder = f",decoder_input_ids=1x{_tokens(config)}:int64"
