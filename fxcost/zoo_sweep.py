@@ -117,7 +117,7 @@ def _checked(report: Any, model: Any, args: Any, kwargs: Any, rebuild: Any = Non
     model.requires_grad_(False)
     own = sum(p.numel() for p in model.parameters())
     try:
-        counted = _counted(model, args, kwargs, rebuild)
+        counted, how = _counted(model, args, kwargs, rebuild)
     except Exception as e:  # the reference could not run this forward: said, not counted as a difference
         return f"FlopCounterMode did not run: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     total, found = report.total(), []
@@ -125,7 +125,7 @@ def _checked(report: Any, model: Any, args: Any, kwargs: Any, rebuild: Any = Non
         found.append(f"params {total.params:,} vs parameters() {own:,}")
     if 2 * total.macs != counted:
         found.append(f"2 x MACs {2 * total.macs:,} vs FlopCounterMode {counted:,}")
-    return "; ".join(found) or "exact"
+    return "; ".join(found) or "exact" + how
 
 
 def _beside_flop_counter() -> Any:
@@ -165,46 +165,70 @@ def _beside_flop_counter() -> Any:
     return Beside()
 
 
-def _counted(model: Any, args: Any, kwargs: Any, rebuild: Any = None) -> int:
+#: the most parameters a model reading input values is built with random weights to be checked on
+#: a real forward (four bytes each, a worker at a time); a larger one is checked on fake tensors
+#: that follow fxcost's known input values (:mod:`fxcost.pytorch.known`)
+REAL_CHECK_PARAMS = 1_000_000_000
+
+
+def _counted(model: Any, args: Any, kwargs: Any, rebuild: Any = None) -> tuple[int, str]:
     """FlopCounterMode's total over one forward (with the MACs of the ops it prices at 0 added by
-    hand, x 2: :func:`_beside_flop_counter`): as it is, or for a model on meta whose forward reads a
-    value there (``.item()``) on fake tensors, on meta then on the CPU (transformers takes the
-    branches it takes under tracing), as the fake run does. Where those read a value too (one
-    computed from the inputs: Longformer's padding check), the model ``rebuild`` makes with random
-    weights runs on real inputs: integer ones zeros, as fxcost takes those it makes."""
+    hand, x 2: :func:`_beside_flop_counter`), and how it ran where that is not plain ("" or
+    " on known values"): as it is, or for a model on meta whose forward reads a value there
+    (``.item()``) on fake tensors, on meta then on the CPU (transformers takes the branches it
+    takes under tracing), as the fake run does. Where those read a value too (one computed from the
+    inputs: Longformer's padding check, a patch grid's sizes), the model ``rebuild`` makes with
+    random weights runs on real inputs (integer ones without values zeros, as fxcost takes them);
+    a model of more than :data:`REAL_CHECK_PARAMS` runs on fake tensors that follow the known
+    values instead, FlopCounterMode counting the path they choose."""
+    import torch
+
+    on_meta = next(iter(model.parameters()), torch.empty(0, device="meta")).device.type == "meta"
+    if not on_meta:  # a model with weights runs on random CPU inputs of the same shapes
+        real_args, real_kwargs = _materialized((args, kwargs))
+        return _flop_count(model, real_args, real_kwargs, None), ""
+    for device in (None, "meta"):
+        with contextlib.suppress(Exception):
+            return _flop_count(model, args, kwargs, device), ""
+    try:
+        return _flop_count(model, args, kwargs, "cpu"), ""
+    except Exception:
+        if rebuild is None:
+            raise
+    if sum(p.numel() for p in model.parameters()) <= REAL_CHECK_PARAMS:
+        real = rebuild()
+        real.requires_grad_(False)
+        real_args, real_kwargs = _materialized((args, kwargs))
+        return _flop_count(real, real_args, real_kwargs, None), ""
+    return _flop_count(model, args, kwargs, "meta", known=True), " on known values"
+
+
+def _flop_count(model: Any, args: Any, kwargs: Any, device: str | None, known: bool = False) -> int:
+    """One forward under FlopCounterMode: as given (``device`` None), or on fake tensors on
+    ``device`` (following the inputs' known values where ``known``)."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils._pytree import tree_map
     from torch.utils.flop_counter import FlopCounterMode
 
+    from fxcost.pytorch.known import given_values, knowing
     from fxcost.pytorch.tensors import fake_tensor
     from fxcost.pytorch.working_copy import fakeify
 
-    on_meta = next(iter(model.parameters()), torch.empty(0, device="meta")).device.type == "meta"
-    if not on_meta:  # a model with weights runs on random CPU inputs of the same shapes
-        args, kwargs = _materialized((args, kwargs))
-    for device in (None, "meta", "cpu") if on_meta else (None,):
-        run_args, run_kwargs = args, kwargs
-        mode: Any = contextlib.nullcontext()
-        if device is not None:
-            mode = FakeTensorMode(allow_non_fake_inputs=True)
-            fakeify(model, mode, device)
-            run_args, run_kwargs = tree_map(functools.partial(fake_tensor, fake_mode=mode, device=device), (args, kwargs))
-        beside = _beside_flop_counter()
-        try:
-            with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), torch.backends.mkldnn.flags(enabled=False), \
-                    FlopCounterMode(display=False) as counter, mode, beside:
-                model(*run_args, **run_kwargs)
-            return int(counter.get_total_flops()) + 2 * beside.macs
-        except Exception:
-            if device == "cpu" and rebuild is not None:
-                real = rebuild()
-                real.requires_grad_(False)
-                return _counted(real, args, kwargs)
-            if device == "cpu" or not on_meta:
-                raise
-    raise AssertionError("unreachable")
+    run_args, run_kwargs = args, kwargs
+    mode: Any = contextlib.nullcontext()
+    if device is not None:
+        mode = FakeTensorMode(allow_non_fake_inputs=True)
+        fakeify(model, mode, device)
+        run_args, run_kwargs = tree_map(functools.partial(fake_tensor, fake_mode=mode, device=device), (args, kwargs))
+        if known:
+            mode = knowing(mode, tuple(given_values((args, kwargs), (args, kwargs))), (args, kwargs), (run_args, run_kwargs))
+    beside = _beside_flop_counter()
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), torch.backends.mkldnn.flags(enabled=False), \
+            FlopCounterMode(display=False) as counter, mode, beside:
+        model(*run_args, **run_kwargs)
+    return int(counter.get_total_flops()) + 2 * beside.macs
 
 
 def _where(e: Any) -> str:
@@ -257,8 +281,9 @@ def zoo(which: str, filter: str = "*", *, jobs: int | None = None, timeout: int 
     ``"tv"`` (``"torchvision"``), ``"hf"`` (``"transformers"``) or ``"diffusers"``, as for
     ``fxcost zoo``. ``jobs``: worker processes (default: the machine's cores). ``real``: a model
     refused for reading values is analyzed again on real tensors with random weights. ``check``:
-    each model against FlopCounterMode and its own ``parameters()`` (a ``"check"`` key: ``"exact"``
-    or what differs). ``progress`` gets a line per finished model.
+    each model against FlopCounterMode and its own ``parameters()`` (a ``"check"`` key: ``"exact"``,
+    ``"exact on known values"`` for a model too large to build with weights whose forward reads
+    its inputs' values, counted by FlopCounterMode on fake tensors that follow them, or what differs). ``progress`` gets a line per finished model.
 
     Returns a dict per model, in name order: ``model``, ``input``, ``params``, ``macs``,
     ``flops``, ``activations``, ``peak_bytes``, ``seconds``, ``status`` (``ok``, ``unsupported``,

@@ -78,7 +78,7 @@ def render(rows: list[dict[str, Any]], fmt: str, title: str) -> str:
     lines = [[cell(r.get(k)) if k != "seconds" else f"{r['seconds']:.2f} s" for k in keys] for r in rows]
     columns = COLUMNS[:-1] + (["check"] if "check" in keys else []) + COLUMNS[-1:]
     if "check" in keys:
-        counts["exact"] = sum(r.get("check") == "exact" for r in rows)
+        counts["exact"] = sum(str(r.get("check")).startswith("exact") for r in rows)
     table = Table(f"{title}: {len(rows)} models  ·  " + ", ".join(f"{k} {v}" for k, v in counts.items() if v), columns,
                   lines, numeric={"params", "MACs", "FLOPs", "activations", "peak bytes", "time"})
     return to_markdown(table) if fmt == "markdown" else to_text(table, width=220)
