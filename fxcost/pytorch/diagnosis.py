@@ -189,9 +189,11 @@ def needs_fake(error: ShapeError) -> bool:
 
 
 _HINTS = {
-    Cause.DATA_DEPENDENT: "the forward reads tensor values (.item(), `if tensor:`), which fxcost's data-free tensors "
-    "do not have: --real runs real tensors on a copy of a model with weights; or make that branch depend on shapes",
-    Cause.NEEDS_VALUES: "this op needs real values (its output shape depends on them, or it has no meta kernel): --real "
+    Cause.DATA_DEPENDENT: "the forward reads a tensor value computed from the weights or activations (.item(), `if "
+    "tensor:`), which fxcost's data-free tensors do not have (values from the inputs alone they do): --real runs real "
+    "tensors on a copy of a model with weights; or make that branch depend on shapes",
+    Cause.NEEDS_VALUES: "this op needs real values (its output shape depends on values not from the inputs alone, or "
+    "it has no meta kernel): --real "
     "runs real tensors on a copy of a model with weights; or --leaf the module around it and give the op a fake "
     "kernel (torch.library.register_fake)",
     Cause.DEVICE: "the forward makes tensors on a device of its own: create them on the input's device "
