@@ -7,7 +7,11 @@ an image where the forward takes ``pixel_values`` too and the config has a visio
 one image at its config's ``image_size`` and ``num_channels`` (its ``vision_config``'s where it
 has one), one second of 16 kHz audio (``input_values``; ``audio_channels`` channels where the
 config has them), Whisper-style log-mel features at the frames its encoder takes (``num_mel_bins``
-x 2 ``max_source_positions``) or 128 frames of ``feature_size`` features. A model that takes
+x 2 ``max_source_positions``), 128 frames of ``feature_size`` features, or 3,000 frames (30 s) of
+``num_mel_bins`` features for another speech encoder (channels first where its first layer is a
+convolution over them, as Whisper's), a video at its config's ``num_frames`` (``[1, frames,
+channels, h, w]``; 16 frames for ``pixel_values_videos`` where the config does not say), a time
+series of its ``context_length`` (``past_values``; ``num_input_channels`` channels). A model that takes
 images as Qwen2-VL does (flattened patches and their ``grid_thw``) gets a 16 x 16 patch grid with
 its grid's values, and a whole model as many image tokens as the merged grid has (:func:`_patch_grid`).
 Another main input is refused, naming it. Another multimodal model whose main input is
@@ -58,11 +62,34 @@ def _tokens(config: Any) -> int:
     return min(TOKENS, int(limit)) if isinstance(limit, int) and limit > 0 else TOKENS
 
 
+#: frames of a video model whose config does not say
+VIDEO_FRAMES = 16
+
+
+def _vision(config: Any) -> Any:
+    return getattr(config, "vision_config", None) or config
+
+
+def _frames(config: Any) -> int | None:
+    vision = _vision(config)
+    frames = getattr(vision, "num_frames", None) or getattr(vision, "frames_per_clip", None)
+    return int(frames) if isinstance(frames, int) else None
+
+
+def _what(config: Any) -> str:
+    frames = _frames(config)
+    return f"{frames}-frame video" if frames else "image"
+
+
 def _image(config: Any) -> str:
-    """One image at the config's (its vision config's) image_size and num_channels."""
-    vision = getattr(config, "vision_config", None) or config
-    h, w = _size(getattr(vision, "image_size", 224) or 224)
-    return f"1x{int(getattr(vision, 'num_channels', 3) or 3)}x{h}x{w}"
+    """One image at the config's (its vision config's) image_size (or crop_size) and num_channels
+    (or in_chans); a video model's (its config has num_frames or frames_per_clip) as that many
+    frames, ``[1, frames, channels, h, w]``."""
+    vision = _vision(config)
+    h, w = _size(getattr(vision, "image_size", None) or getattr(vision, "crop_size", None) or 224)
+    channels = int(getattr(vision, "num_channels", None) or getattr(vision, "in_chans", None) or 3)
+    frames = _frames(config)
+    return f"1x{frames}x{channels}x{h}x{w}" if frames else f"1x{channels}x{h}x{w}"
 
 
 def _dual_tower(model: nn.Module, config: Any) -> bool:
@@ -125,31 +152,73 @@ def transformers_input(model: nn.Module) -> tuple[str, str]:
     grid = _patch_grid(model, config)
     if grid is not None:
         return grid
-    decoder = ""
-    if getattr(config, "is_encoder_decoder", False):
-        decoder = f",decoder_input_ids=1x{_tokens(config)}:int64"
-    if main == "input_ids":
-        n = _tokens(getattr(config, "text_config", None) or config)
-        text, why = f"1x{n}:int64{decoder}", f"{n} token ids" + (" and as many decoder ids" if decoder else "")
-        if _dual_tower(model, config):  # CLIP's kind: a text tower and a vision tower, both run
-            return f"{text},pixel_values={_image(config)}", why + " and one image at its vision config's image_size"
-        return text, why
-    if main == "pixel_values":
-        return _image(config) + decoder, "one image at its config's image_size"
-    if main == "input_values":
-        audio = getattr(config, "audio_channels", None)
-        shape = f"1x{audio}x16000" if isinstance(audio, int) else "1x16000"
-        return shape + decoder, "one second of 16 kHz audio"
-    if main == "input_features":
-        mel, frames = getattr(config, "num_mel_bins", None), getattr(config, "max_source_positions", None)
-        if isinstance(mel, int) and isinstance(frames, int):  # Whisper: its encoder takes 2 x positions frames
-            return f"1x{mel}x{2 * frames}{decoder}", "log-mel features at the frames its encoder takes"
-        per_channel = getattr(config, "feature_size", None) or getattr(config, "input_feat_per_channel", None)
-        if isinstance(per_channel, int):
-            features = per_channel * int(getattr(config, "input_channels", 1) or 1)
-            return f"1x128x{features}{decoder}", "128 frames of its config's feature_size features"
-    raise InputSpecError(f"{type(model).__name__} takes {main!r} first, an input fxcost does not make for it",
-                         hint="give --input (and name=SHAPE for keyword tensors)")
+    decoder = f",decoder_input_ids=1x{_tokens(config)}:int64" if getattr(config, "is_encoder_decoder", False) else ""
+    make = _MAIN_INPUTS.get(main)
+    found = make(model, config) if make is not None else None
+    if found is None:
+        raise InputSpecError(f"{type(model).__name__} takes {main!r} first, an input fxcost does not make for it",
+                             hint="give --input (and name=SHAPE for keyword tensors)")
+    text, why = found
+    return text + decoder, why + (" and as many decoder ids" if decoder and main == "input_ids" else "")
+
+
+def _text(model: nn.Module, config: Any) -> tuple[str, str]:
+    n = _tokens(getattr(config, "text_config", None) or config)
+    if _dual_tower(model, config):  # CLIP's kind: a text tower and a vision tower, both run
+        return f"1x{n}:int64,pixel_values={_image(config)}", f"{n} token ids and one {_what(config)} at its vision config's size"
+    return f"1x{n}:int64", f"{n} token ids"
+
+
+def _pixels(model: nn.Module, config: Any) -> tuple[str, str]:
+    return _image(config), f"one {_what(config)} at its config's size"
+
+
+def _audio(model: nn.Module, config: Any) -> tuple[str, str]:
+    audio = getattr(config, "audio_channels", None)
+    return (f"1x{audio}x16000" if isinstance(audio, int) else "1x16000"), "one second of 16 kHz audio"
+
+
+#: log-mel frames of an encoder whose config does not bound them: 30 s at 10 ms a frame, Whisper's window
+FRAMES = 3000
+
+
+def _features(model: nn.Module, config: Any) -> tuple[str, str] | None:
+    mel, frames = getattr(config, "num_mel_bins", None), getattr(config, "max_source_positions", None)
+    if isinstance(mel, int) and isinstance(frames, int):  # Whisper: its encoder takes 2 x positions frames
+        return f"1x{mel}x{2 * frames}", "log-mel features at the frames its encoder takes"
+    per_channel = getattr(config, "feature_size", None) or getattr(config, "input_feat_per_channel", None)
+    if isinstance(per_channel, int):
+        features = per_channel * int(getattr(config, "input_channels", 1) or 1)
+        return f"1x128x{features}", "128 frames of its config's feature_size features"
+    inner = getattr(config, "encoder_config", None) or getattr(config, "audio_config", None)  # a CTC head's encoder
+    mel = mel or getattr(config, "feature_projection_input_dim", None) or getattr(inner, "num_mel_bins", None)
+    if not isinstance(mel, int):
+        return None
+    # a convolution over the mel bins as channels first (Whisper's layout), else frames first (a conformer's)
+    first = next((m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Linear))), None)
+    if isinstance(first, nn.Conv1d) and first.in_channels == mel:
+        return f"1x{mel}x{FRAMES}", f"{FRAMES} frames (30 s) of {mel} log-mel features, channels first"
+    return f"1x{FRAMES}x{mel}", f"{FRAMES} frames (30 s) of {mel} log-mel features"
+
+
+def _series(model: nn.Module, config: Any) -> tuple[str, str] | None:
+    context = getattr(config, "context_length", None)
+    if not isinstance(context, int):
+        return None
+    channels = getattr(config, "num_input_channels", None)
+    shape = f"1x{context}x{channels}" if isinstance(channels, int) else f"1x{context}"
+    return shape, f"a series of its context_length ({context} steps)"
+
+
+def _videos(model: nn.Module, config: Any) -> tuple[str, str]:
+    frames = _frames(config) or VIDEO_FRAMES
+    image = _image(config)
+    shape = image if _frames(config) else image.replace("1x", f"1x{frames}x", 1)
+    return shape, f"a {frames}-frame video at its config's size"
+
+
+_MAIN_INPUTS: dict[str, Any] = {"input_ids": _text, "pixel_values": _pixels, "pixel_values_videos": _videos,
+                                "input_values": _audio, "input_features": _features, "past_values": _series}
 
 
 #: the diffusers models ``fxcost zoo diffusers`` sweeps, each with its input as a function of its
