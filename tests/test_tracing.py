@@ -375,7 +375,8 @@ def test_ops_that_need_values_suggest_real() -> None:
 
 def test_when_every_tracer_fails_each_says_why() -> None:
     # a mask that does not fit the input: FX cannot trace the root and the fake run stops at a
-    # value read (the real run fxcost then tries meets the shape error): each tracer says why
+    # read of a value of the weights (the real run fxcost then tries meets the shape error): each
+    # tracer says why
     class Masked(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -384,7 +385,7 @@ def test_when_every_tracer_fails_each_says_why() -> None:
         def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             if x.shape[0] > 1:
                 x = x * 2
-            if mask.sum() > 0:  # a value read: eager on meta cannot decide it
+            if self.fc.weight.sum() > 0:  # a value of the weights: the fake run cannot decide it
                 x = x + 1
             return self.fc(x) * mask
 
@@ -392,6 +393,22 @@ def test_when_every_tracer_fails_each_says_why() -> None:
         fxcost.analyze(Masked(), example_inputs=(torch.randn(2, 8), torch.ones(2, 9)))
     text = str(e.value)
     assert "symbolic:" in text and "eager:" in text and "export:" not in text
+
+
+def test_a_value_read_from_a_given_mask_gets_to_the_real_failure() -> None:
+    # the mask is given, so its sum is known and the fake run goes on to what is wrong with it
+    class Masked(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            if mask.sum() > 0:
+                x = x + 1
+            return self.fc(x) * mask
+
+    with pytest.raises(ShapeError, match=r"(?s)broadcast a dimension of length 9.*return self\.fc\(x\) \* mask"):
+        fxcost.analyze(Masked(), example_inputs=(torch.randn(2, 8), torch.ones(2, 9)))
 
 
 def test_cli_failures_print_no_traceback() -> None:

@@ -299,7 +299,7 @@ def run(model: nn.Module, request: Request) -> Report:
                 if request.real or not _values_decide(e) or not _real_data(model, request):
                     raise
                 op = failed_op(e)
-                why = f"{op.name} on data-free tensors" if op is not None else first_line(e)
+                why = f"{op.name} on data-free tensors" if op is not None else (f"at {user_line(e)}" if user_line(e) else first_line(e))
                 try:
                     with _callers_rng_kept(True):
                         report = _run(model, replace(request, real=True))
