@@ -199,6 +199,17 @@ def test_a_patch_grid_vision_tower_with_its_own_input() -> None:
     assert 2 * report.total().macs == counter.get_total_flops()
 
 
+def test_a_model_whose_main_input_is_a_list_is_refused_naming_it() -> None:
+    from fxcost.errors import InputSpecError
+    from fxcost.loading.zoo_inputs import transformers_input
+
+    class TwoFirst(torch.nn.Module):  # OneFormer's main_input_name is ["pixel_values", "task_inputs"]
+        main_input_name = ["pixel_values", "task_inputs"]
+
+    with pytest.raises(InputSpecError, match=r"takes \['pixel_values', 'task_inputs'\] first"):
+        transformers_input(TwoFirst())
+
+
 # --- timm: and tv: specs ------------------------------------------------------------------------------
 
 def _zoo(spec: str, shape: tuple[int, ...]) -> None:

@@ -153,7 +153,7 @@ def transformers_input(model: nn.Module) -> tuple[str, str]:
     if grid is not None:
         return grid
     decoder = f",decoder_input_ids=1x{_tokens(config)}:int64" if getattr(config, "is_encoder_decoder", False) else ""
-    make = _MAIN_INPUTS.get(main)
+    make = _MAIN_INPUTS.get(main) if isinstance(main, str) else None  # OneFormer names a list of two
     found = make(model, config) if make is not None else None
     if found is None:
         raise InputSpecError(f"{type(model).__name__} takes {main!r} first, an input fxcost does not make for it",
