@@ -685,7 +685,7 @@ def test_every_transformers_model_type_analyzed_is_exact() -> None:
     pytest.importorskip("transformers")
     wrong, refused = _transformers_sweep()
     assert wrong == []
-    assert len(refused) <= 267  # transformers 5.24: 345 of 612 analyzed
+    assert len(refused) <= 210  # transformers 5.24: 401 of 612 analyzed (V-JEPA 2 takes over 300 s)
 
 
 def test_the_torchvision_backward_ops_by_hand() -> None:
