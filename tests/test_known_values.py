@@ -209,3 +209,28 @@ def test_a_grid_given_with_its_values_sizes_the_work() -> None:
     report = fxcost.analyze(model, example_inputs=(torch.empty(28, D, device="meta"), grid))
     assert report.total().macs == 7 * D * D
     assert 2 * report.total().macs == flop_counter_flops(model, torch.randn(28, D), grid)
+
+
+def test_a_tensor_above_the_limit_or_from_a_random_op_has_no_known_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    # docs/tracing.md: no value is kept for a tensor of more than KnownValues.LIMIT elements, nor
+    # for a random op's output
+    from fxcost.pytorch.known import KnownValues
+
+    model = PaddedTokens()
+    assert fxcost.analyze(model, example_inputs=(_ids(2, 8),)).total().macs == 2 * (2 * 8 * D * D)
+    monkeypatch.setattr(KnownValues, "LIMIT", 2 * 8 - 1)  # the ids have 16 elements
+    with pytest.raises(fxcost.FxcostError, match=r"if \(ids == 0\)\.any\(\)"):
+        fxcost.analyze(model, example_inputs=(_ids(2, 8),))
+    monkeypatch.undo()
+
+    class Dice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(D, D)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            x = self.fc(torch.zeros(ids.shape[0], D, device=ids.device))
+            return self.fc(x) if torch.randint(0, 2, (1,), device=ids.device).item() else x
+
+    with pytest.raises(fxcost.FxcostError, match=r"torch\.randint"):
+        fxcost.analyze(Dice(), example_inputs=(_ids(2, 8),))
