@@ -257,6 +257,12 @@ def user_line(error: BaseException, stack_trace: str | None = None) -> str:
     if not frames:
         for e in reversed(list(_chain(error))):
             frames += traceback.extract_tb(e.__traceback__)
+    return last_user_line(frames)
+
+
+def last_user_line(frames: Sequence[traceback.FrameSummary]) -> str:
+    """The last of ``frames`` in the user's own code, as ``file:line, in function: code``; ""
+    when none is."""
     mine = [f for f in frames if _is_user(f.filename)]
     if not mine:
         return ""

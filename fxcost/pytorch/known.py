@@ -200,13 +200,9 @@ class KnownValues(DispatchMode):
 
 def _callers_line() -> str:
     """The line of the model's code running now (``file:line, in function: code``), "" if none."""
-    from fxcost.pytorch.diagnosis import _is_user, _shown
+    from fxcost.pytorch.diagnosis import last_user_line
 
-    mine = [f for f in traceback.extract_stack() if _is_user(f.filename)]
-    if not mine:
-        return ""
-    f = mine[-1]
-    return f"{_shown(f.filename)}:{f.lineno}, in {f.name}: {(f.line or '').strip()}"
+    return last_user_line(traceback.extract_stack())
 
 
 def given_values(originals: Any, prepared: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
