@@ -50,6 +50,7 @@ from fxcost.pytorch.diagnosis import (
     needs_fake,
     raised_in,
     user_line,
+    values_read,
 )
 from fxcost.pytorch.eager import ModuleCall, ModuleStack, run_eager
 from fxcost.pytorch.inputs import (
@@ -358,27 +359,6 @@ def _values_decide(e: FxcostError) -> bool:
     if isinstance(e, (InputSpecError, UnsupportedOpError)):
         return False
     return classify(e) in (Cause.DATA_DEPENDENT, Cause.NEEDS_VALUES) or _in_packing(e)
-
-
-def _known_values_help(e: BaseException) -> bool:
-    """The forward read a value (``.item()``, ``if tensor:``) or ran an op whose output shape is
-    one (``nonzero``, ``x[mask]``): known values may answer it. An op with no fake kernel (no
-    value would help) or any other failure is not run again."""
-    from torch._subclasses.fake_tensor import DynamicOutputShapeException
-
-    chain: list[BaseException] = []
-    seen = e.__cause__
-    while seen is not None and len(chain) < 20:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    op = failed_op(e)
-    return classify(e) is Cause.DATA_DEPENDENT or any(isinstance(c, DynamicOutputShapeException) for c in chain) \
-        or (op is not None and op.name in _VALUE_SHAPED_OPS)
-
-
-#: ops whose output shape is a value (a plain meta tensor's raise NotImplementedError)
-_VALUE_SHAPED_OPS = frozenset({"aten::nonzero", "aten::masked_select", "aten::_unique2", "aten::unique_dim",
-                               "aten::unique_consecutive", "aten::repeat_interleave", "aten::index"})
 
 
 def _in_packing(e: BaseException) -> bool:
@@ -799,7 +779,7 @@ def _fake_attempt(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, Any],
         run.mode = Mode.FAKE
         return run
     except ShapeError as e:  # a TraceError sends the analysis to the next tracer, as it did
-        if not _known_values_help(e):
+        if not values_read(e):
             raise
     # again, outside the handler: a failure of this run is its own, not chained to the first one's
     mode, a, kw = _faked(job.shadow, job.args, job.kwargs, device)

@@ -180,6 +180,17 @@ def is_data_dependent(error: BaseException) -> bool:
     return classify(error) is Cause.DATA_DEPENDENT
 
 
+def values_read(error: BaseException) -> bool:
+    """The forward read a value (``.item()``, ``if tensor:``) or ran an op whose output shape is
+    one (``nonzero``, ``x[mask]``): values fxcost knows may answer it (:mod:`fxcost.pytorch.known`).
+    An op with no fake kernel, which no value helps, is not one."""
+    from torch._subclasses.fake_tensor import DynamicOutputShapeException
+
+    op = failed_op(error)
+    return classify(error) is Cause.DATA_DEPENDENT or (op is not None and op.name in _VALUE_SHAPED | {"aten::index"}) \
+        or any(isinstance(e, DynamicOutputShapeException) for e in _chain(error))
+
+
 def needs_fake(error: ShapeError) -> bool:
     """A meta run failed for want of a device (a forward that makes CPU tensors of its own) or of
     a meta kernel: worth a retry on fake tensors, which have a device. A shape error or a value
