@@ -234,3 +234,27 @@ def test_a_tensor_above_the_limit_or_from_a_random_op_has_no_known_value(monkeyp
 
     with pytest.raises(fxcost.FxcostError, match=r"torch\.randint"):
         fxcost.analyze(Dice(), example_inputs=(_ids(2, 8),))
+
+
+def test_a_lookup_of_known_ids_past_the_table_fails_as_a_real_one_does() -> None:
+    """A fake embedding looks up any id; a real one fails on an id that is not a row (a default
+    config whose image token id is past its text vocabulary: Florence-2's 51,289 of 50,265 rows).
+    Where the ids are known, the data-free run fails at the same line a real run fails at."""
+
+    class Shifted(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(10, D)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            if (ids == 0).any():  # a read: the run follows the known ids from here
+                ids = ids + 10  # zeros + 10: the 11th row of a 10-row table
+            return self.emb(ids)
+
+    model = Shifted()
+    with pytest.raises(IndexError, match="index out of range"):
+        model(torch.zeros(2, 8, dtype=torch.long))
+    with pytest.raises(fxcost.FxcostError, match=r"id 10 of a 10-row embedding[\s\S]*return self\.emb\(ids\)"):
+        fxcost.analyze(model, example_inputs=(_ids(2, 8),))
+    ids = torch.full((2, 8), 9)  # the last row, and no padding: no read, nothing known, counted
+    assert fxcost.analyze(model, example_inputs=(ids,)).total().macs == 0

@@ -199,6 +199,62 @@ def test_a_patch_grid_vision_tower_with_its_own_input() -> None:
     assert 2 * report.total().macs == counter.get_total_flops()
 
 
+def test_a_vision_language_model_gets_as_many_image_tokens_as_its_image_makes() -> None:
+    """A whole VLM (LLaVA's kind) checks that its text holds one image token per image feature:
+    the input fxcost makes has as many as the model's own get_image_features makes of one image
+    (a 32 x 32 image of 8-pixel patches: (32 / 8)^2 = 16, CLIP's class token dropped), and the
+    count is exact against FlopCounterMode over a real forward on the same ids."""
+    tf = pytest.importorskip("transformers")
+    from fxcost.loading.specs import make_inputs
+    from fxcost.loading.zoo_inputs import transformers_input
+
+    vision = tf.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                 image_size=32, patch_size=8)
+    text = tf.LlamaConfig(hidden_size=48, intermediate_size=96, num_hidden_layers=1, num_attention_heads=2,
+                          num_key_value_heads=2, vocab_size=200)
+    config = tf.LlavaConfig(vision_config=vision, text_config=text, image_token_index=150)
+    with torch.device("meta"):
+        weightless = tf.LlavaModel(config).eval()
+    made, _ = transformers_input(weightless)
+    assert made == f"1x{(32 // 8) ** 2}:int64=150,pixel_values=1x3x32x32"
+    ((args, kwargs),) = make_inputs([made])
+    report = fxcost.analyze(weightless, example_inputs=args, example_kwargs=kwargs)
+    torch.manual_seed(0)
+    model = tf.LlavaModel(config).eval()
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), torch.backends.mkldnn.flags(enabled=False), \
+            FlopCounterMode(display=False) as counter:
+        model(args[0], pixel_values=torch.randn(1, 3, 32, 32))
+    assert not report.unsupported
+    assert report.total().params == sum(p.numel() for p in model.parameters())
+    assert 2 * report.total().macs == counter.get_total_flops()
+
+
+def test_a_vision_language_config_whose_towers_disagree_is_refused_saying_so() -> None:
+    """Qwen2-VL's default config merges image features 3,584 wide into a text model 8,192 wide: no
+    forward with an image runs (transformers' own check fails). A tiny one, 48 against 64: fxcost
+    says so instead of making inputs, and a real forward on the inputs it would make fails."""
+    tf = pytest.importorskip("transformers")
+    if not hasattr(tf, "Qwen2VLModel"):
+        pytest.skip("this transformers has no Qwen2-VL")
+    from fxcost.errors import InputSpecError
+    from fxcost.loading.zoo_inputs import transformers_input
+
+    config = tf.Qwen2VLConfig(
+        text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=2, vocab_size=200, rope_scaling={"type": "mrope", "mrope_section": [4, 6, 6]}),
+        vision_config=dict(depth=1, embed_dim=32, hidden_size=48, num_heads=2, patch_size=4, temporal_patch_size=2,
+                           spatial_merge_size=2), image_token_id=150)
+    with torch.device("meta"):
+        weightless = tf.Qwen2VLModel(config).eval()
+    with pytest.raises(InputSpecError, match="image features are 48 wide and its text model's embeddings 64"):
+        transformers_input(weightless)
+    model = tf.Qwen2VLModel(config).eval()
+    tokens = (16 // 2) ** 2  # a 16 x 16 patch grid, merged 2 x 2
+    with pytest.raises(ValueError, match="Image features and image tokens do not match"):
+        model(torch.full((1, tokens), 150), pixel_values=torch.randn(256, 3 * 2 * 4 * 4),
+              image_grid_thw=torch.tensor([[1, 16, 16]]))
+
+
 def test_a_model_whose_main_input_is_a_list_is_refused_naming_it() -> None:
     from fxcost.errors import InputSpecError
     from fxcost.loading.zoo_inputs import transformers_input

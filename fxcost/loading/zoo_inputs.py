@@ -11,11 +11,14 @@ x 2 ``max_source_positions``), 128 frames of ``feature_size`` features, or 3,000
 ``num_mel_bins`` features for another speech encoder (channels first where its first layer is a
 convolution over them, as Whisper's), a video at its config's ``num_frames`` (``[1, frames,
 channels, h, w]``; 16 frames for ``pixel_values_videos`` where the config does not say), a time
-series of its ``context_length`` (``past_values``; ``num_input_channels`` channels). A model that takes
-images as Qwen2-VL does (flattened patches and their ``grid_thw``) gets a 16 x 16 patch grid with
-its grid's values, and a whole model as many image tokens as the merged grid has (:func:`_patch_grid`).
-Another main input is refused, naming it. Another multimodal model whose main input is
-``input_ids`` gets text alone.
+series of its ``context_length`` (``past_values``; ``num_input_channels`` channels). A vision tower
+that takes images as Qwen2-VL does (flattened patches and their ``grid_thw``) gets a 16 x 16 patch
+grid with its grid's values (:func:`_patch_grid`). A whole vision-language model (its config names
+an image token) gets one image (a patch grid where it takes one) and as many image tokens as its own
+``get_image_features`` makes of it, run on fake tensors (:func:`_image_tokens`); one whose default
+config gives image features of another width than its text model's is refused, saying so. Another
+main input is refused, naming it. Another multimodal model whose main input is ``input_ids`` gets
+text alone.
 
 diffusers: the models of :data:`DIFFUSERS`, each at a size its pipelines use (a 64 x 64 latent for
 Stable Diffusion's UNet, 77 text tokens; Flux's 4,096 image and 512 text tokens; SD3's 333 text
@@ -119,9 +122,8 @@ def _takes(model: nn.Module) -> list[str]:
 def _patch_grid(model: nn.Module, config: Any) -> tuple[str, str] | None:
     """Qwen2-VL's way of taking images, which its kin share (GLM-4V, Qwen3-VL, ...): the patches
     of a 16 x 16 patch grid flattened, ``[256, channels x temporal_patch_size x patch_size^2]``,
-    with their grid ``(t, h, w) = (1, 16, 16)`` (``grid_thw``, values the forward reads); a whole
-    model gets as many image tokens as the merged grid has positions (``(16 / merge)^2``) and no
-    text. None for a model that takes images otherwise."""
+    with their grid ``(t, h, w) = (1, 16, 16)`` (``grid_thw``, values the forward reads), as
+    ``--input`` writes them. None for a model that takes images otherwise."""
     takes = _takes(model)
     grid = next((p for p in ("grid_thw", "image_grid_thw") if p in takes), None)
     vision = getattr(config, "vision_config", None) or config
@@ -130,18 +132,69 @@ def _patch_grid(model: nn.Module, config: Any) -> tuple[str, str] | None:
         return None
     channels = int(getattr(vision, "in_channels", None) or getattr(vision, "num_channels", None) or 3)
     temporal = int(getattr(vision, "temporal_patch_size", None) or 1)
-    merge = int(getattr(vision, "spatial_merge_size", None) or 1)
-    patches = f"{GRID * GRID}x{channels * temporal * patch * patch}"
-    thw = f"{grid}=1x3:int64=1;{GRID};{GRID}"
-    why = f"one image as a {GRID} x {GRID} grid of {patch}-pixel patches (its grid_thw given)"
-    if takes[0] in ("hidden_states", "pixel_values"):  # the vision tower alone
-        return f"{patches},{thw}", why
-    token = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
-    if takes[0] != "input_ids" or "pixel_values" not in takes or not isinstance(token, int):
+    return (f"{GRID * GRID}x{channels * temporal * patch * patch},{grid}=1x3:int64=1;{GRID};{GRID}",
+            f"one image as a {GRID} x {GRID} grid of {patch}-pixel patches (its grid_thw given)")
+
+
+def _image_features(model: nn.Module, image: str) -> tuple[int, int] | None:
+    """``(tokens, width)`` of the features the model's ``get_image_features`` makes of ``image``
+    (``--input`` keyword text), run on fake tensors that follow the given values (a patch grid's
+    ``grid_thw``): the image tokens its text must hold, and their width. None where it has no
+    ``get_image_features`` or that does not run so."""
+    import copy
+
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from fxcost.loading.specs import make_inputs
+    from fxcost.pytorch.known import Knowing, KnownValues
+
+    if not hasattr(model, "get_image_features"):
         return None
-    tokens = (GRID // merge) ** 2
+    # on a copy (on meta, no weights to copy): a first call installs transformers' hooks that
+    # capture hidden states, and the analysis must find the model as it was built
+    get: Any = copy.deepcopy(model).get_image_features
+    ((_, given),) = make_inputs([image], any_name=True)
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    fakes = {k: mode.from_tensor(t.to("meta")) for k, t in given.items()}
+    known = [(fakes[k], t) for k, t in given.items() if t.device.type != "meta"]
+    try:
+        with torch.no_grad(), Knowing(mode, KnownValues(known)):
+            made = get(**fakes)
+    except Exception:  # a recipe only: the forward then fails, and says why, as it would without one
+        return None
+    made = getattr(made, "pooler_output", made)
+    found = [made] if isinstance(made, torch.Tensor) else list(made) if isinstance(made, (list, tuple)) else []
+    widths = {int(t.shape[-1]) for t in found if isinstance(t, torch.Tensor) and t.dim() >= 2}
+    if len(widths) != 1 or len(found) != sum(isinstance(t, torch.Tensor) for t in found):
+        return None
+    return sum(t.numel() // t.shape[-1] for t in found), widths.pop()
+
+
+def _image_tokens(model: nn.Module, config: Any) -> tuple[str, str] | None:
+    """A whole vision-language model (its forward takes ``input_ids`` first and ``pixel_values``,
+    its config names an image token): one image (a patch grid where it takes one, else at its
+    vision config's size) and as many image tokens as ``get_image_features`` makes of it, and no
+    text. A default config whose image features are not as wide as its text model's embeddings
+    (Qwen2-VL's: 3,584 against 8,192) is refused: no forward of it runs. None for another model."""
+    takes = _takes(model)
+    token = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
+    if takes[:1] != ["input_ids"] or "pixel_values" not in takes or not isinstance(token, int):
+        return None
+    grid = _patch_grid(model, config)
+    image, why = grid if grid is not None else (_image(config), f"one {_what(config)} at its vision config's size")
+    features = _image_features(model, f"pixel_values={image}")
+    if features is None:
+        return None
+    tokens, width = features
+    text = getattr(config, "text_config", None) or config
+    hidden = getattr(text, "hidden_size", None)
+    if isinstance(hidden, int) and width != hidden:
+        raise InputSpecError(f"{type(model).__name__}'s config does not fit together: its image features are {width:,} "
+                             f"wide and its text model's embeddings {hidden:,}, so no forward with an image runs",
+                             hint="give a config whose vision tower and text model agree (--config, or hf:path/to/config.json)")
     kinds = "".join(f",{k}=1x{tokens}:int64=1" for k in ("mm_token_type_ids", "moe_mm_token_type_ids") if k in takes)
-    return (f"1x{tokens}:int64={token},pixel_values={patches},{thw}{kinds}",
+    return (f"1x{tokens}:int64={token},pixel_values={image}{kinds}",
             why + f" and its {tokens} image tokens (each of type 1, image, where it takes their types), no text")
 
 
@@ -149,17 +202,19 @@ def transformers_input(model: nn.Module) -> tuple[str, str]:
     """A transformers model's own input, as ``--input`` writes it, and where it comes from."""
     config: Any = getattr(model, "config", None)
     main = getattr(model, "main_input_name", "input_ids")
-    grid = _patch_grid(model, config)
-    if grid is not None:
+    vlm = _image_tokens(model, config)
+    grid = _patch_grid(model, config) if vlm is None and _takes(model)[:1] in (["hidden_states"], ["pixel_values"]) else None
+    if grid is not None:  # a vision tower alone
         return grid
-    decoder = f",decoder_input_ids=1x{_tokens(config)}:int64" if getattr(config, "is_encoder_decoder", False) else ""
+    decoding = _tokens(config) if getattr(config, "is_encoder_decoder", False) else 0
+    decoder = f",decoder_input_ids=1x{decoding}:int64" if decoding else ""
     make = _MAIN_INPUTS.get(main) if isinstance(main, str) else None  # OneFormer names a list of two
-    found = make(model, config) if make is not None else None
+    found = vlm or (make(model, config) if make is not None else None)
     if found is None:
         raise InputSpecError(f"{type(model).__name__} takes {main!r} first, an input fxcost does not make for it",
                              hint="give --input (and name=SHAPE for keyword tensors)")
     text, why = found
-    return text + decoder, why + (" and as many decoder ids" if decoder and main == "input_ids" else "")
+    return text + decoder, why + (f" and {decoding} decoder ids" if decoder and main == "input_ids" else "")
 
 
 def _text(model: nn.Module, config: Any) -> tuple[str, str]:

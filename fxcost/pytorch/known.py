@@ -128,6 +128,8 @@ class KnownValues(DispatchMode):
         name, random, written = _schema_facts(func)
         operands = tensors_in((args, kwargs))
         known = not random and name not in _UNDEFINED and all(self.value(t) is not None for t in operands)
+        if name == "aten::embedding":
+            self._in_range(args[0], args[1])
         try:
             out = run_tagged(func, args, kwargs)
         except (DataDependentOutputException, DynamicOutputShapeException):
@@ -149,6 +151,19 @@ class KnownValues(DispatchMode):
             self._forget_storage([a for i, a in enumerate(args) if i in written and isinstance(a, torch.Tensor)]
                                  + tensors_in(kwargs.get("out")))
         return out
+
+    def _in_range(self, weight: torch.Tensor, ids: torch.Tensor) -> None:
+        """A lookup of known ids fails as a real one does where an id is not a row of ``weight``
+        (an image token id past a default config's vocabulary): a fake tensor would look up any."""
+        from torch.utils._python_dispatch import _disable_current_modes
+
+        value = self.value(ids)
+        if value is None or not value.numel():
+            return
+        with _disable_current_modes():
+            low, high, rows = int(value.min()), int(value.max()), weight.shape[0]
+        if low < 0 or high >= rows:
+            raise IndexError(f"index out of range in self: id {high if high >= rows else low} of a {rows}-row embedding")
 
     def _follow(self, func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> None:
         """Each output of an op whose operands are all known gets its value (none above the limit)."""
