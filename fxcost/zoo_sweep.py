@@ -52,10 +52,11 @@ def _one(spec: str, pipe: Any, real: bool = False, check: bool = False) -> None:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
                 warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            model = made = None
             try:
                 model = _built(spec, meta=True)
                 row["input"] = default_input(spec, model)[0]
-                ((args, kwargs),) = make_inputs([row["input"]])
+                ((args, kwargs),) = made = make_inputs([row["input"]])
                 try:
                     report = analyze(model, example_inputs=args, example_kwargs=kwargs)
                 except FxcostError as e:
@@ -74,6 +75,8 @@ def _one(spec: str, pipe: Any, real: bool = False, check: bool = False) -> None:
                     row["check"] = _checked(report, model, args, kwargs, lambda: _built(spec, meta=False))
             except FxcostError as e:
                 row["status"], row["why"] = "refused", _where(e)
+                if check and model is not None and made is not None:
+                    row["check"] = _pytorch_on(model, *made[0], lambda: _built(spec, meta=False))
     except Exception as e:  # a bug: said in the table, the sweep goes on
         row["status"], row["why"] = "error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     row["seconds"] = round(time.perf_counter() - started, 2)
@@ -126,6 +129,38 @@ def _checked(report: Any, model: Any, args: Any, kwargs: Any, rebuild: Any = Non
     if 2 * total.macs != counted:
         found.append(f"2 x MACs {2 * total.macs:,} vs FlopCounterMode {counted:,}")
     return "; ".join(found) or "exact" + how
+
+
+def _pytorch_on(model: Any, args: Any, kwargs: Any, rebuild: Any) -> str:
+    """For a model fxcost refused: whether PyTorch itself runs its forward on the same inputs on
+    fake tensors (on meta, on the CPU, following the known input values), and, up to
+    :data:`REAL_CHECK_PARAMS`, with random weights on real ones. ``"PyTorch runs it on fake
+    tensors: ..."`` is a refusal of fxcost's own; ``"PyTorch fails too on fake tensors (...)"``
+    is not (the inputs made do not fit, the default config does not hold together, or the forward
+    reads values only a real run has), and says whether a real forward runs (``--real``)."""
+    model.requires_grad_(False)
+    failure: Exception | None = None
+    for device, known in ((None, False), ("meta", False), ("cpu", False), ("meta", True)):
+        try:
+            return f"PyTorch runs it on fake tensors: FlopCounterMode {_flop_count(model, args, kwargs, device, known):,}"
+        except Exception as e:
+            failure = e  # the last: the run that knows most (the known input values) got furthest
+    said = f"PyTorch fails too on fake tensors ({_failure(failure)})"
+    if sum(p.numel() for p in model.parameters()) > REAL_CHECK_PARAMS:
+        return said
+    try:
+        real = rebuild()
+        real.requires_grad_(False)
+        real_args, real_kwargs = _materialized((args, kwargs))
+        _flop_count(real, real_args, real_kwargs, None)
+    except Exception as e:
+        return said + f"; so does a real forward with random weights ({_failure(e)})"
+    return said + "; a real forward with random weights runs (--real)"
+
+
+def _failure(e: BaseException | None) -> str:
+    text = str(e).splitlines()[0] if e is not None and str(e) else ""
+    return f"{type(e).__name__}: {text[:200]}"
 
 
 def _beside_flop_counter() -> Any:

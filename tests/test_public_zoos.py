@@ -368,6 +368,12 @@ def test_the_zoo_sweep(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.M
     assert checked["model"] == "fasterrcnn_mobilenet_v3_large_320_fpn" and checked["status"] == "ok"
     assert checked["check"] == "exact" and checked["why"].startswith("--real: no tracer could analyze FasterRCNN")
     assert "remove_small_boxes" in checked["why"] and checked["input"] == "[3x320x320]"
+    # --check on a refused model: PyTorch's own forward on fake tensors fails there too (the box
+    # filtering reads values), and a real one with random weights runs: the refusal is not fxcost's
+    assert main(["zoo", "tv", "--filter", "fasterrcnn_mobilenet_v3_large_320_fpn", "--check", "-f", "json"]) == 0
+    (refused,) = json.loads(capsys.readouterr().out)["models"]
+    assert refused["status"] == "refused" and refused["check"].startswith("PyTorch fails too on fake tensors (")
+    assert refused["check"].endswith("; a real forward with random weights runs (--real)")
     # the same from Python
     (api,) = fxcost.zoo("tv", "resnet18", jobs=1, check=True)
     assert (api["model"], api["macs"], api["check"]) == ("resnet18", int(rows["resnet18"]["macs"]), "exact")
@@ -378,6 +384,19 @@ def test_the_zoo_sweep(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.M
     monkeypatch.setattr(zoo, "_one", lambda spec, pipe, real, check: time.sleep(30))
     rows_ = zoo.sweep(["tv:resnet18"], jobs=1, timeout=1, say=lambda _: None)
     assert rows_[0]["status"] == "timeout" and rows_[0]["why"] == "stopped after 1 s"
+
+
+def test_a_refused_models_check_says_whether_pytorch_runs_it_on_fake_tensors() -> None:
+    from fxcost.zoo_sweep import _pytorch_on
+
+    with torch.device("meta"):
+        runs = torch.nn.Linear(8, 4)
+    x = torch.empty(3, 8, device="meta")
+    assert _pytorch_on(runs, (x,), {}, None) == f"PyTorch runs it on fake tensors: FlopCounterMode {2 * 3 * 8 * 4:,}"
+    wrong = torch.empty(3, 5, device="meta")  # 5 features into an 8-feature layer: no run takes it
+    said = _pytorch_on(runs, (wrong,), {}, lambda: torch.nn.Linear(8, 4))
+    assert said.startswith("PyTorch fails too on fake tensors (RuntimeError: ")
+    assert "; so does a real forward with random weights (RuntimeError: " in said
 
 
 def zoo_resnet18() -> torch.nn.Module:

@@ -45,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check", action="store_true",
                    help="check each model against references that are not fxcost: its params against its own "
                         "parameters(), 2 x its MACs against PyTorch's FlopCounterMode over the same forward (a "
-                        "'check' column: exact, or what differs)")
+                        "'check' column: exact, or what differs); for a refused model, whether PyTorch's own forward "
+                        "runs on the same inputs on fake tensors ('PyTorch fails too ...': the refusal is not fxcost's)")
     g = p.add_argument_group("output")
     g.add_argument("--format", "-f", choices=("table", "markdown", "csv", "json"), default=None,
                    help="output format (default: from -o's extension, else table)")
@@ -79,6 +80,7 @@ def render(rows: list[dict[str, Any]], fmt: str, title: str) -> str:
     columns = COLUMNS[:-1] + (["check"] if "check" in keys else []) + COLUMNS[-1:]
     if "check" in keys:
         counts["exact"] = sum(str(r.get("check")).startswith("exact") for r in rows)
+        counts["refused where PyTorch fails too"] = sum(str(r.get("check")).startswith("PyTorch fails too") for r in rows)
     table = Table(f"{title}: {len(rows)} models  ·  " + ", ".join(f"{k} {v}" for k, v in counts.items() if v), columns,
                   lines, numeric={"params", "MACs", "FLOPs", "activations", "peak bytes", "time"})
     return to_markdown(table) if fmt == "markdown" else to_text(table, width=220)
