@@ -53,6 +53,28 @@ def test_a_triangular_solve_by_hand(unit: bool, left: bool) -> None:
     assert total.macs == macs and total.flops == 2 * macs + (0 if unit else divisions)
 
 
+def test_mse_loss_by_hand() -> None:
+    """DAC's forward computes its commitment loss (``aten::mse_loss``, FlopCounterMode prices it at
+    0): per element a subtraction and a square, and with a mean one accumulation more; its backward
+    a subtraction and two multiplies (2 (x - y) / n, times the incoming gradient)."""
+    x, y = torch.rand(2, 3, 5), torch.rand(2, 3, 5)
+    both = _Op(lambda x, y: (torch.nn.functional.mse_loss(x, y), torch.nn.functional.mse_loss(x, y, reduction="none")))
+    total = fxcost.analyze(both, example_inputs=(x, y)).total()
+    assert (total.macs, total.flops) == (0, 30 * 3 + 30 * 2)
+
+    class Fit(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(5, 5, bias=False)
+
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.mse_loss(self.fc(x), y)
+
+    train = fxcost.analyze(Fit(), example_inputs=(x, y), train=True).total()
+    # backward: mse_loss_backward 3 x 30, and the weight's gradient, 6 rows x 5 x 5 MACs
+    assert train.backward_flops == 3 * 30 + 2 * (6 * 5 * 5)
+
+
 def test_polar_and_is_all_true_by_hand() -> None:
     r, theta = torch.rand(5, 7), torch.rand(5, 7)
     total = fxcost.analyze(_Op(torch.polar), example_inputs=(r, theta)).total()

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from fxcost.errors import SpecError
+from fxcost.pytorch.known import built_on_meta
 
 PREFIX = "hf:"
 
@@ -53,7 +54,10 @@ def load_hf(spec: str, overrides: dict[str, Any] | None = None, *, meta: bool = 
         # seed 0 for reproducible random weights, without touching the caller's random state
         with torch.random.fork_rng(devices=[]), torch.device("meta" if meta else "cpu"):
             torch.manual_seed(0)
-            model = cls(config) if cls is not None else tf.AutoModel.from_config(config)
+            def build() -> nn.Module:
+                return cls(config) if cls is not None else tf.AutoModel.from_config(config)
+
+            model = built_on_meta(build) if meta else build()
     except Exception as e:
         raise SpecError(f"building {name}({_kv(overrides)}) from its config failed: {type(e).__name__}: {e}",
                         hint="check the --config values; --debug shows the traceback") from e

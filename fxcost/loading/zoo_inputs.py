@@ -27,6 +27,8 @@ tokens), from its default config.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from torch import nn
@@ -136,6 +138,21 @@ def _patch_grid(model: nn.Module, config: Any) -> tuple[str, str] | None:
             f"one image as a {GRID} x {GRID} grid of {patch}-pixel patches (its grid_thw given)")
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """A trial run's failures unlogged: the fake mode logs each kernel that fails on its shapes
+    (with its traceback, on stderr), and a trial that fails is an answer, not a fault."""
+    import logging
+
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _image_features(model: nn.Module, image: str) -> tuple[int, int] | None:
     """``(tokens, width)`` of the features the model's ``get_image_features`` makes of ``image``
     (``--input`` keyword text), run on fake tensors that follow the given values (a patch grid's
@@ -159,7 +176,7 @@ def _image_features(model: nn.Module, image: str) -> tuple[int, int] | None:
     fakes = {k: mode.from_tensor(t.to("meta")) for k, t in given.items()}
     known = [(fakes[k], t) for k, t in given.items() if t.device.type != "meta"]
     try:
-        with torch.no_grad(), Knowing(mode, KnownValues(known)):
+        with torch.no_grad(), _quiet(), Knowing(mode, KnownValues(known)):
             made = get(**fakes)
     except Exception:  # a recipe only: the forward then fails, and says why, as it would without one
         return None
@@ -229,8 +246,46 @@ def _pixels(model: nn.Module, config: Any) -> tuple[str, str]:
 
 
 def _audio(model: nn.Module, config: Any) -> tuple[str, str]:
+    """One second of 16 kHz audio, ``[1, samples]`` as wav2vec2 takes it, or with a channel axis
+    (``[1, channels, samples]``: ``audio_channels``, or one for a codec whose first layer is a
+    convolution over it: DAC, VibeVoice), or, for a model that takes a spectrogram as its
+    ``input_values`` (AST), ``max_length`` frames of ``num_mel_bins``: the first of these its
+    forward runs on fake tensors."""
     audio = getattr(config, "audio_channels", None)
-    return (f"1x{audio}x16000" if isinstance(audio, int) else "1x16000"), "one second of 16 kHz audio"
+    if isinstance(audio, int):
+        return f"1x{audio}x16000", "one second of 16 kHz audio"
+    mel, frames = getattr(config, "num_mel_bins", None), getattr(config, "max_length", None)
+    spectrogram = [f"1x{frames}x{mel}"] if isinstance(mel, int) and isinstance(frames, int) else []
+    found = _fitting(model, ["1x16000", "1x1x16000", *spectrogram])
+    if found == "1x1x16000":
+        return found, "one second of 16 kHz audio, one channel"
+    if found in spectrogram:
+        return found, f"a spectrogram of its max_length ({frames} frames) of {mel} mel bins"
+    return "1x16000", "one second of 16 kHz audio"
+
+
+def _fitting(model: nn.Module, shapes: list[str]) -> str:
+    """The first of ``shapes`` (``--input`` shapes of its first input) the model's forward runs
+    on, on fake tensors, on a copy of it; the first where none does (the analysis then says why)."""
+    import copy
+
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    try:
+        trial: Any = copy.deepcopy(model)
+    except Exception:  # a parameter subclass that cannot be copied: no trial
+        return shapes[0]
+    for shape in shapes:
+        mode = FakeTensorMode(allow_non_fake_inputs=True)
+        x = mode.from_tensor(torch.empty([int(n) for n in shape.split("x")], device="meta"))
+        try:
+            with torch.no_grad(), _quiet(), mode:
+                trial(x)
+        except Exception:  # a trial only: this shape does not fit, or the forward fails for another reason
+            continue
+        return shape
+    return shapes[0]
 
 
 #: log-mel frames of an encoder whose config does not bound them: 30 s at 10 ms a frame, Whisper's window

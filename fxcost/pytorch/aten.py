@@ -880,6 +880,23 @@ _reg.formula(
 )(_reduction)
 
 
+@_reg.formula("aten::mse_loss")
+def _mse_loss(x: Shape, target: Shape, reduction: int = 1, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """loss = mse_loss(input [*], target [*], reduction): each element's difference squared, 2 *
+    prod(*) FLOPs (a subtraction and a multiply), and with a mean or sum (reduction 1, 2) each
+    accumulated once more, 3 * prod(*), as ``mean`` counts its elements (the one division of a
+    mean is not counted, as there). Its MACs are 0: a square is not a multiply-accumulate."""
+    return A.pointwise(prod(x), 2 if reduction == 0 else 3)
+
+
+@_reg.formula("aten::mse_loss_backward")
+def _mse_loss_backward(grad: Shape, x: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """grad_input [*] = mse_loss_backward(grad, input [*], target [*], reduction): 2 (input -
+    target) grad (/ n for a mean, a scale computed once): a subtraction and two multiplies per
+    element, 3 * prod(*) FLOPs"""
+    return A.pointwise(prod(x), 3)
+
+
 @_reg.formula("aten::aminmax")
 def _aminmax(x: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
     """min, max = aminmax([*]); FLOPs = 2 * prod(*): each element compared with the running minimum

@@ -21,7 +21,7 @@ import contextlib
 import functools
 import traceback
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -296,11 +296,31 @@ def knowing(fake_mode: Any, known: Sequence[tuple[torch.Tensor, torch.Tensor]], 
     return Knowing(fake_mode, KnownValues([*pairs, *buffers]))
 
 
+#: the values of buffers a model built on meta by fxcost (``hf:``) made from literals, by name
+_BUILT: weakref.WeakKeyDictionary[torch.nn.Module, dict[str, torch.Tensor]] = weakref.WeakKeyDictionary()
+
+
+def built_on_meta(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """``build()`` (a constructor run under ``torch.device("meta")``), keeping the values of the
+    buffers it makes from literals (a codec's ``register_buffer("stride", torch.tensor(stride))``):
+    on meta they have none, and a forward that reads one (a padding computed from the stride)
+    reads the value a model with weights has. :func:`real_buffers` gives them."""
+    known = KnownValues()
+    with known, _Literals(known):  # a literal, and what the constructor computes from literals alone
+        model = build()
+    values = {name: v for name, b in model.named_buffers(remove_duplicate=False) if (v := known.value(b)) is not None
+              and b.device.type == "meta"}
+    if values:
+        _BUILT[model] = values
+    return model
+
+
 def real_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The buffers of the caller's model that have values (a model with weights: position ids,
-    a codec's stride), by name; none for a model built on meta."""
-    return {name: b for name, b in model.named_buffers(remove_duplicate=False)
-            if b.device.type != "meta" and not isinstance(b, torch._subclasses.FakeTensor)}
+    a codec's stride), by name; for a model built on meta, those it made from literals
+    (:func:`built_on_meta`)."""
+    return {**_BUILT.get(model, {}), **{name: b for name, b in model.named_buffers(remove_duplicate=False)
+                                         if b.device.type != "meta" and not isinstance(b, torch._subclasses.FakeTensor)}}
 
 
 def buffer_values(copy: torch.nn.Module, values: dict[str, torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
