@@ -167,7 +167,11 @@ def _beside_flop_counter() -> Any:
     """A dispatch mode for the ops FlopCounterMode prices at 0 whose arithmetic is plain, counted
     here by hand (MACs): a grouped matmul (mixture-of-experts layers) ``[M, K] x [G, K, N]`` is one
     ``K x N`` product per row, ``M * K * N``; a triangular solve ``A [*, n, n], B [*, n, k]`` is
-    substitution, ``n (n - 1) / 2`` multiply-adds per right-hand side. It also lets a data-free
+    substitution, ``n (n - 1) / 2`` multiply-adds per right-hand side; Euclidean ``cdist`` of ``[*B,
+    P, M]`` and ``[*B, R, M]`` where PyTorch takes its matmul path (``p = 2``, ``compute_mode`` 1, or
+    the default with more than 25 rows: ``_euclidean_dist`` in ATen's Distance.cpp) is one matmul of
+    ``[P, M + 2] x [M + 2, R]`` (the squared norms and ones appended), ``B * P * R * (M + 2)``
+    (Mimi's codebook lookup; ``torch.cdist`` dispatches ``_euclidean_dist`` itself there). It also lets a data-free
     ``_grouped_mm`` run in float32 (torch's meta kernel demands bfloat16, its CUDA kernel's rule,
     where the CPU kernel takes float32), through fxcost's recorder's ``run_tagged``."""
     import math
@@ -178,6 +182,7 @@ def _beside_flop_counter() -> Any:
     from fxcost.pytorch.recorder import run_tagged
 
     grouped, solve = torch.ops.aten._grouped_mm.default, torch.ops.aten.linalg_solve_triangular.default
+    cdist, euclidean = torch.ops.aten._cdist_forward.default, torch.ops.aten._euclidean_dist.default
 
     class Beside(TorchDispatchMode):
         macs = 0
@@ -195,6 +200,15 @@ def _beside_flop_counter() -> Any:
                 left = kwargs.get("left", args[3] if len(args) > 3 else True)
                 n, k = a.shape[-1], b.shape[-1] if left else b.shape[-2]
                 self.macs += math.prod(b.shape[:-2]) * k * n * (n - 1) // 2
+            elif func is cdist:
+                x1, x2, p, mode = args[0], args[1], args[2], args[3] if len(args) > 3 else None
+                rows, cols = x1.shape[-2], x2.shape[-2]
+                if p != 2 or not (mode == 1 or (mode in (None, 0) and (rows > 25 or cols > 25))):
+                    raise NotImplementedError(f"no hand count for cdist with p={p}, compute_mode={mode}")
+                self.macs += math.prod(x1.shape[:-2]) * rows * cols * (x1.shape[-1] + 2)
+            elif func is euclidean:  # what torch.cdist dispatches on that path
+                x1, x2 = args[0], args[1]
+                self.macs += math.prod(x1.shape[:-2]) * x1.shape[-2] * x2.shape[-2] * (x1.shape[-1] + 2)
             return run_tagged(func, args, kwargs)  # a data-free float32 _grouped_mm shaped as bfloat16
 
     return Beside()

@@ -277,6 +277,49 @@ def test_a_vision_language_config_whose_towers_disagree_is_refused_saying_so() -
               image_grid_thw=torch.tensor([[1, 16, 16]]))
 
 
+@pytest.mark.parametrize(("spec", "config"), [
+    # Encodec pads each convolution by sizes computed from buffers it makes of literals
+    # (``nn.Buffer(torch.tensor(stride))``): built on meta they keep their values
+    ("hf:EncodecModel", {"num_filters": 4, "hidden_size": 16, "codebook_size": 1024, "codebook_dim": 16,
+                         "num_lstm_layers": 1}),
+    # DAC's forward computes its commitment loss (mse_loss, priced by hand: test_mse_loss_by_hand)
+    ("hf:DacModel", {"encoder_hidden_size": 8, "downsampling_ratios": [2, 4], "decoder_hidden_size": 16,
+                     "n_codebooks": 2, "codebook_size": 16, "codebook_dim": 4, "hidden_size": 32,
+                     "upsampling_ratios": [4, 2], "hop_length": 8}),
+])
+def test_a_codec_takes_one_channel_of_audio_and_its_buffers_values(spec: str, config: dict[str, Any]) -> None:
+    """A codec's first layer is a convolution over one channel: the audio fxcost makes for it is
+    ``[1, 1, samples]`` (the first shape its forward runs on, on fake tensors), and the count,
+    data-free, is exact against FlopCounterMode over a real forward with random weights."""
+    pytest.importorskip("transformers")
+    from fxcost.loading.hf import load_hf
+    from fxcost.loading.zoo_inputs import transformers_input
+
+    weightless, _ = load_hf(spec, config)
+    assert transformers_input(weightless)[0] == "1x1x16000"
+    report = fxcost.analyze(weightless, input_size=(1, 1, 4000))
+    torch.manual_seed(0)
+    model, _ = load_hf(spec, config, meta=False)
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False), FlopCounterMode(display=False) as counter:
+        model(torch.rand(1, 1, 4000))
+    assert not report.unsupported
+    assert report.total().params == sum(p.numel() for p in model.parameters())
+    assert 2 * report.total().macs == counter.get_total_flops()
+
+
+def test_the_sweeps_hand_count_of_euclidean_distances() -> None:
+    """torch.cdist's matmul path (``_euclidean_dist``, which FlopCounterMode prices at 0; Mimi's
+    codebook lookup): ATen's Distance.cpp appends the squared norms and a column of ones, one
+    matmul of [P, M + 2] x [M + 2, R]."""
+    from fxcost.zoo_sweep import _beside_flop_counter
+
+    x, codes = torch.rand(1, 9, 8), torch.rand(1, 30, 8)  # 30 > 25 rows: the matmul path
+    with _beside_flop_counter() as beside:
+        torch.cdist(x, codes, p=2)
+    assert beside.macs == 9 * 30 * (8 + 2)
+    assert fxcost.analyze(_Op(lambda a, b: torch.cdist(a, b, p=2)), example_inputs=(x, codes)).total().macs == beside.macs
+
+
 def test_a_model_whose_main_input_is_a_list_is_refused_naming_it() -> None:
     from fxcost.errors import InputSpecError
     from fxcost.loading.zoo_inputs import transformers_input
