@@ -117,10 +117,13 @@ def _checked(report: Any, model: Any, args: Any, kwargs: Any, rebuild: Any = Non
     # FlopCounterMode's module tracker hooks the autograd graph of inputs that require grad, and
     # fails on a meta parameter handed to a submodule (timm's CaiT, PiT, SigLIP pooling): the
     # count needs no gradients
+    from fxcost.pytorch.tensors import quiet_fake_mode
+
     model.requires_grad_(False)
     own = sum(p.numel() for p in model.parameters())
     try:
-        counted, how = _counted(model, args, kwargs, rebuild)
+        with quiet_fake_mode():  # a reference that fails on fake tensors is said in the column, not logged
+            counted, how = _counted(model, args, kwargs, rebuild)
     except Exception as e:  # the reference could not run this forward: said, not counted as a difference
         return f"FlopCounterMode did not run: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     total, found = report.total(), []
@@ -138,11 +141,15 @@ def _pytorch_on(model: Any, args: Any, kwargs: Any, rebuild: Any) -> str:
     tensors: ..."`` is a refusal of fxcost's own; ``"PyTorch fails too on fake tensors (...)"``
     is not (the inputs made do not fit, the default config does not hold together, or the forward
     reads values only a real run has), and says whether a real forward runs (``--real``)."""
+    from fxcost.pytorch.tensors import quiet_fake_mode
+
     model.requires_grad_(False)
     failure: Exception | None = None
     for device, known in ((None, False), ("meta", False), ("cpu", False), ("meta", True)):
         try:
-            return f"PyTorch runs it on fake tensors: FlopCounterMode {_flop_count(model, args, kwargs, device, known):,}"
+            with quiet_fake_mode():  # each failure is said in the column, not logged
+                counted = _flop_count(model, args, kwargs, device, known)
+            return f"PyTorch runs it on fake tensors: FlopCounterMode {counted:,}"
         except Exception as e:
             failure = e  # the last: the run that knows most (the known input values) got furthest
     said = f"PyTorch fails too on fake tensors ({_failure(failure)})"

@@ -451,7 +451,7 @@ def test_the_zoo_sweep(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.M
     assert rows_[0]["status"] == "timeout" and rows_[0]["why"] == "stopped after 1 s"
 
 
-def test_a_refused_models_check_says_whether_pytorch_runs_it_on_fake_tensors() -> None:
+def test_a_refused_models_check_says_whether_pytorch_runs_it_on_fake_tensors(capfd: pytest.CaptureFixture[str]) -> None:
     from fxcost.zoo_sweep import _pytorch_on
 
     with torch.device("meta"):
@@ -462,6 +462,7 @@ def test_a_refused_models_check_says_whether_pytorch_runs_it_on_fake_tensors() -
     said = _pytorch_on(runs, (wrong,), {}, lambda: torch.nn.Linear(8, 4))
     assert said.startswith("PyTorch fails too on fake tensors (RuntimeError: ")
     assert "; so does a real forward with random weights (RuntimeError: " in said
+    assert "failed while attempting to run meta" not in capfd.readouterr().err  # the fake mode's log, quiet
 
 
 def zoo_resnet18() -> torch.nn.Module:

@@ -27,13 +27,12 @@ tokens), from its default config.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 from torch import nn
 
 from fxcost.errors import InputSpecError
+from fxcost.pytorch.tensors import quiet_fake_mode
 
 #: 128 tokens, unless the model's positions are fewer
 TOKENS = 128
@@ -138,21 +137,6 @@ def _patch_grid(model: nn.Module, config: Any) -> tuple[str, str] | None:
             f"one image as a {GRID} x {GRID} grid of {patch}-pixel patches (its grid_thw given)")
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """A trial run's failures unlogged: the fake mode logs each kernel that fails on its shapes
-    (with its traceback, on stderr), and a trial that fails is an answer, not a fault."""
-    import logging
-
-    logger = logging.getLogger("torch._subclasses.fake_tensor")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _image_features(model: nn.Module, image: str) -> tuple[int, int] | None:
     """``(tokens, width)`` of the features the model's ``get_image_features`` makes of ``image``
     (``--input`` keyword text), run on fake tensors that follow the given values (a patch grid's
@@ -176,7 +160,7 @@ def _image_features(model: nn.Module, image: str) -> tuple[int, int] | None:
     fakes = {k: mode.from_tensor(t.to("meta")) for k, t in given.items()}
     known = [(fakes[k], t) for k, t in given.items() if t.device.type != "meta"]
     try:
-        with torch.no_grad(), _quiet(), Knowing(mode, KnownValues(known)):
+        with torch.no_grad(), quiet_fake_mode(), Knowing(mode, KnownValues(known)):
             made = get(**fakes)
     except Exception:  # a recipe only: the forward then fails, and says why, as it would without one
         return None
@@ -280,7 +264,7 @@ def _fitting(model: nn.Module, shapes: list[str]) -> str:
         mode = FakeTensorMode(allow_non_fake_inputs=True)
         x = mode.from_tensor(torch.empty([int(n) for n in shape.split("x")], device="meta"))
         try:
-            with torch.no_grad(), _quiet(), mode:
+            with torch.no_grad(), quiet_fake_mode(), mode:
                 trial(x)
         except Exception:  # a trial only: this shape does not fit, or the forward fails for another reason
             continue

@@ -3,9 +3,10 @@ stand-ins (meta and fake) that the analysis runs on."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -184,3 +185,19 @@ def check_input_size(shape: tuple[int, ...], dtype: torch.dtype, what: str) -> N
             f"{MAX_INPUT_BYTES:.2e} bytes (1 PiB)",
             hint="check the dimensions (a cost at a smaller size scales: MACs grow with the batch)",
         )
+
+
+@contextlib.contextmanager
+def quiet_fake_mode() -> Iterator[None]:
+    """Failures of a trial run on fake tensors unlogged: the fake mode logs each kernel that fails
+    on its shapes (with its traceback, on the stderr torch's logging holds, which redirecting
+    sys.stderr does not reach), and a trial that fails is an answer, not a fault."""
+    import logging
+
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
