@@ -75,6 +75,26 @@ def test_mse_loss_by_hand() -> None:
     assert train.backward_flops == 3 * 30 + 2 * (6 * 5 * 5)
 
 
+def _binary_search_steps(n: int) -> int:
+    """The most comparisons PyTorch's lower-bound loop (``cus_lower_bound`` in Bucketization.cpp)
+    takes over n sorted values: the interval [start, end) halves, the upper half keeping the
+    larger share, until it is empty."""
+    steps, size = 0, n
+    while size > 0:
+        size, steps = size // 2, steps + 1  # the larger side of [start, mid) / [mid + 1, end)
+    return steps
+
+
+def test_bucketize_and_searchsorted_by_hand() -> None:
+    """SmolVLM's and Idefics 3's vision embeddings bucketize patch positions (FlopCounterMode has
+    no formula): one binary search of the boundaries per element."""
+    assert [_binary_search_steps(n) for n in (1, 7, 8, 31)] == [1, 3, 4, 5]
+    both = _Op(lambda x, b: (torch.bucketize(x, b), torch.searchsorted(b, x)))
+    for n in (7, 8, 31):
+        total = fxcost.analyze(both, example_inputs=(torch.rand(4, 5), torch.linspace(0, 1, n))).total()
+        assert (total.macs, total.flops) == (0, 2 * 20 * _binary_search_steps(n))
+
+
 def test_polar_and_is_all_true_by_hand() -> None:
     r, theta = torch.rand(5, 7), torch.rand(5, 7)
     total = fxcost.analyze(_Op(torch.polar), example_inputs=(r, theta)).total()

@@ -203,6 +203,9 @@ def transformers_input(model: nn.Module) -> tuple[str, str]:
     """A transformers model's own input, as ``--input`` writes it, and where it comes from."""
     config: Any = getattr(model, "config", None)
     main = getattr(model, "main_input_name", "input_ids")
+    first = _takes(model)[:1]
+    if isinstance(main, str) and first and first[0] != main and first[0] in _MAIN_INPUTS:
+        main = first[0]  # a tower that keeps its class's default main_input_name: its forward's first input
     vlm = _image_tokens(model, config)
     grid = _patch_grid(model, config) if vlm is None and _takes(model)[:1] in (["hidden_states"], ["pixel_values"]) else None
     if grid is not None:  # a vision tower alone

@@ -958,6 +958,23 @@ def _topk(x: Shape, k: int, *_: Any, out: Any = None, **__: Any) -> Cost:
     return A.topk(prod(x), k)
 
 
+@_reg.formula("aten::bucketize")
+def _bucketize(x: Shape, boundaries: Any, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """[*] = bucketize(input [*] (or a scalar), boundaries [n]): a binary search of the n sorted
+    boundaries for each element, ceil(log2(n + 1)) comparisons (the most a search takes), so
+    FLOPs = prod(*) * ceil(log2(n + 1)); comparisons count as in ``sort``"""
+    n = int(boundaries[-1]) if isinstance(boundaries, tuple) and boundaries else 0
+    return Cost(0, _numel(_first_shape(out)) * n.bit_length())
+
+
+@_reg.formula("aten::searchsorted")
+def _searchsorted(sorted_sequence: Shape, values: Any, *_: Any, out: Any = None, **__: Any) -> Cost:
+    """[*, m] = searchsorted(sorted_sequence [*, n] (or [n]), values [*, m] (or a scalar)): a
+    binary search of a row of n for each value, FLOPs = prod(out) * ceil(log2(n + 1)), as
+    ``bucketize``"""
+    return Cost(0, _numel(_first_shape(out)) * int(sorted_sequence[-1]).bit_length())
+
+
 @_reg.formula("aten::kthvalue", "aten::median", "aten::nanmedian")
 def _select(x: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
     """kthvalue([*], k, dim), median([*], dim?): a selection pass, FLOPs = prod(*), one
