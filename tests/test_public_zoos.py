@@ -95,6 +95,23 @@ def test_bucketize_and_searchsorted_by_hand() -> None:
         assert (total.macs, total.flops) == (0, 2 * 20 * _binary_search_steps(n))
 
 
+@pytest.mark.parametrize(("shape", "n"), [((1, 128), 4), ((1, 128), 40), ((3, 7), 2)])
+def test_isin_as_pytorchs_own_decomposition(shape: tuple[int, ...], n: int) -> None:
+    """Grounding DINO checks its ids against special tokens with ``isin`` (FlopCounterMode has no
+    formula): priced as PyTorch's decomposition of it computes it, op by op. A small test set is
+    compared with every element, 2 x prod x n (128 ids x 4 tokens: 1,024); a large one is sorted
+    and searched."""
+    from torch._decomp.decompositions import isin_default, isin_sorting
+
+    elements, test = torch.randint(0, 50, shape), torch.randint(0, 50, (n,))
+    small = n < 10 * elements.numel() ** 0.145
+    decomposed = fxcost.analyze(_Op(isin_default if small else isin_sorting), example_inputs=(elements, test)).total()
+    total = fxcost.analyze(_Op(torch.isin), example_inputs=(elements, test)).total()
+    assert (total.macs, total.flops) == (0, decomposed.flops)
+    if small:
+        assert total.flops == 2 * elements.numel() * n
+
+
 def test_polar_and_is_all_true_by_hand() -> None:
     r, theta = torch.rand(5, 7), torch.rand(5, 7)
     total = fxcost.analyze(_Op(torch.polar), example_inputs=(r, theta)).total()

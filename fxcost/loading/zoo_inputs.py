@@ -155,6 +155,7 @@ def _image_features(model: nn.Module, image: str) -> tuple[int, int] | None:
     # on a copy (on meta, no weights to copy): a first call installs transformers' hooks that
     # capture hidden states, and the analysis must find the model as it was built
     get: Any = copy.deepcopy(model).get_image_features
+    image += _required_ids(get, getattr(model, "config", None), image)  # InstructBLIP's Q-Former takes its ids
     ((_, given),) = make_inputs([image], any_name=True)
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     fakes = {k: mode.from_tensor(t.to("meta")) for k, t in given.items()}
@@ -173,14 +174,15 @@ def _image_features(model: nn.Module, image: str) -> tuple[int, int] | None:
 
 
 def _image_tokens(model: nn.Module, config: Any) -> tuple[str, str] | None:
-    """A whole vision-language model (its forward takes ``input_ids`` first and ``pixel_values``,
-    its config names an image token): one image (a patch grid where it takes one, else at its
+    """A whole vision-language model (its forward takes ``input_ids`` and ``pixel_values``, one of
+    them first, and its config names an image token: LLaVA, BLIP-2): one image (a patch grid where it takes one, else at its
     vision config's size) and as many image tokens as ``get_image_features`` makes of it, and no
     text. A default config whose image features are not as wide as its text model's embeddings
     (Qwen2-VL's: 3,584 against 8,192) is refused: no forward of it runs. None for another model."""
     takes = _takes(model)
     token = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
-    if takes[:1] != ["input_ids"] or "pixel_values" not in takes or not isinstance(token, int):
+    if not {"input_ids", "pixel_values"} <= set(takes) or takes[0] not in ("input_ids", "pixel_values") \
+            or not isinstance(token, int):
         return None
     grid = _patch_grid(model, config)
     image, why = grid if grid is not None else (_image(config), f"one {_what(config)} at its vision config's size")
@@ -195,7 +197,8 @@ def _image_tokens(model: nn.Module, config: Any) -> tuple[str, str] | None:
                              f"wide and its text model's embeddings {hidden:,}, so no forward with an image runs",
                              hint="give a config whose vision tower and text model agree (--config, or hf:path/to/config.json)")
     kinds = "".join(f",{k}=1x{tokens}:int64=1" for k in ("mm_token_type_ids", "moe_mm_token_type_ids") if k in takes)
-    return (f"1x{tokens}:int64={token},pixel_values={image}{kinds}",
+    ids = f"1x{tokens}:int64={token}"
+    return (f"{ids},pixel_values={image}{kinds}" if takes[0] == "input_ids" else f"{image},input_ids={ids}{kinds}",
             why + f" and its {tokens} image tokens (each of type 1, image, where it takes their types), no text")
 
 
@@ -210,7 +213,7 @@ def transformers_input(model: nn.Module) -> tuple[str, str]:
     grid = _patch_grid(model, config) if vlm is None and _takes(model)[:1] in (["hidden_states"], ["pixel_values"]) else None
     if grid is not None:  # a vision tower alone
         return grid
-    decoding = _tokens(config) if getattr(config, "is_encoder_decoder", False) else 0
+    decoding = _tokens(config) if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in first + _takes(model) else 0
     decoder = f",decoder_input_ids=1x{decoding}:int64" if decoding else ""
     make = _MAIN_INPUTS.get(main) if isinstance(main, str) else None  # OneFormer names a list of two
     found = vlm or (make(model, config) if make is not None else None)
@@ -218,11 +221,36 @@ def transformers_input(model: nn.Module) -> tuple[str, str]:
         raise InputSpecError(f"{type(model).__name__} takes {main!r} first, an input fxcost does not make for it",
                              hint="give --input (and name=SHAPE for keyword tensors)")
     text, why = found
-    return text + decoder, why + (f" and {decoding} decoder ids" if decoder and main == "input_ids" else "")
+    ids = _required_ids(model, config, text)
+    return text + decoder + ids, why + (f" and {decoding} decoder ids" if decoder and main == "input_ids" else "") + (
+        f" and {_tokens(_text_config(config))} token ids as {', '.join(n.split('=')[0] for n in ids.split(',')[1:])}"
+        if ids else "")
+
+
+def _text_config(config: Any) -> Any:
+    return getattr(config, "text_config", None) or config
+
+
+def _required_ids(model: Any, config: Any, given: str) -> str:
+    """``,NAME=1xN:int64`` for each token-id input the model's forward (or a function: its
+    ``get_image_features``) requires (no default) that ``given`` (``--input`` text) does not hold:
+    Grounding DINO's ``input_ids`` beside the image, InstructBLIP's ``qformer_input_ids``; N as
+    :func:`_tokens` of its text config."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(model.forward if isinstance(model, nn.Module) else model).parameters.values())
+    except (TypeError, ValueError):
+        return ""
+    named = {part.split("=")[0] for part in given.split(",") if "=" in part}
+    first = 1 if isinstance(model, nn.Module) else 0  # a forward's first input is the main one, given
+    missing = [p.name for p in params[first:] if p.default is inspect.Parameter.empty and p.name.endswith("input_ids")
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in named]
+    return "".join(f",{name}=1x{_tokens(_text_config(config))}:int64" for name in missing)
 
 
 def _text(model: nn.Module, config: Any) -> tuple[str, str]:
-    n = _tokens(getattr(config, "text_config", None) or config)
+    n = _tokens(_text_config(config))
     if _dual_tower(model, config):  # CLIP's kind: a text tower and a vision tower, both run
         return f"1x{n}:int64,pixel_values={_image(config)}", f"{n} token ids and one {_what(config)} at its vision config's size"
     return f"1x{n}:int64", f"{n} token ids"

@@ -975,6 +975,29 @@ def _searchsorted(sorted_sequence: Shape, values: Any, *_: Any, out: Any = None,
     return Cost(0, _numel(_first_shape(out)) * int(sorted_sequence[-1]).bit_length())
 
 
+@_reg.formula("aten::isin")
+def _isin(elements: Any, test: Any, *_: Any, out: Any = None, assume_unique: bool = False, invert: bool = False,
+          **__: Any) -> Cost:
+    """[*] = isin(elements [*], test_elements [n]) (one may be a scalar), priced as PyTorch's own
+    decomposition of it (torch/_decomp/decompositions.py) computes it. A small test set (n < 10 *
+    prod(*)^0.145): each element compared with each, and those n results reduced, 2 * prod(*) * n
+    FLOPs. A larger one is sorted (see ``sort``) and each element binary-searched in it (see
+    ``bucketize``), then a bound check, a select and a comparison, 3 FLOPs an element; with
+    ``assume_unique`` both are sorted together and each compared with its neighbour. ``invert``
+    adds a negation an element."""
+    m = _numel(_first_shape(out))
+    n = prod(test) if isinstance(test, tuple) else 1
+    if not isinstance(elements, tuple) or not isinstance(test, tuple) or not test:  # a scalar: one eq an element
+        cost = A.pointwise(m)
+    elif n < 10.0 * pow(m, 0.145):
+        cost = A.pointwise(m * n) + A.reduction(m * n)
+    elif assume_unique:
+        cost = A.sort(m + n, m + n) + A.pointwise(m + n - 1)
+    else:
+        cost = A.sort(n, n) + Cost(0, m * n.bit_length()) + A.pointwise(m, 3)
+    return cost + (A.pointwise(m) if invert else Cost())
+
+
 @_reg.formula("aten::kthvalue", "aten::median", "aten::nanmedian")
 def _select(x: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
     """kthvalue([*], k, dim), median([*], dim?): a selection pass, FLOPs = prod(*), one
