@@ -286,6 +286,17 @@ def test_a_vision_language_model_gets_as_many_image_tokens_as_its_image_makes() 
     assert not report.unsupported
     assert report.total().params == sum(p.numel() for p in model.parameters())
     assert 2 * report.total().macs == counter.get_total_flops()
+    # LLaVA's default config puts its image token at 32,000 in a 32,000-token vocabulary: the
+    # embedding lookup of a real forward fails, and so does the data-free run, at that line
+    past = tf.LlavaConfig(vision_config=vision, text_config=text, image_token_index=200)
+    with pytest.raises(IndexError, match="index out of range"):
+        tf.LlavaModel(past).eval()(torch.full((1, 16), 200), pixel_values=torch.randn(1, 3, 32, 32))
+    with torch.device("meta"):
+        weightless = tf.LlavaModel(past).eval()
+    made, _ = transformers_input(weightless)
+    ((args, kwargs),) = make_inputs([made])
+    with pytest.raises(fxcost.FxcostError, match=r"id 200 of a 200-row embedding[\s\S]*get_input_embeddings\(\)\(input_ids\)"):
+        fxcost.analyze(weightless, example_inputs=args, example_kwargs=kwargs)
 
 
 def test_a_vision_language_config_whose_towers_disagree_is_refused_saying_so() -> None:

@@ -173,6 +173,32 @@ def _image_features(model: nn.Module, image: str) -> tuple[int, int] | None:
     return sum(t.numel() // t.shape[-1] for t in found), widths.pop()
 
 
+def _sized_image(model: nn.Module, config: Any) -> tuple[str, str]:
+    """One image at its vision config's size, with its ``image_sizes`` (``[[h, w]]``) where
+    ``get_image_features`` requires them (Mistral 3's patch merger reads them); cut into the tiles
+    LLaVA-NeXt's grid of resolutions makes of it (the model's own ``image_size_to_num_patches``:
+    ``[1, tiles, channels, h, w]``) where its module has that."""
+    import inspect
+    import sys
+
+    image = _image(config)
+    why = f"one {_what(config)} at its vision config's size"
+    try:
+        takes = inspect.signature(getattr(model, "get_image_features")).parameters  # noqa: B009  # typed as Any
+    except (AttributeError, TypeError, ValueError):
+        return image, why
+    sizes = takes.get("image_sizes")
+    if sizes is None or sizes.default is not inspect.Parameter.empty or image.count("x") != 3:
+        return image, why
+    _, channels, h, w = image.split("x")
+    tiles = getattr(sys.modules.get(type(model).__module__), "image_size_to_num_patches", None)
+    pinpoints, side = getattr(config, "image_grid_pinpoints", None), getattr(_vision(config), "image_size", None)
+    if callable(tiles) and pinpoints and isinstance(side, int):
+        n = tiles(image_size=(int(h), int(w)), grid_pinpoints=pinpoints, patch_size=side)
+        image, why = f"1x{n}x{channels}x{h}x{w}", why + f" as its {n} tiles (its grid of resolutions)"
+    return f"{image},image_sizes=1x2:int64={h};{w}", why + " and its image_sizes"
+
+
 def _image_tokens(model: nn.Module, config: Any) -> tuple[str, str] | None:
     """A whole vision-language model (its forward takes ``input_ids`` and ``pixel_values``, one of
     them first, and its config names an image token: LLaVA, BLIP-2): one image (a patch grid where it takes one, else at its
@@ -185,7 +211,7 @@ def _image_tokens(model: nn.Module, config: Any) -> tuple[str, str] | None:
             or not isinstance(token, int):
         return None
     grid = _patch_grid(model, config)
-    image, why = grid if grid is not None else (_image(config), f"one {_what(config)} at its vision config's size")
+    image, why = grid if grid is not None else _sized_image(model, config)
     features = _image_features(model, f"pixel_values={image}")
     if features is None:
         return None
