@@ -216,3 +216,35 @@ def test_a_float16_input_on_a_float32_model_says_what_to_do() -> None:
     with pytest.raises(fxcost.ShapeError) as e:
         fxcost.analyze(_small(), example_inputs=(torch.empty(2, 3, 8, 8, dtype=torch.float16),))
     assert "the inputs are float16 and the weights float32: --dtype float16" in str(e.value)
+
+
+def test_transformers_own_output_capturing_hooks_run() -> None:
+    """transformers gathers the hidden states a model returns with forward hooks it installs itself
+    (PP-OCR's backbones index them): part of the forward, not the user's instrumentation, so they
+    run; a hook of the user's beside them is still set aside."""
+    output_capturing = pytest.importorskip("transformers.utils.output_capturing")
+    from fxcost.pytorch.working_copy import hooks_of, users_hooks
+
+    class Gathers(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.ModuleList(nn.Linear(8, 8) for _ in range(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            collected: dict[str, list[torch.Tensor]] = {"hidden_states": []}
+            token = output_capturing._active_collector.set(collected)
+            try:
+                for block in self.blocks:
+                    x = block(x)
+            finally:
+                output_capturing._active_collector.reset(token)
+            return collected["hidden_states"][2]  # the input and each block's output: the second block's
+
+    model = Gathers()
+    for block in model.blocks:
+        output_capturing.install_output_capuring_hook(block, "hidden_states", 0)
+    model.blocks[0].register_forward_hook(lambda m, i, out: None)  # the user's
+    assert len(hooks_of(model)) == 4 and [h.path for h in users_hooks(model)] == ["blocks.0"]
+    report = fxcost.analyze(model, input_size=(2, 8))
+    assert report.total().macs == 3 * 2 * 8 * 8  # all three blocks run; the output is the second's
+    assert report.outputs[0].shape == (2, 8)

@@ -136,14 +136,21 @@ _FLAGS = {"_forward_pre_hooks": ("_forward_pre_hooks_with_kwargs",),
 _TORCH = str(Path(torch.__file__).resolve().parent) + os.sep
 
 
+#: hooks a library's forward computes its output with, not instrumentation: transformers gathers
+#: the hidden states a model returns (``outputs.hidden_states``, which a backbone then indexes)
+#: with forward hooks it installs itself
+_FORWARDS_OWN = (os.path.join("transformers", "utils", "output_capturing.py"),)
+
+
 def users_hooks(model: nn.Module) -> list[Hook]:
     """The model's hooks whose code is not torch's own (a function or callable object defined in
-    the user's code or another package)."""
+    the user's code or another package), those a library's forward needs aside (:data:`_FORWARDS_OWN`)."""
     found = []
     for h in hooks_of(model):
         hook = getattr(model.get_submodule(h.path), "_forward_pre_hooks" if "pre" in h.kind else "_forward_hooks")[h.key]
         code = _code_of(hook)
-        if code is None or not str(Path(code.co_filename).resolve()).startswith(_TORCH):
+        where = str(Path(code.co_filename).resolve()) if code is not None else ""
+        if not where.startswith(_TORCH) and not where.endswith(_FORWARDS_OWN):
             found.append(h)
     return found
 
