@@ -137,32 +137,35 @@ def _checked(report: Any, model: Any, args: Any, kwargs: Any, rebuild: Any = Non
 def _pytorch_on(model: Any, args: Any, kwargs: Any, rebuild: Any) -> str:
     """For a model fxcost refused: whether PyTorch itself runs its forward on the same inputs on
     fake tensors (on meta, on the CPU, following the known input values), and, up to
-    :data:`REAL_CHECK_PARAMS`, with random weights on real ones. ``"PyTorch runs it on fake
-    tensors: ..."`` is a refusal of fxcost's own; ``"PyTorch fails too on fake tensors (...)"``
-    is not (the inputs made do not fit, the default config does not hold together, or the forward
-    reads values only a real run has), and says whether a real forward runs (``--real``)."""
+    :data:`REAL_CHECK_PARAMS`, with random weights on real ones. ``"PyTorch fails too on fake
+    tensors (...)"`` is not a refusal of fxcost's own (the inputs made do not fit, the default
+    config does not hold together, or the forward reads values only a real run has), and says
+    whether a real forward runs (``--real``). ``"PyTorch runs it on fake tensors ..."`` says too
+    whether a real forward fails (a fake embedding looks up any id; a real one fails on an id
+    past its rows, as fxcost's run on the known ids does), or runs: a refusal of fxcost's own."""
     from fxcost.pytorch.tensors import quiet_fake_mode
 
     model.requires_grad_(False)
     failure: Exception | None = None
+    fake = None
     for device, known in ((None, False), ("meta", False), ("cpu", False), ("meta", True)):
         try:
             with quiet_fake_mode():  # each failure is said in the column, not logged
-                counted = _flop_count(model, args, kwargs, device, known)
-            return f"PyTorch runs it on fake tensors: FlopCounterMode {counted:,}"
+                fake = f"PyTorch runs it on fake tensors (FlopCounterMode {_flop_count(model, args, kwargs, device, known):,})"
+            break
         except Exception as e:
             failure = e  # the last: the run that knows most (the known input values) got furthest
-    said = f"PyTorch fails too on fake tensors ({_failure(failure)})"
+    said = fake or f"PyTorch fails too on fake tensors ({_failure(failure)})"
     if sum(p.numel() for p in model.parameters()) > REAL_CHECK_PARAMS:
-        return said
+        return said + ("; too large to run for real here" if fake else "")
     try:
         real = rebuild()
         real.requires_grad_(False)
         real_args, real_kwargs = _materialized((args, kwargs))
         _flop_count(real, real_args, real_kwargs, None)
     except Exception as e:
-        return said + f"; so does a real forward with random weights ({_failure(e)})"
-    return said + "; a real forward with random weights runs (--real)"
+        return said + f"; {'so does' if fake is None else 'but'} a real forward with random weights {'' if fake is None else 'fails '}({_failure(e)})"
+    return said + "; a real forward with random weights runs" + (" (--real)" if fake is None else ": a refusal of fxcost's own")
 
 
 def _failure(e: BaseException | None) -> str:

@@ -505,7 +505,15 @@ def test_a_refused_models_check_says_whether_pytorch_runs_it_on_fake_tensors(cap
     with torch.device("meta"):
         runs = torch.nn.Linear(8, 4)
     x = torch.empty(3, 8, device="meta")
-    assert _pytorch_on(runs, (x,), {}, None) == f"PyTorch runs it on fake tensors: FlopCounterMode {2 * 3 * 8 * 4:,}"
+    assert _pytorch_on(runs, (x,), {}, lambda: torch.nn.Linear(8, 4)) == \
+        f"PyTorch runs it on fake tensors (FlopCounterMode {2 * 3 * 8 * 4:,}); a real forward with random weights " \
+        "runs: a refusal of fxcost's own"
+    ids = torch.full((2, 3), 10)  # given ids past a 10-row table: a fake lookup takes any id, a real one fails
+    with torch.device("meta"):
+        table = torch.nn.Embedding(10, 4)
+    said = _pytorch_on(table, (ids,), {}, lambda: torch.nn.Embedding(10, 4))
+    assert said.startswith("PyTorch runs it on fake tensors (FlopCounterMode 0); but a real forward with random "
+                           "weights fails (IndexError: index out of range in self")
     wrong = torch.empty(3, 5, device="meta")  # 5 features into an 8-feature layer: no run takes it
     said = _pytorch_on(runs, (wrong,), {}, lambda: torch.nn.Linear(8, 4))
     assert said.startswith("PyTorch fails too on fake tensors (RuntimeError: ")
