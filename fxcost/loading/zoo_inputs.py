@@ -279,6 +279,12 @@ def _text(model: nn.Module, config: Any) -> tuple[str, str]:
     n = _tokens(_text_config(config))
     if _dual_tower(model, config):  # CLIP's kind: a text tower and a vision tower, both run
         return f"1x{n}:int64,pixel_values={_image(config)}", f"{n} token ids and one {_what(config)} at its vision config's size"
+    codebooks = getattr(config, "num_codebooks", None)
+    if isinstance(codebooks, int) and codebooks > 1:  # an audio decoder: one row of ids, or one per codebook (MusicGen)
+        import torch
+
+        if _fitting(model, [f"1x{n}", f"{codebooks}x{n}"], torch.int64) != f"1x{n}":
+            return f"{codebooks}x{n}:int64", f"{n} token ids for each of its {codebooks} codebooks"
     return f"1x{n}:int64", f"{n} token ids"
 
 
@@ -305,9 +311,10 @@ def _audio(model: nn.Module, config: Any) -> tuple[str, str]:
     return "1x16000", "one second of 16 kHz audio"
 
 
-def _fitting(model: nn.Module, shapes: list[str]) -> str:
-    """The first of ``shapes`` (``--input`` shapes of its first input) the model's forward runs
-    on, on fake tensors, on a copy of it; the first where none does (the analysis then says why)."""
+def _fitting(model: nn.Module, shapes: list[str], dtype: Any = None) -> str:
+    """The first of ``shapes`` (``--input`` shapes of its first input, of ``dtype``: float32 unless
+    given) the model's forward runs on, on fake tensors, on a copy of it; the first where none does
+    (the analysis then says why)."""
     import copy
 
     import torch
@@ -319,7 +326,7 @@ def _fitting(model: nn.Module, shapes: list[str]) -> str:
         return shapes[0]
     for shape in shapes:
         mode = FakeTensorMode(allow_non_fake_inputs=True)
-        x = mode.from_tensor(torch.empty([int(n) for n in shape.split("x")], device="meta"))
+        x = mode.from_tensor(torch.empty([int(n) for n in shape.split("x")], dtype=dtype, device="meta"))
         try:
             with torch.no_grad(), quiet_fake_mode(), mode:
                 trial(x)
