@@ -872,10 +872,12 @@ def test_the_diffusers_models_are_exact_at_their_default_configs() -> None:
 
 #: transformers models FlopCounterMode cannot run data-free (fxcost analyzes them: the check has
 #: no reference): the wav2vec2 family's, DeformableDETR's and XLNet's forward on fake CPU tensors
-#: meets a meta tensor; MRA's, FlopCounterMode's module tracker fails on a meta parameter
-_NO_REFERENCE = {"Data2VecAudioModel", "DeformableDetrModel", "HubertModel", "MraModel", "SEWDModel", "SEWModel",
-                 "UniSpeechModel", "UniSpeechSatModel", "Wav2Vec2BertModel", "Wav2Vec2ConformerModel", "Wav2Vec2Model",
-                 "WavLMModel", "XLNetModel"}
+#: meets a meta tensor; MRA's, FlopCounterMode's module tracker fails on a meta parameter; Grounding
+#: DINO's reads values on meta, and its reference's forward with random weights then meets a meta
+#: tensor inside BERT's attention (where that tensor comes from is not found yet)
+_NO_REFERENCE = {"Data2VecAudioModel", "DeformableDetrModel", "GroundingDinoModel", "HubertModel", "MMGroundingDinoModel",
+                 "MraModel", "SEWDModel", "SEWModel", "UniSpeechModel", "UniSpeechSatModel", "Wav2Vec2BertModel",
+                 "Wav2Vec2ConformerModel", "Wav2Vec2Model", "WavLMModel", "XLNetModel"}
 
 
 def _transformers_sweep(pattern: str = "*") -> tuple[list[tuple[Any, ...]], list[str]]:
@@ -911,7 +913,7 @@ def test_every_transformers_model_type_analyzed_is_exact() -> None:
     pytest.importorskip("transformers")
     wrong, refused = _transformers_sweep()
     assert wrong == []
-    assert len(refused) <= 210  # transformers 5.24: 401 of 612 analyzed (V-JEPA 2 takes over 300 s)
+    assert len(refused) <= 170  # transformers 5.24: 441 of 612 analyzed (V-JEPA 2 takes over 300 s)
 
 
 def test_the_torchvision_backward_ops_by_hand() -> None:
