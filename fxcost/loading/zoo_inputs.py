@@ -27,6 +27,7 @@ tokens), from its default config.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from torch import nn
@@ -94,6 +95,26 @@ def _image(config: Any) -> str:
     channels = int(getattr(vision, "num_channels", None) or getattr(vision, "in_chans", None) or 3)
     frames = _frames(config)
     return f"1x{frames}x{channels}x{h}x{w}" if frames else f"1x{channels}x{h}x{w}"
+
+
+def _naflex(model: nn.Module, config: Any) -> str | None:
+    """SigLIP 2's way of taking images (its kin's too: LFM2-VL): the ``num_patches`` patches of its
+    vision config flattened, ``[1, patches, channels x patch_size^2]``, with their mask and their
+    grid (``spatial_shapes``, values the forward reads), as ``--input`` writes them after
+    ``pixel_values=``; None for a model that takes images otherwise."""
+    import inspect
+    import math
+
+    takes = set(_takes(model))
+    with contextlib.suppress(AttributeError, TypeError, ValueError):
+        takes |= set(inspect.signature(getattr(model, "get_image_features")).parameters)  # noqa: B009
+    vision = _vision(config)
+    patches, patch = getattr(vision, "num_patches", None), getattr(vision, "patch_size", None)
+    if not {"spatial_shapes", "pixel_attention_mask"} <= takes or not isinstance(patches, int) or not isinstance(patch, int):
+        return None
+    side, channels = math.isqrt(patches), int(getattr(vision, "num_channels", None) or 3)
+    return (f"1x{patches}x{channels * patch * patch},pixel_attention_mask=1x{patches}:int64=1,"
+            f"spatial_shapes=1x2:int64={side};{side}")
 
 
 def _dual_tower(model: nn.Module, config: Any) -> bool:
@@ -181,6 +202,9 @@ def _sized_image(model: nn.Module, config: Any) -> tuple[str, str]:
     import inspect
     import sys
 
+    naflex = _naflex(model, config)
+    if naflex is not None:
+        return naflex, "one image as its vision config's num_patches patches, with their mask and grid"
     image = _image(config)
     why = f"one {_what(config)} at its vision config's size"
     try:
@@ -278,6 +302,9 @@ def _required_ids(model: Any, config: Any, given: str) -> str:
 def _text(model: nn.Module, config: Any) -> tuple[str, str]:
     n = _tokens(_text_config(config))
     if _dual_tower(model, config):  # CLIP's kind: a text tower and a vision tower, both run
+        naflex = _naflex(model, config)
+        if naflex is not None:
+            return f"1x{n}:int64,pixel_values={naflex}", f"{n} token ids and one image as its vision config's patches"
         return f"1x{n}:int64,pixel_values={_image(config)}", f"{n} token ids and one {_what(config)} at its vision config's size"
     codebooks = getattr(config, "num_codebooks", None)
     if isinstance(codebooks, int) and codebooks > 1:  # an audio decoder: one row of ids, or one per codebook (MusicGen)
@@ -289,6 +316,9 @@ def _text(model: nn.Module, config: Any) -> tuple[str, str]:
 
 
 def _pixels(model: nn.Module, config: Any) -> tuple[str, str]:
+    naflex = _naflex(model, config)
+    if naflex is not None:
+        return naflex, "one image as its config's num_patches patches, with their mask and grid"
     return _image(config), f"one {_what(config)} at its config's size"
 
 
