@@ -132,6 +132,18 @@ def _dual_tower(model: nn.Module, config: Any) -> bool:
 GRID = 16
 
 
+def _required(model: nn.Module) -> set[str]:
+    """The inputs the model's forward requires: no default, not ``*args``/``**kwargs``."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    return {p.name for p in params if p.default is inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
 def _takes(model: nn.Module) -> list[str]:
     import inspect
 
@@ -395,7 +407,11 @@ def _series(model: nn.Module, config: Any) -> tuple[str, str] | None:
         return None
     channels = getattr(config, "num_input_channels", None)
     shape = f"1x{context}x{channels}" if isinstance(channels, int) else f"1x{context}"
-    return shape, f"a series of its context_length ({context} steps)"
+    required = _required(model)
+    # TimesFM requires which steps are padding (none) and the series' frequency class (0, high)
+    extra = "".join(part for name, part in (("past_values_padding", f",past_values_padding=1x{context}:int64"),
+                                            ("freq", ",freq=1x1:int64")) if name in required)
+    return shape + extra, f"a series of its context_length ({context} steps)" + (", no padding, frequency 0" if extra else "")
 
 
 def _videos(model: nn.Module, config: Any) -> tuple[str, str]:
