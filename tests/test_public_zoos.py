@@ -226,6 +226,40 @@ def test_transformers_models_that_read_their_token_ids_are_counted_data_free(con
     assert 2 * report.total().macs == counter.get_total_flops()
 
 
+def _exact_on_its_own_input(cls: Any, config: Any, made: str) -> Any:
+    """``cls(config)`` built on meta gets ``made`` as its own input from fxcost (transformers_input),
+    and fxcost's data-free count of it equals FlopCounterMode over a real forward of the same
+    architecture with random weights (seed 0; math attention, mkldnn off) on those inputs made
+    real (given values as given, integers made from a shape zeros as fxcost takes them, floats
+    random); params equal its own. The report."""
+    from torch.utils._pytree import tree_map
+
+    from fxcost.loading.specs import make_inputs
+    from fxcost.loading.zoo_inputs import transformers_input
+
+    with torch.device("meta"):
+        weightless = cls(config).eval()
+    assert transformers_input(weightless)[0] == made
+    ((args, kwargs),) = make_inputs([made])
+    report = fxcost.analyze(weightless, example_inputs=args, example_kwargs=kwargs)
+    torch.manual_seed(0)
+    model = cls(config).eval()
+
+    def real(t: Any) -> Any:
+        if not isinstance(t, torch.Tensor) or t.device.type != "meta":
+            return t
+        return torch.randn(t.shape, dtype=t.dtype) if t.dtype.is_floating_point else torch.zeros(t.shape, dtype=t.dtype)
+
+    real_args, real_kwargs = tree_map(real, (args, kwargs))
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), torch.backends.mkldnn.flags(enabled=False), \
+            FlopCounterMode(display=False) as counter:
+        model(*real_args, **real_kwargs)
+    assert not report.unsupported
+    assert report.total().params == sum(p.numel() for p in model.parameters())
+    assert 2 * report.total().macs == counter.get_total_flops()
+    return report
+
+
 def test_a_patch_grid_vision_tower_with_its_own_input() -> None:
     """Qwen2.5-VL's vision tower takes flattened patches and their grid (values it reads to place
     windows and rotary positions): the input fxcost makes for it gives the grid's values, and the
@@ -235,27 +269,10 @@ def test_a_patch_grid_vision_tower_with_its_own_input() -> None:
         pytest.skip("this transformers has no Qwen2.5-VL")
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
 
-    from fxcost.loading.specs import make_inputs
-    from fxcost.loading.zoo_inputs import transformers_input
-
     config = tf.Qwen2_5_VLVisionConfig(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=48,
                                        fullatt_block_indexes=[1], window_size=56)
-    with torch.device("meta"):
-        weightless = Qwen2_5_VisionTransformerPretrainedModel(config).eval()
-    text, _ = transformers_input(weightless)
-    assert text == "256x1176,grid_thw=1x3:int64=1;16;16"
-    ((args, kwargs),) = make_inputs([text])
-    report = fxcost.analyze(weightless, example_inputs=args, example_kwargs=kwargs)
+    report = _exact_on_its_own_input(Qwen2_5_VisionTransformerPretrainedModel, config, "256x1176,grid_thw=1x3:int64=1;16;16")
     assert any(n.startswith("the path depends on values computed from the inputs alone") for n in report.trace.notes)
-    torch.manual_seed(0)
-    model = Qwen2_5_VisionTransformerPretrainedModel(config).eval()
-    patches = torch.randn(256, 1176)
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), torch.backends.mkldnn.flags(enabled=False), \
-            FlopCounterMode(display=False) as counter:
-        model(patches, grid_thw=kwargs["grid_thw"])
-    assert not report.unsupported
-    assert report.total().params == sum(p.numel() for p in model.parameters())
-    assert 2 * report.total().macs == counter.get_total_flops()
 
 
 def test_a_naflex_vision_tower_with_its_patches_mask_and_grid() -> None:
@@ -266,25 +283,10 @@ def test_a_naflex_vision_tower_with_its_patches_mask_and_grid() -> None:
     tf = pytest.importorskip("transformers")
     if not hasattr(tf, "Siglip2VisionConfig"):
         pytest.skip("this transformers has no SigLIP 2")
-    from fxcost.loading.specs import make_inputs
-    from fxcost.loading.zoo_inputs import transformers_input
-
     config = tf.Siglip2VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                                     num_patches=16, patch_size=4)
-    with torch.device("meta"):
-        weightless = tf.Siglip2VisionModel(config).eval()
-    made, _ = transformers_input(weightless)
-    assert made == "1x16x48,pixel_attention_mask=1x16:int64=1,spatial_shapes=1x2:int64=4;4"
-    ((args, kwargs),) = make_inputs([made])
-    report = fxcost.analyze(weightless, example_inputs=args, example_kwargs=kwargs)
-    torch.manual_seed(0)
-    model = tf.Siglip2VisionModel(config).eval()
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), torch.backends.mkldnn.flags(enabled=False), \
-            FlopCounterMode(display=False) as counter:
-        model(torch.randn(1, 16, 48), **kwargs)
-    assert not report.unsupported
-    assert report.total().params == sum(p.numel() for p in model.parameters())
-    assert 2 * report.total().macs == counter.get_total_flops()
+    _exact_on_its_own_input(tf.Siglip2VisionModel, config,
+                            "1x16x48,pixel_attention_mask=1x16:int64=1,spatial_shapes=1x2:int64=4;4")
 
 
 def test_a_series_model_gets_the_padding_and_frequency_it_requires() -> None:
@@ -294,24 +296,9 @@ def test_a_series_model_gets_the_padding_and_frequency_it_requires() -> None:
     tf = pytest.importorskip("transformers")
     if not hasattr(tf, "TimesFmConfig"):
         pytest.skip("this transformers has no TimesFM")
-    from fxcost.loading.specs import make_inputs
-    from fxcost.loading.zoo_inputs import transformers_input
-
     config = tf.TimesFmConfig(patch_length=8, context_length=32, horizon_length=8, hidden_size=16, intermediate_size=32,
                               num_hidden_layers=1, num_attention_heads=2, head_dim=8)
-    with torch.device("meta"):
-        weightless = tf.TimesFmModel(config).eval()
-    made, _ = transformers_input(weightless)
-    assert made == "1x32,past_values_padding=1x32:int64,freq=1x1:int64"
-    ((args, kwargs),) = make_inputs([made])
-    report = fxcost.analyze(weightless, example_inputs=args, example_kwargs=kwargs)
-    torch.manual_seed(0)
-    model = tf.TimesFmModel(config).eval()
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        model(torch.randn(1, 32), past_values_padding=torch.zeros(1, 32, dtype=torch.long),
-              freq=torch.zeros(1, 1, dtype=torch.long))
-    assert report.total().params == sum(p.numel() for p in model.parameters())
-    assert 2 * report.total().macs == counter.get_total_flops()
+    _exact_on_its_own_input(tf.TimesFmModel, config, "1x32,past_values_padding=1x32:int64,freq=1x1:int64")
 
 
 def test_a_vision_language_model_gets_as_many_image_tokens_as_its_image_makes() -> None:
@@ -328,20 +315,7 @@ def test_a_vision_language_model_gets_as_many_image_tokens_as_its_image_makes() 
     text = tf.LlamaConfig(hidden_size=48, intermediate_size=96, num_hidden_layers=1, num_attention_heads=2,
                           num_key_value_heads=2, vocab_size=200)
     config = tf.LlavaConfig(vision_config=vision, text_config=text, image_token_index=150)
-    with torch.device("meta"):
-        weightless = tf.LlavaModel(config).eval()
-    made, _ = transformers_input(weightless)
-    assert made == f"1x{(32 // 8) ** 2}:int64=150,pixel_values=1x3x32x32"
-    ((args, kwargs),) = make_inputs([made])
-    report = fxcost.analyze(weightless, example_inputs=args, example_kwargs=kwargs)
-    torch.manual_seed(0)
-    model = tf.LlavaModel(config).eval()
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), torch.backends.mkldnn.flags(enabled=False), \
-            FlopCounterMode(display=False) as counter:
-        model(args[0], pixel_values=torch.randn(1, 3, 32, 32))
-    assert not report.unsupported
-    assert report.total().params == sum(p.numel() for p in model.parameters())
-    assert 2 * report.total().macs == counter.get_total_flops()
+    _exact_on_its_own_input(tf.LlavaModel, config, f"1x{(32 // 8) ** 2}:int64=150,pixel_values=1x3x32x32")
     # LLaVA's default config puts its image token at 32,000 in a 32,000-token vocabulary: the
     # embedding lookup of a real forward fails, and so does the data-free run, at that line
     past = tf.LlavaConfig(vision_config=vision, text_config=text, image_token_index=200)
@@ -418,22 +392,9 @@ def test_an_audio_decoder_takes_a_row_of_ids_per_codebook() -> None:
     tf = pytest.importorskip("transformers")
     if not hasattr(tf, "MusicgenDecoderConfig"):
         pytest.skip("this transformers has no MusicGen")
-    from fxcost.loading.specs import make_inputs
-    from fxcost.loading.zoo_inputs import transformers_input
-
     config = tf.MusicgenDecoderConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                       ffn_dim=32, num_codebooks=2, max_position_embeddings=32)
-    with torch.device("meta"):
-        weightless = tf.MusicgenModel(config).eval()
-    made, _ = transformers_input(weightless)
-    assert made == "2x32:int64"  # 2 codebooks, 32 positions
-    ((args, kwargs),) = make_inputs([made])
-    report = fxcost.analyze(weightless, example_inputs=args, example_kwargs=kwargs)
-    model = tf.MusicgenModel(config).eval()
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(2, 32, dtype=torch.long))
-    assert report.total().params == sum(p.numel() for p in model.parameters())
-    assert 2 * report.total().macs == counter.get_total_flops()
+    _exact_on_its_own_input(tf.MusicgenModel, config, "2x32:int64")  # 2 codebooks, 32 positions
 
 
 def test_the_sweeps_hand_count_of_euclidean_distances() -> None:
