@@ -143,29 +143,51 @@ def _pytorch_on(model: Any, args: Any, kwargs: Any, rebuild: Any) -> str:
     whether a real forward runs (``--real``). ``"PyTorch runs it on fake tensors ..."`` says too
     whether a real forward fails (a fake embedding looks up any id; a real one fails on an id
     past its rows, as fxcost's run on the known ids does), or runs: a refusal of fxcost's own."""
-    from fxcost.pytorch.tensors import quiet_fake_mode
-
     model.requires_grad_(False)
-    failure: Exception | None = None
-    fake = None
-    for device, known in ((None, False), ("meta", False), ("cpu", False), ("meta", True)):
-        try:
-            with quiet_fake_mode():  # each failure is said in the column, not logged
-                fake = f"PyTorch runs it on fake tensors (FlopCounterMode {_flop_count(model, args, kwargs, device, known):,})"
-            break
-        except Exception as e:
-            failure = e  # the last: the run that knows most (the known input values) got furthest
-    said = fake or f"PyTorch fails too on fake tensors ({_failure(failure)})"
+    try:  # the last stage knows most (the known input values): its failure is the one said
+        said, fake = f"PyTorch runs it on fake tensors (FlopCounterMode {_first_run(model, args, kwargs, _FAKE_STAGES):,})", True
+    except Exception as e:
+        said, fake = f"PyTorch fails too on fake tensors ({_failure(e)})", False
     if sum(p.numel() for p in model.parameters()) > REAL_CHECK_PARAMS:
         return said + ("; too large to run for real here" if fake else "")
     try:
-        real = rebuild()
-        real.requires_grad_(False)
-        real_args, real_kwargs = _materialized((args, kwargs))
-        _flop_count(real, real_args, real_kwargs, None)
+        _real_run(rebuild, args, kwargs)
     except Exception as e:
-        return said + f"; {'so does' if fake is None else 'but'} a real forward with random weights {'' if fake is None else 'fails '}({_failure(e)})"
-    return said + "; a real forward with random weights runs" + (" (--real)" if fake is None else ": a refusal of fxcost's own")
+        return said + (f"; but a real forward with random weights fails ({_failure(e)})" if fake
+                       else f"; so does a real forward with random weights ({_failure(e)})")
+    return said + ("; a real forward with random weights runs: a refusal of fxcost's own" if fake
+                   else "; a real forward with random weights runs (--real)")
+
+
+#: the ways a model on meta runs data-free, tried in turn: on its meta tensors as they are, on
+#: fake tensors on meta, on fake CPU tensors (a forward that makes CPU tensors of its own)
+_DATA_FREE = ((None, False), ("meta", False), ("cpu", False))
+#: and last, on fake tensors following fxcost's known input values (:mod:`fxcost.pytorch.known`)
+_FAKE_STAGES = (*_DATA_FREE, ("meta", True))
+
+
+def _first_run(model: Any, args: Any, kwargs: Any, stages: Any) -> int:
+    """:func:`_flop_count` of the first of ``stages`` (``(device, known)``) that runs; the last
+    one's failure where none does."""
+    from fxcost.pytorch.tensors import quiet_fake_mode
+
+    failure: Exception = RuntimeError("no stage to run")
+    for device, known in stages:
+        try:
+            with quiet_fake_mode():  # a stage that fails is an answer, not logged
+                return _flop_count(model, args, kwargs, device, known)
+        except Exception as e:
+            failure = e
+    raise failure
+
+
+def _real_run(rebuild: Any, args: Any, kwargs: Any) -> int:
+    """:func:`_flop_count` of the model ``rebuild`` makes with random weights, on the inputs made
+    real (:func:`_materialized`)."""
+    real = rebuild()
+    real.requires_grad_(False)
+    real_args, real_kwargs = _materialized((args, kwargs))
+    return _flop_count(real, real_args, real_kwargs, None)
 
 
 def _failure(e: BaseException | None) -> str:
@@ -246,19 +268,13 @@ def _counted(model: Any, args: Any, kwargs: Any, rebuild: Any = None) -> tuple[i
     if not on_meta:  # a model with weights runs on random CPU inputs of the same shapes
         real_args, real_kwargs = _materialized((args, kwargs))
         return _flop_count(model, real_args, real_kwargs, None), ""
-    for device in (None, "meta"):
-        with contextlib.suppress(Exception):
-            return _flop_count(model, args, kwargs, device), ""
     try:
-        return _flop_count(model, args, kwargs, "cpu"), ""
+        return _first_run(model, args, kwargs, _DATA_FREE), ""
     except Exception:
         if rebuild is None:
             raise
     if sum(p.numel() for p in model.parameters()) <= REAL_CHECK_PARAMS:
-        real = rebuild()
-        real.requires_grad_(False)
-        real_args, real_kwargs = _materialized((args, kwargs))
-        return _flop_count(real, real_args, real_kwargs, None), ""
+        return _real_run(rebuild, args, kwargs), ""
     return _flop_count(model, args, kwargs, "meta", known=True), " on known values"
 
 

@@ -27,7 +27,6 @@ tokens), from its default config.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from torch import nn
@@ -102,12 +101,9 @@ def _naflex(model: nn.Module, config: Any) -> str | None:
     vision config flattened, ``[1, patches, channels x patch_size^2]``, with their mask and their
     grid (``spatial_shapes``, values the forward reads), as ``--input`` writes them after
     ``pixel_values=``; None for a model that takes images otherwise."""
-    import inspect
     import math
 
-    takes = set(_takes(model))
-    with contextlib.suppress(AttributeError, TypeError, ValueError):
-        takes |= set(inspect.signature(getattr(model, "get_image_features")).parameters)  # noqa: B009
+    takes = set(_takes(model)) | set(_params(getattr(model, "get_image_features", None)))
     vision = _vision(config)
     patches, patch = getattr(vision, "num_patches", None), getattr(vision, "patch_size", None)
     if not {"spatial_shapes", "pixel_attention_mask"} <= takes or not isinstance(patches, int) or not isinstance(patch, int):
@@ -119,38 +115,34 @@ def _naflex(model: nn.Module, config: Any) -> str | None:
 
 def _dual_tower(model: nn.Module, config: Any) -> bool:
     """A model with a text and a vision tower whose forward takes both (CLIP, SigLIP, BLIP, OWL-ViT)."""
-    import inspect
-
-    try:
-        takes = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
-    return "pixel_values" in takes and getattr(config, "vision_config", None) is not None
+    return "pixel_values" in _takes(model) and getattr(config, "vision_config", None) is not None
 
 
 #: the patch grid of the image :func:`_patch_grid` makes, in patches a side
 GRID = 16
 
 
-def _required(model: nn.Module) -> set[str]:
-    """The inputs the model's forward requires: no default, not ``*args``/``**kwargs``."""
+def _params(fn: Any) -> dict[str, Any]:
+    """``fn``'s parameters (``inspect.Parameter`` by name, in order); none where it has no
+    signature to read (or is not there: a model without ``get_image_features``)."""
     import inspect
 
     try:
-        params = inspect.signature(model.forward).parameters.values()
+        return dict(inspect.signature(fn).parameters)
     except (TypeError, ValueError):
-        return set()
-    return {p.name for p in params if p.default is inspect.Parameter.empty
-            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        return {}
 
 
 def _takes(model: nn.Module) -> list[str]:
-    import inspect
+    """The names of the inputs the model's forward takes, in order."""
+    return list(_params(model.forward))
 
-    try:
-        return list(inspect.signature(model.forward).parameters)
-    except (TypeError, ValueError):
-        return []
+
+def _required(fn: Any) -> list[str]:
+    """The inputs ``fn`` (a model's forward, its ``get_image_features``) requires, in order: no
+    default, not ``*args``/``**kwargs``."""
+    return [name for name, p in _params(fn).items()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def _patch_grid(model: nn.Module, config: Any) -> tuple[str, str] | None:
@@ -211,7 +203,6 @@ def _sized_image(model: nn.Module, config: Any) -> tuple[str, str]:
     ``get_image_features`` requires them (Mistral 3's patch merger reads them); cut into the tiles
     LLaVA-NeXt's grid of resolutions makes of it (the model's own ``image_size_to_num_patches``:
     ``[1, tiles, channels, h, w]``) where its module has that."""
-    import inspect
     import sys
 
     naflex = _naflex(model, config)
@@ -219,12 +210,7 @@ def _sized_image(model: nn.Module, config: Any) -> tuple[str, str]:
         return naflex, "one image as its vision config's num_patches patches, with their mask and grid"
     image = _image(config)
     why = f"one {_what(config)} at its vision config's size"
-    try:
-        takes = inspect.signature(getattr(model, "get_image_features")).parameters  # noqa: B009  # typed as Any
-    except (AttributeError, TypeError, ValueError):
-        return image, why
-    sizes = takes.get("image_sizes")
-    if sizes is None or sizes.default is not inspect.Parameter.empty or image.count("x") != 3:
+    if "image_sizes" not in _required(getattr(model, "get_image_features", None)) or image.count("x") != 3:
         return image, why
     _, channels, h, w = image.split("x")
     tiles = getattr(sys.modules.get(type(model).__module__), "image_size_to_num_patches", None)
@@ -268,14 +254,15 @@ def transformers_input(model: nn.Module) -> tuple[str, str]:
     """A transformers model's own input, as ``--input`` writes it, and where it comes from."""
     config: Any = getattr(model, "config", None)
     main = getattr(model, "main_input_name", "input_ids")
-    first = _takes(model)[:1]
+    takes = _takes(model)
+    first = takes[:1]
     if isinstance(main, str) and first and first[0] != main and first[0] in _MAIN_INPUTS:
         main = first[0]  # a tower that keeps its class's default main_input_name: its forward's first input
     vlm = _image_tokens(model, config)
-    grid = _patch_grid(model, config) if vlm is None and _takes(model)[:1] in (["hidden_states"], ["pixel_values"]) else None
+    grid = _patch_grid(model, config) if vlm is None and first in (["hidden_states"], ["pixel_values"]) else None
     if grid is not None:  # a vision tower alone
         return grid
-    decoding = _tokens(config) if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in first + _takes(model) else 0
+    decoding = _tokens(config) if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in takes else 0
     decoder = f",decoder_input_ids=1x{decoding}:int64" if decoding else ""
     make = _MAIN_INPUTS.get(main) if isinstance(main, str) else None  # OneFormer names a list of two
     found = vlm or (make(model, config) if make is not None else None)
@@ -298,16 +285,10 @@ def _required_ids(model: Any, config: Any, given: str) -> str:
     ``get_image_features``) requires (no default) that ``given`` (``--input`` text) does not hold:
     Grounding DINO's ``input_ids`` beside the image, InstructBLIP's ``qformer_input_ids``; N as
     :func:`_tokens` of its text config."""
-    import inspect
-
-    try:
-        params = list(inspect.signature(model.forward if isinstance(model, nn.Module) else model).parameters.values())
-    except (TypeError, ValueError):
-        return ""
+    required = _required(model.forward) if isinstance(model, nn.Module) else _required(model)
     named = {part.split("=")[0] for part in given.split(",") if "=" in part}
     first = 1 if isinstance(model, nn.Module) else 0  # a forward's first input is the main one, given
-    missing = [p.name for p in params[first:] if p.default is inspect.Parameter.empty and p.name.endswith("input_ids")
-               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in named]
+    missing = [name for name in required[first:] if name.endswith("input_ids") and name not in named]
     return "".join(f",{name}=1x{_tokens(_text_config(config))}:int64" for name in missing)
 
 
@@ -407,7 +388,7 @@ def _series(model: nn.Module, config: Any) -> tuple[str, str] | None:
         return None
     channels = getattr(config, "num_input_channels", None)
     shape = f"1x{context}x{channels}" if isinstance(channels, int) else f"1x{context}"
-    required = _required(model)
+    required = _required(model.forward)
     # TimesFM requires which steps are padding (none) and the series' frequency class (0, high)
     extra = "".join(part for name, part in (("past_values_padding", f",past_values_padding=1x{context}:int64"),
                                             ("freq", ",freq=1x1:int64")) if name in required)
