@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 import fxcost
+from tests.conftest import flop_counter_flops
 
 
 def _substitution_macs(n: int, k: int, batch: int) -> tuple[int, int]:
@@ -61,6 +62,7 @@ def test_mse_loss_by_hand() -> None:
     both = _Op(lambda x, y: (torch.nn.functional.mse_loss(x, y), torch.nn.functional.mse_loss(x, y, reduction="none")))
     total = fxcost.analyze(both, example_inputs=(x, y)).total()
     assert (total.macs, total.flops) == (0, 30 * 3 + 30 * 2)
+    assert flop_counter_flops(both, x, y) == 0  # docs/conventions.md: FlopCounterMode has no formula
 
     class Fit(torch.nn.Module):
         def __init__(self) -> None:
@@ -91,25 +93,30 @@ def test_bucketize_and_searchsorted_by_hand() -> None:
     assert [_binary_search_steps(n) for n in (1, 7, 8, 31)] == [1, 3, 4, 5]
     both = _Op(lambda x, b: (torch.bucketize(x, b), torch.searchsorted(b, x)))
     for n in (7, 8, 31):
-        total = fxcost.analyze(both, example_inputs=(torch.rand(4, 5), torch.linspace(0, 1, n))).total()
+        x, boundaries = torch.rand(4, 5), torch.linspace(0, 1, n)
+        total = fxcost.analyze(both, example_inputs=(x, boundaries)).total()
         assert (total.macs, total.flops) == (0, 2 * 20 * _binary_search_steps(n))
+        assert flop_counter_flops(both, x, boundaries) == 0  # docs/conventions.md: it has no formula
 
 
-@pytest.mark.parametrize(("shape", "n"), [((1, 128), 4), ((1, 128), 40), ((3, 7), 2)])
-def test_isin_as_pytorchs_own_decomposition(shape: tuple[int, ...], n: int) -> None:
+@pytest.mark.parametrize(("shape", "n", "by_hand"), [
+    ((1, 128), 4, 2 * 128 * 4),  # 4 < 10 x 128^0.145 = 20.2: each id compared with each, then reduced
+    # 40 > 20.2: the 40 sorted (40 x ceil(log2 40) = 240), each id searched in them (128 x
+    # ceil(log2 41) = 768), then a bound check, a select and a comparison an id (3 x 128)
+    ((1, 128), 40, 40 * 6 + 128 * 6 + 3 * 128),
+    ((3, 7), 2, 2 * 21 * 2),
+])
+def test_isin_as_pytorchs_own_decomposition(shape: tuple[int, ...], n: int, by_hand: int) -> None:
     """Grounding DINO checks its ids against special tokens with ``isin`` (FlopCounterMode has no
-    formula): priced as PyTorch's decomposition of it computes it, op by op. A small test set is
-    compared with every element, 2 x prod x n (128 ids x 4 tokens: 1,024); a large one is sorted
-    and searched."""
+    formula): priced as PyTorch's decomposition of it computes it, op by op, and by hand."""
     from torch._decomp.decompositions import isin_default, isin_sorting
 
     elements, test = torch.randint(0, 50, shape), torch.randint(0, 50, (n,))
     small = n < 10 * elements.numel() ** 0.145
     decomposed = fxcost.analyze(_Op(isin_default if small else isin_sorting), example_inputs=(elements, test)).total()
     total = fxcost.analyze(_Op(torch.isin), example_inputs=(elements, test)).total()
-    assert (total.macs, total.flops) == (0, decomposed.flops)
-    if small:
-        assert total.flops == 2 * elements.numel() * n
+    assert (total.macs, total.flops) == (0, decomposed.flops) == (0, by_hand)
+    assert flop_counter_flops(_Op(torch.isin), elements, test) == 0  # docs/conventions.md: it has no formula
 
 
 def test_polar_and_is_all_true_by_hand() -> None:

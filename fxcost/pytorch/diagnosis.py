@@ -77,6 +77,8 @@ _READS_VALUE = frozenset({"aten::_local_scalar_dense", "aten::equal"})
 _VALUE_SHAPED = frozenset({"aten::nonzero", "aten::nonzero_static", "aten::masked_select", "aten::unique_dim",
                            "aten::_unique", "aten::_unique2", "aten::unique_consecutive", "aten::repeat_interleave",
                            "aten::argwhere"})
+#: and ``x[mask]`` (``aten::index`` with a boolean mask): a known mask decides its shape
+_VALUE_SHAPED_OR_MASKED = _VALUE_SHAPED | {"aten::index"}
 #: what nn.Linear dispatches (mm on a 3-D input)
 _LINEAR = frozenset({"aten::mm", "aten::addmm"})
 _CONVS = frozenset({"aten::convolution", "aten::_convolution"})
@@ -187,7 +189,7 @@ def values_read(error: BaseException) -> bool:
     from torch._subclasses.fake_tensor import DynamicOutputShapeException
 
     op = failed_op(error)
-    return classify(error) is Cause.DATA_DEPENDENT or (op is not None and op.name in _VALUE_SHAPED | {"aten::index"}) \
+    return classify(error) is Cause.DATA_DEPENDENT or (op is not None and op.name in _VALUE_SHAPED_OR_MASKED) \
         or any(isinstance(e, DynamicOutputShapeException) for e in _chain(error))
 
 
