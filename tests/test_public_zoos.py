@@ -250,7 +250,7 @@ def _exact_on_its_own_input(cls: Any, config: Any, made: str) -> Any:
     ((args, kwargs),) = make_inputs([made])
     report = fxcost.analyze(weightless, example_inputs=args, example_kwargs=kwargs)
     torch.manual_seed(0)
-    model = cls(config).eval()
+    model = cls(config).eval().requires_grad_(False)  # FlopCounterMode's module tracker: parameters as inputs (a perceiver's latents)
 
     def real(t: Any) -> Any:
         if not isinstance(t, torch.Tensor) or t.device.type != "meta":
@@ -306,6 +306,79 @@ def test_a_series_model_gets_the_padding_and_frequency_it_requires() -> None:
     config = tf.TimesFmConfig(patch_length=8, context_length=32, horizon_length=8, hidden_size=16, intermediate_size=32,
                               num_hidden_layers=1, num_attention_heads=2, head_dim=8)
     _exact_on_its_own_input(tf.TimesFmModel, config, "1x32,past_values_padding=1x32:int64,freq=1x1:int64")
+
+
+def test_a_layout_model_that_requires_boxes_gets_one_per_token() -> None:
+    """Bros raises "You have to specify bbox" without boxes, although its forward gives them a
+    default: the input fxcost makes holds one float box per token (its forward runs on fake tensors
+    with them, and not without), exact against FlopCounterMode over a real forward on the same
+    inputs. LayoutLM, which runs without boxes, keeps its ids alone."""
+    tf = pytest.importorskip("transformers")
+    from fxcost.loading.zoo_inputs import transformers_input
+
+    config = tf.BrosConfig(vocab_size=99, hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=37, max_position_embeddings=64, dim_bbox_sinusoid_emb_2d=16,
+                           dim_bbox_sinusoid_emb_1d=2, dim_bbox_projection=32)
+    with pytest.raises(ValueError, match="specify bbox"):
+        tf.BrosModel(config).eval()(torch.zeros(1, 64, dtype=torch.int64))
+    _exact_on_its_own_input(tf.BrosModel, config, "1x64:int64,bbox=1x64x4")
+    with torch.device("meta"):
+        layoutlm = tf.LayoutLMModel(tf.LayoutLMConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1,
+                                                      num_attention_heads=2, intermediate_size=37,
+                                                      max_position_embeddings=64))
+    assert transformers_input(layoutlm)[0] == "1x64:int64"
+
+
+def test_an_image_list_model_gets_one_image_of_ones_and_its_tokens() -> None:
+    """Idefics 2 takes a list of images per sample (``[1, images, c, h, w]``) and reads their
+    pixels to drop padding images (all zero): fxcost makes one image of ones, and as many image
+    tokens as its perceiver makes of it (its resampler_n_latents: 4), exact against FlopCounterMode
+    over a real forward on the same values."""
+    tf = pytest.importorskip("transformers")
+    if not hasattr(tf, "Idefics2Config"):
+        pytest.skip("this transformers has no Idefics 2")
+    config = tf.Idefics2Config(
+        text_config={"model_type": "mistral", "vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 1,
+                     "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 37,
+                     "max_position_embeddings": 256},
+        vision_config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 37,
+                       "image_size": 32, "patch_size": 8},
+        perceiver_config={"hidden_size": 32, "resampler_n_latents": 4, "resampler_depth": 1, "resampler_n_heads": 2,
+                          "resampler_head_dim": 8, "num_key_value_heads": 1},
+        image_token_id=50)
+    _exact_on_its_own_input(tf.Idefics2Model, config, "1x4:int64=50,pixel_values=1x1x3x32x32=1")
+
+
+def test_a_speech_encoder_that_requires_its_feature_mask_gets_one_of_ones() -> None:
+    """Qwen3-ASR's encoder requires ``input_features_mask`` and takes its mel bins first: fxcost
+    makes 3,000 frames channels first, all valid. A real forward runs on them; the data-free run
+    stops where the encoder splits by the mask's lengths (``lengths.tolist()``), naming that line,
+    and ``--real`` counts it exactly."""
+    pytest.importorskip("transformers")
+    try:
+        from transformers.models.qwen3_asr import modeling_qwen3_asr as asr
+    except ImportError:
+        pytest.skip("this transformers has no Qwen3-ASR")
+    from fxcost.loading.specs import make_inputs
+    from fxcost.loading.zoo_inputs import transformers_input
+
+    config = asr.Qwen3ASREncoderConfig(d_model=32, encoder_attention_heads=2, encoder_ffn_dim=37, encoder_layers=1,
+                                       downsample_hidden_size=8, num_mel_bins=16, output_dim=24)
+    with torch.device("meta"):
+        weightless = asr.Qwen3ASREncoder(config).eval()
+    made = transformers_input(weightless)[0]
+    assert made == "1x16x3000,input_features_mask=1x3000:int64=1"
+    ((args, kwargs),) = make_inputs([made])
+    with pytest.raises(fxcost.FxcostError, match="tolist"):
+        fxcost.analyze(weightless, example_inputs=args, example_kwargs=kwargs)
+    torch.manual_seed(0)
+    model = asr.Qwen3ASREncoder(config).eval()
+    features = torch.randn(1, 16, 3000)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), torch.backends.mkldnn.flags(enabled=False), \
+            FlopCounterMode(display=False) as counter:
+        model(features, input_features_mask=kwargs["input_features_mask"])
+    report = fxcost.analyze(model, example_inputs=(features,), example_kwargs=kwargs, real=True)
+    assert 2 * report.total().macs == counter.get_total_flops()
 
 
 def test_a_vision_language_model_gets_as_many_image_tokens_as_its_image_makes() -> None:

@@ -162,33 +162,46 @@ def _patch_grid(model: nn.Module, config: Any) -> tuple[str, str] | None:
             f"one image as a {GRID} x {GRID} grid of {patch}-pixel patches (its grid_thw given)")
 
 
-def _image_features(model: nn.Module, image: str) -> tuple[int, int] | None:
-    """``(tokens, width)`` of the features the model's ``get_image_features`` makes of ``image``
-    (``--input`` keyword text), run on fake tensors that follow the given values (a patch grid's
-    ``grid_thw``): the image tokens its text must hold, and their width. None where it has no
-    ``get_image_features`` or that does not run so."""
-    import copy
-
+def _trial(fn: Any, text: str) -> tuple[bool | None, Any]:
+    """``(True, what fn returns)`` on the inputs of ``text`` (``--input`` text: positional shapes,
+    then ``name=SHAPE``), made fake tensors that follow their given values (a patch grid's
+    ``grid_thw``, a mask of ones); ``(None, None)`` where it stops at a value read (the inputs fit
+    as far as it got: ``--real`` runs it), ``(False, None)`` where it fails otherwise. ``fn`` is a
+    copy's: a first call installs transformers' hooks that capture hidden states, and the analysis
+    must find the model as it was built."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from fxcost.loading.specs import make_inputs
+    from fxcost.pytorch.diagnosis import values_read
     from fxcost.pytorch.known import Knowing, KnownValues
+
+    ((args, given),) = make_inputs([text], any_name=True)
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    reals = [*args, *given.values()]
+    fakes = [mode.from_tensor(t.to("meta")) for t in reals]
+    known = [(f, t) for f, t in zip(fakes, reals, strict=True) if t.device.type != "meta"]
+    try:
+        with torch.no_grad(), quiet_fake_mode(), Knowing(mode, KnownValues(known)):
+            return True, fn(*fakes[:len(args)], **dict(zip(given, fakes[len(args):], strict=True)))
+    except Exception as e:  # a trial only: the analysis then fails, and says why, as it would without one
+        return (None if values_read(e) else False), None
+
+
+def _image_features(model: nn.Module, image: str) -> tuple[int, int] | None:
+    """``(tokens, width)`` of the features the model's ``get_image_features`` makes of ``image``
+    (``--input`` keyword text), run on fake tensors (:func:`_trial`): the image tokens its text must
+    hold, and their width. None where it has no ``get_image_features`` or that does not run so."""
+    import copy
+
+    import torch
 
     if not hasattr(model, "get_image_features"):
         return None
-    # on a copy (on meta, no weights to copy): a first call installs transformers' hooks that
-    # capture hidden states, and the analysis must find the model as it was built
     get: Any = copy.deepcopy(model).get_image_features
     image += _required_ids(get, getattr(model, "config", None), image)  # InstructBLIP's Q-Former takes its ids
-    ((_, given),) = make_inputs([image], any_name=True)
-    mode = FakeTensorMode(allow_non_fake_inputs=True)
-    fakes = {k: mode.from_tensor(t.to("meta")) for k, t in given.items()}
-    known = [(fakes[k], t) for k, t in given.items() if t.device.type != "meta"]
-    try:
-        with torch.no_grad(), quiet_fake_mode(), Knowing(mode, KnownValues(known)):
-            made = get(**fakes)
-    except Exception:  # a recipe only: the forward then fails, and says why, as it would without one
+    ran, made = _trial(get, image)
+    if not ran:
         return None
     made = getattr(made, "pooler_output", made)
     found = [made] if isinstance(made, torch.Tensor) else list(made) if isinstance(made, (list, tuple)) else []
@@ -235,6 +248,11 @@ def _image_tokens(model: nn.Module, config: Any) -> tuple[str, str] | None:
     grid = _patch_grid(model, config)
     image, why = grid if grid is not None else _sized_image(model, config)
     features = _image_features(model, f"pixel_values={image}")
+    if features is None and image.count("x") == 3 and grid is None:
+        # Idefics 2, SmolVLM: a list of images per sample ([1, images, c, h, w]); it reads the pixels
+        # to find the padding images (all zero), so these are ones: one real image
+        image, why = image.replace("1x", "1x1x", 1) + "=1", why + " (a list of one image, its pixels 1)"
+        features = _image_features(model, f"pixel_values={image}")
     if features is None:
         return None
     tokens, width = features
@@ -271,9 +289,59 @@ def transformers_input(model: nn.Module) -> tuple[str, str]:
                              hint="give --input (and name=SHAPE for keyword tensors)")
     text, why = found
     ids = _required_ids(model, config, text)
-    return text + decoder + ids, why + (f" and {decoding} decoder ids" if decoder and main == "input_ids" else "") + (
+    text, why = _companions(model, config, text, why)
+    text, why = _masks(model, text + decoder + ids, why, f"{main}_mask")
+    return text, why + (f" and {decoding} decoder ids" if decoder and main == "input_ids" else "") + (
         f" and {_tokens(_text_config(config))} token ids as {', '.join(n.split('=')[0] for n in ids.split(',')[1:])}"
         if ids else "")
+
+
+def _companions(model: nn.Module, config: Any, text: str, why: str) -> tuple[str, str]:
+    """``text`` (``--input`` text) with each input of :data:`_COMPANIONS` the forward requires and
+    ``text`` lacks, and ``why`` with their names: SegGPT's prompt image and mask (as large as its
+    image), the audio or video beside a text of Perception Encoder's audio and video models. A
+    forward that takes boxes (``bbox``) and does not run without them (Bros checks for them) gets
+    one box per token, of the first dtype it runs on (float, or LayoutLM's integer coordinates)."""
+    named = {part.split("=")[0] for part in text.split(",") if "=" in part}
+    main = text.split(",")[0]
+    made = [name for name in _required(model.forward)[1:] if name in _COMPANIONS and name not in named]
+    for name in made:  # each the first of its shapes the forward runs on
+        text = _fitting(model, [f"{text},{name}={shape}" for shape in _COMPANIONS[name](config, main)])
+    if "bbox" in _takes(model) and "bbox" not in named:
+        boxes = f",bbox={main.split(':')[0]}x4"
+        text = _fitting(model, [text, text + boxes, text + boxes + ":int64"])
+        made += ["bbox"] if boxes in text else []
+    return text, why + (f", with its {', '.join(made)}" if made else "")
+
+
+#: the inputs :func:`_companions` makes, each the shapes it may take as a function of (config, the
+#: main input's text): one second of audio (with a channel axis: Perception Encoder's DAC), a video
+_COMPANIONS: dict[str, Any] = {
+    "prompt_pixel_values": lambda config, main: [main],
+    "prompt_masks": lambda config, main: [main],
+    "input_values": lambda config, main: ["1x16000", "1x1x16000"],
+    "pixel_values_videos": lambda config, main: [_videos(None, getattr(config, "video_config", None) or config)[0]],
+}
+
+
+def _masks(model: nn.Module, text: str, why: str, mask: str) -> tuple[str, str]:
+    """``text`` (``--input`` text) with the main input's ``mask`` (Qwen3-ASR's
+    ``input_features_mask``) where the forward requires it and ``text`` lacks it: all ones
+    (nothing padded) over one axis of the main input, the first axis, and layout of a 3-D main
+    input (``[1, a, b]`` or ``[1, b, a]``), its forward runs on, on fake tensors (:func:`_fitting`)."""
+    named = {part.split("=")[0] for part in text.split(",") if "=" in part}
+    missing = [mask] if mask in _required(model.forward)[1:] and mask not in named else []
+    main, _, rest = text.partition(",")
+    shape, colon, dtype = main.partition(":")
+    dims = shape.split("x")
+    if not missing or "=" in main:
+        return text, why
+    layouts = [dims] + ([[dims[0], dims[2], dims[1]]] if len(dims) == 3 else [])
+    tried = ["x".join(layout) + colon + dtype + "".join("," + part for part in rest.split(",") if part)
+             + "".join(f",{name}=1x{axis}:int64=1" for name in missing) for layout in layouts for axis in layout[1:]]
+    found = _fitting(model, list(dict.fromkeys(tried)))
+    swapped = found.split(",")[0].split(":")[0] != shape
+    return found, why + (", channels first" if swapped else "") + f", with {' and '.join(missing)} all ones (nothing padded)"
 
 
 def _text_config(config: Any) -> Any:
@@ -301,9 +369,7 @@ def _text(model: nn.Module, config: Any) -> tuple[str, str]:
         return f"1x{n}:int64,pixel_values={_image(config)}", f"{n} token ids and one {_what(config)} at its vision config's size"
     codebooks = getattr(config, "num_codebooks", None)
     if isinstance(codebooks, int) and codebooks > 1:  # an audio decoder: one row of ids, or one per codebook (MusicGen)
-        import torch
-
-        if _fitting(model, [f"1x{n}", f"{codebooks}x{n}"], torch.int64) != f"1x{n}":
+        if _fitting(model, [f"1x{n}:int64", f"{codebooks}x{n}:int64"]) != f"1x{n}:int64":
             return f"{codebooks}x{n}:int64", f"{n} token ids for each of its {codebooks} codebooks"
     return f"1x{n}:int64", f"{n} token ids"
 
@@ -334,29 +400,24 @@ def _audio(model: nn.Module, config: Any) -> tuple[str, str]:
     return "1x16000", "one second of 16 kHz audio"
 
 
-def _fitting(model: nn.Module, shapes: list[str], dtype: Any = None) -> str:
-    """The first of ``shapes`` (``--input`` shapes of its first input, of ``dtype``: float32 unless
-    given) the model's forward runs on, on fake tensors, on a copy of it; the first where none does
-    (the analysis then says why)."""
+def _fitting(model: nn.Module, texts: list[str]) -> str:
+    """The first of ``texts`` (``--input`` texts) the model's forward runs on, on fake tensors, on a
+    copy of it (:func:`_trial`); else the first it runs on up to a value read (Qwen3-ASR's: the
+    analysis refuses it at that line, and ``--real`` runs it); else the first (the analysis then
+    says why)."""
     import copy
-
-    import torch
-    from torch._subclasses.fake_tensor import FakeTensorMode
 
     try:
         trial: Any = copy.deepcopy(model)
     except Exception:  # a parameter subclass that cannot be copied: no trial
-        return shapes[0]
-    for shape in shapes:
-        mode = FakeTensorMode(allow_non_fake_inputs=True)
-        x = mode.from_tensor(torch.empty([int(n) for n in shape.split("x")], dtype=dtype, device="meta"))
-        try:
-            with torch.no_grad(), quiet_fake_mode(), mode:
-                trial(x)
-        except Exception:  # a trial only: this shape does not fit, or the forward fails for another reason
-            continue
-        return shape
-    return shapes[0]
+        return texts[0]
+    read = None
+    for text in texts:
+        ran = _trial(trial, text)[0]
+        if ran:
+            return text
+        read = read or (text if ran is None else None)
+    return read or texts[0]
 
 
 #: log-mel frames of an encoder whose config does not bound them: 30 s at 10 ms a frame, Whisper's window
@@ -395,7 +456,7 @@ def _series(model: nn.Module, config: Any) -> tuple[str, str] | None:
     return shape + extra, f"a series of its context_length ({context} steps)" + (", no padding, frequency 0" if extra else "")
 
 
-def _videos(model: nn.Module, config: Any) -> tuple[str, str]:
+def _videos(model: Any, config: Any) -> tuple[str, str]:
     frames = _frames(config) or VIDEO_FRAMES
     image = _image(config)
     shape = image if _frames(config) else image.replace("1x", f"1x{frames}x", 1)
