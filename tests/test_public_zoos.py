@@ -329,6 +329,34 @@ def test_a_layout_model_that_requires_boxes_gets_one_per_token() -> None:
     assert transformers_input(layoutlm)[0] == "1x64:int64"
 
 
+def test_a_text_model_that_needs_its_optional_image_or_regions_gets_them() -> None:
+    """ViLT's forward gives ``pixel_values`` a default and then raises "You have to specify either
+    pixel_values or image_embeds"; LXMERT's does the same for ``visual_feats``: fxcost makes the
+    image (at its config's size), or 36 region features and their boxes, and each count is exact
+    against FlopCounterMode over a real forward on the same inputs."""
+    tf = pytest.importorskip("transformers")
+    vilt = tf.ViltConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                         image_size=32, patch_size=8, max_position_embeddings=40, max_image_length=-1)
+    with pytest.raises(ValueError, match="pixel_values"):
+        tf.ViltModel(vilt).eval()(torch.zeros(1, 40, dtype=torch.int64))
+    _exact_on_its_own_input(tf.ViltModel, vilt, "1x40:int64,pixel_values=1x3x32x32")
+    lxmert = tf.LxmertConfig(vocab_size=99, hidden_size=32, num_attention_heads=2, intermediate_size=37, l_layers=1,
+                             x_layers=1, r_layers=1, visual_feat_dim=16, max_position_embeddings=64)
+    _exact_on_its_own_input(tf.LxmertModel, lxmert, "1x64:int64,visual_feats=1x36x16,visual_pos=1x36x4")
+
+
+def test_a_keypoint_matcher_gets_a_pair_of_images() -> None:
+    """EfficientLoFTR matches two images (``[1, 2, c, h, w]``) and refuses one: fxcost makes a pair
+    at its config's size, exact against FlopCounterMode over a real forward on them."""
+    tf = pytest.importorskip("transformers")
+    if not hasattr(tf, "EfficientLoFTRModel"):
+        pytest.skip("this transformers has no EfficientLoFTR")
+    config = tf.EfficientLoFTRConfig()
+    with pytest.raises(ValueError, match="5D"):
+        tf.EfficientLoFTRModel(config).eval()(torch.zeros(1, 3, 64, 64))
+    _exact_on_its_own_input(tf.EfficientLoFTRModel, config, "1x2x3x224x224")
+
+
 def test_an_image_list_model_gets_one_image_of_ones_and_its_tokens() -> None:
     """Idefics 2 takes a list of images per sample (``[1, images, c, h, w]``) and reads their
     pixels to drop padding images (all zero): fxcost makes one image of ones, and as many image

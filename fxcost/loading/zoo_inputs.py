@@ -300,18 +300,30 @@ def _companions(model: nn.Module, config: Any, text: str, why: str) -> tuple[str
     """``text`` (``--input`` text) with each input of :data:`_COMPANIONS` the forward requires and
     ``text`` lacks, and ``why`` with their names: SegGPT's prompt image and mask (as large as its
     image), the audio or video beside a text of Perception Encoder's audio and video models. A
-    forward that takes boxes (``bbox``) and does not run without them (Bros checks for them) gets
-    one box per token, of the first dtype it runs on (float, or LayoutLM's integer coordinates)."""
+    forward that takes an input of :data:`_NEEDED` and does not run on fake tensors without it
+    gets the first of its forms it runs with: Bros, which checks for boxes, one box per token."""
     named = {part.split("=")[0] for part in text.split(",") if "=" in part}
     main = text.split(",")[0]
     made = [name for name in _required(model.forward)[1:] if name in _COMPANIONS and name not in named]
     for name in made:  # each the first of its shapes the forward runs on
         text = _fitting(model, [f"{text},{name}={shape}" for shape in _COMPANIONS[name](config, main)])
-    if "bbox" in _takes(model) and "bbox" not in named:
-        boxes = f",bbox={main.split(':')[0]}x4"
-        text = _fitting(model, [text, text + boxes, text + boxes + ":int64"])
-        made += ["bbox"] if boxes in text else []
+    for name, make in _NEEDED.items():  # optional inputs a forward may still need: the first it runs with
+        if name in _takes(model) and name not in named and name != _takes(model)[0]:
+            text = _fitting(model, [text] + [text + more for more in make(config, main.split(":")[0])])
+            made += [name] if f",{name}=" in text else []
     return text, why + (f", with its {', '.join(made)}" if made else "")
+
+
+#: optional inputs some forwards need all the same (:func:`_companions`), each its forms (``--input``
+#: text to add) as a function of (config, the main input's shape): a box per token (float: Bros;
+#: integer coordinates), ViLT's image beside its text, LXMERT's 36 region features and boxes (its
+#: paper's 36 objects per image)
+_NEEDED: dict[str, Any] = {
+    "bbox": lambda config, shape: [f",bbox={shape}x4", f",bbox={shape}x4:int64"],
+    "pixel_values": lambda config, shape: [f",pixel_values={_image(config)}"],
+    "visual_feats": lambda config, shape: [f",visual_feats=1x36x{getattr(config, 'visual_feat_dim', 2048)},"
+                                           f"visual_pos=1x36x{getattr(config, 'visual_pos_dim', 4)}"],
+}
 
 
 #: the inputs :func:`_companions` makes, each the shapes it may take as a function of (config, the
@@ -378,7 +390,11 @@ def _pixels(model: nn.Module, config: Any) -> tuple[str, str]:
     naflex = _naflex(model, config)
     if naflex is not None:
         return naflex, "one image as its config's num_patches patches, with their mask and grid"
-    return _image(config), f"one {_what(config)} at its config's size"
+    image = _image(config)
+    pair = image.replace("1x", "1x2x", 1)  # a keypoint matcher's pair of images: EfficientLoFTR, LightGlue
+    if _fitting(model, [image, pair]) == pair:
+        return pair, f"a pair of {_what(config)}s at its config's size"
+    return image, f"one {_what(config)} at its config's size"
 
 
 def _audio(model: nn.Module, config: Any) -> tuple[str, str]:
