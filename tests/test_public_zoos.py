@@ -345,6 +345,23 @@ def test_a_text_model_that_needs_its_optional_image_or_regions_gets_them() -> No
     _exact_on_its_own_input(tf.LxmertModel, lxmert, "1x64:int64,visual_feats=1x36x16,visual_pos=1x36x4")
 
 
+def test_patch_grid_towers_get_the_layout_and_merge_sizes_they_take() -> None:
+    """Kimi-K2.5's vision tower embeds each patch with a convolution (``[patches, c, p, p]``, not
+    flat rows); VideoLLaMA 3's requires merge sizes beside the grid: fxcost makes each the layout
+    its forward runs on (a 16 x 16 grid, 1 x 1 merges) and the counts are exact against
+    FlopCounterMode over a real forward on the same values."""
+    tf = pytest.importorskip("transformers")
+    if not hasattr(tf, "Kimi_K25VisionModel") or not hasattr(tf, "VideoLlama3VisionModel"):
+        pytest.skip("this transformers has no Kimi-K2.5 or VideoLLaMA 3")
+    kimi = tf.Kimi_K25VisionModel.config_class(num_hidden_layers=1, hidden_size=32, intermediate_size=37,
+                                               num_attention_heads=2, pos_emb_height=16, pos_emb_width=16)
+    _exact_on_its_own_input(tf.Kimi_K25VisionModel, kimi, "256x3x14x14,grid_thw=1x3:int64=1;16;16")
+    videollama = tf.VideoLlama3VisionModel.config_class(num_hidden_layers=1, hidden_size=32, intermediate_size=37,
+                                                        num_attention_heads=2)
+    _exact_on_its_own_input(tf.VideoLlama3VisionModel, videollama,
+                            "256x768,grid_thw=1x3:int64=1;16;16,merge_sizes=1:int64=1")
+
+
 def test_a_keypoint_matcher_gets_a_pair_of_images() -> None:
     """EfficientLoFTR matches two images (``[1, 2, c, h, w]``) and refuses one: fxcost makes a pair
     at its config's size, exact against FlopCounterMode over a real forward on them."""

@@ -13,7 +13,7 @@ convolution over them, as Whisper's), a video at its config's ``num_frames`` (``
 channels, h, w]``; 16 frames for ``pixel_values_videos`` where the config does not say), a time
 series of its ``context_length`` (``past_values``; ``num_input_channels`` channels). A vision tower
 that takes images as Qwen2-VL does (flattened patches and their ``grid_thw``) gets a 16 x 16 patch
-grid with its grid's values (:func:`_patch_grid`). A whole vision-language model (its config names
+grid with its grid's values (:func:`_patch_grids`). A whole vision-language model (its config names
 an image token) gets one image (a patch grid where it takes one) and as many image tokens as its own
 ``get_image_features`` makes of it, run on fake tensors (:func:`_image_tokens`); one whose default
 config gives image features of another width than its text model's is refused, saying so. Another
@@ -145,21 +145,36 @@ def _required(fn: Any) -> list[str]:
             if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
-def _patch_grid(model: nn.Module, config: Any) -> tuple[str, str] | None:
+def _patch_grids(model: nn.Module, config: Any) -> list[tuple[str, str]]:
     """Qwen2-VL's way of taking images, which its kin share (GLM-4V, Qwen3-VL, ...): the patches
     of a 16 x 16 patch grid flattened, ``[256, channels x temporal_patch_size x patch_size^2]``,
-    with their grid ``(t, h, w) = (1, 16, 16)`` (``grid_thw``, values the forward reads), as
-    ``--input`` writes them. None for a model that takes images otherwise."""
+    or each a ``[channels x temporal, patch, patch]`` image (Kimi-K2.5's convolution), with their
+    grid ``(t, h, w) = (1, 16, 16)`` (``grid_thw``, values the forward reads) and, where it takes
+    them, merge sizes of 1 (VideoLLaMA 3), as ``--input`` writes them: the layouts to try, in
+    order. None for a model that takes images otherwise."""
     takes = _takes(model)
     grid = next((p for p in ("grid_thw", "image_grid_thw") if p in takes), None)
     vision = getattr(config, "vision_config", None) or config
     patch = getattr(vision, "patch_size", None)
     if grid is None or not isinstance(patch, int):
-        return None
+        return []
     channels = int(getattr(vision, "in_channels", None) or getattr(vision, "num_channels", None) or 3)
-    temporal = int(getattr(vision, "temporal_patch_size", None) or 1)
-    return (f"{GRID * GRID}x{channels * temporal * patch * patch},{grid}=1x3:int64=1;{GRID};{GRID}",
-            f"one image as a {GRID} x {GRID} grid of {patch}-pixel patches (its grid_thw given)")
+    channels *= int(getattr(vision, "temporal_patch_size", None) or getattr(vision, "patch_temporal", None) or 1)
+    merge = next((p for p in ("merge_sizes", "image_merge_sizes") if p in takes), None)
+    given = f",{grid}=1x3:int64=1;{GRID};{GRID}" + (f",{merge}=1:int64=1" if merge else "")
+    why = f"one image as a {GRID} x {GRID} grid of {patch}-pixel patches (its grid_thw given" \
+        + (", merged 1 x 1)" if merge else ")")
+    return [(f"{GRID * GRID}x{channels * patch * patch}{given}", why),
+            (f"{GRID * GRID}x{channels}x{patch}x{patch}{given}", why + ", each patch an image")]
+
+
+def _patch_grid(model: nn.Module, config: Any) -> tuple[str, str] | None:
+    """A vision tower's patch grid (:func:`_patch_grids`): the first layout its forward runs on."""
+    grids = _patch_grids(model, config)
+    if not grids:
+        return None
+    found = _fitting(model, [text for text, _ in grids])
+    return next(grid for grid in grids if grid[0] == found)
 
 
 def _trial(fn: Any, text: str) -> tuple[bool | None, Any]:
@@ -245,16 +260,16 @@ def _image_tokens(model: nn.Module, config: Any) -> tuple[str, str] | None:
     if not {"input_ids", "pixel_values"} <= set(takes) or takes[0] not in ("input_ids", "pixel_values") \
             or not isinstance(token, int):
         return None
-    grid = _patch_grid(model, config)
-    image, why = grid if grid is not None else _sized_image(model, config)
-    features = _image_features(model, f"pixel_values={image}")
-    if features is None and image.count("x") == 3 and grid is None:
-        # Idefics 2, SmolVLM: a list of images per sample ([1, images, c, h, w]); it reads the pixels
-        # to find the padding images (all zero), so these are ones: one real image
-        image, why = image.replace("1x", "1x1x", 1) + "=1", why + " (a list of one image, its pixels 1)"
-        features = _image_features(model, f"pixel_values={image}")
-    if features is None:
+    tried = _patch_grids(model, config)
+    if not tried:  # an image at its size; or Idefics 2's, SmolVLM's list of images per sample
+        image, why = _sized_image(model, config)  # ([1, images, c, h, w]), whose pixels it reads to find
+        tried = [(image, why)] + ([(image.replace("1x", "1x1x", 1) + "=1", why + " (a list of one image, its pixels 1)")]
+                                  if image.count("x") == 3 else [])  # padding images (all zero): ones, one real image
+    found = next(((image, why, made) for image, why in tried
+                  if (made := _image_features(model, f"pixel_values={image}")) is not None), None)
+    if found is None:
         return None
+    image, why, features = found
     tokens, width = features
     text = getattr(config, "text_config", None) or config
     hidden = getattr(text, "hidden_size", None)
