@@ -362,6 +362,24 @@ def test_patch_grid_towers_get_the_layout_and_merge_sizes_they_take() -> None:
                             "256x768,grid_thw=1x3:int64=1;16;16,merge_sizes=1:int64=1")
 
 
+def test_a_language_id_and_a_feature_mask_a_forward_needs_are_made() -> None:
+    """X-MOD's forward raises "Input language unknown" without a language (``lang_ids``: adapter
+    0 here), AudioFlamingo 3's encoder fails without its frames' mask (all ones, every frame
+    valid): fxcost makes each, and the counts are exact against FlopCounterMode over a real
+    forward on the same values."""
+    tf = pytest.importorskip("transformers")
+    xmod = tf.XmodConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=37, max_position_embeddings=130, languages=("en_XX", "de_DE"))
+    with pytest.raises(ValueError, match="language"):
+        tf.XmodModel(xmod).eval()(torch.zeros(1, 64, dtype=torch.int64))
+    _exact_on_its_own_input(tf.XmodModel, xmod, "1x128:int64,lang_ids=1:int64")
+    if not hasattr(tf, "AudioFlamingo3Encoder"):
+        pytest.skip("this transformers has no AudioFlamingo 3")
+    flamingo = tf.AudioFlamingo3Encoder.config_class(d_model=32, encoder_layers=1, encoder_attention_heads=2,
+                                                     encoder_ffn_dim=37, num_mel_bins=16, max_source_positions=50)
+    _exact_on_its_own_input(tf.AudioFlamingo3Encoder, flamingo, "1x16x100,input_features_mask=1x100:int64=1")
+
+
 def test_a_keypoint_matcher_gets_a_pair_of_images() -> None:
     """EfficientLoFTR matches two images (``[1, 2, c, h, w]``) and refuses one: fxcost makes a pair
     at its config's size, exact against FlopCounterMode over a real forward on them."""

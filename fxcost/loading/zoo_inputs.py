@@ -324,20 +324,30 @@ def _companions(model: nn.Module, config: Any, text: str, why: str) -> tuple[str
         text = _fitting(model, [f"{text},{name}={shape}" for shape in _COMPANIONS[name](config, main)])
     for name, make in _NEEDED.items():  # optional inputs a forward may still need: the first it runs with
         if name in _takes(model) and name not in named and name != _takes(model)[0]:
-            text = _fitting(model, [text] + [text + more for more in make(config, main.split(":")[0])])
+            text = _fitting(model, [text] + [text + more for more in make(model, config, main.split(":")[0])])
             made += [name] if f",{name}=" in text else []
     return text, why + (f", with its {', '.join(made)}" if made else "")
 
 
 #: optional inputs some forwards need all the same (:func:`_companions`), each its forms (``--input``
-#: text to add) as a function of (config, the main input's shape): a box per token (float: Bros;
-#: integer coordinates), ViLT's image beside its text, LXMERT's 36 region features and boxes (its
-#: paper's 36 objects per image)
+#: text to add) as a function of (model, config, the main input's shape): a box per token (float:
+#: Bros; integer coordinates), the image (or a video of its config's frames, as large as TVP's
+#: prompter pads them) beside a text
+#: (ViLT), LXMERT's 36 region features and boxes (its paper's 36 objects per image), X-MOD's
+#: language (adapter 0), Kosmos-2's text beside its image, the audio features beside a text
+#: (CLAP, Voxtral Realtime), and the main input's mask (all ones: AudioFlamingo 3)
 _NEEDED: dict[str, Any] = {
-    "bbox": lambda config, shape: [f",bbox={shape}x4", f",bbox={shape}x4:int64"],
-    "pixel_values": lambda config, shape: [f",pixel_values={_image(config)}"],
-    "visual_feats": lambda config, shape: [f",visual_feats=1x36x{getattr(config, 'visual_feat_dim', 2048)},"
-                                           f"visual_pos=1x36x{getattr(config, 'visual_pos_dim', 4)}"],
+    "bbox": lambda model, config, shape: [f",bbox={shape}x4", f",bbox={shape}x4:int64"],
+    "pixel_values": lambda model, config, shape: [
+        f",pixel_values={_image(config)}", f",pixel_values={_clip(config)}", *_padded_clip(config)],
+    "visual_feats": lambda model, config, shape: [f",visual_feats=1x36x{getattr(config, 'visual_feat_dim', 2048)},"
+                                                  f"visual_pos=1x36x{getattr(config, 'visual_pos_dim', 4)}"],
+    "lang_ids": lambda model, config, shape: [",lang_ids=1:int64"],
+    "input_ids": lambda model, config, shape: [f",input_ids=1x{_tokens(_text_config(config))}:int64"],
+    "input_features": lambda model, config, shape: [
+        f",input_features={found[0]}" for found in [_features(model, getattr(config, "audio_config", None) or config)]
+        if found is not None] + _swin_spectrogram(model, getattr(config, "audio_config", None)),
+    "input_features_mask": lambda model, config, shape: [f",input_features_mask=1x{shape.split('x')[-1]}:int64=1"],
 }
 
 
@@ -485,6 +495,30 @@ def _series(model: nn.Module, config: Any) -> tuple[str, str] | None:
     extra = "".join(part for name, part in (("past_values_padding", f",past_values_padding=1x{context}:int64"),
                                             ("freq", ",freq=1x1:int64")) if name in required)
     return shape + extra, f"a series of its context_length ({context} steps)" + (", no padding, frequency 0" if extra else "")
+
+
+def _clip(config: Any) -> str:
+    """A video of the config's ``num_frames`` (its own, where its vision config has none: TVP's) at
+    its image size: ``[1, frames, c, h, w]``."""
+    image = _image(config)
+    frames = _frames(config) or getattr(config, "num_frames", None) or VIDEO_FRAMES
+    return image if image.count("x") == 4 else image.replace("1x", f"1x{frames}x", 1)
+
+
+def _padded_clip(config: Any) -> list[str]:
+    """TVP's video: as large as the frame its prompter pads (``max_img_size``), where it has one."""
+    side = getattr(config, "max_img_size", None)
+    return [f",pixel_values={_clip(config).rsplit('x', 2)[0]}x{side}x{side}"] if isinstance(side, int) else []
+
+
+def _swin_spectrogram(model: nn.Module, audio: Any) -> list[str]:
+    """CLAP's spectrogram, ``[1, 1, frames, mel]``: as many frames as its Swin input holds (its
+    config's ``spec_size`` x its encoder's ``freq_ratio``: 1,024; its feature extractor makes
+    1,001, 10 s)."""
+    spec, mel = getattr(audio, "spec_size", None), getattr(audio, "num_mel_bins", None)
+    ratio = next((m.freq_ratio for m in model.modules() if isinstance(getattr(m, "freq_ratio", None), int)), None)
+    ok = all(isinstance(n, int) for n in (spec, ratio, mel))
+    return [f",input_features=1x1x{spec * ratio}x{mel}"] if ok else []  # type: ignore[operator]
 
 
 def _videos(model: Any, config: Any) -> tuple[str, str]:
