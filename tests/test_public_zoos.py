@@ -380,6 +380,21 @@ def test_a_language_id_and_a_feature_mask_a_forward_needs_are_made() -> None:
     _exact_on_its_own_input(tf.AudioFlamingo3Encoder, flamingo, "1x16x100,input_features_mask=1x100:int64=1")
 
 
+def test_kosmos2_gets_its_image_latent_tokens_as_its_text() -> None:
+    """Kosmos-2 places its image's ``latent_query_num`` latents in its text where
+    ``image_embeds_position_mask`` says, and fails without a text: fxcost makes that many tokens,
+    each an image position (8 here), exact against FlopCounterMode over a real forward on them."""
+    tf = pytest.importorskip("transformers")
+    config = tf.Kosmos2Config(
+        text_config={"vocab_size": 99, "embed_dim": 32, "layers": 1, "attention_heads": 2, "ffn_dim": 37,
+                     "max_position_embeddings": 64},
+        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 8},
+        latent_query_num=8)
+    _exact_on_its_own_input(tf.Kosmos2Model, config,
+                            "1x3x32x32,input_ids=1x8:int64,image_embeds_position_mask=1x8:int64=1")
+
+
 def test_a_keypoint_matcher_gets_a_pair_of_images() -> None:
     """EfficientLoFTR matches two images (``[1, 2, c, h, w]``) and refuses one: fxcost makes a pair
     at its config's size, exact against FlopCounterMode over a real forward on them."""

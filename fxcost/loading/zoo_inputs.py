@@ -334,7 +334,8 @@ def _companions(model: nn.Module, config: Any, text: str, why: str) -> tuple[str
 #: Bros; integer coordinates), the image (or a video of its config's frames, as large as TVP's
 #: prompter pads them) beside a text
 #: (ViLT), LXMERT's 36 region features and boxes (its paper's 36 objects per image), X-MOD's
-#: language (adapter 0), Kosmos-2's text beside its image, the audio features beside a text
+#: language (adapter 0), Kosmos-2's text beside its image (its image's ``latent_query_num`` tokens,
+#: each marked an image position, no text), the audio features beside a text
 #: (CLAP, Voxtral Realtime), and the main input's mask (all ones: AudioFlamingo 3)
 _NEEDED: dict[str, Any] = {
     "bbox": lambda model, config, shape: [f",bbox={shape}x4", f",bbox={shape}x4:int64"],
@@ -343,7 +344,9 @@ _NEEDED: dict[str, Any] = {
     "visual_feats": lambda model, config, shape: [f",visual_feats=1x36x{getattr(config, 'visual_feat_dim', 2048)},"
                                                   f"visual_pos=1x36x{getattr(config, 'visual_pos_dim', 4)}"],
     "lang_ids": lambda model, config, shape: [",lang_ids=1:int64"],
-    "input_ids": lambda model, config, shape: [f",input_ids=1x{_tokens(_text_config(config))}:int64"],
+    "input_ids": lambda model, config, shape: [f",input_ids=1x{_tokens(_text_config(config))}:int64"] + [
+        f",input_ids=1x{n}:int64,image_embeds_position_mask=1x{n}:int64=1"  # Kosmos-2: its image's latent tokens
+        for n in [getattr(config, "latent_query_num", None)] if isinstance(n, int)],
     "input_features": lambda model, config, shape: [
         f",input_features={found[0]}" for found in [_features(model, getattr(config, "audio_config", None) or config)]
         if found is not None] + _swin_spectrogram(model, getattr(config, "audio_config", None)),
