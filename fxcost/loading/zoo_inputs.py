@@ -263,8 +263,10 @@ def _image_tokens(model: nn.Module, config: Any) -> tuple[str, str] | None:
     tried = _patch_grids(model, config)
     if not tried:  # an image at its size; or Idefics 2's, SmolVLM's list of images per sample
         image, why = _sized_image(model, config)  # ([1, images, c, h, w]), whose pixels it reads to find
-        tried = [(image, why)] + ([(image.replace("1x", "1x1x", 1) + "=1", why + " (a list of one image, its pixels 1)")]
-                                  if image.count("x") == 3 else [])  # padding images (all zero): ones, one real image
+        listed = image.replace("1x", "1x1x", 1) + "=1"  # padding images (all zero): ones, one real image
+        if "pixel_attention_mask" in _required(getattr(model, "get_image_features", None)):
+            listed += ",pixel_attention_mask=1x1:bool=1"  # Granite Docling: which tiles are real (this one)
+        tried = [(image, why)] + ([(listed, why + " (a list of one image, its pixels 1)")] if image.count("x") == 3 else [])
     found = next(((image, why, made) for image, why in tried
                   if (made := _image_features(model, f"pixel_values={image}")) is not None), None)
     if found is None:
