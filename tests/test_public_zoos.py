@@ -1088,7 +1088,7 @@ def test_every_transformers_model_type_analyzed_is_exact() -> None:
     pytest.importorskip("transformers")
     wrong, refused = _transformers_sweep()
     assert wrong == []
-    assert len(refused) <= 166  # transformers 5.24: 445 of 612 analyzed (V-JEPA 2 takes over 300 s)
+    assert len(refused) <= 146  # transformers 5.24: 465 of 612 analyzed (V-JEPA 2 takes over 300 s)
 
 
 def test_the_torchvision_backward_ops_by_hand() -> None:

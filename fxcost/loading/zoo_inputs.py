@@ -13,12 +13,17 @@ convolution over them, as Whisper's), a video at its config's ``num_frames`` (``
 channels, h, w]``; 16 frames for ``pixel_values_videos`` where the config does not say), a time
 series of its ``context_length`` (``past_values``; ``num_input_channels`` channels). A vision tower
 that takes images as Qwen2-VL does (flattened patches and their ``grid_thw``) gets a 16 x 16 patch
-grid with its grid's values (:func:`_patch_grids`). A whole vision-language model (its config names
-an image token) gets one image (a patch grid where it takes one) and as many image tokens as its own
+grid with its grid's values (:func:`_patch_grids`: flat, or each patch an image, as its forward
+runs). A whole vision-language model (its config names an image token) gets one image (a patch
+grid where it takes one; a list of one image, Idefics 2's) and as many image tokens as its own
 ``get_image_features`` makes of it, run on fake tensors (:func:`_image_tokens`); one whose default
 config gives image features of another width than its text model's is refused, saying so. Another
-main input is refused, naming it. Another multimodal model whose main input is ``input_ids`` gets
-text alone.
+main input is refused, naming it. Then the inputs a forward requires beside its main one
+(:func:`_companions`: token ids, SegGPT's prompts, Perception Encoder's audio and video, the main
+input's mask of ones), and the optional ones it does not run without (:data:`_NEEDED`: Bros'
+boxes, ViLT's image, LXMERT's regions, X-MOD's language...), each the first form its forward runs
+on fake tensors (:func:`_fitting`); another multimodal model whose main input is ``input_ids``
+gets text alone.
 
 diffusers: the models of :data:`DIFFUSERS`, each at a size its pipelines use (a 64 x 64 latent for
 Stable Diffusion's UNet, 77 text tokens; Flux's 4,096 image and 512 text tokens; SD3's 333 text
