@@ -425,10 +425,12 @@ def _pixels(model: nn.Module, config: Any) -> tuple[str, str]:
     naflex = _naflex(model, config)
     if naflex is not None:
         return naflex, "one image as its config's num_patches patches, with their mask and grid"
+    from transformers.models.auto import modeling_auto
+
+    matchers = getattr(modeling_auto, "MODEL_FOR_KEYPOINT_MATCHING_MAPPING_NAMES", {})  # transformers' own list
     image = _image(config)
-    pair = image.replace("1x", "1x2x", 1)  # a keypoint matcher's pair of images: EfficientLoFTR, LightGlue
-    if _fitting(model, [image, pair]) == pair:
-        return pair, f"a pair of {_what(config)}s at its config's size"
+    if getattr(config, "model_type", None) in matchers:  # a pair of images: EfficientLoFTR, LightGlue, SuperGlue
+        return image.replace("1x", "1x2x", 1), f"a pair of {_what(config)}s at its config's size (a keypoint matcher)"
     return image, f"one {_what(config)} at its config's size"
 
 
