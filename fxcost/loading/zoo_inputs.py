@@ -324,13 +324,14 @@ def _companions(model: nn.Module, config: Any, text: str, why: str) -> tuple[str
     image), the audio or video beside a text of Perception Encoder's audio and video models. A
     forward that takes an input of :data:`_NEEDED` and does not run on fake tensors without it
     gets the first of its forms it runs with: Bros, which checks for boxes, one box per token."""
-    named = {part.split("=")[0] for part in text.split(",") if "=" in part}
+    named = _named(text)
     main = text.split(",")[0]
     made = [name for name in _required(model.forward)[1:] if name in _COMPANIONS and name not in named]
     for name in made:  # each the first of its shapes the forward runs on
         text = _fitting(model, [f"{text},{name}={shape}" for shape in _COMPANIONS[name](config, main)])
+    takes = _takes(model)
     for name, make in _NEEDED.items():  # optional inputs a forward may still need: the first it runs with
-        if name in _takes(model) and name not in named and name != _takes(model)[0]:
+        if name in takes[1:] and name not in named:
             text = _fitting(model, [text] + [text + more for more in make(model, config, main.split(":")[0])])
             made += [name] if f",{name}=" in text else []
     return text, why + (f", with its {', '.join(made)}" if made else "")
@@ -339,11 +340,9 @@ def _companions(model: nn.Module, config: Any, text: str, why: str) -> tuple[str
 #: optional inputs some forwards need all the same (:func:`_companions`), each its forms (``--input``
 #: text to add) as a function of (model, config, the main input's shape): a box per token (float:
 #: Bros; integer coordinates), the image (or a video of its config's frames, as large as TVP's
-#: prompter pads them) beside a text
-#: (ViLT), LXMERT's 36 region features and boxes (its paper's 36 objects per image), X-MOD's
+#: prompter pads them) beside a text (ViLT), LXMERT's 36 region features and boxes (its paper's 36 objects per image), X-MOD's
 #: language (adapter 0), Kosmos-2's text beside its image (its image's ``latent_query_num`` tokens,
-#: each marked an image position, no text), the audio features beside a text
-#: (CLAP, Voxtral Realtime), and the main input's mask (all ones: AudioFlamingo 3)
+#: each marked an image position, no text), the audio features beside a text (CLAP)
 _NEEDED: dict[str, Any] = {
     "bbox": lambda model, config, shape: [f",bbox={shape}x4", f",bbox={shape}x4:int64"],
     "pixel_values": lambda model, config, shape: [
@@ -357,7 +356,6 @@ _NEEDED: dict[str, Any] = {
     "input_features": lambda model, config, shape: [
         f",input_features={found[0]}" for found in [_features(model, getattr(config, "audio_config", None) or config)]
         if found is not None] + _swin_spectrogram(model, getattr(config, "audio_config", None)),
-    "input_features_mask": lambda model, config, shape: [f",input_features_mask=1x{shape.split('x')[-1]}:int64=1"],
 }
 
 
@@ -373,22 +371,29 @@ _COMPANIONS: dict[str, Any] = {
 
 def _masks(model: nn.Module, text: str, why: str, mask: str) -> tuple[str, str]:
     """``text`` (``--input`` text) with the main input's ``mask`` (Qwen3-ASR's
-    ``input_features_mask``) where the forward requires it and ``text`` lacks it: all ones
-    (nothing padded) over one axis of the main input, the first axis, and layout of a 3-D main
+    ``input_features_mask``) where the forward requires it, or takes it and does not run on fake
+    tensors without it (AudioFlamingo 3), and ``text`` lacks it: all ones (nothing padded) over
+    one axis of the main input, the first axis from the last (frames), and layout of a 3-D main
     input (``[1, a, b]`` or ``[1, b, a]``), its forward runs on, on fake tensors (:func:`_fitting`)."""
-    named = {part.split("=")[0] for part in text.split(",") if "=" in part}
-    missing = [mask] if mask in _required(model.forward)[1:] and mask not in named else []
     main, _, rest = text.partition(",")
     shape, colon, dtype = main.partition(":")
     dims = shape.split("x")
-    if not missing or "=" in main:
+    if mask not in _takes(model)[1:] or mask in _named(text) or "=" in main:
         return text, why
     layouts = [dims] + ([[dims[0], dims[2], dims[1]]] if len(dims) == 3 else [])
     tried = ["x".join(layout) + colon + dtype + "".join("," + part for part in rest.split(",") if part)
-             + "".join(f",{name}=1x{axis}:int64=1" for name in missing) for layout in layouts for axis in layout[1:]]
-    found = _fitting(model, list(dict.fromkeys(tried)))
+             + f",{mask}=1x{axis}:int64=1" for layout in layouts for axis in reversed(layout[1:])]
+    optional = mask not in _required(model.forward)
+    found = _fitting(model, list(dict.fromkeys([text] * optional + tried)))
+    if found == text:
+        return text, why
     swapped = found.split(",")[0].split(":")[0] != shape
-    return found, why + (", channels first" if swapped else "") + f", with {' and '.join(missing)} all ones (nothing padded)"
+    return found, why + (", channels first" if swapped else "") + f", with {mask} all ones (nothing padded)"
+
+
+def _named(text: str) -> set[str]:
+    """The keyword inputs an ``--input`` text gives (``name=SHAPE`` parts)."""
+    return {part.split("=")[0] for part in text.split(",") if "=" in part}
 
 
 def _text_config(config: Any) -> Any:
@@ -401,7 +406,7 @@ def _required_ids(model: Any, config: Any, given: str) -> str:
     Grounding DINO's ``input_ids`` beside the image, InstructBLIP's ``qformer_input_ids``; N as
     :func:`_tokens` of its text config."""
     required = _required(model.forward) if isinstance(model, nn.Module) else _required(model)
-    named = {part.split("=")[0] for part in given.split(",") if "=" in part}
+    named = _named(given)
     first = 1 if isinstance(model, nn.Module) else 0  # a forward's first input is the main one, given
     missing = [name for name in required[first:] if name.endswith("input_ids") and name not in named]
     return "".join(f",{name}=1x{_tokens(_text_config(config))}:int64" for name in missing)
