@@ -32,7 +32,7 @@ from fxcost.summarize import summary
 
 def analyze(
     model: nn.Module,
-    input_size: Shape | Sequence[Shape] | None = None,
+    input_size: Shape | Sequence[Shape] | str | None = None,
     example_inputs: Any = None,
     example_kwargs: dict[str, Any] | None = None,
     convention: str | Convention = "fxcost",
@@ -54,6 +54,8 @@ def analyze(
     device: str | None = None,
     ops: bool = False,
     hooks: bool = False,
+    hint: str | dict[str, int] | None = None,
+    dims: dict[str, tuple[int, int | None]] | None = None,
 ) -> Report:
     """Analyze ``model`` without running it for real, and return a :class:`Report`.
 
@@ -111,18 +113,45 @@ def analyze(
     caller's (set aside while fxcost runs), or from several threads at once (analyses take turns:
     torch.fx's tracing patches ``nn.Module.__call__`` for the whole process while it runs).
 
+    **Sizes as letters.** ``input_size=("B", 3, "H", "W")``, or the ``--input`` text
+    ``input_size="BxS:int64,attention_mask=BxS:int64"``: a letter is a size that varies, a number
+    one that does not. The forward runs once on fake tensors whose sizes are PyTorch symbols
+    (``ShapeEnv``), and every figure of the report is an exact sympy expression of the letters
+    (``report.total().macs``: ``24*B*S**2*h + ...``), valid where ``report.sizes.domain`` holds
+    (each letter's range, and each condition on the sizes the forward branched on). ``hint``
+    (``"B=8,S=2048"``): the size each letter is run at, which decides those branches (default 2 for
+    a batch, 224 for an image's height and width, else 128); ``dims`` (``{"S": (2, 4096)}``): a
+    letter's range. ``report.at(B=8, S=4096)`` is the ordinary report of that size. A forward that
+    fixes a letter (reads a table at that size, takes ``int()`` of it) is refused with the line.
+    No peak memory yet: evaluate at a size and analyze that for it.
+
     ``convention`` may also name another tool (``fvcore``, ``ptflops``, ``thop``, ``torchinfo``,
     ``calflops``, ``deepspeed``, ``flop_counter``): the report's MACs are then that tool's, per row and
     in total, reproduced on the data-free copy (docs/conventions.md), and its notes name what the tool
     does not count.
     """
+    if isinstance(input_size, str):
+        from fxcost.loading.specs import lettered_inputs, make_inputs
+
+        lettered = lettered_inputs([input_size], example_kwargs, hint, _ranges(dims))
+        if lettered is None:
+            ((example_inputs, example_kwargs),) = make_inputs([input_size], example_kwargs)
+        else:
+            example_inputs, example_kwargs, dims = lettered  # type: ignore[assignment]
+        input_size = None
     options: dict[str, Any] = dict(real=real, strict=strict, name=name, tracer=tracer, leaves=leaves, registry=registry, dtype=dtype,
                    train=train, optimizer=optimizer, amp=amp, checkpoint=checkpoint, shard=shard, fit=fit, traffic=traffic,
                    device=device, ops=ops, hooks=hooks)
+    if hint or dims:
+        options.update(hint=hint, dims=dims)
     tool = preset(convention)
     if tool is not None:
         return tool(model, input_size, example_inputs, example_kwargs, **options)
     return _count(model, input_size, example_inputs, example_kwargs, convention, **options)
+
+
+def _ranges(dims: Any) -> dict[str, tuple[int, int | None]]:
+    return {k: ((v, v) if isinstance(v, int) else tuple(v)) for k, v in (dims or {}).items()}
 
 
 def sweep(model: nn.Module, input_sizes: Sequence[Any], **options: Any) -> Sweep:

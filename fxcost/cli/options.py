@@ -69,8 +69,13 @@ def add_inputs(p: argparse.ArgumentParser) -> None:
         "commas (1x3x32x32,1x10); name=SHAPE for a keyword tensor (attention_mask=1x128:int64); "
         "values after '=' where the forward reads them: one fills the tensor (1x576:int64=32000), or "
         "one per element joined by ';' (image_grid_thw=1x3:int64=1;16;16); integer inputs without "
-        "values are zeros; repeat --input to sweep input sizes (analyze, compare, report; a diagram takes one)",
+        "values are zeros; repeat --input to sweep input sizes (analyze, compare, report; a diagram takes one); "
+        "a letter for a size that varies (Bx3xHxW, BxS:int64) makes every figure an exact formula of the letters "
+        "(analyze), valid where its printed domain holds",
     )
+    g.add_argument("--hint", metavar="L=N,...", default=None,
+                   help="the size each letter of --input is run at, for the branches the forward takes on sizes "
+                        "(default: 2 for a batch, 224 for an image's height and width, else 128), e.g. B=8,S=2048")
     g.add_argument("--kwarg", "-k", action="append", default=[], metavar="NAME=VALUE",
                    help="a non-tensor keyword argument of forward, as a Python literal (return_dict=False)")
 
@@ -215,6 +220,15 @@ def inputs(args: argparse.Namespace) -> list[Call]:
         args.input = _zoo_input(args)
     if not args.input:
         raise InputSpecError("no --input given", hint="e.g. --input 1x3x224x224 (batch x channels x height x width), or --input 1x128:int64 for token ids")
+    from fxcost.loading.specs import lettered_inputs
+
+    lettered = None if is_onnx(args.spec) else lettered_inputs(args.input, parse_kv(args.kwarg, "--kwarg"), getattr(args, "hint", None))
+    if lettered is not None:
+        a, kw, args.dims = lettered
+        return [(a, kw)]
+    if getattr(args, "hint", None):
+        raise InputSpecError("--hint gives sizes to letters, and no --input size has one",
+                             hint="write a letter for a size that varies: --input BxS:int64 --hint S=2048")
     return make_inputs(args.input, parse_kv(args.kwarg, "--kwarg"), any_name=is_onnx(args.spec))
 
 
@@ -336,6 +350,7 @@ def analyze_one(model: Any, name: str, call: Call, args: argparse.Namespace) -> 
             train=getattr(args, "train", False), optimizer=getattr(args, "optimizer", None), amp=getattr(args, "amp", None),
             checkpoint=getattr(args, "checkpoint", []), shard=getattr(args, "shard", None), fit=getattr(args, "fit", None),
             device=getattr(args, "device", None), ops=getattr(args, "ops", False), hooks=getattr(args, "hooks", False),
+            dims=getattr(args, "dims", None),
         )
 
 

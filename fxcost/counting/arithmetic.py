@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 Shape = Sequence[int]
 
@@ -32,8 +33,17 @@ class Cost:
         return Cost(self.macs + other.macs, self.flops + other.flops)
 
 
+def whole(x: Any) -> int:
+    """``x`` as an exact integer: an ``int``, or a symbolic size (``torch.SymInt``, where the
+    analysis is symbolic: :mod:`fxcost.pytorch.sizes`) kept as it is, so that a formula of
+    symbolic shapes is an expression of the symbols; ``int()`` would fix it at its hint."""
+    if isinstance(x, int) or type(x).__name__ == "SymInt":
+        return x  # type: ignore[no-any-return]
+    return int(x)
+
+
 def prod(xs: Shape) -> int:
-    return math.prod(int(x) for x in xs)
+    return math.prod(whole(x) for x in xs)
 
 
 # --- matmul family ------------------------------------------------------------------------
@@ -42,13 +52,13 @@ def prod(xs: Shape) -> int:
 def matmul(rows: int, inner: int, cols: int, batch: int = 1) -> Cost:
     """[B, rows, cols] = [B, rows, inner] @ [B, inner, cols]: MACs = B * rows * inner * cols,
     FLOPs = 2 * MACs (each multiply-accumulate is a multiply and an add)."""
-    macs = int(batch) * int(rows) * int(inner) * int(cols)
+    macs = whole(batch) * whole(rows) * whole(inner) * whole(cols)
     return Cost(macs, 2 * macs)
 
 
 def bias(elements: int) -> Cost:
     """Adding a bias (or any operand that is not a product) into ``elements`` outputs: 1 FLOP each."""
-    return Cost(0, int(elements))
+    return Cost(0, whole(elements))
 
 
 def scaled_sum(elements: int, beta: float = 1, alpha: float = 1) -> Cost:
@@ -56,13 +66,13 @@ def scaled_sum(elements: int, beta: float = 1, alpha: float = 1) -> Cost:
     addmv): the add (none when beta is 0: the input is ignored), and a multiply for each scale
     that is not 1."""
     per_element = (1 if beta != 0 else 0) + (1 if beta not in (0, 1) else 0) + (1 if alpha != 1 else 0)
-    return Cost(0, per_element * int(elements))
+    return Cost(0, per_element * whole(elements))
 
 
 def sparse_matmul(nonzeros: int, cols: int) -> Cost:
     """[n, m] = sparse[n, k] @ dense[k, m]: one multiply-accumulate per stored element and output
     column, MACs = nnz * m."""
-    return matmul(int(nonzeros), 1, int(cols))
+    return matmul(whole(nonzeros), 1, whole(cols))
 
 
 # --- convolution --------------------------------------------------------------------------
@@ -76,8 +86,8 @@ def convolution(x: Shape, w: Shape, out: Shape, *, transposed: bool, biased: boo
     scattered through the kernel, MACs = N * prod(Si) * Ci * (Co/groups) * prod(K).
     FLOPs = 2 * MACs, plus N * Co * prod(So) for the bias add.
     """
-    per_position = int(w[0]) * int(w[1]) * prod(w[2:])  # channel cross product times kernel size
-    positions = int(x[0]) * prod(x[2:]) if transposed else int(out[0]) * prod(out[2:])
+    per_position = whole(w[0]) * whole(w[1]) * prod(w[2:])  # channel cross product times kernel size
+    positions = whole(x[0]) * prod(x[2:]) if transposed else whole(out[0]) * prod(out[2:])
     macs = positions * per_position
     return Cost(macs, 2 * macs + (prod(out) if biased else 0))
 
@@ -103,8 +113,8 @@ def attention(q: Shape, k: Shape, v: Shape, *, masked: bool, dropout: bool, scal
     builds (one ``where``), and scaling the dropout mask, which the math path also dispatches.
     """
     lead = prod(q[:-2])
-    lq, e = int(q[-2]), int(q[-1])
-    lk, ev = int(k[-2]), int(v[-1])
+    lq, e = whole(q[-2]), whole(q[-1])
+    lk, ev = whole(k[-2]), whole(v[-1])
     scores = attention_scores(q, k)
     macs = scores * (e + ev)
     scale = lead * (lq + lk) * e if scale_key else lead * lq * e
@@ -114,7 +124,7 @@ def attention(q: Shape, k: Shape, v: Shape, *, masked: bool, dropout: bool, scal
 
 def attention_scores(q: Shape, k: Shape) -> int:
     """S = prod(*B) * Lq * Lk: one score per query position, key position, batch and query head."""
-    return prod(q[:-1]) * int(k[-2])
+    return prod(q[:-1]) * whole(k[-2])
 
 
 # --- normalization ------------------------------------------------------------------------
@@ -127,7 +137,7 @@ def normalization(elements: int, *, stats: bool, affine: bool) -> Cost:
     """Batch, layer, group and instance norm over ``elements``: 2 + 2 (affine) + 4 (statistics)
     FLOPs per element."""
     per_element = 2 + (2 if affine else 0) + (4 if stats else 0)
-    return Cost(0, per_element * int(elements))
+    return Cost(0, per_element * whole(elements))
 
 
 def rms_normalization(x: Shape, normalized: Shape, *, weighted: bool) -> Cost:
@@ -170,14 +180,14 @@ def recurrent(x: Shape, matrices: Sequence[Shape], biases: Sequence[Shape], cell
     cell's pointwise work (:data:`CELL_FLOPS`).
     """
     positions = prod(x[:-1])
-    macs = positions * sum(int(w[0]) * int(w[1]) for w in matrices)
-    bias_flops = positions * sum(int(b[0]) for b in biases)
+    macs = positions * sum(whole(w[0]) * whole(w[1]) for w in matrices)
+    bias_flops = positions * sum(whole(b[0]) for b in biases)
     return Cost(macs, 2 * macs + bias_flops + positions * cells * hidden * CELL_FLOPS[RnnCell(int(cell))])
 
 
 def cell_pointwise(cell: RnnCell, units: int) -> Cost:
     """The pointwise half of ``units`` cells (their matmuls counted apart): :data:`CELL_FLOPS` each."""
-    return Cost(0, CELL_FLOPS[cell] * int(units))
+    return Cost(0, CELL_FLOPS[cell] * whole(units))
 
 
 # --- pooling ------------------------------------------------------------------------------
@@ -185,14 +195,14 @@ def cell_pointwise(cell: RnnCell, units: int) -> Cost:
 
 def window(kernel_size: int | Sequence[int], spatial: int) -> int:
     """Elements in a pooling window: one size for every spatial dim (``2``, ``(2,)``) or one each."""
-    sizes = [int(kernel_size)] if isinstance(kernel_size, int) else [int(k) for k in kernel_size]
+    sizes = [whole(kernel_size)] if isinstance(kernel_size, int) else [whole(k) for k in kernel_size]
     return prod(sizes * spatial if len(sizes) == 1 else sizes)
 
 
 def pooling(out_elements: int, window: int) -> Cost:
     """Max or average pooling: each window element is compared (max) or added (avg, whose final
     divide replaces the first add) once per output element: FLOPs = prod(out) * prod(K)."""
-    return Cost(0, int(out_elements) * int(window))
+    return Cost(0, whole(out_elements) * whole(window))
 
 
 def adaptive_window_total(size_in: int, size_out: int) -> int:
@@ -206,7 +216,7 @@ def adaptive_pooling(x: Shape, out: Shape, spatial: int) -> Cost:
     N * C * the product over dims of the summed window lengths (exact, windows may overlap)."""
     total = prod(out[:-spatial])
     for si, so in zip(x[-spatial:], out[-spatial:], strict=True):
-        total *= adaptive_window_total(int(si), int(so))
+        total *= adaptive_window_total(whole(si), whole(so))
     return Cost(0, total)
 
 
@@ -219,7 +229,7 @@ def adaptive_pooling(x: Shape, out: Shape, spatial: int) -> Cost:
 
 def interpolation(out_elements: int, taps: int) -> Cost:
     """Resampling with ``taps`` input values per output element: FLOPs = (2 * taps - 1) * prod(out)."""
-    return Cost(0, (2 * int(taps) - 1) * int(out_elements))
+    return Cost(0, (2 * whole(taps) - 1) * whole(out_elements))
 
 
 def antialiased_taps(size_in: Shape, size_out: Shape, support: int) -> int:
@@ -227,7 +237,7 @@ def antialiased_taps(size_in: Shape, size_out: Shape, support: int) -> int:
     that shrinks: the product over dims of ceil(support * Si / So) (Si > So) or support."""
     taps = 1
     for si, so in zip(size_in, size_out, strict=True):
-        si, so = int(si), int(so)
+        si, so = whole(si), whole(so)
         taps *= -(-support * si // so) if si > so else support
     return taps
 
@@ -237,18 +247,18 @@ def antialiased_taps(size_in: Shape, size_out: Shape, support: int) -> int:
 
 def reduction(elements: int) -> Cost:
     """Each input element accumulated (added, compared, multiplied) once: FLOPs = prod(input)."""
-    return Cost(0, int(elements))
+    return Cost(0, whole(elements))
 
 
 def sort(elements: int, n: int) -> Cost:
     """A comparison sort along a dimension of size n: n * ceil(log2(n)) comparisons for each of
     the prod(*) / n rows, FLOPs = prod(*) * ceil(log2(n))."""
-    return Cost(0, int(elements) * max(int(n) - 1, 0).bit_length())
+    return Cost(0, whole(elements) * max(int(n) - 1, 0).bit_length())  # a log2: no polynomial, int() fixes a symbolic size
 
 
 def topk(elements: int, k: int) -> Cost:
     """Each element compared against a heap of the k best so far: FLOPs = prod(*) * ceil(log2(k + 1))."""
-    return Cost(0, int(elements) * int(k).bit_length())
+    return Cost(0, whole(elements) * int(k).bit_length())  # a log2: no polynomial, int() fixes a symbolic size
 
 
 # --- spectral ------------------------------------------------------------------------------
@@ -264,9 +274,9 @@ def fft(elements: int, lengths: Sequence[int], *, real: bool, normalized: bool) 
     5 * elements * ceil(log2 n) FLOPs; a real-input or real-output transform (rfft, irfft) costs
     half, its other half being the conjugate symmetry it skips. + 1 per element to normalize. No
     MACs: an FFT's multiplies are by fixed twiddle factors, not a matmul of the model's."""
-    stages = sum(max(int(n) - 1, 0).bit_length() for n in lengths)
-    flops = FFT_FLOPS * int(elements) * stages
-    return Cost(0, (flops // 2 if real else flops) + (int(elements) if normalized else 0))
+    stages = sum(max(int(n) - 1, 0).bit_length() for n in lengths)  # log2s: int() fixes a symbolic size
+    flops = FFT_FLOPS * whole(elements) * stages
+    return Cost(0, (flops // 2 if real else flops) + (whole(elements) if normalized else 0))
 
 
 # --- pointwise ----------------------------------------------------------------------------
@@ -279,7 +289,7 @@ def pointwise(elements: int, flops_per_element: int = 1) -> Cost:
     """An elementwise op: ``flops_per_element`` FLOPs for each output element, no MACs. One FLOP
     whatever the function: a library's instruction count for exp or tanh varies, and the op is
     listed per row so a reader can weight it differently."""
-    return Cost(0, int(flops_per_element) * int(elements))
+    return Cost(0, whole(flops_per_element) * whole(elements))
 
 
 # --- backward -------------------------------------------------------------------------------
@@ -301,4 +311,4 @@ def normalization_backward(elements: int, *, affine: bool, weight_grad: bool, bi
     g (1 with a weight), the two means (1 + 2), the combination (3): 8 (+ 1); the weight's gradient
     sum(dy * xhat) 2, the bias's sum(dy) 1."""
     per_element = (8 + (1 if affine else 0) if input_grad else 0) + (2 if weight_grad else 0) + (1 if bias_grad else 0)
-    return Cost(0, per_element * int(elements))
+    return Cost(0, per_element * whole(elements))

@@ -31,7 +31,17 @@ FORMATS = ("table", "markdown", "csv", "json", "latex", "html")
 
 def to_json(obj: Any) -> str:
     """The object's JSON (``schema_version`` 1), as ``fxcost analyze -f json`` writes it."""
-    return json.dumps(obj.to_dict(), indent=2) + "\n"
+    return json.dumps(obj.to_dict(), indent=2, default=_expression) + "\n"
+
+
+def _expression(x: Any) -> str:
+    """A symbolic report's figure (a sympy expression of its letters) as JSON: its text, which
+    ``sympy.sympify`` reads back (``2*B*S**2 + 768*B*S``)."""
+    import sympy
+
+    if isinstance(x, sympy.Basic):
+        return str(x)
+    raise TypeError(f"{type(x).__name__} is not JSON data")
 
 
 def _printable(t: Table) -> Table:

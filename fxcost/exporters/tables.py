@@ -83,9 +83,37 @@ def table_of(obj: Any) -> Table:
     raise TypeError(f"fxcost has no table for a {type(obj).__name__}")
 
 
+def formula_table(report: Report, d: dict[str, Any]) -> Table:
+    """A symbolic report: each row's figures by their leading term (``~`` where lower terms are
+    left out), the totals and the domain in full in the notes."""
+    from fxcost.report.formulas import leading
+
+    t = d["totals"]
+    rows = [[str(r["id"]), r["name"] + (" [unused]" if r["kind"] == "unused" else ""), r["type"], dims(r["output_shape"]),
+             leading(r["activation_elements"]), leading(r["params"]), leading(r["macs"])]
+            + ([leading(r.get("backward_macs", 0))] if "backward_macs" in t else []) for r in d["layers"]]
+    rows.append(["", "total", "", "", leading(t["activation_elements"]), leading(t["params"]), leading(t["macs"])]
+                + ([leading(t["backward_macs"])] if "backward_macs" in t else []))
+    columns = ["id", "layer", "type", "output", "activations", "params", "MACs"] + (["backward MACs"] if "backward_macs" in t else [])
+    table = Table(header_line(d), columns, rows, numeric={"id"}, total_last=True)
+    sizes = d["sizes"]
+    table.notes = [("Symbols", ", ".join(f"{x} (run at {h})" for x, h in zip(sizes["letters"], sizes["hints"], strict=True))),
+                   ("Domain", "; ".join(sizes["domain"]))]
+    table.notes += [(f"Total {name}", str(t[key])) for name, key in
+                    (("params", "params"), ("MACs", "macs"), ("FLOPs", "flops"), ("backward MACs", "backward_macs"),
+                     ("backward FLOPs", "backward_flops"), ("activation bytes", "activation_bytes")) if key in t]
+    table.notes += [("Equal sizes", "; ".join(sizes["equal"]))] if sizes.get("equal") else []
+    table.notes += [("Leading terms", "~ marks a row's highest-degree terms, floor() taken as its argument; the JSON "
+                                      "(-f json) and report.at() have every figure exact")]
+    table.notes += trace_notes(d.get("trace", {}))
+    return table
+
+
 @table_of.register
 def layer_table(report: Report) -> Table:
     d = report.to_dict()
+    if d.get("sizes"):
+        return formula_table(report, d)
     t = d["totals"]
     rows = []
     for r in d["layers"]:

@@ -20,6 +20,7 @@ import ast
 import importlib
 import importlib.util
 import inspect
+import re
 import reprlib
 import sys
 from collections.abc import Iterable
@@ -28,30 +29,36 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_flatten
 
 from fxcost.errors import MAX_DIGITS, InputSpecError, SpecError, first_line, printable, quoted
+from fxcost.pytorch.sizes import Dims, dims_of, has_letters, is_letter, parse_hints
 from fxcost.pytorch.tensors import check_input_size, parse_dtype
 
 
-def parse_shape(text: str) -> tuple[tuple[int, ...], torch.dtype]:
-    """``"1x3x224x224:float16"`` -> ``((1, 3, 224, 224), torch.float16)``."""
+def parse_shape(text: str) -> tuple[tuple[Any, ...], torch.dtype]:
+    """``"1x3x224x224:float16"`` -> ``((1, 3, 224, 224), torch.float16)``; a size written as a
+    letter stays one (``"BxS:int64"`` -> ``(("B", "S"), torch.int64)``: a symbolic size,
+    :mod:`fxcost.pytorch.sizes`)."""
     raw = text.strip()
     dims_text, colon, dtype_text = raw.partition(":")
     dtype = parse_dtype(dtype_text) if colon else torch.float32
-    parts = dims_text.lower().replace("×", "x").split("x")
+    parts = re.split("[xX×]", dims_text)
     try:
-        dims = tuple(int(p) if len(p.strip()) <= MAX_DIGITS else -1 for p in parts)
+        dims = tuple(p.strip() if is_letter(p.strip()) else int(p) if len(p.strip()) <= MAX_DIGITS else -1 for p in parts)
     except ValueError:
         raise InputSpecError(
             f"malformed input shape {quoted(text)}",
-            hint="write dimensions joined by 'x', e.g. --input 1x3x224x224 or --input 1x128:int64",
+            hint="write dimensions joined by 'x', e.g. --input 1x3x224x224 or --input 1x128:int64 (a letter for a size "
+                 "that varies: --input BxS:int64)",
         ) from None
-    if not dims_text or any(d <= 0 for d in dims):
+    if not dims_text or any(isinstance(d, int) and d <= 0 for d in dims):
         raise InputSpecError(
-            f"malformed input shape {quoted(text)}: every dimension must be a positive integer",
+            f"malformed input shape {quoted(text)}: every dimension must be a positive integer or a letter",
             hint="e.g. --input 1x3x224x224",
         )
-    check_input_size(dims, dtype, "input")
+    if not has_letters(dims):
+        check_input_size(dims, dtype, "input")  # type: ignore[arg-type]  # numbers only
     return dims, dtype
 
 
@@ -81,6 +88,9 @@ def parse_tensor(text: str) -> ShapedDtype | Valued:
     dims, dtype = parse_shape(shape_text)
     if not eq:
         return dims, dtype
+    if has_letters(dims):
+        raise InputSpecError(f"input {quoted(text)} gives values to a tensor whose size is a letter",
+                             hint="values fill a tensor of known size: give numbers, or drop the values")
     values = tuple(_number(v, dtype) for v in values_text.split(";"))
     count = 1
     for d in dims:
@@ -119,6 +129,40 @@ def make_inputs(texts: Iterable[str], plain: dict[str, Any] | None = None, any_n
 
     return [(tuple(meta(s) for s in pos), {**(plain or {}), **{k: meta(s) for k, s in kw.items()}})
             for pos, kw in parse_inputs(texts, any_name=any_name)]
+
+
+def lettered_inputs(texts: Iterable[str], plain: dict[str, Any] | None = None, hints: Any = None,
+                    ranges: Any = None) -> tuple[tuple[Any, ...], dict[str, Any], Dims] | None:
+    """``--input`` texts with sizes written as letters (``BxS:int64,attention_mask=BxS:int64``):
+    the one call they make, as meta tensors at the letters' hints, and its :class:`Dims`; None
+    where no size is a letter. Letters in several input sizes (a sweep): :class:`InputSpecError`."""
+    texts = list(texts)
+    calls = parse_inputs(texts)
+    if not any(has_letters(t[0]) for pos, kw in calls for t in _shaped([*pos, *kw.values()])):
+        return None
+    if len(calls) != 1:
+        raise InputSpecError("sizes written as letters make one analysis whose figures hold at every size: give one --input",
+                             hint="e.g. --input BxS:int64; report.at(B=8, S=4096) evaluates it at a size")
+    ((pos, kw),) = calls
+    if any(isinstance(p, list) for p in pos):
+        raise InputSpecError("a list of inputs takes numbers, not letters", hint="give each image's size as numbers")
+    order = [*pos, *kw.values()]
+    dims = dims_of([(t[0], t[1]) if has_letters(t[0]) else None for t in order], parse_hints(hints), ranges)
+
+    def meta(t: Any) -> torch.Tensor:
+        return torch.empty(dims.at_hints(t[0]), dtype=t[1], device="meta")
+
+    args, kwargs = tuple(meta(t) for t in pos), {**(plain or {}), **{k: meta(t) for k, t in kw.items()}}
+    # the patterns in the pytree order of (args, kwargs), the order the fake run reads them in
+    flat, _ = tree_flatten((args, kwargs))
+    by_tensor = {id(m): (t[0] if has_letters(t[0]) else None) for m, t in zip([*args, *(kwargs[k] for k in kw)],
+                                                                          [*pos, *kw.values()], strict=True)}
+    patterns = tuple(by_tensor.get(id(x)) for x in flat if isinstance(x, torch.Tensor))
+    return args, kwargs, Dims(patterns, dims.hints, dims.ranges)
+
+
+def _shaped(items: Iterable[Any]) -> list[Any]:
+    return [t for t in items if not isinstance(t, list)]
 
 
 def parse_inputs(texts: Iterable[str], any_name: bool = False) -> list[tuple[list[Any], dict[str, ShapedDtype | Valued]]]:

@@ -70,6 +70,7 @@ from fxcost.pytorch.memory import LiveBytes, storage_bytes
 from fxcost.pytorch.oplog import OpLog
 from fxcost.pytorch.recorder import DispatchMode, OpRecorder, OpTagger, run_tagged
 from fxcost.pytorch.rows import call_graph_rows, calls_from_export, class_name, graph_rows
+from fxcost.pytorch.sizes import Dims, Symbols, lettered_sizes, parse_hints, symbolic_report
 from fxcost.pytorch.step import (
     AMP_DTYPES,
     DEFAULT_OPTIMIZER,
@@ -120,6 +121,8 @@ class _Job:
     known: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
     #: the caller's model's buffers that have values, by name (:func:`real_buffers`)
     buffers: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: the letters of a symbolic analysis: its inputs' sizes (:mod:`fxcost.pytorch.sizes`)
+    dims: Dims | None = None
 
     @property
     def mode(self) -> Mode:
@@ -194,6 +197,8 @@ class _Counted:
     peak: PeakMemory | None = None
     #: where the forward read a value known from the inputs alone (:class:`KnownValues`)
     reads: tuple[str, ...] = ()
+    #: the letters of a symbolic run (:mod:`fxcost.pytorch.sizes`), whose sizes its figures are expressions of
+    symbols: Symbols | None = None
 
 
 class _Measure:
@@ -260,6 +265,8 @@ class Request:
     ops: bool = False
     #: run the user's forward hooks on the working copy (torch's own always run)
     hooks: bool = False
+    #: the letters of a symbolic analysis (inputs sized ``B``, ``S``...): figures are expressions of them
+    dims: Dims | None = None
 
     @classmethod
     def of(cls, input_size: Shape | Sequence[Shape] | None, example_inputs: Any, example_kwargs: dict[str, Any] | None,
@@ -267,7 +274,8 @@ class Request:
            tracer: str | Method = "auto", leaves: Sequence[str] = (), registry: FormulaRegistry | None = None,
            dtype: torch.dtype | str | None = None, train: bool = False, optimizer: str | None = None, amp: str | None = None,
            checkpoint: Sequence[str] = (), shard: str | None = None, fit: int | str | None = None, traffic: bool = False,
-           device: str | None = None, ops: bool = False, hooks: bool = False) -> Request:
+           device: str | None = None, ops: bool = False, hooks: bool = False, hint: Any = None,
+           dims: Any = None) -> Request:
         """:func:`analyze`'s arguments, checked: :class:`InputSpecError` for any that does not fit."""
         from fxcost.counting.devices import device as device_profile
 
@@ -276,6 +284,14 @@ class Request:
         if tracer != "auto" and tracer not in TRACERS:
             raise InputSpecError(f"unknown tracer {tracer!r}", hint=f"one of: {', '.join(['auto', *TRACERS])}")
         rules = get_convention(convention)
+        lettered = None if isinstance(dims, Dims) else lettered_sizes(input_size, parse_hints(hint), _ranges(dims))
+        if lettered is not None:
+            input_size, dims = lettered
+        if isinstance(dims, Dims):
+            tracer = _symbolic_tracer(tracer, real)
+        elif hint or dims:
+            raise InputSpecError("--hint and dims name letters, and no input size has one",
+                                 hint="write a letter for a size that varies: --input BxS:int64, input_size=('B', 3, 224, 224)")
         args = normalize_inputs(input_size, example_inputs)
         kwargs = dict(example_kwargs or {})
         if not args and not kwargs:
@@ -283,7 +299,27 @@ class Request:
         return cls(args, kwargs, input_size is not None, rules, real, strict, name,
                    AUTO if tracer == "auto" else (Method(tracer),), (leaves,) if isinstance(leaves, str) else tuple(leaves),
                    registry or default_registry(), _dtype(dtype), train, step, traffic or profile is not None, profile,
-                   ops=ops, hooks=hooks)
+                   ops=ops, hooks=hooks, dims=dims if isinstance(dims, Dims) else None)
+
+
+def _ranges(dims: Any) -> dict[str, tuple[int, int | None]]:
+    """``dims={"S": (1, 4096)}``: each letter's range, as given."""
+    out: dict[str, tuple[int, int | None]] = {}
+    for k, v in (dims or {}).items():
+        low, high = (v, v) if isinstance(v, int) else tuple(v)
+        out[str(k)] = (int(low), None if high is None else int(high))
+    return out
+
+
+def _symbolic_tracer(tracer: str | Method, real: bool) -> Method:
+    """A symbolic analysis runs on fake tensors op by op (the fake run): torch.fx's and
+    torch.export's graphs are of one size."""
+    if real:
+        raise InputSpecError("a size written as a letter has no real tensor to run", hint="give numbers with --real")
+    if tracer not in ("auto", Method.EAGER, "eager"):
+        raise InputSpecError(f"sizes written as letters are followed by the fake run (--tracer eager), not {tracer}",
+                             hint="drop --tracer, or give numbers")
+    return Method.EAGER
 
 
 def run(model: nn.Module, request: Request) -> Report:
@@ -335,8 +371,14 @@ def _warnings_kept() -> Iterator[Callable[[Report], Report]]:
 def _run(model: nn.Module, request: Request) -> Report:
     _refuse_model(model)
     done = _traced(model, request)
+    if done.run.symbols is not None:
+        report = _report(model, request, done, None, [*_notes(done, request.dtype), _NO_SYMBOLIC_PEAK])
+        return symbolic_report(report, done.run.symbols)
     peak, notes = _peak(model, request, done)
     return _report(model, request, done, peak, [*_notes(done, request.dtype), *notes])
+
+
+_NO_SYMBOLIC_PEAK = "no peak memory: a symbolic analysis gives the counts as expressions; analyze at a size (report.at()) for its peak"
 
 
 def _drop_backward_hooks(model: nn.Module) -> list[str]:
@@ -500,7 +542,8 @@ def _traced(model: nn.Module, request: Request) -> _Done:
             recompute = checkpoint_paths(shadow, request.step.checkpoint) if request.step.checkpoint else ()
             known = () if request.real else tuple(given_values((request.args, request.kwargs), (margs, mkwargs)))
             job = _Job(shadow, margs, mkwargs, recorder, request.convention, input_specs(shadow.forward, margs, mkwargs),
-                       leaves, request.real, request.train, recompute, known, {} if request.real else real_buffers(model))
+                       leaves, request.real, request.train, recompute, known, {} if request.real else real_buffers(model),
+                       request.dims)
             recorder.log, recorder.where = (OpLog() if request.ops else None), ""  # a failed attempt's ops are dropped
             if job.train:
                 shadow.train()
@@ -718,12 +761,15 @@ def _step_peak(model: nn.Module, request: Request, done: _Done, inference: PeakM
 
 
 def _faked(shadow: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
-           device: str = "cpu") -> tuple[FakeTensorMode, tuple[Any, ...], dict[str, Any]]:
+           device: str = "cpu", symbols: Symbols | None = None) -> tuple[FakeTensorMode, tuple[Any, ...], dict[str, Any]]:
     """A FakeTensorMode, ``shadow``'s weights swapped for its fake tensors on ``device``, and the
     inputs as fake tensors too (inside objects that hold them, a KV cache; asking for a gradient
-    where the input did)."""
-    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    where the input did); with ``symbols``, the mode of their ShapeEnv and inputs sized by the letters."""
+    mode = symbols.mode() if symbols is not None else FakeTensorMode(allow_non_fake_inputs=True)
     fakeify(shadow, mode, device)
+    if symbols is not None:
+        a, kw = symbols.inputs(mode, args, kwargs, device)
+        return mode, a, kw
     a, kw = tree_map(lambda x: with_tensors(x, lambda t: _keep_grad(t, fake_tensor(t, mode, device))), (args, kwargs))
     return mode, a, kw
 
@@ -772,14 +818,17 @@ def _fake_attempt(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, Any],
     """The fake run. Where it fails for want of values, it runs again following the values fxcost
     knows (:mod:`fxcost.pytorch.known`: those of the inputs and of what is computed from them
     alone), and fails there only if the value read is not one of them."""
-    mode, a, kw = _faked(job.shadow, job.args, job.kwargs, device)
+    symbols = Symbols(job.dims) if job.dims is not None else None
+    mode, a, kw = _faked(job.shadow, job.args, job.kwargs, device, symbols)
+    if symbols is not None:  # the input rows sized by the letters
+        job.inputs = input_specs(job.shadow.forward, a, kw)
     try:
         with quiet_logs("torch._subclasses.fake_tensor"):  # it logs a traceback per kernel that raises: fxcost says why
             run = attempt(a, kw, mode)
-        run.mode = Mode.FAKE
+        run.mode, run.symbols = Mode.FAKE, symbols
         return run
     except ShapeError as e:  # a TraceError sends the analysis to the next tracer, as it did
-        if not values_read(e):
+        if not values_read(e) or symbols is not None:  # a symbolic size has no values to know
             raise
     # again, outside the handler: a failure of this run is its own, not chained to the first one's
     mode, a, kw = _faked(job.shadow, job.args, job.kwargs, device)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from fxcost.counting import arithmetic as A
-from fxcost.counting.arithmetic import Cost, Shape, prod
+from fxcost.counting.arithmetic import Cost, Shape, prod, whole
 from fxcost.counting.registry import Formula, FormulaRegistry, Free
 from fxcost.pytorch import vision_ops
 from fxcost.pytorch.tensors import SHAPES, SparseSize
@@ -170,7 +170,7 @@ def _grouped_mm(a: Shape, b: Shape, offs: Any = None, bias: Any = None, *_: Any,
 def _unsqueezed(shape: Shape, dims: Sequence[int]) -> list[int]:
     """``shape`` with a size-1 dimension inserted at each of ``dims`` (ascending), as
     ``_trilinear`` expands its operands."""
-    s = [int(d) for d in shape]
+    s = [whole(d) for d in shape]
     for d in sorted(dims):
         s.insert(d, 1)
     return s
@@ -287,18 +287,18 @@ def _native_mha(
     """
     average = (*args, kwargs.get("average_attn_weights", True))[0]
     rows_q, rows_k, rows_v = prod(query[:-1]), prod(key[:-1]), prod(value[:-1])
-    e_out, e_in = int(qkv_weight[0]) // 3, int(qkv_weight[1])
+    e_out, e_in = whole(qkv_weight[0]) // 3, whole(qkv_weight[1])
     projections = A.matmul(rows_q + rows_k + rows_v, e_in, e_out)
     in_bias = A.bias((rows_q + rows_k + rows_v) * e_out if _given(qkv_bias) else 0)
     d = e_out // num_head
 
     def heads(x: Shape) -> list[int]:
-        return [*x[:-2], num_head, int(x[-2]), d]
+        return [*x[:-2], num_head, whole(x[-2]), d]
 
     attn = A.attention(heads(query), heads(key), heads(value), masked=_given(mask), dropout=False,
                        scale_key=not need_weights)
-    out_proj = A.matmul(rows_q, int(proj_weight[1]), int(proj_weight[0]))
-    out_bias = A.bias(rows_q * int(proj_weight[0]) if _given(proj_bias) else 0)
+    out_proj = A.matmul(rows_q, whole(proj_weight[1]), whole(proj_weight[0]))
+    out_bias = A.bias(rows_q * whole(proj_weight[0]) if _given(proj_bias) else 0)
     averaging = A.pointwise(A.attention_scores(heads(query), heads(key)) if need_weights and average else 0)
     return projections + in_bias + attn + out_proj + out_bias + averaging
 
@@ -322,9 +322,9 @@ def _encoder_layer(
     attn = _native_mha(src, src, src, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias,
                        mask, False)
     rows = prod(src[:-1])
-    hidden, width = int(ffn_weight_1[0]), int(ffn_weight_1[1])
-    ffn = A.matmul(rows, width, hidden) + A.matmul(rows, int(ffn_weight_2[1]), int(ffn_weight_2[0]))
-    ffn_bias = A.bias((rows * hidden if _given(ffn_bias_1) else 0) + (rows * int(ffn_weight_2[0]) if _given(ffn_bias_2) else 0))
+    hidden, width = whole(ffn_weight_1[0]), whole(ffn_weight_1[1])
+    ffn = A.matmul(rows, width, hidden) + A.matmul(rows, whole(ffn_weight_2[1]), whole(ffn_weight_2[0]))
+    ffn_bias = A.bias((rows * hidden if _given(ffn_bias_1) else 0) + (rows * whole(ffn_weight_2[0]) if _given(ffn_bias_2) else 0))
     norms = (A.normalization(prod(src), stats=True, affine=_given(norm_weight_1))
              + A.normalization(prod(src), stats=True, affine=_given(norm_weight_2)))
     residuals = A.pointwise(2 * prod(src))
@@ -345,15 +345,15 @@ def _mkldnn_rnn_layer(
     one direction, the CPU fast path nn.LSTM takes on CPU tensors (G = 4 gates).
     MACs = T * B * (G*H * In + G*H * H); see arithmetic.recurrent for FLOPs."""
     biases = [b for b in (b_ih, b_hh) if _given(b)] if has_biases else []
-    return A.recurrent(x, [w_ih, w_hh], biases, mode, int(hidden_size), 1)
+    return A.recurrent(x, [w_ih, w_hh], biases, mode, whole(hidden_size), 1)
 
 
 def _cudnn_like_rnn(
     x: Shape, weights: Sequence[Any], mode: int, hidden_size: int, num_layers: int, bidirectional: bool
 ) -> Cost:
     ws = [w for w in weights if _given(w)]
-    cells = int(num_layers) * (2 if bidirectional else 1)
-    return A.recurrent(x, [w for w in ws if len(w) == 2], [w for w in ws if len(w) == 1], mode, int(hidden_size), cells)
+    cells = whole(num_layers) * (2 if bidirectional else 1)
+    return A.recurrent(x, [w for w in ws if len(w) == 2], [w for w in ws if len(w) == 1], mode, whole(hidden_size), cells)
 
 
 @_reg.formula("aten::_cudnn_rnn")
@@ -587,7 +587,7 @@ def _euclidean(x1: Shape, x2: Shape) -> Cost:
     |x1|^2 and |x2|^2 (a square and an add per element), -2 * x1 (1 per element), one matmul of
     [P, M + 2] x [M + 2, R] (the norms and ones ride along as two columns), then clamp and sqrt
     per distance: MACs = B * P * R * (M + 2)."""
-    batch, rows, cols, dims = prod(x1[:-2]), int(x1[-2]), int(x2[-2]), int(x1[-1])
+    batch, rows, cols, dims = prod(x1[:-2]), whole(x1[-2]), whole(x2[-2]), whole(x1[-1])
     norms = A.pointwise(batch * (rows + cols) * dims, 2) + A.pointwise(batch * rows * dims)
     return norms + A.matmul(rows, dims + 2, cols, batch=batch) + A.pointwise(batch * rows * cols, 2)
 
@@ -598,11 +598,11 @@ def _cdist(x1: Shape, x2: Shape, p: float = 2.0, compute_mode: Any = None, *_: A
     p = 2 through a matmul (compute_mode 1, or the default 0/None when P or R exceeds 25): see
     _euclidean. Otherwise pair by pair: 3 FLOPs per pair and dim (subtract, square or abs,
     accumulate) and 1 per pair for the root (not for p = 0, 1 or inf); no MACs."""
-    rows, cols = int(x1[-2]), int(x2[-2])
+    rows, cols = whole(x1[-2]), whole(x2[-2])
     if p == 2 and (compute_mode == 1 or (compute_mode in (None, 0) and (rows > 25 or cols > 25))):
         return _euclidean(x1, x2)
     root = 0 if p in (0, 1, float("inf")) else 1
-    return A.pointwise(prod(x1[:-2]) * rows * cols, 3 * int(x1[-1]) + root)
+    return A.pointwise(prod(x1[:-2]) * rows * cols, 3 * whole(x1[-1]) + root)
 
 
 @_reg.formula("aten::_euclidean_dist")
@@ -617,9 +617,9 @@ def _affine_grid(theta: Shape, size: Sequence[int], align_corners: bool = False,
     """[N, *S, d] = affine_grid_generator(theta[N, d, d + 1], size[N, C, *S]) (F.affine_grid): each
     of the N * prod(S) base points [*coords, 1] is multiplied by theta^T, a bmm of
     MACs = N * prod(S) * (d + 1) * d"""
-    spatial = [int(v) for v in size[2:]]
+    spatial = [whole(v) for v in size[2:]]
     d = len(spatial)
-    return A.matmul(prod(spatial), d + 1, d, batch=int(size[0]))
+    return A.matmul(prod(spatial), d + 1, d, batch=whole(size[0]))
 
 
 #: taps per output element of grid_sampler's modes: bilinear, nearest (a copy), bicubic
@@ -632,7 +632,7 @@ def _grid_sampler(x: Shape, grid: Shape, interpolation_mode: int = 0, *_: Any, o
     (F.grid_sample): each output element is a weighted sum of its taps, as the interpolation
     formulas count it: bilinear 4 taps (8 in 3-D, trilinear), nearest a copy (0), bicubic 16; the
     taps' weights, one set per output position, are not counted (as for upsampling)"""
-    taps = _GRID_TAPS.get(int(interpolation_mode), 4)
+    taps = _GRID_TAPS.get(whole(interpolation_mode), 4)
     if len(x) == 5 and taps == 4:
         taps = 8
     return A.interpolation(_numel(_first_shape(out)), taps) if taps else Cost(0, 0)
@@ -655,7 +655,7 @@ def _convolution_backward(dy: Shape, x: Shape, w: Shape, bias_sizes: Any = None,
     prod(dy). FlopCounterMode counts dx and dw the same way."""
     grads = _mask(output_mask)
     forward = A.convolution(x, w, dy, transposed=bool(transposed), biased=False)
-    n = int(grads[0]) + int(grads[1])
+    n = whole(grads[0]) + whole(grads[1])
     return Cost(forward.macs * n, forward.flops * n + (prod(dy) if grads[2] else 0))
 
 
@@ -753,7 +753,7 @@ _reg.free("aten::select_backward", "aten::slice_backward", "aten::index_select_b
 
 
 def _lengths(x: Shape, dims: Sequence[int]) -> list[int]:
-    return [int(x[d]) for d in dims]
+    return [whole(x[d]) for d in dims]
 
 
 @_reg.formula("aten::_fft_r2c")
@@ -808,20 +808,20 @@ def _linear_dynamic(x: Shape, packed: Any, *_: Any, out: Any = None, **__: Any) 
 
     with _disable_current_modes():  # the packed weight is real int8: read it outside the analysis's modes
         weight, bias = packed.unpack()
-    return _dynamic_linear(prod(x[:-1]), int(weight.shape[1]), int(weight.shape[0]), bias is not None)
+    return _dynamic_linear(prod(x[:-1]), whole(weight.shape[1]), whole(weight.shape[0]), bias is not None)
 
 
 def _quantized_rnn(cell: A.RnnCell, x: Shape, after: Sequence[Any]) -> Cost:
     packed = len(after[0]) == 1 and not isinstance(after[0][0], Sequence)  # the .data overloads: batch_sizes[T]
     hx, _params, has_biases, num_layers, _dropout, _train, bidirectional = after[1:8] if packed else after[:7]
-    hidden = int((hx[0] if isinstance(hx[0], Sequence) else hx)[-1])
+    hidden = whole((hx[0] if isinstance(hx[0], Sequence) else hx)[-1])
     rows, gates, directions = prod(x[:-1]), {A.RnnCell.LSTM: 4, A.RnnCell.GRU: 3}[cell] * hidden, 2 if bidirectional else 1
     cost = Cost()
-    for layer in range(int(num_layers)):
-        n_in = int(x[-1]) if layer == 0 else hidden * directions
+    for layer in range(whole(num_layers)):
+        n_in = whole(x[-1]) if layer == 0 else hidden * directions
         one = _dynamic_linear(rows, n_in, gates, bool(has_biases)) + _dynamic_linear(rows, hidden, gates, bool(has_biases))
         cost = cost + Cost(one.macs * directions, one.flops * directions)
-    return cost + A.cell_pointwise(cell, rows * int(num_layers) * directions * hidden)
+    return cost + A.cell_pointwise(cell, rows * whole(num_layers) * directions * hidden)
 
 
 @_reg.formula("aten::quantized_lstm")
@@ -915,7 +915,7 @@ _reg.formula("aten::histc", "aten::bincount")(_reduction)
 @_reg.formula("aten::sort")
 def _sort(x: Shape, dim: int = -1, *_: Any, out: Any = None, **__: Any) -> Cost:
     """values, indices = sort([*], dim, ...) (argsort and msort too); see arithmetic.sort"""
-    return A.sort(prod(x), int(x[dim]) if len(x) else 1)
+    return A.sort(prod(x), whole(x[dim]) if len(x) else 1)
 
 
 def _sorted_unique(n: int, rows: int, sort: bool) -> Cost:
@@ -937,7 +937,7 @@ def _unique(x: Shape, *_: Any, out: Any = None, **__: Any) -> Cost:
 def _unique_dim(x: Shape, dim: int, *_: Any, out: Any = None, **__: Any) -> Cost:
     """unique along ``dim``: its rows sorted and compared whole, n * ceil(log2 rows) +
     (rows - 1) * n / rows FLOPs"""
-    return _sorted_unique(prod(x), int(x[dim]), sort=True)
+    return _sorted_unique(prod(x), whole(x[dim]), sort=True)
 
 
 @_reg.formula("aten::unique_consecutive", "aten::unique_dim_consecutive")
@@ -948,7 +948,7 @@ def _unique_consecutive(x: Shape, *args: Any, out: Any = None, dim: Any = None, 
         dim = args[0]  # unique_dim_consecutive(self, dim, ...)
     elif len(args) >= 3:
         dim = args[2]
-    rows = prod(x) if dim is None else int(x[dim])
+    rows = prod(x) if dim is None else whole(x[dim])
     return _sorted_unique(prod(x), rows, sort=False)
 
 
@@ -963,7 +963,7 @@ def _bucketize(x: Shape, boundaries: Any, *_: Any, out: Any = None, **__: Any) -
     """[*] = bucketize(input [*] (or a scalar), boundaries [n]): a binary search of the n sorted
     boundaries for each element, ceil(log2(n + 1)) comparisons (the most a search takes), so
     FLOPs = prod(*) * ceil(log2(n + 1)); comparisons count as in ``sort``"""
-    n = int(boundaries[-1]) if isinstance(boundaries, tuple) and boundaries else 0
+    n = whole(boundaries[-1]) if isinstance(boundaries, tuple) and boundaries else 0
     return Cost(0, _numel(_first_shape(out)) * n.bit_length())
 
 
@@ -972,7 +972,7 @@ def _searchsorted(sorted_sequence: Shape, values: Any, *_: Any, out: Any = None,
     """[*, m] = searchsorted(sorted_sequence [*, n] (or [n]), values [*, m] (or a scalar)): a
     binary search of a row of n for each value, FLOPs = prod(out) * ceil(log2(n + 1)), as
     ``bucketize``"""
-    return Cost(0, _numel(_first_shape(out)) * int(sorted_sequence[-1]).bit_length())
+    return Cost(0, _numel(_first_shape(out)) * whole(sorted_sequence[-1]).bit_length())
 
 
 @_reg.formula("aten::isin")
@@ -1059,7 +1059,7 @@ def _embedding_bag(
     """[bags, D], ... = _embedding_bag(W[V, D], indices[*], offsets, ..., mode, ...,
     per_sample_weights?); FLOPs = prod(*) * D: each gathered row is added into (sum, mean) or
     compared with (max) its bag once, + prod(*) * D to scale rows by per-sample weights"""
-    gathered = prod(indices) * int(weight[-1])
+    gathered = prod(indices) * whole(weight[-1])
     return A.pointwise(gathered, 2 if _given(per_sample_weights) else 1)
 
 

@@ -191,7 +191,7 @@ class ModuleStack:
             with self.bookkeeping():
                 self.failed = None  # a call begins: a failure before it was caught by the model
                 self.on_enter(path, m, (args, kwargs))
-                self.running.append((path, m, tuple(tuple(int(d) for d in t.shape) for t in tensors_in((args, kwargs))),
+                self.running.append((path, m, tuple(tuple(t.shape) for t in tensors_in((args, kwargs))),
                                      sys.exc_info()[1]))
         return hook
 

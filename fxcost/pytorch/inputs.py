@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_any, tree_map
 
+from fxcost.counting.arithmetic import whole
 from fxcost.errors import FxcostError, InputSpecError, TraceError, first_line
 from fxcost.pytorch.diagnosis import naming_module
 from fxcost.pytorch.eager import ModuleStack
@@ -99,7 +100,7 @@ def input_specs(forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
 
     def walk(name: str, v: Any) -> None:
         if isinstance(v, torch.Tensor):
-            specs.append(InputSpec(name, tuple(int(d) for d in v.shape), dtype_name(v.dtype)))
+            specs.append(InputSpec(name, tuple(whole(d) for d in v.shape), dtype_name(v.dtype)))
         elif isinstance(v, dict):
             for k, item in v.items():
                 walk(f"{name}.{k}", item)

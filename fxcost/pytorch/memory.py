@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch.multiprocessing.reductions import StorageWeakRef
 
+from fxcost.counting.arithmetic import whole
 from fxcost.pytorch.tensors import tensors_in
 
 
@@ -94,7 +95,7 @@ class SavedBytes:
         if key is None or key in self._seen:
             return 0
         self._seen.add(key)
-        return int(t.untyped_storage().nbytes())
+        return whole(t.untyped_storage().nbytes())
 
     @staticmethod
     def saving(to: Any) -> Any:

@@ -14,6 +14,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import tree_flatten
 
+from fxcost.counting.arithmetic import whole
 from fxcost.errors import InputSpecError
 from fxcost.report.records import TensorSpec
 
@@ -48,7 +49,7 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 def spec_of(t: torch.Tensor) -> TensorSpec:
-    return TensorSpec(tuple(int(d) for d in t.shape), dtype_name(t.dtype))
+    return TensorSpec(tuple(whole(d) for d in t.shape), dtype_name(t.dtype))
 
 
 def tensors_in(value: Any) -> list[torch.Tensor]:

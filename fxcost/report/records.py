@@ -281,7 +281,7 @@ class Row:
     def __getattr__(self, name: str) -> int:
         # only reached when normal lookup fails: the metrics live in ``counts``
         if name in _METRICS:
-            return int(getattr(self.counts, name))
+            return getattr(self.counts, name)  # type: ignore[no-any-return]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
@@ -425,6 +425,20 @@ class Hardware(Record):
         compute, memory = flops / self.peak_flops, bytes_moved / self.bandwidth_bytes_s
         return Roof(row_id, max(compute, memory), "compute" if compute >= memory else "memory",
                     flops / bytes_moved if bytes_moved else 0.0)
+
+
+@dataclass(frozen=True)
+class Sizes(Record):
+    """The letters of a symbolic analysis (``--input BxS:int64``): every figure of its report is an
+    exact expression of them (a sympy expression), valid where ``domain`` holds: each letter's
+    range, then each condition on the sizes the forward's branches recorded (``S <= 1024``).
+    ``hints``: the size of each letter the forward's branches were taken at. ``equal``: letters
+    the forward found to be one size (``W = H``)."""
+
+    letters: tuple[str, ...]
+    hints: tuple[int, ...]
+    domain: tuple[str, ...]
+    equal: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from fxcost.report.records import (
     PeakMemory,
     Roof,
     Row,
+    Sizes,
     TensorSpec,
     TraceInfo,
     UnsupportedOp,
@@ -65,6 +66,8 @@ class Report:
     analysis: Analysis = Analysis.INFERENCE
     #: the bytes each op reads and writes were counted (a roofline's): the report has ``bytes_moved``
     traffic: bool = False
+    #: a symbolic analysis's letters and domain: every figure is an expression of them (:meth:`at`)
+    sizes: Sizes | None = None
 
     def _repr_markdown_(self) -> str | None:
         """Jupyter shows the report as its Markdown table and size block."""
@@ -73,6 +76,14 @@ class Report:
     def _repr_html_(self) -> str | None:
         """Jupyter's rich display: the table and size block as HTML (``-f html``)."""
         return NOTEBOOK[0](self, "html") if NOTEBOOK else None
+
+    def at(self, **values: int) -> Report:
+        """A symbolic report (:attr:`sizes`) at one size of each letter (``at(B=8, S=4096)``): the
+        ordinary report of that size, every expression evaluated. A size outside the domain, or a
+        letter missing or unknown: ``ValueError``."""
+        from fxcost.report.formulas import evaluate
+
+        return evaluate(self, values)
 
     def total(self) -> Counts:
         return Counts.total(r.counts for r in self.layers)
@@ -239,6 +250,7 @@ class Report:
             "unsupported": [u.to_dict() for u in self.unsupported],
             "edges": [e.to_dict() for e in self.edges],
             "module_types": dict(self.module_types),
+            **({"sizes": self.sizes.to_dict()} if self.sizes is not None else {}),
         }
 
 

@@ -1,0 +1,287 @@
+"""Symbolic sizes: inputs whose dimensions are letters (``Bx3xHxW``, ``BxS:int64``), and an
+analysis whose every figure is an exact expression of them, with the domain where it holds.
+
+The fake run is PyTorch's own symbolic-shape machinery (``torch.fx.experimental.symbolic_shapes``):
+a ``ShapeEnv`` gives each letter a symbol with a hint (the size at which the forward's branches
+are taken); the input fake tensors carry those sizes (``SymInt``), so every op's output shape is
+an expression of the letters, and fxcost's formulas, which keep a ``SymInt`` as it is
+(:func:`fxcost.counting.arithmetic.whole`), price each op as one. Each branch the forward takes
+on a size (``if seq_len > window``) is a guard the ShapeEnv records: the guards, beside each
+letter's range, are the domain where the figures hold. A size the forward fixes (a position
+table read at ``S``, ``int(S)``) is refused with the line that fixed it: no figure is an
+expression of a letter that the model treats as a number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sympy
+import torch
+from torch._guards import GuardSource, Source
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from fxcost.errors import InputSpecError
+from fxcost.report.formulas import mapped
+
+#: a size written as a letter: a name that is not a number (``B``, ``S``, ``H``, ``seq``); ``x``
+#: and ``X`` join dimensions and so are no names
+LETTER = re.compile(r"^[A-WYZa-wyz_][A-WYZa-wyz0-9_]*$")
+
+#: the hints a letter gets where ``--hint`` gives none: the size its place in an input usually
+#: has (a batch of 2, an image of 224 pixels, a sequence of 128 tokens); each > 1, since PyTorch
+#: specializes a size of 0 or 1
+_BATCH_HINT, _IMAGE_HINT, _OTHER_HINT = 2, 224, 128
+
+
+@dataclass(frozen=True)
+class _Letter(Source):  # type: ignore[misc]  # torch's Source is untyped
+    """A letter as the ShapeEnv's guards name it."""
+
+    letter: str
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.letter
+
+    @property
+    def guard_source(self) -> GuardSource:
+        return GuardSource.LOCAL
+
+
+Pattern = tuple[int | str, ...]
+
+
+@dataclass(frozen=True)
+class Dims:
+    """The letters of a symbolic analysis: each input tensor's sizes (a letter or a number), in
+    the pytree order of ``(args, kwargs)``, and each letter's hint and range (``low``, ``high``:
+    None for no bound)."""
+
+    patterns: tuple[Pattern | None, ...]
+    hints: Mapping[str, int]
+    ranges: Mapping[str, tuple[int, int | None]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def letters(self) -> tuple[str, ...]:
+        return tuple(self.hints)
+
+    def at_hints(self, pattern: Pattern) -> tuple[int, ...]:
+        return tuple(self.hints[d] if isinstance(d, str) else d for d in pattern)
+
+
+def is_letter(d: Any) -> bool:
+    return isinstance(d, str) and bool(LETTER.match(d))
+
+
+def has_letters(shape: Any) -> bool:
+    return isinstance(shape, (tuple, list)) and any(isinstance(d, str) for d in shape)
+
+
+def _default_hint(pattern: Pattern, i: int, floating: bool) -> int:
+    if i == 0 and len(pattern) > 1:
+        return _BATCH_HINT
+    if floating and len(pattern) >= 3 and i >= len(pattern) - 2:
+        return _IMAGE_HINT
+    return _OTHER_HINT
+
+
+def dims_of(patterns: Sequence[tuple[Pattern, torch.dtype] | None], hints: Mapping[str, int] | None = None,
+            ranges: Mapping[str, tuple[int, int | None]] | None = None) -> Dims:
+    """The :class:`Dims` of input tensors given as ``(pattern, dtype)`` (None for one without
+    letters): each letter's hint is the one given, else the size its first place usually has.
+    A hint outside a letter's range, a hint or range for a letter no input has: :class:`InputSpecError`."""
+    hints = dict(hints or {})
+    ranges = dict(ranges or {})
+    found: dict[str, int] = {}
+    for item in patterns:
+        if item is None:
+            continue
+        pattern, dtype = item
+        for i, d in enumerate(pattern):
+            if isinstance(d, str):
+                if not is_letter(d):
+                    raise InputSpecError(f"size {d!r} is neither a number nor a letter",
+                                         hint="write a letter (B, S, H) for a size that varies, a number for one that does not")
+                found.setdefault(d, hints.get(d) or _default_hint(pattern, i, dtype.is_floating_point))
+    for name, what in [*((n, "--hint") for n in hints), *((n, "a range") for n in ranges)]:
+        if name not in found:
+            raise InputSpecError(f"{what} names {name!r}, which no input size has",
+                                 hint=f"the letters in the inputs: {', '.join(found) or 'none'}")
+    for letter, hint in found.items():
+        low, high = ranges.get(letter, (2, None))
+        if hint < 2 or hint < low or (high is not None and hint > high):
+            raise InputSpecError(f"hint {letter}={hint} is outside {letter}'s range [{max(low, 2)}, {high or 'inf'}]",
+                                 hint="a hint is a size the model is run at: give one inside the range, and at least 2 "
+                                      "(PyTorch fixes a size of 0 or 1)")
+    return Dims(tuple(None if p is None else p[0] for p in patterns), found, ranges)
+
+
+def parse_hints(text: str | Mapping[str, int] | None) -> dict[str, int]:
+    """``"B=8,S=2048"`` -> ``{"B": 8, "S": 2048}``."""
+    if text is None:
+        return {}
+    if isinstance(text, Mapping):
+        return {str(k): int(v) for k, v in text.items()}
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, value = part.partition("=")
+        if not eq or not is_letter(name.strip()) or not value.strip().isdigit():
+            raise InputSpecError(f"malformed --hint {part!r}", hint="write LETTER=SIZE joined by commas, e.g. --hint B=8,S=2048")
+        out[name.strip()] = int(value)
+    return out
+
+
+class Symbols:
+    """The letters of one symbolic run: its ShapeEnv, and each letter's symbol there."""
+
+    def __init__(self, dims: Dims) -> None:
+        from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
+
+        self.dims = dims
+        self.env = ShapeEnv()
+        self.symbols: dict[str, Any] = {}
+        self.sizes: dict[str, Any] = {}
+        for letter, hint in dims.hints.items():
+            s = self.env.create_symbol(hint, _Letter(letter), dynamic_dim=DimDynamic.DYNAMIC)
+            low, high = dims.ranges.get(letter, (2, None))
+            self.env.constrain_symbol_range(s, compiler_min=max(low, 2), compiler_max=high if high is not None else int(sys_max()))
+            self.symbols[letter] = s
+            self.sizes[letter] = self.env.create_symintnode(s, hint=hint)
+        self.named = {s: sympy.Symbol(letter, integer=True, positive=True) for letter, s in self.symbols.items()}
+
+    def mode(self) -> Any:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        return FakeTensorMode(shape_env=self.env, allow_non_fake_inputs=True)
+
+    def inputs(self, mode: Any, args: tuple[Any, ...], kwargs: dict[str, Any], device: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """``(args, kwargs)`` with each input tensor a fake tensor of ``mode`` whose sizes are the
+        letters' symbols (asking for a gradient where the input did)."""
+        flat, spec = tree_flatten((args, kwargs))
+        tensors = iter(self.dims.patterns)
+        out = []
+        for x in flat:
+            if not isinstance(x, torch.Tensor):
+                out.append(x)
+                continue
+            pattern = next(tensors, None)
+            shape = x.shape if pattern is None else [self.sizes[d] if isinstance(d, str) else d for d in pattern]
+            with mode:
+                fake = torch.empty(shape, dtype=x.dtype, device=device)
+            out.append(fake.requires_grad_(True) if x.requires_grad and fake.is_floating_point() else fake)
+        a, kw = tree_unflatten(out, spec)
+        return a, kw
+
+    def expr(self, x: Any) -> Any:
+        """A ``SymInt`` as a sympy expression of the letters (anything else as it is)."""
+        if isinstance(x, torch.SymInt):
+            return self.plain(x.node.expr)
+        return x
+
+    def plain(self, e: Any) -> Any:
+        """A ShapeEnv expression in the letters and sympy's own functions (``floor``, ``Mod``)."""
+        e = _plain(self.env.simplify(e)).xreplace(self.named)
+        return sympy.expand(e) if isinstance(e, sympy.Expr) and e.is_polynomial() else e
+
+    def fixed(self) -> list[tuple[str, int, str]]:
+        """The letters the run fixed at a number: ``(letter, size, where)``."""
+        found = []
+        for letter, s in self.symbols.items():
+            value = self.env.replacements.get(s)
+            if value is not None and value.is_number:
+                where = self.env.replacements_slocs.get(s)
+                found.append((letter, int(value), _where(where)))
+        return found
+
+    def related(self) -> list[tuple[str, str, str]]:
+        """Letters the run found equal to an expression of others (two letters for one size)."""
+        found = []
+        for letter, s in self.symbols.items():
+            value = self.env.replacements.get(s)
+            if value is not None and not value.is_number:
+                found.append((letter, str(value.xreplace(self.named)), _where(self.env.replacements_slocs.get(s))))
+        return found
+
+    def domain(self) -> tuple[str, ...]:
+        """Where the figures hold: each letter's range, then each guard the run recorded, in
+        the letters (``S <= 1024``), each once."""
+        out: list[str] = []
+        for letter, s in self.symbols.items():
+            r = self.env.var_to_range.get(s)
+            low = int(r.lower) if r is not None and r.lower.is_finite else 2
+            high = int(r.upper) if r is not None and r.upper.is_finite and int(r.upper) < sys_max() else None
+            out.append(f"{low} <= {letter}" + (f" <= {high}" if high is not None else ""))
+        for g in self.env.guards:
+            e = self.plain(g.expr)
+            if e is not sympy.true:
+                out.append(str(e))
+        return tuple(dict.fromkeys(out))
+
+
+def _plain(e: Any) -> Any:
+    """``e`` with torch's own sympy functions (``FloorDiv``, ``PythonMod``...) as sympy's."""
+    import torch.utils._sympy.functions as F
+
+    for fn, as_sympy in ((F.FloorDiv, lambda a, b: sympy.floor(a / b)), (F.CeilDiv, lambda a, b: sympy.ceiling(a / b)),
+                         (F.CleanDiv, lambda a, b: a / b), (F.IntTrueDiv, lambda a, b: a / b),
+                         (F.PythonMod, sympy.Mod), (F.Mod, sympy.Mod), (F.PowByNatural, lambda a, b: a**b),
+                         (F.Max, sympy.Max), (F.Min, sympy.Min), (F.CeilToInt, sympy.ceiling),
+                         (F.FloorToInt, sympy.floor), (F.Identity, lambda a: a)):
+        if e.has(fn):
+            e = e.replace(fn, as_sympy)
+    return e
+
+
+def sys_max() -> int:
+    return int(torch.iinfo(torch.int64).max) - 1
+
+
+def _where(sloc: Any) -> str:
+    if sloc is None:
+        return ""
+    user = getattr(sloc, "maybe_user_loc", None) or getattr(sloc, "framework_loc", None)
+    if user is None:
+        return ""
+    if hasattr(user, "filename"):
+        return f"{user.filename}:{user.lineno} ({user.name})"
+    return str(user)
+
+
+def lettered_sizes(input_size: Any, hints: Mapping[str, int] | None,
+                   ranges: Mapping[str, tuple[int, int | None]] | None) -> tuple[Any, Dims] | None:
+    """``input_size`` with letters (``("B", 3, "H", "W")``, or a list of such shapes: float32
+    inputs) as the same shapes at the letters' hints, and their :class:`Dims`; None where it has
+    no letter."""
+    if input_size is None or isinstance(input_size, str):
+        return None
+    one = isinstance(input_size, (tuple, list)) and all(isinstance(d, (int, str)) for d in input_size)
+    shapes = [input_size] if one else list(input_size)
+    if not any(has_letters(s) for s in shapes):
+        return None
+    dims = dims_of([(tuple(s), torch.float32) for s in shapes], hints, ranges)
+    concrete = [dims.at_hints(tuple(s)) for s in shapes]
+    return (concrete[0] if one else concrete), dims
+
+
+def symbolic_report(report: Any, symbols: Symbols) -> Any:
+    """The report of a symbolic run with every ``SymInt`` in it an expression of the letters and
+    its domain; a letter the run fixed at a number, or found equal to an expression of others, is
+    an :class:`InputSpecError` naming where."""
+    from fxcost.report.records import Sizes
+
+    fixed = symbols.fixed()
+    if fixed:
+        letter, size, where = fixed[0]
+        raise InputSpecError(
+            f"the forward fixes {letter} at {size}" + (f" (at {where})" if where else "")
+            + f": no figure is an expression of {letter} where the model takes {letter} as a number",
+            hint=f"give {letter} as the number {size} in the input sizes (or another size the model takes)")
+    report = mapped(report, symbols.expr)
+    sizes = Sizes(letters=symbols.dims.letters, hints=tuple(symbols.dims.hints.values()), domain=symbols.domain(),
+                  equal=tuple(f"{a} = {b}" for a, b, _ in symbols.related()))
+    return dataclasses.replace(report, sizes=sizes)

@@ -1,0 +1,81 @@
+"""A symbolic report's expressions: evaluated at sizes (:meth:`Report.at`), and shown by their
+leading term. The report holds sympy expressions where an ordinary one holds ints."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import sympy
+
+
+def mapped(obj: Any, fn: Any) -> Any:
+    """``obj`` (a report: dataclasses, tuples, lists and dicts of them) with every leaf replaced by
+    ``fn(leaf)``."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        changes = {f.name: mapped(getattr(obj, f.name), fn) for f in dataclasses.fields(obj) if f.init}
+        return dataclasses.replace(obj, **changes)
+    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
+        return tuple(mapped(x, fn) for x in obj)
+    if isinstance(obj, list):
+        return [mapped(x, fn) for x in obj]
+    if isinstance(obj, dict):
+        return {k: mapped(v, fn) for k, v in obj.items()}
+    return fn(obj)
+
+
+def symbols_of(letters: Any) -> dict[str, sympy.Symbol]:
+    return {name: sympy.Symbol(name, integer=True, positive=True) for name in letters}
+
+
+def outside(domain: Any, letters: Any, values: Mapping[str, int]) -> list[str]:
+    """The conditions of ``domain`` that ``values`` break."""
+    names = symbols_of(letters)
+    at = {names[k]: v for k, v in values.items()}
+    return [c for c in domain if not bool(sympy.sympify(c, locals=names).subs(at))]
+
+
+def evaluate(report: Any, values: Mapping[str, int]) -> Any:
+    """``report`` (symbolic) with every expression evaluated at ``values``, an ordinary report."""
+    sizes = report.sizes
+    if sizes is None:
+        raise ValueError("at() evaluates a symbolic report (one analyzed with letters in its input sizes)")
+    missing = [x for x in sizes.letters if x not in values]
+    unknown = [x for x in values if x not in sizes.letters]
+    if missing or unknown:
+        raise ValueError(f"at() needs a size for each of {', '.join(sizes.letters)}"
+                         + (f"; missing {', '.join(missing)}" if missing else "") + (f"; no letter {', '.join(unknown)}" if unknown else ""))
+    broken = outside(sizes.domain, sizes.letters, values)
+    if broken:
+        raise ValueError(f"{', '.join(f'{k}={v}' for k, v in values.items())} is outside the domain where the figures hold: "
+                         f"{'; '.join(broken)}")
+    names = symbols_of(sizes.letters)
+    at = {names[k]: int(v) for k, v in values.items()}
+
+    def value(x: Any) -> Any:
+        if isinstance(x, sympy.Basic):
+            v = x.subs(at)
+            if not v.is_number:
+                raise ValueError(f"{x} is not a number at {values}")
+            return int(v)
+        return x
+
+    return dataclasses.replace(mapped(report, value), sizes=None)
+
+
+def leading(x: Any) -> str:
+    """``x``'s leading term as text: a polynomial's highest-degree part in its letters, with
+    ``floor``/``ceiling`` taken as their argument; ``~`` before it where that leaves terms out."""
+    if not isinstance(x, sympy.Basic) or x.is_number:
+        return f"{int(x):,}"
+    smooth = sympy.expand(x.replace(sympy.floor, lambda a: a).replace(sympy.ceiling, lambda a: a))
+    letters = sorted(smooth.free_symbols, key=str)
+    try:
+        poly = sympy.Poly(smooth, *letters)
+    except sympy.PolynomialError:
+        return str(x)
+    top = poly.total_degree()
+    lead = sum((c * sympy.prod(s**k for s, k in zip(letters, m, strict=True)) for m, c in poly.terms() if sum(m) == top),
+               sympy.Integer(0))
+    return ("" if sympy.expand(lead - x) == 0 else "~") + str(lead)
