@@ -35,7 +35,8 @@ ALLOWED = {
     "exporters": {"report", "errors"},
     "summarize": {"pytorch", "exporters", "report", "errors"},  # torchinfo's call: analyze, then print the table
     "peers": {"pytorch", "counting", "report", "errors"},  # other tools' counts, reproduced on fxcost's meta copy
-    "api": {"pytorch", "peers", "summarize", "counting", "report", "errors"},  # the public functions: thin, over the routes
+    # the public functions: thin, over the routes; an input size given as --input's text is read by loading's parser
+    "api": {"pytorch", "peers", "summarize", "counting", "report", "errors", "loading"},
     "zoo_sweep": {"api", "loading", "pytorch", "errors"},  # fxcost zoo's workers: build by name, analyze, check
     "cli": None,  # the command line calls everything
     "__init__": {"_version", "_public"},  # imports nothing heavy: the public names load from _public on first use
