@@ -70,7 +70,7 @@ from fxcost.pytorch.memory import LiveBytes, storage_bytes
 from fxcost.pytorch.oplog import OpLog
 from fxcost.pytorch.recorder import DispatchMode, OpRecorder, OpTagger, run_tagged
 from fxcost.pytorch.rows import call_graph_rows, calls_from_export, class_name, graph_rows
-from fxcost.pytorch.sizes import Dims, Symbols, lettered_sizes, parse_hints, symbolic_report
+from fxcost.pytorch.sizes import Dims, Symbols, lettered_sizes, lettered_text, other_sides, parse_hints, symbolic_report
 from fxcost.pytorch.step import (
     AMP_DTYPES,
     DEFAULT_OPTIMIZER,
@@ -267,6 +267,8 @@ class Request:
     hooks: bool = False
     #: the letters of a symbolic analysis (inputs sized ``B``, ``S``...): figures are expressions of them
     dims: Dims | None = None
+    #: this analysis is another piece of a symbolic one (the other side of a size branch): no pieces of its own
+    piece: bool = False
 
     @classmethod
     def of(cls, input_size: Shape | Sequence[Shape] | None, example_inputs: Any, example_kwargs: dict[str, Any] | None,
@@ -373,9 +375,30 @@ def _run(model: nn.Module, request: Request) -> Report:
     done = _traced(model, request)
     if done.run.symbols is not None:
         report = _report(model, request, done, None, [*_notes(done, request.dtype), _NO_SYMBOLIC_PEAK])
-        return symbolic_report(report, done.run.symbols)
+        return _with_pieces(model, request, symbolic_report(report, done.run.symbols))
     peak, notes = _peak(model, request, done)
     return _report(model, request, done, peak, [*_notes(done, request.dtype), *notes])
+
+
+def _with_pieces(model: nn.Module, request: Request, report: Report) -> Report:
+    """A symbolic report with its other pieces: for each branch the forward took on one letter
+    (a condition of its domain on that letter alone), the analysis run again at that letter's
+    nearest size on the other side; where that run fails or fixes the letter, a note says why."""
+    dims = request.dims
+    if dims is None or report.sizes is None or request.piece:
+        return report
+    pieces: list[Report] = []
+    notes: list[str] = []
+    for letter, size, condition in other_sides(report.sizes, dims):
+        other = replace(request, dims=replace(dims, hints={**dims.hints, letter: size}), piece=True)
+        try:
+            pieces.append(_run(model, other))
+        except FxcostError as e:
+            notes.append(f"where {condition} fails ({letter} = {size}, run at): {e.message.splitlines()[0]}; each size "
+                         f"there is its own analysis")
+    trace = replace(report.trace, notes=(*report.trace.notes, *notes))
+    return replace(report, pieces=tuple(p for i, p in enumerate(pieces) if p.sizes not in [q.sizes for q in pieces[:i]]),
+                   trace=trace)
 
 
 _NO_SYMBOLIC_PEAK = "no peak memory: a symbolic analysis gives the counts as expressions; analyze at a size (report.at()) for its peak"
@@ -818,17 +841,16 @@ def _fake_attempt(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, Any],
     """The fake run. Where it fails for want of values, it runs again following the values fxcost
     knows (:mod:`fxcost.pytorch.known`: those of the inputs and of what is computed from them
     alone), and fails there only if the value read is not one of them."""
-    symbols = Symbols(job.dims) if job.dims is not None else None
-    mode, a, kw = _faked(job.shadow, job.args, job.kwargs, device, symbols)
-    if symbols is not None:  # the input rows sized by the letters
-        job.inputs = input_specs(job.shadow.forward, a, kw)
+    if job.dims is not None:
+        return _symbolic_attempt(job, attempt, device)
+    mode, a, kw = _faked(job.shadow, job.args, job.kwargs, device)
     try:
         with quiet_logs("torch._subclasses.fake_tensor"):  # it logs a traceback per kernel that raises: fxcost says why
             run = attempt(a, kw, mode)
-        run.mode, run.symbols = Mode.FAKE, symbols
+        run.mode = Mode.FAKE
         return run
     except ShapeError as e:  # a TraceError sends the analysis to the next tracer, as it did
-        if not values_read(e) or symbols is not None:  # a symbolic size has no values to know
+        if not values_read(e):
             raise
     # again, outside the handler: a failure of this run is its own, not chained to the first one's
     mode, a, kw = _faked(job.shadow, job.args, job.kwargs, device)
@@ -838,6 +860,30 @@ def _fake_attempt(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, Any],
     run.reads = tuple(dict.fromkeys(context.known.reads))
     run.mode = Mode.FAKE
     return run
+
+
+def _symbolic_attempt(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, Any], Any], _Counted],
+                      device: str) -> _Counted:
+    """The fake run on sizes that are the letters' symbols (:mod:`fxcost.pytorch.sizes`); its
+    input rows sized by them. A symbolic size has no values to know: a failure is the run's,
+    said in the letters."""
+    assert job.dims is not None
+    symbols = Symbols(job.dims)
+    mode, a, kw = _faked(job.shadow, job.args, job.kwargs, device, symbols)
+    job.inputs = input_specs(job.shadow.forward, a, kw)
+    try:
+        with quiet_logs("torch._subclasses.fake_tensor"):
+            run = attempt(a, kw, mode)
+    except FxcostError as e:
+        e.message = lettered_text(e.message, symbols)
+        e.hint = (f"{e.hint}; " if e.hint else "") + _FIXED_HINT
+        raise
+    run.mode, run.symbols = Mode.FAKE, symbols
+    return run
+
+
+_FIXED_HINT = ("a size given as a letter may be one the model needs fixed (a weight's width, a position table's "
+               "length): give that dimension as a number, or another --hint")
 
 
 def _symbolic(job: _Job) -> _Counted:

@@ -15,9 +15,12 @@ expression of a letter that the model treats as a number.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sympy
@@ -140,10 +143,10 @@ class Symbols:
     """The letters of one symbolic run: its ShapeEnv, and each letter's symbol there."""
 
     def __init__(self, dims: Dims) -> None:
-        from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
+        from torch.fx.experimental.symbolic_shapes import DimDynamic
 
         self.dims = dims
-        self.env = ShapeEnv()
+        self.env = _env()
         self.symbols: dict[str, Any] = {}
         self.sizes: dict[str, Any] = {}
         for letter, hint in dims.hints.items():
@@ -215,7 +218,7 @@ class Symbols:
             r = self.env.var_to_range.get(s)
             low = int(r.lower) if r is not None and r.lower.is_finite else 2
             high = int(r.upper) if r is not None and r.upper.is_finite and int(r.upper) < sys_max() else None
-            out.append(f"{low} <= {letter}" + (f" <= {high}" if high is not None else ""))
+            out += [f"{letter} >= {low}"] + ([f"{letter} <= {high}"] if high is not None else [])
         for g in self.env.guards:
             e = self.plain(g.expr)
             if e is not sympy.true:
@@ -231,7 +234,9 @@ def _plain(e: Any) -> Any:
                          (F.CleanDiv, lambda a, b: a / b), (F.IntTrueDiv, lambda a, b: a / b),
                          (F.PythonMod, sympy.Mod), (F.Mod, sympy.Mod), (F.PowByNatural, lambda a, b: a**b),
                          (F.Max, sympy.Max), (F.Min, sympy.Min), (F.CeilToInt, sympy.ceiling),
-                         (F.FloorToInt, sympy.floor), (F.Identity, lambda a: a)):
+                         (F.FloorToInt, sympy.floor), (F.Identity, lambda a: a), (F.ToFloat, lambda a: a),
+                         (F.FloatPow, lambda a, b: a**b), (F.FloatTrueDiv, lambda a, b: a / b),
+                         (F.TruncToInt, lambda a: sympy.sign(a) * sympy.floor(abs(a)))):
         if e.has(fn):
             e = e.replace(fn, as_sympy)
     return e
@@ -248,8 +253,60 @@ def _where(sloc: Any) -> str:
     if user is None:
         return ""
     if hasattr(user, "filename"):
-        return f"{user.filename}:{user.lineno} ({user.name})"
-    return str(user)
+        return f"{user.filename}:{user.lineno}, in {user.name}"
+    asker = getattr(sloc, "framework_loc", None)
+    return f"{user}" + (f", by {asker}" if isinstance(asker, str) and asker != user else "")
+
+
+_OWN = tuple(str(p) + os.sep for p in (Path(torch.__file__).parent, Path(__file__).parents[1], Path(sympy.__file__).parent))
+
+
+#: the symbolic-shape machinery itself: a guard is made there, never asked for
+_MACHINERY = (*(str(Path(torch.__file__).parent.joinpath(*p.split("/"))) + (os.sep if p.endswith("/") else "") for p in (
+    "fx/experimental/", "_guards.py", "__init__.py", "utils/_sympy/", "_subclasses/", "utils/_stats.py", "_ops.py",
+    "_prims_common/wrappers.py", "_dynamo/", "_compile.py", "overrides.py")),
+    *(str(Path(__file__).parent / f) for f in ("eager.py", "recorder.py")), __file__, str(Path(sympy.__file__).parent) + os.sep)
+
+
+def _lines() -> tuple[str | None, str | None]:
+    """The running stack's innermost line outside torch, sympy and fxcost (the model's), and its
+    innermost line outside the symbolic-shape machinery (what asked for the guard: a torch kernel
+    or fxcost's own formula)."""
+    model = asker = None
+    frame = sys._getframe(1)
+    while frame is not None and model is None:
+        name = frame.f_code.co_filename
+        here = f"{name}:{frame.f_lineno}, in {frame.f_code.co_name}"
+        if asker is None and not name.startswith(_MACHINERY):
+            asker = here
+        if not name.startswith(_OWN) and not name.startswith("<"):
+            model = here
+        frame = frame.f_back  # type: ignore[assignment]
+    return model, asker
+
+
+def _env() -> Any:
+    """A ShapeEnv whose guards and replacements name the model's line (torch's own search stops at
+    the first frame outside its tracing machinery, which may be torch's dispatch code)."""
+    from torch._guards import SLoc
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    class Env(ShapeEnv):  # type: ignore[misc]
+        def _get_sloc(self, framework_loc: str | None = None) -> SLoc:
+            sloc = super()._get_sloc(framework_loc)
+            model, asker = _lines()
+            return SLoc(asker if asker != model else sloc.framework_loc, model) if model is not None else sloc
+
+    return Env()
+
+
+_SYMBOL = re.compile(r"\bs\d+\b")
+
+
+def lettered_text(text: str, symbols: Symbols) -> str:
+    """``text`` (an error message) with the ShapeEnv's symbol names (``s44``) as the letters."""
+    names = {str(s): letter for letter, s in symbols.symbols.items()}
+    return _SYMBOL.sub(lambda m: names.get(m.group(0), m.group(0)), text)
 
 
 def lettered_sizes(input_size: Any, hints: Mapping[str, int] | None,
@@ -285,3 +342,32 @@ def symbolic_report(report: Any, symbols: Symbols) -> Any:
     sizes = Sizes(letters=symbols.dims.letters, hints=tuple(symbols.dims.hints.values()), domain=symbols.domain(),
                   equal=tuple(f"{a} = {b}" for a, b, _ in symbols.related()))
     return dataclasses.replace(report, sizes=sizes)
+
+
+def other_sides(sizes: Any, dims: Dims) -> list[tuple[str, int, str]]:
+    """The branches the forward took on one letter alone: each condition of the domain on a
+    single letter that its range does not imply (``S >= 4``: the sliding window's), with the size
+    of that letter nearest its hint on the other side, ``(letter, size, condition)``; none where
+    the range has no size there."""
+    from fxcost.report.formulas import symbols_of
+
+    names = symbols_of(sizes.letters)
+    found = []
+    for cond in sizes.domain:
+        rel = sympy.sympify(cond, locals=names)
+        free = rel.free_symbols
+        if not isinstance(rel, sympy.core.relational.Relational) or len(free) != 1:
+            continue
+        (symbol,) = free
+        letter = str(symbol)
+        low, high = dims.ranges.get(letter, (2, None))
+        holds = sympy.lambdify(symbol, rel, modules=["math", {"floor": lambda x: x // 1, "ceiling": lambda x: -(-x // 1)}])
+        hint = dims.hints[letter]
+        for d in range(1, 1 << 16):
+            side = [v for v in (hint - d, hint + d) if max(low, 2) <= v and (high is None or v <= high) and not holds(v)]
+            if side:
+                found.append((letter, side[0], cond))
+                break
+            if hint - d < max(low, 2) and high is not None and hint + d > high:
+                break
+    return found

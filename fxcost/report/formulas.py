@@ -33,7 +33,14 @@ def outside(domain: Any, letters: Any, values: Mapping[str, int]) -> list[str]:
     """The conditions of ``domain`` that ``values`` break."""
     names = symbols_of(letters)
     at = {names[k]: v for k, v in values.items()}
-    return [c for c in domain if not bool(sympy.sympify(c, locals=names).subs(at))]
+    broken = []
+    for c in domain:
+        holds = sympy.sympify(c, locals=names).subs(at)
+        if holds not in (sympy.true, sympy.false):
+            raise ValueError(f"cannot decide whether {c} holds at {dict(values)}")
+        if holds is sympy.false:
+            broken.append(c)
+    return broken
 
 
 def evaluate(report: Any, values: Mapping[str, int]) -> Any:
@@ -48,8 +55,12 @@ def evaluate(report: Any, values: Mapping[str, int]) -> Any:
                          + (f"; missing {', '.join(missing)}" if missing else "") + (f"; no letter {', '.join(unknown)}" if unknown else ""))
     broken = outside(sizes.domain, sizes.letters, values)
     if broken:
-        raise ValueError(f"{', '.join(f'{k}={v}' for k, v in values.items())} is outside the domain where the figures hold: "
-                         f"{'; '.join(broken)}")
+        for piece in report.pieces:
+            if not outside(piece.sizes.domain, piece.sizes.letters, values):
+                return evaluate(piece, values)
+        given = ", ".join(f"{k}={v}" for k, v in values.items())
+        others = "".join(f"; or (another piece) {' and '.join(p.sizes.domain)}" for p in report.pieces)
+        raise ValueError(f"{given} is outside the domain where the figures hold: {'; '.join(broken)} fails{others}")
     names = symbols_of(sizes.letters)
     at = {names[k]: int(v) for k, v in values.items()}
 
@@ -61,7 +72,7 @@ def evaluate(report: Any, values: Mapping[str, int]) -> Any:
             return int(v)
         return x
 
-    return dataclasses.replace(mapped(report, value), sizes=None)
+    return dataclasses.replace(mapped(dataclasses.replace(report, pieces=()), value), sizes=None)
 
 
 def leading(x: Any) -> str:

@@ -68,6 +68,9 @@ class Report:
     traffic: bool = False
     #: a symbolic analysis's letters and domain: every figure is an expression of them (:meth:`at`)
     sizes: Sizes | None = None
+    #: a symbolic analysis's other pieces: where the forward branched on a size, the analysis of
+    #: the other side of that branch, with its own domain (:meth:`at` picks the piece that holds)
+    pieces: tuple[Report, ...] = ()
 
     def _repr_markdown_(self) -> str | None:
         """Jupyter shows the report as its Markdown table and size block."""
@@ -251,6 +254,7 @@ class Report:
             "edges": [e.to_dict() for e in self.edges],
             "module_types": dict(self.module_types),
             **({"sizes": self.sizes.to_dict()} if self.sizes is not None else {}),
+            **({"pieces": [p.to_dict() for p in self.pieces]} if self.pieces else {}),
         }
 
 
