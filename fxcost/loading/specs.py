@@ -161,6 +161,15 @@ def lettered_inputs(texts: Iterable[str], plain: dict[str, Any] | None = None, h
     return args, kwargs, Dims(patterns, dims.hints, dims.ranges)
 
 
+def _shape_like(text: str) -> bool:
+    """``Bx3x32x32`` or ``BxS``: sizes joined by x (a number among them, or single capital letters),
+    not a keyword's name."""
+    parts = [p.strip() for p in re.split("[xX×]", text.partition(":")[0])]
+    if len(parts) < 2 or not all(p.isdigit() or is_letter(p) for p in parts):
+        return False
+    return any(p.isdigit() for p in parts) or all(len(p) == 1 and p.isupper() for p in parts)
+
+
 def _shaped(items: Iterable[Any]) -> list[Any]:
     return [t for t in items if not isinstance(t, list)]
 
@@ -178,7 +187,8 @@ def parse_inputs(texts: Iterable[str], any_name: bool = False) -> list[tuple[lis
         keyword: dict[str, ShapedDtype | Valued] = {}
         for part in text.split(","):
             name, eq, shape = part.partition("=")
-            if eq and not name.strip()[:1].isdigit():  # 1x576:int64=32000 is a positional tensor with values
+            # 1x576:int64=32000 (or Bx576:int64=...) is a positional tensor with values
+            if eq and not name.strip()[:1].isdigit() and not _shape_like(name):
                 # an ONNX graph's inputs may be named anything (input.1, input:0, onnx::Gemm_0)
                 if not (name.strip() if any_name else name.strip().isidentifier()):
                     raise InputSpecError(f"malformed keyword input {part!r}", hint="write --input name=SHAPE, e.g. --input attention_mask=1x128:int64")
