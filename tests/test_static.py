@@ -110,7 +110,7 @@ def test_example_inputs_kwargs_and_dtypes() -> None:
     [
         ({}, "no inputs"),
         ({"input_size": (1, 0, 4)}, "positive"),
-        ({"input_size": "1x4"}, "shape"),
+        ({"input_size": "1x4x"}, "malformed input shape"),  # a string is --input's text (docs/sizes.md)
         ({"input_size": (1, 4), "example_inputs": torch.zeros(1, 4)}, "not both"),
         ({"input_size": (1, 4), "convention": "nope"}, "unknown convention"),
     ],

@@ -83,6 +83,20 @@ def table_of(obj: Any) -> Table:
     raise TypeError(f"fxcost has no table for a {type(obj).__name__}")
 
 
+def exact(x: Any) -> str:
+    """A symbolic report's figure whole: a number with its thousands marked, else the expression."""
+    return f"{int(x):,}" if isinstance(x, int) or getattr(x, "is_number", False) else str(x)
+
+
+def _shown(x: Any) -> str:
+    """A total in the table: whole, unless it runs past three lines (an adaptive pool's exact
+    windows): then its leading term, the JSON having it whole."""
+    from fxcost.report.formulas import leading
+
+    text = exact(x)
+    return text if len(text) <= 300 else f"{leading(x)} (the whole expression, {len(text):,} characters: -f json)"
+
+
 def formula_table(report: Report, d: dict[str, Any]) -> Table:
     """A symbolic report: each row's figures by their leading term (``~`` where lower terms are
     left out), the totals and the domain in full in the notes."""
@@ -99,7 +113,7 @@ def formula_table(report: Report, d: dict[str, Any]) -> Table:
     sizes = d["sizes"]
     table.notes = [("Symbols", ", ".join(f"{x} (run at {h})" for x, h in zip(sizes["letters"], sizes["hints"], strict=True))),
                    ("Domain", "; ".join(sizes["domain"]))]
-    table.notes += [(f"Total {name}", str(t[key])) for name, key in
+    table.notes += [(f"Total {name}", _shown(t[key])) for name, key in
                     (("params", "params"), ("MACs", "macs"), ("FLOPs", "flops"), ("backward MACs", "backward_macs"),
                      ("backward FLOPs", "backward_flops"), ("activation bytes", "activation_bytes")) if key in t]
     table.notes += [("Equal sizes", "; ".join(sizes["equal"]))] if sizes.get("equal") else []

@@ -638,8 +638,8 @@ def _not_the_input(failure: FxcostError, model: nn.Module, request: Request, ski
     hint says so instead. A failure that is not an op's, or a run that cannot be repeated, keeps
     its hint."""
     cause = failure.__cause__
-    if request.real or not isinstance(failure, ShapeError) or cause is None or failed_op(failure) is None \
-            or classify(cause) not in _INPUT_CAUSES:
+    if request.real or request.dims is not None or not isinstance(failure, ShapeError) or cause is None \
+            or failed_op(failure) is None or classify(cause) not in _INPUT_CAUSES:  # a symbolic run's failure is its own
         return
     try:
         shadow, a, kw = cast(prepare_meta(model, request.args, request.kwargs, skipped), request.dtype)

@@ -31,9 +31,9 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from fxcost.errors import InputSpecError
 from fxcost.report.formulas import mapped
 
-#: a size written as a letter: a name that is not a number (``B``, ``S``, ``H``, ``seq``); ``x``
-#: and ``X`` join dimensions and so are no names
-LETTER = re.compile(r"^[A-WYZa-wyz_][A-WYZa-wyz0-9_]*$")
+#: a size written as a letter (``B``, ``S``, ``H``), optionally numbered (``S2``); ``x`` and ``X``
+#: join dimensions and so are no letters, and a word (``1x3xabc``) is a malformed shape
+LETTER = re.compile(r"^[A-WYZa-wyz][0-9]*$")
 
 #: the hints a letter gets where ``--hint`` gives none: the size its place in an input usually
 #: has (a batch of 2, an image of 224 pixels, a sequence of 128 tokens); each > 1, since PyTorch
@@ -156,6 +156,7 @@ class Symbols:
             self.symbols[letter] = s
             self.sizes[letter] = self.env.create_symintnode(s, hint=hint)
         self.named = {s: sympy.Symbol(letter, integer=True, positive=True) for letter, s in self.symbols.items()}
+        self._plain: dict[Any, Any] = {}
 
     def mode(self) -> Any:
         from torch._subclasses.fake_tensor import FakeTensorMode
@@ -187,9 +188,14 @@ class Symbols:
         return x
 
     def plain(self, e: Any) -> Any:
-        """A ShapeEnv expression in the letters and sympy's own functions (``floor``, ``Mod``)."""
-        e = _plain(self.env.simplify(e)).xreplace(self.named)
-        return sympy.expand(e) if isinstance(e, sympy.Expr) and e.is_polynomial() else e
+        """A ShapeEnv expression in the letters and sympy's own functions (``floor``, ``Mod``);
+        each expression once (a report holds the same few many times)."""
+        done = self._plain.get(e)
+        if done is None:
+            done = _plain(self.env.simplify(e)).xreplace(self.named)
+            done = sympy.expand(done) if isinstance(done, sympy.Expr) and done.is_polynomial() else done
+            self._plain[e] = done
+        return done
 
     def fixed(self) -> list[tuple[str, int, str]]:
         """The letters the run fixed at a number: ``(letter, size, where)``."""
@@ -213,17 +219,25 @@ class Symbols:
     def domain(self) -> tuple[str, ...]:
         """Where the figures hold: each letter's range, then each guard the run recorded, in
         the letters (``S <= 1024``), each once."""
+        return tuple(dict.fromkeys([*self._ranges(), *self.guards()]))
+
+    def guards(self) -> list[str]:
+        """The conditions the run's branches on sizes recorded, in the letters."""
+        out: list[str] = []
+        for g in self.env.guards:
+            e = self.plain(g.expr)
+            if e is not sympy.true:
+                out.append(str(e))
+        return out
+
+    def _ranges(self) -> list[str]:
         out: list[str] = []
         for letter, s in self.symbols.items():
             r = self.env.var_to_range.get(s)
             low = int(r.lower) if r is not None and r.lower.is_finite else 2
             high = int(r.upper) if r is not None and r.upper.is_finite and int(r.upper) < sys_max() else None
             out += [f"{letter} >= {low}"] + ([f"{letter} <= {high}"] if high is not None else [])
-        for g in self.env.guards:
-            e = self.plain(g.expr)
-            if e is not sympy.true:
-                out.append(str(e))
-        return tuple(dict.fromkeys(out))
+        return out
 
 
 def _plain(e: Any) -> Any:
@@ -340,8 +354,11 @@ def symbolic_report(report: Any, symbols: Symbols) -> Any:
             hint=f"give {letter} as the number {size} in the input sizes (or another size the model takes)")
     report = mapped(report, symbols.expr)
     sizes = Sizes(letters=symbols.dims.letters, hints=tuple(symbols.dims.hints.values()), domain=symbols.domain(),
-                  equal=tuple(f"{a} = {b}" for a, b, _ in symbols.related()))
+                  equal=tuple(f"{a} = {b}" for a, b, _ in symbols.related()), branches=tuple(dict.fromkeys(symbols.guards())))
     return dataclasses.replace(report, sizes=sizes)
+
+
+_BRANCHES = (sympy.StrictGreaterThan, sympy.StrictLessThan, sympy.GreaterThan, sympy.LessThan)
 
 
 def other_sides(sizes: Any, dims: Dims) -> list[tuple[str, int, str]]:
@@ -352,11 +369,13 @@ def other_sides(sizes: Any, dims: Dims) -> list[tuple[str, int, str]]:
     from fxcost.report.formulas import symbols_of
 
     names = symbols_of(sizes.letters)
-    found = []
-    for cond in sizes.domain:
+    found: list[tuple[str, int, str]] = []
+    for cond in sizes.branches:
         rel = sympy.sympify(cond, locals=names)
         free = rel.free_symbols
-        if not isinstance(rel, sympy.core.relational.Relational) or len(free) != 1:
+        # an inequality on one letter is a branch; Ne and Eq are PyTorch's checks that a size is
+        # not 0 or 1, and sizes the model pins (a position table's), whose other side is no branch
+        if not isinstance(rel, _BRANCHES) or len(free) != 1:
             continue
         (symbol,) = free
         letter = str(symbol)
@@ -366,7 +385,8 @@ def other_sides(sizes: Any, dims: Dims) -> list[tuple[str, int, str]]:
         for d in range(1, 1 << 16):
             side = [v for v in (hint - d, hint + d) if max(low, 2) <= v and (high is None or v <= high) and not holds(v)]
             if side:
-                found.append((letter, side[0], cond))
+                if (letter, side[0]) not in [(x, v) for x, v, _ in found]:
+                    found.append((letter, side[0], cond))
                 break
             if hint - d < max(low, 2) and high is not None and hint + d > high:
                 break

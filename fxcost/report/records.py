@@ -433,12 +433,14 @@ class Sizes(Record):
     exact expression of them (a sympy expression), valid where ``domain`` holds: each letter's
     range, then each condition on the sizes the forward's branches recorded (``S <= 1024``).
     ``hints``: the size of each letter the forward's branches were taken at. ``equal``: letters
-    the forward found to be one size (``W = H``)."""
+    the forward found to be one size (``W = H``). ``branches``: the conditions of ``domain`` that
+    the forward's branches recorded (the rest are the letters' ranges)."""
 
     letters: tuple[str, ...]
     hints: tuple[int, ...]
     domain: tuple[str, ...]
     equal: tuple[str, ...] = ()
+    branches: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
