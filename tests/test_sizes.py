@@ -279,3 +279,93 @@ def test_the_command_line_refuses_bad_letters_with_exit_2(argv: list[str], messa
                          capture_output=True, text=True)
     assert out.returncode == 2, out.stderr
     assert message in out.stderr
+
+
+# --- every zoo model: exact at sizes it was not built from, or refused with a named reason ------
+
+#: the zoo models a symbolic analysis refuses, and why (each message names the model's line):
+#: PyTorch kernels that need a number where the model passes a size (its meta kernels for FFTs,
+#: baddbmm and matmuls of some layouts, affine_grid's linspace, interpolate with a scale factor,
+#: recurrent layers' batch), models that fix a size themselves (a ViT's image size, Mamba's
+#: scan), value reads, and domains that admit only sizes near the hint ("pinned": AlexNet's
+#: classifier reads a flattened 6x6 map, DiT's 4x4 patch grid)
+ZOO_REFUSALS = {
+    "hf_vit": "fixes H at 64", "clip_vision": "fixes H at 32", "mamba_ssm": "fixes S at 16",
+    "bloom_alibi": "SymIntArrayRef expected to contain only concrete integers",
+    "diffusers_unet2d": "fixes B at 2", "diffusers_unet2d_condition": "fixes B at 2", "diffusers_vae": "fixes B at 2",
+    "spatial_transformer": "fixes H at 12", "spectral_filter": "fixes B at 2", "unet_bilinear": "fixes B at 2",
+    "lstm_lm": "fixes B at 2", "gru_classifier": "fixes B at 2", "upsampler": "fixes B at 2",
+    "tied_embeddings": "fixes S at 12", "data_dependent_branch": "reads a tensor's value",
+    "root_data_dependent": "reads a tensor's value", "diffusers_dit": "pinned", "alexnet": "pinned",
+}
+
+
+def _pattern(t: torch.Tensor) -> list[Any]:
+    """The letters a zoo input gets: B for the batch of a tensor of 2 dims or more, S for a
+    sequence of token ids, H and W for an image's height and width."""
+    if t.dim() < 2:
+        return list(t.shape)
+    if t.dtype.is_floating_point and t.dim() == 4:
+        return ["B", t.shape[1], "H", "W"]
+    if not t.dtype.is_floating_point and t.dim() == 2:
+        return ["B", "S"]
+    return ["B", *t.shape[1:]]
+
+
+def _spec(args: tuple[Any, ...], kwargs: dict[str, Any], at: dict[str, int] | None = None) -> str:
+    parts = []
+    for name, t in [*((None, a) for a in args), *kwargs.items()]:
+        sizes = [at[d] if at and isinstance(d, str) else d for d in _pattern(t)]
+        text = "x".join(map(str, sizes)) + ":" + str(t.dtype).removeprefix("torch.")
+        parts.append(text if name is None else f"{name}={text}")
+    return ",".join(parts)
+
+
+def _zoo() -> list[Any]:
+    from examples.unseen import UNSEEN
+    from examples.zoo import HF_ZOO, ZOO
+
+    return [*UNSEEN, *ZOO, *HF_ZOO]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", _zoo(), ids=lambda e: e.name)
+def test_every_zoo_model_is_exact_at_sizes_it_was_not_built_from_or_refused_with_a_reason(entry: Any) -> None:
+    if "diffusers" in entry.name:
+        pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    model = entry.build()
+    args, kwargs = entry.inputs()
+    tensors = {k: v for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
+    plain = {k: v for k, v in kwargs.items() if not isinstance(v, torch.Tensor)} or None
+    if not all(isinstance(a, torch.Tensor) for a in args):
+        pytest.skip("a positional input that is not a tensor (a dict of them): letters size tensors given by shape")
+    hints: dict[str, int] = {}
+    for t in [*args, *tensors.values()]:
+        for d, n in zip(_pattern(t), t.shape, strict=True):
+            if isinstance(d, str):
+                hints.setdefault(d, max(2, n))
+    refusal = ZOO_REFUSALS.get(entry.name)
+    try:
+        formula = fxcost.analyze(model, _spec(args, tensors), example_kwargs=plain, hint=hints)
+    except fxcost.FxcostError as e:
+        assert refusal is not None and refusal in str(e), str(e)
+        return
+    # two sizes inside the domain, none of them the hint: each letter grown by k (W by 2k)
+    points = []
+    for k in (1, 2, 3, 5, 8, 16, 32, 64):
+        at = {x: h + (k if i % 2 == 0 else 2 * k) for i, (x, h) in enumerate(hints.items())}
+        try:
+            formula.at(**at)
+        except ValueError:
+            continue
+        points.append(at)
+        if len(points) == 2:
+            break
+    if refusal == "pinned":
+        assert not points, formula.sizes.domain
+        return
+    assert refusal is None and points, f"no size in the domain: {formula.sizes.domain}"
+    for at in points:
+        concrete = fxcost.analyze(model, _spec(args, tensors, at), example_kwargs=plain, tracer="eager")
+        _same(formula.at(**at), concrete)

@@ -314,7 +314,7 @@ def _env() -> Any:
     return Env()
 
 
-_SYMBOL = re.compile(r"\bs\d+\b")
+_SYMBOL = re.compile(r"(?<![A-Za-z0-9_])s\d+(?!\d)")  # s44x16: x joins sizes
 
 
 def lettered_text(text: str, symbols: Symbols) -> str:
