@@ -15,6 +15,7 @@ Checked against what is not the formula:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -32,7 +33,11 @@ B, S, H, W = sympy.symbols("B S H W", integer=True, positive=True)
 
 
 def _same(formula: fxcost.Report, concrete: fxcost.Report) -> None:
-    """Every figure of ``formula`` (evaluated) equals ``concrete``'s: totals, rows, outputs, inputs."""
+    """Every figure of ``formula`` (evaluated) equals ``concrete``'s: totals, rows, outputs,
+    inputs, the peak memory (its bytes, their breakdown, the module and phase it happens in; a
+    training step's timeline is the concrete run's alone)."""
+    assert formula.peak_memory is not None and concrete.peak_memory is not None
+    assert dataclasses.replace(formula.peak_memory, timeline=()) == dataclasses.replace(concrete.peak_memory, timeline=())
     assert formula.total() == concrete.total()
     assert [(r.name, r.type, r.kind, r.counts, r.output) for r in formula.layers] == \
         [(r.name, r.type, r.kind, r.counts, r.output) for r in concrete.layers]

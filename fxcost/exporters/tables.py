@@ -116,6 +116,12 @@ def formula_table(report: Report, d: dict[str, Any]) -> Table:
     table.notes += [(f"Total {name}", _shown(t[key])) for name, key in
                     (("params", "params"), ("MACs", "macs"), ("FLOPs", "flops"), ("backward MACs", "backward_macs"),
                      ("backward FLOPs", "backward_flops"), ("activation bytes", "activation_bytes")) if key in t]
+    peaks = [p["peak_bytes"] for p in d.get("peaks", [])]
+    if peaks:
+        shown = _shown(peaks[0]) if len(peaks) == 1 else f"the largest of {len(peaks)}: " + "; ".join(map(_shown, peaks))
+        at = d["peak_memory"]
+        table.notes += [("Peak memory (bytes)", f"{shown[:600]}{' ...' if len(shown) > 600 else ''} (at the hints: in "
+                                                f"{at['at'] or '(root)'}, {at.get('phase') or at['mode']})")]
     table.notes += [("Equal sizes", "; ".join(sizes["equal"]))] if sizes.get("equal") else []
     table.notes += [("Leading terms", "~ marks a row's highest-degree terms, floor() taken as its argument; the JSON "
                                       "(-f json) and report.at() have every figure exact")]

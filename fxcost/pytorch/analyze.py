@@ -70,7 +70,17 @@ from fxcost.pytorch.memory import LiveBytes, storage_bytes
 from fxcost.pytorch.oplog import OpLog
 from fxcost.pytorch.recorder import DispatchMode, OpRecorder, OpTagger, run_tagged
 from fxcost.pytorch.rows import call_graph_rows, calls_from_export, class_name, graph_rows
-from fxcost.pytorch.sizes import Dims, Symbols, lettered_sizes, lettered_text, other_sides, parse_hints, symbolic_report
+from fxcost.pytorch.sizes import (
+    Dims,
+    Symbols,
+    lettered_sizes,
+    lettered_text,
+    other_sides,
+    parse_hints,
+    peak_candidates,
+    symbolic_report,
+)
+from fxcost.report.formulas import mapped
 from fxcost.pytorch.step import (
     AMP_DTYPES,
     DEFAULT_OPTIMIZER,
@@ -374,8 +384,10 @@ def _run(model: nn.Module, request: Request) -> Report:
     _refuse_model(model)
     done = _traced(model, request)
     if done.run.symbols is not None:
-        report = _report(model, request, done, None, [*_notes(done, request.dtype), _NO_SYMBOLIC_PEAK])
-        return _with_pieces(model, request, symbolic_report(report, done.run.symbols))
+        peaks, guards, notes = _symbolic_peaks(model, request, done)
+        report = _report(model, request, done, None, [*_notes(done, request.dtype), *notes])
+        report = symbolic_report(report, done.run.symbols, peaks, guards)
+        return _with_pieces(model, request, report)
     peak, notes = _peak(model, request, done)
     return _report(model, request, done, peak, [*_notes(done, request.dtype), *notes])
 
@@ -401,7 +413,40 @@ def _with_pieces(model: nn.Module, request: Request, report: Report) -> Report:
                    trace=trace)
 
 
-_NO_SYMBOLIC_PEAK = "no peak memory: a symbolic analysis gives the counts as expressions; analyze at a size (report.at()) for its peak"
+def _symbolic_peaks(model: nn.Module, request: Request, done: _Done) -> tuple[tuple[PeakMemory, ...], list[str], list[str]]:
+    """A symbolic analysis's peak memory: the step (or the forward) run once more on fake tensors
+    sized by the letters, each distinct total of live bytes a candidate, those no other is proved
+    to reach first kept (:func:`peak_candidates`); the peak at a size is the first largest of them
+    there (:meth:`Report.at`). Also the guards that run recorded, and notes. Where the step cannot
+    run, no peak, and a note says why."""
+    if not request.memory:
+        return (), [], ["no peak memory: not asked for"]
+    assert request.dims is not None
+    step, train = request.step, request.train
+    symbols = Symbols(request.dims)
+    shadow, a, kw = cast(prepare_meta(model, request.args, request.kwargs, done.skipped), request.dtype)
+    if train:
+        shadow.train()
+        _drop_backward_hooks(shadow)
+        wrap_checkpoints(shadow, done.job.recompute)
+    mode, a, kw = _faked(shadow, a, kw, "cpu", symbols)
+    runner = StepRunner(shadow, optimizer=step.optimizer, amp=step.amp, context=mode, train=train)
+    runner.symbolic = True
+    try:
+        with naming_module("measuring the memory on symbolic sizes"), quiet_logs("torch._subclasses.fake_tensor"):
+            runner.peak(a, kw)
+    except (FxcostError, InternalError):
+        raise
+    except Exception as e:
+        return (), [], [f"no peak memory: the step does not run on symbolic sizes ({lettered_text(first_line(e), symbols)})"]
+    found = [peak_memory(p, train=train, optimizer=step.optimizer, amp=step.amp, checkpointed=done.job.recompute)
+             for p in runner.candidates]
+    found = [mapped(p, symbols.expr) for p in found]
+    kept = peak_candidates([p.peak_bytes for p in found])
+    note = (f"peak memory: the first largest of {len(kept)} totals of live bytes (of {len(found)} the run reached), "
+            "which is the largest depending on the sizes; report.at() picks it at a size"
+            + ("; a training step's second step, no timeline" if train else ""))
+    return tuple(found[i] for i in kept), symbols.guards(), [note]
 
 
 def _drop_backward_hooks(model: nn.Module) -> list[str]:

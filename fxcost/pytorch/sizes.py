@@ -339,7 +339,7 @@ def lettered_sizes(input_size: Any, hints: Mapping[str, int] | None,
     return (concrete[0] if one else concrete), dims
 
 
-def symbolic_report(report: Any, symbols: Symbols) -> Any:
+def symbolic_report(report: Any, symbols: Symbols, peaks: tuple[Any, ...] = (), guards: Sequence[str] = ()) -> Any:
     """The report of a symbolic run with every ``SymInt`` in it an expression of the letters and
     its domain; a letter the run fixed at a number, or found equal to an expression of others, is
     an :class:`InputSpecError` naming where."""
@@ -353,9 +353,18 @@ def symbolic_report(report: Any, symbols: Symbols) -> Any:
             + f": no figure is an expression of {letter} where the model takes {letter} as a number",
             hint=f"give {letter} as the number {size} in the input sizes (or another size the model takes)")
     report = mapped(report, symbols.expr)
-    sizes = Sizes(letters=symbols.dims.letters, hints=tuple(symbols.dims.hints.values()), domain=symbols.domain(),
-                  equal=tuple(f"{a} = {b}" for a, b, _ in symbols.related()), branches=tuple(dict.fromkeys(symbols.guards())))
-    return dataclasses.replace(report, sizes=sizes)
+    domain = tuple(dict.fromkeys([*symbols.domain(), *guards]))  # the memory run's branches too
+    sizes = Sizes(letters=symbols.dims.letters, hints=tuple(symbols.dims.hints.values()), domain=domain,
+                  equal=tuple(f"{a} = {b}" for a, b, _ in symbols.related()),
+                  branches=tuple(dict.fromkeys([*symbols.guards(), *guards])))
+    return dataclasses.replace(report, sizes=sizes, peaks=peaks, peak_memory=_at_hint(peaks, symbols) if peaks else None)
+
+
+def _at_hint(peaks: tuple[Any, ...], symbols: Symbols) -> Any:
+    """The candidate that is the first largest at the hints: the report's peak as shown."""
+    at = {symbols.named[s]: symbols.dims.hints[letter] for letter, s in symbols.symbols.items()}
+    values = [int(p.peak_bytes.subs(at)) if isinstance(p.peak_bytes, sympy.Basic) else int(p.peak_bytes) for p in peaks]
+    return peaks[values.index(max(values))]
 
 
 _BRANCHES = (sympy.StrictGreaterThan, sympy.StrictLessThan, sympy.GreaterThan, sympy.LessThan)
@@ -391,3 +400,47 @@ def other_sides(sizes: Any, dims: Dims) -> list[tuple[str, int, str]]:
             if hint - d < max(low, 2) and high is not None and hint + d > high:
                 break
     return found
+
+
+def _nonnegative_atom(factor: Any) -> bool:
+    """A factor of a term that is >= 0 at every size >= 2: a letter, a power of one, or the floor
+    or ceiling of an expression that grows with each letter and is >= 0 where they are all 2."""
+    if factor.is_Symbol or (factor.is_Pow and factor.base.is_Symbol and factor.exp.is_Integer and factor.exp > 0):
+        return True
+    if isinstance(factor, (sympy.floor, sympy.ceiling)):
+        arg = sympy.expand(factor.args[0])
+        coefficients = arg.as_coefficients_dict()
+        grows = all(c >= 0 for term, c in coefficients.items() if term != 1) and all(
+            _nonnegative_atom(f) for term in coefficients if term != 1 for f in sympy.Mul.make_args(term))
+        return grows and arg.subs({s: 2 for s in arg.free_symbols}) >= 0
+    return False
+
+
+def at_least(a: Any, b: Any, strictly: bool = False) -> bool:
+    """``a >= b`` (``a > b`` where ``strictly``) at every size >= 2, proved term by term: ``a - b``
+    expanded is a sum of nonnegative coefficients times nonnegative factors (strictly: and one
+    term is a positive number or a positive multiple of letters alone). False where that does not
+    prove it."""
+    diff = sympy.expand(a - b)
+    if diff.is_number:
+        return bool(diff > 0) if strictly else bool(diff >= 0)
+    positive = False
+    for term, c in diff.as_coefficients_dict().items():
+        factors = [f for f in sympy.Mul.make_args(term) if not f.is_number]
+        if c < 0 or not all(_nonnegative_atom(f) for f in factors):
+            return False
+        positive = positive or (c > 0 and all(f.is_Symbol or f.is_Pow for f in factors))
+    return positive or not strictly
+
+
+def peak_candidates(totals: list[Any]) -> list[int]:
+    """The indices of ``totals`` (live bytes in the order the ops made them) that can be the
+    first largest at some size: each one that no other is proved at least as large as, where that
+    other came first, or larger, where it came after."""
+    kept: list[int] = []
+    for i, t in enumerate(totals):
+        if any(at_least(totals[j], t) for j in kept):
+            continue  # an earlier one is at least as large everywhere: it is the first max, not this
+        kept = [j for j in kept if not at_least(t, totals[j], strictly=True)]
+        kept.append(i)
+    return kept

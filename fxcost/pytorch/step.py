@@ -155,6 +155,10 @@ class StepTracker(DispatchMode):
         self.record = False  # keep a timeline (the measured step)
         self._modules = modules
         self._made_in: dict[str, int] = {}  # the forward's live bytes by the module that made them
+        #: sizes are symbols (:mod:`fxcost.pytorch.sizes`): which op's live bytes are the most depends
+        #: on the sizes, so every distinct total is a candidate (:attr:`candidates`), none compared
+        self.symbolic = False
+        self.candidates: dict[Any, StepPeak] = {}
 
     @property
     def phase(self) -> str:
@@ -203,6 +207,9 @@ class StepTracker(DispatchMode):
                 self._made_in[entry.made_in] -= entry.nbytes
 
     def sample(self) -> None:
+        if self.symbolic:
+            self._candidate()
+            return
         if self.record:
             self.peak.timeline.append((self._phase, tuple(self._bytes)))
         if self.total > self.peak.peak_bytes:
@@ -212,6 +219,16 @@ class StepTracker(DispatchMode):
     def reset_peak(self) -> None:
         self.peak = StepPeak(self.total, self.bytes, self.phase, self._modules.innermost())
         self.record = True
+        if self.symbolic:
+            self.candidates = {}
+            self._candidate()
+
+    def _candidate(self) -> None:
+        """The live bytes now, a candidate for the peak (the first op at each distinct total)."""
+        key = self.total.node.expr if isinstance(self.total, torch.SymInt) else self.total
+        if key not in self.candidates:
+            at = self._modules.innermost()
+            self.candidates[key] = StepPeak(self.total, self.bytes, self.phase, at, own_bytes=self._made_in.get(at, 0))
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
         out = run_tagged(func, args, kwargs or {})  # _grouped_mm's data-free stand-in included
@@ -268,11 +285,15 @@ class StepRunner:
         with self.context:
             self.optimizer = make(self.trainable) if make is not None and self.trainable else None
         self._warm = False
+        #: sizes are symbols: :meth:`peak` leaves every candidate in :attr:`candidates`
+        self.symbolic = False
+        self.candidates: list[StepPeak] = []
 
     def peak(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepPeak:
         """The peak of one step on ``args``/``kwargs`` (after a first one, if none ran yet)."""
         modules = Modules(self.model)
         tracker = StepTracker(modules)
+        tracker.symbolic = self.symbolic
         with self.context:
             for t in self.params:
                 tracker.track(t, PARAMS)
@@ -291,6 +312,7 @@ class StepRunner:
                         tracker.reset_peak()
                         with torch.no_grad():
                             _forward(self.model, args, kwargs, self.amp)
+                        self.candidates = list(tracker.candidates.values())
                         return tracker.peak
                     if not self._warm:
                         _step(self.model, args, kwargs, self.optimizer, self.amp, tracker)
@@ -300,6 +322,7 @@ class StepRunner:
             finally:
                 for h in hooks:
                     h.remove()
+        self.candidates = list(tracker.candidates.values())
         return tracker.peak
 
 

@@ -72,7 +72,10 @@ def evaluate(report: Any, values: Mapping[str, int]) -> Any:
             return int(v)
         return x
 
-    return dataclasses.replace(mapped(dataclasses.replace(report, pieces=()), value), sizes=None)
+    done = mapped(dataclasses.replace(report, pieces=(), peak_memory=None), value)
+    peaks = list(done.peaks)
+    peak = max(peaks, key=lambda p: p.peak_bytes) if peaks else None  # the first largest, as a step's run finds it
+    return dataclasses.replace(done, sizes=None, peaks=(), peak_memory=peak)
 
 
 def leading(x: Any) -> str:

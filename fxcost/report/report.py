@@ -71,6 +71,10 @@ class Report:
     #: a symbolic analysis's other pieces: where the forward branched on a size, the analysis of
     #: the other side of that branch, with its own domain (:meth:`at` picks the piece that holds)
     pieces: tuple[Report, ...] = ()
+    #: a symbolic analysis's peak memory: the candidates, each the live bytes at one point of the
+    #: step as expressions; the peak at a size is the first largest of them there (:meth:`at`);
+    #: ``peak_memory`` is the one at the hints
+    peaks: tuple[PeakMemory, ...] = ()
 
     def _repr_markdown_(self) -> str | None:
         """Jupyter shows the report as its Markdown table and size block."""
@@ -255,6 +259,7 @@ class Report:
             "module_types": dict(self.module_types),
             **({"sizes": self.sizes.to_dict()} if self.sizes is not None else {}),
             **({"pieces": [p.to_dict() for p in self.pieces]} if self.pieces else {}),
+            **({"peaks": [p.to_dict() for p in self.peaks]} if self.peaks else {}),
         }
 
 
