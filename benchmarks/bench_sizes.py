@@ -86,14 +86,14 @@ def main() -> int:
           f"{'torch: symbolic':>15} {'plain':>7} {'x':>5}   {'fxcost x torch symbolic':>23}")
     held = {"fake run": True, "default": True}
     for name, model, symbolic, hint, concrete in _models():
-        t_sym = _median(lambda: fxcost.analyze(model, symbolic, hint=hint), repeats)
-        t_fake = _median(lambda: fxcost.analyze(model, concrete, tracer="eager"), repeats)
-        t_default = _median(lambda: fxcost.analyze(model, concrete), repeats)
+        t_sym = _median(lambda m=model, s=symbolic, h=hint: fxcost.analyze(m, s, hint=h), repeats)
+        t_fake = _median(lambda m=model, c=concrete: fxcost.analyze(m, c, tracer="eager"), repeats)
+        t_default = _median(lambda m=model, c=concrete: fxcost.analyze(m, c), repeats)
         shape, dtype = ((2, 3, 224, 224), torch.float32) if isinstance(concrete, tuple) else \
             (tuple(int(d) for d in concrete.split(":")[0].split("x")), torch.int64)
         meta = model.to("meta")
-        t_torch_sym = _median(lambda: _torch_forward(meta, True, shape, dtype), repeats)
-        t_torch = _median(lambda: _torch_forward(meta, False, shape, dtype), repeats)
+        t_torch_sym = _median(lambda m=meta, s=shape, d=dtype: _torch_forward(m, True, s, d), repeats)
+        t_torch = _median(lambda m=meta, s=shape, d=dtype: _torch_forward(m, False, s, d), repeats)
         print(f"{name:28} {t_sym:8.2f}s {t_fake:8.2f}s {t_default:8.2f}s {t_sym / t_fake:10.1f}x {t_sym / t_default:9.1f}x   "
               f"{t_torch_sym:14.2f}s {t_torch:6.2f}s {t_torch_sym / t_torch:4.1f}x   {t_sym / t_torch_sym:22.1f}x")
         held["fake run"] &= t_sym <= 3 * t_fake

@@ -80,7 +80,6 @@ from fxcost.pytorch.sizes import (
     peak_candidates,
     symbolic_report,
 )
-from fxcost.report.formulas import mapped
 from fxcost.pytorch.step import (
     AMP_DTYPES,
     DEFAULT_OPTIMIZER,
@@ -97,6 +96,7 @@ from fxcost.pytorch.step import (
 from fxcost.pytorch.tensors import dtype_name, fake_tensor, output_specs, parse_dtype, tensors_in, with_tensors
 from fxcost.pytorch.tracers import META_KEY, HierarchyTracer, Traced, export, quiet_logs, symbolic
 from fxcost.pytorch.working_copy import Hook, dense_encoders, fakeify, has_meta_weights, hook_in, hooks_of, users_hooks
+from fxcost.report.formulas import mapped
 from fxcost.report.kinds import AUTO, TRACERS, Analysis, Method, Mode
 from fxcost.report.records import (
     Edge,
