@@ -374,3 +374,18 @@ def test_every_zoo_model_is_exact_at_sizes_it_was_not_built_from_or_refused_with
     for at in points:
         concrete = fxcost.analyze(model, _spec(args, tensors, at), example_kwargs=plain, tracer="eager")
         _same(formula.at(**at), concrete)
+
+
+def test_fit_solves_the_budget_on_the_formula_and_measures_the_answer() -> None:
+    """--fit with letters: the largest B (H and W at their hints) whose peak fits, solved on the
+    peak's expressions, equals the batch the concrete --fit finds by doubling and bisection on
+    measured steps; each letter's answer and the next size are measured, and agree."""
+    tv = pytest.importorskip("torchvision")
+    model = tv.models.resnet18()
+    formula = fxcost.analyze(model, ("B", 3, "H", "W"), fit="2GiB")
+    fits = {f.letter: f for f in formula.sizes.fits}
+    concrete = fxcost.analyze(model, (2, 3, 224, 224), fit="2GiB").peak_memory.fit
+    assert fits["B"].size == concrete.batch and fits["B"].peak_bytes == concrete.peak_bytes
+    for f in fits.values():
+        assert f.peak_bytes <= 2**31 < f.next_peak_bytes
+        assert (f.measured_peak_bytes, f.measured_next_peak_bytes) == (f.peak_bytes, f.next_peak_bytes)

@@ -123,6 +123,16 @@ def formula_table(report: Report, d: dict[str, Any]) -> Table:
         table.notes += [("Peak memory (bytes)", f"{shown[:600]}{' ...' if len(shown) > 600 else ''} (at the hints: in "
                                                 f"{at['at'] or '(root)'}, {at.get('phase') or at['mode']})")]
     table.notes += [("Equal sizes", "; ".join(sizes["equal"]))] if sizes.get("equal") else []
+    for f in sizes.get("fits", []):
+        others = ", ".join(f"{k}={v}" for k, v in f["at"])
+        if not f["size"]:
+            table.notes += [(f"Fits {_gib(f['limit_bytes'])}", f"no {f['letter']} ({others}): the smallest is over")]
+            continue
+        same = f["peak_bytes"] == f["measured_peak_bytes"] and f["next_peak_bytes"] == f["measured_next_peak_bytes"]
+        table.notes += [(f"Fits {_gib(f['limit_bytes'])}", f"{f['letter']} <= {f['size']:,} ({others}): peak {f['peak_bytes']:,} "
+                                                          f"bytes, {f['letter']} = {f['size'] + 1:,} needs {f['next_peak_bytes']:,}; "
+                                                          + ("measured the same at both" if same else
+                                                             f"measured {f['measured_peak_bytes']:,} and {f['measured_next_peak_bytes']:,}"))]
     table.notes += [("Leading terms", "~ marks a row's highest-degree terms, floor() taken as its argument; the JSON "
                                       "(-f json) and report.at() have every figure exact")]
     table.notes += trace_notes(d.get("trace", {}))

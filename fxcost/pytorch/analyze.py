@@ -78,6 +78,7 @@ from fxcost.pytorch.sizes import (
     other_sides,
     parse_hints,
     peak_candidates,
+    sized_inputs,
     symbolic_report,
 )
 from fxcost.pytorch.step import (
@@ -96,7 +97,7 @@ from fxcost.pytorch.step import (
 from fxcost.pytorch.tensors import dtype_name, fake_tensor, output_specs, parse_dtype, tensors_in, with_tensors
 from fxcost.pytorch.tracers import META_KEY, HierarchyTracer, Traced, export, quiet_logs, symbolic
 from fxcost.pytorch.working_copy import Hook, dense_encoders, fakeify, has_meta_weights, hook_in, hooks_of, users_hooks
-from fxcost.report.formulas import mapped
+from fxcost.report.formulas import largest_of, mapped
 from fxcost.report.kinds import AUTO, TRACERS, Analysis, Method, Mode
 from fxcost.report.records import (
     Edge,
@@ -106,6 +107,7 @@ from fxcost.report.records import (
     OpCost,
     PeakMemory,
     Row,
+    SizeFit,
     TensorSpec,
     TraceInfo,
     merge_ops,
@@ -387,7 +389,7 @@ def _run(model: nn.Module, request: Request) -> Report:
         peaks, guards, notes = _symbolic_peaks(model, request, done)
         report = _report(model, request, done, None, [*_notes(done, request.dtype), *notes])
         report = symbolic_report(report, done.run.symbols, peaks, guards)
-        return _with_pieces(model, request, report)
+        return _fitted(model, request, _with_pieces(model, request, report))
     peak, notes = _peak(model, request, done)
     return _report(model, request, done, peak, [*_notes(done, request.dtype), *notes])
 
@@ -411,6 +413,40 @@ def _with_pieces(model: nn.Module, request: Request, report: Report) -> Report:
     trace = replace(report.trace, notes=(*report.trace.notes, *notes))
     return replace(report, pieces=tuple(p for i, p in enumerate(pieces) if p.sizes not in [q.sizes for q in pieces[:i]]),
                    trace=trace)
+
+
+def _fitted(model: nn.Module, request: Request, report: Report) -> Report:
+    """``--fit`` with letters: for each letter, the largest size whose peak fits (the others at
+    their hints), solved on the peak's expressions (:func:`largest`), then confirmed by analyses
+    at that size and the next."""
+    limit, sizes, dims = request.step.fit, report.sizes, request.dims
+    if limit is None or sizes is None or dims is None or request.piece or not report.peaks:
+        return report
+    hints = dict(zip(sizes.letters, sizes.hints, strict=True))
+    fits = []
+    for letter in sizes.letters:
+        n = largest_of(report, letter, hints, limit)
+        if n is None:
+            fits.append(SizeFit(letter, 0, limit, 0, 0, 0, 0, tuple(hints.items())))
+            continue
+        formula, measured = [], []
+        for size in (n, n + 1):
+            values = {**hints, letter: size}
+            try:
+                formula.append(int(report.at(**values).peak_memory.peak_bytes))  # type: ignore[union-attr]
+            except ValueError:  # the next size is outside every piece's domain
+                formula.append(0)
+            a, kw = sized_inputs(dims, request.args, request.kwargs, values)
+            concrete = replace(request, args=a, kwargs=kw, dims=None, piece=True, methods=(Method.EAGER,),
+                               step=replace(request.step, fit=None))
+            try:
+                peak = _run(model, concrete).peak_memory
+                measured.append(peak.peak_bytes if peak is not None else 0)
+            except FxcostError:
+                measured.append(0)
+        fits.append(SizeFit(letter, n, limit, formula[0], formula[1], measured[0], measured[1],
+                            tuple((k, v) for k, v in hints.items() if k != letter)))
+    return replace(report, sizes=replace(sizes, fits=tuple(fits)))
 
 
 def _symbolic_peaks(model: nn.Module, request: Request, done: _Done) -> tuple[tuple[PeakMemory, ...], list[str], list[str]]:

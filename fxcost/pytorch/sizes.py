@@ -444,3 +444,19 @@ def peak_candidates(totals: list[Any]) -> list[int]:
         kept = [j for j in kept if not at_least(t, totals[j], strictly=True)]
         kept.append(i)
     return kept
+
+
+def sized_inputs(dims: Dims, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 values: Mapping[str, int]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``(args, kwargs)`` (meta tensors at the hints) with each lettered tensor at ``values``."""
+    flat, spec = tree_flatten((args, kwargs))
+    patterns = iter(dims.patterns)
+    out = []
+    for x in flat:
+        if isinstance(x, torch.Tensor):
+            pattern = next(patterns, None)
+            if pattern is not None:
+                x = torch.empty([values[d] if isinstance(d, str) else d for d in pattern], dtype=x.dtype, device="meta")
+        out.append(x)
+    a, kw = tree_unflatten(out, spec)
+    return a, kw

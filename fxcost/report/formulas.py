@@ -93,3 +93,67 @@ def leading(x: Any) -> str:
     lead = sum((c * sympy.prod(s**k for s, k in zip(letters, m, strict=True)) for m, c in poly.terms() if sum(m) == top),
                sympy.Integer(0))
     return ("" if sympy.expand(lead - x) == 0 else "~") + str(lead)
+
+
+def largest_of(report: Any, letter: str, fixed: Mapping[str, int], limit: int) -> int | None:
+    """:func:`largest` over a symbolic report and its pieces: the largest size of ``letter`` that
+    fits in any piece (the peak growing with the size)."""
+    found = []
+    for r in (report, *report.pieces):  # each piece searched from its own side (its hint)
+        if r.peaks:
+            own = dict(zip(r.sizes.letters, r.sizes.hints, strict=True))[letter]
+            found.append(largest([p.peak_bytes for p in r.peaks], letter, {**fixed, letter: own}, limit, r.sizes.letters,
+                                 r.sizes.domain))
+    sizes = [n for n in found if n is not None]
+    return max(sizes) if sizes else None
+
+
+def largest(exprs: list[Any], letter: str, fixed: Mapping[str, int], limit: int, letters: Any, domain: Any,
+            most: int = 1 << 40) -> int | None:
+    """The largest size of ``letter`` (the others at ``fixed``) at which every expression of
+    ``exprs`` is at most ``limit``, inside ``domain``; None where even the smallest size is over.
+    In closed form where each expression is a polynomial in ``letter`` that grows with it (the
+    real root of ``p(x) = limit``, floored, checked exactly at it and the next size); by exact
+    bisection on the expressions otherwise (a floor of the letter, a power that does not grow)."""
+    names = symbols_of(letters)
+    x = names[letter]
+    at = {names[k]: v for k, v in fixed.items() if k != letter}
+    low = next((n for n in range(2, max(fixed[letter], 2) + 1) if not outside(domain, letters, {**fixed, letter: n})), None)
+    if low is None:  # the domain starts past the hint on that letter: the hint's side is another piece's
+        return None
+
+    def fits(n: int) -> bool:
+        return all(int(e.subs(at).subs(x, n)) <= limit for e in exprs) and not outside(domain, letters, {**fixed, letter: n})
+
+    if not fits(low):
+        return None
+    best = most
+    for e in exprs:
+        p = sympy.expand(e.subs(at))
+        if p.is_number:
+            continue
+        bound = _root(p, x, limit)
+        best = min(best, bound if bound is not None else most)
+    # the closed form's answer (or the search's ceiling), made exact: the largest n that fits
+    lo, hi = low, max(low, min(best, most))
+    if fits(hi):
+        if not fits(hi + 1) or hi >= most:
+            return hi
+        lo, hi = hi, most  # the closed form was low (a floor, or a non-polynomial): search above it
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def _root(p: Any, x: Any, limit: int) -> int | None:
+    """floor of the real x >= 2 where ``p(x) = limit``, ``p`` a polynomial in ``x`` with
+    nonnegative coefficients (so growing); None otherwise."""
+    try:
+        poly = sympy.Poly(p, x)
+    except sympy.PolynomialError:
+        return None
+    if any(c < 0 for c in poly.all_coeffs()) or not all(c.is_number for c in poly.all_coeffs()):
+        return None
+    roots = [r for r in sympy.Poly(poly - limit, x).nroots(n=30) if abs(sympy.im(r)) < 1e-9 and sympy.re(r) >= 0]
+    return int(sympy.floor(max(sympy.re(r) for r in roots))) if roots else None

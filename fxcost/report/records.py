@@ -428,6 +428,22 @@ class Hardware(Record):
 
 
 @dataclass(frozen=True)
+class SizeFit(Record):
+    """``--fit`` with letters: the largest size of ``letter`` (the other letters at ``at``) whose
+    peak, by the formula, fits ``limit_bytes`` (``size`` 0: not even the smallest), the formula's
+    peak there and at the next size, and the same two peaks measured by analyses at those sizes."""
+
+    letter: str
+    size: int
+    limit_bytes: int
+    peak_bytes: int
+    next_peak_bytes: int
+    measured_peak_bytes: int
+    measured_next_peak_bytes: int
+    at: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class Sizes(Record):
     """The letters of a symbolic analysis (``--input BxS:int64``): every figure of its report is an
     exact expression of them (a sympy expression), valid where ``domain`` holds: each letter's
@@ -441,6 +457,8 @@ class Sizes(Record):
     domain: tuple[str, ...]
     equal: tuple[str, ...] = ()
     branches: tuple[str, ...] = ()
+    #: ``--fit`` with letters: for each letter, the largest size whose peak fits, the others at their hints
+    fits: tuple[SizeFit, ...] = ()
 
 
 @dataclass(frozen=True)
