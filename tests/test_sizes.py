@@ -389,3 +389,13 @@ def test_fit_solves_the_budget_on_the_formula_and_measures_the_answer() -> None:
     for f in fits.values():
         assert f.peak_bytes <= 2**31 < f.next_peak_bytes
         assert (f.measured_peak_bytes, f.measured_next_peak_bytes) == (f.peak_bytes, f.next_peak_bytes)
+
+
+def test_latex_typesets_the_expressions() -> None:
+    from fxcost.exporters import render
+
+    formula = fxcost.analyze(_tiny_gpt2(), "BxS:int64", hint="S=64")
+    tex = render(formula, "latex")
+    # per layer the scores 2*B*S^2*64 MACs, two layers: 256*B*S^2 leads the total
+    assert r"$\sim 256 B S^{2}$" in tex
+    assert r"Total MACs & $256 B S^{2} + 104704 B S$" in tex  # 2 * 12 * 64^2 + 64 * 100 (the logits) = 104,704

@@ -73,10 +73,24 @@ def _tex(text: str) -> str:
     return "".join(_LATEX.get(ch, ch) for ch in text)
 
 
+def _math(text: str) -> str:
+    """A symbolic report's expression (sympy's syntax; ``~`` before a leading term, ``1,234`` for a
+    number) typeset as TeX mathematics; text that is no expression, escaped as text."""
+    import sympy
+
+    lead, body = ("\\sim ", text[1:]) if text.startswith("~") else ("", text)
+    try:
+        expr = sympy.sympify(body.replace(",", ""), locals={c: sympy.Symbol(c) for c in "BSHWLNTCDE"})
+    except (sympy.SympifyError, SyntaxError, TypeError, ValueError):
+        return _tex(text)
+    return f"${lead}{sympy.latex(expr)}$"
+
+
 def to_latex(t: Table) -> str:
     """A booktabs table, ready for a paper (``\\usepackage{booktabs}``): the title as its
     caption, numbers right-aligned, the totals row ruled apart, the size block as a second
-    tabular under it. Every character TeX treats as markup is escaped."""
+    tabular under it. Every character TeX treats as markup is escaped; a symbolic report's
+    expressions are typeset as mathematics (``$\\sim 256 B S^{2}$``)."""
     t = _printable(t)
     spec = "".join("r" if c in t.numeric else "l" for c in t.columns)
     out = ["\\begin{table}[ht]", "\\centering", f"\\caption{{{_tex(t.title)}}}", f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
@@ -84,10 +98,11 @@ def to_latex(t: Table) -> str:
     for i, row in enumerate(t.rows):
         if t.total_last and i == len(t.rows) - 1:
             out.append("\\midrule")
-        out.append(" & ".join(_tex(c) for c in row) + r" \\")
+        out.append(" & ".join(_math(c) if col in t.math and c else _tex(c) for col, c in zip(t.columns, row, strict=True)) + r" \\")
     out += ["\\bottomrule", "\\end{tabular}"]
     if t.notes:
-        out += ["", "\\smallskip", "\\begin{tabular}{lr}"] + [f"{_tex(k)} & {_tex(v)} \\\\" for k, v in t.notes] + ["\\end{tabular}"]
+        out += ["", "\\smallskip", "\\begin{tabular}{lr}"] + [
+            f"{_tex(k)} & {_math(v) if k in t.math else _tex(v)} \\\\" for k, v in t.notes] + ["\\end{tabular}"]
     if t.warnings:
         out += ["", *(f"\\par\\emph{{warning: {_tex(w)}}}" for w in t.warnings)]
     out.append("\\end{table}")

@@ -33,6 +33,9 @@ class Table:
     numeric: set[str] = field(default_factory=set)
     notes: list[tuple[str, str]] = field(default_factory=list)  # (label, value) lines under the table
     warnings: list[str] = field(default_factory=list)
+    #: columns and note labels whose text is an expression of a symbolic report's letters (sympy's
+    #: syntax, ``~`` before a leading term): LaTeX typesets them as mathematics
+    math: set[str] = field(default_factory=set)
     #: the last row is a totals row, drawn apart
     total_last: bool = False
 
@@ -110,6 +113,8 @@ def formula_table(report: Report, d: dict[str, Any]) -> Table:
                 + ([leading(t["backward_macs"])] if "backward_macs" in t else []))
     columns = ["id", "layer", "type", "output", "activations", "params", "MACs"] + (["backward MACs"] if "backward_macs" in t else [])
     table = Table(header_line(d), columns, rows, numeric={"id"}, total_last=True)
+    table.math = {"activations", "params", "MACs", "backward MACs", "Total params", "Total MACs", "Total FLOPs",
+                  "Total backward MACs", "Total backward FLOPs", "Total activation bytes"}
     sizes = d["sizes"]
     table.notes = [("Symbols", ", ".join(f"{x} (run at {h})" for x, h in zip(sizes["letters"], sizes["hints"], strict=True))),
                    ("Domain", "; ".join(sizes["domain"]))]
@@ -118,10 +123,15 @@ def formula_table(report: Report, d: dict[str, Any]) -> Table:
                      ("backward FLOPs", "backward_flops"), ("activation bytes", "activation_bytes")) if key in t]
     peaks = [p["peak_bytes"] for p in d.get("peaks", [])]
     if peaks:
-        shown = _shown(peaks[0]) if len(peaks) == 1 else f"the largest of {len(peaks)}: " + "; ".join(map(_shown, peaks))
+        listed: list[str] = []
+        for p in peaks:
+            if sum(len(x) + 2 for x in listed) > 400:
+                listed.append(f"and {len(peaks) - len(listed)} more (-f json)")
+                break
+            listed.append(_shown(p))
+        shown = listed[0] if len(peaks) == 1 else f"the largest of {len(peaks)}: " + "; ".join(listed)
         at = d["peak_memory"]
-        table.notes += [("Peak memory (bytes)", f"{shown[:600]}{' ...' if len(shown) > 600 else ''} (at the hints: in "
-                                                f"{at['at'] or '(root)'}, {at.get('phase') or at['mode']})")]
+        table.notes += [("Peak memory (bytes)", f"{shown} (at the hints: in {at['at'] or '(root)'}, {at.get('phase') or at['mode']})")]
     table.notes += [("Equal sizes", "; ".join(sizes["equal"]))] if sizes.get("equal") else []
     for f in sizes.get("fits", []):
         others = ", ".join(f"{k}={v}" for k, v in f["at"])
