@@ -212,7 +212,7 @@ def test_json_gives_every_expression_as_text_with_its_symbols_and_domain() -> No
     formula = fxcost.analyze(Windowed(), ("B", "S", 16), hint="S=32")
     d = json.loads(render(formula, "json"))
     assert d["sizes"] == {"letters": ["B", "S"], "hints": [2, 32], "domain": list(formula.sizes.domain), "equal": [],
-                          "branches": ["S > 8"]}
+                          "branches": ["S > 8"], "fits": []}
     assert sympy.sympify(d["totals"]["macs"], locals={"B": B, "S": S}) == formula.total().macs
     assert d["pieces"][0]["totals"]["macs"] == str(formula.pieces[0].total().macs)
 
