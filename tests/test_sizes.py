@@ -399,3 +399,26 @@ def test_latex_typesets_the_expressions() -> None:
     # per layer the scores 2*B*S^2*64 MACs, two layers: 256*B*S^2 leads the total
     assert r"$\sim 256 B S^{2}$" in tex
     assert r"Total MACs & $256 B S^{2} + 104704 B S$" in tex  # 2 * 12 * 64^2 + 64 * 100 (the logits) = 104,704
+
+
+def test_a_sweep_prints_the_formula_beside_the_measured_points() -> None:
+    """fxcost.sweep with one size in letters: the formula at each measured size, from the formula
+    alone, equals the measured params, MACs and FLOPs; a size outside its domain (a batch of 1:
+    PyTorch fixes a size of 1) says so instead of a number."""
+    from fxcost.exporters import render
+
+    tv = pytest.importorskip("torchvision")
+    model = tv.models.resnet18()
+    sweep = fxcost.sweep(model, [("B", 3, "H", "W"), (2, 3, 224, 224), (3, 3, 240, 320), (1, 3, 224, 224)])
+    assert sweep.formula is not None and len(sweep.reports) == 3
+    assert sweep.points() == [{"B": 2, "H": 224, "W": 224}, {"B": 3, "H": 240, "W": 320}, {"B": 1, "H": 224, "W": 224}]
+    by = sweep.by_formula()
+    for formula, measured in zip(by[:2], sweep.reports[:2], strict=True):
+        assert isinstance(formula, fxcost.Report)
+        assert (formula.total().params, formula.total().macs, formula.total().flops) == \
+            (measured.total().params, measured.total().macs, measured.total().flops)
+    assert isinstance(by[2], str) and "B >= 2" in by[2]
+    text = render(sweep, "table", width=200)
+    assert text.count("same params, MACs, FLOPs") == 2 and "outside its domain" in text
+    with pytest.raises(InputSpecError, match="one input size with letters"):
+        fxcost.sweep(model, [("B", 3, "H", "W"), ("B", 3, "H", "H")])

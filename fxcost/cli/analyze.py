@@ -82,6 +82,13 @@ def run(args: argparse.Namespace) -> int:
     if args.ops:
         options.emit(OpTrace(options.analyze_one(model, name, calls[0], args)), args)
         return 0
-    reports = [view(options.analyze_one(model, name, c, args), args) for c in calls]
+    formula_call = getattr(args, "formula_call", None)
+    reports = [view(options.analyze_one(model, name, c, args), args) for c in calls if c is not formula_call]
+    if formula_call is not None and reports:  # measured sizes beside the formula
+        formula = options.analyze_one(model, name, formula_call, args)
+        options.emit(Sweep(tuple(reports), formula), args)
+        return 0
+    if formula_call is not None:
+        reports = [view(options.analyze_one(model, name, formula_call, args), args)]
     options.emit(reports[0] if len(reports) == 1 else Sweep(tuple(reports)), args)
     return 0

@@ -222,14 +222,24 @@ def inputs(args: argparse.Namespace) -> list[Call]:
         raise InputSpecError("no --input given", hint="e.g. --input 1x3x224x224 (batch x channels x height x width), or --input 1x128:int64 for token ids")
     from fxcost.loading.specs import lettered_inputs
 
-    lettered = None if is_onnx(args.spec) else lettered_inputs(args.input, parse_kv(args.kwarg, "--kwarg"), getattr(args, "hint", None))
-    if lettered is not None:
-        a, kw, args.dims = lettered
-        return [(a, kw)]
-    if getattr(args, "hint", None):
+    texts = [t for t in args.input if is_onnx(args.spec) or lettered_inputs([t]) is None]
+    lettered = [t for t in args.input if t not in texts]
+    if len(lettered) > 1:
+        raise InputSpecError("sizes written as letters make one analysis whose figures hold at every size: give one "
+                             "--input with letters", hint="e.g. --input BxS:int64; --input with numbers beside it are "
+                                                          "measured and shown beside the formula")
+    if lettered and getattr(args, "command", "analyze") != "analyze":
+        raise InputSpecError(f"sizes written as letters are read by fxcost analyze, not fxcost {args.command}",
+                             hint="give numbers here, or run fxcost analyze --input with letters")
+    if lettered:
+        a, kw, args.dims = lettered_inputs(lettered, parse_kv(args.kwarg, "--kwarg"), getattr(args, "hint", None))  # type: ignore[misc]
+        args.formula_call = (a, kw)
+        if not texts:
+            return [args.formula_call]
+    if getattr(args, "hint", None) and not lettered:
         raise InputSpecError("--hint gives sizes to letters, and no --input size has one",
                              hint="write a letter for a size that varies: --input BxS:int64 --hint S=2048")
-    return make_inputs(args.input, parse_kv(args.kwarg, "--kwarg"), any_name=is_onnx(args.spec))
+    return make_inputs(texts, parse_kv(args.kwarg, "--kwarg"), any_name=is_onnx(args.spec))
 
 
 def _zoo_input(args: argparse.Namespace) -> list[str]:
@@ -350,7 +360,7 @@ def analyze_one(model: Any, name: str, call: Call, args: argparse.Namespace) -> 
             train=getattr(args, "train", False), optimizer=getattr(args, "optimizer", None), amp=getattr(args, "amp", None),
             checkpoint=getattr(args, "checkpoint", []), shard=getattr(args, "shard", None), fit=getattr(args, "fit", None),
             device=getattr(args, "device", None), ops=getattr(args, "ops", False), hooks=getattr(args, "hooks", False),
-            dims=getattr(args, "dims", None),
+            dims=getattr(args, "dims", None) if call is getattr(args, "formula_call", None) else None,
         )
 
 

@@ -315,7 +315,27 @@ def sweep_table(sweep: Sweep) -> Table:
         rows.append([ins, count(t["params"]), count(t["macs"]), count(t["flops"]), count(t["activation_elements"]), mb(t["activation_bytes"])])
     title = f"{reports[0]['model']} at {len(reports)} input sizes  ·  convention {reports[0]['convention']}" if reports else "sweep"
     warnings = sorted({f"unsupported op {u['op']} in {u['where']!r}: not counted" for r in reports for u in r.get("unsupported", [])})
-    return Table(title, SWEEP_COLUMNS, rows, numeric=set(SWEEP_COLUMNS) - {"input"}, warnings=warnings)
+    table = Table(title, SWEEP_COLUMNS, rows, numeric=set(SWEEP_COLUMNS) - {"input"}, warnings=warnings)
+    if sweep.formula is not None:
+        _beside_the_formula(table, sweep, d)
+    return table
+
+
+def _beside_the_formula(table: Table, sweep: Sweep, d: dict[str, Any]) -> None:
+    """A sweep's measured points with the formula's figures at each: its MACs, and whether every
+    figure (rows, totals, peak) is the measured one."""
+    table.columns = [*table.columns, "MACs (formula)", "formula"]
+    table.numeric |= {"MACs (formula)"}
+    for row, measured, by in zip(table.rows, sweep.reports, sweep.by_formula(), strict=True):
+        if isinstance(by, Report):
+            # the counts every route agrees on (a route's activations may differ: docs/tracing.md)
+            same = all(getattr(by.total(), m) == getattr(measured.total(), m) for m in ("params", "macs", "flops"))
+            row += [count(by.total().macs), "same params, MACs, FLOPs" if same else "differs"]
+        else:
+            row += ["-", "outside its domain"]
+    f = d["formula"]
+    table.notes = [("Formula", f"{f['model']} at {dims(f['inputs'][0]['shape'])}"),
+                   ("MACs", _shown(f["totals"]["macs"])), ("Domain", "; ".join(f["sizes"]["domain"]))]
 
 
 COMPARE_COLUMNS = ["metric", "layer type", "A", "B", "A / B"]

@@ -1171,9 +1171,21 @@ def sweep(model: nn.Module, input_sizes: Sequence[Any], *, using: Callable[..., 
     presets, so ``convention="thop"`` sweeps too)."""
     count = using or analyze
     reports = []
+    lettered = [item for item in input_sizes if _has_letter(item)]
+    if len(lettered) > 1:
+        raise InputSpecError("a sweep takes one input size with letters (its formula) beside the measured ones",
+                             hint="e.g. fxcost.sweep(model, [('B', 3, 'H', 'W'), (2, 3, 224, 224), (8, 3, 512, 512)])")
+    formula = count(model, input_size=lettered[0], **kwargs) if lettered else None
     for item in input_sizes:
+        if _has_letter(item):
+            continue
         if isinstance(item, torch.Tensor) or (isinstance(item, (tuple, list)) and item and isinstance(item[0], torch.Tensor)):
             reports.append(count(model, example_inputs=item, **kwargs))
         else:
             reports.append(count(model, input_size=item, **kwargs))
-    return Sweep(tuple(reports))
+    return Sweep(tuple(reports), formula)
+
+
+def _has_letter(item: Any) -> bool:
+    return isinstance(item, str) and any(c.isalpha() for c in item.split(":")[0].replace("x", "").replace("X", "")) or (
+        isinstance(item, (tuple, list)) and any(isinstance(d, str) for d in item))

@@ -287,6 +287,40 @@ class Sweep:
     """One model analyzed at several input sizes (seed Q4)."""
 
     reports: tuple[Report, ...]
+    #: the same model with its sizes as letters (docs/sizes.md): its figures beside each measured point
+    formula: Report | None = None
+
+    def points(self) -> list[dict[str, int]]:
+        """Each report's sizes as values of the formula's letters (read off its inputs' shapes)."""
+        import sympy
+
+        if self.formula is None:
+            return []
+        out = []
+        for r in self.reports:
+            values: dict[str, int] = {}
+            for f, i in zip(self.formula.inputs, r.inputs, strict=False):
+                for d, n in zip(f.shape, i.shape, strict=False):
+                    if isinstance(d, sympy.Symbol):
+                        values[str(d)] = n
+            out.append(values)
+        return out
+
+    def by_formula(self) -> list[Report | str]:
+        """The formula at each measured point: its report there, or why it has none (outside the domain)."""
+        assert self.formula is not None
+        found: list[Report | str] = []
+        for values in self.points():
+            try:
+                found.append(self.formula.at(**values))
+            except ValueError as e:
+                found.append(str(e))
+        return found
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": SCHEMA_VERSION, "sweep": [r.to_dict() for r in self.reports]}
+        d: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "sweep": [r.to_dict() for r in self.reports]}
+        if self.formula is not None:
+            d["formula"] = self.formula.to_dict()
+            d["by_formula"] = [r.total().to_dict(r.metrics()) if isinstance(r, Report) else {"refused": r}
+                               for r in self.by_formula()]
+        return d
