@@ -275,10 +275,12 @@ def test_at_needs_every_letter_inside_the_domain() -> None:
 @pytest.mark.parametrize(("argv", "message"), [
     (["--input", "1x3x32x32", "--hint", "B=2"], "no --input size has one"),
     (["--input", "Bx3x32x32=1"], "gives values to a tensor whose size is a letter"),
-    (["--input", "Bx3x32x32", "--input", "Bx3x64x64"], "give one --input"),
+    (["--input", "Bx3x32x32", "--input", "Bx3x64x64"], "give one --input with letters"),
     (["--input", "Bx3x32x32", "--real"], "no real tensor"),
     (["--input", "Bx3x32x32", "--tracer", "symbolic"], "followed by the fake run"),
-], ids=["hint-without-letters", "values", "sweep", "real", "tracer"])
+    # one letter for the batch and the image: run at B = 2, the image is too small for VGG's pools
+    (["--input", "Bx3xBxB"], "Output size is too small"),
+], ids=["hint-without-letters", "values", "sweep", "real", "tracer", "one-letter-two-sizes"])
 def test_the_command_line_refuses_bad_letters_with_exit_2(argv: list[str], message: str) -> None:
     out = subprocess.run([sys.executable, "-m", "fxcost", "analyze", "examples/vgg.py:vgg11", *argv],
                          capture_output=True, text=True)
@@ -422,3 +424,10 @@ def test_a_sweep_prints_the_formula_beside_the_measured_points() -> None:
     assert text.count("same params, MACs, FLOPs") == 2 and "outside its domain" in text
     with pytest.raises(InputSpecError, match="one input size with letters"):
         fxcost.sweep(model, [("B", 3, "H", "W"), ("B", 3, "H", "H")])
+
+
+def test_commands_other_than_analyze_refuse_letters() -> None:
+    out = subprocess.run([sys.executable, "-m", "fxcost", "compare", "examples/vgg.py:vgg11", "examples/alexnet.py:alexnet",
+                          "--input", "Bx3x224x224"], capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr
+    assert "read by fxcost analyze, not fxcost compare" in out.stderr
