@@ -431,3 +431,15 @@ def test_commands_other_than_analyze_refuse_letters() -> None:
                           "--input", "Bx3x224x224"], capture_output=True, text=True)
     assert out.returncode == 2, out.stderr
     assert "read by fxcost analyze, not fxcost compare" in out.stderr
+
+
+def test_positions_looked_up_in_a_table_bound_the_domain() -> None:
+    """GPT-2 looks its positions up with arange(S) (+ the past's length) as indices into its
+    n_positions = 1024-row table: past it a real run fails, and no shape says so. fxcost follows
+    those positions into the lookup and bounds the domain there."""
+    formula = fxcost.analyze(_tiny_gpt2(), "BxS:int64")
+    assert "S <= 1024" in formula.sizes.domain and not formula.pieces  # no branch: nothing runs past the table
+    with pytest.raises(ValueError, match="S <= 1024"):
+        formula.at(B=2, S=1025)
+    with pytest.raises(InputSpecError, match="past its table"):
+        fxcost.analyze(_tiny_gpt2(), "BxS:int64", hint="S=2000")

@@ -72,6 +72,7 @@ from fxcost.pytorch.recorder import DispatchMode, OpRecorder, OpTagger, run_tagg
 from fxcost.pytorch.rows import call_graph_rows, calls_from_export, class_name, graph_rows
 from fxcost.pytorch.sizes import (
     Dims,
+    Lookups,
     Symbols,
     lettered_sizes,
     lettered_text,
@@ -211,6 +212,8 @@ class _Counted:
     reads: tuple[str, ...] = ()
     #: the letters of a symbolic run (:mod:`fxcost.pytorch.sizes`), whose sizes its figures are expressions of
     symbols: Symbols | None = None
+    #: a symbolic run's lookups at positions made from a size: conditions of its domain (:class:`Lookups`)
+    lookups: tuple[str, ...] = ()
 
 
 class _Measure:
@@ -388,7 +391,7 @@ def _run(model: nn.Module, request: Request) -> Report:
     if done.run.symbols is not None:
         peaks, guards, notes = _symbolic_peaks(model, request, done)
         report = _report(model, request, done, None, [*_notes(done, request.dtype), *notes])
-        report = symbolic_report(report, done.run.symbols, peaks, guards)
+        report = symbolic_report(report, done.run.symbols, peaks, guards, done.run.lookups)
         return _fitted(model, request, _with_pieces(model, request, report))
     peak, notes = _peak(model, request, done)
     return _report(model, request, done, peak, [*_notes(done, request.dtype), *notes])
@@ -952,15 +955,33 @@ def _symbolic_attempt(job: _Job, attempt: Callable[[tuple[Any, ...], dict[str, A
     symbols = Symbols(job.dims)
     mode, a, kw = _faked(job.shadow, job.args, job.kwargs, device, symbols)
     job.inputs = input_specs(job.shadow.forward, a, kw)
+    lookups = Lookups(symbols)
     try:
         with quiet_logs("torch._subclasses.fake_tensor"):
-            run = attempt(a, kw, mode)
+            run = attempt(a, kw, _within(mode, lookups))
     except FxcostError as e:
         e.message = lettered_text(e.message, symbols)
         e.hint = (f"{e.hint}; " if e.hint else "") + _FIXED_HINT
         raise
-    run.mode, run.symbols = Mode.FAKE, symbols
+    run.mode, run.symbols, run.lookups = Mode.FAKE, symbols, tuple(dict.fromkeys(lookups.conditions))
     return run
+
+
+class _within:  # noqa: N801 (a context manager, named as contextlib's)
+    """``outer`` entered, then ``inner`` inside it (a mode that sees what reaches the fake mode);
+    entered as often as the attempt enters its context (the forward, then the backward)."""
+
+    def __init__(self, outer: Any, inner: Any) -> None:
+        self.parts, self.stacks = (outer, inner), []  # type: ignore[var-annotated]
+
+    def __enter__(self) -> None:
+        stack = contextlib.ExitStack()
+        for part in self.parts:
+            stack.enter_context(part)
+        self.stacks.append(stack)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stacks.pop().__exit__(*exc)
 
 
 _FIXED_HINT = ("a size given as a letter may be one the model needs fixed (a weight's width, a position table's "

@@ -26,6 +26,7 @@ from typing import Any
 import sympy
 import torch
 from torch._guards import GuardSource, Source
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from fxcost.errors import InputSpecError
@@ -339,7 +340,8 @@ def lettered_sizes(input_size: Any, hints: Mapping[str, int] | None,
     return (concrete[0] if one else concrete), dims
 
 
-def symbolic_report(report: Any, symbols: Symbols, peaks: tuple[Any, ...] = (), guards: Sequence[str] = ()) -> Any:
+def symbolic_report(report: Any, symbols: Symbols, peaks: tuple[Any, ...] = (), guards: Sequence[str] = (),
+                    lookups: Sequence[str] = ()) -> Any:
     """The report of a symbolic run with every ``SymInt`` in it an expression of the letters and
     its domain; a letter the run fixed at a number, or found equal to an expression of others, is
     an :class:`InputSpecError` naming where."""
@@ -352,8 +354,16 @@ def symbolic_report(report: Any, symbols: Symbols, peaks: tuple[Any, ...] = (), 
             f"the forward fixes {letter} at {size}" + (f" (at {where})" if where else "")
             + f": no figure is an expression of {letter} where the model takes {letter} as a number",
             hint=f"give {letter} as the number {size} in the input sizes (or another size the model takes)")
+    from fxcost.report.formulas import outside
+
+    past = outside(lookups, symbols.dims.letters, symbols.dims.hints)
+    if past:
+        raise InputSpecError(f"at {', '.join(f'{k}={v}' for k, v in symbols.dims.hints.items())} the forward looks a "
+                             f"position up past its table ({past[0]} fails): a real run fails there",
+                             hint="give a --hint inside the table")
     report = mapped(report, symbols.expr)
-    domain = tuple(dict.fromkeys([*symbols.domain(), *guards]))  # the memory run's branches too
+    # the memory run's branches too, and the tables positions are looked up in (no branch: past them a run fails)
+    domain = tuple(dict.fromkeys([*symbols.domain(), *guards, *lookups]))
     sizes = Sizes(letters=symbols.dims.letters, hints=tuple(symbols.dims.hints.values()), domain=domain,
                   equal=tuple(f"{a} = {b}" for a, b, _ in symbols.related()),
                   branches=tuple(dict.fromkeys([*symbols.guards(), *guards])))
@@ -460,3 +470,47 @@ def sized_inputs(dims: Dims, args: tuple[Any, ...], kwargs: dict[str, Any],
         out.append(x)
     a, kw = tree_unflatten(out, spec)
     return a, kw
+
+
+#: ops whose output holds the positions of their first operand, moved by an added number
+_SAME_VALUES = (torch.ops.aten.add, torch.ops.aten._to_copy, torch.ops.aten.clone, torch.ops.aten.contiguous)
+
+
+class Lookups(TorchDispatchMode):
+    """Table lookups at positions made from a size: ``arange`` up to a letter's expression (a
+    position's index, ``arange(past + S)``), read, through any view of it, as the indices of an
+    ``embedding`` with N rows. A lookup past N raises in a real run, and no shape records it: the
+    condition ``end <= N`` is added to the domain here (GPT-2's 1,024 positions)."""
+
+    def __init__(self, symbols: Symbols) -> None:
+        super().__init__()
+        self.symbols = symbols
+        self._ends: dict[int, Any] = {}  # storage -> the arange's end
+        self.conditions: list[str] = []
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # as fxcost's other modes (recorder.DispatchMode): no compiled region here
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
+        from fxcost.pytorch.memory import storage_key
+
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        packet = getattr(func, "overloadpacket", None)
+        if packet is torch.ops.aten.arange and isinstance(out, torch.Tensor):
+            end = kwargs.get("end", args[1] if len(args) > 1 and not isinstance(args[1], torch.dtype) else args[0] if args else None)
+            if isinstance(end, torch.SymInt):
+                self._ends[storage_key(out) or 0] = end
+        elif packet in _SAME_VALUES and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
+            end = self._ends.get(storage_key(args[0]) or 0)
+            if end is not None:  # a copy keeps the positions; adding an offset (past + arange(S)) moves them
+                offset = args[1] if packet is torch.ops.aten.add and len(args) > 1 else 0
+                if isinstance(offset, (int, torch.SymInt)) and kwargs.get("alpha", 1) == 1:
+                    self._ends[storage_key(out) or 0] = end + offset
+        elif packet is torch.ops.aten.embedding and len(args) >= 2 and isinstance(args[1], torch.Tensor):
+            end = self._ends.get(storage_key(args[1]) or 0)
+            rows = args[0].shape[0]
+            if end is not None and isinstance(rows, int):
+                self.conditions.append(str(sympy.Le(self.symbols.plain(end.node.expr), rows)))
+        return out
