@@ -123,7 +123,8 @@ def analyze(
     a batch, 224 for an image's height and width, else 128); ``dims`` (``{"S": (2, 4096)}``): a
     letter's range. ``report.at(B=8, S=4096)`` is the ordinary report of that size. A forward that
     fixes a letter (reads a table at that size, takes ``int()`` of it) is refused with the line.
-    No peak memory yet: evaluate at a size and analyze that for it.
+    The peak memory is the first largest of ``report.peaks`` at a size, and ``fit`` gives each
+    letter's largest size that fits (``report.sizes.fits``); docs/sizes.md.
 
     ``convention`` may also name another tool (``fvcore``, ``ptflops``, ``thop``, ``torchinfo``,
     ``calflops``, ``deepspeed``, ``flop_counter``): the report's MACs are then that tool's, per row and
@@ -132,8 +133,9 @@ def analyze(
     """
     if isinstance(input_size, str):
         from fxcost.loading.specs import lettered_inputs, make_inputs
+        from fxcost.pytorch.sizes import parse_ranges
 
-        lettered = lettered_inputs([input_size], example_kwargs, hint, _ranges(dims))
+        lettered = lettered_inputs([input_size], example_kwargs, hint, parse_ranges(dims))
         if lettered is None:
             ((example_inputs, example_kwargs),) = make_inputs([input_size], example_kwargs)
         else:
@@ -150,14 +152,18 @@ def analyze(
     return _count(model, input_size, example_inputs, example_kwargs, convention, **options)
 
 
-def _ranges(dims: Any) -> dict[str, tuple[int, int | None]]:
-    return {k: ((v, v) if isinstance(v, int) else tuple(v)) for k, v in (dims or {}).items()}
-
-
 def sweep(model: nn.Module, input_sizes: Sequence[Any], **options: Any) -> Sweep:
-    """:func:`analyze` of one model at several input sizes (each item: a shape, or a tuple of
-    input tensors), with the same ``options`` (another tool's ``convention`` too)."""
-    return _at_sizes(model, input_sizes, using=analyze, **options)
+    """:func:`analyze` of one model at several input sizes (each item: a shape, an ``--input``
+    text, or a tuple of input tensors), with the same ``options`` (another tool's ``convention``
+    too). One item with letters (``("B", 3, "H", "W")``) is the formula shown beside the others
+    (``Sweep.by_formula()``, docs/sizes.md)."""
+    from fxcost.loading.specs import text_has_letters
+    from fxcost.pytorch.sizes import has_letters
+
+    def lettered(item: Any) -> bool:  # an --input text is read by its own parser
+        return text_has_letters(item) if isinstance(item, str) else has_letters(item)
+
+    return _at_sizes(model, input_sizes, using=analyze, lettered=lettered, **options)
 
 
 __all__ = ["analyze", "explain", "llm", "summary", "sweep"]

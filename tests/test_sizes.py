@@ -443,3 +443,15 @@ def test_positions_looked_up_in_a_table_bound_the_domain() -> None:
         formula.at(B=2, S=1025)
     with pytest.raises(InputSpecError, match="past its table"):
         fxcost.analyze(_tiny_gpt2(), "BxS:int64", hint="S=2000")
+
+
+@pytest.mark.parametrize(("text", "lettered"), [
+    ("BxS:int64", True), ("input_ids=BxS:int64", True), ("Bx576:int64,attention_mask=Bx576:int64", True),
+    ("1x128:int64", False), ("input_ids=1x128:int64", False), ("attention_mask=1x128:int64", False),
+    ("1x576:int64=32000", False), ("[3x800x800;3x480x640]", False),
+], ids=lambda v: str(v))
+def test_an_input_text_has_letters_where_a_size_is_one(text: str, lettered: bool) -> None:
+    """Keyword names (input_ids, attention_mask) and values are no sizes: only a size is a letter."""
+    from fxcost.loading.specs import text_has_letters
+
+    assert text_has_letters(text) is lettered

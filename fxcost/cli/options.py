@@ -220,9 +220,9 @@ def inputs(args: argparse.Namespace) -> list[Call]:
         args.input = _zoo_input(args)
     if not args.input:
         raise InputSpecError("no --input given", hint="e.g. --input 1x3x224x224 (batch x channels x height x width), or --input 1x128:int64 for token ids")
-    from fxcost.loading.specs import lettered_inputs
+    from fxcost.loading.specs import lettered_inputs, text_has_letters
 
-    texts = [t for t in args.input if is_onnx(args.spec) or lettered_inputs([t]) is None]
+    texts = [t for t in args.input if is_onnx(args.spec) or not text_has_letters(t)]
     lettered = [t for t in args.input if t not in texts]
     if len(lettered) > 1:
         raise InputSpecError("sizes written as letters make one analysis whose figures hold at every size: give one "

@@ -138,7 +138,7 @@ def lettered_inputs(texts: Iterable[str], plain: dict[str, Any] | None = None, h
     where no size is a letter. Letters in several input sizes (a sweep): :class:`InputSpecError`."""
     texts = list(texts)
     calls = parse_inputs(texts)
-    if not any(has_letters(t[0]) for pos, kw in calls for t in _shaped([*pos, *kw.values()])):
+    if not _lettered(calls):
         return None
     if len(calls) != 1:
         raise InputSpecError("sizes written as letters make one analysis whose figures hold at every size: give one --input",
@@ -159,6 +159,15 @@ def lettered_inputs(texts: Iterable[str], plain: dict[str, Any] | None = None, h
                                                                           [*pos, *kw.values()], strict=True)}
     patterns = tuple(by_tensor.get(id(x)) for x in flat if isinstance(x, torch.Tensor))
     return args, kwargs, Dims(patterns, dims.hints, dims.ranges)
+
+
+def text_has_letters(text: str) -> bool:
+    """An ``--input`` text with a size written as a letter (``input_ids=BxS:int64``)."""
+    return _lettered(parse_inputs([text]))
+
+
+def _lettered(calls: list[tuple[list[Any], dict[str, Any]]]) -> bool:
+    return any(has_letters(t[0]) for pos, kw in calls for t in _shaped([*pos, *kw.values()]))
 
 
 def _shape_like(text: str) -> bool:

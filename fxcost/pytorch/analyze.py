@@ -74,10 +74,12 @@ from fxcost.pytorch.sizes import (
     Dims,
     Lookups,
     Symbols,
+    has_letters,
     lettered_sizes,
     lettered_text,
     other_sides,
     parse_hints,
+    parse_ranges,
     peak_candidates,
     sized_inputs,
     symbolic_report,
@@ -301,7 +303,7 @@ class Request:
         if tracer != "auto" and tracer not in TRACERS:
             raise InputSpecError(f"unknown tracer {tracer!r}", hint=f"one of: {', '.join(['auto', *TRACERS])}")
         rules = get_convention(convention)
-        lettered = None if isinstance(dims, Dims) else lettered_sizes(input_size, parse_hints(hint), _ranges(dims))
+        lettered = None if isinstance(dims, Dims) else lettered_sizes(input_size, parse_hints(hint), parse_ranges(dims))
         if lettered is not None:
             input_size, dims = lettered
         if isinstance(dims, Dims):
@@ -317,15 +319,6 @@ class Request:
                    AUTO if tracer == "auto" else (Method(tracer),), (leaves,) if isinstance(leaves, str) else tuple(leaves),
                    registry or default_registry(), _dtype(dtype), train, step, traffic or profile is not None, profile,
                    ops=ops, hooks=hooks, dims=dims if isinstance(dims, Dims) else None)
-
-
-def _ranges(dims: Any) -> dict[str, tuple[int, int | None]]:
-    """``dims={"S": (1, 4096)}``: each letter's range, as given."""
-    out: dict[str, tuple[int, int | None]] = {}
-    for k, v in (dims or {}).items():
-        low, high = (v, v) if isinstance(v, int) else tuple(v)
-        out[str(k)] = (int(low), None if high is None else int(high))
-    return out
 
 
 def _symbolic_tracer(tracer: str | Method, real: bool) -> Method:
@@ -1186,27 +1179,22 @@ assert set(_STRATEGIES) == set(TRACERS)
 
 
 def sweep(model: nn.Module, input_sizes: Sequence[Any], *, using: Callable[..., Report] | None = None,
-          **kwargs: Any) -> Sweep:
+          lettered: Callable[[Any], bool] = has_letters, **kwargs: Any) -> Sweep:
     """Analyze one model at several input sizes (each item: a shape or a tuple of inputs) with
     ``using`` (default :func:`analyze`; ``fxcost.sweep`` passes the one that knows other tools'
     presets, so ``convention="thop"`` sweeps too)."""
     count = using or analyze
     reports = []
-    lettered = [item for item in input_sizes if _has_letter(item)]
-    if len(lettered) > 1:
+    formulas = [item for item in input_sizes if lettered(item)]
+    if len(formulas) > 1:
         raise InputSpecError("a sweep takes one input size with letters (its formula) beside the measured ones",
                              hint="e.g. fxcost.sweep(model, [('B', 3, 'H', 'W'), (2, 3, 224, 224), (8, 3, 512, 512)])")
-    formula = count(model, input_size=lettered[0], **kwargs) if lettered else None
+    formula = count(model, input_size=formulas[0], **kwargs) if formulas else None
     for item in input_sizes:
-        if _has_letter(item):
+        if lettered(item):
             continue
         if isinstance(item, torch.Tensor) or (isinstance(item, (tuple, list)) and item and isinstance(item[0], torch.Tensor)):
             reports.append(count(model, example_inputs=item, **kwargs))
         else:
             reports.append(count(model, input_size=item, **kwargs))
     return Sweep(tuple(reports), formula)
-
-
-def _has_letter(item: Any) -> bool:
-    return isinstance(item, str) and any(c.isalpha() for c in item.split(":")[0].replace("x", "").replace("X", "")) or (
-        isinstance(item, (tuple, list)) and any(isinstance(d, str) for d in item))

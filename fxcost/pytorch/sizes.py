@@ -26,10 +26,10 @@ from typing import Any
 import sympy
 import torch
 from torch._guards import GuardSource, Source
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from fxcost.errors import InputSpecError
+from fxcost.pytorch.recorder import DispatchMode
 from fxcost.report.formulas import mapped
 
 #: a size written as a letter (``B``, ``S``, ``H``), optionally numbered (``S2``); ``x`` and ``X``
@@ -140,6 +140,16 @@ def parse_hints(text: str | Mapping[str, int] | None) -> dict[str, int]:
     return out
 
 
+def parse_ranges(dims: Mapping[str, Any] | None) -> dict[str, tuple[int, int | None]]:
+    """``dims={"S": (2, 4096), "B": 8}``: each letter's range (``low``, ``high``; a number alone is
+    both, a ``high`` of None no bound)."""
+    out: dict[str, tuple[int, int | None]] = {}
+    for k, v in (dims or {}).items():
+        low, high = (v, v) if isinstance(v, int) else tuple(v)
+        out[str(k)] = (int(low), None if high is None else int(high))
+    return out
+
+
 class Symbols:
     """The letters of one symbolic run: its ShapeEnv, and each letter's symbol there."""
 
@@ -167,20 +177,13 @@ class Symbols:
     def inputs(self, mode: Any, args: tuple[Any, ...], kwargs: dict[str, Any], device: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """``(args, kwargs)`` with each input tensor a fake tensor of ``mode`` whose sizes are the
         letters' symbols (asking for a gradient where the input did)."""
-        flat, spec = tree_flatten((args, kwargs))
-        tensors = iter(self.dims.patterns)
-        out = []
-        for x in flat:
-            if not isinstance(x, torch.Tensor):
-                out.append(x)
-                continue
-            pattern = next(tensors, None)
-            shape = x.shape if pattern is None else [self.sizes[d] if isinstance(d, str) else d for d in pattern]
+
+        def fake(x: torch.Tensor, shape: Sequence[Any]) -> torch.Tensor:
             with mode:
-                fake = torch.empty(shape, dtype=x.dtype, device=device)
-            out.append(fake.requires_grad_(True) if x.requires_grad and fake.is_floating_point() else fake)
-        a, kw = tree_unflatten(out, spec)
-        return a, kw
+                made = torch.empty(shape, dtype=x.dtype, device=device)
+            return made.requires_grad_(True) if x.requires_grad and made.is_floating_point() else made
+
+        return _each_input(self.dims, args, kwargs, self.sizes, fake)
 
     def expr(self, x: Any) -> Any:
         """A ``SymInt`` as a sympy expression of the letters (anything else as it is)."""
@@ -342,9 +345,10 @@ def lettered_sizes(input_size: Any, hints: Mapping[str, int] | None,
 
 def symbolic_report(report: Any, symbols: Symbols, peaks: tuple[Any, ...] = (), guards: Sequence[str] = (),
                     lookups: Sequence[str] = ()) -> Any:
-    """The report of a symbolic run with every ``SymInt`` in it an expression of the letters and
-    its domain; a letter the run fixed at a number, or found equal to an expression of others, is
-    an :class:`InputSpecError` naming where."""
+    """The report of a symbolic run with every ``SymInt`` in it an expression of the letters, its
+    domain, and ``peaks`` (already expressions) as its peak memory. A letter the run fixed at a
+    number, or hints that look a position up past its table (``lookups``), are an
+    :class:`InputSpecError` naming where; letters found equal to others are said in ``equal``."""
     from fxcost.report.records import Sizes
 
     fixed = symbols.fixed()
@@ -459,14 +463,22 @@ def peak_candidates(totals: list[Any]) -> list[int]:
 def sized_inputs(dims: Dims, args: tuple[Any, ...], kwargs: dict[str, Any],
                  values: Mapping[str, int]) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """``(args, kwargs)`` (meta tensors at the hints) with each lettered tensor at ``values``."""
+    return _each_input(dims, args, kwargs, values,
+                       lambda x, shape: torch.empty(shape, dtype=x.dtype, device="meta"))
+
+
+def _each_input(dims: Dims, args: tuple[Any, ...], kwargs: dict[str, Any], sizes: Mapping[str, Any],
+                make: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``(args, kwargs)`` with each input tensor (in pytree order, as ``dims.patterns`` lists
+    them) replaced by ``make(tensor, shape)``: its pattern with each letter's size in ``sizes``, a
+    tensor without letters at its own shape."""
     flat, spec = tree_flatten((args, kwargs))
     patterns = iter(dims.patterns)
     out = []
     for x in flat:
         if isinstance(x, torch.Tensor):
             pattern = next(patterns, None)
-            if pattern is not None:
-                x = torch.empty([values[d] if isinstance(d, str) else d for d in pattern], dtype=x.dtype, device="meta")
+            x = make(x, x.shape if pattern is None else [sizes[d] if isinstance(d, str) else d for d in pattern])
         out.append(x)
     a, kw = tree_unflatten(out, spec)
     return a, kw
@@ -476,7 +488,7 @@ def sized_inputs(dims: Dims, args: tuple[Any, ...], kwargs: dict[str, Any],
 _SAME_VALUES = (torch.ops.aten.add, torch.ops.aten._to_copy, torch.ops.aten.clone, torch.ops.aten.contiguous)
 
 
-class Lookups(TorchDispatchMode):
+class Lookups(DispatchMode):
     """Table lookups at positions made from a size: ``arange`` up to a letter's expression (a
     position's index, ``arange(past + S)``), read, through any view of it, as the indices of an
     ``embedding`` with N rows. A lookup past N raises in a real run, and no shape records it: the
@@ -487,10 +499,6 @@ class Lookups(TorchDispatchMode):
         self.symbols = symbols
         self._ends: dict[int, Any] = {}  # storage -> the arange's end
         self.conditions: list[str] = []
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False  # as fxcost's other modes (recorder.DispatchMode): no compiled region here
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
         from fxcost.pytorch.memory import storage_key
