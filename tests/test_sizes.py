@@ -28,6 +28,7 @@ from torch import nn
 
 import fxcost
 from fxcost.errors import InputSpecError
+from tests.conftest import unique_param_count
 
 B, S, H, W = sympy.symbols("B S H W", integer=True, positive=True)
 
@@ -45,11 +46,23 @@ def _same(formula: fxcost.Report, concrete: fxcost.Report) -> None:
     assert formula.inputs == concrete.inputs
 
 
-def _tiny_gpt2(layers: int = 2, hidden: int = 64, heads: int = 4, vocab: int = 100) -> nn.Module:
+def _tiny_gpt2(layers: int = 2, hidden: int = 64, heads: int = 4, vocab: int = 100, device: str = "meta") -> nn.Module:
     tf = pytest.importorskip("transformers")
     config = tf.GPT2Config(n_layer=layers, n_embd=hidden, n_head=heads, vocab_size=vocab, n_positions=1024)
-    with torch.device("meta"):
+    with torch.device(device):
         return tf.GPT2LMHeadModel(config).eval()
+
+
+def _flop_counter_on_fakes(model: nn.Module, shape: tuple[int, ...]) -> int:
+    """PyTorch's FlopCounterMode over the model's forward on a fake input of ``shape`` (its
+    kernels' own shape arithmetic, no data: a 512x512 VGG-19 in a second)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.eval()
+    with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.empty(shape))
+    return int(counter.get_total_flops())
 
 
 # --- CNNs: MACs as expressions of H and W ------------------------------------------------------
@@ -66,7 +79,11 @@ def test_a_cnn_is_exact_at_sizes_the_formula_was_not_built_from(name: str) -> No
     formula = fxcost.analyze(model, ("B", 3, "H", "W"), hint="B=4,H=256,W=256")
     assert formula.sizes is not None and formula.sizes.letters == ("B", "H", "W")
     for b, h, w in CNN_SIZES:
-        _same(formula.at(B=b, H=h, W=w), fxcost.analyze(model, (b, 3, h, w), tracer="eager"))
+        evaluated = formula.at(B=b, H=h, W=w)
+        _same(evaluated, fxcost.analyze(model, (b, 3, h, w), tracer="eager"))
+        # and against what is not fxcost: PyTorch's counter at that size, the model's parameters
+        assert 2 * evaluated.total().macs == _flop_counter_on_fakes(model, (b, 3, h, w))
+        assert evaluated.total().params == unique_param_count(model)
 
 
 def test_vgg19_macs_are_the_hand_formula_of_h_and_w() -> None:
@@ -86,7 +103,9 @@ def test_vgg19_macs_are_the_hand_formula_of_h_and_w() -> None:
         + 25088 * 4096 + 4096 * 4096 + 4096 * 1000
     )
     assert sympy.simplify(formula.total().macs - expected) == 0
-    assert formula.total().params == 143_667_240  # no letter in it: the parameters do not depend on the size
+    # no letter in it: the parameters do not depend on the size. 143,667,240: torchvision's published
+    # figure for vgg19 (its weights table), and Simonyan & Zisserman's 144M
+    assert formula.total().params == 143_667_240
 
 
 # --- GPT-2's family: the matmuls, and Narayanan et al.'s training FLOPs ----------------------
@@ -96,11 +115,20 @@ GPT_SIZES = [(2, 7), (3, 64), (2, 100), (5, 333), (4, 1000)]
 
 
 def test_a_gpt_is_exact_at_sizes_the_formula_was_not_built_from() -> None:
+    from tests.test_zoo import reference
+
     model = _tiny_gpt2()
+    torch.manual_seed(0)
+    real = _tiny_gpt2(device="cpu")  # the same configuration with weights, for PyTorch's own counter
     for train in (False, True):
         formula = fxcost.analyze(model, "BxS:int64", hint="B=3,S=256", train=train)
         for b, s in GPT_SIZES:
-            _same(formula.at(B=b, S=s), fxcost.analyze(model, f"{b}x{s}:int64", tracer="eager", train=train))
+            evaluated = formula.at(B=b, S=s)
+            _same(evaluated, fxcost.analyze(model, f"{b}x{s}:int64", tracer="eager", train=train))
+            if not train:  # FlopCounterMode over a real forward (unfused attention) at that size
+                flops, _ = reference(real, (torch.zeros(b, s, dtype=torch.int64),), {})
+                assert 2 * evaluated.total().macs == flops
+            assert evaluated.total().params == unique_param_count(real)
 
 
 @pytest.mark.parametrize(("layers", "hidden", "heads", "vocab"), [(2, 64, 4, 100), (3, 96, 6, 1000)])
@@ -455,3 +483,21 @@ def test_an_input_text_has_letters_where_a_size_is_one(text: str, lettered: bool
     from fxcost.loading.specs import text_has_letters
 
     assert text_has_letters(text) is lettered
+
+
+class CopiedPositions(nn.Module):
+    """Positions made from the length, copied, moved by 2, then looked up in a 64-row table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = nn.Embedding(64, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(x.shape[1]).clone() + 2
+        return x + self.table(positions)
+
+
+def test_positions_followed_through_a_copy_and_an_offset() -> None:
+    # arange(S) holds 0..S-1; + 2 makes the largest S + 1, which must be a row of 64: S + 2 <= 64
+    formula = fxcost.analyze(CopiedPositions(), ("B", "S", 8), hint="S=16")
+    assert "S + 2 <= 64" in formula.sizes.domain
